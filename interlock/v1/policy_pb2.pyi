@@ -1,0 +1,164 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Price(_message.Message):
+    __slots__ = ("input_per_mtok", "output_per_mtok", "cached_input_per_mtok", "version")
+    INPUT_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
+    CACHED_INPUT_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    input_per_mtok: str
+    output_per_mtok: str
+    cached_input_per_mtok: str
+    version: str
+    def __init__(self, input_per_mtok: _Optional[str] = ..., output_per_mtok: _Optional[str] = ..., cached_input_per_mtok: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class Provider(_message.Message):
+    __slots__ = ("name", "kind", "base_url", "credential_ref", "headers", "timeout_ms")
+    class HeadersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    BASE_URL_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_REF_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: str
+    base_url: str
+    credential_ref: str
+    headers: _containers.ScalarMap[str, str]
+    timeout_ms: int
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., base_url: _Optional[str] = ..., credential_ref: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+
+class Model(_message.Message):
+    __slots__ = ("name", "provider", "upstream_name", "price", "max_output_tokens", "context_window")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    UPSTREAM_NAME_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    provider: str
+    upstream_name: str
+    price: Price
+    max_output_tokens: int
+    context_window: int
+    def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., upstream_name: _Optional[str] = ..., price: _Optional[_Union[Price, _Mapping]] = ..., max_output_tokens: _Optional[int] = ..., context_window: _Optional[int] = ...) -> None: ...
+
+class Alias(_message.Message):
+    __slots__ = ("name", "target")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    target: str
+    def __init__(self, name: _Optional[str] = ..., target: _Optional[str] = ...) -> None: ...
+
+class Team(_message.Message):
+    __slots__ = ("id", "name", "allowed_models", "default_tags")
+    class DefaultTagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_MODELS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_TAGS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    allowed_models: _containers.RepeatedScalarFieldContainer[str]
+    default_tags: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., default_tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class User(_message.Message):
+    __slots__ = ("id", "team_id", "name")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    team_id: str
+    name: str
+    def __init__(self, id: _Optional[str] = ..., team_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class Project(_message.Message):
+    __slots__ = ("id", "team_id", "name")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    team_id: str
+    name: str
+    def __init__(self, id: _Optional[str] = ..., team_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class VirtualKey(_message.Message):
+    __slots__ = ("id", "key_hash", "name", "team_id", "user_id", "project_id", "allowed_models", "expires_at_unix_ms", "revoked", "default_tags", "parent_key_id")
+    class DefaultTagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_HASH_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_MODELS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_TAGS_FIELD_NUMBER: _ClassVar[int]
+    PARENT_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    key_hash: bytes
+    name: str
+    team_id: str
+    user_id: str
+    project_id: str
+    allowed_models: _containers.RepeatedScalarFieldContainer[str]
+    expires_at_unix_ms: int
+    revoked: bool
+    default_tags: _containers.ScalarMap[str, str]
+    parent_key_id: str
+    def __init__(self, id: _Optional[str] = ..., key_hash: _Optional[bytes] = ..., name: _Optional[str] = ..., team_id: _Optional[str] = ..., user_id: _Optional[str] = ..., project_id: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., expires_at_unix_ms: _Optional[int] = ..., revoked: _Optional[bool] = ..., default_tags: _Optional[_Mapping[str, str]] = ..., parent_key_id: _Optional[str] = ...) -> None: ...
+
+class PolicySnapshot(_message.Message):
+    __slots__ = ("version", "content_hash", "created_unix_ms", "key_hash_scheme", "providers", "models", "aliases", "teams", "users", "projects", "keys")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    KEY_HASH_SCHEME_FIELD_NUMBER: _ClassVar[int]
+    PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    TEAMS_FIELD_NUMBER: _ClassVar[int]
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    PROJECTS_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    content_hash: str
+    created_unix_ms: int
+    key_hash_scheme: str
+    providers: _containers.RepeatedCompositeFieldContainer[Provider]
+    models: _containers.RepeatedCompositeFieldContainer[Model]
+    aliases: _containers.RepeatedCompositeFieldContainer[Alias]
+    teams: _containers.RepeatedCompositeFieldContainer[Team]
+    users: _containers.RepeatedCompositeFieldContainer[User]
+    projects: _containers.RepeatedCompositeFieldContainer[Project]
+    keys: _containers.RepeatedCompositeFieldContainer[VirtualKey]
+    def __init__(self, version: _Optional[int] = ..., content_hash: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., key_hash_scheme: _Optional[str] = ..., providers: _Optional[_Iterable[_Union[Provider, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., aliases: _Optional[_Iterable[_Union[Alias, _Mapping]]] = ..., teams: _Optional[_Iterable[_Union[Team, _Mapping]]] = ..., users: _Optional[_Iterable[_Union[User, _Mapping]]] = ..., projects: _Optional[_Iterable[_Union[Project, _Mapping]]] = ..., keys: _Optional[_Iterable[_Union[VirtualKey, _Mapping]]] = ...) -> None: ...
