@@ -1,0 +1,1 @@
+"""Control plane: policy authority on etcd, admin API, snapshot streaming."""

@@ -1,0 +1,1 @@
+"""Policy model, validation and compilation into immutable snapshots."""

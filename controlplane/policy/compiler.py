@@ -1,0 +1,149 @@
+"""Validate policy state and compile it into an immutable PolicySnapshot.
+
+Pure: records in, snapshot (or a list of errors) out. Validation runs before
+anything is written to the store, and again whenever the store changes, so an
+invalid policy is never published.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+from interlock.keys import HASH_SCHEME
+from interlock.kinds import PROVIDER_KINDS
+from interlock.v1 import policy_pb2
+
+from ..errors import PolicyInvalid
+from .model import KeyRecord, PolicyDocument
+
+
+def _dupes(kind: str, names: Iterable[str]) -> list[str]:
+    seen: set[str] = set()
+    out = []
+    for n in names:
+        if n in seen:
+            out.append(f"{kind} {n!r} is defined more than once")
+        seen.add(n)
+    return out
+
+
+def resolve_aliases(doc: PolicyDocument) -> tuple[dict[str, str], list[str]]:
+    """Flatten alias chains to their final model; report cycles and dangling targets."""
+    models = {m.name for m in doc.models}
+    raw = {a.name: a.target for a in doc.aliases}
+    flat: dict[str, str] = {}
+    errors: list[str] = []
+    for name in raw:
+        seen = [name]
+        target = raw[name]
+        while target in raw:
+            if target in seen:
+                errors.append(f"alias cycle: {' -> '.join([*seen, target])}")
+                break
+            seen.append(target)
+            target = raw[target]
+        else:
+            if target in models:
+                flat[name] = target
+            else:
+                errors.append(f"alias {name!r} points to {target!r}, which is neither a model nor an alias")
+    return flat, errors
+
+
+def validate(doc: PolicyDocument, keys: Iterable[KeyRecord]) -> dict[str, str]:
+    """Raise PolicyInvalid listing every problem; return the flattened alias map."""
+    errors: list[str] = []
+    errors += _dupes("provider", (p.name for p in doc.providers))
+    errors += _dupes("model", (m.name for m in doc.models))
+    errors += _dupes("alias", (a.name for a in doc.aliases))
+    errors += _dupes("team", (t.id for t in doc.teams))
+    errors += _dupes("user", (u.id for u in doc.users))
+    errors += _dupes("project", (p.id for p in doc.projects))
+    providers = {p.name for p in doc.providers}
+    models = {m.name for m in doc.models}
+    teams = {t.id for t in doc.teams}
+    users = {u.id: u.team for u in doc.users}
+    projects = {p.id: p.team for p in doc.projects}
+    for p in doc.providers:
+        if p.kind not in PROVIDER_KINDS:
+            errors.append(f"provider {p.name!r}: unknown kind {p.kind!r} (known: {', '.join(sorted(PROVIDER_KINDS))})")
+    for m in doc.models:
+        if m.provider not in providers:
+            errors.append(f"model {m.name!r}: provider {m.provider!r} is not defined")
+    for a in doc.aliases:
+        if a.name in models:
+            errors.append(f"alias {a.name!r} has the same name as a model; rename one of them")
+    flat, alias_errors = resolve_aliases(doc)
+    errors += alias_errors
+    routable = models | set(flat)
+    for t in doc.teams:
+        errors += [f"team {t.id!r}: allowed model {n!r} is not a model or alias" for n in t.allowed_models if n not in routable]
+    for u in doc.users:
+        if u.team not in teams:
+            errors.append(f"user {u.id!r}: team {u.team!r} is not defined")
+    for pr in doc.projects:
+        if pr.team not in teams:
+            errors.append(f"project {pr.id!r}: team {pr.team!r} is not defined")
+    for k in keys:
+        where = f"virtual key {k.id}"
+        if k.team and k.team not in teams:
+            errors.append(f"{where} belongs to team {k.team!r}, which the policy no longer defines")
+        if k.user and k.user not in users:
+            errors.append(f"{where} belongs to user {k.user!r}, which the policy no longer defines")
+        if k.project and k.project not in projects:
+            errors.append(f"{where} belongs to project {k.project!r}, which the policy no longer defines")
+        if not k.revoked:
+            errors += [f"{where}: allowed model {n!r} is not a model or alias" for n in k.allowed_models if n not in routable]
+    if errors:
+        raise PolicyInvalid(errors)
+    return flat
+
+
+def content_hash(snapshot: policy_pb2.PolicySnapshot) -> str:
+    body = policy_pb2.PolicySnapshot()
+    body.CopyFrom(snapshot)
+    body.version = 0
+    body.content_hash = ""
+    body.created_unix_ms = 0
+    return hashlib.sha256(body.SerializeToString(deterministic=True)).hexdigest()
+
+
+def compile_snapshot(
+    doc: PolicyDocument, keys: Iterable[KeyRecord], *, version: int, now_ms: int
+) -> policy_pb2.PolicySnapshot:
+    keys = sorted(keys, key=lambda k: k.id)
+    flat = validate(doc, keys)
+    s = policy_pb2.PolicySnapshot(version=version, created_unix_ms=now_ms, key_hash_scheme=HASH_SCHEME)
+    for p in sorted(doc.providers, key=lambda p: p.name):
+        s.providers.add(
+            name=p.name, kind=p.kind, base_url=p.base_url, credential_ref=p.credential,
+            headers=p.headers, timeout_ms=p.timeout_ms,
+        )
+    for m in sorted(doc.models, key=lambda m: m.name):
+        pr = m.price
+        cached = pr.cached_input if pr.cached_input is not None else pr.input
+        price_version = hashlib.sha256(f"{pr.input}|{pr.output}|{cached}".encode()).hexdigest()[:12]
+        s.models.add(
+            name=m.name, provider=m.provider, upstream_name=m.upstream or m.name,
+            price=policy_pb2.Price(
+                input_per_mtok=pr.input, output_per_mtok=pr.output, cached_input_per_mtok=cached, version=price_version
+            ),
+            max_output_tokens=m.max_output_tokens, context_window=m.context_window,
+        )
+    for name in sorted(flat):
+        s.aliases.add(name=name, target=flat[name])
+    for t in sorted(doc.teams, key=lambda t: t.id):
+        s.teams.add(id=t.id, name=t.name, allowed_models=sorted(t.allowed_models), default_tags=t.default_tags)
+    for u in sorted(doc.users, key=lambda u: u.id):
+        s.users.add(id=u.id, team_id=u.team, name=u.name)
+    for pj in sorted(doc.projects, key=lambda p: p.id):
+        s.projects.add(id=pj.id, team_id=pj.team, name=pj.name)
+    for k in keys:
+        s.keys.add(
+            id=k.id, key_hash=bytes.fromhex(k.key_hash), name=k.name, team_id=k.team, user_id=k.user,
+            project_id=k.project, allowed_models=sorted(k.allowed_models), expires_at_unix_ms=k.expires_at_unix_ms,
+            revoked=k.revoked, default_tags=k.default_tags, parent_key_id=k.parent,
+        )
+    s.content_hash = content_hash(s)
+    return s

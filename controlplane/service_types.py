@@ -1,0 +1,90 @@
+"""The contract between the policy service and its front ends (admin API, CLI, dev mode)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from interlock.v1 import policy_pb2
+
+from .policy.model import KeyRecord, PolicyDocument
+
+
+@dataclass(frozen=True)
+class Change:
+    section: str  # "providers", "models", ... or "keys"
+    name: str
+    action: Literal["create", "update", "delete"]
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    changes: list[Change]
+    version: int  # store revision after the apply (unchanged when dry_run or no change)
+    dry_run: bool
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    record: KeyRecord
+    secret: str = field(repr=False)  # shown once to the caller, never stored
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    name: str = ""
+    team: str = ""
+    user: str = ""
+    project: str = ""
+    allowed_models: list[str] = field(default_factory=list)
+    expires_at_unix_ms: int = 0
+    default_tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    kind: Literal["model", "alias"]
+    provider: str
+    upstream: str
+    target: str  # for aliases: the model it resolves to; for models: itself
+    input_per_mtok: str
+    output_per_mtok: str
+    cached_input_per_mtok: str
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    node_id: str
+    version: int  # last snapshot version the node acknowledged as applied
+    content_hash: str
+    connected: bool
+    last_seen_unix_ms: int
+    address: str = ""
+    rejected_version: int = 0  # last version the node rejected, with why
+    reject_reason: str = ""
+
+
+class PolicyService(Protocol):
+    async def get_document(self) -> tuple[PolicyDocument, int]: ...
+
+    async def apply(self, doc: PolicyDocument, *, dry_run: bool = False) -> ApplyResult:
+        """Make the stored declarative policy equal `doc` (items absent from doc are deleted).
+        Raises PolicyInvalid before writing anything if the result would not compile."""
+        ...
+
+    async def create_key(self, spec: KeySpec) -> CreatedKey: ...
+
+    async def list_keys(self) -> list[KeyRecord]: ...
+
+    async def revoke_key(self, key_id: str) -> KeyRecord:
+        """Raises NotFound for an unknown id. Revoking twice is not an error."""
+        ...
+
+    async def list_models(self) -> list[ModelInfo]: ...
+
+    async def node_status(self) -> list[NodeStatus]: ...
+
+    async def current_snapshot(self) -> policy_pb2.PolicySnapshot: ...

@@ -1,0 +1,25 @@
+"""Registry of command modules; each module exposes `register(group)`."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# Modules are imported lazily at registration so one broken area can't hide the rest.
+MODULES = (
+    "interlock.cli.fake_cmd",      # interlock fake-provider
+    "interlock.cli.policy_cmds",   # apply, keys, models, status
+    "interlock.cli.serve_cmds",    # dev, dataplane, controlplane
+)
+
+
+def register(group: click.Group) -> None:
+    for name in MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(group)

@@ -1,0 +1,159 @@
+"""Typed, frozen settings for every service, read from the environment in one place.
+
+Secrets (admin token, key pepper) can come from `*_FILE` variables and are
+excluded from repr so they never reach logs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+PREFIX = "INTERLOCK_"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable to fix."""
+
+
+def _get(env: Mapping[str, str], name: str, default: T, cast: Callable[[str], T]) -> T:
+    raw = env.get(PREFIX + name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return cast(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{PREFIX}{name}={raw!r} is not valid: {exc}") from exc
+
+
+def _secret(env: Mapping[str, str], name: str) -> bytes | None:
+    """A secret from INTERLOCK_<NAME> or the file named by INTERLOCK_<NAME>_FILE."""
+    if path := env.get(f"{PREFIX}{name}_FILE"):
+        try:
+            return Path(path).read_bytes().strip()
+        except OSError as exc:
+            raise SettingsError(f"{PREFIX}{name}_FILE={path!r} cannot be read: {exc.strerror}") from exc
+    value = env.get(PREFIX + name)
+    return value.encode() if value else None
+
+
+def _bool(raw: str) -> bool:
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true/false")
+
+
+@dataclass(frozen=True)
+class DataPlaneSettings:
+    node_id: str
+    key_pepper: bytes = field(repr=False)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    control_plane: str = "127.0.0.1:50051"  # gRPC target; "" = run from the disk snapshot only
+    state_dir: Path = Path(".interlock/dataplane")
+    max_body_bytes: int = 32 * 1024 * 1024
+    upstream_connect_timeout_s: float = 10.0
+    upstream_pool_size: int = 512
+    usage_sink: str = "none"  # "none" | "clickhouse" (dev) | "kafka" (usage-pipeline issue)
+    clickhouse_dsn: str = ""
+
+    @property
+    def snapshot_path(self) -> Path:
+        return self.state_dir / "snapshot.pb"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DataPlaneSettings:
+        env = os.environ if env is None else env
+        pepper = _secret(env, "KEY_PEPPER")
+        if not pepper:
+            raise SettingsError(f"{PREFIX}KEY_PEPPER (or {PREFIX}KEY_PEPPER_FILE) must be set to the control plane's key pepper")
+        return cls(
+            node_id=_get(env, "NODE_ID", socket.gethostname(), str),
+            key_pepper=pepper,
+            host=_get(env, "DP_HOST", cls.host, str),
+            port=_get(env, "DP_PORT", cls.port, int),
+            control_plane=_get(env, "CONTROL_PLANE", cls.control_plane, str),
+            state_dir=_get(env, "DP_STATE_DIR", cls.state_dir, Path),
+            max_body_bytes=_get(env, "MAX_BODY_BYTES", cls.max_body_bytes, int),
+            upstream_connect_timeout_s=_get(env, "UPSTREAM_CONNECT_TIMEOUT_S", cls.upstream_connect_timeout_s, float),
+            upstream_pool_size=_get(env, "UPSTREAM_POOL_SIZE", cls.upstream_pool_size, int),
+            usage_sink=_get(env, "USAGE_SINK", cls.usage_sink, str),
+            clickhouse_dsn=_get(env, "CLICKHOUSE_DSN", cls.clickhouse_dsn, str),
+        )
+
+
+@dataclass(frozen=True)
+class ControlPlaneSettings:
+    key_pepper: bytes = field(repr=False)
+    admin_token: bytes = field(repr=False)
+    store: str = "etcd://127.0.0.1:2379"  # or "sqlite:///path/policy.db" (embedded)
+    etcd_prefix: str = "/interlock"
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 8081
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    heartbeat_s: float = 5.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ControlPlaneSettings:
+        env = os.environ if env is None else env
+        pepper = _secret(env, "KEY_PEPPER")
+        token = _secret(env, "ADMIN_TOKEN")
+        if not pepper:
+            raise SettingsError(f"{PREFIX}KEY_PEPPER (or {PREFIX}KEY_PEPPER_FILE) must be set: 32+ random bytes, same on every node")
+        if not token:
+            raise SettingsError(f"{PREFIX}ADMIN_TOKEN (or {PREFIX}ADMIN_TOKEN_FILE) must be set to protect the admin API")
+        return cls(
+            key_pepper=pepper,
+            admin_token=token,
+            store=_get(env, "STORE", cls.store, str),
+            etcd_prefix=_get(env, "ETCD_PREFIX", cls.etcd_prefix, str),
+            admin_host=_get(env, "ADMIN_HOST", cls.admin_host, str),
+            admin_port=_get(env, "ADMIN_PORT", cls.admin_port, int),
+            grpc_host=_get(env, "GRPC_HOST", cls.grpc_host, str),
+            grpc_port=_get(env, "GRPC_PORT", cls.grpc_port, int),
+            heartbeat_s=_get(env, "HEARTBEAT_S", cls.heartbeat_s, float),
+        )
+
+
+@dataclass(frozen=True)
+class CliSettings:
+    admin_url: str = "http://127.0.0.1:8081"
+    admin_token: str = field(default="", repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CliSettings:
+        env = os.environ if env is None else env
+        tok = _secret(env, "ADMIN_TOKEN")
+        return cls(admin_url=_get(env, "ADMIN_URL", cls.admin_url, str), admin_token=tok.decode() if tok else "")
+
+
+@dataclass(frozen=True)
+class DevSettings:
+    data_dir: Path = Path(".interlock")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    admin_port: int = 8081
+    grpc_port: int = 50051
+    fake_provider_port: int = 9099
+    with_usage: bool = True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DevSettings:
+        env = os.environ if env is None else env
+        return cls(
+            data_dir=_get(env, "DATA_DIR", cls.data_dir, Path),
+            host=_get(env, "DP_HOST", cls.host, str),
+            port=_get(env, "DP_PORT", cls.port, int),
+            admin_port=_get(env, "ADMIN_PORT", cls.admin_port, int),
+            grpc_port=_get(env, "GRPC_PORT", cls.grpc_port, int),
+            fake_provider_port=_get(env, "FAKE_PROVIDER_PORT", cls.fake_provider_port, int),
+            with_usage=_get(env, "DEV_USAGE", cls.with_usage, _bool),
+        )
