@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from interlock.keys import HASH_SCHEME
 from interlock.kinds import PROVIDER_KINDS
+from interlock.snapshot_hash import snapshot_content_hash
 from interlock.v1 import policy_pb2
 
 from ..errors import PolicyInvalid
@@ -100,15 +101,6 @@ def validate(doc: PolicyDocument, keys: Iterable[KeyRecord]) -> dict[str, str]:
     return flat
 
 
-def content_hash(snapshot: policy_pb2.PolicySnapshot) -> str:
-    body = policy_pb2.PolicySnapshot()
-    body.CopyFrom(snapshot)
-    body.version = 0
-    body.content_hash = ""
-    body.created_unix_ms = 0
-    return hashlib.sha256(body.SerializeToString(deterministic=True)).hexdigest()
-
-
 def compile_snapshot(
     doc: PolicyDocument, keys: Iterable[KeyRecord], *, version: int, now_ms: int
 ) -> policy_pb2.PolicySnapshot:
@@ -145,5 +137,5 @@ def compile_snapshot(
             project_id=k.project, allowed_models=sorted(k.allowed_models), expires_at_unix_ms=k.expires_at_unix_ms,
             revoked=k.revoked, default_tags=k.default_tags, parent_key_id=k.parent,
         )
-    s.content_hash = content_hash(s)
+    s.content_hash = snapshot_content_hash(s)
     return s

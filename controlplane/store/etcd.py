@@ -1,0 +1,214 @@
+"""etcd v3 implementation of the KV contract (via aetcd).
+
+aetcd, grpc and timeout exceptions are translated here, once: unreachable
+endpoints become StoreUnavailable, failed compares become Conflict. With several
+endpoints the store fails over to the next one when a call cannot connect
+(reads retry immediately; commits do not, since their outcome is unknown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import suppress
+from typing import Any, TypeVar
+
+import aetcd
+import grpc
+
+from ..errors import Conflict, PolicyInvalid, StoreUnavailable
+from .base import Entry, join_root
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_UNREACHABLE = (aetcd.ConnectionFailedError, aetcd.ConnectionTimeoutError, aetcd.WatchTimeoutError, TimeoutError)
+_CHANNEL_OPTIONS = {
+    # Snapshots of large deployments exceed gRPC's 4 MiB default.
+    "grpc.max_receive_message_length": 64 * 1024 * 1024,
+    # Detect half-open connections (no RST after a partition) so watches re-establish.
+    "grpc.keepalive_time_ms": 10_000,
+    "grpc.keepalive_timeout_ms": 5_000,
+}
+
+
+class EtcdKV:
+    def __init__(
+        self,
+        endpoints: Sequence[tuple[str, int]],
+        root: str,
+        *,
+        timeout_s: float = 5.0,
+        retry_s: float = 0.2,
+        max_retry_s: float = 5.0,
+    ):
+        if not endpoints:
+            raise ValueError("at least one etcd endpoint is required")
+        self._endpoints = list(endpoints)
+        self._root = root
+        self._timeout_s = timeout_s
+        self._retry_s = retry_s
+        self._max_retry_s = max_retry_s
+        self._idx = 0
+        self._client = self._new_client()
+        self._leases: dict[str, int] = {}  # ephemeral key -> lease kept alive by re-puts
+        self._closing: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    # -- plumbing -------------------------------------------------------------
+
+    def _new_client(self) -> aetcd.Client:
+        host, port = self._endpoints[self._idx]
+        # aetcd annotates timeout as int but passes it straight to grpc, which takes float seconds.
+        return aetcd.Client(host=host, port=port, timeout=self._timeout_s, options=_CHANNEL_OPTIONS)  # type: ignore[arg-type]
+
+    def _where(self) -> str:
+        return ",".join(f"{h}:{p}" for h, p in self._endpoints)
+
+    def _kb(self, key: str) -> bytes:
+        return join_root(self._root, key).encode()
+
+    def _failover(self, failed: aetcd.Client) -> None:
+        if len(self._endpoints) == 1 or failed is not self._client or self._closed:
+            return  # a single channel reconnects by itself; or someone already moved on
+        self._idx = (self._idx + 1) % len(self._endpoints)
+        self._client = self._new_client()
+        task = asyncio.get_running_loop().create_task(failed.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _call(self, op: Callable[[aetcd.Client], Awaitable[T]], *, idempotent: bool) -> T:
+        if self._closed:
+            raise StoreUnavailable("the etcd store is closed")
+        last: BaseException | None = None
+        for _ in range(len(self._endpoints) if idempotent else 1):
+            client = self._client
+            try:
+                return await op(client)
+            except _UNREACHABLE as exc:
+                last = exc
+                self._failover(client)
+            except aetcd.InvalidArgumentError as exc:
+                if "too many operations" in str(exc):
+                    raise PolicyInvalid(
+                        ["the change touches more items than etcd allows in one transaction; "
+                         "raise etcd's --max-txn-ops or apply the policy in smaller steps"]
+                    ) from exc
+                raise StoreUnavailable(f"etcd rejected the request: {exc}") from exc
+            except (aetcd.ClientError, grpc.RpcError) as exc:
+                raise StoreUnavailable(f"etcd error at {self._where()}: {exc}") from exc
+        raise StoreUnavailable(f"etcd is unreachable at {self._where()}: {last}") from last
+
+    # -- reads ----------------------------------------------------------------
+
+    async def get(self, key: str) -> Entry | None:
+        kv = await self._call(lambda c: c.get(self._kb(key)), idempotent=True)
+        return Entry(kv.value, kv.mod_revision) if kv is not None else None
+
+    async def get_prefix(self, prefix: str) -> tuple[dict[str, Entry], int]:
+        res = await self._call(lambda c: c.get_prefix(self._kb(prefix)), idempotent=True)
+        cut = len(self._kb(""))
+        return {kv.key[cut:].decode(): Entry(kv.value, kv.mod_revision) for kv in res.kvs}, res.header.revision
+
+    async def _revision(self) -> int:
+        root = self._kb("")
+        res = await self._call(lambda c: c.get_range(root, root + b"\0"), idempotent=True)
+        return int(res.header.revision)
+
+    # -- writes ---------------------------------------------------------------
+
+    async def commit(
+        self,
+        puts: Mapping[str, bytes],
+        deletes: Iterable[str] = (),
+        *,
+        if_revision_of: Mapping[str, int] | None = None,
+    ) -> int:
+        expected = dict(if_revision_of or {})
+        deletes = list(deletes)
+
+        async def op(c: aetcd.Client) -> int:
+            tx = c.transactions
+            compare = [tx.mod(self._kb(k)) == rev for k, rev in expected.items()]
+            ops: list[Any] = [tx.put(self._kb(k), v) for k, v in puts.items()]
+            ops += [tx.delete(self._kb(k)) for k in deletes]
+            ok, responses = await c.transaction(compare=compare, success=ops, failure=[])
+            if not ok:
+                raise Conflict(f"the policy changed concurrently ({', '.join(expected)}); retry with fresh state")
+            if not responses:
+                return -1
+            first = responses[0]
+            return int(getattr(first, first.WhichOneof("response")).header.revision)
+
+        rev = await self._call(op, idempotent=False)
+        return rev if rev >= 0 else await self._revision()
+
+    async def put_ephemeral(self, key: str, value: bytes, ttl_s: float) -> None:
+        async def op(c: aetcd.Client) -> None:
+            lease_id = self._leases.pop(key, None)
+            if lease_id is not None:
+                reply = await c.refresh_lease(lease_id)
+                if reply is None or reply.TTL <= 0:
+                    lease_id = None  # lapsed: the key is already gone, start a new lease
+            if lease_id is None:
+                lease_id = (await c.lease(max(2, math.ceil(ttl_s)))).id
+            await c.put(self._kb(key), value, lease=lease_id)
+            self._leases[key] = lease_id  # only cached once the put worked, so failures re-grant
+
+        await self._call(op, idempotent=False)
+
+    # -- watch ----------------------------------------------------------------
+
+    async def watch_prefix(self, prefix: str, start_revision: int = 0) -> AsyncIterator[int]:
+        key = self._kb(prefix)
+        last = start_revision
+        delay = self._retry_s
+        while not self._closed:
+            client = self._client
+            try:
+                if last == 0:
+                    last = await self._revision()
+                watch = await client.watch_prefix(key, start_revision=last + 1)
+                delay = self._retry_s
+                try:
+                    async for event in watch:
+                        if event.kv.mod_revision > last:
+                            last = event.kv.mod_revision
+                            yield last
+                finally:
+                    with suppress(Exception):
+                        await watch.cancel()
+            except aetcd.RevisionCompactedError:
+                # The history we would replay is gone: re-list so the caller re-reads everything.
+                with suppress(StoreUnavailable):
+                    last = await self._revision()
+                    log.info("etcd watch on %s lost compacted history; resuming at revision %d", prefix, last)
+                    yield last
+            except Exception as exc:  # any failure: back off and re-watch from `last`, etcd replays what we missed
+                if self._closed:
+                    return
+                log.warning("etcd watch on %s interrupted (%s); retrying in %.1fs", prefix, exc, delay)
+                if isinstance(exc, _UNREACHABLE):
+                    self._failover(client)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._max_retry_s)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        # Revoke liveness leases so this instance's nodes show disconnected now rather than after the TTL.
+        if self._leases:
+            with suppress(Exception):
+                await asyncio.wait_for(
+                    asyncio.gather(*(self._client.revoke_lease(i) for i in self._leases.values()), return_exceptions=True),
+                    1.0,
+                )
+        self._closed = True
+        self._leases.clear()
+        with suppress(Exception):
+            await self._client.close()
+        for task in list(self._closing):
+            with suppress(Exception):
+                await task

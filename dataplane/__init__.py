@@ -1,0 +1,1 @@
+"""Interlock data plane: serves model traffic from an in-memory policy snapshot."""

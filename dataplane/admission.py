@@ -1,0 +1,42 @@
+"""Who is calling and may they use this model — answered from the in-memory policy only."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from dataplane.dialects.base import ErrorKind
+from dataplane.gateway_errors import GatewayError, unauthorized
+from dataplane.policy import CompiledPolicy, KeyEntry, Route
+from interlock.keys import hash_key
+
+
+def presented_key(headers: Mapping[str, str], query: str = "") -> str | None:
+    """The virtual key from `Authorization: Bearer`, `x-api-key` or `x-goog-api-key` (the official SDKs' choices)."""
+    auth = headers.get("authorization")
+    if auth is not None:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token:
+            return token.strip()
+    return headers.get("x-api-key") or headers.get("x-goog-api-key") or None
+
+
+def authenticate(policy: CompiledPolicy, pepper: bytes, secret: str | None, now_ms: int) -> KeyEntry:
+    if not secret:
+        raise unauthorized("missing virtual key: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'")
+    entry = policy.keys.get(hash_key(pepper, secret))
+    if entry is None:
+        raise unauthorized("invalid virtual key; ask your platform team for a key (interlock keys create)")
+    if entry.revoked:
+        raise unauthorized(f"virtual key {entry.id} has been revoked")
+    if entry.expires_at_ms and now_ms >= entry.expires_at_ms:
+        raise unauthorized(f"virtual key {entry.id} has expired")
+    return entry
+
+
+def resolve(policy: CompiledPolicy, key: KeyEntry, requested: str) -> Route:
+    route = policy.routes.get(requested)
+    if route is None:
+        raise GatewayError(404, ErrorKind.NOT_FOUND, f"model {requested!r} does not exist on this gateway; GET /v1/models lists yours")
+    if key.allowed is not None and requested not in key.allowed:
+        raise GatewayError(403, ErrorKind.PERMISSION, f"virtual key {key.id} is not allowed to use model {requested!r}")
+    return route

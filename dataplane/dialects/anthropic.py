@@ -1,0 +1,83 @@
+"""Anthropic dialect (messages): errors, usage, stream usage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from .base import ErrorKind, Usage
+from .sse import SSEBuffer, usage_payloads
+
+_TYPES = {
+    ErrorKind.INVALID_REQUEST: "invalid_request_error",
+    ErrorKind.AUTHENTICATION: "authentication_error",
+    ErrorKind.PERMISSION: "permission_error",
+    ErrorKind.NOT_FOUND: "not_found_error",
+    ErrorKind.TOO_LARGE: "request_too_large",
+    ErrorKind.RATE_LIMIT: "rate_limit_error",
+    ErrorKind.UPSTREAM: "api_error",
+    ErrorKind.OVERLOADED: "overloaded_error",
+    ErrorKind.TIMEOUT: "timeout_error",
+    ErrorKind.UNAVAILABLE: "api_error",
+    ErrorKind.INTERNAL: "api_error",
+}
+
+
+def _merge(usage: Usage, u: dict[str, Any]) -> None:
+    # message_start carries input (and cache) counts; message_delta carries the cumulative output count.
+    # Anthropic's input_tokens excludes cache reads and writes; ours is the total, with reads also in cached.
+    if "input_tokens" in u:
+        read = int(u.get("cache_read_input_tokens") or 0)
+        written = int(u.get("cache_creation_input_tokens") or 0)
+        usage.input_tokens = int(u.get("input_tokens") or 0) + read + written
+        usage.cached_input_tokens = read
+    if "output_tokens" in u:
+        usage.output_tokens = int(u.get("output_tokens") or 0)
+    usage.reported = True
+
+
+class AnthropicStreamScanner:
+    __slots__ = ("_sse", "usage")
+
+    def __init__(self) -> None:
+        self._sse = SSEBuffer()
+        self.usage = Usage()
+
+    @property
+    def events(self) -> int:
+        return self._sse.events
+
+    def feed(self, chunk: bytes) -> None:
+        done = self._sse.complete(chunk)
+        if done:
+            for payload in usage_payloads(done):
+                u = payload.get("usage")
+                if u is None and isinstance(payload.get("message"), dict):
+                    u = payload["message"].get("usage")
+                if isinstance(u, dict):
+                    _merge(self.usage, u)
+
+
+class AnthropicDialect:
+    name = "anthropic"
+
+    def error_body(self, status: int, kind: str, message: str) -> bytes:
+        return orjson.dumps({"type": "error", "error": {"type": _TYPES.get(kind, "api_error"), "message": message}})
+
+    def stream_error_event(self, kind: str, message: str) -> bytes:
+        return b"event: error\ndata: " + self.error_body(0, kind, message) + b"\n\n"
+
+    def usage_from_body(self, body: dict[str, Any]) -> Usage:
+        usage = Usage()
+        u = body.get("usage")
+        if isinstance(u, dict):
+            _merge(usage, u)
+        return usage
+
+    def stream_scanner(self) -> AnthropicStreamScanner:
+        return AnthropicStreamScanner()
+
+    def max_output_tokens(self, body: dict[str, Any]) -> int | None:
+        v = body.get("max_tokens")
+        return v if isinstance(v, int) else None

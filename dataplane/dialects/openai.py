@@ -1,0 +1,77 @@
+"""OpenAI dialect (chat completions): errors, usage, stream usage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from .base import ErrorKind, Usage
+from .sse import SSEBuffer, usage_payloads
+
+_TYPES = {
+    ErrorKind.INVALID_REQUEST: ("invalid_request_error", None),
+    ErrorKind.AUTHENTICATION: ("invalid_request_error", "invalid_api_key"),
+    ErrorKind.PERMISSION: ("invalid_request_error", "model_not_allowed"),
+    ErrorKind.NOT_FOUND: ("invalid_request_error", "model_not_found"),
+    ErrorKind.TOO_LARGE: ("invalid_request_error", "request_too_large"),
+    ErrorKind.RATE_LIMIT: ("rate_limit_exceeded", "rate_limit_exceeded"),
+    ErrorKind.UPSTREAM: ("api_error", "upstream_error"),
+    ErrorKind.OVERLOADED: ("api_error", "overloaded"),
+    ErrorKind.TIMEOUT: ("api_error", "upstream_timeout"),
+    ErrorKind.UNAVAILABLE: ("api_error", "gateway_unavailable"),
+    ErrorKind.INTERNAL: ("api_error", "internal_error"),
+}
+
+
+def usage_from_obj(u: Any) -> Usage:
+    if not isinstance(u, dict):
+        return Usage()
+    cached = (u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    reasoning = (u.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
+    return Usage(
+        input_tokens=int(u.get("prompt_tokens") or 0),
+        output_tokens=int(u.get("completion_tokens") or 0),
+        cached_input_tokens=int(cached),
+        reasoning_tokens=int(reasoning),
+        reported=True,
+    )
+
+
+class OpenAIStreamScanner:
+    __slots__ = ("_sse", "usage")
+
+    def __init__(self) -> None:
+        self._sse = SSEBuffer()
+        self.usage = Usage()
+
+    @property
+    def events(self) -> int:
+        return self._sse.events
+
+    def feed(self, chunk: bytes) -> None:
+        done = self._sse.complete(chunk)
+        if done:
+            for payload in usage_payloads(done):
+                self.usage = usage_from_obj(payload.get("usage"))
+
+
+class OpenAIDialect:
+    name = "openai"
+
+    def error_body(self, status: int, kind: str, message: str) -> bytes:
+        etype, code = _TYPES.get(kind, ("api_error", None))
+        return orjson.dumps({"error": {"message": message, "type": etype, "param": None, "code": code}})
+
+    def stream_error_event(self, kind: str, message: str) -> bytes:
+        return b"data: " + self.error_body(0, kind, message) + b"\n\n"
+
+    def usage_from_body(self, body: dict[str, Any]) -> Usage:
+        return usage_from_obj(body.get("usage"))
+
+    def stream_scanner(self) -> OpenAIStreamScanner:
+        return OpenAIStreamScanner()
+
+    def max_output_tokens(self, body: dict[str, Any]) -> int | None:
+        v = body.get("max_completion_tokens") or body.get("max_tokens")
+        return v if isinstance(v, int) else None

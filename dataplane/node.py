@@ -1,0 +1,91 @@
+"""DataPlaneNode: builds one node from settings and injected collaborators; no globals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+
+from dataplane import snapshot_file
+from dataplane.dialects.registry import default_dialects
+from dataplane.errors import DataPlaneError, SnapshotRejected
+from dataplane.gateway_errors import GatewayError
+from dataplane.http.messages import Request, Responder
+from dataplane.http.server import serve
+from dataplane.policy import env_and_file_credentials
+from dataplane.policy_holder import PolicyHolder
+from dataplane.providers.base import ProviderAdapter
+from dataplane.providers.registry import default_providers
+from dataplane.proxy import Proxy
+from dataplane.router import Router
+from dataplane.sync import SnapshotSync
+from dataplane.upstream import Upstream
+from dataplane.usage_sink import UsageSink
+from interlock.settings import DataPlaneSettings
+
+log = logging.getLogger(__name__)
+
+
+class DataPlaneNode:
+    def __init__(
+        self, settings: DataPlaneSettings, *, sink: UsageSink, env: Mapping[str, str],
+        adapters: Mapping[str, ProviderAdapter] | None = None,
+    ):
+        self.settings = settings
+        self.sink = sink
+        self.holder = PolicyHolder(adapters or default_providers(), env_and_file_credentials(env))
+        self.upstream = Upstream(pool_size=settings.upstream_pool_size, connect_timeout_s=settings.upstream_connect_timeout_s)
+        dialects = default_dialects()
+        now = time.time
+        self.proxy = Proxy(policy=self.holder.current, pepper=settings.key_pepper, upstream=self.upstream, sink=sink,
+                           node_id=settings.node_id, clock=now)
+        self.router = Router(proxy=self.proxy, dialects=dialects, policy=self.holder.current, pepper=settings.key_pepper,
+                             clock=now, ready=lambda: self.holder.policy is not None)
+        self.sync: SnapshotSync | None = None
+        if settings.control_plane:
+            self.sync = SnapshotSync(settings.control_plane, settings.node_id, self.holder.apply, settings.snapshot_path,
+                                     listen_address=f"{settings.host}:{settings.port}")
+        self._server: asyncio.Server | None = None
+        self._sync_task: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self, *, reuse_port: bool = False) -> None:
+        await self.upstream.start()
+        await self.sink.start()
+        if self.sync is not None:
+            self.sync.load_from_disk()
+            self._sync_task = asyncio.get_running_loop().create_task(self.sync.run())
+        else:
+            self._load_disk_only()
+        self._server = await serve(self.router, self.settings.host, self.settings.port, max_body=self.settings.max_body_bytes,
+                                   on_error=self._on_error, render_error=self.router.render_error, reuse_port=reuse_port)
+        log.info("data plane %s listening on %s:%d (policy v%s)", self.settings.node_id, self.settings.host, self.port,
+                 self.holder.policy.version if self.holder.policy else "none")
+
+    def _load_disk_only(self) -> None:
+        try:
+            snap = snapshot_file.load(self.settings.snapshot_path)
+            if snap is not None:
+                self.holder.apply(snap)
+        except (DataPlaneError, SnapshotRejected) as exc:
+            log.error("cannot use the snapshot on disk (%s); refusing traffic until a valid one arrives", exc)
+
+    def _on_error(self, req: Request, resp: Responder, exc: BaseException) -> None:
+        log.error("unhandled error serving %s %s: %s", req.method, req.path, type(exc).__name__, exc_info=exc)
+        if not resp.started:
+            d = self.router.dialect_for(req.path, req.headers)
+            status, kind = (exc.status, exc.kind) if isinstance(exc, GatewayError) else (500, "internal")
+            resp.send(status, "application/json", d.error_body(status, kind, "internal gateway error; it has been logged"))
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        if self.sync is not None:
+            await self.sync.stop()
+        await self.upstream.close()
+        await self.sink.close()

@@ -1,0 +1,1 @@
+"""Provider adapters: how a request is addressed and authenticated for each kind of upstream."""

@@ -1,0 +1,278 @@
+"""Keep the node's policy in step with the control plane over ControlPlane/Subscribe.
+
+The node says Hello with the version it already has, then applies each snapshot
+the control plane streams and answers with an Ack. The last applied snapshot is
+kept on disk so a restarted node can serve before (or without) the control
+plane. Failures never escape `run()`: the node keeps serving its last good
+snapshot and reconnects with jittered exponential backoff, forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import logging
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar
+
+import grpc
+import grpc.aio
+
+from interlock.v1 import control_pb2, control_pb2_grpc, policy_pb2
+
+from . import snapshot_file
+from .errors import SnapshotFileError, SnapshotRejected
+
+Applier = Callable[[policy_pb2.PolicySnapshot], None]
+
+
+class SnapshotSync:
+    """Subscribes to the control plane and hands verified snapshots to `applier`.
+
+    `applier` runs on the event loop and must swap the policy in atomically; it
+    raises SnapshotRejected to refuse a snapshot (the reason goes back in the Ack).
+    """
+
+    # Keepalive makes a vanished control plane (host down, network partition, no RST)
+    # visible within ~8 s instead of the kernel's TCP timeout. The control plane's
+    # server must allow pings this often (grpc.http2.min_ping_interval_without_data_ms
+    # <= 5000) or keep sending heartbeats at least as often, else it answers with GOAWAY.
+    CHANNEL_OPTIONS: ClassVar[tuple[tuple[str, int], ...]] = (
+        ("grpc.keepalive_time_ms", 5_000),
+        ("grpc.keepalive_timeout_ms", 3_000),
+        ("grpc.http2.max_pings_without_data", 0),  # the node mostly listens; don't stop pinging
+        ("grpc.max_receive_message_length", 256 * 1024 * 1024),  # a snapshot carries every key
+    )
+
+    def __init__(
+        self,
+        target: str,
+        node_id: str,
+        applier: Applier,
+        snapshot_path: Path,
+        clock: Callable[[], float] = time.monotonic,
+        listen_address: str = "",
+        backoff_min_s: float = 0.1,
+        backoff_max_s: float = 5.0,
+        *,
+        idle_timeout_s: float = 15.0,
+        software_version: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        """`idle_timeout_s`: reconnect when the control plane sends nothing (not even a
+        heartbeat) for this long; catches a wedged server that still answers pings.
+        Keep it a few heartbeat intervals long; 0 disables it."""
+        if not 0 < backoff_min_s <= backoff_max_s:
+            raise ValueError("need 0 < backoff_min_s <= backoff_max_s")
+        self._target = target
+        self._node_id = node_id
+        self._applier = applier
+        self._path = Path(snapshot_path)
+        self._clock = clock
+        self._listen_address = listen_address
+        self._backoff_min_s = backoff_min_s
+        self._backoff_max_s = backoff_max_s
+        self._idle_timeout_s = idle_timeout_s
+        self._software_version = software_version or self._installed_version()
+        self._credentials = credentials
+        self._rng = rng or random.Random()
+        self._log = logging.getLogger(__name__)
+        self._task: asyncio.Task[None] | None = None
+        self._attempt = 0
+        self._applied_changed = asyncio.Event()
+
+        # Observable state, read by health checks, metrics and tests.
+        self.applied_version = 0  # 0 = no snapshot: the node must refuse traffic
+        self.applied_hash = ""
+        self.connected = False
+        self.last_contact_monotonic: float | None = None  # clock() at the last message from the control plane
+        self.updates_applied = 0
+        self.updates_rejected = 0
+        self.save_failures = 0
+
+    @property
+    def has_snapshot(self) -> bool:
+        return self.applied_version > 0
+
+    def load_from_disk(self) -> bool:
+        """Apply the last good snapshot from disk, if there is a valid one. Call once at boot."""
+        try:
+            snapshot = snapshot_file.load(self._path)
+        except SnapshotFileError as exc:
+            # Not fatal: the control plane can still supply a snapshot; the next save replaces the file.
+            self._log.error("%s; ignoring it and waiting for the control plane", exc)
+            return False
+        if snapshot is None:
+            self._log.info("no snapshot file at %s; waiting for the control plane", self._path)
+            return False
+        if snapshot.version <= self.applied_version:
+            return False
+        try:
+            self._applier(snapshot)
+        except SnapshotRejected as exc:
+            self._log.warning("snapshot file %s (version %d) rejected: %s", self._path, snapshot.version, exc.reason)
+            return False
+        except Exception:
+            self._log.exception("applying snapshot file %s (version %d) failed", self._path, snapshot.version)
+            return False
+        self._mark_applied(snapshot)
+        self._log.info("applied snapshot version %d (%s) from %s", snapshot.version, snapshot.content_hash[:12], self._path)
+        return True
+
+    async def run(self) -> None:
+        """Stay subscribed until stop() is called. Never raises because of the control plane."""
+        if self._task is not None and not self._task.done():
+            raise RuntimeError("SnapshotSync.run() is already running")
+        # The loop runs in its own task so stop() cancels only the loop, not whoever awaits run().
+        task = asyncio.create_task(self._loop(), name=f"snapshot-sync:{self._node_id}")
+        self._task = task
+        try:
+            await asyncio.wait({task})
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task})
+        if not task.cancelled():
+            task.result()
+
+    async def stop(self) -> None:
+        """Close the stream and make run() return. Safe to call at any time, more than once."""
+        task = self._task
+        if task is None or task.done():
+            return
+        task.cancel()
+        await asyncio.wait({task})
+
+    async def wait_for_version(self, version: int, timeout_s: float | None = None) -> bool:
+        """Wait until a snapshot with at least `version` is applied; False on timeout."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                while self.applied_version < version:
+                    await self._applied_changed.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def backoff_delay(self, attempt: int) -> float:
+        """Seconds to wait before reconnect attempt `attempt` (0-based): full jitter between
+        the minimum and an exponentially growing cap, so restarted fleets don't reconnect in step."""
+        cap = min(self._backoff_max_s, self._backoff_min_s * 2 ** min(attempt, 32))
+        return self._rng.uniform(self._backoff_min_s, cap)
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self._session()
+            except grpc.aio.AioRpcError as exc:
+                self._log_failure("control plane %s: stream failed: %s %s", self._target, exc.code().name, exc.details())
+            except OSError as exc:  # includes the ConnectionError/TimeoutError raised by _read
+                self._log_failure("control plane %s: %s", self._target, exc)
+            except Exception:
+                # A bug here must not take the node down: it keeps serving its snapshot.
+                self._log.exception("control plane %s: unexpected error in snapshot sync", self._target)
+            delay = self.backoff_delay(self._attempt)
+            self._attempt += 1
+            await asyncio.sleep(delay)
+
+    def _log_failure(self, msg: str, *args: object) -> None:
+        # Warn once per outage; while the control plane stays down, retries log at debug.
+        level = logging.WARNING if self._attempt == 0 else logging.DEBUG
+        self._log.log(level, msg + "; keeping version %d, reconnecting", *args, self.applied_version)
+
+    async def _session(self) -> None:
+        if self._credentials is not None:
+            channel = grpc.aio.secure_channel(self._target, self._credentials, options=self.CHANNEL_OPTIONS)
+        else:
+            channel = grpc.aio.insecure_channel(self._target, options=self.CHANNEL_OPTIONS)
+        try:
+            call = control_pb2_grpc.ControlPlaneStub(channel).Subscribe()
+            hello = control_pb2.Hello(
+                node_id=self._node_id,
+                last_version=self.applied_version,
+                last_content_hash=self.applied_hash,
+                software_version=self._software_version,
+                listen_address=self._listen_address,
+            )
+            async with asyncio.timeout(self._idle_timeout_s or None):
+                await call.write(control_pb2.NodeMessage(hello=hello))
+            self.connected = True
+            self._log.info("control plane %s: subscribed as %s at version %d", self._target, self._node_id, self.applied_version)
+            while True:
+                msg = await self._read(call)
+                self.last_contact_monotonic = self._clock()
+                self._attempt = 0  # the stream works: after the next failure, retry quickly
+                kind = msg.WhichOneof("msg")
+                if kind == "snapshot":
+                    ack = await self._handle_snapshot(msg.snapshot)
+                    await call.write(control_pb2.NodeMessage(ack=ack))
+                elif kind == "heartbeat" and msg.heartbeat.current_version > self.applied_version:
+                    self._log.debug("control plane is at version %d, node at %d", msg.heartbeat.current_version, self.applied_version)
+        finally:
+            self.connected = False
+            await channel.close(grace=None)
+
+    async def _read(self, call: grpc.aio.StreamStreamCall) -> control_pb2.ControlMessage:
+        try:
+            async with asyncio.timeout(self._idle_timeout_s or None):
+                msg = await call.read()
+        except TimeoutError:
+            raise TimeoutError(f"nothing received for {self._idle_timeout_s:g}s") from None
+        if msg is grpc.aio.EOF:
+            raise ConnectionError("the control plane closed the stream")
+        return msg
+
+    async def _handle_snapshot(self, snapshot: policy_pb2.PolicySnapshot) -> control_pb2.Ack:
+        ack = control_pb2.Ack(version=snapshot.version, content_hash=snapshot.content_hash)
+        if snapshot.version == self.applied_version and snapshot.content_hash == self.applied_hash:
+            ack.accepted = True  # already serving it (e.g. re-sent after a reconnect)
+            return ack
+        try:
+            if snapshot.version < self.applied_version:
+                # Going backwards would resurrect revoked keys; a store reset needs an operator.
+                raise SnapshotRejected(
+                    f"version {snapshot.version} is older than the applied version {self.applied_version}; "
+                    "if the policy store was reset, restart the node without its snapshot file"
+                )
+            snapshot_file.verify(snapshot)
+            if snapshot.version == self.applied_version:
+                raise SnapshotRejected(f"version {snapshot.version} is already applied with a different content hash")
+            self._applier(snapshot)
+        except SnapshotRejected as exc:
+            self.updates_rejected += 1
+            self._log.warning("rejected snapshot version %d: %s", snapshot.version, exc.reason)
+            ack.reason = exc.reason
+            return ack
+        except Exception as exc:
+            self.updates_rejected += 1
+            self._log.exception("applying snapshot version %d failed", snapshot.version)
+            ack.reason = f"the node failed to apply it: {type(exc).__name__}"
+            return ack
+        self._mark_applied(snapshot)
+        self._log.info("applied snapshot version %d (%s)", snapshot.version, snapshot.content_hash[:12])
+        # Apply first, save second: the file only ever holds a snapshot this node accepted.
+        # A failed save costs durability, not service, so the snapshot is still acked.
+        try:
+            await asyncio.to_thread(snapshot_file.save, self._path, snapshot)
+        except SnapshotFileError as exc:
+            self.save_failures += 1
+            self._log.error("%s; still serving version %d from memory", exc, snapshot.version)
+        ack.accepted = True
+        return ack
+
+    def _mark_applied(self, snapshot: policy_pb2.PolicySnapshot) -> None:
+        self.applied_version = snapshot.version
+        self.applied_hash = snapshot.content_hash
+        self.updates_applied += 1
+        changed, self._applied_changed = self._applied_changed, asyncio.Event()
+        changed.set()
+
+    @staticmethod
+    def _installed_version() -> str:
+        try:
+            return importlib.metadata.version("interlock-gateway")
+        except importlib.metadata.PackageNotFoundError:
+            return "unknown"

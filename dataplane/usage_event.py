@@ -1,0 +1,62 @@
+"""The mutable per-request record that becomes one UsageEvent when the request ends."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from dataplane.dialects.base import Usage
+from dataplane.policy import KeyEntry
+from dataplane.pricing import Price, format_usd
+from interlock.v1 import usage_pb2
+
+
+def new_event_id(now_s: float) -> str:
+    # UUIDv7 layout (48-bit ms timestamp + random): unique across nodes, sortable by time.
+    return f"{int(now_s * 1000):012x}{os.urandom(10).hex()}"
+
+
+class RequestRecord:
+    __slots__ = (
+        "alias", "client_disconnected", "cost_pico", "dialect", "done_s", "endpoint", "error_class", "event_id",
+        "first_byte_s", "key", "model", "price", "policy_version", "price_version", "provider", "received_s", "request_bytes",
+        "requested_model", "response_bytes", "status", "stream", "tags", "upstream_model", "usage",
+    )
+
+    def __init__(self, dialect: str, endpoint: str, request_bytes: int):
+        self.received_s = time.time()
+        self.event_id = new_event_id(self.received_s)
+        self.dialect = dialect
+        self.endpoint = endpoint
+        self.request_bytes = request_bytes
+        self.first_byte_s = 0.0
+        self.done_s = 0.0
+        self.key: KeyEntry | None = None
+        self.tags: dict[str, str] = {}
+        self.requested_model = self.alias = self.model = self.provider = self.upstream_model = ""
+        self.price_version = self.error_class = ""
+        self.status = 0
+        self.stream = self.client_disconnected = False
+        self.usage = Usage()
+        self.cost_pico = 0
+        self.price: Price | None = None
+        self.policy_version = 0
+        self.response_bytes = 0
+
+    def to_event(self, node_id: str) -> usage_pb2.UsageEvent:
+        u = self.usage
+        key = self.key
+        ms = lambda t: int((t - self.received_s) * 1000) if t else 0  # noqa: E731
+        return usage_pb2.UsageEvent(
+            event_id=self.event_id, received_unix_us=int(self.received_s * 1e6),
+            first_byte_unix_us=int(self.first_byte_s * 1e6), done_unix_us=int(self.done_s * 1e6), node_id=node_id,
+            key_id=key.id if key else "", team_id=key.team_id if key else "", user_id=key.user_id if key else "",
+            project_id=key.project_id if key else "", tags=self.tags, dialect=self.dialect, endpoint=self.endpoint,
+            requested_model=self.requested_model, alias=self.alias, provider=self.provider,
+            upstream_model=self.upstream_model, model=self.model, status=self.status, error_class=self.error_class,
+            input_tokens=u.input_tokens, output_tokens=u.output_tokens, cached_input_tokens=u.cached_input_tokens,
+            reasoning_tokens=u.reasoning_tokens, usage_estimated=not u.reported and (u.input_tokens + u.output_tokens) > 0,
+            cost_usd=format_usd(self.cost_pico), price_version=self.price_version, latency_ms=ms(self.done_s),
+            ttfb_ms=ms(self.first_byte_s), stream=self.stream, client_disconnected=self.client_disconnected,
+            policy_version=self.policy_version, request_bytes=self.request_bytes, response_bytes=self.response_bytes,
+        )

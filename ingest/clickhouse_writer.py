@@ -1,0 +1,162 @@
+"""Batched UsageEvent writer for ClickHouse: a server over http(s):// or embedded chDB via chdb://.
+
+One `client.insert` per batch with an explicit column list (Native format, no
+per-row SQL). Used by the data plane's dev-mode sink and, later, the Kafka
+consumer; both get the same rows, schema and dedup behaviour.
+
+chDB notes (clickhouse-connect 1.12 / chdb 4.4): one engine *path* per process.
+Any number of clients may share that path (each gets its own handle and lock,
+so writers on different threads do not trample each other's session), but
+opening a second path while a client is open fails; after every client is
+closed another path can be opened. Inserts are written to a temp file and
+ingested with INSERT ... FROM INFILE, so a batch costs one file round trip.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import OperationalError
+
+from ingest.rows import COLUMNS, events_to_batch
+from ingest.schema import DEFAULT_DATABASE, DEFAULT_TTL_DAYS, check_identifier, create_database, migrate
+from interlock.v1 import usage_pb2
+
+log = logging.getLogger(__name__)
+
+TABLE = "usage_events"
+
+
+class IngestError(Exception):
+    """A ClickHouse connect, migration, query or insert failed.
+
+    `retryable` is True for transport failures (server unreachable, timeout),
+    where the same batch may succeed later; False for errors that will repeat
+    (schema mismatch, bad data, chDB path already taken).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False, code: int | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.code = code
+
+
+@contextmanager
+def translate_errors(action: str) -> Iterator[None]:
+    """The single place driver exceptions become IngestError."""
+    try:
+        yield
+    except IngestError:
+        raise
+    except Exception as exc:  # the driver surfaces engine, I/O and encoding failures under many types
+        code = getattr(exc, "code", None)
+        raise IngestError(
+            f"{action} failed: {exc}", retryable=isinstance(exc, OperationalError), code=code if isinstance(code, int) else None
+        ) from exc
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN without its password, for logs and error messages."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class ClickHouseWriter:
+    """Inserts UsageEvent batches into `<database>.usage_events`. Owns (and closes) its client.
+
+    Not safe for concurrent `insert_events` from several threads; give each
+    thread its own writer (on chDB, on the same path).
+    """
+
+    def __init__(self, client: Client, database: str = DEFAULT_DATABASE) -> None:
+        self._client = client
+        self._database = check_identifier(database)
+        # Resolved once: without types clickhouse-connect would DESCRIBE the table on every insert.
+        self._column_types = self._describe()
+
+    @property
+    def client(self) -> Client:
+        return self._client
+
+    @property
+    def database(self) -> str:
+        return self._database
+
+    def _describe(self) -> list[str]:
+        with translate_errors(f"describing {self._database}.{TABLE}"):
+            result = self._client.query(f"DESCRIBE TABLE {self._database}.{TABLE}")
+        types = {str(row[0]): str(row[1]) for row in result.result_rows}
+        missing = [name for name in COLUMNS if name not in types]
+        if missing:
+            raise IngestError(f"{self._database}.{TABLE} lacks columns {missing}: run ingest.schema.migrate")
+        return [types[name] for name in COLUMNS]
+
+    def insert_events(self, events: Sequence[usage_pb2.UsageEvent], *, dedup_token: str | None = None) -> int:
+        """Insert one batch; returns how many events ClickHouse accepted.
+
+        Invalid events (see ingest.rows.InvalidEvent) are logged and skipped,
+        so the return value can be lower than len(events). Retrying the same
+        batch is safe: ClickHouse drops a block identical to a recent one (or
+        one carrying the same `dedup_token`, e.g. a Kafka partition/offset
+        range) within the table's deduplication window. Raises IngestError.
+        """
+        batch = events_to_batch(events)
+        if batch.rejected:
+            sample = "; ".join(f"{eid or '<no id>'}: {why}" for eid, why in batch.rejected[:5])
+            log.warning("usage events rejected: %d of %d in batch (%s)", len(batch.rejected), len(events), sample)
+        if not batch.rows:
+            return 0
+        settings: dict[str, Any] | None = {"insert_deduplication_token": dedup_token} if dedup_token else None
+        with translate_errors(f"inserting {len(batch.rows)} rows into {self._database}.{TABLE}"):
+            self._client.insert(
+                TABLE,
+                batch.rows,
+                column_names=COLUMNS,
+                database=self._database,
+                column_type_names=self._column_types,
+                settings=settings,
+            )
+        return len(batch.rows)
+
+    def close(self) -> None:
+        with translate_errors("closing the ClickHouse client"):
+            self._client.close()
+
+    def __enter__(self) -> ClickHouseWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+def open_clickhouse(dsn: str, *, database: str = DEFAULT_DATABASE, ttl_days: int = DEFAULT_TTL_DAYS) -> ClickHouseWriter:
+    """Connect, create the database, migrate, and return a writer. Blocking; raises IngestError.
+
+    `dsn` is e.g. "chdb:///abs/data/dir" (embedded) or "http://user:pw@host:8123".
+    The target database is the `database` argument: tables are always
+    addressed as `<database>.<table>`, so the DSN should not name one that
+    does not exist yet.
+    """
+    shown = redact_dsn(dsn)
+    with translate_errors(f"connecting to ClickHouse at {shown}"):
+        client = clickhouse_connect.get_client(dsn=dsn)
+    try:
+        with translate_errors(f"migrating {database} at {shown}"):
+            create_database(client, database)
+            version = migrate(client, database, ttl_days)
+        writer = ClickHouseWriter(client, database)
+    except BaseException:
+        client.close()  # chDB: a leaked client would keep the engine path locked
+        raise
+    log.info("usage store ready: %s database=%s schema_version=%d ttl_days=%d", shown, database, version, ttl_days)
+    return writer

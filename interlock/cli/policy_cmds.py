@@ -1,0 +1,281 @@
+"""`interlock apply | keys | models | status`: the policy commands, over the admin API."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import click
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+
+from controlplane.admin_schemas import KeyCreateIn
+from controlplane.policy.model import SECTION_TYPES, PolicyDocument
+from interlock.settings import CliSettings, SettingsError
+
+from . import render
+from .admin_client import AdminClient, AdminError
+
+F = TypeVar("F", bound=Callable[..., Any])
+OUTPUT = click.Choice(["table", "json"])
+
+
+def register(group: click.Group) -> None:
+    for cmd in (apply_cmd, keys, models, status):
+        group.add_command(cmd)
+
+
+# -- shared plumbing ------------------------------------------------------------------
+
+
+def admin_options(f: F) -> F:
+    f = click.option("--admin-token", metavar="TOKEN",
+                     help="Admin token (default: $INTERLOCK_ADMIN_TOKEN; prefer the variable, argv is visible)")(f)
+    return click.option("--admin-url", metavar="URL",
+                        help="Admin API URL (default: $INTERLOCK_ADMIN_URL or http://127.0.0.1:8081)")(f)
+
+
+def _client(admin_url: str | None, admin_token: str | None) -> AdminClient:
+    try:
+        s = CliSettings.from_env()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return AdminClient(admin_url or s.admin_url, admin_token or s.admin_token)
+
+
+def _console() -> Console:
+    # Created per command so it writes to the stdout click has at that moment (CliRunner swaps it).
+    return Console(highlight=False)
+
+
+def _stdin_is_tty() -> bool:
+    return sys.stdin.isatty()
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _dump(items: list[Any]) -> list[dict[str, Any]]:
+    return [i.model_dump(mode="json") for i in items]
+
+
+# -- apply ----------------------------------------------------------------------------
+
+
+def load_policy(path: str) -> PolicyDocument:
+    """Read and validate a policy file, with errors that point at the field to fix."""
+    try:
+        with click.open_file(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise click.ClickException(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', None) or exc}") from exc
+    if data is None:
+        raise click.ClickException(
+            f"{path} is empty; refusing to apply it because an empty policy deletes every provider, model and "
+            "team. Write `{}` if that is really what you want."
+        )
+    if not isinstance(data, dict):
+        raise click.ClickException(f"{path}: the top level must be a mapping of sections "
+                                   f"({', '.join(SECTION_TYPES)}), not a {type(data).__name__}")
+    try:
+        return PolicyDocument.model_validate(data)
+    except ValidationError as exc:
+        problems = render.validation_problems(data, exc)
+        raise click.ClickException(f"{path} is not a valid policy:\n" + "\n".join(f"  - {p}" for p in problems)) from exc
+
+
+@click.command("apply")
+@click.option("-f", "--file", "path", required=True, metavar="FILE", help="Policy YAML ('-' reads stdin)")
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing")
+@click.option("-y", "--yes", is_flag=True, help="Apply without asking (implied when stdin is not a terminal)")
+@admin_options
+def apply_cmd(path: str, dry_run: bool, yes: bool, admin_url: str | None, admin_token: str | None) -> None:
+    """Make the control plane's policy equal FILE; items not in FILE are deleted."""
+    doc = load_policy(path)
+    out = _console()
+    interactive = not (yes or dry_run) and _stdin_is_tty()
+    with _client(admin_url, admin_token) as api:
+        preview = None
+        if dry_run or interactive:
+            preview = api.apply(doc, dry_run=True)
+            if not preview.changes:
+                out.print(f"no changes (policy version {preview.version})")
+                return
+            out.print(render.diff(preview.changes))
+            out.print(f"\n{render.change_summary(preview.changes)}")
+            if dry_run:
+                out.print(f"dry run: nothing applied (policy version {preview.version})")
+                return
+            click.confirm("Apply these changes?", abort=True)
+        result = api.apply(doc, dry_run=False)
+    if not result.changes:
+        out.print(f"no changes (policy version {result.version})")
+        return
+    if preview is None or result.changes != preview.changes:
+        if preview is not None:
+            out.print("[yellow]the policy changed since the preview; these are the changes actually applied:[/]")
+        out.print(render.diff(result.changes))
+    out.print(f"applied: {render.change_summary(result.changes)}; policy version now [bold]{result.version}[/]")
+
+
+# -- keys -----------------------------------------------------------------------------
+
+
+def parse_expiry(value: str | None, now: datetime) -> int:
+    """'30d', '12h', '2w', '90m' or an ISO date/time (UTC unless it says otherwise) -> unix ms; 0 = never."""
+    if not value:
+        return 0
+    if m := re.fullmatch(r"(\d+)\s*([mhdw])", value.strip()):
+        unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[m[2]]
+        at = now + timedelta(**{unit: int(m[1])})
+    else:
+        try:
+            at = datetime.fromisoformat(value.strip())
+        except ValueError as exc:
+            raise click.BadParameter("use a duration like 30d, 12h, 2w or an ISO date like 2026-01-31",
+                                     param_hint="--expires") from exc
+        at = at if at.tzinfo else at.replace(tzinfo=UTC)
+    if at <= now:
+        raise click.BadParameter(f"{value!r} is in the past", param_hint="--expires")
+    return int(at.timestamp() * 1000)
+
+
+def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for t in tags:
+        k, sep, v = t.partition("=")
+        if not sep or not k.strip():
+            raise click.BadParameter(f"{t!r} must look like key=value", param_hint="--tag")
+        out[k.strip()] = v.strip()
+    return out
+
+
+@click.group()
+def keys() -> None:
+    """Create, list and revoke virtual keys."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="What the key is for, e.g. 'alice-laptop' or 'ci'")
+@click.option("--team", default="", help="Team id (the key gets the team's model allowlist and tags)")
+@click.option("--user", default="", help="User id")
+@click.option("--project", default="", help="Project id")
+@click.option("--models", "models_csv", default="", help="Comma-separated model/alias allowlist (default: the team's)")
+@click.option("--expires", default=None, help="30d, 12h, 2w, or an ISO date/time (UTC unless given)")
+@click.option("--tag", "tags", multiple=True, metavar="K=V", help="Default usage tag; repeatable")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@admin_options
+def keys_create(name: str, team: str, user: str, project: str, models_csv: str, expires: str | None,
+                tags: tuple[str, ...], output: str, admin_url: str | None, admin_token: str | None) -> None:
+    """Create a virtual key and print its secret (shown only this once)."""
+    spec = KeyCreateIn(
+        name=name, team=team, user=user, project=project,
+        allowed_models=[m.strip() for m in models_csv.split(",") if m.strip()],
+        expires_at_unix_ms=parse_expiry(expires, datetime.now(UTC)), default_tags=parse_tags(tags),
+    )
+    with _client(admin_url, admin_token) as api:
+        created = api.create_key(spec)
+    warning = "Save this secret now: it will not be shown again."
+    if output == "json":
+        _echo_json(created.model_dump(mode="json"))
+    else:
+        owner = ", ".join(f"{k} {v}" for k, v in (("team", team), ("user", user), ("project", project)) if v)
+        _console().print(f"created virtual key [bold]{created.id}[/] ({name}{', ' + owner if owner else ''})")
+        click.echo(created.secret)  # plain echo: never wrapped or styled, so it copies cleanly
+    click.secho(warning, fg="yellow", err=True)
+
+
+@keys.command("list")
+@click.option("-o", "--output", type=OUTPUT, default="table", show_default=True)
+@admin_options
+def keys_list(output: str, admin_url: str | None, admin_token: str | None) -> None:
+    """List virtual keys (hints only; secrets are never stored)."""
+    with _client(admin_url, admin_token) as api:
+        items = api.list_keys()
+    if output == "json":
+        _echo_json(_dump(items))
+    elif not items:
+        _console().print("no virtual keys yet; create one with `interlock keys create --name NAME`")
+    else:
+        _console().print(render.keys_table(items, _now_ms()))
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@admin_options
+def keys_revoke(key_id: str, admin_url: str | None, admin_token: str | None) -> None:
+    """Revoke the virtual key KEY_ID (the id from `interlock keys list`, not the secret)."""
+    if key_id.startswith("sk-"):
+        raise click.BadParameter("that looks like a key's secret; pass its id (vk_…) from `interlock keys list`")
+    try:
+        with _client(admin_url, admin_token) as api:
+            k = api.revoke_key(key_id)
+    except AdminError as exc:
+        if exc.status == 404:
+            exc.message += " (see `interlock keys list` for ids)"
+        raise
+    _console().print(f"revoked [bold]{k.id}[/]{f' ({k.name})' if k.name else ''}; data-plane nodes stop "
+                     "accepting it as soon as they apply the next snapshot")
+
+
+# -- models and status ---------------------------------------------------------------
+
+
+@click.group()
+def models() -> None:
+    """Inspect routable models and aliases."""
+
+
+@models.command("list")
+@click.option("-o", "--output", type=OUTPUT, default="table", show_default=True)
+@admin_options
+def models_list(output: str, admin_url: str | None, admin_token: str | None) -> None:
+    """Models and aliases with their routes and prices (USD per 1M tokens)."""
+    with _client(admin_url, admin_token) as api:
+        items = api.list_models()
+    if output == "json":
+        _echo_json(_dump(items))
+    elif not items:
+        _console().print("no models yet; add some to your policy and run `interlock apply -f policy.yaml`")
+    else:
+        _console().print(render.models_table(items))
+
+
+@click.command("status")
+@click.option("-o", "--output", type=OUTPUT, default="table", show_default=True)
+@admin_options
+def status(output: str, admin_url: str | None, admin_token: str | None) -> None:
+    """Current policy version and whether every data-plane node runs it."""
+    with _client(admin_url, admin_token) as api:
+        nodes, snap = api.nodes(), api.snapshot()
+    if output == "json":
+        _echo_json({"snapshot": snap.model_dump(mode="json"), **nodes.model_dump(mode="json")})
+        return
+    out, c = _console(), snap.counts
+    out.print(f"policy version [bold]{nodes.version}[/] (hash {nodes.content_hash[:12] or '—'}): "
+              f"{c.providers} providers, {c.models} models, {c.aliases} aliases, {c.teams} teams, "
+              f"{c.users} users, {c.projects} projects, {c.active_keys} active keys")
+    if not nodes.nodes:
+        out.print("no data-plane nodes have connected yet; start one with `interlock dataplane`")
+        return
+    in_sync = sum(n.in_sync for n in nodes.nodes)
+    style = "green" if in_sync == len(nodes.nodes) else "yellow"
+    out.print(f"[{style}]{in_sync} of {len(nodes.nodes)} nodes in sync[/]")
+    out.print(render.nodes_table(nodes.nodes, nodes.version, nodes.server_time_unix_ms))

@@ -1,0 +1,235 @@
+"""Rich rendering for the policy CLI: policy diffs and the keys/models/nodes tables.
+
+Pure functions from API shapes to renderables, so they are easy to test and
+reuse. Tables are laid out to stay readable at 100 columns.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from controlplane.admin_schemas import ChangeOut, KeyOut, ModelOut, NodeOut
+from controlplane.policy.model import SECTION_TYPES, PolicyDocument
+
+_SENSITIVE = re.compile(r"auth|key|token|secret|password|cookie|signature", re.IGNORECASE)
+_HIDDEN_FIELDS = frozenset({"key_hash", "secret"})
+_MASK = "•••"
+_STYLE = {"create": ("+", "green"), "update": ("~", "yellow"), "delete": ("-", "red")}
+
+
+# -- small formatters -------------------------------------------------------------
+
+
+def ago(ms: int, now_ms: int) -> str:
+    """'3s ago', '5m ago', '2h ago', '4d ago'; 'never' for 0."""
+    if ms <= 0:
+        return "never"
+    return f"{_span(max(0, now_ms - ms))} ago"
+
+
+def until(ms: int, now_ms: int) -> str:
+    """Expiry: 'never', 'in 29d', or 'expired 2h ago'."""
+    if ms <= 0:
+        return "never"
+    return f"in {_span(ms - now_ms)}" if ms > now_ms else f"expired {_span(now_ms - ms)} ago"
+
+
+def _span(ms: int) -> str:
+    s = ms // 1000
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
+def price(value: str) -> str:
+    """'2.5' -> '$2.50'; more digits kept when they matter ('0.075' -> '$0.075')."""
+    if value == "":
+        return "—"
+    try:
+        d = Decimal(value)
+    except InvalidOperation:
+        return value
+    return f"${d:.2f}" if d == d.quantize(Decimal("0.01")) else f"${d.normalize():f}"
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "(unset)"
+    if isinstance(v, str):
+        return v if v else '""'
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, list):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    return str(v)
+
+
+# -- policy diff ------------------------------------------------------------------
+
+
+def _flatten(d: dict[str, Any] | None, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts become dotted paths; values of secret-looking fields and headers are masked."""
+    out: dict[str, Any] = {}
+    for k, v in (d or {}).items():
+        path = f"{prefix}{k}"
+        if k in _HIDDEN_FIELDS:
+            continue
+        if isinstance(v, dict) and v:
+            masked = prefix == "" and k == "headers"
+            for hk, hv in _flatten(v, path + ".").items():
+                out[hk] = _MASK if masked and _SENSITIVE.search(hk) else hv
+        else:
+            out[path] = v
+    return out
+
+
+def field_changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[tuple[str, Any, Any]]:
+    """(path, old, new) for every field that differs; paths in a stable order."""
+    b, a = _flatten(before), _flatten(after)
+    paths = list(dict.fromkeys([*b, *a]))
+    return [(p, b.get(p), a.get(p)) for p in paths if b.get(p) != a.get(p)]
+
+
+def _summary_fields(d: dict[str, Any] | None) -> str:
+    """A one-line 'field=value' summary of a created item, skipping its identity and empty values."""
+    flat = _flatten(d)
+    return "  ".join(f"{k}={_fmt(v)}" for k, v in flat.items() if k not in {"name", "id"} and v not in ("", None, [], {}))
+
+
+def change_summary(changes: Iterable[ChangeOut]) -> str:
+    counts = {"create": 0, "update": 0, "delete": 0}
+    for c in changes:
+        counts[c.action] += 1
+    return f"{counts['create']} to create, {counts['update']} to update, {counts['delete']} to delete"
+
+
+def diff(changes: list[ChangeOut]) -> RenderableType:
+    """Changes grouped by section: + created (green), ~ updated (yellow) with old → new, - deleted (red)."""
+    lines: list[RenderableType] = []
+    sections = list(dict.fromkeys(c.section for c in changes))
+    for section in sections:
+        lines.append(Text(section, style="bold"))
+        for c in (c for c in changes if c.section == section):
+            mark, style = _STYLE[c.action]
+            line = Text(f"  {mark} ", style=style)
+            line.append(c.name, style=f"bold {style}")
+            if c.action == "create" and (summary := _summary_fields(c.after)):
+                line.append(f"  {summary}", style="dim")
+            line.no_wrap, line.overflow = True, "ellipsis"
+            lines.append(line)
+            if c.action == "update":
+                for path, old, new in field_changes(c.before, c.after):
+                    row = Text(f"      {path}: ")
+                    row.append(_fmt(old), style="red")
+                    row.append(" → ")
+                    row.append(_fmt(new), style="green")
+                    lines.append(row)
+    return Group(*lines)
+
+
+# -- policy file errors ------------------------------------------------------------
+
+def _where(data: Any, loc: tuple[int | str, ...]) -> str:
+    """A readable field path: ('models', 2, 'price') -> 'models[2] (gpt-4o).price'."""
+    out, node = "", data
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            ident = node.get("name") or node.get("id") if isinstance(node, dict) else None
+            out += f" ({ident})" if ident else ""
+        else:
+            out += f".{part}" if out else str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return out or "(top level)"
+
+
+def _problem(err: Any) -> str:
+    loc, msg = tuple(err["loc"]), str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        parent: type[BaseModel] | None = PolicyDocument if len(loc) == 1 else SECTION_TYPES.get(str(loc[0]))
+        if parent is not None and len(loc) <= 3:
+            return f"unknown field (allowed: {', '.join(parent.model_fields)})"
+    return msg
+
+
+def validation_problems(data: Any, exc: ValidationError) -> list[str]:
+    """One line per pydantic error of a policy document, each naming the field to fix."""
+    return [f"{_where(data, tuple(e['loc']))}: {_problem(e)}" for e in exc.errors()]
+
+
+# -- tables -----------------------------------------------------------------------
+
+
+def _table(*columns: str) -> Table:
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, header_style="bold")
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    return t
+
+
+def _owner(k: KeyOut) -> str:
+    parts = [p for p in (k.team, k.user, k.project) if p]
+    return "/".join(parts) if parts else "—"
+
+
+def key_status(k: KeyOut, now_ms: int) -> Text:
+    if k.revoked:
+        return Text("revoked", style="red")
+    if 0 < k.expires_at_unix_ms <= now_ms:
+        return Text("expired", style="yellow")
+    return Text("active", style="green")
+
+
+def keys_table(keys: list[KeyOut], now_ms: int) -> Table:
+    t = _table("ID", "NAME", "HINT", "TEAM/USER/PROJECT", "MODELS", "EXPIRES", "STATUS", "CREATED")
+    t.columns[0].no_wrap = True
+    for k in sorted(keys, key=lambda k: (k.revoked, -k.created_at_unix_ms)):
+        t.add_row(
+            k.id, k.name or "—", k.hint, _owner(k), ", ".join(k.allowed_models) or ("team's" if k.team else "any"),
+            until(k.expires_at_unix_ms, now_ms), key_status(k, now_ms), ago(k.created_at_unix_ms, now_ms),
+        )
+    return t
+
+
+def models_table(models: list[ModelOut]) -> Table:
+    t = _table("NAME", "KIND", "ROUTES TO", "IN $/1M", "OUT $/1M", "CACHED $/1M")
+    for col in t.columns[3:]:
+        col.justify = "right"
+    for m in sorted(models, key=lambda m: (m.kind != "model", m.name)):
+        route = f"{m.provider}/{m.upstream}" if m.kind == "model" else f"→ {m.target} ({m.provider})"
+        t.add_row(
+            Text(m.name, style="bold"), m.kind, route,
+            price(m.input_per_mtok), price(m.output_per_mtok), price(m.cached_input_per_mtok),
+        )
+    return t
+
+
+def sync_cell(n: NodeOut, version: int) -> Text:
+    if n.in_sync:
+        return Text("✓", style="green")
+    if n.rejected_version and n.rejected_version >= version:
+        return Text("rejected", style="red")
+    return Text("behind", style="yellow")
+
+
+def nodes_table(nodes: list[NodeOut], version: int, now_ms: int) -> Table:
+    t = _table("NODE", "ADDRESS", "VERSION", "SYNC", "CONNECTED", "LAST SEEN", "LAST REJECTION")
+    for n in sorted(nodes, key=lambda n: n.node_id):
+        rejection = f"v{n.rejected_version}: {n.reject_reason}" if n.rejected_version else "—"
+        t.add_row(
+            n.node_id, n.address or "—", str(n.version), sync_cell(n, version),
+            Text("yes", style="green") if n.connected else Text("no", style="red"),
+            ago(n.last_seen_unix_ms, now_ms), Text(rejection, style="red" if n.rejected_version else ""),
+        )
+    return t

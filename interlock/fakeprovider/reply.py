@@ -1,0 +1,76 @@
+"""Deterministic reply generation and token counting (pure).
+
+Token rules, which every dialect reports exactly:
+  * input tokens  = max(1, ceil(utf8_bytes(turn.input_text) / 4))
+  * text output   = one token per word; each word is one stream chunk, so
+                    output tokens == number of content chunks
+  * tool output   = ceil(utf8_bytes(tool_name + arguments_json) / 4)
+
+Text reply: "Echo:" + the words of the first 40 characters of the final user
+message, padded with lorem words (or cut) to the requested token count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from .model import Reply, ToolCall, ToolSpec, Turn
+
+LOREM: tuple[str, ...] = tuple(
+    "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor "
+    "incididunt ut labore et dolore magna aliqua".split()
+)
+ECHO_CHARS = 40
+ARGUMENT_FRAGMENT = 8  # chars per streamed tool-argument delta, roughly what OpenAI sends
+
+
+def estimate_tokens(text: str) -> int:
+    return max(1, -(-len(text.encode()) // 4))
+
+
+def reply_words(prompt: str, count: int) -> list[str]:
+    words = ["Echo:", *prompt[:ECHO_CHARS].split()]
+    words.extend(LOREM[i % len(LOREM)] for i in range(max(0, count - len(words))))
+    return words[:count]
+
+
+def example_value(schema: Any, text: str) -> Any:
+    """A value that satisfies simple JSON schemas, so agents' argument validation passes."""
+    if not isinstance(schema, Mapping):
+        return text
+    if schema.get("enum"):
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
+    if kind == "object" or "properties" in schema:
+        props = schema.get("properties") or {}
+        required = [name for name in schema.get("required") or () if name in props]
+        return {name: example_value(props[name], text) for name in required}
+    return {"integer": 1, "number": 1, "boolean": True, "array": [], "null": None}.get(str(kind), text)
+
+
+def tool_call(tool: ToolSpec, prompt: str) -> ToolCall:
+    args = example_value(dict(tool.schema) or {"type": "object"}, prompt[:ECHO_CHARS])
+    arguments = orjson.dumps(args if isinstance(args, dict) else {}).decode()
+    fragments = tuple(arguments[i : i + ARGUMENT_FRAGMENT] for i in range(0, len(arguments), ARGUMENT_FRAGMENT))
+    return ToolCall(name=tool.name, arguments=arguments, fragments=fragments)
+
+
+def build_reply(turn: Turn, output_tokens: int, cached_tokens: int = 0) -> Reply:
+    input_tokens = estimate_tokens(turn.input_text)
+    cached = min(cached_tokens, input_tokens)
+    if turn.tool is not None:
+        call = tool_call(turn.tool, turn.prompt)
+        return Reply((), call, input_tokens, estimate_tokens(call.name + call.arguments), cached, truncated=False)
+    limit = output_tokens if turn.max_tokens is None else min(output_tokens, turn.max_tokens)
+    words = reply_words(turn.prompt, limit)
+    chunks = (words[0], *(" " + w for w in words[1:]))
+    return Reply(chunks, None, input_tokens, len(chunks), cached, truncated=limit < output_tokens)
+
+
+def last_text_has_trigger(text: str) -> bool:
+    return "use tool" in text.lower()
