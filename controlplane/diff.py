@@ -25,7 +25,7 @@ def plan_apply(state: StoredState, doc: PolicyDocument) -> Plan:
     for section in SECTIONS:
         desired = {record_key(section, item): item for item in getattr(doc, section)}
         current = state.dumped(section)
-        broken = state.unreadable.get(section, set())
+        broken = set(state.unreadable.get(section, {}))
         for name in sorted(desired.keys() | current.keys() | broken):
             before = current.get(name)
             model = desired.get(name)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from dataplane import snapshot_file
 from dataplane.dialects.registry import default_dialects
@@ -21,8 +22,10 @@ from dataplane.proxy import Proxy
 from dataplane.router import Router
 from dataplane.sync import SnapshotSync
 from dataplane.upstream import Upstream
-from dataplane.usage_sink import UsageSink
 from interlock.settings import DataPlaneSettings
+
+if TYPE_CHECKING:
+    from dataplane.usage_sink import UsageSink
 
 log = logging.getLogger(__name__)
 

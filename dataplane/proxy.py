@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -17,7 +17,9 @@ from dataplane.http.messages import Request, Responder
 from dataplane.policy import CompiledPolicy, Route
 from dataplane.upstream import PASSTHROUGH_RESPONSE_HEADERS, Upstream
 from dataplane.usage_event import RequestRecord
-from dataplane.usage_sink import UsageSink
+
+if TYPE_CHECKING:
+    from dataplane.usage_sink import UsageSink
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,8 +71,11 @@ class StoredState:
     keys: dict[str, KeyRecord]
     version: int  # mod revision of policy/version; 0 = nothing was ever written
     revision: int  # store revision of the read (start point for a watch)
-    unreadable: dict[str, set[str]] = field(default_factory=dict)  # section -> stored names that did not decode
-    errors: list[str] = field(default_factory=list)
+    unreadable: dict[str, dict[str, str]] = field(default_factory=dict)  # section -> name -> why it did not decode
+
+    @property
+    def errors(self) -> list[str]:
+        return [why for section in sorted(self.unreadable) for why in self.unreadable[section].values()]
 
     def document(self) -> PolicyDocument:
         return PolicyDocument.model_validate(
@@ -104,8 +107,7 @@ def parse_state(entries: dict[str, Any], revision: int) -> StoredState:
                 raise ValueError(f"it names itself {stored_as!r}")
         except (ValidationError, ValueError) as exc:
             why = _why(exc) if isinstance(exc, ValidationError) else str(exc)
-            state.errors.append(f"stored item {key} is unreadable ({why}); re-apply the policy to replace it")
-            state.unreadable.setdefault(section, set()).add(name)
+            state.unreadable.setdefault(section, {})[name] = f"stored item {key} is unreadable ({why})"
             continue
         if isinstance(item, KeyRecord):
             state.keys[name] = item

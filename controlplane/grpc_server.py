@@ -1,0 +1,175 @@
+"""gRPC server for `interlock.v1.ControlPlane/Subscribe` (see proto/interlock/v1/control.proto).
+
+Per stream: the node's Hello, then the current snapshot unless the node already
+has it, every newer snapshot, and a Heartbeat every `heartbeat_s`. Acks are
+recorded into node status by a NodeSession, which never blocks the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import suppress
+
+import grpc
+
+from interlock.v1 import control_pb2
+
+from .nodes import NodeSession
+from .publisher import Published, SnapshotPublisher, Subscription
+from .store.base import KV
+
+log = logging.getLogger(__name__)
+SERVICE = "interlock.v1.ControlPlane"
+NODE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")  # it becomes a store key: no slashes
+_SERVER_OPTIONS = [
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 20_000),  # find dead nodes behind silent network failures
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),  # let nodes keepalive-ping us
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+def _passthrough(message: bytes) -> bytes:
+    return message  # messages are serialised once, upstream
+
+
+class ControlPlaneServicer:
+    def __init__(
+        self, publisher: SnapshotPublisher, kv: KV, *, heartbeat_s: float, clock: Callable[[], float] = time.time
+    ):
+        self._publisher = publisher
+        self._kv = kv
+        self._heartbeat_s = heartbeat_s
+        self._clock = clock
+        self._streams: dict[str, int] = {}  # node_id -> open streams here (a reconnect may overlap the old one)
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def _heartbeat(self) -> bytes:
+        current = self._publisher.current
+        beat = control_pb2.Heartbeat(
+            current_version=current.snapshot.version if current else 0, server_time_unix_ms=int(self._clock() * 1000)
+        )
+        return control_pb2.ControlMessage(heartbeat=beat).SerializeToString()
+
+    async def Subscribe(
+        self, requests: AsyncIterator[control_pb2.NodeMessage], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
+        first = await anext(aiter(requests), None)
+        if first is None:
+            return
+        if first.WhichOneof("msg") != "hello":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message on Subscribe must be Hello")
+        hello = first.hello
+        if not NODE_ID_RE.match(hello.node_id):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid node_id {hello.node_id!r}: use [A-Za-z0-9._:-]")
+        node_id = hello.node_id
+        session = NodeSession(self._kv, self._clock, hello, peer=context.peer(), ttl_s=max(3 * self._heartbeat_s, 2.0))
+        self._streams[node_id] = self._streams.get(node_id, 0) + 1
+        sub = self._publisher.subscribe()  # before reading `current`, so nothing published in between is missed
+        reader = asyncio.get_running_loop().create_task(self._read(requests, session))
+        session.start()
+        log.info("node %s subscribed (has version %d) from %s", node_id, hello.last_version, context.peer())
+        try:
+            async for message in self._stream(hello, sub, reader, session):
+                yield message
+        finally:
+            reader.cancel()
+            self._publisher.unsubscribe(sub)
+            self._streams[node_id] -= 1
+            last = self._streams[node_id] == 0
+            if last:
+                del self._streams[node_id]
+            # Detached: this generator may be finalising under cancellation, the write must still happen.
+            task = asyncio.get_running_loop().create_task(session.close(last_session=last))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+            log.info("node %s disconnected", node_id)
+
+    async def _stream(
+        self, hello: control_pb2.Hello, sub: Subscription, reader: asyncio.Task[None], session: NodeSession
+    ) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        sent: tuple[int, str] = (hello.last_version, hello.last_content_hash)
+        current = self._publisher.current
+        if current is not None and current.ident != sent:
+            yield current.message
+            sent = current.ident
+        next_beat = loop.time()  # first heartbeat right away: tells the node the current version
+        pending: asyncio.Task[Published] | None = None
+        try:
+            while True:
+                if pending is None:
+                    pending = loop.create_task(sub.get())
+                timeout = max(0.0, next_beat - loop.time())
+                done, _ = await asyncio.wait({pending, reader}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if reader in done:
+                    return  # the node closed its side, or the stream broke
+                if pending in done:
+                    item = pending.result()
+                    pending = None
+                    if item.ident != sent:
+                        yield item.message
+                        sent = item.ident
+                if loop.time() >= next_beat:
+                    yield self._heartbeat()
+                    session.touch()
+                    next_beat = loop.time() + self._heartbeat_s
+        finally:
+            if pending is not None:
+                pending.cancel()
+
+    async def _read(self, requests: AsyncIterator[control_pb2.NodeMessage], session: NodeSession) -> None:
+        node_id = session.record.node_id
+        with suppress(grpc.RpcError, asyncio.CancelledError):
+            async for message in requests:
+                kind = message.WhichOneof("msg")
+                if kind == "ack":
+                    ack = message.ack
+                    if not ack.accepted:
+                        log.warning("node %s rejected version %d: %s", node_id, ack.version, ack.reason[:200])
+                    session.ack(ack)
+                    session.touch()
+                else:
+                    log.debug("node %s: ignoring %s after Hello", node_id, kind)
+
+    async def drain(self) -> None:
+        """Wait for pending disconnect writes (used on shutdown)."""
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+def add_to_server(servicer: ControlPlaneServicer, server: grpc.aio.Server) -> None:
+    handlers = {
+        "Subscribe": grpc.stream_stream_rpc_method_handler(
+            servicer.Subscribe,
+            request_deserializer=control_pb2.NodeMessage.FromString,
+            response_serializer=_passthrough,
+        )
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)
+
+
+async def start_control_plane_grpc(
+    publisher: SnapshotPublisher,
+    kv: KV,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    heartbeat_s: float = 5.0,
+    clock: Callable[[], float] = time.time,
+) -> tuple[grpc.aio.Server, int]:
+    """Start the ControlPlane gRPC server (port 0 = pick a free one); returns (server, bound port).
+    The publisher must be started separately; stop with `await server.stop(grace)`."""
+    server = grpc.aio.server(options=_SERVER_OPTIONS)
+    add_to_server(ControlPlaneServicer(publisher, kv, heartbeat_s=heartbeat_s, clock=clock), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot listen for gRPC on {host}:{port}")
+    await server.start()
+    return server, bound

@@ -1,0 +1,150 @@
+"""Watch the store, compile snapshots, and fan them out to subscribers.
+
+Only snapshots that compile are ever published: if the stored state stops
+compiling (e.g. someone wrote to etcd directly), the errors are logged and kept
+in `errors`, and subscribers keep the last good snapshot.
+
+Each subscriber has a one-slot queue holding only the latest snapshot, so a
+slow node skips intermediate versions instead of blocking others or growing
+memory. The wire message is serialised once per snapshot, not once per node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+
+from interlock.v1 import control_pb2, policy_pb2
+
+from .errors import PolicyInvalid, StoreUnavailable
+from .store.base import KV
+from .store.layout import POLICY, compile_state, load_state
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Published:
+    snapshot: policy_pb2.PolicySnapshot
+    message: bytes  # serialised ControlMessage(snapshot=...)
+
+    @property
+    def ident(self) -> tuple[int, str]:
+        return self.snapshot.version, self.snapshot.content_hash
+
+
+class Subscription:
+    def __init__(self) -> None:
+        self._slot: asyncio.Queue[Published] = asyncio.Queue(maxsize=1)
+
+    def offer(self, item: Published) -> None:
+        if self._slot.full():
+            self._slot.get_nowait()  # drop the older snapshot: only the latest matters
+        self._slot.put_nowait(item)
+
+    async def get(self) -> Published:
+        return await self._slot.get()
+
+
+class SnapshotPublisher:
+    def __init__(self, kv: KV, *, clock: Callable[[], float] = time.time, retry_s: float = 1.0, resync_s: float = 60.0):
+        self._kv = kv
+        self._clock = clock
+        self._retry_s = retry_s
+        self._resync_s = resync_s  # safety net: re-read even without watch events
+        self._subs: set[Subscription] = set()
+        self._lock = asyncio.Lock()
+        self._dirty = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._watch_from = 0
+        self.current: Published | None = None
+        self.errors: list[str] = []  # why the stored state is not what is published ([] = it is)
+
+    # -- subscribers ----------------------------------------------------------
+
+    def subscribe(self) -> Subscription:
+        sub = Subscription()
+        self._subs.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._subs.discard(sub)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subs)
+
+    # -- compile and publish ---------------------------------------------------
+
+    async def refresh(self) -> bool:
+        """Re-read and recompile; publish if it compiles and differs. Raises StoreUnavailable."""
+        async with self._lock:
+            state = await load_state(self._kv)
+            self._watch_from = max(self._watch_from, state.revision)
+            try:
+                snapshot = compile_state(state, int(self._clock() * 1000))
+            except PolicyInvalid as exc:
+                if exc.errors != self.errors:
+                    log.error("stored policy does not compile; still serving version %s: %s",
+                              self.current.snapshot.version if self.current else "none", "; ".join(exc.errors))
+                self.errors = exc.errors
+                return False
+            self.errors = []
+            if snapshot.version == 0:
+                return False  # nothing was ever written: nodes have nothing to apply yet
+            if self.current is not None:
+                if (snapshot.version, snapshot.content_hash) == self.current.ident:
+                    return False
+                if snapshot.version < self.current.snapshot.version:
+                    return False  # a stale read must never roll nodes back
+            self._publish(snapshot)
+            return True
+
+    def _publish(self, snapshot: policy_pb2.PolicySnapshot) -> None:
+        item = Published(snapshot, control_pb2.ControlMessage(snapshot=snapshot).SerializeToString())
+        self.current = item
+        for sub in self._subs:
+            sub.offer(item)
+        log.info("published policy version %d (%s) to %d subscriber(s)",
+                 snapshot.version, snapshot.content_hash[:12], len(self._subs))
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Publish the stored policy (if the store is reachable) and follow changes from then on."""
+        try:
+            await self.refresh()
+        except StoreUnavailable as exc:
+            log.warning("policy store unavailable at start (%s); will retry", exc)
+            self._dirty.set()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._watch()), loop.create_task(self._refresher())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _watch(self) -> None:
+        async for _ in self._kv.watch_prefix(POLICY, self._watch_from):
+            self._dirty.set()
+
+    async def _refresher(self) -> None:
+        # One loop reacts to a flag rather than to each event: bursts of writes coalesce into one compile.
+        while True:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), self._resync_s)
+            self._dirty.clear()
+            try:
+                await self.refresh()
+            except StoreUnavailable as exc:
+                log.warning("cannot read policy (%s); still serving the last good snapshot", exc)
+                await asyncio.sleep(self._retry_s)
+                self._dirty.set()

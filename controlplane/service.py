@@ -1,0 +1,172 @@
+"""The policy service over a revisioned KV store (etcd or embedded).
+
+Every write is one atomic commit guarded by the policy version key, after the
+resulting state has been validated: the store only ever holds states that
+compile, and a concurrent writer gets Conflict instead of a lost update.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from interlock import keys as vkeys
+from interlock.v1 import policy_pb2
+
+from .diff import plan_apply
+from .errors import Conflict, NotFound, PolicyInvalid
+from .nodes import read_node_status
+from .policy.compiler import resolve_aliases, validate
+from .policy.model import KeyRecord, PolicyDocument
+from .service_types import ApplyResult, CreatedKey, KeySpec, ModelInfo, NodeStatus
+from .store.base import KV
+from .store.layout import KEYS, VERSION_KEY, StoredState, compile_state, encode, item_key, load_state, version_marker
+
+log = logging.getLogger(__name__)
+KEY_WRITE_ATTEMPTS = 3  # key writes don't depend on caller-seen state, so a lost race is retried
+
+
+class StorePolicyService:
+    def __init__(self, kv: KV, key_pepper: bytes, clock: Callable[[], float]):
+        if not key_pepper:
+            raise ValueError("key_pepper must not be empty")
+        self._kv = kv
+        self._pepper = key_pepper
+        self._clock = clock
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    async def _write(self, state: StoredState, puts: dict[str, bytes], deletes: list[str], reason: str,
+                     *, extra_guards: dict[str, int] | None = None) -> int:
+        """One atomic commit that also rewrites the version key, guarded on the version we read."""
+        puts = {**puts, VERSION_KEY: version_marker(self._now_ms(), reason)}
+        return await self._kv.commit(puts, deletes, if_revision_of={VERSION_KEY: state.version, **(extra_guards or {})})
+
+    # -- declarative policy ---------------------------------------------------
+
+    async def get_document(self) -> tuple[PolicyDocument, int]:
+        state = await load_state(self._kv)
+        return state.document(), state.version
+
+    async def apply(self, doc: PolicyDocument, *, dry_run: bool = False) -> ApplyResult:
+        state = await load_state(self._kv)
+        # Unreadable policy items are replaced by the apply; unreadable keys would survive it, so they block.
+        key_errors = list(state.unreadable.get(KEYS, {}).values())
+        try:
+            validate(doc, state.keys.values())
+        except PolicyInvalid as exc:
+            raise PolicyInvalid(key_errors + exc.errors) from exc
+        if key_errors:
+            raise PolicyInvalid(key_errors)
+        plan = plan_apply(state, doc)
+        if dry_run or not plan.changes:
+            return ApplyResult(changes=plan.changes, version=state.version, dry_run=dry_run)
+        version = await self._write(state, plan.puts, plan.deletes, "apply")
+        log.info("policy applied: %d change(s), version %d", len(plan.changes), version)
+        return ApplyResult(changes=plan.changes, version=version, dry_run=False)
+
+    # -- virtual keys ---------------------------------------------------------
+
+    def _check_spec(self, state: StoredState, spec: KeySpec) -> tuple[str, list[str]]:
+        """Resolve the key's team (it may be implied by its user or project) and list problems."""
+        users, projects, teams = state.sections["users"], state.sections["projects"], state.sections["teams"]
+        errors: list[str] = []
+        team = spec.team
+        for kind, ident, table in (("user", spec.user, users), ("project", spec.project, projects)):
+            if not ident:
+                continue
+            owner = table.get(ident)
+            if owner is None:
+                errors.append(f"{kind} {ident!r} is not defined; add it to the policy first")
+                continue
+            owner_team = getattr(owner, "team")
+            if team and owner_team != team:
+                errors.append(f"{kind} {ident!r} belongs to team {owner_team!r}, not {team!r}")
+            team = team or owner_team
+        if spec.team and spec.team not in teams:
+            errors.append(f"team {spec.team!r} is not defined; add it to the policy first")
+        flat, _ = resolve_aliases(state.document())
+        routable = set(state.sections["models"]) | set(flat)
+        errors += [f"allowed model {m!r} is not a model or alias" for m in spec.allowed_models if m not in routable]
+        if spec.expires_at_unix_ms and spec.expires_at_unix_ms <= self._now_ms():
+            errors.append("expires_at is in the past")
+        return team, errors
+
+    async def create_key(self, spec: KeySpec) -> CreatedKey:
+        secret = vkeys.new_secret()
+        key_id = vkeys.new_key_id()
+        key_hash = vkeys.hash_key(self._pepper, secret).hex()
+        for attempt in range(KEY_WRITE_ATTEMPTS):
+            state = await load_state(self._kv)
+            team, errors = self._check_spec(state, spec)
+            if errors:
+                raise PolicyInvalid(errors)
+            record = KeyRecord(
+                id=key_id, key_hash=key_hash, name=spec.name, hint=vkeys.display_hint(secret), team=team,
+                user=spec.user, project=spec.project, allowed_models=list(spec.allowed_models),
+                expires_at_unix_ms=spec.expires_at_unix_ms, created_at_unix_ms=self._now_ms(),
+                default_tags=dict(spec.default_tags),
+            )
+            validate(state.document(), [*state.keys.values(), record])  # the resulting state must compile
+            key = item_key(KEYS, key_id)
+            try:
+                await self._write(state, {key: encode(record)}, [], f"create key {key_id}", extra_guards={key: 0})
+            except Conflict:
+                if attempt + 1 == KEY_WRITE_ATTEMPTS:
+                    raise
+                continue
+            log.info("virtual key %s created (team=%r user=%r project=%r)", key_id, team, spec.user, spec.project)
+            return CreatedKey(record=record, secret=secret)
+        raise AssertionError("unreachable")
+
+    async def list_keys(self) -> list[KeyRecord]:
+        state = await load_state(self._kv)
+        return sorted(state.keys.values(), key=lambda k: (k.created_at_unix_ms, k.id))
+
+    async def revoke_key(self, key_id: str) -> KeyRecord:
+        # No validation here on purpose: revoking a leaked key must never be blocked by unrelated policy errors.
+        for attempt in range(KEY_WRITE_ATTEMPTS):
+            state = await load_state(self._kv)
+            record = state.keys.get(key_id)
+            if record is None:
+                raise NotFound(f"virtual key {key_id!r} does not exist")
+            if record.revoked:
+                return record
+            record = record.model_copy(update={"revoked": True, "revoked_at_unix_ms": self._now_ms()})
+            try:
+                await self._write(state, {item_key(KEYS, key_id): encode(record)}, [], f"revoke key {key_id}")
+            except Conflict:
+                if attempt + 1 == KEY_WRITE_ATTEMPTS:
+                    raise
+                continue
+            log.info("virtual key %s revoked", key_id)
+            return record
+        raise AssertionError("unreachable")
+
+    # -- read models ----------------------------------------------------------
+
+    async def list_models(self) -> list[ModelInfo]:
+        doc = (await load_state(self._kv)).document()
+        models = {m.name: m for m in doc.models}
+        flat, _ = resolve_aliases(doc)  # dangling aliases (only in a broken store) are left out
+        out = []
+        for name, target in [(m, m) for m in models] + list(flat.items()):
+            m = models[target]
+            price = m.price
+            out.append(
+                ModelInfo(
+                    name=name, kind="model" if name == target else "alias", provider=m.provider,
+                    upstream=m.upstream or m.name, target=target, input_per_mtok=price.input,
+                    output_per_mtok=price.output,
+                    cached_input_per_mtok=price.cached_input if price.cached_input is not None else price.input,
+                )
+            )
+        return sorted(out, key=lambda i: i.name)
+
+    async def node_status(self) -> list[NodeStatus]:
+        return await read_node_status(self._kv)
+
+    async def current_snapshot(self) -> policy_pb2.PolicySnapshot:
+        """Compile the stored state now; PolicyInvalid if it does not compile (the publisher keeps the last good one)."""
+        return compile_state(await load_state(self._kv), self._now_ms())
