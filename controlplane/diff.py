@@ -36,7 +36,7 @@ def plan_apply(state: StoredState, doc: PolicyDocument) -> Plan:
             after = model.model_dump(mode="json")
             if before == after and name not in broken:
                 continue
-            action = "create" if before is None and name not in broken else "update"
-            plan.changes.append(Change(section, name, action, before=before, after=after))
+            created = before is None and name not in broken
+            plan.changes.append(Change(section, name, "create" if created else "update", before=before, after=after))
             plan.puts[item_key(section, name)] = encode(model)
     return plan

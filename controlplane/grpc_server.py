@@ -59,7 +59,8 @@ class ControlPlaneServicer:
     async def Subscribe(
         self, requests: AsyncIterator[control_pb2.NodeMessage], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
-        first = await anext(aiter(requests), None)
+        incoming = aiter(requests)
+        first = await anext(incoming, None)
         if first is None:
             return
         if first.WhichOneof("msg") != "hello":
@@ -71,7 +72,7 @@ class ControlPlaneServicer:
         session = NodeSession(self._kv, self._clock, hello, peer=context.peer(), ttl_s=max(3 * self._heartbeat_s, 2.0))
         self._streams[node_id] = self._streams.get(node_id, 0) + 1
         sub = self._publisher.subscribe()  # before reading `current`, so nothing published in between is missed
-        reader = asyncio.get_running_loop().create_task(self._read(requests, session))
+        reader = asyncio.get_running_loop().create_task(self._read(incoming, session))
         session.start()
         log.info("node %s subscribed (has version %d) from %s", node_id, hello.last_version, context.peer())
         try:
@@ -144,6 +145,7 @@ class ControlPlaneServicer:
 
 
 def add_to_server(servicer: ControlPlaneServicer, server: grpc.aio.Server) -> None:
+    """Register by hand (not add_ControlPlaneServicer_to_server) to send pre-serialised messages."""
     handlers = {
         "Subscribe": grpc.stream_stream_rpc_method_handler(
             servicer.Subscribe,
@@ -153,6 +155,25 @@ def add_to_server(servicer: ControlPlaneServicer, server: grpc.aio.Server) -> No
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     server.add_registered_method_handlers(SERVICE, handlers)
+
+
+def build_server(
+    publisher: SnapshotPublisher,
+    kv: KV,
+    *,
+    host: str,
+    port: int,
+    heartbeat_s: float,
+    clock: Callable[[], float] = time.time,
+) -> tuple[grpc.aio.Server, ControlPlaneServicer, int]:
+    """A bound, not yet started server; returns (server, servicer, bound port)."""
+    server = grpc.aio.server(options=_SERVER_OPTIONS)
+    servicer = ControlPlaneServicer(publisher, kv, heartbeat_s=heartbeat_s, clock=clock)
+    add_to_server(servicer, server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot listen for gRPC on {host}:{port}")
+    return server, servicer, bound
 
 
 async def start_control_plane_grpc(
@@ -166,10 +187,6 @@ async def start_control_plane_grpc(
 ) -> tuple[grpc.aio.Server, int]:
     """Start the ControlPlane gRPC server (port 0 = pick a free one); returns (server, bound port).
     The publisher must be started separately; stop with `await server.stop(grace)`."""
-    server = grpc.aio.server(options=_SERVER_OPTIONS)
-    add_to_server(ControlPlaneServicer(publisher, kv, heartbeat_s=heartbeat_s, clock=clock), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if bound == 0:
-        raise OSError(f"cannot listen for gRPC on {host}:{port}")
+    server, _, bound = build_server(publisher, kv, host=host, port=port, heartbeat_s=heartbeat_s, clock=clock)
     await server.start()
     return server, bound

@@ -7,6 +7,10 @@ in `errors`, and subscribers keep the last good snapshot.
 Each subscriber has a one-slot queue holding only the latest snapshot, so a
 slow node skips intermediate versions instead of blocking others or growing
 memory. The wire message is serialised once per snapshot, not once per node.
+
+The publisher writes to the store in one case only: when policy content changed
+without the version key (a direct etcd write), it rewrites the version key so
+the change gets a version of its own instead of reusing one nodes already have.
 """
 
 from __future__ import annotations
@@ -20,9 +24,9 @@ from dataclasses import dataclass
 
 from interlock.v1 import control_pb2, policy_pb2
 
-from .errors import PolicyInvalid, StoreUnavailable
+from .errors import Conflict, PolicyInvalid, StoreUnavailable
 from .store.base import KV
-from .store.layout import POLICY, compile_state, load_state
+from .store.layout import POLICY, VERSION_KEY, compile_state, load_state, version_marker
 
 log = logging.getLogger(__name__)
 
@@ -94,15 +98,29 @@ class SnapshotPublisher:
                 self.errors = exc.errors
                 return False
             self.errors = []
-            if snapshot.version == 0:
+            current = self.current
+            if snapshot.version == 0 and not (state.keys or any(state.sections.values())):
                 return False  # nothing was ever written: nodes have nothing to apply yet
-            if self.current is not None:
-                if (snapshot.version, snapshot.content_hash) == self.current.ident:
+            if snapshot.version == 0 or (current and current.snapshot.version == snapshot.version
+                                         and current.snapshot.content_hash != snapshot.content_hash):
+                await self._bump_version(state.version)
+                return False
+            if current is not None:
+                if (snapshot.version, snapshot.content_hash) == current.ident:
                     return False
-                if snapshot.version < self.current.snapshot.version:
+                if snapshot.version < current.snapshot.version:
                     return False  # a stale read must never roll nodes back
             self._publish(snapshot)
             return True
+
+    async def _bump_version(self, seen: int) -> None:
+        """The policy changed without its version key being rewritten (a direct etcd write). Nodes refuse
+        new content under an applied version, so give the change a version; the watch then republishes."""
+        log.warning("policy changed without a version bump (direct store write?); assigning a new version")
+        now_ms = int(self._clock() * 1000)
+        with suppress(Conflict):  # someone else bumped it: fine, the watch fires either way
+            await self._kv.commit({VERSION_KEY: version_marker(now_ms, "publisher: unversioned change")},
+                                  if_revision_of={VERSION_KEY: seen})
 
     def _publish(self, snapshot: policy_pb2.PolicySnapshot) -> None:
         item = Published(snapshot, control_pb2.ControlMessage(snapshot=snapshot).SerializeToString())

@@ -17,7 +17,7 @@ from .diff import plan_apply
 from .errors import Conflict, NotFound, PolicyInvalid
 from .nodes import read_node_status
 from .policy.compiler import resolve_aliases, validate
-from .policy.model import KeyRecord, PolicyDocument
+from .policy.model import KeyRecord, PolicyDocument, Project, User
 from .service_types import ApplyResult, CreatedKey, KeySpec, ModelInfo, NodeStatus
 from .store.base import KV
 from .store.layout import KEYS, VERSION_KEY, StoredState, compile_state, encode, item_key, load_state, version_marker
@@ -80,7 +80,7 @@ class StorePolicyService:
             if owner is None:
                 errors.append(f"{kind} {ident!r} is not defined; add it to the policy first")
                 continue
-            owner_team = getattr(owner, "team")
+            owner_team = owner.team if isinstance(owner, User | Project) else ""
             if team and owner_team != team:
                 errors.append(f"{kind} {ident!r} belongs to team {owner_team!r}, not {team!r}")
             team = team or owner_team

@@ -11,7 +11,7 @@ import aiohttp
 import orjson
 
 from dataplane.admission import authenticate, presented_key, resolve
-from dataplane.dialects.base import Dialect, ErrorKind, Usage
+from dataplane.dialects.base import Dialect, ErrorKind, StreamUsageScanner, Usage
 from dataplane.gateway_errors import GatewayError, bad_request
 from dataplane.http.messages import Request, Responder
 from dataplane.policy import CompiledPolicy, Route
@@ -100,7 +100,7 @@ class Proxy:
                 f"model {requested!r} is served by a provider speaking the {adapter.dialect} API; "
                 f"this endpoint speaks {ep.dialect.name} (cross-API translation is not enabled for it)"
             )
-        adapter.prepare_body(body, route.model.upstream_name, stream)
+        strip_usage = adapter.prepare_body(body, route.model.upstream_name, stream)
         headers = [*prov.headers, *((h, req.headers[h]) for h in adapter.forward_headers if h in req.headers)]
         headers.append(("content-type", "application/json"))
         url = prov.base_url + adapter.paths[ep.operation]
@@ -111,7 +111,7 @@ class Proxy:
             if upstream.status != 200:
                 rec.error_class = _status_class(upstream.status)
             if stream and upstream.status == 200:
-                await self._relay_stream(upstream, resp, ep.dialect, rec, extra)
+                await self._relay_stream(upstream, resp, ep.dialect.stream_scanner(strip_usage), rec, extra)
                 return
             payload = await upstream.read()
             rec.first_byte_s = self._clock()
@@ -122,20 +122,19 @@ class Proxy:
             resp.send(upstream.status, ctype, payload, extra)
 
     async def _relay_stream(
-        self, upstream: aiohttp.ClientResponse, resp: Responder, dialect: Dialect, rec: RequestRecord,
+        self, upstream: aiohttp.ClientResponse, resp: Responder, scanner: StreamUsageScanner, rec: RequestRecord,
         extra: list[tuple[str, str]],
     ) -> None:
-        scanner = dialect.stream_scanner()
         resp.start_stream(200, upstream.headers.get("content-type", "text/event-stream"), extra)
         try:
             async for chunk in upstream.content.iter_any():
                 if not rec.first_byte_s:
                     rec.first_byte_s = self._clock()
-                scanner.feed(chunk)
+                out = scanner.feed(chunk)
                 if resp.disconnected:
                     rec.client_disconnected = True
                     break  # leaving the context closes the upstream connection: the provider stops generating
-                await resp.write(chunk)
+                await resp.write(out)
         finally:
             rec.usage = scanner.usage if scanner.usage.reported else _estimate(rec, scanner.events)
             rec.response_bytes = resp.bytes_sent

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -22,6 +22,7 @@ from controlplane.service_types import ApplyResult, Change, CreatedKey, KeySpec,
 from interlock.keys import display_hint, hash_key, new_key_id, new_secret
 from interlock.v1 import policy_pb2
 
+Action = Literal["create", "update", "delete"]
 TOKEN = "test-admin-token"
 API = "/admin/v1"
 
@@ -48,7 +49,7 @@ class MemoryPolicyService:
             for name in sorted(old.keys() | new.keys()):
                 b, a = old.get(name), new.get(name)
                 if b != a:
-                    action = "create" if b is None else "delete" if a is None else "update"
+                    action: Action = "create" if b is None else "delete" if a is None else "update"
                     changes.append(Change(section, name, action, b, a))
         if changes and not dry_run:
             self.doc, self.version = doc, self.version + 1

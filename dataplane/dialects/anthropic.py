@@ -48,7 +48,7 @@ class AnthropicStreamScanner:
     def events(self) -> int:
         return self._sse.events
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes) -> bytes:
         done = self._sse.complete(chunk)
         if done:
             for payload in usage_payloads(done):
@@ -57,6 +57,7 @@ class AnthropicStreamScanner:
                     u = payload["message"].get("usage")
                 if isinstance(u, dict):
                     _merge(self.usage, u)
+        return chunk
 
 
 class AnthropicDialect:
@@ -75,8 +76,8 @@ class AnthropicDialect:
             _merge(usage, u)
         return usage
 
-    def stream_scanner(self) -> AnthropicStreamScanner:
-        return AnthropicStreamScanner()
+    def stream_scanner(self, strip_usage: bool = False) -> AnthropicStreamScanner:
+        return AnthropicStreamScanner()  # Anthropic always reports usage in-stream; nothing is injected
 
     def max_output_tokens(self, body: dict[str, Any]) -> int | None:
         v = body.get("max_tokens")

@@ -21,7 +21,9 @@ class StreamUsageScanner(Protocol):
     usage: Usage
     events: int
 
-    def feed(self, chunk: bytes) -> None: ...
+    def feed(self, chunk: bytes) -> bytes:
+        """Account for `chunk` and return the bytes to forward to the client (usually `chunk` itself)."""
+        ...
 
 
 class Dialect(Protocol):
@@ -35,7 +37,9 @@ class Dialect(Protocol):
 
     def usage_from_body(self, body: dict[str, Any]) -> Usage: ...
 
-    def stream_scanner(self) -> StreamUsageScanner: ...
+    def stream_scanner(self, strip_usage: bool = False) -> StreamUsageScanner:
+        """strip_usage: the gateway asked the provider for usage the client did not; hide it from the client."""
+        ...
 
     def max_output_tokens(self, body: dict[str, Any]) -> int | None: ...
 

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from .base import ErrorKind, Usage
-from .sse import SSEBuffer, usage_payloads
+from .sse import SSEBuffer, has_usage, usage_payloads, without_events
 
 _TYPES = {
     ErrorKind.INVALID_REQUEST: ("invalid_request_error", None),
@@ -38,22 +38,31 @@ def usage_from_obj(u: Any) -> Usage:
     )
 
 
-class OpenAIStreamScanner:
-    __slots__ = ("_sse", "usage")
+def _is_usage_only_chunk(event: bytes) -> bool:
+    return has_usage(event) and (b'"choices":[]' in event or b'"choices": []' in event)
 
-    def __init__(self) -> None:
+
+class OpenAIStreamScanner:
+    __slots__ = ("_sse", "_strip", "usage")
+
+    def __init__(self, strip_usage: bool = False) -> None:
         self._sse = SSEBuffer()
+        self._strip = strip_usage
         self.usage = Usage()
 
     @property
     def events(self) -> int:
         return self._sse.events
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes) -> bytes:
         done = self._sse.complete(chunk)
         if done:
             for payload in usage_payloads(done):
                 self.usage = usage_from_obj(payload.get("usage"))
+        if not self._strip:
+            return chunk
+        # Event-aligned forwarding only in this mode: the usage-only chunk must be cut out whole.
+        return without_events(done, _is_usage_only_chunk) if done and has_usage(done) else done
 
 
 class OpenAIDialect:
@@ -69,8 +78,8 @@ class OpenAIDialect:
     def usage_from_body(self, body: dict[str, Any]) -> Usage:
         return usage_from_obj(body.get("usage"))
 
-    def stream_scanner(self) -> OpenAIStreamScanner:
-        return OpenAIStreamScanner()
+    def stream_scanner(self, strip_usage: bool = False) -> OpenAIStreamScanner:
+        return OpenAIStreamScanner(strip_usage)
 
     def max_output_tokens(self, body: dict[str, Any]) -> int | None:
         v = body.get("max_completion_tokens") or body.get("max_tokens")

@@ -8,7 +8,7 @@ ones that mention usage are parsed: the hot path scans bytes in C (`find`,
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import orjson
 
@@ -34,6 +34,15 @@ class SSEBuffer:
         done = buf[: cut + 2]
         self.events += done.count(b"data:")
         return done
+
+
+def has_usage(data: bytes) -> bool:
+    return _USAGE_OBJ.search(data) is not None
+
+
+def without_events(done: bytes, drop: Callable[[bytes], bool]) -> bytes:
+    """`done` minus the complete events for which `drop(event)` is true."""
+    return b"".join(e + b"\n\n" for e in done.split(b"\n\n")[:-1] if not drop(e))
 
 
 def usage_payloads(done: bytes) -> Iterator[dict]:

@@ -34,12 +34,18 @@ class ProviderAdapter:
             return ()
         return ((self.auth_header, self.auth_prefix + secret),)
 
-    def prepare_body(self, body: dict[str, Any], upstream_model: str, stream: bool) -> None:
-        """Rewrite the client's body for this provider in place (model name, usage reporting)."""
+    def prepare_body(self, body: dict[str, Any], upstream_model: str, stream: bool) -> bool:
+        """Rewrite the client's body for this provider in place (model name, usage reporting).
+
+        Returns True when usage reporting was switched on for us, not the client,
+        so the relay must hide the extra usage chunk from the client."""
         body["model"] = upstream_model
         if stream and self.needs_usage_option:
             opts = body.get("stream_options")
             if not isinstance(opts, dict):
                 opts = {}
                 body["stream_options"] = opts
-            opts["include_usage"] = True
+            if opts.get("include_usage") is not True:
+                opts["include_usage"] = True
+                return True
+        return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -51,7 +52,10 @@ def _client(admin_url: str | None, admin_token: str | None) -> AdminClient:
 
 def _console() -> Console:
     # Created per command so it writes to the stdout click has at that moment (CliRunner swaps it).
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 160  # piped output: wrap tables less than rich's 80-column default
+    return console
 
 
 def _stdin_is_tty() -> bool:
@@ -206,7 +210,7 @@ def keys_create(name: str, team: str, user: str, project: str, models_csv: str, 
 @click.option("-o", "--output", type=OUTPUT, default="table", show_default=True)
 @admin_options
 def keys_list(output: str, admin_url: str | None, admin_token: str | None) -> None:
-    """List virtual keys (hints only; secrets are never stored)."""
+    """List virtual keys: hint (last characters of the secret), OWNER as team/user/project, status."""
     with _client(admin_url, admin_token) as api:
         items = api.list_keys()
     if output == "json":
@@ -269,9 +273,10 @@ def status(output: str, admin_url: str | None, admin_token: str | None) -> None:
         _echo_json({"snapshot": snap.model_dump(mode="json"), **nodes.model_dump(mode="json")})
         return
     out, c = _console(), snap.counts
-    out.print(f"policy version [bold]{nodes.version}[/] (hash {nodes.content_hash[:12] or '—'}): "
-              f"{c.providers} providers, {c.models} models, {c.aliases} aliases, {c.teams} teams, "
-              f"{c.users} users, {c.projects} projects, {c.active_keys} active keys")
+    out.print(f"policy version [bold]{nodes.version}[/] (hash {nodes.content_hash[:12] or '—'})")
+    counts = (("provider", c.providers), ("model", c.models), ("alias", c.aliases), ("team", c.teams),
+              ("user", c.users), ("project", c.projects), ("active key", c.active_keys))
+    out.print(", ".join(render.plural(n, word) for word, n in counts))
     if not nodes.nodes:
         out.print("no data-plane nodes have connected yet; start one with `interlock dataplane`")
         return

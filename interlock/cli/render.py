@@ -19,6 +19,7 @@ from rich.text import Text
 
 from controlplane.admin_schemas import ChangeOut, KeyOut, ModelOut, NodeOut
 from controlplane.policy.model import SECTION_TYPES, PolicyDocument
+from interlock.keys import KEY_PREFIX
 
 _SENSITIVE = re.compile(r"auth|key|token|secret|password|cookie|signature", re.IGNORECASE)
 _HIDDEN_FIELDS = frozenset({"key_hash", "secret"})
@@ -49,6 +50,11 @@ def _span(ms: int) -> str:
         if s >= size:
             return f"{s // size}{unit}"
     return f"{s}s"
+
+
+def plural(n: int, word: str) -> str:
+    """plural(1, 'model') -> '1 model'; plural(2, 'alias') -> '2 aliases'."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}{'es' if word.endswith('s') else 's'}"
 
 
 def price(value: str) -> str:
@@ -171,10 +177,11 @@ def validation_problems(data: Any, exc: ValidationError) -> list[str]:
 # -- tables -----------------------------------------------------------------------
 
 
-def _table(*columns: str) -> Table:
-    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, header_style="bold")
+def _table(*columns: str, caption: str | None = None) -> Table:
+    """Columns named with a trailing '!' never wrap (ids, times, statuses); the rest share what is left."""
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, header_style="bold", caption=caption, caption_justify="left")
     for c in columns:
-        t.add_column(c, overflow="fold")
+        t.add_column(c.rstrip("!"), no_wrap=c.endswith("!"), overflow="ellipsis" if c.endswith("!") else "fold")
     return t
 
 
@@ -184,26 +191,30 @@ def _owner(k: KeyOut) -> str:
 
 
 def key_status(k: KeyOut, now_ms: int) -> Text:
+    """'active', '9d left' (active, expiring), 'expired' or 'revoked'; short so the table fits 100 columns."""
     if k.revoked:
         return Text("revoked", style="red")
     if 0 < k.expires_at_unix_ms <= now_ms:
         return Text("expired", style="yellow")
+    if k.expires_at_unix_ms:
+        return Text(f"{_span(k.expires_at_unix_ms - now_ms)} left", style="green")
     return Text("active", style="green")
 
 
 def keys_table(keys: list[KeyOut], now_ms: int) -> Table:
-    t = _table("ID", "NAME", "HINT", "TEAM/USER/PROJECT", "MODELS", "EXPIRES", "STATUS", "CREATED")
-    t.columns[0].no_wrap = True
+    """OWNER is team/user/project, whichever are set; MODELS empty means the team's allowlist."""
+    t = _table("ID!", "NAME", "HINT!", "OWNER", "MODELS", "STATUS!", "CREATED!")
     for k in sorted(keys, key=lambda k: (k.revoked, -k.created_at_unix_ms)):
         t.add_row(
-            k.id, k.name or "—", k.hint, _owner(k), ", ".join(k.allowed_models) or ("team's" if k.team else "any"),
-            until(k.expires_at_unix_ms, now_ms), key_status(k, now_ms), ago(k.created_at_unix_ms, now_ms),
+            k.id, k.name or "—", k.hint.removeprefix(KEY_PREFIX), _owner(k),
+            ", ".join(k.allowed_models) or ("team's" if k.team else "any"),
+            key_status(k, now_ms), ago(k.created_at_unix_ms, now_ms),
         )
     return t
 
 
 def models_table(models: list[ModelOut]) -> Table:
-    t = _table("NAME", "KIND", "ROUTES TO", "IN $/1M", "OUT $/1M", "CACHED $/1M")
+    t = _table("NAME", "KIND!", "ROUTES TO", "INPUT!", "OUTPUT!", "CACHED!", caption="prices: USD per 1M tokens")
     for col in t.columns[3:]:
         col.justify = "right"
     for m in sorted(models, key=lambda m: (m.kind != "model", m.name)):
@@ -224,7 +235,7 @@ def sync_cell(n: NodeOut, version: int) -> Text:
 
 
 def nodes_table(nodes: list[NodeOut], version: int, now_ms: int) -> Table:
-    t = _table("NODE", "ADDRESS", "VERSION", "SYNC", "CONNECTED", "LAST SEEN", "LAST REJECTION")
+    t = _table("NODE!", "ADDRESS!", "APPLIED!", "SYNC!", "CONNECTED!", "LAST SEEN!", "LAST REJECTION")
     for n in sorted(nodes, key=lambda n: n.node_id):
         rejection = f"v{n.rejected_version}: {n.reject_reason}" if n.rejected_version else "—"
         t.add_row(

@@ -1,0 +1,60 @@
+"""Wire the control-plane backend: store -> policy service -> publisher -> gRPC server.
+
+The admin API takes `backend.service` (a PolicyService); data planes connect to
+`backend.grpc_port`. Everything is owned by the returned object, nothing is global.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+
+from interlock.settings import ControlPlaneSettings
+
+from .grpc_server import ControlPlaneServicer, build_server, start_control_plane_grpc
+from .publisher import SnapshotPublisher
+from .service import StorePolicyService
+from .store import open_store
+from .store.base import KV
+
+__all__ = ["ControlPlaneBackend", "start_backend", "start_control_plane_grpc"]
+
+
+@dataclass
+class ControlPlaneBackend:
+    kv: KV
+    service: StorePolicyService
+    publisher: SnapshotPublisher
+    server: grpc.aio.Server
+    grpc_port: int
+    servicer: ControlPlaneServicer
+
+    async def close(self, grace_s: float = 1.0) -> None:
+        await self.server.stop(grace_s)
+        await self.servicer.drain()  # let disconnect records land before the store closes
+        await self.publisher.stop()
+        await self.kv.close()
+
+
+async def start_backend(
+    settings: ControlPlaneSettings, *, clock: Callable[[], float] = time.time, kv: KV | None = None
+) -> ControlPlaneBackend:
+    """Open the store named by settings (or use `kv`), start publishing and serve gRPC."""
+    kv = kv if kv is not None else open_store(settings.store, settings.etcd_prefix)
+    service = StorePolicyService(kv, settings.key_pepper, clock)
+    publisher = SnapshotPublisher(kv, clock=clock)
+    await publisher.start()
+    try:
+        server, servicer, port = build_server(
+            publisher, kv, host=settings.grpc_host, port=settings.grpc_port, heartbeat_s=settings.heartbeat_s,
+            clock=clock,
+        )
+        await server.start()
+    except BaseException:
+        await publisher.stop()
+        await kv.close()
+        raise
+    return ControlPlaneBackend(kv, service, publisher, server, port, servicer)

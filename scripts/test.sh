@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs everything the tests need (Python deps, etcd) on a fresh machine, then runs
+# the drift check, linters, type checks and the full test suite. CI calls this via .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing system services the tests start (etcd)"
+bash scripts/install-etcd.sh
+
+step "installing interlock with test dependencies"
+python3 -m pip install --disable-pip-version-check -q -e '.[test]'
+
+step "checking generated protobuf code for drift"
+python3 scripts/gen_proto.py --check
+
+step "ruff"
+python3 -m ruff check .
+
+step "mypy"
+python3 -m mypy
+
+step "pytest"
+python3 -m pytest -q -p no:cacheprovider "$@"
