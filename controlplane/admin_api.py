@@ -71,7 +71,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def on_service_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ControlPlaneError)
         errors = list(exc.errors) if isinstance(exc, PolicyInvalid) else []
-        message = f"the policy is invalid ({len(errors)} problem{'s' * (len(errors) != 1)})" if errors else str(exc)
+        # PolicyInvalid is raised before any write (service contract), so say so: the caller can just fix and retry.
+        n = len(errors)
+        message = f"rejected, nothing was changed: {n} problem{'s' * (n != 1)}" if errors else str(exc)
         if exc.status >= 500:
             log.warning("admin %s %s failed: %r", request.method, request.url.path, exc)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None

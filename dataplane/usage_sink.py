@@ -235,7 +235,11 @@ class ClickHouseSink:
                     # ClickHouse drops a retried identical batch, so a failure
                     # reported after the insert actually landed cannot double count.
                     log.warning(
-                        "usage sink: insert of %d events failed (attempt %d/%d): %s", len(batch), attempt, self._max_attempts, exc
+                        "usage sink: insert of %d events failed (attempt %d/%d): %s",
+                        len(batch),
+                        attempt,
+                        self._max_attempts,
+                        exc,
                     )
                     time.sleep(self._backoff_s * attempt)
                     continue
@@ -270,4 +274,6 @@ def make_usage_sink(settings: DataPlaneSettings) -> UsageSink:
         if not settings.clickhouse_dsn:
             raise SettingsError("INTERLOCK_CLICKHOUSE_DSN must be set when INTERLOCK_USAGE_SINK=clickhouse")
         return ClickHouseSink.from_dsn(settings.clickhouse_dsn)
-    raise SettingsError(f"INTERLOCK_USAGE_SINK={settings.usage_sink!r} is not supported here (expected none or clickhouse)")
+    raise SettingsError(
+        f"INTERLOCK_USAGE_SINK={settings.usage_sink!r} is not supported here (expected none or clickhouse)"
+    )

@@ -58,7 +58,9 @@ def translate_errors(action: str) -> Iterator[None]:
     except Exception as exc:  # the driver surfaces engine, I/O and encoding failures under many types
         code = getattr(exc, "code", None)
         raise IngestError(
-            f"{action} failed: {exc}", retryable=isinstance(exc, OperationalError), code=code if isinstance(code, int) else None
+            f"{action} failed: {exc}",
+            retryable=isinstance(exc, OperationalError),
+            code=code if isinstance(code, int) else None,
         ) from exc
 
 
@@ -135,11 +137,15 @@ class ClickHouseWriter:
     def __enter__(self) -> ClickHouseWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
-def open_clickhouse(dsn: str, *, database: str = DEFAULT_DATABASE, ttl_days: int = DEFAULT_TTL_DAYS) -> ClickHouseWriter:
+def open_clickhouse(
+    dsn: str, *, database: str = DEFAULT_DATABASE, ttl_days: int = DEFAULT_TTL_DAYS
+) -> ClickHouseWriter:
     """Connect, create the database, migrate, and return a writer. Blocking; raises IngestError.
 
     `dsn` is e.g. "chdb:///abs/data/dir" (embedded) or "http://user:pw@host:8123".
@@ -148,6 +154,11 @@ def open_clickhouse(dsn: str, *, database: str = DEFAULT_DATABASE, ttl_days: int
     does not exist yet.
     """
     shown = redact_dsn(dsn)
+    parts = urlsplit(dsn)
+    if parts.scheme == "chdb" and parts.netloc not in ("", "memory"):
+        # clickhouse-connect reads chdb://a/b as location "a", database "b": a relative
+        # path would silently become another directory and database.
+        raise IngestError(f"{shown}: use chdb:///absolute/path (three slashes) or chdb://memory")
     with translate_errors(f"connecting to ClickHouse at {shown}"):
         client = clickhouse_connect.get_client(dsn=dsn)
     try:

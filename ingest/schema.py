@@ -145,7 +145,10 @@ def migrations(database: str = DEFAULT_DATABASE, ttl_days: int = DEFAULT_TTL_DAY
         raise ValueError(f"ttl_days must be positive, got {ttl_days}")
     args = {"db": check_identifier(database), "ttl_days": int(ttl_days), "window": DEDUP_WINDOW}
     # The MV comes after both tables: it only sees inserts made after it exists.
-    return [(version, sql.format(**args).strip()) for version, sql in ((1, _USAGE_EVENTS), (2, _SPEND_DAILY), (3, _SPEND_DAILY_MV))]
+    return [
+        (version, sql.format(**args).strip())
+        for version, sql in ((1, _USAGE_EVENTS), (2, _SPEND_DAILY), (3, _SPEND_DAILY_MV))
+    ]
 
 
 def create_database(client: Client, database: str = DEFAULT_DATABASE) -> None:
@@ -170,7 +173,7 @@ def migrate(client: Client, database: str = DEFAULT_DATABASE, ttl_days: int = DE
         if version in done:
             continue
         client.command(sql)
-        client.insert(f"{database}.schema_migrations", [(version,)], column_names=["version"])
+        client.insert("schema_migrations", [(version,)], column_names=["version"], database=database)
         done.add(version)
     _sync_ttl(client, database, ttl_days)
     return max(done)

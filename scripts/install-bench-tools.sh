@@ -41,12 +41,8 @@ else
   mkdir -p "$BENCH_BIN"
   echo "go install github.com/tsenart/vegeta/v12@$VEGETA_VERSION -> $BENCH_BIN"
   GOBIN="$BENCH_BIN" go install "github.com/tsenart/vegeta/v12@$VEGETA_VERSION"
-  # the module's binary is named after its last path element ("v12"); give it its real name
-  if [ -x "$BENCH_BIN/v12" ]; then
-    mv -f "$BENCH_BIN/v12" "$BENCH_BIN/vegeta"
-  fi
   echo "$VEGETA_VERSION" >"$BENCH_BIN/.vegeta-version"
 fi
 
-"$BENCH_BIN/vegeta" -version 2>/dev/null | head -1 || true
+"$BENCH_BIN/vegeta" -h >/dev/null 2>&1 || { echo "error: $BENCH_BIN/vegeta does not run" >&2; exit 1; }
 echo "ok: run  python benchmarks/dataplane_overhead.py"

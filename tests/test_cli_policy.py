@@ -16,7 +16,7 @@ from click.testing import CliRunner, Result
 from rich.console import Console
 
 from controlplane.admin_api import create_admin_app
-from controlplane.admin_schemas import KeyOut
+from controlplane.admin_schemas import ChangeOut, KeyOut
 from controlplane.service_types import NodeStatus
 from interlock.cli import policy_cmds, render
 from interlock.cli.main import cli
@@ -123,7 +123,7 @@ def test_policy_errors_from_the_server_are_listed(admin: Admin, tmp_path: Path) 
     (tmp_path / "p.yaml").write_text("models:\n  - {name: m, provider: nope}\naliases:\n  - {name: a, target: zz}\n")
     result = admin.run("apply", "-f", str(tmp_path / "p.yaml"))
     assert result.exit_code == 1
-    assert "the policy is invalid (2 problems)" in result.stderr
+    assert "rejected, nothing was changed: 2 problems" in result.stderr
     assert "  - model 'm': provider 'nope' is not defined" in result.stderr
     assert "  - alias 'a' points to 'zz'" in result.stderr
 
@@ -219,4 +219,22 @@ def test_keys_table_fits_100_columns() -> None:
     console.print(render.keys_table(keys, now))
     text = console.export_text()
     assert "vk_0123456789abcdef" in text and all(len(line) <= 100 for line in text.splitlines())
+
+
+def test_diff_masks_secret_headers_but_still_reports_their_change() -> None:
+    before = {"name": "p", "headers": {"Authorization": "Bearer old-secret", "X-Org": "acme"}}
+    after = {"name": "p", "headers": {"Authorization": "Bearer new-secret", "X-Org": "acme2"}}
+    console = Console(width=100, record=True, file=io.StringIO())
+    console.print(render.diff([ChangeOut(section="providers", name="p", action="update", before=before, after=after)]))
+    text = console.export_text()
+    assert "headers.Authorization: ••• → •••" in text and "headers.X-Org: acme → acme2" in text
+    assert "secret" not in text
+
+
+def test_user_text_is_printed_literally(admin: Admin) -> None:
+    _ok(admin.run("apply", "-f", str(EXAMPLE)))
+    weird = "[/bold] [red]ci[/red]"
+    created = _ok(admin.run("keys", "create", "--name", weird, "--team", "platform"))
+    assert weird in created.stdout
+    assert weird in _ok(admin.run("keys", "list")).stdout
 

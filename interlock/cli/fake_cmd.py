@@ -19,7 +19,9 @@ async def _serve(config: FakeProviderConfig, host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    click.echo(f"fake provider listening on {base_url}  (OpenAI: {base_url}/v1, Anthropic: {base_url}, Gemini: {base_url}/v1beta)")
+    click.echo(
+        f"fake provider listening on {base_url}  (OpenAI: {base_url}/v1, Anthropic: {base_url}, Gemini: {base_url}/v1beta)"
+    )
     try:
         await stop.wait()
     finally:
@@ -44,8 +46,13 @@ def _write_nginx(directory: Path, port: int) -> None:
 @click.option("--chunk-delay-ms", default=0.0, show_default=True, type=float, help="Delay between stream events.")
 @click.option("--output-tokens", default=20, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--api-key", default=None, envvar="INTERLOCK_FAKE_API_KEY", help="Require this key (default: any key).")
-@click.option("--write-nginx", "nginx_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Write recorded responses + nginx.conf to DIR and exit.")
+@click.option(
+    "--write-nginx",
+    "nginx_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write recorded responses + nginx.conf to DIR and exit.",
+)
 @click.option("--nginx-port", default=9098, show_default=True, type=int, help="Port for --write-nginx.")
 def fake_provider(
     host: str,
@@ -63,7 +70,7 @@ def fake_provider(
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     config = FakeProviderConfig(
-        latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms, output_tokens=output_tokens, api_key=api_key
+        latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms, output_tokens=output_tokens, api_key=api_key or None
     )
     import uvloop  # imported here so `--write-nginx` and --help work without it
 

@@ -15,6 +15,7 @@ import click
 import yaml
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from controlplane.admin_schemas import KeyCreateIn
 from controlplane.policy.model import SECTION_TYPES, PolicyDocument
@@ -200,8 +201,11 @@ def keys_create(name: str, team: str, user: str, project: str, models_csv: str, 
     if output == "json":
         _echo_json(created.model_dump(mode="json"))
     else:
-        owner = ", ".join(f"{k} {v}" for k, v in (("team", team), ("user", user), ("project", project)) if v)
-        _console().print(f"created virtual key [bold]{created.id}[/] ({name}{', ' + owner if owner else ''})")
+        # From the record: the service may infer the team from the user or project.
+        owner = ", ".join(f"{k} {v}" for k, v in (("team", created.team), ("user", created.user),
+                                                   ("project", created.project)) if v)
+        about = escape(", ".join([name, owner] if owner else [name]))  # user text: print literally, not as markup
+        _console().print(f"created virtual key [bold]{created.id}[/] ({about})")
         click.echo(created.secret)  # plain echo: never wrapped or styled, so it copies cleanly
     click.secho(warning, fg="yellow", err=True)
 
@@ -235,8 +239,8 @@ def keys_revoke(key_id: str, admin_url: str | None, admin_token: str | None) -> 
         if exc.status == 404:
             exc.message += " (see `interlock keys list` for ids)"
         raise
-    _console().print(f"revoked [bold]{k.id}[/]{f' ({k.name})' if k.name else ''}; data-plane nodes stop "
-                     "accepting it as soon as they apply the next snapshot")
+    _console().print(f"revoked [bold]{escape(k.id)}[/]{escape(f' ({k.name})') if k.name else ''}; data-plane nodes "
+                     "stop accepting it as soon as they apply the next snapshot")
 
 
 # -- models and status ---------------------------------------------------------------

@@ -84,19 +84,23 @@ def _fmt(v: Any) -> str:
 
 
 def _flatten(d: dict[str, Any] | None, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts become dotted paths; values of secret-looking fields and headers are masked."""
+    """Nested dicts become dotted paths ('price.input'); secret fields are dropped."""
     out: dict[str, Any] = {}
     for k, v in (d or {}).items():
-        path = f"{prefix}{k}"
         if k in _HIDDEN_FIELDS:
             continue
         if isinstance(v, dict) and v:
-            masked = prefix == "" and k == "headers"
-            for hk, hv in _flatten(v, path + ".").items():
-                out[hk] = _MASK if masked and _SENSITIVE.search(hk) else hv
+            out.update(_flatten(v, f"{prefix}{k}."))
         else:
-            out[path] = v
+            out[f"{prefix}{k}"] = v
     return out
+
+
+def shown(path: str, value: Any) -> str:
+    """A value for display; secret-looking headers are masked (they may carry static upstream auth)."""
+    if path.startswith("headers.") and _SENSITIVE.search(path) and value is not None:
+        return _MASK
+    return _fmt(value)
 
 
 def field_changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[tuple[str, Any, Any]]:
@@ -109,7 +113,7 @@ def field_changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -
 def _summary_fields(d: dict[str, Any] | None) -> str:
     """A one-line 'field=value' summary of a created item, skipping its identity and empty values."""
     flat = _flatten(d)
-    return "  ".join(f"{k}={_fmt(v)}" for k, v in flat.items() if k not in {"name", "id"} and v not in ("", None, [], {}))
+    return "  ".join(f"{k}={shown(k, v)}" for k, v in flat.items() if k not in {"name", "id"} and v not in ("", None, [], {}))
 
 
 def change_summary(changes: Iterable[ChangeOut]) -> str:
@@ -136,14 +140,15 @@ def diff(changes: list[ChangeOut]) -> RenderableType:
             if c.action == "update":
                 for path, old, new in field_changes(c.before, c.after):
                     row = Text(f"      {path}: ")
-                    row.append(_fmt(old), style="red")
+                    row.append(shown(path, old), style="red")
                     row.append(" → ")
-                    row.append(_fmt(new), style="green")
+                    row.append(shown(path, new), style="green")
                     lines.append(row)
     return Group(*lines)
 
 
 # -- policy file errors ------------------------------------------------------------
+
 
 def _where(data: Any, loc: tuple[int | str, ...]) -> str:
     """A readable field path: ('models', 2, 'price') -> 'models[2] (gpt-4o).price'."""
@@ -179,10 +184,17 @@ def validation_problems(data: Any, exc: ValidationError) -> list[str]:
 
 def _table(*columns: str, caption: str | None = None) -> Table:
     """Columns named with a trailing '!' never wrap (ids, times, statuses); the rest share what is left."""
-    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, header_style="bold", caption=caption, caption_justify="left")
+    # Edges off and one space of padding: with the separator column that leaves a 2-space gap.
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0), header_style="bold", caption=caption,
+              caption_justify="left")
     for c in columns:
         t.add_column(c.rstrip("!"), no_wrap=c.endswith("!"), overflow="ellipsis" if c.endswith("!") else "fold")
     return t
+
+
+def _add_row(t: Table, *cells: str | Text) -> None:
+    # Plain Text, never markup: names and reasons come from users and must print literally.
+    t.add_row(*(Text(c) if isinstance(c, str) else c for c in cells))
 
 
 def _owner(k: KeyOut) -> str:
@@ -205,8 +217,8 @@ def keys_table(keys: list[KeyOut], now_ms: int) -> Table:
     """OWNER is team/user/project, whichever are set; MODELS empty means the team's allowlist."""
     t = _table("ID!", "NAME", "HINT!", "OWNER", "MODELS", "STATUS!", "CREATED!")
     for k in sorted(keys, key=lambda k: (k.revoked, -k.created_at_unix_ms)):
-        t.add_row(
-            k.id, k.name or "—", k.hint.removeprefix(KEY_PREFIX), _owner(k),
+        _add_row(
+            t, k.id, k.name or "—", k.hint.removeprefix(KEY_PREFIX), _owner(k),
             ", ".join(k.allowed_models) or ("team's" if k.team else "any"),
             key_status(k, now_ms), ago(k.created_at_unix_ms, now_ms),
         )
@@ -219,8 +231,8 @@ def models_table(models: list[ModelOut]) -> Table:
         col.justify = "right"
     for m in sorted(models, key=lambda m: (m.kind != "model", m.name)):
         route = f"{m.provider}/{m.upstream}" if m.kind == "model" else f"→ {m.target} ({m.provider})"
-        t.add_row(
-            Text(m.name, style="bold"), m.kind, route,
+        _add_row(
+            t, Text(m.name, style="bold"), m.kind, route,
             price(m.input_per_mtok), price(m.output_per_mtok), price(m.cached_input_per_mtok),
         )
     return t
@@ -238,8 +250,8 @@ def nodes_table(nodes: list[NodeOut], version: int, now_ms: int) -> Table:
     t = _table("NODE!", "ADDRESS!", "APPLIED!", "SYNC!", "CONNECTED!", "LAST SEEN!", "LAST REJECTION")
     for n in sorted(nodes, key=lambda n: n.node_id):
         rejection = f"v{n.rejected_version}: {n.reject_reason}" if n.rejected_version else "—"
-        t.add_row(
-            n.node_id, n.address or "—", str(n.version), sync_cell(n, version),
+        _add_row(
+            t, n.node_id, n.address or "—", str(n.version), sync_cell(n, version),
             Text("yes", style="green") if n.connected else Text("no", style="red"),
             ago(n.last_seen_unix_ms, now_ms), Text(rejection, style="red" if n.rejected_version else ""),
         )

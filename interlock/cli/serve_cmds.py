@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import click
 
@@ -39,7 +40,7 @@ def _settings_or_exit(factory: Callable[[], object]) -> object:
 def dataplane_cmd(log_level: str) -> None:
     """Run one data-plane node (configured by INTERLOCK_* environment variables)."""
     from dataplane.node import DataPlaneNode
-    from dataplane.usage_sink import make_sink
+    from dataplane.usage_sink import make_usage_sink
     from interlock.settings import DataPlaneSettings
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -47,7 +48,7 @@ def dataplane_cmd(log_level: str) -> None:
     assert isinstance(settings, DataPlaneSettings)
 
     async def main(stop: asyncio.Event) -> None:
-        node = DataPlaneNode(settings, sink=make_sink(settings), env=os.environ)
+        node = DataPlaneNode(settings, sink=make_usage_sink(settings), env=os.environ)
         await node.start()
         click.echo(f"interlock data plane {settings.node_id} serving on http://{settings.host}:{node.port}")
         await stop.wait()
@@ -56,5 +57,77 @@ def dataplane_cmd(log_level: str) -> None:
     run_until_signal(main)
 
 
+async def serve_admin(app: object, host: str, port: int) -> tuple[object, asyncio.Task[None]]:
+    """Run the FastAPI admin app with uvicorn inside the current loop; returns (server, task)."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))  # type: ignore[arg-type]
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own the signals
+    task = asyncio.get_running_loop().create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # surfaces "address already in use" and friends
+        await asyncio.sleep(0.02)
+    return server, task
+
+
+@click.command("controlplane")
+@click.option("--log-level", default="INFO", show_default=True)
+def controlplane_cmd(log_level: str) -> None:
+    """Run the control plane: admin API + snapshot gRPC service over etcd (INTERLOCK_STORE)."""
+    from controlplane.admin_api import create_admin_app
+    from controlplane.backend import start_backend
+    from interlock.settings import ControlPlaneSettings
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings_or_exit(ControlPlaneSettings.from_env)
+    assert isinstance(settings, ControlPlaneSettings)
+
+    async def main(stop: asyncio.Event) -> None:
+        backend = await start_backend(settings)
+        server, task = await serve_admin(create_admin_app(backend.service, settings.admin_token),
+                                         settings.admin_host, settings.admin_port)
+        click.echo(f"interlock control plane: admin http://{settings.admin_host}:{settings.admin_port} "
+                   f"gRPC {settings.grpc_host}:{backend.grpc_port} store {settings.store.split('@')[-1]}")
+        await stop.wait()
+        server.should_exit = True  # type: ignore[attr-defined]
+        await task
+        await backend.close()
+
+    run_until_signal(main)
+
+
+@click.command("dev")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="state directory (default ./.interlock)")
+@click.option("--port", type=int, default=None, help="gateway port (default 8080)")
+@click.option("--log-level", default="WARNING", show_default=True)
+def dev_cmd(data_dir: Path | None, port: int | None, log_level: str) -> None:
+    """Run a complete gateway on this machine: no etcd, Kafka or ClickHouse server needed."""
+    from dataclasses import replace
+
+    from interlock.devstack import DevStack
+    from interlock.settings import DevSettings
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings_or_exit(DevSettings.from_env)
+    assert isinstance(settings, DevSettings)
+    settings = replace(settings, **({"data_dir": data_dir} if data_dir else {}), **({"port": port} if port else {}))
+
+    async def main(stop: asyncio.Event) -> None:
+        stack = DevStack(settings, env=os.environ)
+        try:
+            await stack.start()
+        except OSError as exc:
+            raise click.ClickException(f"{exc.strerror or exc}: is another interlock already running? "
+                                       "Stop it or choose other ports (--port, INTERLOCK_ADMIN_PORT, ...)") from exc
+        click.echo(stack.banner())
+        await stop.wait()
+        click.echo("stopping…")
+        await stack.stop()
+
+    run_until_signal(main)
+
+
 def register(group: click.Group) -> None:
-    group.add_command(dataplane_cmd)
+    for cmd in (dataplane_cmd, controlplane_cmd, dev_cmd):
+        group.add_command(cmd)

@@ -102,7 +102,9 @@ def stop_reason(reply: Reply) -> str:
 def _content(reply: Reply, rid: str) -> list[dict[str, Any]]:
     if reply.tool is None:
         return [{"type": "text", "text": reply.text}]
-    return [{"type": "tool_use", "id": f"toolu_{rid}", "name": reply.tool.name, "input": orjson.loads(reply.tool.arguments)}]
+    return [
+        {"type": "tool_use", "id": f"toolu_{rid}", "name": reply.tool.name, "input": orjson.loads(reply.tool.arguments)}
+    ]
 
 
 def message(turn: Turn, reply: Reply, rid: str, created: int) -> dict[str, Any]:
@@ -166,4 +168,9 @@ def error(status: int, message: str | None = None, param: str | None = None) -> 
 
 def models_list(models: tuple[str, ...], created: int) -> dict[str, Any]:
     data = [{"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"} for m in models]
-    return {"data": data, "has_more": False, "first_id": models[0] if models else None, "last_id": models[-1] if models else None}
+    return {
+        "data": data,
+        "has_more": False,
+        "first_id": models[0] if models else None,
+        "last_id": models[-1] if models else None,
+    }

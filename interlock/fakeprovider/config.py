@@ -1,7 +1,17 @@
 """Server configuration, fault rules, and per-request option resolution.
 
-Precedence for one request: `x-fake-*` headers > the fault rule consumed for it
-> `FakeProviderConfig` defaults. Header names are listed in `HEADERS`.
+Per-request headers (all optional):
+  x-fake-latency-ms         delay before the first response byte
+  x-fake-chunk-delay-ms     delay between consecutive stream events
+  x-fake-output-tokens      words (= content chunks = output tokens) in a text reply
+  x-fake-status             answer with this 4xx/5xx error in the request's dialect
+                            (429/503/529 carry retry-after + retry-after-ms); 200 = no fault
+  x-fake-fail-after-chunks  streams: reset the connection after N SSE events (OpenAI's
+                            role chunk and Anthropic's message_start/ping count);
+                            non-streams: send half the body, then reset
+  x-fake-cached-tokens      report this many prompt tokens as cache reads
+
+Precedence for one request: headers > the fault rule consumed for it > config.
 """
 
 from __future__ import annotations
@@ -49,6 +59,12 @@ class FaultRule:
     path: str | None = None
 
     def __post_init__(self) -> None:
+        for name, kinds in (("status", int), ("fail_after_chunks", int), ("count", int), ("latency_ms", (int, float))):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
+                raise OptionError(f"fault {name} must be a number, got {value!r}")
+        if self.path is not None and not isinstance(self.path, str):
+            raise OptionError(f"fault path must be a string, got {self.path!r}")
         if self.status is None and self.fail_after_chunks is None and self.latency_ms is None:
             raise OptionError("a fault needs status, fail_after_chunks or latency_ms")
         if self.status is not None:
@@ -67,10 +83,7 @@ class FaultRule:
         unknown = set(raw) - {"status", "fail_after_chunks", "latency_ms", "count", "path"}
         if unknown:
             raise OptionError(f"unknown fault fields: {sorted(unknown)}")
-        try:
-            return cls(**raw)
-        except TypeError as exc:
-            raise OptionError(str(exc)) from exc
+        return cls(**raw)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -172,7 +185,9 @@ def _pick(*values: Any) -> Any:
 
 
 def resolve_options(config: FakeProviderConfig, hdr: HeaderOverrides, rule: FaultRule | None) -> RequestOptions:
-    rule_status, rule_fail, rule_latency = (rule.status, rule.fail_after_chunks, rule.latency_ms) if rule else (None,) * 3
+    rule_status, rule_fail, rule_latency = (
+        (rule.status, rule.fail_after_chunks, rule.latency_ms) if rule else (None,) * 3
+    )
     status = _pick(hdr.status, rule_status)
     return RequestOptions(
         latency_ms=_pick(hdr.latency_ms, rule_latency, config.latency_ms),

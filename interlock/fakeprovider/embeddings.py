@@ -12,7 +12,7 @@ import hashlib
 import math
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from .model import RequestError
 from .reply import estimate_tokens
@@ -28,8 +28,10 @@ class EmbeddingRequest:
     dimensions: int | None
 
 
-def _is_tokens(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(t, int) and not isinstance(t, bool) for t in value)
+def _is_tokens(value: Any) -> TypeGuard[list[int]]:
+    return (
+        isinstance(value, list) and bool(value) and all(isinstance(t, int) and not isinstance(t, bool) for t in value)
+    )
 
 
 def parse(body: Any) -> EmbeddingRequest:
@@ -82,4 +84,9 @@ def render(req: EmbeddingRequest, default_dimensions: int) -> dict[str, Any]:
         encoded: Any = base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode() if req.base64 else vec
         data.append({"object": "embedding", "index": index, "embedding": encoded})
     tokens = sum(token_count(item) for item in req.inputs)
-    return {"object": "list", "data": data, "model": req.model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    return {
+        "object": "list",
+        "data": data,
+        "model": req.model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }

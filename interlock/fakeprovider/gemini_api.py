@@ -54,7 +54,11 @@ def parse_generate(body: Any, *, model: str, stream: bool, sse: bool = True) -> 
 
 def usage(reply: Reply, output_tokens: int | None = None) -> dict[str, Any]:
     out = reply.output_tokens if output_tokens is None else output_tokens
-    meta = {"promptTokenCount": reply.input_tokens, "candidatesTokenCount": out, "totalTokenCount": reply.input_tokens + out}
+    meta = {
+        "promptTokenCount": reply.input_tokens,
+        "candidatesTokenCount": out,
+        "totalTokenCount": reply.input_tokens + out,
+    }
     if reply.cached_tokens:
         meta["cachedContentTokenCount"] = reply.cached_tokens  # a subset of promptTokenCount
     return meta

@@ -33,8 +33,14 @@ class Admitted:
     overrides: HeaderOverrides
 
 
-def error_response(dialect: Dialect, entry: RecordedRequest, state: ProviderState, status: int,
-                   message: str | None = None, param: str | None = None) -> web.Response:
+def error_response(
+    dialect: Dialect,
+    entry: RecordedRequest,
+    state: ProviderState,
+    status: int,
+    message: str | None = None,
+    param: str | None = None,
+) -> web.Response:
     entry.status = status
     headers = {}
     if status in RETRYABLE_STATUSES:
@@ -94,8 +100,11 @@ async def generate(request: web.Request, dialect: Dialect, parse: Callable[[Any]
         return error_response(dialect, entry, state, opts.status)
     reply = build_reply(turn, opts.output_tokens, opts.cached_tokens)
     entry.status = 200
-    entry.usage = {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens,
-                   "cached_tokens": reply.cached_tokens}
+    entry.usage = {
+        "input_tokens": reply.input_tokens,
+        "output_tokens": reply.output_tokens,
+        "cached_tokens": reply.cached_tokens,
+    }
     rid, created = state.next_id(), int(time.time())
     headers = {dialect.request_id_header: f"req_{rid}"} if dialect.request_id_header else {}
     if turn.stream:
@@ -118,7 +127,9 @@ async def gemini_generate(request: web.Request) -> web.StreamResponse:
     if method not in ("generateContent", "streamGenerateContent"):
         raise web.HTTPNotFound()
     stream, sse = method == "streamGenerateContent", request.query.get("alt") == "sse"
-    return await generate(request, GEMINI, lambda body: gemini_api.parse_generate(body, model=model, stream=stream, sse=sse))
+    return await generate(
+        request, GEMINI, lambda body: gemini_api.parse_generate(body, model=model, stream=stream, sse=sse)
+    )
 
 
 async def create_embeddings(request: web.Request) -> web.StreamResponse:
@@ -157,7 +168,9 @@ async def get_model(request: web.Request) -> web.StreamResponse:
         return admitted
     model = request.match_info["model"]
     if model not in admitted.state.config.models:
-        return error_response(OPENAI, admitted.entry, admitted.state, 404, f"The model '{model}' does not exist", "model")
+        return error_response(
+            OPENAI, admitted.entry, admitted.state, 404, f"The model '{model}' does not exist", "model"
+        )
     admitted.entry.status = 200
     return json_response({"id": model, "object": "model", "created": int(time.time()), "owned_by": "fakeprovider"})
 

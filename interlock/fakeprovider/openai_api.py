@@ -39,7 +39,9 @@ def _positive_int(body: Mapping[str, Any], name: str) -> int | None:
 
 
 def _choose_tool(body: Mapping[str, Any], triggered: bool) -> ToolSpec | None:
-    tools = [t["function"] for t in body.get("tools") or () if isinstance(t, dict) and isinstance(t.get("function"), dict)]
+    tools = [
+        t["function"] for t in body.get("tools") or () if isinstance(t, dict) and isinstance(t.get("function"), dict)
+    ]
     choice = body.get("tool_choice", "auto")
     if not tools or choice == "none":
         return None
@@ -106,10 +108,18 @@ def finish_reason(reply: Reply) -> str:
 
 
 def completion(turn: Turn, reply: Reply, rid: str, created: int) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": reply.text if reply.tool is None else None, "refusal": None}
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": reply.text if reply.tool is None else None,
+        "refusal": None,
+    }
     if reply.tool is not None:
         message["tool_calls"] = [
-            {"id": f"call_{rid}", "type": "function", "function": {"name": reply.tool.name, "arguments": reply.tool.arguments}}
+            {
+                "id": f"call_{rid}",
+                "type": "function",
+                "function": {"name": reply.tool.name, "arguments": reply.tool.arguments},
+            }
         ]
     return {
         "id": f"chatcmpl-{rid}",
@@ -144,7 +154,12 @@ def stream(turn: Turn, reply: Reply, rid: str, created: int) -> list[bytes]:
         events = [chunk({"role": "assistant", "content": "", "refusal": None})]
         events += [chunk({"content": text}) for text in reply.chunks]
     else:
-        head = {"index": 0, "id": f"call_{rid}", "type": "function", "function": {"name": reply.tool.name, "arguments": ""}}
+        head = {
+            "index": 0,
+            "id": f"call_{rid}",
+            "type": "function",
+            "function": {"name": reply.tool.name, "arguments": ""},
+        }
         events = [chunk({"role": "assistant", "content": None, "tool_calls": [head], "refusal": None})]
         events += [chunk({"tool_calls": [{"index": 0, "function": {"arguments": f}}]}) for f in reply.tool.fragments]
     events.append(chunk({}, finish_reason(reply)))
@@ -169,4 +184,7 @@ def error(status: int, message: str | None = None, param: str | None = None) -> 
 
 
 def models_list(models: tuple[str, ...], created: int) -> dict[str, Any]:
-    return {"object": "list", "data": [{"id": m, "object": "model", "created": created, "owned_by": "fakeprovider"} for m in models]}
+    return {
+        "object": "list",
+        "data": [{"id": m, "object": "model", "created": created, "owned_by": "fakeprovider"} for m in models],
+    }

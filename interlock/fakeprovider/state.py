@@ -16,9 +16,7 @@ from typing import Any
 
 from .config import FakeProviderConfig, FaultRule
 
-SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie"}
-)
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie"})
 SECRET_QUERY = frozenset({"key"})
 REDACTED = "[redacted]"
 

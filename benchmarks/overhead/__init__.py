@@ -1,0 +1,1 @@
+"""Helpers for benchmarks/dataplane_overhead.py: processes, upstream, gateway, load tools, report."""

@@ -1,0 +1,120 @@
+"""The gateway under test: a policy snapshot on disk, then `interlock dataplane` pinned to its own core.
+
+The node boots from the disk snapshot (INTERLOCK_CONTROL_PLANE=""), so every
+request goes through the production path: virtual-key HMAC lookup, team
+allowlist, alias resolution, upstream credential injection, usage capture and
+one usage event per request (into the `none` sink, which counts and forgets).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from controlplane.policy.compiler import compile_snapshot
+from controlplane.policy.model import Alias, KeyRecord, Model, PolicyDocument, Price, Provider, Team
+from dataplane import snapshot_file
+from interlock.keys import hash_key, new_key_id, new_secret
+
+from .procs import BenchError, Procs, free_port, pinned, wait_http
+from .upstream import STREAM_HEADER, post
+
+ALIAS = "fast"  # -> bench-gpt on provider "nginx"
+STREAM_ALIAS = "fast-stream"  # -> bench-gpt-sse on provider "nginx-sse" (sends x-fake-stream: 1 upstream)
+_FALLBACK = Path(__file__).with_name("gateway_main.py")
+
+
+@dataclass(frozen=True)
+class Gateway:
+    port: int
+    pid: int
+    secret: str  # the virtual key, sent as Authorization: Bearer
+    launcher: str  # the command that runs the node
+    note: str  # why the fallback launcher was used, "" if `interlock dataplane` ran
+
+
+def write_snapshot(state_dir: Path, upstream_port: int, pepper: bytes) -> str:
+    """Compile the benchmark policy, save it where the node looks, return the virtual key's secret."""
+    base = f"http://127.0.0.1:{upstream_port}/v1"
+    price = Price(input="0.15", output="0.60")
+    doc = PolicyDocument(
+        providers=[
+            Provider(name="nginx", kind="openai_compatible", base_url=base, credential="env:BENCH_UPSTREAM_KEY"),
+            Provider(name="nginx-sse", kind="openai_compatible", base_url=base, credential="env:BENCH_UPSTREAM_KEY",
+                     headers={STREAM_HEADER: "1"}),
+        ],
+        models=[
+            Model(name="bench-gpt", provider="nginx", upstream="gpt-4o-mini", price=price),
+            Model(name="bench-gpt-sse", provider="nginx-sse", upstream="gpt-4o-mini", price=price),
+        ],
+        aliases=[Alias(name=ALIAS, target="bench-gpt"), Alias(name=STREAM_ALIAS, target="bench-gpt-sse")],
+        teams=[Team(id="bench", allowed_models=[ALIAS, STREAM_ALIAS], default_tags={"env": "bench"})],
+    )
+    secret = new_secret()
+    key = KeyRecord(id=new_key_id(), key_hash=hash_key(pepper, secret).hex(), team="bench", name="bench")
+    snap = compile_snapshot(doc, [key], version=1, now_ms=int(time.time() * 1000))
+    snapshot_file.save(state_dir / "snapshot.pb", snap)
+    return secret
+
+
+def _env(state_dir: Path, port: int, pepper: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "INTERLOCK_CONTROL_PLANE": "", "INTERLOCK_KEY_PEPPER": pepper, "INTERLOCK_DP_STATE_DIR": str(state_dir),
+        "INTERLOCK_DP_PORT": str(port), "INTERLOCK_DP_HOST": "127.0.0.1", "INTERLOCK_USAGE_SINK": "none",
+        "INTERLOCK_NODE_ID": "bench", "BENCH_UPSTREAM_KEY": "sk-upstream-bench", "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+def _interlock_cli() -> str:
+    exe = Path(sys.executable).with_name("interlock")
+    if not exe.exists():
+        raise BenchError(f"{exe} not found: install the project (pip install -e .)")
+    return str(exe)
+
+
+def start_gateway(procs: Procs, work: Path, upstream_port: int, core: int) -> Gateway:
+    state_dir = work / "dataplane"
+    pepper = secrets.token_hex(32)
+    secret = write_snapshot(state_dir, upstream_port, pepper.encode())
+    port = free_port()
+    env = _env(state_dir, port, pepper)
+    cli = [_interlock_cli(), "dataplane"]
+    p = procs.start("gateway", pinned(core, cli), env=env)
+    note = ""
+    try:
+        wait_http(port, "/readyz", 20, procs)
+    except BenchError as exc:
+        # `interlock dataplane` cannot serve as shipped: say so loudly, then measure the same node via the fallback.
+        reason = procs.log_tail("gateway", 200)
+        why = next((ln for ln in reversed(reason.splitlines()) if "Error" in ln), str(exc).splitlines()[0])
+        note = f"`interlock dataplane` did not become ready ({why.strip()}); used python -O {_FALLBACK.name}"
+        procs.stop(p)
+        cli = [sys.executable, "-O", str(_FALLBACK)]  # -O: see gateway_main.py
+        p = procs.start("gateway-fallback", pinned(core, cli), env=env)
+        wait_http(port, "/readyz", 20, procs)
+    gw = Gateway(port=port, pid=p.pid, secret=secret, launcher=" ".join(["taskset -c", str(core), *cli]), note=note)
+    _verify(gw)
+    return gw
+
+
+def _verify(gw: Gateway) -> None:
+    """One request per scenario must succeed through the full path before any load is applied."""
+    auth = {"authorization": f"Bearer {gw.secret}"}
+    msg = [{"role": "user", "content": "Say hello to the benchmark harness."}]
+    status, body = post(gw.port, orjson.dumps({"model": ALIAS, "messages": msg}), auth)
+    if status != 200 or "usage" not in orjson.loads(body):
+        raise BenchError(f"gateway non-stream check failed ({status}): {body[:300]!r}")
+    status, body = post(gw.port, orjson.dumps({"model": STREAM_ALIAS, "messages": msg, "stream": True}), auth)
+    if status != 200 or not body.rstrip().endswith(b"data: [DONE]"):
+        raise BenchError(f"gateway stream check failed ({status}): {body[-300:]!r}")
+    status, body = post(gw.port, orjson.dumps({"model": ALIAS, "messages": msg}), {"authorization": "Bearer sk-il-wrong"})
+    if status != 401:
+        raise BenchError(f"gateway accepted a wrong virtual key ({status}): authentication is not on the path")

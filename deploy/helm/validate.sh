@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Lint and render the chart with default values and every ci/*-values.yaml, check that
+# every rendered document parses as YAML, and check that bad values fail with a message.
+# Usage: deploy/helm/validate.sh   (needs helm 3 and python3 with PyYAML on PATH)
+set -euo pipefail
+cd "$(dirname "$0")"
+CHART=interlock
+KUBE=${KUBE_VERSION:-1.30.0}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+render() {  # name, extra helm args...
+  local name=$1; shift
+  helm lint "$CHART" --strict --kube-version "$KUBE" "$@" >/dev/null
+  helm template rel "$CHART" -n interlock --kube-version "$KUBE" "$@" >"$out/$name.yaml"
+  python3 - "$out/$name.yaml" "$name" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+kinds = {}
+for d in docs:
+    assert d.get("apiVersion") and d.get("kind") and d["metadata"].get("name"), d
+    kinds[d["kind"]] = kinds.get(d["kind"], 0) + 1
+print(f"ok  {sys.argv[2]:<10} {len(docs)} documents: " + ", ".join(f"{k}={v}" for k, v in sorted(kinds.items())))
+PY
+}
+
+render default
+for f in "$CHART"/ci/*-values.yaml; do
+  render "$(basename "$f" -values.yaml)" -f "$f"
+done
+
+expect_fail() {  # message fragment, helm args...
+  local want=$1; shift
+  if msg=$(helm template rel "$CHART" --kube-version "$KUBE" "$@" 2>&1); then
+    echo "FAIL: expected an error containing '$want' for: $*"; exit 1
+  fi
+  grep -qF -- "$want" <<<"$msg" || { echo "FAIL: wrong error for $*:"; echo "$msg"; exit 1; }
+  echo "ok  rejects  $* -> ...$want..."
+}
+expect_fail "kafka.bootstrapServers is required" --set ingest.enabled=true
+expect_fail "must start with http:// or https://" --set ingest.enabled=true --set kafka.bootstrapServers=k:9092 --set ingest.clickhouse.dsn=chdb:///data
+expect_fail "etcd.endpoints is empty" --set 'etcd.endpoints=null'
+expect_fail "must not start with INTERLOCK_" --set 'dataPlane.providerCredentials[0].name=INTERLOCK_X' --set 'dataPlane.providerCredentials[0].secretName=s' --set 'dataPlane.providerCredentials[0].secretKey=k'
+expect_fail "usageSink must be" --set dataPlane.usageSink=stdout
+expect_fail "set only one of" --set dataPlane.podDisruptionBudget.minAvailable=1
+echo "all chart checks passed"
