@@ -62,12 +62,16 @@ def _cpu_trees(gw: Gateway, up: Upstream) -> dict[str, list[int]]:
 
 
 def _attach_cpu(pt: Point, percent: dict[str, float], load_cpu_s: float, seconds: float, what: str) -> None:
-    """CPU per process and per core; `other*` is what processes outside the benchmark took from each core."""
+    """CPU per process and per core; `other*` is what processes outside the benchmark took from each core.
+
+    Core 0 only matters when the gateway is the target (a direct run leaves it idle).
+    """
     c = {**percent, "load": round(100 * load_cpu_s / seconds, 1)}
     c[f"other{GATEWAY_CORE}"] = round(max(0.0, c.get(f"core{GATEWAY_CORE}", 0) - c["gateway"]), 1)
     c[f"other{LOAD_CORE}"] = round(max(0.0, c.get(f"core{LOAD_CORE}", 0) - c["nginx"] - c["load"]), 1)
     pt.cpu = c
-    noisy = {k: v for k, v in c.items() if k.startswith("other") and v > NOISE_PCT}
+    watched = [f"other{LOAD_CORE}"] + ([f"other{GATEWAY_CORE}"] if what.endswith("gateway") else [])
+    noisy = {k: c[k] for k in watched if c[k] > NOISE_PCT}
     if noisy:
         NOISE.append(f"{what}: " + ", ".join(f"core {k[5:]} {v:.0f}%" for k, v in noisy.items()))
 

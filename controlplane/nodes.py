@@ -156,6 +156,7 @@ class NodeSession:
         node_id = self.record.node_id
         rec = self.record.model_copy(update={"last_seen_unix_ms": self._now_ms()})
         try:
-            await asyncio.wait_for(self._kv.commit({NODES + node_id: encode(rec)}, [LIVE + node_id]), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._kv.commit({NODES + node_id: encode(rec)}, [LIVE + node_id])
         except (ControlPlaneError, TimeoutError) as exc:
             log.warning("node %s: could not record disconnect (%s); its liveness key will expire", node_id, exc)

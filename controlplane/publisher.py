@@ -151,18 +151,31 @@ class SnapshotPublisher:
         self._tasks = []
 
     async def _watch(self) -> None:
-        async for _ in self._kv.watch_prefix(POLICY, self._watch_from):
-            self._dirty.set()
+        while True:  # store watches handle outages themselves; this only guards against bugs
+            try:
+                async for _ in self._kv.watch_prefix(POLICY, self._watch_from):
+                    self._dirty.set()
+                return  # the store was closed
+            except Exception:
+                log.exception("policy watch failed; restarting it")
+                self._dirty.set()
+                await asyncio.sleep(self._retry_s)
 
     async def _refresher(self) -> None:
         # One loop reacts to a flag rather than to each event: bursts of writes coalesce into one compile.
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that races the wakeup.
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), self._resync_s)
+                async with asyncio.timeout(self._resync_s):
+                    await self._dirty.wait()
             self._dirty.clear()
             try:
                 await self.refresh()
             except StoreUnavailable as exc:
                 log.warning("cannot read policy (%s); still serving the last good snapshot", exc)
+                await asyncio.sleep(self._retry_s)
+                self._dirty.set()
+            except Exception:  # a bug must not stop publishing for good
+                log.exception("refreshing the policy snapshot failed; still serving the last good snapshot")
                 await asyncio.sleep(self._retry_s)
                 self._dirty.set()

@@ -18,9 +18,30 @@ def new_event_id(now_s: float) -> str:
 
 class RequestRecord:
     __slots__ = (
-        "alias", "client_disconnected", "cost_pico", "dialect", "done_s", "endpoint", "error_class", "event_id",
-        "first_byte_s", "key", "model", "price", "policy_version", "price_version", "provider", "received_s", "request_bytes",
-        "requested_model", "response_bytes", "status", "stream", "tags", "upstream_model", "usage",
+        "alias",
+        "client_disconnected",
+        "cost_pico",
+        "dialect",
+        "done_s",
+        "endpoint",
+        "error_class",
+        "event_id",
+        "first_byte_s",
+        "key",
+        "model",
+        "policy_version",
+        "price",
+        "price_version",
+        "provider",
+        "received_s",
+        "request_bytes",
+        "requested_model",
+        "response_bytes",
+        "status",
+        "stream",
+        "tags",
+        "upstream_model",
+        "usage",
     )
 
     def __init__(self, dialect: str, endpoint: str, request_bytes: int):

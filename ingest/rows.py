@@ -89,7 +89,7 @@ def parse_cost(text: str) -> Decimal:
     if not value.is_finite():
         raise InvalidEvent(f"cost_usd {text!r} is not a finite number")
     # A 38-digit context: quantize raises InvalidOperation exactly when the
-    # result needs more digits than Decimal(38, 12) holds (and for NaN/inf).
+    # result needs more digits than Decimal(38, 12) holds.
     ctx = Context(prec=COST_PRECISION, rounding=ROUND_HALF_EVEN)
     try:
         return value.quantize(Decimal(1).scaleb(-COST_SCALE), context=ctx)

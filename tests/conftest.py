@@ -7,6 +7,7 @@ pytest_plugins = [
     for name in (
         "tests.fixtures.etcd",
         "tests.fixtures.fakeprovider",
+        "tests.fixtures.cluster",
     )
     if importlib.util.find_spec(name) is not None
 ]

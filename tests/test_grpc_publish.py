@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import pytest
 
+from controlplane.errors import StoreUnavailable
 from controlplane.grpc_server import start_control_plane_grpc
 from controlplane.policy.model import PolicyDocument
 from controlplane.publisher import Published, SnapshotPublisher, Subscription
@@ -62,28 +64,36 @@ async def cp(tmp_path, store_prefix: str) -> AsyncIterator[ControlPlane]:
 
 
 class Node:
-    """A minimal data-plane side of the Subscribe stream."""
+    """A minimal data-plane side of the Subscribe stream. Messages are read by a background task, so
+    waiting for one with a timeout never cancels the call."""
 
     def __init__(self, target: str, node_id: str, last: policy_pb2.PolicySnapshot | None = None):
         self.channel = grpc.aio.insecure_channel(target)
         self._outbox: asyncio.Queue[control_pb2.NodeMessage | None] = asyncio.Queue()
+        self._inbox: asyncio.Queue[control_pb2.ControlMessage] = asyncio.Queue()
         hello = control_pb2.Hello(node_id=node_id, listen_address=f"{node_id}:8080", software_version="test")
         if last is not None:
             hello.last_version, hello.last_content_hash = last.version, last.content_hash
         self._outbox.put_nowait(control_pb2.NodeMessage(hello=hello))
         self.call = control_pb2_grpc.ControlPlaneStub(self.channel).Subscribe(self._requests())
+        self._reader = asyncio.get_running_loop().create_task(self._read())
 
     async def _requests(self) -> AsyncIterator[control_pb2.NodeMessage]:
         while (msg := await self._outbox.get()) is not None:
             yield msg
 
-    async def next_message(self, timeout: float = 5.0) -> control_pb2.ControlMessage:
-        return await asyncio.wait_for(self.call.read(), timeout)  # type: ignore[no-any-return]
+    async def _read(self) -> None:
+        async for msg in self.call:
+            self._inbox.put_nowait(msg)
 
-    async def next_snapshot(self, timeout: float = 5.0) -> policy_pb2.PolicySnapshot:
-        deadline = asyncio.get_running_loop().time() + timeout
+    async def next_message(self, within_s: float = 5.0) -> control_pb2.ControlMessage:
+        return await asyncio.wait_for(self._inbox.get(), within_s)
+
+    async def next_snapshot(self, within_s: float = 5.0) -> policy_pb2.PolicySnapshot:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
         while True:
-            msg = await self.next_message(max(0.0, deadline - asyncio.get_running_loop().time()))
+            msg = await self.next_message(max(0.0, deadline - loop.time()))
             if msg.WhichOneof("msg") == "snapshot":
                 return msg.snapshot
 
@@ -94,11 +104,14 @@ class Node:
     async def close(self) -> None:
         self._outbox.put_nowait(None)
         self.call.cancel()
+        self._reader.cancel()
+        with suppress(asyncio.CancelledError, grpc.RpcError):
+            await self._reader
         await self.channel.close()
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
+async def eventually(check: Callable[[], Awaitable[Any]], within_s: float = 5.0) -> Any:
+    deadline = time.monotonic() + within_s
     while True:
         result = await check()
         if result:
@@ -108,7 +121,10 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 5.0) 
 
 
 async def status_of(cp: ControlPlane, node_id: str) -> NodeStatus | None:
-    return next((n for n in await cp.service.node_status() if n.node_id == node_id), None)
+    try:
+        return next((n for n in await cp.service.node_status() if n.node_id == node_id), None)
+    except StoreUnavailable:
+        return None  # e.g. etcd still coming back after an outage test
 
 
 async def test_subscriber_gets_current_snapshot_then_updates(cp: ControlPlane) -> None:
@@ -186,7 +202,7 @@ async def test_invalid_state_written_directly_is_never_published(cp: ControlPlan
         await eventually(lambda: _async(bool(cp.publisher.errors)))
         assert any("provider 'ghost'" in e for e in cp.publisher.errors)
         with pytest.raises(TimeoutError):
-            await node.next_snapshot(timeout=4 * HEARTBEAT_S)
+            await node.next_snapshot(within_s=4 * HEARTBEAT_S)
         late = Node(cp.target, "n2")  # a node arriving now still gets the last good snapshot
         try:
             assert (await late.next_snapshot()).version == good
@@ -245,10 +261,10 @@ async def test_streams_survive_an_etcd_outage(etcd_server: EtcdServer, store_pre
         for _ in range(5):
             assert (await node.next_message()).WhichOneof("msg") == "heartbeat"
         etcd_server.start()
-        st = await eventually(lambda: _status_where(plane, "n1", lambda s: s.version == snap.version), timeout=20)
+        st = await eventually(lambda: _status_where(plane, "n1", lambda s: s.version == snap.version), within_s=20)
         assert st.connected
         v2 = (await plane.service.apply(policy("m1", "m2"))).version
-        assert (await node.next_snapshot(timeout=20)).version == v2
+        assert (await node.next_snapshot(within_s=20)).version == v2
     finally:
         etcd_server.start()
         await node.close()
@@ -269,3 +285,26 @@ async def _published(cp: ControlPlane, version: int) -> bool:
 async def _status_where(cp: ControlPlane, node_id: str, pred: Callable[[NodeStatus], bool]) -> NodeStatus | None:
     st = await status_of(cp, node_id)
     return st if st is not None and pred(st) else None
+
+
+async def test_start_backend_wires_store_service_publisher_and_grpc(tmp_path) -> None:
+    from controlplane.backend import start_backend
+    from interlock.settings import ControlPlaneSettings
+
+    settings = ControlPlaneSettings(key_pepper=b"pepper", admin_token=b"token", store=f"sqlite:///{tmp_path}/p.db",
+                                    grpc_port=0, heartbeat_s=HEARTBEAT_S)
+    backend = await start_backend(settings)
+    node = Node(f"127.0.0.1:{backend.grpc_port}", "n1")
+    try:
+        version = (await backend.service.apply(policy())).version
+        snap = await node.next_snapshot()
+        assert snap.version == version
+        node.ack(snap)
+        await eventually(lambda: _backend_status(backend, snap.version))
+    finally:
+        await node.close()
+        await backend.close()
+
+
+async def _backend_status(backend: Any, version: int) -> bool:
+    return any(n.version == version and n.connected for n in await backend.service.node_status())

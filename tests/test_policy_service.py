@@ -247,3 +247,14 @@ async def test_unreadable_stored_items_are_reported_and_replaced_by_apply(svc: S
     res = await svc.apply(policy())
     assert [(c.section, c.name, c.action) for c in res.changes] == [("models", "broken", "delete")]
     await svc.current_snapshot()
+
+
+async def test_unreadable_stored_key_blocks_apply_until_fixed(svc: StorePolicyService, kv: KV) -> None:
+    await svc.apply(policy())
+    await kv.commit({"policy/keys/vk_bad": b'{"id":"vk_bad","key_hash":"not-hex"}'})
+    with pytest.raises(PolicyInvalid) as info:
+        await svc.current_snapshot()
+    assert any("policy/keys/vk_bad" in e and "key_hash" in e for e in info.value.errors)
+    with pytest.raises(PolicyInvalid):  # an apply cannot remove keys, so it must not pretend the state is fine
+        await svc.apply(policy(users=[]))
+    assert [k.id for k in await svc.list_keys()] == []  # unreadable keys are not listed as if they were valid

@@ -148,7 +148,7 @@ async def test_etcd_outage_raises_unavailable_and_watch_survives(etcd_server: Et
         with pytest.raises(StoreUnavailable):
             await kv.commit({"w/b": b"2"})
         etcd_server.start()
-        r2 = await kv.commit({"w/b": b"2"})
+        r2 = await _commit_when_back(kv, {"w/b": b"2"})
         assert await asyncio.wait_for(pending, 20) == r2
         await it.aclose()  # type: ignore[attr-defined]
     finally:
@@ -182,6 +182,17 @@ async def test_etcd_watch_recovers_from_compaction(etcd_server: EtcdServer, stor
     finally:
         await raw.close()
         await kv.close()
+
+
+async def _commit_when_back(kv: KV, puts: dict[str, bytes]) -> int:
+    """The client reconnects with a short backoff; until then calls fail fast with StoreUnavailable."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            return await kv.commit(puts)
+        except StoreUnavailable:
+            assert time.monotonic() < deadline, "etcd did not come back"
+            await asyncio.sleep(0.1)
 
 
 def _refused_port() -> int:

@@ -21,6 +21,7 @@ from controlplane.policy.compiler import compile_snapshot
 from controlplane.policy.model import Alias, KeyRecord, Model, PolicyDocument, Price, Provider, Team
 from dataplane import snapshot_file
 from interlock.keys import hash_key, new_key_id, new_secret
+from interlock.settings import DataPlaneSettings
 
 from .procs import BenchError, Procs, free_port, pinned, wait_http
 from .upstream import STREAM_HEADER, post
@@ -36,7 +37,7 @@ class Gateway:
     pid: int
     secret: str  # the virtual key, sent as Authorization: Bearer
     launcher: str  # the command that runs the node
-    note: str  # why the fallback launcher was used, "" if `interlock dataplane` ran
+    note: str  # workarounds the harness had to apply ("" = none: `interlock dataplane` exactly as briefed)
 
 
 def write_snapshot(state_dir: Path, upstream_port: int, pepper: bytes) -> str:
@@ -63,10 +64,22 @@ def write_snapshot(state_dir: Path, upstream_port: int, pepper: bytes) -> str:
     return secret
 
 
-def _env(state_dir: Path, port: int, pepper: str) -> dict[str, str]:
+def _control_plane_off() -> tuple[str, str]:
+    """(INTERLOCK_CONTROL_PLANE value that keeps the node off any control plane, note if it is a workaround)."""
+    probe = DataPlaneSettings.from_env({"INTERLOCK_KEY_PEPPER": "x", "INTERLOCK_CONTROL_PLANE": ""})
+    if probe.control_plane == "":
+        return "", ""
+    # "" falls back to the default 127.0.0.1:50051, where a developer's control plane may be running and would
+    # replace the benchmark's snapshot. A port nobody listens on gives disk snapshot + background reconnects.
+    return f"127.0.0.1:{free_port()}", (
+        f'INTERLOCK_CONTROL_PLANE="" is read as the default {probe.control_plane}; '
+        "pointed the node at a closed port instead (boots from the disk snapshot, retries in the background)")
+
+
+def _env(state_dir: Path, port: int, pepper: str, control_plane: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
-        "INTERLOCK_CONTROL_PLANE": "", "INTERLOCK_KEY_PEPPER": pepper, "INTERLOCK_DP_STATE_DIR": str(state_dir),
+        "INTERLOCK_CONTROL_PLANE": control_plane, "INTERLOCK_KEY_PEPPER": pepper, "INTERLOCK_DP_STATE_DIR": str(state_dir),
         "INTERLOCK_DP_PORT": str(port), "INTERLOCK_DP_HOST": "127.0.0.1", "INTERLOCK_USAGE_SINK": "none",
         "INTERLOCK_NODE_ID": "bench", "BENCH_UPSTREAM_KEY": "sk-upstream-bench", "PYTHONUNBUFFERED": "1",
     })
@@ -85,22 +98,24 @@ def start_gateway(procs: Procs, work: Path, upstream_port: int, core: int) -> Ga
     pepper = secrets.token_hex(32)
     secret = write_snapshot(state_dir, upstream_port, pepper.encode())
     port = free_port()
-    env = _env(state_dir, port, pepper)
+    control_plane, cp_note = _control_plane_off()
+    env = _env(state_dir, port, pepper, control_plane)
     cli = [_interlock_cli(), "dataplane"]
     p = procs.start("gateway", pinned(core, cli), env=env)
-    note = ""
+    notes = [cp_note] if cp_note else []
     try:
         wait_http(port, "/readyz", 20, procs)
     except BenchError as exc:
         # `interlock dataplane` cannot serve as shipped: say so loudly, then measure the same node via the fallback.
         reason = procs.log_tail("gateway", 200)
         why = next((ln for ln in reversed(reason.splitlines()) if "Error" in ln), str(exc).splitlines()[0])
-        note = f"`interlock dataplane` did not become ready ({why.strip()}); used python -O {_FALLBACK.name}"
+        notes.append(f"`interlock dataplane` did not become ready ({why.strip()}); used python -O {_FALLBACK.name}")
         procs.stop(p)
         cli = [sys.executable, "-O", str(_FALLBACK)]  # -O: see gateway_main.py
         p = procs.start("gateway-fallback", pinned(core, cli), env=env)
         wait_http(port, "/readyz", 20, procs)
-    gw = Gateway(port=port, pid=p.pid, secret=secret, launcher=" ".join(["taskset -c", str(core), *cli]), note=note)
+    gw = Gateway(port=port, pid=p.pid, secret=secret, launcher=" ".join(["taskset -c", str(core), *cli]),
+                 note="; ".join(notes))
     _verify(gw)
     return gw
 

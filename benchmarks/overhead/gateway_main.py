@@ -1,14 +1,10 @@
 """Fallback launcher: what `interlock dataplane` does (same settings, node, sink selection, uvloop).
 
 Used only when `interlock dataplane` does not become ready; the harness prints why
-and records it in the JSON result. Known reasons it was needed (both in code the
-benchmark does not own):
-  * interlock/cli/serve_cmds.py imports `make_sink`, but dataplane/usage_sink.py
-    defines `make_usage_sink` (ImportError at startup);
-  * dataplane/http/server.py `connection_made` asserts
-    `isinstance(transport, asyncio.Transport)`, which is False for uvloop's
-    TCPTransport, so every connection is dropped under uvloop. The harness runs
-    this file with `python -O`, which strips that assert (and only asserts).
+and records it in the JSON result, so a broken CLI never silently skews the figures.
+It runs under `python -O`, which strips `assert` statements and nothing else (an
+earlier dataplane/http/server.py asserted `isinstance(transport, asyncio.Transport)`,
+which uvloop transports fail).
 """
 
 from __future__ import annotations

@@ -150,4 +150,4 @@ SECTION_TYPES: dict[str, type[_Frozen]] = {
 
 def record_key(section: str, item: BaseModel) -> str:
     """The identity of an item within its section (name or id)."""
-    return str(getattr(item, "name", None) if section in {"providers", "models", "aliases"} else getattr(item, "id"))
+    return str(getattr(item, "name" if section in {"providers", "models", "aliases"} else "id"))

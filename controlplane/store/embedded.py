@@ -17,6 +17,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -194,10 +195,10 @@ class SqliteKV:
                     last = rev
                     yield rev
                     continue
-                try:
-                    await asyncio.wait_for(wakeup.wait(), self._poll_s)
-                except TimeoutError:
-                    pass
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that races the wakeup.
+                with suppress(TimeoutError):
+                    async with asyncio.timeout(self._poll_s):
+                        await wakeup.wait()
         finally:
             self._wakeups.discard(wakeup)
 

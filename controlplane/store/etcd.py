@@ -31,6 +31,10 @@ _CHANNEL_OPTIONS = {
     # Detect half-open connections (no RST after a partition) so watches re-establish.
     "grpc.keepalive_time_ms": 10_000,
     "grpc.keepalive_timeout_ms": 5_000,
+    # gRPC's default reconnect backoff grows to 120 s: calls would keep failing long after etcd is back.
+    "grpc.initial_reconnect_backoff_ms": 200,
+    "grpc.min_reconnect_backoff_ms": 200,
+    "grpc.max_reconnect_backoff_ms": 2_000,
 }
 
 
@@ -201,10 +205,8 @@ class EtcdKV:
         # Revoke liveness leases so this instance's nodes show disconnected now rather than after the TTL.
         if self._leases:
             with suppress(Exception):
-                await asyncio.wait_for(
-                    asyncio.gather(*(self._client.revoke_lease(i) for i in self._leases.values()), return_exceptions=True),
-                    1.0,
-                )
+                async with asyncio.timeout(1.0):
+                    await asyncio.gather(*(self._client.revoke_lease(i) for i in self._leases.values()), return_exceptions=True)
         self._closed = True
         self._leases.clear()
         with suppress(Exception):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,7 @@ VERSION_KEY = "policy/version"
 KEYS = "keys"
 NODES = "nodes/"
 LIVE = "live/"
+HMAC_HEX_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 def item_key(section: str, name: str) -> str:
@@ -105,6 +107,8 @@ def parse_state(entries: dict[str, Any], revision: int) -> StoredState:
             stored_as = item.id if isinstance(item, KeyRecord) else record_key(section, item)
             if stored_as != name:
                 raise ValueError(f"it names itself {stored_as!r}")
+            if isinstance(item, KeyRecord) and not HMAC_HEX_RE.match(item.key_hash):
+                raise ValueError("key_hash is not a hex HMAC-SHA256")
         except (ValidationError, ValueError) as exc:
             why = _why(exc) if isinstance(exc, ValidationError) else str(exc)
             state.unreadable.setdefault(section, {})[name] = f"stored item {key} is unreadable ({why})"

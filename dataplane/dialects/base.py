@@ -19,7 +19,11 @@ class StreamUsageScanner(Protocol):
     """Fed every upstream SSE byte chunk in order; accumulates usage without parsing every event."""
 
     usage: Usage
-    events: int
+
+    @property
+    def events(self) -> int:
+        """Number of SSE data events seen so far (the output estimate when usage never arrives)."""
+        ...
 
     def feed(self, chunk: bytes) -> bytes:
         """Account for `chunk` and return the bytes to forward to the client (usually `chunk` itself)."""

@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Lint and render the chart with default values and every ci/*-values.yaml, check that
 # every rendered document parses as YAML, and check that bad values fail with a message.
+# When Go is installed, every render is also decoded strictly into the Kubernetes API
+# types (schemacheck/: unknown fields and wrong types fail); SKIP_SCHEMA=1 skips that.
 # Usage: deploy/helm/validate.sh   (needs helm 3 and python3 with PyYAML on PATH)
 set -euo pipefail
 cd "$(dirname "$0")"
+schema=0
+if [[ "${SKIP_SCHEMA:-0}" != 1 ]] && command -v go >/dev/null; then
+  (cd schemacheck && go build -o "${TMPDIR:-/tmp}/interlock-schemacheck" .) && schema=1
+fi
 CHART=interlock
 KUBE=${KUBE_VERSION:-1.30.0}
 out=$(mktemp -d)
@@ -22,6 +28,7 @@ for d in docs:
     kinds[d["kind"]] = kinds.get(d["kind"], 0) + 1
 print(f"ok  {sys.argv[2]:<10} {len(docs)} documents: " + ", ".join(f"{k}={v}" for k, v in sorted(kinds.items())))
 PY
+  if [[ $schema == 1 ]]; then "${TMPDIR:-/tmp}/interlock-schemacheck" <"$out/$name.yaml" | sed 's/^/    /'; fi
 }
 
 render default

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -62,7 +63,7 @@ async def serve_admin(app: object, host: str, port: int) -> tuple[object, asynci
     import uvicorn
 
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))  # type: ignore[arg-type]
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own the signals
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]  # we own the signals
     task = asyncio.get_running_loop().create_task(server.serve())
     while not server.started:
         if task.done():
@@ -111,7 +112,10 @@ def dev_cmd(data_dir: Path | None, port: int | None, log_level: str) -> None:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings_or_exit(DevSettings.from_env)
     assert isinstance(settings, DevSettings)
-    settings = replace(settings, **({"data_dir": data_dir} if data_dir else {}), **({"port": port} if port else {}))
+    if data_dir is not None:
+        settings = replace(settings, data_dir=data_dir)
+    if port is not None:
+        settings = replace(settings, port=port)
 
     async def main(stop: asyncio.Event) -> None:
         stack = DevStack(settings, env=os.environ)

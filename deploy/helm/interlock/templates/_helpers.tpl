@@ -62,7 +62,8 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-ingest" (include "interlock.fullname" .) }}
 {{- end }}
 {{- define "interlock.etcd.fullname" -}}
-{{- printf "%s-etcd" (include "interlock.fullname" .) }}
+{{- /* <= 52 chars: a StatefulSet's name plus an 11-char revision hash must fit a 63-char label. */}}
+{{- printf "%s-etcd" (include "interlock.fullname" . | trunc 47 | trimSuffix "-") }}
 {{- end }}
 
 {{- define "interlock.serviceAccountName" -}}

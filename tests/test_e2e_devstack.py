@@ -1,0 +1,97 @@
+"""`interlock dev` end to end: the in-process DevStack called with the official OpenAI SDK, usage landing in
+ClickHouse (chDB) under the data directory, and the dev key surviving a restart on the same directory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import clickhouse_connect
+import openai
+
+from ingest.schema import DEFAULT_DATABASE
+from interlock.devmode import FAKE_GPT
+from interlock.devstack import DevStack
+from interlock.settings import DevSettings
+from tests.fixtures.cluster import free_port
+
+
+def _settings(data_dir: Path) -> DevSettings:
+    return DevSettings(data_dir=data_dir, host="127.0.0.1", port=free_port(), admin_port=free_port(),
+                       grpc_port=free_port(), fake_provider_port=free_port(), with_usage=True)
+
+
+def _env() -> dict[str, str]:
+    # No real provider keys: the dev stack must serve only its fake models here.
+    return {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")}
+
+
+def _rows(data_dir: Path) -> list[Sequence[Any]]:
+    with clickhouse_connect.get_client(dsn=f"chdb://{data_dir}/clickhouse") as ch:
+        rows = ch.query(
+            f"SELECT requested_model, model, input_tokens, output_tokens, status, key_id, team_id "
+            f"FROM {DEFAULT_DATABASE}.usage_events FINAL ORDER BY received_at"
+        ).result_rows
+    return list(rows)
+
+
+async def _chat(stack: DevStack) -> openai.types.chat.ChatCompletion:
+    assert stack.node is not None
+    client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{stack.node.port}/v1", api_key=stack.virtual_key,
+                                max_retries=0, timeout=10)
+    try:
+        return await client.chat.completions.create(model=FAKE_GPT, messages=[{"role": "user", "content": "hello"}])
+    finally:
+        await client.close()
+
+
+async def test_devstack_usage_lands_in_clickhouse_and_key_persists(tmp_path: Path) -> None:
+    data_dir = tmp_path / "dev"
+    settings = _settings(data_dir)
+    stack = DevStack(settings, env=_env())
+    await stack.start()
+    try:
+        key = stack.virtual_key
+        assert key and key in stack.banner()
+        resp = await _chat(stack)
+    finally:
+        await stack.stop()
+    assert resp.choices[0].message.content
+    assert resp.usage is not None
+
+    rows = _rows(data_dir)
+    assert len(rows) == 1, rows
+    requested, model, tin, tout, status, key_id, team = rows[0]
+    assert (requested, model, status, team) == (FAKE_GPT, FAKE_GPT, 200, "dev")
+    assert (tin, tout) == (resp.usage.prompt_tokens, resp.usage.completion_tokens)
+    assert key_id
+
+    # Restart on the same directory (and ports, like `interlock dev` run again): same key, one more usage row.
+    stack2 = DevStack(settings, env=_env())
+    await stack2.start()
+    try:
+        assert stack2.virtual_key == key
+        resp2 = await _chat(stack2)
+    finally:
+        await stack2.stop()
+    assert resp2.choices[0].message.content
+    rows = _rows(data_dir)
+    assert len(rows) == 2 and rows[1][5] == key_id, rows
+
+
+async def test_devstack_restart_with_another_fake_provider_port(tmp_path: Path) -> None:
+    """`interlock dev` run again with a different INTERLOCK_FAKE_PROVIDER_PORT (e.g. 9099 was taken) must still
+    serve its built-in fake models: the stack starts the fake provider itself, so it knows where it is."""
+    data_dir = tmp_path / "dev"
+    stack = DevStack(_settings(data_dir), env=_env())
+    await stack.start()
+    await stack.stop()
+    stack2 = DevStack(_settings(data_dir), env=_env())  # new free ports, fake provider included
+    await stack2.start()
+    try:
+        resp = await _chat(stack2)
+    finally:
+        await stack2.stop()
+    assert resp.choices[0].message.content
