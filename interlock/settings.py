@@ -79,7 +79,8 @@ class DataPlaneSettings:
             key_pepper=pepper,
             host=_get(env, "DP_HOST", cls.host, str),
             port=_get(env, "DP_PORT", cls.port, int),
-            control_plane=_get(env, "CONTROL_PLANE", cls.control_plane, str),
+            # an explicitly empty value means "no control plane: serve from the disk snapshot only"
+            control_plane=env.get(PREFIX + "CONTROL_PLANE", cls.control_plane),
             state_dir=_get(env, "DP_STATE_DIR", cls.state_dir, Path),
             max_body_bytes=_get(env, "MAX_BODY_BYTES", cls.max_body_bytes, int),
             upstream_connect_timeout_s=_get(env, "UPSTREAM_CONNECT_TIMEOUT_S", cls.upstream_connect_timeout_s, float),

@@ -1,0 +1,27 @@
+"""Settings are read from the environment in one place, with actionable errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from interlock.settings import ControlPlaneSettings, DataPlaneSettings, SettingsError
+
+
+def test_empty_control_plane_means_disk_only_and_unset_means_default() -> None:
+    base = {"INTERLOCK_KEY_PEPPER": "p"}
+    assert DataPlaneSettings.from_env({**base, "INTERLOCK_CONTROL_PLANE": ""}).control_plane == ""
+    assert DataPlaneSettings.from_env(base).control_plane == "127.0.0.1:50051"
+
+
+def test_missing_secrets_and_bad_numbers_name_the_variable_to_fix(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SettingsError, match="INTERLOCK_KEY_PEPPER"):
+        DataPlaneSettings.from_env({})
+    with pytest.raises(SettingsError, match="INTERLOCK_ADMIN_TOKEN"):
+        ControlPlaneSettings.from_env({"INTERLOCK_KEY_PEPPER": "p"})
+    with pytest.raises(SettingsError, match="INTERLOCK_DP_PORT"):
+        DataPlaneSettings.from_env({"INTERLOCK_KEY_PEPPER": "p", "INTERLOCK_DP_PORT": "eighty"})
+    pepper = tmp_path / "pepper"
+    pepper.write_text("from-file\n")
+    s = DataPlaneSettings.from_env({"INTERLOCK_KEY_PEPPER_FILE": str(pepper)})
+    assert s.key_pepper == b"from-file"
+    assert "from-file" not in repr(s)  # secrets never reach logs through repr
