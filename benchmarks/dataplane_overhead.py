@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="interlock-bench-"))
     procs = Procs(work)
     started = time.monotonic()
+    env = environment(REPO)  # the code measured is the code at the start
     try:
         up = start_nginx(procs, work, LOAD_CORE)
         gw = start_gateway(procs, work, up.port, GATEWAY_CORE)
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     if NOISE:
         print(f"\nWARNING: other processes took more than {NOISE_PCT:g}% of a benchmark core during:\n  "
               + "\n  ".join(NOISE) + "\n  the gateway figures understate it; see `RPS/gw core` and rerun on a quiet machine.")
-    record = {"benchmark": "dataplane_overhead", "env": environment(REPO), "elapsed_s": round(time.monotonic() - started, 1),
+    record = {"benchmark": "dataplane_overhead", "env": env, "elapsed_s": round(time.monotonic() - started, 1),
               "settings": {"duration_s": args.duration, "open_duration_s": args.open_duration, "warmup_s": args.warmup,
                            "connections": CONNECTIONS, "open_rate": OPEN_RATE, "gateway_core": GATEWAY_CORE,
                            "load_core": LOAD_CORE, "launcher": gw.launcher, "launcher_note": gw.note,

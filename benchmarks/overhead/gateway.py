@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from dataplane import snapshot_file
 from interlock.keys import hash_key, new_key_id, new_secret
 from interlock.settings import DataPlaneSettings
 
+from . import REPO
 from .procs import BenchError, Procs, free_port, pinned, wait_http
 from .upstream import STREAM_HEADER, post
 
@@ -82,8 +84,17 @@ def _env(state_dir: Path, port: int, pepper: str, control_plane: str) -> dict[st
         "INTERLOCK_CONTROL_PLANE": control_plane, "INTERLOCK_KEY_PEPPER": pepper, "INTERLOCK_DP_STATE_DIR": str(state_dir),
         "INTERLOCK_DP_PORT": str(port), "INTERLOCK_DP_HOST": "127.0.0.1", "INTERLOCK_USAGE_SINK": "none",
         "INTERLOCK_NODE_ID": "bench", "BENCH_UPSTREAM_KEY": "sk-upstream-bench", "PYTHONUNBUFFERED": "1",
+        # measure this checkout, whatever checkout the editable install points at
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
     })
     return env
+
+
+def _check_code_path(env: dict[str, str]) -> None:
+    out = subprocess.run([sys.executable, "-c", "import dataplane; print(dataplane.__file__)"], env=env,
+                         capture_output=True, text=True, timeout=30, cwd="/").stdout.strip()
+    if not out.startswith(str(REPO) + os.sep):
+        raise BenchError(f"the gateway would import dataplane from {out or '?'}, not from {REPO}")
 
 
 def _interlock_cli() -> str:
@@ -100,6 +111,7 @@ def start_gateway(procs: Procs, work: Path, upstream_port: int, core: int) -> Ga
     port = free_port()
     control_plane, cp_note = _control_plane_off()
     env = _env(state_dir, port, pepper, control_plane)
+    _check_code_path(env)
     cli = [_interlock_cli(), "dataplane"]
     p = procs.start("gateway", pinned(core, cli), env=env)
     notes = [cp_note] if cp_note else []
