@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from dataplane import snapshot_file
+from dataplane import gc_tuning, snapshot_file
 from dataplane.dialects.registry import default_dialects
 from dataplane.errors import DataPlaneError, SnapshotRejected
 from dataplane.gateway_errors import GatewayError
@@ -49,6 +49,8 @@ class DataPlaneNode:
         if settings.control_plane:
             self.sync = SnapshotSync(settings.control_plane, settings.node_id, self.holder.apply, settings.snapshot_path,
                                      listen_address=f"{settings.host}:{settings.port}")
+        if settings.tune_gc:
+            self.holder.on_swap(lambda _policy: gc_tuning.freeze_long_lived())
         self._server: asyncio.Server | None = None
         self._sync_task: asyncio.Task[None] | None = None
 
@@ -67,6 +69,8 @@ class DataPlaneNode:
             self._load_disk_only()
         self._server = await serve(self.router, self.settings.host, self.settings.port, max_body=self.settings.max_body_bytes,
                                    on_error=self._on_error, render_error=self.router.render_error, reuse_port=reuse_port)
+        if self.settings.tune_gc:
+            gc_tuning.tune_for_proxy()
         log.info("data plane %s listening on %s:%d (policy v%s)", self.settings.node_id, self.settings.host, self.port,
                  self.holder.policy.version if self.holder.policy else "none")
 

@@ -16,7 +16,7 @@ from dataplane.gateway_errors import GatewayError, bad_request
 from dataplane.http.messages import Request, Responder
 from dataplane.policy import CompiledPolicy, Route
 from dataplane.upstream import PASSTHROUGH_RESPONSE_HEADERS, Upstream
-from dataplane.usage_event import RequestRecord
+from dataplane.usage_event import EventIds, RequestRecord
 
 if TYPE_CHECKING:
     from dataplane.usage_sink import UsageSink
@@ -53,9 +53,10 @@ class Proxy:
         self._sink = sink
         self._node_id = node_id
         self._clock = clock
+        self._ids = EventIds()
 
     async def handle(self, req: Request, resp: Responder, ep: Endpoint) -> None:
-        rec = RequestRecord(ep.dialect.name, ep.path, len(req.body))
+        rec = RequestRecord(self._ids, ep.dialect.name, ep.path, len(req.body))
         try:
             await self._forward(req, resp, ep, rec)
         except GatewayError as exc:

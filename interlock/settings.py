@@ -63,6 +63,7 @@ class DataPlaneSettings:
     upstream_pool_size: int = 512
     usage_sink: str = "none"  # "none" | "clickhouse" (dev) | "kafka" (usage-pipeline issue)
     clickhouse_dsn: str = ""
+    tune_gc: bool = True  # see dataplane/gc_tuning.py for the measurement behind it
 
     @property
     def snapshot_path(self) -> Path:
@@ -87,6 +88,7 @@ class DataPlaneSettings:
             upstream_pool_size=_get(env, "UPSTREAM_POOL_SIZE", cls.upstream_pool_size, int),
             usage_sink=_get(env, "USAGE_SINK", cls.usage_sink, str),
             clickhouse_dsn=_get(env, "CLICKHOUSE_DSN", cls.clickhouse_dsn, str),
+            tune_gc=_get(env, "TUNE_GC", cls.tune_gc, _bool),
         )
 
 

@@ -85,3 +85,4 @@ def test_errors_use_each_dialects_shape() -> None:
     assert a == {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}
     ev = AnthropicDialect().stream_error_event(ErrorKind.UPSTREAM, "cut")
     assert ev.startswith(b"event: error\ndata: ") and ev.endswith(b"\n\n")
+

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from .base import ErrorKind, Usage
-from .sse import SSEBuffer, usage_payloads
+from .sse import SSEBuffer, usage_events
 
 _TYPES = {
     ErrorKind.INVALID_REQUEST: "invalid_request_error",
@@ -51,7 +51,7 @@ class AnthropicStreamScanner:
     def feed(self, chunk: bytes) -> bytes:
         done = self._sse.complete(chunk)
         if done:
-            for payload in usage_payloads(done):
+            for _start, _end, payload in usage_events(done):
                 u = payload.get("usage")
                 if u is None and isinstance(payload.get("message"), dict):
                     u = payload["message"].get("usage")

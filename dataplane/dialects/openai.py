@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from .base import ErrorKind, Usage
-from .sse import SSEBuffer, has_usage, usage_payloads, without_events
+from .sse import SSEBuffer, cut, usage_events
 
 _TYPES = {
     ErrorKind.INVALID_REQUEST: ("invalid_request_error", None),
@@ -38,10 +38,6 @@ def usage_from_obj(u: Any) -> Usage:
     )
 
 
-def _is_usage_only_chunk(event: bytes) -> bool:
-    return has_usage(event) and (b'"choices":[]' in event or b'"choices": []' in event)
-
-
 class OpenAIStreamScanner:
     __slots__ = ("_sse", "_strip", "usage")
 
@@ -56,13 +52,17 @@ class OpenAIStreamScanner:
 
     def feed(self, chunk: bytes) -> bytes:
         done = self._sse.complete(chunk)
-        if done:
-            for payload in usage_payloads(done):
-                self.usage = usage_from_obj(payload.get("usage"))
+        if not done:
+            return b"" if self._strip else chunk
+        hidden: list[tuple[int, int]] = []
+        for start, end, payload in usage_events(done):
+            self.usage = usage_from_obj(payload.get("usage"))
+            if self._strip and payload.get("choices") == []:
+                hidden.append((start, end))
         if not self._strip:
             return chunk
-        # Event-aligned forwarding only in this mode: the usage-only chunk must be cut out whole.
-        return without_events(done, _is_usage_only_chunk) if done and has_usage(done) else done
+        # Event-aligned forwarding in this mode: the usage-only chunk is cut out whole.
+        return cut(done, hidden) if hidden else done
 
 
 class OpenAIDialect:

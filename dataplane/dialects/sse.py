@@ -8,7 +8,7 @@ ones that mention usage are parsed: the hot path scans bytes in C (`find`,
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import orjson
 
@@ -36,27 +36,35 @@ class SSEBuffer:
         return done
 
 
-def has_usage(data: bytes) -> bool:
-    return _USAGE_OBJ.search(data) is not None
+def usage_events(done: bytes) -> Iterator[tuple[int, int, dict]]:
+    """Yield (start, end, data) for each complete event in `done` that carries a usage object.
 
-
-def without_events(done: bytes, drop: Callable[[bytes], bool]) -> bytes:
-    """`done` minus the complete events for which `drop(event)` is true."""
-    return b"".join(e + b"\n\n" for e in done.split(b"\n\n")[:-1] if not drop(e))
-
-
-def usage_payloads(done: bytes) -> Iterator[dict]:
-    """Yield the decoded JSON data of each event in `done` that carries a usage object."""
-    if _USAGE_OBJ.search(done) is None:
-        return
-    for event in done.split(b"\n\n"):
-        if _USAGE_OBJ.search(event) is None:
-            continue
-        for line in event.split(b"\n"):
+    One regex pass over the bytes; only matching events are sliced and decoded.
+    """
+    next_from = 0
+    for m in _USAGE_OBJ.finditer(done):
+        if m.start() < next_from:
+            continue  # a second match inside an event already handled
+        before = done.rfind(b"\n\n", 0, m.start())
+        start = 0 if before < 0 else before + 2
+        end = done.find(b"\n\n", m.end()) + 2  # `done` always ends with a blank line
+        next_from = end
+        for line in done[start:end].split(b"\n"):
             if line.startswith(b"data:"):
                 try:
                     payload = orjson.loads(line[5:])
                 except orjson.JSONDecodeError:
                     continue
                 if isinstance(payload, dict):
-                    yield payload
+                    yield start, end, payload
+                break
+
+
+def cut(done: bytes, spans: list[tuple[int, int]]) -> bytes:
+    """`done` without the given (start, end) spans, which are in order and disjoint."""
+    parts, last = [], 0
+    for start, end in spans:
+        parts.append(done[last:start])
+        last = end
+    parts.append(done[last:])
+    return b"".join(parts)
