@@ -44,8 +44,10 @@ async def start_backend(
 ) -> ControlPlaneBackend:
     """Open the store named by settings (or use `kv`), start publishing and serve gRPC."""
     kv = kv if kv is not None else open_store(settings.store, settings.etcd_prefix)
-    service = StorePolicyService(kv, settings.key_pepper, clock)
     publisher = SnapshotPublisher(kv, clock=clock)
+    service = StorePolicyService(
+        kv, settings.key_pepper, clock, published=lambda: publisher.current.snapshot if publisher.current else None
+    )
     await publisher.start()
     try:
         server, servicer, port = build_server(

@@ -43,8 +43,10 @@ class ControlPlane:
 
 
 async def _start(kv: KV) -> tuple[ControlPlane, Callable[[], Awaitable[None]]]:
-    service = StorePolicyService(kv, b"pepper", time.time)
     publisher = SnapshotPublisher(kv, retry_s=0.1)
+    service = StorePolicyService(
+        kv, b"pepper", time.time, published=lambda: publisher.current.snapshot if publisher.current else None
+    )
     await publisher.start()
     server, port = await start_control_plane_grpc(publisher, kv, port=0, heartbeat_s=HEARTBEAT_S)
 
@@ -201,6 +203,8 @@ async def test_invalid_state_written_directly_is_never_published(cp: ControlPlan
         await cp.kv.commit({"policy/models/m9": b'{"name":"m9","provider":"ghost"}', VERSION_KEY: b"{}"})
         await eventually(lambda: _async(bool(cp.publisher.errors)))
         assert any("provider 'ghost'" in e for e in cp.publisher.errors)
+        # status stays answerable: the service reports the snapshot still being served
+        assert (await cp.service.current_snapshot()).version == good
         with pytest.raises(TimeoutError):
             await node.next_snapshot(within_s=4 * HEARTBEAT_S)
         late = Node(cp.target, "n2")  # a node arriving now still gets the last good snapshot
