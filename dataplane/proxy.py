@@ -37,9 +37,15 @@ def _status_class(status: int) -> str:
     return "upstream_5xx" if status >= 500 else "upstream_4xx"
 
 
-def _estimate(rec: RequestRecord, events: int) -> Usage:
-    # The provider never reported usage (stream abandoned or cut): bill what we saw, marked as estimated.
-    return Usage(input_tokens=rec.request_bytes // 4, output_tokens=events, reported=False)
+def _estimate(rec: RequestRecord, partial: Usage, events: int) -> Usage:
+    """The provider never sent its final usage (stream abandoned or cut): bill what was produced.
+
+    Input: what the provider already said (Anthropic's message_start), else ~4 bytes per token of
+    the request. Output: at least one token per relayed event. Marked as estimated in the event."""
+    return Usage(
+        input_tokens=partial.input_tokens or rec.request_bytes // 4, cached_input_tokens=partial.cached_input_tokens,
+        output_tokens=max(partial.output_tokens, events), reported=False,
+    )
 
 
 class Proxy:
@@ -137,7 +143,7 @@ class Proxy:
                     break  # leaving the context closes the upstream connection: the provider stops generating
                 await resp.write(out)
         finally:
-            rec.usage = scanner.usage if scanner.usage.reported else _estimate(rec, scanner.events)
+            rec.usage = scanner.usage if scanner.usage.reported else _estimate(rec, scanner.usage, scanner.events)
             rec.response_bytes = resp.bytes_sent
         resp.end_stream()
 

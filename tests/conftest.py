@@ -7,7 +7,9 @@ pytest_plugins = [
     for name in (
         "tests.fixtures.etcd",
         "tests.fixtures.fakeprovider",
+        "tests.fixtures.gateway",
         "tests.fixtures.cluster",
+        "tests.fixtures.kafka",
     )
     if importlib.util.find_spec(name) is not None
 ]

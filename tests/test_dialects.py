@@ -69,6 +69,15 @@ def test_anthropic_usage_merges_start_and_delta(size: int) -> None:
     assert (u.input_tokens, u.cached_input_tokens, u.output_tokens) == (14, 5, 42)
 
 
+def test_anthropic_usage_is_provisional_until_message_delta() -> None:
+    scanner = AnthropicDialect().stream_scanner()
+    whole = anthropic_stream(42)
+    scanner.feed(whole[: whole.index(b"event: message_delta")])
+    assert scanner.usage.input_tokens == 14 and not scanner.usage.reported
+    scanner.feed(whole[whole.index(b"event: message_delta") :])
+    assert scanner.usage.reported and scanner.usage.output_tokens == 42
+
+
 def test_non_stream_usage() -> None:
     o = OpenAIDialect().usage_from_body({"usage": {"prompt_tokens": 3, "completion_tokens": 4,
                                                    "completion_tokens_details": {"reasoning_tokens": 2}}})

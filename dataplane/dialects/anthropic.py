@@ -34,7 +34,6 @@ def _merge(usage: Usage, u: dict[str, Any]) -> None:
         usage.cached_input_tokens = read
     if "output_tokens" in u:
         usage.output_tokens = int(u.get("output_tokens") or 0)
-    usage.reported = True
 
 
 class AnthropicStreamScanner:
@@ -57,6 +56,9 @@ class AnthropicStreamScanner:
                     u = payload["message"].get("usage")
                 if isinstance(u, dict):
                     _merge(self.usage, u)
+                    # message_start's usage is provisional (output_tokens: 1); message_delta's is final
+                    if payload.get("type") == "message_delta":
+                        self.usage.reported = True
         return chunk
 
 
@@ -74,6 +76,7 @@ class AnthropicDialect:
         u = body.get("usage")
         if isinstance(u, dict):
             _merge(usage, u)
+            usage.reported = True
         return usage
 
     def stream_scanner(self, strip_usage: bool = False) -> AnthropicStreamScanner:

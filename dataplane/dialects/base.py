@@ -12,7 +12,7 @@ class Usage:
     output_tokens: int = 0
     cached_input_tokens: int = 0
     reasoning_tokens: int = 0
-    reported: bool = False  # the provider said so (vs. estimated by us)
+    reported: bool = False  # the provider's final figure (vs. partial, or estimated by us)
 
 
 class StreamUsageScanner(Protocol):
