@@ -52,12 +52,13 @@ class DataPlaneNode:
         if settings.tune_gc:
             self.holder.on_swap(lambda _policy: gc_tuning.freeze_long_lived())
         self._server: asyncio.Server | None = None
+        self._port = 0
         self._sync_task: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        assert self._port, "DataPlaneNode.start() was not awaited"
+        return self._port
 
     async def start(self, *, reuse_port: bool = False) -> None:
         await self.upstream.start()
@@ -69,6 +70,7 @@ class DataPlaneNode:
             self._load_disk_only()
         self._server = await serve(self.router, self.settings.host, self.settings.port, max_body=self.settings.max_body_bytes,
                                    on_error=self._on_error, render_error=self.router.render_error, reuse_port=reuse_port)
+        self._port = int(self._server.sockets[0].getsockname()[1])
         if self.settings.tune_gc:
             gc_tuning.tune_for_proxy()
         log.info("data plane %s listening on %s:%d (policy v%s)", self.settings.node_id, self.settings.host, self.port,
@@ -90,8 +92,16 @@ class DataPlaneNode:
             resp.send(status, "application/json", d.error_body(status, kind, "internal gateway error; it has been logged"))
 
     async def stop(self) -> None:
+        """Graceful: report not-ready, stop accepting, let in-flight requests (streams too) finish
+        for up to drain_timeout_s, then close upstream connections and flush usage."""
+        self.router.draining = True
         if self._server is not None:
             self._server.close()
+        deadline = asyncio.get_running_loop().time() + self.settings.drain_timeout_s
+        while self.router.in_flight and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        if self.router.in_flight:
+            log.warning("drain timeout: %d requests still in flight are cut off", self.router.in_flight)
         if self.sync is not None:
             await self.sync.stop()
         await self.upstream.close()

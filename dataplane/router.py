@@ -31,6 +31,8 @@ class Router:
             ("POST", "/v1/messages"): Endpoint(anthropic, "messages", "/v1/messages"),
         }
         self._paths = {p for _, p in self._endpoints} | {"/v1/models"}
+        self.in_flight = 0  # proxied requests not yet finished (graceful drain waits for 0)
+        self.draining = False
 
     def dialect_for(self, path: str, headers: Mapping[str, str] | None = None) -> Dialect:
         if path.startswith("/v1/messages") or (headers is not None and "anthropic-version" in headers):
@@ -44,14 +46,18 @@ class Router:
     async def __call__(self, req: Request, resp: Responder) -> None:
         ep = self._endpoints.get((req.method, req.path))
         if ep is not None:
-            await self._proxy.handle(req, resp, ep)
+            self.in_flight += 1
+            try:
+                await self._proxy.handle(req, resp, ep)
+            finally:
+                self.in_flight -= 1
             return
         if req.method == "GET" and req.path == "/v1/models":
             self._models(req, resp)
         elif req.path in ("/healthz", "/livez"):
             resp.send(200, "application/json", b'{"status":"ok"}')
         elif req.path == "/readyz":
-            ok = self._ready()
+            ok = self._ready() and not self.draining
             resp.send(200 if ok else 503, "application/json", b'{"ready":%s}' % (b"true" if ok else b"false"))
         elif req.path == "/" and req.method in ("HEAD", "GET"):
             resp.send(200, "application/json", b'{"service":"interlock"}')  # clients probe the base URL

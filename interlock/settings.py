@@ -64,6 +64,7 @@ class DataPlaneSettings:
     usage_sink: str = "none"  # "none" | "clickhouse" (dev) | "kafka" (usage-pipeline issue)
     clickhouse_dsn: str = ""
     tune_gc: bool = True  # see dataplane/gc_tuning.py for the measurement behind it
+    drain_timeout_s: float = 30.0  # on shutdown, how long in-flight requests may take to finish
 
     @property
     def snapshot_path(self) -> Path:
@@ -89,6 +90,7 @@ class DataPlaneSettings:
             usage_sink=_get(env, "USAGE_SINK", cls.usage_sink, str),
             clickhouse_dsn=_get(env, "CLICKHOUSE_DSN", cls.clickhouse_dsn, str),
             tune_gc=_get(env, "TUNE_GC", cls.tune_gc, _bool),
+            drain_timeout_s=_get(env, "DRAIN_TIMEOUT_S", cls.drain_timeout_s, float),
         )
 
 

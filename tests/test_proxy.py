@@ -144,3 +144,18 @@ async def test_keep_alive_and_pipelined_requests_answer_in_order(gateway: Gatewa
     writer.close()
     statuses = re.findall(rb"HTTP/1.1 (\d+)", data)
     assert statuses == [b"200", b"404", b"200"]
+
+
+async def test_shutdown_drains_an_in_flight_stream(slow_gateway: Gateway) -> None:
+    gateway = slow_gateway
+    body = orjson.dumps({"model": "claude-t", "max_tokens": 500, "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    async with aiohttp.ClientSession() as s:
+        r = await s.post(f"{gateway.url}/v1/messages", data=body, headers={"x-api-key": gateway.key})
+        first = await r.content.readline()
+        stopping = asyncio.create_task(gateway.node.stop())
+        await asyncio.sleep(0.1)
+        with pytest.raises(OSError):  # no new connections while draining
+            await asyncio.open_connection("127.0.0.1", gateway.node.port)
+        rest = await r.read()
+        await stopping
+    assert first.startswith(b"event: message_start") and rest.rstrip().endswith(b'{"type":"message_stop"}')
