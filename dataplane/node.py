@@ -97,10 +97,10 @@ class DataPlaneNode:
         self.router.draining = True
         if self._server is not None:
             self._server.close()
-        deadline = asyncio.get_running_loop().time() + self.settings.drain_timeout_s
-        while self.router.in_flight and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
-        if self.router.in_flight:
+        try:
+            async with asyncio.timeout(self.settings.drain_timeout_s):
+                await self.router.idle.wait()
+        except TimeoutError:
             log.warning("drain timeout: %d requests still in flight are cut off", self.router.in_flight)
         if self.sync is not None:
             await self.sync.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 
 import orjson
@@ -33,6 +34,8 @@ class Router:
         self._paths = {p for _, p in self._endpoints} | {"/v1/models"}
         self.in_flight = 0  # proxied requests not yet finished (graceful drain waits for 0)
         self.draining = False
+        self.idle = asyncio.Event()  # set whenever in_flight drops to 0
+        self.idle.set()
 
     def dialect_for(self, path: str, headers: Mapping[str, str] | None = None) -> Dialect:
         if path.startswith("/v1/messages") or (headers is not None and "anthropic-version" in headers):
@@ -47,10 +50,13 @@ class Router:
         ep = self._endpoints.get((req.method, req.path))
         if ep is not None:
             self.in_flight += 1
+            self.idle.clear()
             try:
                 await self._proxy.handle(req, resp, ep)
             finally:
                 self.in_flight -= 1
+                if not self.in_flight:
+                    self.idle.set()
             return
         if req.method == "GET" and req.path == "/v1/models":
             self._models(req, resp)
