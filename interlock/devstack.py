@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 
 from controlplane.admin_api import create_admin_app
 from controlplane.backend import ControlPlaneBackend, start_backend
+from controlplane.usage_api import create_usage_router
 from dataplane.node import DataPlaneNode
 from dataplane.usage_sink import ClickHouseSink, NullSink, UsageSink
+from ingest.query_service import UsageQueryService
 from interlock.devmode import banner, ensure_policy_and_key, load_secrets
 from interlock.fakeprovider.config import FakeProviderConfig
 from interlock.fakeprovider.server import start_fake_provider
 from interlock.settings import ControlPlaneSettings, DataPlaneSettings, DevSettings
+
+
+def _async(fn: Callable[[], object]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        fn()
+
+    return run
 
 
 class DevStack:
@@ -46,7 +55,14 @@ class DevStack:
         self.backend = await start_backend(cp)
         self._stops.append(self.backend.close)
         self.virtual_key = await ensure_policy_and_key(self.backend.service, data_dir, fake_url, sec, self._env)
-        server, task = await serve_admin(create_admin_app(self.backend.service, cp.admin_token), s.host, s.admin_port)
+        routers = []
+        if s.with_usage:
+            # same chDB path as the usage sink: one engine per process, many clients are fine
+            queries = UsageQueryService.from_dsn(f"chdb://{data_dir / 'clickhouse'}")
+            self._stops.append(_async(queries.close))
+            routers.append(create_usage_router(queries))
+        app = create_admin_app(self.backend.service, cp.admin_token, extra_routers=routers)
+        server, task = await serve_admin(app, s.host, s.admin_port)
 
         async def stop_admin() -> None:
             server.should_exit = True  # type: ignore[attr-defined]

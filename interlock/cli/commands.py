@@ -11,6 +11,7 @@ MODULES = (
     "interlock.cli.fake_cmd",      # interlock fake-provider
     "interlock.cli.policy_cmds",   # apply, keys, models, status
     "interlock.cli.serve_cmds",    # dev, dataplane, controlplane
+    "interlock.cli.usage_cmds",    # spend, top, cost, audit
 )
 
 

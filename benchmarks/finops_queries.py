@@ -1,0 +1,165 @@
+"""FinOps query latency over a large usage_events table in embedded chDB.
+
+    python benchmarks/finops_queries.py            # 10M events (~2-4 min on 4 cores)
+    python benchmarks/finops_queries.py --quick    # 1M events
+    python benchmarks/finops_queries.py --rows 20000000 --data-dir /tmp/finops --keep
+
+Creates the schema with `ingest.clickhouse_writer.open_clickhouse` (real migrations, so the
+spend_daily view fires too), inserts synthetic events generated server-side with
+INSERT ... SELECT FROM numbers() in 1M-row batches (Python row conversion would dominate
+and is measured by tests/test_usage_clickhouse.py), then times each query of
+`ingest.query_service.UsageQueryService` - the same path the admin API uses, including
+row conversion - as the median of 3 runs. The bar: each at most 1 s over 10M events.
+Baseline in the same run: a plain full scan `SELECT count(), sum(cost_usd)` without FINAL.
+Exit status 0 when every query meets the bar, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from ingest.clickhouse_writer import open_clickhouse
+from ingest.queries import parse_group_by, parse_where
+from ingest.query_service import UsageQueryService
+
+BAR_S = 1.0
+BATCH = 1_000_000
+DAYS = 30
+DB = "finops_bench"
+
+# Synthetic distribution: 20 teams, 400 users, 2000 keys, 12 models on 4 providers, 50k tasks of 1-8 steps.
+_INSERT = """
+INSERT INTO {db}.usage_events (event_id, received_at, first_byte_at, done_at, node_id, key_id, team_id, user_id,
+    project_id, tags, dialect, endpoint, requested_model, alias, provider, upstream_model, model, route_rule, attempts,
+    fallback, status, error_class, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, usage_estimated,
+    cost_usd, price_version, latency_ms, ttfb_ms, stream, client_disconnected, policy_version, guardrail_outcome,
+    request_bytes, response_bytes)
+SELECT
+    lower(hex(MD5(toString(n)))) AS event_id,
+    fromUnixTimestamp64Micro(toInt64({end_us:Int64} - (cityHash64(n, 1) % {span_us:UInt64})), 'UTC') AS received_at,
+    received_at + toIntervalMillisecond(100) AS first_byte_at,
+    received_at + toIntervalMillisecond(900) AS done_at,
+    concat('node-', toString(n % 4)) AS node_id,
+    concat('vk_', toString(k)) AS key_id,
+    concat('team-', toString(k % 20)) AS team_id,
+    concat('user-', toString(k % 400)) AS user_id,
+    concat('proj-', toString(k % 40)) AS project_id,
+    map('task', concat('T-', toString(cityHash64(n, 2) % 50000)), 'step', concat('s', toString(n % 8)),
+        'env', if(n % 3 = 0, 'prod', 'dev')) AS tags,
+    'openai' AS dialect, '/v1/chat/completions' AS endpoint,
+    concat('model-', toString(m)) AS requested_model, if(m < 3, 'fast', '') AS alias,
+    concat('provider-', toString(m % 4)) AS provider, concat('model-', toString(m), '-2025') AS upstream_model,
+    concat('model-', toString(m)) AS model, if(m < 3, 'fast->cheapest', '') AS route_rule,
+    [] AS attempts, n % 50 = 0 AS fallback,
+    if(n % 41 = 0, 429, 200) AS status, if(n % 41 = 0, 'rate_limited', '') AS error_class,
+    cityHash64(n, 3) % 40000 AS input_tokens, cityHash64(n, 4) % 4000 AS output_tokens,
+    0 AS cached_input_tokens, 0 AS reasoning_tokens, false AS usage_estimated,
+    toDecimal128(input_tokens * (m + 1), 12) / 1000000 + toDecimal128(output_tokens * (m + 1) * 4, 12) / 1000000
+        AS cost_usd,
+    'p1' AS price_version, toUInt32(cityHash64(n, 5) % 5000) AS latency_ms, toUInt32(100) AS ttfb_ms,
+    n % 2 = 0 AS stream, n % 97 = 0 AS client_disconnected, 1 AS policy_version, '' AS guardrail_outcome,
+    toUInt32(1000) AS request_bytes, toUInt32(2000) AS response_bytes
+FROM (SELECT number AS n, cityHash64(number, 6) % 2000 AS k, cityHash64(number, 7) % 12 AS m
+      FROM numbers({start:UInt64}, {count:UInt64}))
+"""
+
+
+def insert(svc_client: Any, rows: int, end_us: int) -> float:
+    t0 = time.perf_counter()
+    for start in range(0, rows, BATCH):
+        count = min(BATCH, rows - start)
+        svc_client.command(_INSERT.replace("{db}", DB), parameters={
+            "end_us": end_us, "span_us": DAYS * 86_400 * 10**6, "start": start, "count": count})  # fmt: skip
+        done = start + count
+        rate = done / (time.perf_counter() - t0)
+        print(f"  inserted {done:>12,} / {rows:,} events  ({rate:,.0f} events/s)", flush=True)
+    return time.perf_counter() - t0
+
+
+def median_s(fn: Callable[[], object], runs: int = 3) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=10_000_000)
+    ap.add_argument("--quick", action="store_true", help="1M events")
+    ap.add_argument("--data-dir", type=Path, default=None, help="chDB path (default: a temp dir, removed after)")
+    ap.add_argument("--keep", action="store_true", help="keep the data dir")
+    ap.add_argument("--optimize", action="store_true", help="OPTIMIZE FINAL before querying (fully merged parts)")
+    args = ap.parse_args()
+    rows = 1_000_000 if args.quick else args.rows
+    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="finops-chdb-"))
+    now_us = time.time_ns() // 1000
+    try:
+        writer = open_clickhouse(f"chdb://{data_dir.resolve()}", database=DB)
+        with writer, UsageQueryService(writer.client, DB, clock=lambda: now_us / 1e6) as svc:
+            client = writer.client
+            client.command(f"TRUNCATE TABLE {DB}.usage_events")
+            print(f"inserting {rows:,} synthetic events over {DAYS} days into {data_dir} (batches of {BATCH:,})")
+            took = insert(client, rows, now_us)
+            print(f"inserted in {took:.1f}s ({rows / took:,.0f} events/s)")
+            if args.optimize:
+                t0 = time.perf_counter()
+                client.command(f"OPTIMIZE TABLE {DB}.usage_events FINAL")
+                print(f"optimized in {time.perf_counter() - t0:.1f}s")
+            parts = client.query(f"SELECT count() FROM system.parts WHERE database = '{DB}' "
+                                 "AND table = 'usage_events' AND active").result_rows[0][0]  # fmt: skip
+            print(f"active parts: {parts}")
+            # Exactness: FINAL totals over the whole table equal a plain sum (the data has no duplicates)
+            raw = client.query(f"SELECT count(), sum(cost_usd) FROM {DB}.usage_events").result_rows[0]
+            whole = svc.spend(parse_group_by("team"), timedelta(days=DAYS + 1))
+            assert (whole.total.requests, whole.total.cost_usd) == (raw[0], Decimal(raw[1])), (whole.total, raw)
+            k = svc.top(parse_group_by("key"), timedelta(days=7), limit=1).rows[0].group[0]
+            cases: list[tuple[str, Callable[[], object]]] = [
+                ("baseline: SELECT count()", lambda: client.query(f"SELECT count() FROM {DB}.usage_events")),
+                ("baseline: count(), sum(cost) full scan",
+                 lambda: client.query(f"SELECT count(), sum(cost_usd) FROM {DB}.usage_events")),
+                ("spend --by team --since 7d", lambda: svc.spend(parse_group_by("team"), timedelta(days=7))),
+                ("spend --by model --where team=team-3 --since 7d",
+                 lambda: svc.spend(parse_group_by("model"), timedelta(days=7), parse_where(["team=team-3"]))),
+                ("spend --by team,model --since 30d", lambda: svc.spend(parse_group_by("team,model"), timedelta(30))),
+                ("spend --by tag:task --since 7d (50k groups, top 100)",
+                 lambda: svc.spend(parse_group_by("tag:task"), timedelta(days=7))),
+                ("top --by key --since 24h", lambda: svc.top(parse_group_by("key"), timedelta(hours=24))),
+                ("top --by user --order tokens --since 7d",
+                 lambda: svc.top(parse_group_by("user"), timedelta(days=7), order="tokens")),
+                ("cost --task T-123 (all data)", lambda: svc.task_cost("T-123")),
+                (f"audit --key {k} --since 1h", lambda: svc.audit(timedelta(hours=1), parse_where([f"key={k}"]))),
+                (f"audit --key {k} --since 7d --limit 1000",
+                 lambda: svc.audit(timedelta(days=7), parse_where([f"key={k}"]), 1000)),
+            ]
+            for _, fn in cases:
+                fn()  # warm: first touch of each column reads it from disk
+            results = [(name, median_s(fn)) for name, fn in cases]
+    finally:
+        if not (args.keep or args.data_dir):
+            shutil.rmtree(data_dir, ignore_errors=True)
+    base = results[1][1]
+    print(f"\nFinOps queries over {rows:,} events (median of 3; bar {BAR_S:.1f}s; ratio = vs full-scan baseline)")
+    print(f"{'QUERY':<58} {'MEDIAN':>9} {'RATIO':>7}  BAR")
+    ok = True
+    for i, (name, s) in enumerate(results):
+        verdict = "" if i < 2 else ("ok" if s <= BAR_S else "OVER")
+        ok &= verdict != "OVER"
+        print(f"{name:<58} {s * 1000:>7.1f}ms {s / base:>6.2f}x  {verdict}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""Usage (FinOps and audit) routes for the admin API, over `ingest.query_service`.
+
+    GET /admin/v1/usage/spend?by=team&since=7d&where=team=platform,model=gpt-4o&limit=100&order=cost
+    GET /admin/v1/usage/top?by=key&since=24h&limit=10&order=cost
+    GET /admin/v1/usage/cost?task=T-123&tag_key=task&step_key=step[&since=30d]
+    GET /admin/v1/usage/audit?key=vk_..&since=1h&limit=100[&where=...]
+
+Mount with `create_admin_app(service, token, extra_routers=[create_usage_router(qs)])`,
+which puts the routes behind the admin token and renders errors in the admin
+shape. Costs are exact decimal strings (12 places), never floats. Routes are
+plain `def`: queries block, so FastAPI runs them in its thread pool.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from ingest.clickhouse_writer import IngestError
+from ingest.queries import (
+    MAX_LIMIT,
+    WINDOW_FORMAT,
+    InvalidQuery,
+    Window,
+    parse_dimension,
+    parse_group_by,
+    parse_where,
+    parse_window,
+)
+from ingest.query_service import AuditTrail, SpendReport, Totals, UsageQueryService, UsageStoreMissing, share
+
+from .admin_api import PREFIX
+from .admin_schemas import ErrorOut
+from .errors import ControlPlaneError
+
+OrderParam = Literal["cost", "requests", "tokens", "errors"]
+
+
+class UsageQueryInvalid(ControlPlaneError):
+    status = 422
+
+
+class UsageStoreUnavailable(ControlPlaneError):
+    status = 503
+
+
+class UsageQueryFailed(ControlPlaneError):
+    status = 500
+
+
+def _money(d: Decimal) -> str:
+    return format(d, "f")
+
+
+def _iso(us: int) -> str:
+    return datetime.fromtimestamp(us / 1e6, UTC).isoformat().replace("+00:00", "Z")
+
+
+class WindowOut(BaseModel):
+    since: str
+    start: str
+    end: str
+
+    @classmethod
+    def of(cls, since: str, w: Window) -> WindowOut:
+        return cls(since=since, start=_iso(w.start_us), end=_iso(w.end_us))
+
+
+class TotalsOut(BaseModel):
+    requests: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: str
+
+    @classmethod
+    def of(cls, t: Totals) -> TotalsOut:
+        return cls(requests=t.requests, errors=t.errors, input_tokens=t.input_tokens, output_tokens=t.output_tokens,
+                   cost_usd=_money(t.cost_usd))
+
+
+class SpendRowOut(BaseModel):
+    group: dict[str, str]
+    requests: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cost_usd: str
+    share_pct: str
+
+
+class SpendOut(BaseModel):
+    by: list[str]
+    window: WindowOut
+    where: list[str]
+    groups: int
+    total: TotalsOut
+    rows: list[SpendRowOut]
+
+    @classmethod
+    def of(cls, r: SpendReport, since: str, where: list[str]) -> SpendOut:
+        rows = [SpendRowOut(group=dict(zip(r.by, row.group, strict=True)), requests=row.requests, errors=row.errors,
+                            input_tokens=row.input_tokens, output_tokens=row.output_tokens,
+                            cached_input_tokens=row.cached_input_tokens, cost_usd=_money(row.cost_usd),
+                            share_pct=str(row.share_pct)) for row in r.rows]
+        return cls(by=list(r.by), window=WindowOut.of(since, r.window), where=where, groups=r.groups,
+                   total=TotalsOut.of(r.total), rows=rows)
+
+
+class StepOut(BaseModel):
+    step: str
+    model: str
+    requests: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cost_usd: str
+    share_pct: str
+    first: str
+    last: str
+
+
+class TaskCostOut(BaseModel):
+    task: str
+    tag_key: str
+    step_key: str
+    total: TotalsOut
+    rows: list[StepOut]
+
+
+class AuditRowOut(BaseModel):
+    time: str
+    event_id: str
+    team: str
+    user: str
+    key: str
+    requested_model: str
+    alias: str
+    model: str
+    provider: str
+    upstream_model: str
+    route_rule: str
+    fallback: bool
+    attempts: int
+    status: int
+    error_class: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: str
+    latency_ms: int
+    ttfb_ms: int
+    stream: bool
+    client_disconnected: bool
+
+
+class AuditOut(BaseModel):
+    window: WindowOut
+    where: list[str]
+    truncated: bool
+    rows: list[AuditRowOut]
+
+    @classmethod
+    def of(cls, t: AuditTrail, since: str, where: list[str]) -> AuditOut:
+        rows = [AuditRowOut(time=_iso(r.time_us), event_id=r.event_id, team=r.team_id, user=r.user_id, key=r.key_id,
+                            requested_model=r.requested_model, alias=r.alias, model=r.model, provider=r.provider,
+                            upstream_model=r.upstream_model, route_rule=r.route_rule, fallback=r.fallback,
+                            attempts=r.attempts, status=r.status, error_class=r.error_class,
+                            input_tokens=r.input_tokens, output_tokens=r.output_tokens, cost_usd=_money(r.cost_usd),
+                            latency_ms=r.latency_ms, ttfb_ms=r.ttfb_ms, stream=r.stream,
+                            client_disconnected=r.client_disconnected) for r in t.rows]
+        return cls(window=WindowOut.of(since, t.window), where=where, truncated=t.truncated, rows=rows)
+
+
+def _fail(exc: Exception) -> ControlPlaneError:
+    """The one translation of query errors into admin-API errors."""
+    if isinstance(exc, InvalidQuery):
+        return UsageQueryInvalid(str(exc))
+    if isinstance(exc, UsageStoreMissing):
+        return UsageStoreUnavailable(str(exc))
+    if isinstance(exc, IngestError) and exc.retryable:
+        return UsageStoreUnavailable(f"the usage store is unreachable: {exc}")
+    return UsageQueryFailed(str(exc))
+
+
+_BY = "Dimensions, comma-separated (up to 3): team, user, key, project, model, provider, alias, upstream, " \
+      "requested, route, endpoint, dialect, node, error, or tag:NAME"
+_WHERE = "Filters dimension=value, comma-separated or repeated; a repeated dimension means OR (tag:NAME=value too)"
+_SINCE = f"Time window ending now: {WINDOW_FORMAT}"
+
+Since = Annotated[str, Query(description=_SINCE)]
+Where = Annotated[list[str], Query(description=_WHERE)]
+
+
+def create_usage_router(query_service: UsageQueryService) -> APIRouter:
+    """Routes under /admin/v1/usage; pass to create_admin_app(extra_routers=...) for auth and errors."""
+    qs = query_service
+    errors: dict[int | str, dict[str, Any]] = {c: {"model": ErrorOut} for c in (422, 503)}
+    r = APIRouter(prefix=f"{PREFIX}/usage", tags=["usage"], responses=errors)
+
+    @r.get("/spend", summary="Spend per group over a window, exact (usage_events FINAL), with shares")
+    def spend(by: Annotated[str, Query(description=_BY)] = "team", since: Since = "7d", where: Where = [],  # noqa: B006
+              limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100, order: OrderParam = "cost") -> SpendOut:
+        try:
+            report = qs.spend(parse_group_by(by), parse_window(since), parse_where(where), limit, order)
+        except (InvalidQuery, IngestError) as exc:
+            raise _fail(exc) from exc
+        return SpendOut.of(report, since, where)
+
+    @r.get("/top", summary="The heaviest groups (default: keys by cost over the last 24h)")
+    def top(by: Annotated[str, Query(description=_BY)] = "key", since: Since = "24h", where: Where = [],  # noqa: B006
+            limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 10, order: OrderParam = "cost") -> SpendOut:
+        try:
+            report = qs.top(parse_group_by(by), parse_window(since), limit, order, parse_where(where))
+        except (InvalidQuery, IngestError) as exc:
+            raise _fail(exc) from exc
+        return SpendOut.of(report, since, where)
+
+    @r.get("/cost", summary="One task's bill by step tag and model (all retained data unless `since`)")
+    def cost(task: Annotated[str, Query(min_length=1, description="The task id, e.g. T-123")],
+             tag_key: Annotated[str, Query(description="Tag holding the task id")] = "task",
+             step_key: Annotated[str, Query(description="Tag holding the step name")] = "step",
+             since: Annotated[str | None, Query(description=_SINCE)] = None) -> TaskCostOut:
+        try:
+            bill = qs.task_cost(task, tag_key, step_key, parse_window(since) if since else None)
+        except (InvalidQuery, IngestError) as exc:
+            raise _fail(exc) from exc
+        total = bill.total.cost_usd
+        rows = [StepOut(step=s.step, model=s.model, requests=s.requests, errors=s.errors, input_tokens=s.input_tokens,
+                        output_tokens=s.output_tokens, cached_input_tokens=s.cached_input_tokens,
+                        cost_usd=_money(s.cost_usd), share_pct=str(share(s.cost_usd, total)),
+                        first=_iso(s.first_us), last=_iso(s.last_us)) for s in bill.rows]
+        return TaskCostOut(task=task, tag_key=tag_key, step_key=step_key, total=TotalsOut.of(bill.total), rows=rows)
+
+    @r.get("/audit", summary="The request trail, newest first: routing, status, tokens, cost, latency")
+    def audit(key: Annotated[str | None, Query(description="Virtual key id (vk_…)")] = None,
+              since: Since = "1h", where: Where = [],  # noqa: B006
+              limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100) -> AuditOut:
+        try:
+            filters = parse_where(where) + (((parse_dimension("key"), key),) if key else ())
+            trail = qs.audit(parse_window(since), filters, limit)
+        except (InvalidQuery, IngestError) as exc:
+            raise _fail(exc) from exc
+        return AuditOut.of(trail, since, [*where, f"key={key}"] if key else where)
+
+    return r
