@@ -38,7 +38,8 @@ class DataPlaneNode:
         self.settings = settings
         self.sink = sink
         self.holder = PolicyHolder(adapters or default_providers(), env_and_file_credentials(env))
-        self.upstream = Upstream(pool_size=settings.upstream_pool_size, connect_timeout_s=settings.upstream_connect_timeout_s)
+        self.upstream = Upstream(pool_size=settings.upstream_pool_size, connect_timeout_s=settings.upstream_connect_timeout_s,
+                                 impl=settings.upstream_client)
         dialects = default_dialects()
         now = time.time
         self.proxy = Proxy(policy=self.holder.current, pepper=settings.key_pepper, upstream=self.upstream, sink=sink,

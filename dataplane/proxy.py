@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 
 from dataplane.admission import authenticate, presented_key, resolve
@@ -15,7 +14,7 @@ from dataplane.dialects.base import Dialect, ErrorKind, StreamUsageScanner, Usag
 from dataplane.gateway_errors import GatewayError, bad_request
 from dataplane.http.messages import Request, Responder
 from dataplane.policy import CompiledPolicy, Route
-from dataplane.upstream import PASSTHROUGH_RESPONSE_HEADERS, Upstream
+from dataplane.upstream import PASSTHROUGH_RESPONSE_HEADERS, Upstream, UpstreamResponse
 from dataplane.usage_event import EventIds, RequestRecord
 
 if TYPE_CHECKING:
@@ -129,7 +128,7 @@ class Proxy:
             resp.send(upstream.status, ctype, payload, extra)
 
     async def _relay_stream(
-        self, upstream: aiohttp.ClientResponse, resp: Responder, scanner: StreamUsageScanner, rec: RequestRecord,
+        self, upstream: UpstreamResponse, resp: Responder, scanner: StreamUsageScanner, rec: RequestRecord,
         extra: list[tuple[str, str]],
     ) -> None:
         resp.start_stream(200, upstream.headers.get("content-type", "text/event-stream"), extra)

@@ -61,6 +61,7 @@ class DataPlaneSettings:
     max_body_bytes: int = 32 * 1024 * 1024
     upstream_connect_timeout_s: float = 10.0
     upstream_pool_size: int = 512
+    upstream_client: str = "native"  # "native" (httptools, chosen by benchmark) | "aiohttp" (fallback)
     usage_sink: str = "none"  # "none" | "clickhouse" (dev) | "kafka" (usage-pipeline issue)
     clickhouse_dsn: str = ""
     tune_gc: bool = True  # see dataplane/gc_tuning.py for the measurement behind it
@@ -87,6 +88,7 @@ class DataPlaneSettings:
             max_body_bytes=_get(env, "MAX_BODY_BYTES", cls.max_body_bytes, int),
             upstream_connect_timeout_s=_get(env, "UPSTREAM_CONNECT_TIMEOUT_S", cls.upstream_connect_timeout_s, float),
             upstream_pool_size=_get(env, "UPSTREAM_POOL_SIZE", cls.upstream_pool_size, int),
+            upstream_client=_get(env, "UPSTREAM_CLIENT", cls.upstream_client, str),
             usage_sink=_get(env, "USAGE_SINK", cls.usage_sink, str),
             clickhouse_dsn=_get(env, "CLICKHOUSE_DSN", cls.clickhouse_dsn, str),
             tune_gc=_get(env, "TUNE_GC", cls.tune_gc, _bool),
