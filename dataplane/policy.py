@@ -55,6 +55,7 @@ class KeyEntry:
     expires_at_ms: int
     revoked: bool
     tags: Mapping[str, str]
+    required_tags: frozenset[str] = frozenset()
 
 
 CredentialResolver = Callable[[str], "str | None"]
@@ -151,6 +152,7 @@ class CompiledPolicy:
             keys[bytes(k.key_hash)] = KeyEntry(
                 id=k.id, team_id=k.team_id, user_id=k.user_id, project_id=k.project_id, allowed=allowed,
                 expires_at_ms=k.expires_at_unix_ms, revoked=k.revoked, tags=tags,
+                required_tags=frozenset(team.required_tags) if team else frozenset(),
             )
         return cls(snap.version, snap.content_hash, keys, routes, providers)
 

@@ -14,6 +14,7 @@ from dataplane.dialects.base import Dialect, ErrorKind, StreamUsageScanner, Usag
 from dataplane.gateway_errors import GatewayError, bad_request
 from dataplane.http.messages import Request, Responder
 from dataplane.policy import CompiledPolicy, Route
+from dataplane.tags import TAGS_HEADER, missing, request_tags
 from dataplane.upstream import PASSTHROUGH_RESPONSE_HEADERS, Upstream, UpstreamResponse
 from dataplane.usage_event import EventIds, RequestRecord
 
@@ -90,6 +91,12 @@ class Proxy:
         rec.key = key
         rec.tags = dict(key.tags)
         body = _parse_body(req.body)
+        rec.tags = request_tags(key.tags, req.headers, body)
+        if key.required_tags and (absent := missing(key.required_tags, rec.tags)):
+            raise bad_request(
+                f"team {key.team_id!r} requires the tags {', '.join(absent)}: send them as "
+                f"'{TAGS_HEADER}: " + ",".join(f"{t}=..." for t in absent) + "'"
+            )
         requested = body.get("model")
         if not isinstance(requested, str) or not requested:
             raise bad_request("the request body must name a model, e.g. {\"model\": \"...\"}")

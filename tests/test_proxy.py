@@ -159,3 +159,30 @@ async def test_shutdown_drains_an_in_flight_stream(slow_gateway: Gateway) -> Non
         rest = await r.read()
         await stopping
     assert first.startswith(b"event: message_start") and rest.rstrip().endswith(b'{"type":"message_stop"}')
+
+
+async def test_tags_from_header_and_session_land_in_the_event(gateway: Gateway) -> None:
+    async with aiohttp.ClientSession() as s:
+        r = await s.post(f"{gateway.url}/v1/chat/completions", data=chat(metadata={"feature": "review"}),
+                         headers={"authorization": f"Bearer {gateway.key}", "x-interlock-tags": "agent=codex,task=T-9",
+                                  "session_id": "sess-1"})
+    assert r.status == 200
+    (ev,) = await wait_events(gateway, 1)
+    assert dict(ev.tags) == {"cost-center": "42", "feature": "review", "agent": "codex", "task": "T-9", "session": "sess-1"}
+
+
+async def test_team_required_tags_are_enforced_in_the_clients_dialect(fake_provider, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    gw = await start_gateway(fake_provider.base_url, tmp_path, required_tags=["task"])
+    body = orjson.dumps({"model": "claude-t", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+    try:
+        async with aiohttp.ClientSession() as s:
+            refused = await s.post(f"{gw.url}/v1/messages", data=body, headers={"x-api-key": gw.key})
+            err = await refused.json()
+            ok = await s.post(f"{gw.url}/v1/messages", data=body,
+                              headers={"x-api-key": gw.key, "x-interlock-tags": "task=T-1"})
+        assert refused.status == 400 and err["error"]["type"] == "invalid_request_error"
+        assert "task" in err["error"]["message"] and "x-interlock-tags" in err["error"]["message"]
+        assert ok.status == 200
+        assert fake_provider.requests_to("/v1/messages") == 1  # the refused request never reached the provider
+    finally:
+        await gw.node.stop()

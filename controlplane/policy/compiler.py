@@ -126,7 +126,8 @@ def compile_snapshot(
     for name in sorted(flat):
         s.aliases.add(name=name, target=flat[name])
     for t in sorted(doc.teams, key=lambda t: t.id):
-        s.teams.add(id=t.id, name=t.name, allowed_models=sorted(t.allowed_models), default_tags=t.default_tags)
+        s.teams.add(id=t.id, name=t.name, allowed_models=sorted(t.allowed_models), default_tags=t.default_tags,
+                    required_tags=sorted(set(t.required_tags)))
     for u in sorted(doc.users, key=lambda u: u.id):
         s.users.add(id=u.id, team_id=u.team, name=u.name)
     for pj in sorted(doc.projects, key=lambda p: p.id):

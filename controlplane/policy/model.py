@@ -92,6 +92,7 @@ class Team(_Frozen):
     name: str = ""
     allowed_models: list[Name] = Field(default_factory=list)
     default_tags: dict[str, str] = Field(default_factory=dict)
+    required_tags: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]] = Field(default_factory=list)
 
 
 class User(_Frozen):

@@ -66,7 +66,7 @@ class Alias(_message.Message):
     def __init__(self, name: _Optional[str] = ..., target: _Optional[str] = ...) -> None: ...
 
 class Team(_message.Message):
-    __slots__ = ("id", "name", "allowed_models", "default_tags")
+    __slots__ = ("id", "name", "allowed_models", "default_tags", "required_tags")
     class DefaultTagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -78,11 +78,13 @@ class Team(_message.Message):
     NAME_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_MODELS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_TAGS_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_TAGS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     allowed_models: _containers.RepeatedScalarFieldContainer[str]
     default_tags: _containers.ScalarMap[str, str]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., default_tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    required_tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., default_tags: _Optional[_Mapping[str, str]] = ..., required_tags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class User(_message.Message):
     __slots__ = ("id", "team_id", "name")
