@@ -23,7 +23,7 @@ def test_malformed_header_is_a_400_that_says_what_to_fix(raw: str) -> None:
 
 @pytest.mark.parametrize("user_id", [
     f"user_abc123_account__session_{SID}",  # Claude Code before 2.1.78
-    '{"device_id":"d","account_uuid":"","session_id":"%s"}' % SID,  # Claude Code's JSON form
+    '{"device_id":"d","account_uuid":"","session_id":"' + SID + '"}',  # Claude Code's JSON form
 ])
 def test_claude_code_session_from_metadata(user_id: str) -> None:
     assert request_tags({}, {}, {"metadata": {"user_id": user_id}})["session"] == SID
