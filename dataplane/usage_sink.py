@@ -274,6 +274,13 @@ def make_usage_sink(settings: DataPlaneSettings) -> UsageSink:
         if not settings.clickhouse_dsn:
             raise SettingsError("INTERLOCK_CLICKHOUSE_DSN must be set when INTERLOCK_USAGE_SINK=clickhouse")
         return ClickHouseSink.from_dsn(settings.clickhouse_dsn)
+    if settings.usage_sink == "kafka":
+        if not settings.kafka_bootstrap:
+            raise SettingsError("INTERLOCK_KAFKA_BOOTSTRAP must be set when INTERLOCK_USAGE_SINK=kafka")
+        from dataplane.usage_kafka import KafkaUsageSink  # aiokafka only loads where Kafka is used
+
+        return KafkaUsageSink(settings.kafka_bootstrap, settings.usage_spool_dir, topic=settings.kafka_topic,
+                              spool_max_bytes=settings.spool_max_bytes)
     raise SettingsError(
-        f"INTERLOCK_USAGE_SINK={settings.usage_sink!r} is not supported here (expected none or clickhouse)"
+        f"INTERLOCK_USAGE_SINK={settings.usage_sink!r} is not supported (expected none, clickhouse or kafka)"
     )

@@ -62,14 +62,22 @@ class DataPlaneSettings:
     upstream_connect_timeout_s: float = 10.0
     upstream_pool_size: int = 512
     upstream_client: str = "native"  # "native" (httptools, chosen by benchmark) | "aiohttp" (fallback)
-    usage_sink: str = "none"  # "none" | "clickhouse" (dev) | "kafka" (usage-pipeline issue)
+    usage_sink: str = "none"  # "none" | "clickhouse" (embedded/dev) | "kafka" (production)
     clickhouse_dsn: str = ""
+    kafka_bootstrap: str = ""  # required when usage_sink == "kafka"
+    kafka_topic: str = "interlock.usage.v1"
+    spool_dir: Path | None = None  # default: <state_dir>/usage-spool
+    spool_max_bytes: int = 1 << 30
     tune_gc: bool = True  # see dataplane/gc_tuning.py for the measurement behind it
     drain_timeout_s: float = 30.0  # on shutdown, how long in-flight requests may take to finish
 
     @property
     def snapshot_path(self) -> Path:
         return self.state_dir / "snapshot.pb"
+
+    @property
+    def usage_spool_dir(self) -> Path:
+        return self.spool_dir or self.state_dir / "usage-spool"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DataPlaneSettings:
@@ -91,6 +99,10 @@ class DataPlaneSettings:
             upstream_client=_get(env, "UPSTREAM_CLIENT", cls.upstream_client, str),
             usage_sink=_get(env, "USAGE_SINK", cls.usage_sink, str),
             clickhouse_dsn=_get(env, "CLICKHOUSE_DSN", cls.clickhouse_dsn, str),
+            kafka_bootstrap=_get(env, "KAFKA_BOOTSTRAP", cls.kafka_bootstrap, str),
+            kafka_topic=_get(env, "KAFKA_TOPIC", cls.kafka_topic, str),
+            spool_dir=_get(env, "SPOOL_DIR", None, Path),
+            spool_max_bytes=_get(env, "SPOOL_MAX_BYTES", cls.spool_max_bytes, int),
             tune_gc=_get(env, "TUNE_GC", cls.tune_gc, _bool),
             drain_timeout_s=_get(env, "DRAIN_TIMEOUT_S", cls.drain_timeout_s, float),
         )
@@ -164,3 +176,43 @@ class DevSettings:
             fake_provider_port=_get(env, "FAKE_PROVIDER_PORT", cls.fake_provider_port, int),
             with_usage=_get(env, "DEV_USAGE", cls.with_usage, _bool),
         )
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """The Kafka -> ClickHouse ingest service (`interlock ingest`)."""
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_topic: str = "interlock.usage.v1"  # = dataplane.usage_kafka.DEFAULT_TOPIC (not imported: keeps settings light)
+    kafka_group: str = "interlock-ingest"
+    dlq_topic: str = ""  # "" = kafka_topic + ".dlq"
+    clickhouse_dsn: str = ""
+    batch_max: int = 20_000  # events per partition batch
+    batch_ms: int = 1000  # a partition batch is flushed at most this long after its first record
+    health_host: str = "127.0.0.1"
+    health_port: int = 8090  # 0 = any free port
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> IngestSettings:
+        env = os.environ if env is None else env
+        topic = _get(env, "KAFKA_TOPIC", cls.kafka_topic, str)
+        settings = cls(
+            kafka_bootstrap=_get(env, "KAFKA_BOOTSTRAP", cls.kafka_bootstrap, str),
+            kafka_topic=topic,
+            kafka_group=_get(env, "KAFKA_GROUP", cls.kafka_group, str),
+            dlq_topic=_get(env, "DLQ_TOPIC", topic + ".dlq", str),
+            clickhouse_dsn=_get(env, "CLICKHOUSE_DSN", cls.clickhouse_dsn, str),
+            batch_max=_get(env, "INGEST_BATCH_MAX", cls.batch_max, int),
+            batch_ms=_get(env, "INGEST_BATCH_MS", cls.batch_ms, int),
+            health_host=_get(env, "INGEST_HEALTH_HOST", cls.health_host, str),
+            health_port=_get(env, "INGEST_HEALTH_PORT", cls.health_port, int),
+        )
+        if not settings.clickhouse_dsn:
+            raise SettingsError(f"{PREFIX}CLICKHOUSE_DSN must be set (e.g. chdb:///abs/dir or http://host:8123)")
+        if settings.batch_max <= 0 or settings.batch_ms <= 0:
+            raise SettingsError(f"{PREFIX}INGEST_BATCH_MAX and {PREFIX}INGEST_BATCH_MS must be positive")
+        return settings
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.dlq_topic or self.kafka_topic + ".dlq"

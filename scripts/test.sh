@@ -9,6 +9,9 @@ step() { printf '\n==> %s\n' "$*"; }
 step "installing system services the tests start (etcd)"
 bash scripts/install-etcd.sh
 
+step "installing Apache Kafka (KRaft, jars from Maven Central) for the usage-pipeline tests"
+bash scripts/install-kafka.sh
+
 step "installing interlock with test dependencies"
 python3 -m pip install --disable-pip-version-check -q -e '.[test]'
 

@@ -25,3 +25,15 @@ def test_missing_secrets_and_bad_numbers_name_the_variable_to_fix(tmp_path) -> N
     s = DataPlaneSettings.from_env({"INTERLOCK_KEY_PEPPER_FILE": str(pepper)})
     assert s.key_pepper == b"from-file"
     assert "from-file" not in repr(s)  # secrets never reach logs through repr
+
+
+def test_kafka_sink_needs_a_bootstrap_and_spools_under_the_state_dir(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from dataplane.usage_kafka import KafkaUsageSink
+    from dataplane.usage_sink import make_usage_sink
+
+    base = {"INTERLOCK_KEY_PEPPER": "p", "INTERLOCK_USAGE_SINK": "kafka", "INTERLOCK_DP_STATE_DIR": str(tmp_path)}
+    with pytest.raises(SettingsError, match="INTERLOCK_KAFKA_BOOTSTRAP"):
+        make_usage_sink(DataPlaneSettings.from_env(base))
+    s = DataPlaneSettings.from_env({**base, "INTERLOCK_KAFKA_BOOTSTRAP": "127.0.0.1:9092"})
+    assert s.usage_spool_dir == tmp_path / "usage-spool"
+    assert isinstance(make_usage_sink(s), KafkaUsageSink)
