@@ -5,6 +5,8 @@ A thin HTTP front end over the `PolicyService` contract. Every route under
 the service's, has the shape `{"error": {"type", "message", "errors"}}`.
 Key hashes never leave this module: responses are built from admin_schemas,
 which has no field for them.
+Policy writes are audited (controlplane/audit.py) under the actor named by the
+X-Interlock-Actor header, else "admin-token"; GET /admin/v1/audit/policy reads the log.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from .admin_schemas import (
     PolicyOut,
     SnapshotOut,
 )
+from .audit import clean_actor
+from .audit_api import create_audit_router
 from .errors import ControlPlaneError, PolicyInvalid
 from .policy.model import PolicyDocument
 from .service_types import PolicyService
@@ -107,6 +111,12 @@ def _require_admin(admin_token: bytes) -> Callable[..., Awaitable[None]]:
     return require_admin
 
 
+def _actor(request: Request) -> str:
+    """Who the audit log names. The admin token is shared, so this is the caller's claim (a CI job or a
+    wrapper sets X-Interlock-Actor); without it the change is attributed to the token itself."""
+    return clean_actor(request.headers.get("x-interlock-actor"), "admin-token")
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -126,9 +136,10 @@ def _routes(service: PolicyService) -> APIRouter:
     )
     async def apply_policy(
         doc: PolicyDocument,
+        request: Request,
         dry_run: Annotated[bool, Query(description="Only report the changes")] = False,
     ) -> ApplyOut:
-        res = await service.apply(doc, dry_run=dry_run)
+        res = await service.apply(doc, dry_run=dry_run, actor=_actor(request))
         return ApplyOut(changes=[ChangeOut.of(c) for c in res.changes], version=res.version, dry_run=res.dry_run)
 
     @r.get("/keys", summary="Virtual keys (never their secrets or hashes)")
@@ -139,16 +150,16 @@ def _routes(service: PolicyService) -> APIRouter:
         "/keys", status_code=201, summary="Create a virtual key; its secret is in this response only",
         responses={422: {"model": ErrorOut}},
     )
-    async def create_key(spec: KeyCreateIn, response: Response) -> KeyCreatedOut:
-        created = await service.create_key(spec.to_spec())
+    async def create_key(spec: KeyCreateIn, request: Request, response: Response) -> KeyCreatedOut:
+        created = await service.create_key(spec.to_spec(), actor=_actor(request))
         # The secret exists nowhere else; keep it out of every cache on the way.
         response.headers["Cache-Control"] = "no-store"
         response.headers["Pragma"] = "no-cache"
         return KeyCreatedOut(**KeyOut.of(created.record).model_dump(), secret=created.secret)
 
     @r.post("/keys/{key_id}/revoke", summary="Revoke a virtual key (idempotent)", responses={404: {"model": ErrorOut}})
-    async def revoke_key(key_id: str) -> KeyOut:
-        return KeyOut.of(await service.revoke_key(key_id))
+    async def revoke_key(key_id: str, request: Request) -> KeyOut:
+        return KeyOut.of(await service.revoke_key(key_id, actor=_actor(request)))
 
     @r.get("/models", summary="Routable models and aliases with prices per 1M tokens")
     async def list_models() -> ModelList:
@@ -188,6 +199,7 @@ def create_admin_app(
         return Health()
 
     app.include_router(_routes(service), prefix=PREFIX, dependencies=auth, tags=["admin"], responses=unauthorized)
+    app.include_router(create_audit_router(service), dependencies=auth, responses=unauthorized)
     for router in extra_routers:
         app.include_router(router, dependencies=auth, responses=unauthorized)
     return app

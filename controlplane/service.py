@@ -13,12 +13,13 @@ from collections.abc import Callable
 from interlock import keys as vkeys
 from interlock.v1 import policy_pb2
 
+from .audit import AuditAction, PolicyAuditRecord, build_record, encode_record, read_policy_log, record_key
 from .diff import plan_apply
 from .errors import Conflict, NotFound, PolicyInvalid
 from .nodes import read_node_status
 from .policy.compiler import resolve_aliases, validate
 from .policy.model import KeyRecord, PolicyDocument, Project, User
-from .service_types import ApplyResult, CreatedKey, KeySpec, ModelInfo, NodeStatus
+from .service_types import ApplyResult, Change, CreatedKey, KeySpec, ModelInfo, NodeStatus
 from .store.base import KV
 from .store.layout import KEYS, VERSION_KEY, StoredState, compile_state, encode, item_key, load_state, version_marker
 
@@ -42,9 +43,15 @@ class StorePolicyService:
         return int(self._clock() * 1000)
 
     async def _write(self, state: StoredState, puts: dict[str, bytes], deletes: list[str], reason: str,
-                     *, extra_guards: dict[str, int] | None = None) -> int:
-        """One atomic commit that also rewrites the version key, guarded on the version we read."""
-        puts = {**puts, VERSION_KEY: version_marker(self._now_ms(), reason)}
+                     *, audit: tuple[AuditAction, str, list[Change], str],
+                     extra_guards: dict[str, int] | None = None) -> int:
+        """One atomic commit that also rewrites the version key and adds the audit record (action, actor,
+        changes, subject), guarded on the version we read: the change and its record land together or not at all."""
+        action, actor, changes, subject = audit
+        now = self._now_ms()
+        record = build_record(action=action, actor=actor, changes=changes, base_version=state.version, now_ms=now,
+                              subject=subject)
+        puts = {**puts, VERSION_KEY: version_marker(now, reason), record_key(record): encode_record(record)}
         return await self._kv.commit(puts, deletes, if_revision_of={VERSION_KEY: state.version, **(extra_guards or {})})
 
     # -- declarative policy ---------------------------------------------------
@@ -53,7 +60,7 @@ class StorePolicyService:
         state = await load_state(self._kv)
         return state.document(), state.version
 
-    async def apply(self, doc: PolicyDocument, *, dry_run: bool = False) -> ApplyResult:
+    async def apply(self, doc: PolicyDocument, *, dry_run: bool = False, actor: str = "admin") -> ApplyResult:
         state = await load_state(self._kv)
         # Unreadable policy items are replaced by the apply; unreadable keys would survive it, so they block.
         key_errors = list(state.unreadable.get(KEYS, {}).values())
@@ -66,7 +73,7 @@ class StorePolicyService:
         plan = plan_apply(state, doc)
         if dry_run or not plan.changes:
             return ApplyResult(changes=plan.changes, version=state.version, dry_run=dry_run)
-        version = await self._write(state, plan.puts, plan.deletes, "apply")
+        version = await self._write(state, plan.puts, plan.deletes, "apply", audit=("apply", actor, plan.changes, ""))
         log.info("policy applied: %d change(s), version %d", len(plan.changes), version)
         return ApplyResult(changes=plan.changes, version=version, dry_run=False)
 
@@ -97,7 +104,7 @@ class StorePolicyService:
             errors.append("expires_at is in the past")
         return team, errors
 
-    async def create_key(self, spec: KeySpec) -> CreatedKey:
+    async def create_key(self, spec: KeySpec, *, actor: str = "admin") -> CreatedKey:
         secret = vkeys.new_secret()
         key_id = vkeys.new_key_id()
         key_hash = vkeys.hash_key(self._pepper, secret).hex()
@@ -115,7 +122,9 @@ class StorePolicyService:
             validate(state.document(), [*state.keys.values(), record])  # the resulting state must compile
             key = item_key(KEYS, key_id)
             try:
-                await self._write(state, {key: encode(record)}, [], f"create key {key_id}", extra_guards={key: 0})
+                change = Change(KEYS, key_id, "create", after=record.model_dump(mode="json"))
+                await self._write(state, {key: encode(record)}, [], f"create key {key_id}",
+                                  audit=("create_key", actor, [change], key_id), extra_guards={key: 0})
             except Conflict:
                 if attempt + 1 == KEY_WRITE_ATTEMPTS:
                     raise
@@ -128,7 +137,7 @@ class StorePolicyService:
         state = await load_state(self._kv)
         return sorted(state.keys.values(), key=lambda k: (k.created_at_unix_ms, k.id))
 
-    async def revoke_key(self, key_id: str) -> KeyRecord:
+    async def revoke_key(self, key_id: str, *, actor: str = "admin") -> KeyRecord:
         # No validation here on purpose: revoking a leaked key must never be blocked by unrelated policy errors.
         for attempt in range(KEY_WRITE_ATTEMPTS):
             state = await load_state(self._kv)
@@ -137,9 +146,11 @@ class StorePolicyService:
                 raise NotFound(f"virtual key {key_id!r} does not exist")
             if record.revoked:
                 return record
-            record = record.model_copy(update={"revoked": True, "revoked_at_unix_ms": self._now_ms()})
+            before, record = record, record.model_copy(update={"revoked": True, "revoked_at_unix_ms": self._now_ms()})
+            change = Change(KEYS, key_id, "update", before.model_dump(mode="json"), record.model_dump(mode="json"))
             try:
-                await self._write(state, {item_key(KEYS, key_id): encode(record)}, [], f"revoke key {key_id}")
+                await self._write(state, {item_key(KEYS, key_id): encode(record)}, [], f"revoke key {key_id}",
+                                  audit=("revoke_key", actor, [change], key_id))
             except Conflict:
                 if attempt + 1 == KEY_WRITE_ATTEMPTS:
                     raise
@@ -167,6 +178,10 @@ class StorePolicyService:
                 )
             )
         return sorted(out, key=lambda i: i.name)
+
+    async def policy_log(self, since_ms: int | None = None, limit: int = 100) -> list[PolicyAuditRecord]:
+        """Recorded policy changes, newest first (see controlplane/audit.py)."""
+        return await read_policy_log(self._kv, since_ms, limit)
 
     async def node_status(self) -> list[NodeStatus]:
         return await read_node_status(self._kv)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from interlock.v1 import policy_pb2
 
 from .policy.model import KeyRecord, PolicyDocument
+
+if TYPE_CHECKING:
+    from .audit import PolicyAuditRecord
 
 
 @dataclass(frozen=True)
@@ -70,17 +73,22 @@ class NodeStatus:
 class PolicyService(Protocol):
     async def get_document(self) -> tuple[PolicyDocument, int]: ...
 
-    async def apply(self, doc: PolicyDocument, *, dry_run: bool = False) -> ApplyResult:
+    async def apply(self, doc: PolicyDocument, *, dry_run: bool = False, actor: str = "admin") -> ApplyResult:
         """Make the stored declarative policy equal `doc` (items absent from doc are deleted).
-        Raises PolicyInvalid before writing anything if the result would not compile."""
+        Raises PolicyInvalid before writing anything if the result would not compile.
+        A write is audited as done by `actor`, atomically with the change; dry runs and no-ops are not."""
         ...
 
-    async def create_key(self, spec: KeySpec) -> CreatedKey: ...
+    async def create_key(self, spec: KeySpec, *, actor: str = "admin") -> CreatedKey: ...
 
     async def list_keys(self) -> list[KeyRecord]: ...
 
-    async def revoke_key(self, key_id: str) -> KeyRecord:
-        """Raises NotFound for an unknown id. Revoking twice is not an error."""
+    async def revoke_key(self, key_id: str, *, actor: str = "admin") -> KeyRecord:
+        """Raises NotFound for an unknown id. Revoking twice is not an error (and not audited again)."""
+        ...
+
+    async def policy_log(self, since_ms: int | None = None, limit: int = 100) -> list[PolicyAuditRecord]:
+        """Audited policy changes, newest first: at most `limit`, at or after `since_ms` (None = all)."""
         ...
 
     async def list_models(self) -> list[ModelInfo]: ...

@@ -40,7 +40,7 @@ class MemoryPolicyService:
     async def get_document(self) -> tuple[PolicyDocument, int]:
         return self.doc, self.version
 
-    async def apply(self, doc: PolicyDocument, *, dry_run: bool = False) -> ApplyResult:
+    async def apply(self, doc: PolicyDocument, *, dry_run: bool = False, actor: str = "admin") -> ApplyResult:
         validate(doc, self.keys.values())
         changes = []
         for section in SECTIONS:
@@ -55,7 +55,7 @@ class MemoryPolicyService:
             self.doc, self.version = doc, self.version + 1
         return ApplyResult(changes=changes, version=self.version, dry_run=dry_run)
 
-    async def create_key(self, spec: KeySpec) -> CreatedKey:
+    async def create_key(self, spec: KeySpec, *, actor: str = "admin") -> CreatedKey:
         secret = new_secret()
         record = KeyRecord(
             id=new_key_id(), key_hash=hash_key(self.pepper, secret).hex(), hint=display_hint(secret),
@@ -70,7 +70,7 @@ class MemoryPolicyService:
     async def list_keys(self) -> list[KeyRecord]:
         return list(self.keys.values())
 
-    async def revoke_key(self, key_id: str) -> KeyRecord:
+    async def revoke_key(self, key_id: str, *, actor: str = "admin") -> KeyRecord:
         if key_id not in self.keys:
             raise NotFound(f"virtual key {key_id!r} does not exist")
         if not self.keys[key_id].revoked:

@@ -11,9 +11,14 @@ Key layout, relative to the deployment prefix (ControlPlaneSettings.etcd_prefix,
                                       it (optimistic concurrency: a racing writer gets Conflict).
     {prefix}/nodes/{node_id}          last known status of a data-plane node (persistent, for `status`)
     {prefix}/live/{node_id}           ephemeral liveness, on a lease/TTL: present = connected
+    {prefix}/audit/{base:020d}-{uuid} one policy change (controlplane/audit.py), written in the same
+                                      transaction as the change. `base` is the policy version the write
+                                      was guarded on, so keys sort chronologically; the record's
+                                      mod_revision is the version it produced. Never rewritten; ordinary
+                                      keys, so etcd compaction keeps them (it drops old revisions only).
 
 Everything a snapshot is compiled from sits under {prefix}/policy/, so the
-publisher watches one prefix and node-status churn never wakes it. Node writes
+publisher watches one prefix and node-status churn (or an audit record) never wakes it. Node writes
 leave policy/version alone, so they never bump the snapshot version; deletes of
 policy items go through the same transaction as the version key, so they do.
 Writers that bypass the service (etcdctl) must also rewrite policy/version,
@@ -44,6 +49,7 @@ VERSION_KEY = "policy/version"
 KEYS = "keys"
 NODES = "nodes/"
 LIVE = "live/"
+AUDIT = "audit/"
 HMAC_HEX_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 
 

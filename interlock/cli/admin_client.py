@@ -26,6 +26,7 @@ from controlplane.admin_schemas import (
     PolicyOut,
     SnapshotOut,
 )
+from controlplane.audit_api import PolicyAuditLogOut
 from controlplane.policy.model import PolicyDocument
 
 M = TypeVar("M", bound=BaseModel)
@@ -85,6 +86,10 @@ class AdminClient:
 
     def snapshot(self) -> SnapshotOut:
         return self._call(SnapshotOut, "GET", "/snapshot")
+
+    def policy_log(self, *, since: str | None, limit: int) -> PolicyAuditLogOut:
+        params: dict[str, Any] = {"limit": limit, **({"since": since} if since else {})}
+        return self._call(PolicyAuditLogOut, "GET", "/audit/policy", params=params)
 
     # -- plumbing ----------------------------------------------------------
 

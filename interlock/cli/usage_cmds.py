@@ -28,6 +28,7 @@ from ingest.queries import InvalidQuery, parse_group_by, parse_where, parse_wind
 from interlock.settings import CliSettings, SettingsError
 
 from .admin_client import AdminClient
+from .audit_cmds import policy_log_cmd
 from .policy_cmds import admin_options
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -36,6 +37,7 @@ _MICRO = Decimal("0.000001")
 
 
 def register(group: click.Group) -> None:
+    audit_cmd.add_command(policy_log_cmd)  # `interlock audit policy`
     for cmd in (spend_cmd, top_cmd, cost_cmd, audit_cmd):
         group.add_command(cmd)
 
@@ -250,16 +252,19 @@ def cost_cmd(task: str, tag_key: str, step_key: str, since: str | None, output: 
 # -- audit ------------------------------------------------------------------------------
 
 
-@click.command("audit")
+@click.group("audit", invoke_without_command=True)
 @click.option("--key", default=None, help="Virtual key id (vk_…)")
 @click.option("--where", multiple=True, metavar="DIM=VALUE", help="more filters, e.g. user=alice; repeatable")
 @click.option("--since", default="1h", show_default=True, help="window ending now: 30m, 24h, 7d, 2w")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
 @click.option("-o", "--output", type=OUTPUT, default="table", show_default=True)
 @admin_options
-def audit_cmd(key: str | None, where: tuple[str, ...], since: str, limit: int, output: str, admin_url: str | None,
-              admin_token: str | None) -> None:
-    """The request trail, newest first: routing, status, tokens, cost, latency, stream flags."""
+@click.pass_context
+def audit_cmd(ctx: click.Context, key: str | None, where: tuple[str, ...], since: str, limit: int, output: str,
+              admin_url: str | None, admin_token: str | None) -> None:
+    """The request trail, newest first (routing, status, tokens, cost, latency); `audit policy`: policy changes."""
+    if ctx.invoked_subcommand is not None:
+        return
     if key and key.startswith("sk-"):
         raise click.BadParameter("that looks like a key's secret; pass its id (vk_…)", param_hint="--key")
     _check("--since", lambda: parse_window(since))

@@ -1,0 +1,98 @@
+"""`interlock audit policy`: who changed the policy or keys, when, and what changed (newest first).
+
+Mounted under the `audit` group in usage_cmds (whose own callback is the request trail).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from controlplane.audit import SINCE_FORMAT, AuditQueryInvalid, parse_since
+from controlplane.audit_api import PolicyAuditLogOut, PolicyAuditOut
+from interlock.settings import CliSettings, SettingsError
+
+from . import render
+from .admin_client import AdminClient
+from .policy_cmds import admin_options
+
+_MARK = {"create": ("+", "green"), "update": ("~", "yellow"), "delete": ("-", "red")}  # as in the apply diff
+_SHOWN_CHANGES = 4
+
+
+def _console() -> Console:
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 160
+    return console
+
+
+def changes_cell(r: PolicyAuditOut) -> Text:
+    """'~ models/gpt-4o, - aliases/fast, … (+3 more)'; styled like the apply diff."""
+    cell = Text()
+    for i, c in enumerate(r.changes[:_SHOWN_CHANGES]):
+        cell.append(", " if i else "")
+        mark, style = _MARK[c.action]
+        cell.append(f"{mark} {c.section}/{c.name}", style=style)
+    if len(r.changes) > _SHOWN_CHANGES:
+        cell.append(f" (+{len(r.changes) - _SHOWN_CHANGES} more)", style="dim")
+    return cell
+
+
+def policy_log_table(log: PolicyAuditLogOut) -> Table:
+    caption = ("older records exist: widen --since or raise --limit; " if log.truncated else "") + \
+        "full diffs: --diff or -o json"
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0), header_style="bold", caption=caption,
+              caption_justify="left")
+    for name in ("TIME (UTC)", "VERSION", "ACTOR", "ACTION"):
+        t.add_column(name, no_wrap=True, overflow="ellipsis")
+    t.add_column("CHANGES", overflow="fold")
+    for r in log.records:
+        # Plain Text, never markup: actors and names come from users and must print literally.
+        t.add_row(Text(r.at[:19].replace("T", " ")), Text(str(r.version)), Text(r.actor),
+                  Text(r.action.replace("_", " ")), changes_cell(r))
+    return t
+
+
+@click.command("policy")
+@click.option("--since", default=None, help=f"only this window ({SINCE_FORMAT}); default: all recorded changes")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--diff", "show_diff", is_flag=True, help="print each change's field-level diff under the table")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@admin_options
+def policy_log_cmd(since: str | None, limit: int, show_diff: bool, output: str, admin_url: str | None,
+                   admin_token: str | None) -> None:
+    """Policy changes (apply, key create, key revoke), newest first: who, when, what, resulting version."""
+    try:
+        parse_since(since, 0)
+    except AuditQueryInvalid as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from exc
+    try:
+        s = CliSettings.from_env()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    with AdminClient(admin_url or s.admin_url, admin_token or s.admin_token) as api:
+        log = api.policy_log(since=since, limit=limit)
+    if output == "json":
+        click.echo(json.dumps(log.model_dump(mode="json"), indent=2, ensure_ascii=False))
+        return
+    out = _console()
+    window = f"last {escape(since)}" if since else "all recorded"
+    n = len(log.records)
+    out.print(f"[bold]policy audit[/], {window}: {n} change{'s' * (n != 1)}, newest first")
+    if not log.records:
+        return
+    out.print(policy_log_table(log))
+    if show_diff:
+        for r in log.records:
+            out.print(Text(f"\nv{r.version}  {r.at}  {r.actor}  {r.action.replace('_', ' ')}", style="bold"))
+            out.print(render.diff(r.changes))
+            if r.values_omitted:
+                out.print(Text("  (values omitted: the change was too large to record them)", style="dim"))
