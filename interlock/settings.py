@@ -146,12 +146,14 @@ class ControlPlaneSettings:
 class CliSettings:
     admin_url: str = "http://127.0.0.1:8081"
     admin_token: str = field(default="", repr=False)
+    actor: str = ""  # recorded in the policy audit log; default: the OS user running the CLI
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CliSettings:
         env = os.environ if env is None else env
         tok = _secret(env, "ADMIN_TOKEN")
-        return cls(admin_url=_get(env, "ADMIN_URL", cls.admin_url, str), admin_token=tok.decode() if tok else "")
+        return cls(admin_url=_get(env, "ADMIN_URL", cls.admin_url, str), admin_token=tok.decode() if tok else "",
+                   actor=_get(env, "ACTOR", env.get("USER", "") or env.get("LOGNAME", ""), str))
 
 
 @dataclass(frozen=True)

@@ -37,3 +37,26 @@ def test_kafka_sink_needs_a_bootstrap_and_spools_under_the_state_dir(tmp_path) -
     s = DataPlaneSettings.from_env({**base, "INTERLOCK_KAFKA_BOOTSTRAP": "127.0.0.1:9092"})
     assert s.usage_spool_dir == tmp_path / "usage-spool"
     assert isinstance(make_usage_sink(s), KafkaUsageSink)
+
+
+def test_cli_actor_comes_from_interlock_actor_then_the_os_user() -> None:
+    from interlock.settings import CliSettings
+
+    assert CliSettings.from_env({"INTERLOCK_ACTOR": "alice@corp", "USER": "root"}).actor == "alice@corp"
+    assert CliSettings.from_env({"USER": "bob"}).actor == "bob"
+
+
+def test_admin_client_names_the_actor_on_every_request() -> None:
+    import httpx
+
+    from interlock.cli.admin_client import AdminClient
+
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("x-interlock-actor"))
+        return httpx.Response(200, json={"keys": []})
+
+    with AdminClient("http://cp", "tok", actor="alice", transport=httpx.MockTransport(handler)) as api:
+        api.list_keys()
+    assert seen == ["alice"]

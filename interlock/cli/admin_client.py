@@ -43,10 +43,14 @@ class AdminError(click.ClickException):
 
 
 class AdminClient:
-    def __init__(self, url: str, token: str, *, timeout: float = 30.0, transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self, url: str, token: str, *, actor: str = "", timeout: float = 30.0, transport: httpx.BaseTransport | None = None
+    ):
         self.url = url.rstrip("/")
         self._token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if actor:
+            headers["X-Interlock-Actor"] = actor  # who to name in the policy audit log
         try:
             self._http = httpx.Client(
                 base_url=self.url, headers=headers, timeout=httpx.Timeout(timeout, connect=5.0), transport=transport

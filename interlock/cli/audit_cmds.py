@@ -78,7 +78,7 @@ def policy_log_cmd(since: str | None, limit: int, show_diff: bool, output: str, 
         s = CliSettings.from_env()
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
-    with AdminClient(admin_url or s.admin_url, admin_token or s.admin_token) as api:
+    with AdminClient(admin_url or s.admin_url, admin_token or s.admin_token, actor=s.actor) as api:
         log = api.policy_log(since=since, limit=limit)
     if output == "json":
         click.echo(json.dumps(log.model_dump(mode="json"), indent=2, ensure_ascii=False))

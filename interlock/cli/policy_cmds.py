@@ -48,7 +48,7 @@ def _client(admin_url: str | None, admin_token: str | None) -> AdminClient:
         s = CliSettings.from_env()
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
-    return AdminClient(admin_url or s.admin_url, admin_token or s.admin_token)
+    return AdminClient(admin_url or s.admin_url, admin_token or s.admin_token, actor=s.actor)
 
 
 def _console() -> Console:
