@@ -9,6 +9,7 @@ import click
 # Modules are imported lazily at registration so one broken area can't hide the rest.
 MODULES = (
     "interlock.cli.fake_cmd",      # interlock fake-provider
+    "interlock.cli.ingest_cmd",    # ingest (Kafka -> ClickHouse)
     "interlock.cli.policy_cmds",   # apply, keys, models, status
     "interlock.cli.serve_cmds",    # dev, dataplane, controlplane
     "interlock.cli.usage_cmds",    # spend, top, cost, audit

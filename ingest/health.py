@@ -1,0 +1,96 @@
+"""Tiny HTTP health endpoint for the ingest service (aiohttp).
+
+GET /healthz  200 when the poll loop ran recently and ClickHouse answered recently, else 503.
+GET /metrics  JSON counters: consumed, inserted, dlq, duplicates, errors, lag per partition, last_insert_age_s.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class IngestStats:
+    consumed: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    dlq: int = 0
+    batches: int = 0
+    errors: int = 0  # failed insert / DLQ / commit attempts (each retried)
+    last_error: str = ""
+    last_insert_wall: float = 0.0  # time.time() of the last successful insert
+    last_ok: float = 0.0  # monotonic: last time ClickHouse answered (insert or ping)
+    last_loop: float = 0.0  # monotonic: last poller iteration
+    lag: dict[int, int] = field(default_factory=dict)  # partition -> end offset - committed
+    buffered: int = 0
+
+
+@dataclass(frozen=True)
+class HealthPolicy:
+    loop_stale_s: float = 10.0
+    clickhouse_stale_s: float = 30.0
+
+
+def snapshot(stats: IngestStats, now: float | None = None, wall: float | None = None) -> dict[str, Any]:
+    now = time.monotonic() if now is None else now
+    wall = time.time() if wall is None else wall
+    return {
+        "consumed": stats.consumed,
+        "inserted": stats.inserted,
+        "duplicates": stats.duplicates,
+        "dlq": stats.dlq,
+        "batches": stats.batches,
+        "errors": stats.errors,
+        "last_error": stats.last_error,
+        "buffered": stats.buffered,
+        "lag": {str(p): n for p, n in sorted(stats.lag.items())},
+        "lag_total": sum(stats.lag.values()),
+        "last_insert_age_s": round(wall - stats.last_insert_wall, 3) if stats.last_insert_wall else None,
+        "clickhouse_ok_age_s": round(now - stats.last_ok, 3) if stats.last_ok else None,
+        "loop_age_s": round(now - stats.last_loop, 3) if stats.last_loop else None,
+    }
+
+
+def healthy(stats: IngestStats, policy: HealthPolicy, now: float | None = None) -> tuple[bool, str]:
+    now = time.monotonic() if now is None else now
+    if not stats.last_loop or now - stats.last_loop > policy.loop_stale_s:
+        return False, "poll loop not running"
+    if not stats.last_ok or now - stats.last_ok > policy.clickhouse_stale_s:
+        return False, "ClickHouse not reachable recently"
+    return True, "ok"
+
+
+class HealthServer:
+    def __init__(self, stats: IngestStats, host: str, port: int, policy: HealthPolicy | None = None) -> None:
+        self._stats, self._host, self._port = stats, host, port
+        self._policy = policy or HealthPolicy()
+        self._runner: web.AppRunner | None = None
+        self.port = port
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        ok, why = healthy(self._stats, self._policy)
+        return web.json_response({"ok": ok, "reason": why}, status=200 if ok else 503)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.json_response(snapshot(self._stats))
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None)  # the bound port when 0 was asked for
+        if sockets:
+            self.port = int(sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

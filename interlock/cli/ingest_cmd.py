@@ -1,0 +1,54 @@
+"""`interlock ingest`: the Kafka -> ClickHouse usage ingest service."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import click
+
+from interlock.cli.serve_cmds import _settings_or_exit, run_until_signal
+
+
+async def serve_ingest(settings: object, stop: asyncio.Event) -> None:
+    """Open (and migrate) ClickHouse, serve health, run the consumer until `stop`."""
+    from ingest.clickhouse_writer import IngestError, open_clickhouse, redact_dsn
+    from ingest.health import HealthServer
+    from ingest.service import IngestService
+    from interlock.settings import IngestSettings
+
+    assert isinstance(settings, IngestSettings)
+    try:
+        writer = await asyncio.to_thread(open_clickhouse, settings.clickhouse_dsn)
+    except IngestError as exc:
+        raise click.ClickException(str(exc)) from exc
+    service = IngestService(settings, writer, ping=lambda: writer.client.command("SELECT 1"))
+    health = HealthServer(service.stats, settings.health_host, settings.health_port)
+    try:
+        await health.start()
+        click.echo(f"interlock ingest: {settings.kafka_bootstrap}/{settings.kafka_topic} (group "
+                   f"{settings.kafka_group}) -> {redact_dsn(settings.clickhouse_dsn)}; "
+                   f"health http://{settings.health_host}:{health.port}/healthz")  # fmt: skip
+        await service.run(stop)
+    finally:
+        await health.close()
+        await asyncio.to_thread(writer.close)
+
+
+@click.command("ingest")
+@click.option("--log-level", default="INFO", show_default=True)
+def ingest_cmd(log_level: str) -> None:
+    """Consume usage events from Kafka into ClickHouse (configured by INTERLOCK_* environment variables)."""
+    from interlock.settings import IngestSettings
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings_or_exit(IngestSettings.from_env)
+
+    async def main(stop: asyncio.Event) -> None:
+        await serve_ingest(settings, stop)
+
+    run_until_signal(main)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(ingest_cmd)
