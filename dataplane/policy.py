@@ -87,7 +87,8 @@ def _provider(p: policy_pb2.Provider, adapters: Mapping[str, ProviderAdapter], c
         unavailable = f"credential {p.credential_ref} for provider {p.name!r} is not available on this node"
     elif adapter.credential_required and not p.credential_ref:
         unavailable = f"provider {p.name!r} has no credential configured"
-    headers = (*adapter.static_headers, *sorted(p.headers.items()), *adapter.auth_headers(secret))
+    headers = (("content-type", "application/json"), *adapter.static_headers, *sorted(p.headers.items()),
+               *adapter.auth_headers(secret))
     return RuntimeProvider(
         name=p.name, adapter=adapter, base_url=p.base_url.rstrip("/"), headers=headers,
         timeout_s=(p.timeout_ms or 600_000) / 1000, unavailable=unavailable,

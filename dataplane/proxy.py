@@ -89,7 +89,7 @@ class Proxy:
         rec.policy_version = policy.version
         key = authenticate(policy, self._pepper, presented_key(req.headers), int(self._clock() * 1000))
         rec.key = key
-        rec.tags = dict(key.tags)
+        rec.tags = dict(key.tags)  # what the event carries if the body turns out unusable
         body = _parse_body(req.body)
         rec.tags = request_tags(key.tags, req.headers, body)
         if key.required_tags and (absent := missing(key.required_tags, rec.tags)):
@@ -115,7 +115,6 @@ class Proxy:
             )
         strip_usage = adapter.prepare_body(body, route.model.upstream_name, stream)
         headers = [*prov.headers, *((h, req.headers[h]) for h in adapter.forward_headers if h in req.headers)]
-        headers.append(("content-type", "application/json"))
         url = prov.base_url + adapter.paths[ep.operation]
         async with self._upstream.post(url, headers, orjson.dumps(body), prov.timeout_s, prov.name) as upstream:
             extra = [("x-interlock-request-id", rec.event_id)]
