@@ -16,11 +16,13 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from overhead.gateway import ALIAS, STREAM_ALIAS, Gateway, start_gateway
+from overhead.kafka import start_kafka, topic_messages
 from overhead.load import Point, Scenario, run_vegeta, run_wrk, vegeta_binary, write_vegeta_target, write_wrk_script
 from overhead.procs import BenchError, Procs, process_tree, sample_cpu
 from overhead.report import (
@@ -132,6 +134,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--open-duration", type=float, help="seconds per open-loop vegeta run (default 15, quick 5)")
     ap.add_argument("--warmup", type=float, help="seconds of discarded wrk load before each run (default 2, quick 1)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, raw wrk output) for inspection")
+    ap.add_argument("--usage-sink", choices=("none", "kafka"), default="none",
+                    help="kafka: a real Kafka broker (pinned to the load core) receives every usage event")
     args = ap.parse_args(argv)
     args.duration = args.duration or (4.0 if args.quick else 10.0)
     args.open_duration = args.open_duration or (5.0 if args.quick else 15.0)
@@ -151,11 +155,18 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     work = Path(tempfile.mkdtemp(prefix="interlock-bench-"))
     procs = Procs(work)
+    stoppers: list[Callable[[], None]] = []
     started = time.monotonic()
     env = environment(REPO)  # the code measured is the code at the start
     try:
         up = start_nginx(procs, work, LOAD_CORE)
-        gw = start_gateway(procs, work, up.port, GATEWAY_CORE)
+        sink_env: dict[str, str] = {}
+        if args.usage_sink == "kafka":
+            broker = start_kafka(work, LOAD_CORE)
+            stoppers.append(broker.stop)
+            sink_env = {"INTERLOCK_USAGE_SINK": "kafka", "INTERLOCK_KAFKA_BOOTSTRAP": broker.bootstrap}
+            print(f"kafka {broker.bootstrap} (core {LOAD_CORE}) receives usage events", flush=True)
+        gw = start_gateway(procs, work, up.port, GATEWAY_CORE, sink_env)
         if gw.note:
             print(f"WARNING: {gw.note}", file=sys.stderr)
         print(f"nginx :{up.port} (core {LOAD_CORE}), gateway :{gw.port} (core {GATEWAY_CORE}): {gw.launcher}")
@@ -163,6 +174,13 @@ def main(argv: list[str] | None = None) -> int:
         closed = closed_loop(args, work, gw, up, procs)
         print(f"open loop: vegeta {OPEN_RATE} RPS for {args.open_duration:g}s per run", flush=True)
         opened = open_loop(args, work, gw, up, procs)
+        if args.usage_sink == "kafka":
+            served = sum(sc["gateway"].requests for sc in (*closed.values(), *opened.values()))
+            in_kafka = topic_messages(sink_env["INTERLOCK_KAFKA_BOOTSTRAP"], "interlock.usage.v1")
+            print(f"usage events in Kafka: {in_kafka:,} for {served:,} measured gateway requests "
+                  "(plus warm-up and checks)", flush=True)
+            if in_kafka < served:
+                raise BenchError(f"only {in_kafka} usage events reached Kafka for {served} requests")
     except BenchError as exc:
         print(f"\nFAILED: {exc}", file=sys.stderr)
         for name in ("gateway", "gateway-fallback", "nginx"):
@@ -174,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         procs.stop_all()
+        for stop in stoppers:
+            stop()
         if args.keep:
             print(f"kept {work}", file=sys.stderr)
         else:
@@ -190,10 +210,11 @@ def main(argv: list[str] | None = None) -> int:
               "settings": {"duration_s": args.duration, "open_duration_s": args.open_duration, "warmup_s": args.warmup,
                            "connections": CONNECTIONS, "open_rate": OPEN_RATE, "gateway_core": GATEWAY_CORE,
                            "load_core": LOAD_CORE, "launcher": gw.launcher, "launcher_note": gw.note,
+                           "usage_sink": args.usage_sink,
                            "upstream": {"nonstream_bytes": up.nonstream_bytes, "stream_bytes": up.stream_bytes,
                                         "stream_chunks": up.stream_chunks}},
               "noise": NOISE, "closed_loop": closed, "open_loop": opened}
-    path = write_json(REPO / "benchmarks" / "results", record)
+    path = write_json(REPO / "benchmarks" / "results", record, suffix="" if args.usage_sink == "none" else f"-{args.usage_sink}")
     print(f"\nresults: {path.relative_to(REPO)}  ({record['elapsed_s']}s)")
     return 0
 

@@ -78,7 +78,7 @@ def _control_plane_off() -> tuple[str, str]:
         "pointed the node at a closed port instead (boots from the disk snapshot, retries in the background)")
 
 
-def _env(state_dir: Path, port: int, pepper: str, control_plane: str) -> dict[str, str]:
+def _env(state_dir: Path, port: int, pepper: str, control_plane: str, extra: dict[str, str]) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
         "INTERLOCK_CONTROL_PLANE": control_plane, "INTERLOCK_KEY_PEPPER": pepper, "INTERLOCK_DP_STATE_DIR": str(state_dir),
@@ -87,6 +87,7 @@ def _env(state_dir: Path, port: int, pepper: str, control_plane: str) -> dict[st
         # measure this checkout, whatever checkout the editable install points at
         "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
     })
+    env.update(extra)
     return env
 
 
@@ -104,13 +105,13 @@ def _interlock_cli() -> str:
     return str(exe)
 
 
-def start_gateway(procs: Procs, work: Path, upstream_port: int, core: int) -> Gateway:
+def start_gateway(procs: Procs, work: Path, upstream_port: int, core: int, extra_env: dict[str, str] | None = None) -> Gateway:
     state_dir = work / "dataplane"
     pepper = secrets.token_hex(32)
     secret = write_snapshot(state_dir, upstream_port, pepper.encode())
     port = free_port()
     control_plane, cp_note = _control_plane_off()
-    env = _env(state_dir, port, pepper, control_plane)
+    env = _env(state_dir, port, pepper, control_plane, extra_env or {})
     _check_code_path(env)
     cli = [_interlock_cli(), "dataplane"]
     p = procs.start("gateway", pinned(core, cli), env=env)

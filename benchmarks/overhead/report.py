@@ -113,10 +113,10 @@ def _plain(obj: Any) -> Any:
     raise TypeError
 
 
-def write_json(out_dir: Path, record: dict[str, Any]) -> Path:
+def write_json(out_dir: Path, record: dict[str, Any], suffix: str = "") -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"dataplane_overhead-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    path = out_dir / f"dataplane_overhead{suffix}-{time.strftime('%Y%m%dT%H%M%S')}.json"
     data = orjson.dumps(record, default=_plain, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
     path.write_bytes(data)
-    (out_dir / "dataplane_overhead-latest.json").write_bytes(data)
+    (out_dir / f"dataplane_overhead{suffix}-latest.json").write_bytes(data)
     return path
