@@ -3,6 +3,7 @@
     python benchmarks/finops_queries.py            # 10M events (~2-4 min on 4 cores)
     python benchmarks/finops_queries.py --quick    # 1M events
     python benchmarks/finops_queries.py --rows 20000000 --data-dir /tmp/finops --keep
+    python benchmarks/finops_queries.py --compare  # also time the old reads of usage_events FINAL
 
 Creates the schema with `ingest.clickhouse_writer.open_clickhouse` (real migrations, so the
 spend_daily view fires too), inserts synthetic events generated server-side with
@@ -11,7 +12,14 @@ and is measured by tests/test_usage_clickhouse.py), then times each query of
 `ingest.query_service.UsageQueryService` - the same path the admin API uses, including
 row conversion - as the median of 3 runs. The bar: each at most 1 s over 10M events.
 Baseline in the same run: a plain full scan `SELECT count(), sum(cost_usd)` without FINAL.
-Exit status 0 when every query meets the bar, 1 otherwise.
+
+Exactness under redelivery: after the bulk insert, the first REDELIVER events are inserted
+again as one more batch (not dropped by insert dedup: a different block), so both
+usage_events and usage_by_time hold unmerged duplicates while the queries run. Before timing,
+the run asserts that the whole-window spend total, a 7d per-team breakdown and one task's
+bill equal the distinct events' sums (GROUP BY event_id), i.e. nothing is double counted.
+With --compare, each query is also timed the old way (same SQL over `usage_events FINAL`,
+as before schema v4). Exit status 0 when every query meets the bar, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -22,12 +30,13 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from ingest import queries
 from ingest.clickhouse_writer import open_clickhouse
 from ingest.queries import parse_group_by, parse_where
 from ingest.query_service import UsageQueryService
@@ -36,6 +45,7 @@ BAR_S = 1.0
 BATCH = 1_000_000
 DAYS = 30
 DB = "finops_bench"
+REDELIVER = 100_000
 
 # Synthetic distribution: 20 teams, 400 users, 2000 keys, 12 models on 4 providers, 50k tasks of 1-8 steps.
 _INSERT = """
@@ -86,6 +96,18 @@ def insert(svc_client: Any, rows: int, end_us: int) -> float:
     return time.perf_counter() - t0
 
 
+def legacy(query: queries.Query) -> queries.Query:
+    """The same question the pre-v4 way: usage_events FINAL (month partitions, team-first key)."""
+    sql = query.sql.replace(f"{DB}.{queries.BY_TIME_TABLE} FINAL", f"{DB}.usage_events FINAL")
+    return queries.Query(sql, query.parameters, dict(queries.FINAL_SETTINGS))
+
+
+def parts(client: Any) -> str:
+    rows = client.query(f"SELECT table, count(), uniqExact(partition) FROM system.parts WHERE database = '{DB}' "
+                        "AND active AND table IN ('usage_events', 'usage_by_time') GROUP BY table ORDER BY table")
+    return ", ".join(f"{t}: {n} parts in {p} partitions" for t, n, p in rows.result_rows)
+
+
 def median_s(fn: Callable[[], object], runs: int = 3) -> float:
     times = []
     for _ in range(runs):
@@ -95,6 +117,58 @@ def median_s(fn: Callable[[], object], runs: int = 3) -> float:
     return statistics.median(times)
 
 
+class OldPath(UsageQueryService):
+    """The same service, sending each query the pre-v4 way (see `legacy`). Shares the client: never closed."""
+
+    def _run(self, query: queries.Query, what: str) -> list[Sequence[Any]]:
+        return super()._run(legacy(query), what)
+
+
+def questions(svc: UsageQueryService, client: Any, k: str) -> list[tuple[str, Callable[[], object]]]:
+    return [
+        ("baseline: SELECT count()", lambda: client.query(f"SELECT count() FROM {DB}.usage_events")),
+        ("baseline: count(), sum(cost) full scan",
+         lambda: client.query(f"SELECT count(), sum(cost_usd) FROM {DB}.usage_events")),
+        ("spend --by team --since 7d", lambda: svc.spend(parse_group_by("team"), timedelta(days=7))),
+        ("spend --by model --where team=team-3 --since 7d",
+         lambda: svc.spend(parse_group_by("model"), timedelta(days=7), parse_where(["team=team-3"]))),
+        ("spend --by team,model --since 30d", lambda: svc.spend(parse_group_by("team,model"), timedelta(30))),
+        ("spend --by tag:task --since 7d (50k groups, top 100)",
+         lambda: svc.spend(parse_group_by("tag:task"), timedelta(days=7))),
+        ("top --by key --since 24h", lambda: svc.top(parse_group_by("key"), timedelta(hours=24))),
+        ("top --by user --order tokens --since 7d",
+         lambda: svc.top(parse_group_by("user"), timedelta(days=7), order="tokens")),
+        ("cost --task T-123 (all data)", lambda: svc.task_cost("T-123")),
+        (f"audit --key {k} --since 1h", lambda: svc.audit(timedelta(hours=1), parse_where([f"key={k}"]))),
+        (f"audit --key {k} --since 7d --limit 1000",
+         lambda: svc.audit(timedelta(days=7), parse_where([f"key={k}"]), 1000)),
+    ]
+
+
+def check_exact(client: Any, svc: UsageQueryService, rows: int) -> None:
+    """The distinct events' sums (the data holds REDELIVER duplicates) must be what the queries return."""
+    t0 = time.perf_counter()
+    raw = client.query(f"SELECT count(), uniqExact(event_id) FROM {DB}.usage_events").result_rows[0]
+    assert raw == (rows + min(REDELIVER, rows), rows), raw  # the duplicates really are there
+    distinct = f"(SELECT any(team_id) AS team_id, any(tags) AS tags, any(received_at) AS received_at, " \
+               f"any(cost_usd) AS cost_usd FROM {DB}.usage_events GROUP BY event_id)"
+    whole = svc.spend(parse_group_by("team"), timedelta(days=DAYS + 1))
+    want = client.query(f"SELECT count(), sum(cost_usd) FROM {distinct}").result_rows[0]
+    assert (whole.total.requests, whole.total.cost_usd) == (want[0], Decimal(want[1])), (whole.total, want)
+    week = svc.spend(parse_group_by("team"), timedelta(days=7))
+    want_week = client.query(
+        f"SELECT team_id, count(), sum(cost_usd) FROM {distinct} WHERE received_at >= "
+        "fromUnixTimestamp64Micro({start:Int64}, 'UTC') AND received_at < fromUnixTimestamp64Micro({end:Int64}, 'UTC') "
+        "GROUP BY team_id", parameters={"start": week.window.start_us, "end": week.window.end_us}).result_rows
+    assert {r.group[0]: (r.requests, r.cost_usd) for r in week.rows} == {
+        t: (n, Decimal(c)) for t, n, c in want_week}  # fmt: skip
+    bill = svc.task_cost("T-7")
+    want_task = client.query(f"SELECT count(), sum(cost_usd) FROM {distinct} WHERE tags['task'] = 'T-7'").result_rows[0]
+    assert (bill.total.requests, bill.total.cost_usd) == (want_task[0], Decimal(want_task[1])), (bill.total, want_task)
+    print(f"exact under redelivery: whole window, 7d by team and task T-7 match the distinct events "
+          f"({time.perf_counter() - t0:.1f}s to check)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=10_000_000)
@@ -102,6 +176,7 @@ def main() -> int:
     ap.add_argument("--data-dir", type=Path, default=None, help="chDB path (default: a temp dir, removed after)")
     ap.add_argument("--keep", action="store_true", help="keep the data dir")
     ap.add_argument("--optimize", action="store_true", help="OPTIMIZE FINAL before querying (fully merged parts)")
+    ap.add_argument("--compare", action="store_true", help="also time the pre-v4 queries over usage_events FINAL")
     args = ap.parse_args()
     rows = 1_000_000 if args.quick else args.rows
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="finops-chdb-"))
@@ -110,54 +185,47 @@ def main() -> int:
         writer = open_clickhouse(f"chdb://{data_dir.resolve()}", database=DB)
         with writer, UsageQueryService(writer.client, DB, clock=lambda: now_us / 1e6) as svc:
             client = writer.client
-            client.command(f"TRUNCATE TABLE {DB}.usage_events")
+            for table in ("usage_events", "usage_by_time", "spend_daily"):
+                client.command(f"TRUNCATE TABLE {DB}.{table}")
             print(f"inserting {rows:,} synthetic events over {DAYS} days into {data_dir} (batches of {BATCH:,})")
             took = insert(client, rows, now_us)
             print(f"inserted in {took:.1f}s ({rows / took:,.0f} events/s)")
+            again = min(REDELIVER, rows)
+            client.command(_INSERT.replace("{db}", DB), parameters={
+                "end_us": now_us, "span_us": DAYS * 86_400 * 10**6, "start": 0, "count": again})  # fmt: skip
+            print(f"redelivered {again:,} of them in one more batch")
             if args.optimize:
                 t0 = time.perf_counter()
-                client.command(f"OPTIMIZE TABLE {DB}.usage_events FINAL")
+                for table in ("usage_events", "usage_by_time"):
+                    client.command(f"OPTIMIZE TABLE {DB}.{table} FINAL")
                 print(f"optimized in {time.perf_counter() - t0:.1f}s")
-            parts = client.query(f"SELECT count() FROM system.parts WHERE database = '{DB}' "
-                                 "AND table = 'usage_events' AND active").result_rows[0][0]  # fmt: skip
-            print(f"active parts: {parts}")
-            # Exactness: FINAL totals over the whole table equal a plain sum (the data has no duplicates)
-            raw = client.query(f"SELECT count(), sum(cost_usd) FROM {DB}.usage_events").result_rows[0]
-            whole = svc.spend(parse_group_by("team"), timedelta(days=DAYS + 1))
-            assert (whole.total.requests, whole.total.cost_usd) == (raw[0], Decimal(raw[1])), (whole.total, raw)
+            print(f"active: {parts(client)}")
+            check_exact(client, svc, rows)
             k = svc.top(parse_group_by("key"), timedelta(days=7), limit=1).rows[0].group[0]
-            cases: list[tuple[str, Callable[[], object]]] = [
-                ("baseline: SELECT count()", lambda: client.query(f"SELECT count() FROM {DB}.usage_events")),
-                ("baseline: count(), sum(cost) full scan",
-                 lambda: client.query(f"SELECT count(), sum(cost_usd) FROM {DB}.usage_events")),
-                ("spend --by team --since 7d", lambda: svc.spend(parse_group_by("team"), timedelta(days=7))),
-                ("spend --by model --where team=team-3 --since 7d",
-                 lambda: svc.spend(parse_group_by("model"), timedelta(days=7), parse_where(["team=team-3"]))),
-                ("spend --by team,model --since 30d", lambda: svc.spend(parse_group_by("team,model"), timedelta(30))),
-                ("spend --by tag:task --since 7d (50k groups, top 100)",
-                 lambda: svc.spend(parse_group_by("tag:task"), timedelta(days=7))),
-                ("top --by key --since 24h", lambda: svc.top(parse_group_by("key"), timedelta(hours=24))),
-                ("top --by user --order tokens --since 7d",
-                 lambda: svc.top(parse_group_by("user"), timedelta(days=7), order="tokens")),
-                ("cost --task T-123 (all data)", lambda: svc.task_cost("T-123")),
-                (f"audit --key {k} --since 1h", lambda: svc.audit(timedelta(hours=1), parse_where([f"key={k}"]))),
-                (f"audit --key {k} --since 7d --limit 1000",
-                 lambda: svc.audit(timedelta(days=7), parse_where([f"key={k}"]), 1000)),
-            ]
+            cases = questions(svc, client, k)
             for _, fn in cases:
                 fn()  # warm: first touch of each column reads it from disk
             results = [(name, median_s(fn)) for name, fn in cases]
+            before: dict[str, float] = {}
+            if args.compare:
+                old_cases = questions(OldPath(client, DB, clock=lambda: now_us / 1e6), client, k)[2:9]
+                for _, fn in old_cases:
+                    fn()
+                before = {name: median_s(fn) for name, fn in old_cases}
     finally:
         if not (args.keep or args.data_dir):
             shutil.rmtree(data_dir, ignore_errors=True)
     base = results[1][1]
     print(f"\nFinOps queries over {rows:,} events (median of 3; bar {BAR_S:.1f}s; ratio = vs full-scan baseline)")
-    print(f"{'QUERY':<58} {'MEDIAN':>9} {'RATIO':>7}  BAR")
+    print(f"{'QUERY':<58} {'BEFORE':>9} {'MEDIAN':>9} {'RATIO':>7}  BAR")
     ok = True
     for i, (name, s) in enumerate(results):
         verdict = "" if i < 2 else ("ok" if s <= BAR_S else "OVER")
         ok &= verdict != "OVER"
-        print(f"{name:<58} {s * 1000:>7.1f}ms {s / base:>6.2f}x  {verdict}")
+        old = f"{before[name] * 1000:>7.1f}ms" if name in before else f"{'-':>9}"
+        print(f"{name:<58} {old} {s * 1000:>7.1f}ms {s / base:>6.2f}x  {verdict}")
+    if before:
+        print("BEFORE = the same query over usage_events FINAL (schema v3); MEDIAN = usage_by_time FINAL (v4+)")
     return 0 if ok else 1
 
 

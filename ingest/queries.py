@@ -6,14 +6,27 @@ input never reaches the SQL text: dimensions come from a fixed whitelist, tag
 names and every value are bound parameters, limits are bound integers. The
 database name is checked by `ingest.schema.check_identifier`.
 
-Exactness: every builder reads `usage_events FINAL`, so an event redelivered in
-another batch (collapsed by ReplacingMergeTree, but double-counted by the
-`spend_daily` materialized view) counts once, and windows are exact to the
+Exactness: every builder reads a ReplacingMergeTree with `FINAL`, so an event
+redelivered in another batch (collapsed by ReplacingMergeTree, but double-counted by
+the `spend_daily` materialized view) counts once, and windows are exact to the
 microsecond. `spend_daily` is deliberately not used: it is day-granular and may
-over-count redeliveries until reconciled, so it is not exact for any question
-here (see ingest/schema.py). FINAL skips merging across partitions: the
-partition (month of received_at) is a function of the event, so duplicates
-always share one.
+over-count redeliveries until reconciled, so it is not exact for any question here
+(see ingest/schema.py).
+
+Where: spend/top/cost read `usage_by_time` (same events, sorted by (received_at,
+event_id), one partition per day; fed by a materialized view from usage_events), so a
+window prunes partitions and primary-key ranges and FINAL only merges days that still
+have several parts. The audit trail reads `usage_events` itself, whose sort key
+(team_id, key_id, ...) serves its key filter. FINAL skips merging across partitions:
+both tables partition by a function of the event, so duplicates always share one.
+
+Skip indexes under FINAL (`BY_TIME_SETTINGS`): the tag filter of `cost --task` uses the
+`mapValues(tags)` bloom filter. ClickHouse's "exact mode" widens the skipped ranges so
+that a *newer version* of a row cannot be hidden by an older one that matched the
+filter; here every copy of a key is the same immutable event (same tags, same
+received_at), so the bloom filter (no false negatives) keeps either all copies of a
+matching event or none. Exact mode measured at 10M events: 950 of 1236 granules read
+instead of 206, 1.4 s instead of 0.36 s for one task's bill.
 """
 
 from __future__ import annotations
@@ -40,6 +53,9 @@ MAX_LIMIT = 10_000
 MAX_WINDOW = timedelta(days=400)  # the default retention: older data is gone anyway
 WINDOW_FORMAT = "a number and a unit: 30m, 24h, 7d or 2w (minutes, hours, days, weeks)"
 FINAL_SETTINGS: dict[str, Any] = {"do_not_merge_across_partitions_select_final": 1}
+BY_TIME_SETTINGS: dict[str, Any] = {**FINAL_SETTINGS, "use_skip_indexes_if_final": 1,
+                                    "use_skip_indexes_if_final_exact_mode": 0}
+BY_TIME_TABLE = "usage_by_time"  # see ingest/schema.py
 
 _TAG_NAME = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
 _WINDOW = re.compile(r"^(\d{1,6})\s*([mhdw])$")
@@ -193,10 +209,10 @@ def spend(database: str, by: Sequence[Dimension], window: Window, where: Sequenc
         f"SELECT {keys}, {_SUMS}, sum(requests) OVER () AS total_requests, sum(errors) OVER () AS total_errors, "
         "sum(in_tokens) OVER () AS total_input, sum(out_tokens) OVER () AS total_output, "
         "sum(cost) OVER () AS total_cost, "
-        f"count() OVER () AS groups FROM {check_identifier(database)}.usage_events FINAL WHERE {cond} "
+        f"count() OVER () AS groups FROM {check_identifier(database)}.{BY_TIME_TABLE} FINAL WHERE {cond} "
         f"GROUP BY {names} ORDER BY {ORDERS[order]} DESC, {names} LIMIT {bind(check_limit(limit), 'UInt32')}"
     )
-    return Query(sql, bind.parameters)
+    return Query(sql, bind.parameters, dict(BY_TIME_SETTINGS))
 
 
 def task_cost(database: str, task: str, tag_key: str = "task", step_key: str = "step",
@@ -214,10 +230,10 @@ def task_cost(database: str, task: str, tag_key: str = "task", step_key: str = "
     cond = _conditions(window, ((Dimension(TAG_PREFIX + tag_key, tag=tag_key), task),), bind)
     sql = (
         f"SELECT {step} AS step, model, {_SUMS}, toUnixTimestamp64Micro(min(received_at)) AS first_us, "
-        f"toUnixTimestamp64Micro(max(received_at)) AS last_us FROM {check_identifier(database)}.usage_events FINAL "
+        f"toUnixTimestamp64Micro(max(received_at)) AS last_us FROM {check_identifier(database)}.{BY_TIME_TABLE} FINAL "
         f"WHERE {cond} GROUP BY step, model ORDER BY first_us, step, model LIMIT {MAX_LIMIT}"
     )
-    return Query(sql, bind.parameters)
+    return Query(sql, bind.parameters, dict(BY_TIME_SETTINGS))
 
 
 AUDIT_COLUMNS: tuple[str, ...] = (

@@ -204,8 +204,9 @@ class UsageQueryService:
         except IngestError as exc:
             if exc.code in _MISSING_CODES:
                 raise UsageStoreMissing(
-                    f"no usage recorded yet: {self._database}.usage_events does not exist (is the usage sink "
-                    "enabled and has it written a batch?)", code=exc.code) from exc
+                    f"no usage recorded yet: {self._database}.usage_events or its query copy usage_by_time does "
+                    "not exist (is the usage sink enabled and has it written a batch? A store from before schema "
+                    "v4 gets usage_by_time when the writer next starts)", code=exc.code) from exc
             raise
 
     def close(self) -> None:

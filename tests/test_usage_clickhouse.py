@@ -103,9 +103,18 @@ def test_migrations_create_tables_and_are_idempotent(dsn: str, database: str) ->
             "ReplacingMergeTree PARTITION BY toYYYYMM(received_at) ORDER BY (team_id, key_id, received_at, event_id)")  # fmt: skip
         assert f"toIntervalDay({DEFAULT_TTL_DAYS})" in engines["usage_events"]
         assert engines["spend_daily"].startswith("SummingMergeTree")
-        # A changed retention takes effect on the next start, without a new version
+        # The query copy (v4+): day partitions, time-first key, both functions of the event
+        assert engines["usage_by_time"].startswith(
+            "ReplacingMergeTree PARTITION BY toYYYYMMDD(received_at) ORDER BY (received_at, event_id)")  # fmt: skip
+        assert {"usage_by_time_mv"} <= set(engines) and versions[-1] >= 6
+        assert "min_age_to_force_merge_on_partition_only = 1" in engines["usage_by_time"]  # closed days: one part
+        indexes = client.query(f"SELECT table, name, type, expr FROM system.data_skipping_indices "
+                               f"WHERE database = '{database}' AND table = 'usage_by_time'").result_rows  # fmt: skip
+        assert [tuple(r) for r in indexes] == [("usage_by_time", "tag_values_bf", "bloom_filter", "mapValues(tags)")]
+        # A changed retention takes effect on the next start, without a new version, on both tables
         assert migrate(client, database, ttl_days=30) == versions[-1]
-        assert "toIntervalDay(30)" in dict(client.query(tables).result_rows)["usage_events"]
+        changed = dict(client.query(tables).result_rows)
+        assert "toIntervalDay(30)" in changed["usage_events"] and "toIntervalDay(30)" in changed["usage_by_time"]
     for name, ttl in (("interlock; DROP DATABASE x", 400), ("interlock", 0)):
         with pytest.raises(ValueError):
             migrations(name, ttl)
@@ -144,6 +153,7 @@ def test_insert_1000_events_exact_sums(writer: ClickHouseWriter) -> None:
 
 def test_reinserted_events_are_deduplicated(writer: ClickHouseWriter) -> None:
     events = make_events(1000, seed=3)
+    writer.client.command(f"SYSTEM STOP MERGES {writer.database}.usage_by_time")  # keep its duplicates visible
     writer.insert_events(events)
     writer.insert_events(events)  # an identical retried batch is dropped at insert time, rollup included
     assert one(writer, "SELECT count() FROM {db}.usage_events") == (1000,)
@@ -152,6 +162,9 @@ def test_reinserted_events_are_deduplicated(writer: ClickHouseWriter) -> None:
     for i in range(0, 1000, 300):
         writer.insert_events(events[::-1][i : i + 300])
     assert one(writer, "SELECT count() FROM {db}.usage_events FINAL") == (1000,)
+    # The query copy got every redelivery too (its view sees inserts) and collapses it the same way
+    assert one(writer, "SELECT count() FROM {db}.usage_by_time") == (2000,)
+    assert one(writer, "SELECT count(), sum(cost_usd) FROM {db}.usage_by_time FINAL") == (1000, total_cost(events))
     writer.client.command(f"OPTIMIZE TABLE {writer.database}.usage_events FINAL")
     assert one(writer, "SELECT count(), uniqExact(event_id), sum(cost_usd) FROM {db}.usage_events") == (
         1000, 1000, total_cost(events))  # fmt: skip
@@ -160,6 +173,31 @@ def test_reinserted_events_are_deduplicated(writer: ClickHouseWriter) -> None:
     writer.insert_events(more, dedup_token="usage-0:100-119")
     writer.insert_events(more[::-1], dedup_token="usage-0:100-119")
     assert one(writer, "SELECT count() FROM {db}.usage_events") == (1020,)
+
+
+def test_query_copy_backfills_older_events_exactly(dsn: str, database: str) -> None:
+    """A store written before v4: migrating copies its events into usage_by_time. Re-running the
+    backfill, or an insert racing it (seen by the view and the copy), still counts each event once."""
+    events = make_events(600, seed=21)
+    with clickhouse_connect.get_client(dsn=dsn) as client:
+        create_database(client, database)
+        client.command(f"CREATE TABLE {database}.schema_migrations (version UInt32, applied_at DateTime64(3, 'UTC') "
+                       "DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version")  # fmt: skip
+        for version, sql in migrations(database)[:3]:
+            client.command(sql)
+            client.insert("schema_migrations", [(version,)], column_names=["version"], database=database)
+        old = ClickHouseWriter(client, database)
+        old.insert_events(events[:400])
+        old.insert_events(events[300:400])  # a redelivery already in the v3 table, unmerged
+        with open_clickhouse(dsn, database=database) as writer:  # migrates 4..6
+            assert one(writer, "SELECT max(version) FROM {db}.schema_migrations") == (migrations(database)[-1][0],)
+            writer.insert_events(events[350:])  # new events and redeliveries of backfilled ones, via the view
+            backfill = dict(migrations(database))[6]
+            writer.client.command(backfill)  # a crash before recording v6 re-runs it
+            raw = one(writer, "SELECT count() FROM {db}.usage_by_time")
+            assert raw[0] > len(events)  # the duplicates really are there, unmerged
+            assert one(writer, "SELECT count(), uniqExact(event_id), sum(cost_usd) FROM {db}.usage_by_time FINAL") == (
+                600, 600, total_cost(events))  # fmt: skip
 
 
 def test_spend_daily_rollup_matches_raw(writer: ClickHouseWriter) -> None:
