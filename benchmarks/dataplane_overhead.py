@@ -136,6 +136,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, raw wrk output) for inspection")
     ap.add_argument("--usage-sink", choices=("none", "kafka"), default="none",
                     help="kafka: a real Kafka broker (pinned to the load core) receives every usage event")
+    ap.add_argument("--kafka-down", action="store_true",
+                    help="with --usage-sink kafka: kill the broker once the gateway is up (events go to the node's log)")
     args = ap.parse_args(argv)
     args.duration = args.duration or (4.0 if args.quick else 10.0)
     args.open_duration = args.open_duration or (5.0 if args.quick else 15.0)
@@ -167,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
             sink_env = {"INTERLOCK_USAGE_SINK": "kafka", "INTERLOCK_KAFKA_BOOTSTRAP": broker.bootstrap}
             print(f"kafka {broker.bootstrap} (core {LOAD_CORE}) receives usage events", flush=True)
         gw = start_gateway(procs, work, up.port, GATEWAY_CORE, sink_env)
+        if args.usage_sink == "kafka" and args.kafka_down:
+            broker.kill()
+            print("kafka killed (-9): the gateway keeps serving, usage events accumulate in its write-ahead log",
+                  flush=True)
         if gw.note:
             print(f"WARNING: {gw.note}", file=sys.stderr)
         print(f"nginx :{up.port} (core {LOAD_CORE}), gateway :{gw.port} (core {GATEWAY_CORE}): {gw.launcher}")
@@ -174,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         closed = closed_loop(args, work, gw, up, procs)
         print(f"open loop: vegeta {OPEN_RATE} RPS for {args.open_duration:g}s per run", flush=True)
         opened = open_loop(args, work, gw, up, procs)
-        if args.usage_sink == "kafka":
+        if args.usage_sink == "kafka" and not args.kafka_down:
             served = sum(sc["gateway"].requests for sc in (*closed.values(), *opened.values()))
             in_kafka = topic_messages(sink_env["INTERLOCK_KAFKA_BOOTSTRAP"], "interlock.usage.v1")
             print(f"usage events in Kafka: {in_kafka:,} for {served:,} measured gateway requests "
@@ -210,11 +216,11 @@ def main(argv: list[str] | None = None) -> int:
               "settings": {"duration_s": args.duration, "open_duration_s": args.open_duration, "warmup_s": args.warmup,
                            "connections": CONNECTIONS, "open_rate": OPEN_RATE, "gateway_core": GATEWAY_CORE,
                            "load_core": LOAD_CORE, "launcher": gw.launcher, "launcher_note": gw.note,
-                           "usage_sink": args.usage_sink,
+                           "usage_sink": args.usage_sink, "kafka_down": args.kafka_down,
                            "upstream": {"nonstream_bytes": up.nonstream_bytes, "stream_bytes": up.stream_bytes,
                                         "stream_chunks": up.stream_chunks}},
               "noise": NOISE, "closed_loop": closed, "open_loop": opened}
-    path = write_json(REPO / "benchmarks" / "results", record, suffix="" if args.usage_sink == "none" else f"-{args.usage_sink}")
+    path = write_json(REPO / "benchmarks" / "results", record, suffix="" if args.usage_sink == "none" else f"-{args.usage_sink}" + ("-down" if args.kafka_down else ""))
     print(f"\nresults: {path.relative_to(REPO)}  ({record['elapsed_s']}s)")
     return 0
 
