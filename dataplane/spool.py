@@ -34,6 +34,15 @@ HEADER = struct.Struct(">II")  # payload length, crc32(payload)
 SUFFIX = ".seg"
 
 
+def normalize(c: Cursor, sizes: dict[int, int]) -> Cursor:
+    """Skip past segment ends ((k, size of k) is (k+1, 0)) and deleted (so acked) segments."""
+    if sizes and c.segment not in sizes and c.segment < (first := min(sizes)):
+        c = Cursor(first, 0)
+    while c.segment in sizes and c.offset >= sizes[c.segment] and c.segment + 1 in sizes:
+        c = Cursor(c.segment + 1, 0)
+    return c
+
+
 class SpoolError(OSError):
     """The spool directory is unusable (locked by another process, unreadable cursor)."""
 
@@ -166,10 +175,19 @@ class Spool:
         return self._normalize(self._cursor) == self.end
 
     def _normalize(self, c: Cursor) -> Cursor:
-        """Skip past segment ends: (k, size of k) is the same place as (k+1, 0)."""
-        while c.segment in self._sizes and c.offset >= self._sizes[c.segment] and c.segment + 1 in self._sizes:
-            c = Cursor(c.segment + 1, 0)
-        return c
+        return normalize(c, self._sizes)
+
+    def _sizes_view(self) -> dict[int, int]:
+        """A copy of the segment sizes for one read (Wal overrides it: another thread appends)."""
+        return dict(self._sizes)
+
+    def _read_sizes(self, limit: Cursor | None) -> dict[int, int]:
+        """The segment sizes a read may see, cut at `limit`."""
+        sizes = self._sizes_view()
+        if limit is not None:
+            sizes = {s: n for s, n in sizes.items() if s < limit.segment}
+            sizes[limit.segment] = limit.offset
+        return sizes
 
     # ---- operations ----------------------------------------------------------
 
@@ -216,14 +234,16 @@ class Spool:
         _fsync_dir(self.dir)
 
     def read_from(
-        self, cursor: Cursor, *, max_records: int = 1000, max_bytes: int = 4 << 20
+        self, cursor: Cursor, *, max_records: int = 1000, max_bytes: int = 4 << 20, limit: Cursor | None = None
     ) -> tuple[list[bytes], Cursor]:
-        """Up to `max_records` records (at least one, if any) from `cursor` on, and the cursor after them."""
+        """Up to `max_records` records (at least one, if any) from `cursor` on, and the cursor after them;
+        with `limit`, none at or after it."""
+        sizes = self._read_sizes(limit)
         out: list[bytes] = []
         taken = 0
-        c = self._normalize(cursor)
-        while len(out) < max_records and c.segment in self._sizes:
-            size = self._sizes[c.segment]
+        c = normalize(cursor, sizes)
+        while len(out) < max_records and c.segment in sizes:
+            size = sizes[c.segment]
             if c.offset >= size:
                 break  # the end of the active segment
             with open(self._path(c.segment), "rb") as f:
@@ -237,14 +257,14 @@ class Spool:
                 taken += len(rec[0])
                 pos = rec[1]
             if pos == 0 and not out:  # the window always holds a whole valid record: this one is bad
-                c = self._skip_corrupt(c)
+                c = self._skip_corrupt(c, sizes)
                 continue
-            c = self._normalize(Cursor(c.segment, c.offset + pos))
+            c = normalize(Cursor(c.segment, c.offset + pos), sizes)
             if taken >= max_bytes or pos == 0:
                 break
         return out, c
 
-    def _skip_corrupt(self, c: Cursor) -> Cursor:
+    def _skip_corrupt(self, c: Cursor, sizes: dict[int, int]) -> Cursor:
         """A record that fails its CRC inside the spool (not a torn tail): lose the rest of that segment."""
         log.error(
             "spool %s: corrupt record at offset %d; skipping the rest of the segment", self._path(c.segment), c.offset

@@ -32,20 +32,11 @@ import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from dataplane.spool import HEADER, Cursor, Spool, _fsync_dir
+from dataplane.spool import HEADER, Cursor, Spool, _fsync_dir, normalize
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Cursor", "Wal"]
-
-
-def _normalize(c: Cursor, sizes: dict[int, int]) -> Cursor:
-    """Skip past segment ends ((k, size of k) is (k+1, 0)) and deleted (so acked) segments."""
-    if sizes and c.segment not in sizes and c.segment < (first := min(sizes)):
-        c = Cursor(first, 0)
-    while c.segment in sizes and c.offset >= sizes[c.segment] and c.segment + 1 in sizes:
-        c = Cursor(c.segment + 1, 0)
-    return c
 
 
 class Wal(Spool):
@@ -113,50 +104,20 @@ class Wal(Spool):
 
     # ---- reader -------------------------------------------------------------
 
-    def _snapshot(self, limit: Cursor | None) -> dict[int, int]:
-        sizes = dict(sorted(self._sizes.copy().items()))
-        if limit is not None:
-            sizes = {s: n for s, n in sizes.items() if s < limit.segment}
-            sizes[limit.segment] = limit.offset
-        return sizes
+    def _sizes_view(self) -> dict[int, int]:
+        # dict.copy() is one atomic step under the GIL while the event-loop thread appends and rolls
+        return dict(sorted(self._sizes.copy().items()))
 
-    def read_from(
-        self, cursor: Cursor, *, max_records: int = 1000, max_bytes: int = 4 << 20, limit: Cursor | None = None
-    ) -> tuple[list[bytes], Cursor]:
-        """Up to `max_records` records (at least one, if any) from `cursor` on, and the cursor after them;
-        with `limit`, none at or after it."""
-        sizes = self._snapshot(limit)
-        out: list[bytes] = []
-        taken = 0
-        c = _normalize(cursor, sizes)
-        while len(out) < max_records and c.segment in sizes:
-            size = sizes[c.segment]
-            if c.offset >= size:
-                break
-            with open(self._path(c.segment), "rb") as f:
-                f.seek(c.offset)
-                data = f.read(min(size - c.offset, max(max_bytes - taken, HEADER.size + self.max_record_bytes)))
-            pos = 0
-            while len(out) < max_records and (rec := self._parse(data, pos)) is not None:
-                if out and taken + len(rec[0]) > max_bytes:
-                    return out, Cursor(c.segment, c.offset + pos)
-                out.append(rec[0])
-                taken += len(rec[0])
-                pos = rec[1]
-            if pos == 0 and not out:  # the window holds a whole record: this one is corrupt
-                log.error("wal %s: corrupt record at offset %d; skipping the rest", self._path(c.segment), c.offset)
-                self.corrupt_segments += 1
-                c = Cursor(c.segment + 1, 0) if c.segment + 1 in sizes else Cursor(c.segment, size)
-                continue
-            c = _normalize(Cursor(c.segment, c.offset + pos), sizes)
-            if taken >= max_bytes or pos == 0:
-                break
-        return out, c
+    def _skip_corrupt(self, c: Cursor, sizes: dict[int, int]) -> Cursor:
+        # Unlike Spool, never roll here: only the event-loop thread writes segments.
+        log.error("wal %s: corrupt record at offset %d; skipping the rest", self._path(c.segment), c.offset)
+        self.corrupt_segments += 1
+        return Cursor(c.segment + 1, 0) if c.segment + 1 in sizes else Cursor(c.segment, sizes[c.segment])
 
     def ack(self, cursor: Cursor) -> None:
         """Everything before `cursor` is delivered: record it (page cache, so a process kill keeps it; fsync'd
         by sync()), then delete the segments wholly before it."""
-        c = _normalize(cursor, self._snapshot(None))
+        c = normalize(cursor, self._read_sizes(None))
         if c == self._cursor:
             return
         tmp = self.dir / "cursor.tmp"
