@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from collections.abc import Mapping
 
 from dataplane.dialects.base import Usage
 from dataplane.policy import KeyEntry
@@ -66,7 +67,7 @@ class RequestRecord:
         self.first_byte_s = 0.0
         self.done_s = 0.0
         self.key: KeyEntry | None = None
-        self.tags: dict[str, str] = {}
+        self.tags: Mapping[str, str] = {}
         self.requested_model = self.alias = self.model = self.provider = self.upstream_model = ""
         self.price_version = self.error_class = ""
         self.status = 0

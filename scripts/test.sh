@@ -9,6 +9,12 @@ step() { printf '\n==> %s\n' "$*"; }
 step "installing system services the tests start (etcd)"
 bash scripts/install-etcd.sh
 
+step "installing nginx (serves recorded provider responses in tests and benchmarks)"
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq nginx-light
+fi
+
 step "installing Apache Kafka (KRaft, jars from Maven Central) for the usage-pipeline tests"
 bash scripts/install-kafka.sh
 
