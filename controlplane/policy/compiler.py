@@ -16,6 +16,7 @@ from interlock.snapshot_hash import snapshot_content_hash
 from interlock.v1 import policy_pb2
 
 from ..errors import PolicyInvalid
+from .budgets import compile_budget_policy, validate_budgets
 from .model import KeyRecord, PolicyDocument
 
 
@@ -96,6 +97,7 @@ def validate(doc: PolicyDocument, keys: Iterable[KeyRecord]) -> dict[str, str]:
             errors.append(f"{where} belongs to project {k.project!r}, which the policy no longer defines")
         if not k.revoked:
             errors += [f"{where}: allowed model {n!r} is not a model or alias" for n in k.allowed_models if n not in routable]
+    errors += validate_budgets(doc, keys, routable)
     if errors:
         raise PolicyInvalid(errors)
     return flat
@@ -138,5 +140,6 @@ def compile_snapshot(
             project_id=k.project, allowed_models=sorted(k.allowed_models), expires_at_unix_ms=k.expires_at_unix_ms,
             revoked=k.revoked, default_tags=k.default_tags, parent_key_id=k.parent,
         )
+    s.budget_policy.CopyFrom(compile_budget_policy(doc, keys))
     s.content_hash = snapshot_content_hash(s)
     return s

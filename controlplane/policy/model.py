@@ -80,6 +80,7 @@ class Model(_Frozen):
     price: Price = Field(default_factory=Price)
     max_output_tokens: int = Field(default=0, ge=0)
     context_window: int = Field(default=0, ge=0)
+    free: bool = False  # a zero price is 'unpriced' (budgets charge a conservative default) unless free
 
 
 class Alias(_Frozen):
@@ -107,6 +108,55 @@ class Project(_Frozen):
     name: str = ""
 
 
+BudgetScope = Literal["key", "team", "user", "project", "tag"]
+OfflineMode = Literal["fail_closed", "safe_share", "optimistic"]
+
+
+def _usd_amount(v: object) -> str:
+    amount = _decimal(v)
+    if Decimal(amount) <= 0:
+        raise ValueError("must be more than 0 USD")
+    if Decimal(amount) * 10**12 != int(Decimal(amount) * 10**12):
+        raise ValueError("has more precision than 1e-12 USD")
+    return amount
+
+
+class Budget(_Frozen):
+    """A spend cap on one scope and window (issue 4). `scope_id` is "name=value" for tag budgets."""
+
+    id: Ident
+    scope: BudgetScope
+    scope_id: str = Field(min_length=1, max_length=200)
+    window: Literal["lifetime", "day", "week", "month"] = "month"
+    limit_usd: str
+    timezone: str = "UTC"
+    offline_mode: OfflineMode = "safe_share"
+    optimistic_overshoot_usd: str = "0"
+
+    @field_validator("limit_usd", mode="before")
+    @classmethod
+    def _limit(cls, v: object) -> str:
+        return _usd_amount(v)
+
+    @field_validator("optimistic_overshoot_usd", mode="before")
+    @classmethod
+    def _overshoot(cls, v: object) -> str:
+        return _decimal(v)
+
+
+class RateLimit(_Frozen):
+    """Cross-node request/token/concurrency limits; 0 = that dimension is unlimited."""
+
+    id: Ident
+    scope: Literal["key", "team", "model", "global"]
+    scope_id: str = Field(default="", max_length=200)
+    models: list[Name] = Field(default_factory=list)
+    requests_per_minute: int = Field(default=0, ge=0, le=10**9)
+    tokens_per_minute: int = Field(default=0, ge=0, le=10**15)
+    max_concurrent: int = Field(default=0, ge=0, le=10**6)
+    offline_mode: OfflineMode = "safe_share"
+
+
 class PolicyDocument(_Frozen):
     """The declarative part of policy (everything but virtual keys)."""
 
@@ -116,6 +166,8 @@ class PolicyDocument(_Frozen):
     teams: list[Team] = Field(default_factory=list)
     users: list[User] = Field(default_factory=list)
     projects: list[Project] = Field(default_factory=list)
+    budgets: list[Budget] = Field(default_factory=list)
+    rate_limits: list[RateLimit] = Field(default_factory=list)
 
 
 class KeyRecord(_Frozen):
@@ -135,10 +187,14 @@ class KeyRecord(_Frozen):
     created_at_unix_ms: int = 0
     default_tags: dict[str, str] = Field(default_factory=dict)
     parent: str = ""
+    budget_usd: str = ""  # per-run keys: implicit lifetime budget ("" = none)
+    max_concurrency: int = 0  # per-run keys: implicit concurrency limit (0 = none)
 
 
-SectionName = Literal["providers", "models", "aliases", "teams", "users", "projects"]
-SECTIONS: tuple[SectionName, ...] = ("providers", "models", "aliases", "teams", "users", "projects")
+SectionName = Literal["providers", "models", "aliases", "teams", "users", "projects", "budgets", "rate_limits"]
+SECTIONS: tuple[SectionName, ...] = (
+    "providers", "models", "aliases", "teams", "users", "projects", "budgets", "rate_limits",
+)
 SECTION_TYPES: dict[str, type[_Frozen]] = {
     "providers": Provider,
     "models": Model,
@@ -146,6 +202,8 @@ SECTION_TYPES: dict[str, type[_Frozen]] = {
     "teams": Team,
     "users": User,
     "projects": Project,
+    "budgets": Budget,
+    "rate_limits": RateLimit,
 }
 
 

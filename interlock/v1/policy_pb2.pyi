@@ -139,8 +139,64 @@ class VirtualKey(_message.Message):
     parent_key_id: str
     def __init__(self, id: _Optional[str] = ..., key_hash: _Optional[bytes] = ..., name: _Optional[str] = ..., team_id: _Optional[str] = ..., user_id: _Optional[str] = ..., project_id: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., expires_at_unix_ms: _Optional[int] = ..., revoked: _Optional[bool] = ..., default_tags: _Optional[_Mapping[str, str]] = ..., parent_key_id: _Optional[str] = ...) -> None: ...
 
+class Budget(_message.Message):
+    __slots__ = ("id", "scope", "scope_id", "window", "limit_pico", "timezone", "offline_mode", "optimistic_overshoot_pico", "limit_usd")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_ID_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_PICO_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    OFFLINE_MODE_FIELD_NUMBER: _ClassVar[int]
+    OPTIMISTIC_OVERSHOOT_PICO_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_USD_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    scope: str
+    scope_id: str
+    window: str
+    limit_pico: int
+    timezone: str
+    offline_mode: str
+    optimistic_overshoot_pico: int
+    limit_usd: str
+    def __init__(self, id: _Optional[str] = ..., scope: _Optional[str] = ..., scope_id: _Optional[str] = ..., window: _Optional[str] = ..., limit_pico: _Optional[int] = ..., timezone: _Optional[str] = ..., offline_mode: _Optional[str] = ..., optimistic_overshoot_pico: _Optional[int] = ..., limit_usd: _Optional[str] = ...) -> None: ...
+
+class RateLimit(_message.Message):
+    __slots__ = ("id", "scope", "scope_id", "models", "requests_per_minute", "tokens_per_minute", "max_concurrent", "offline_mode")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_ID_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCURRENT_FIELD_NUMBER: _ClassVar[int]
+    OFFLINE_MODE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    scope: str
+    scope_id: str
+    models: _containers.RepeatedScalarFieldContainer[str]
+    requests_per_minute: int
+    tokens_per_minute: int
+    max_concurrent: int
+    offline_mode: str
+    def __init__(self, id: _Optional[str] = ..., scope: _Optional[str] = ..., scope_id: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., requests_per_minute: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ..., max_concurrent: _Optional[int] = ..., offline_mode: _Optional[str] = ...) -> None: ...
+
+class BudgetPolicy(_message.Message):
+    __slots__ = ("budgets", "rate_limits", "unpriced_price", "unpriced_models", "default_max_output_tokens")
+    BUDGETS_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    UNPRICED_PRICE_FIELD_NUMBER: _ClassVar[int]
+    UNPRICED_MODELS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    budgets: _containers.RepeatedCompositeFieldContainer[Budget]
+    rate_limits: _containers.RepeatedCompositeFieldContainer[RateLimit]
+    unpriced_price: Price
+    unpriced_models: _containers.RepeatedScalarFieldContainer[str]
+    default_max_output_tokens: int
+    def __init__(self, budgets: _Optional[_Iterable[_Union[Budget, _Mapping]]] = ..., rate_limits: _Optional[_Iterable[_Union[RateLimit, _Mapping]]] = ..., unpriced_price: _Optional[_Union[Price, _Mapping]] = ..., unpriced_models: _Optional[_Iterable[str]] = ..., default_max_output_tokens: _Optional[int] = ...) -> None: ...
+
 class PolicySnapshot(_message.Message):
-    __slots__ = ("version", "content_hash", "created_unix_ms", "key_hash_scheme", "providers", "models", "aliases", "teams", "users", "projects", "keys")
+    __slots__ = ("version", "content_hash", "created_unix_ms", "key_hash_scheme", "providers", "models", "aliases", "teams", "users", "projects", "keys", "budget_policy")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
@@ -152,6 +208,7 @@ class PolicySnapshot(_message.Message):
     USERS_FIELD_NUMBER: _ClassVar[int]
     PROJECTS_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_POLICY_FIELD_NUMBER: _ClassVar[int]
     version: int
     content_hash: str
     created_unix_ms: int
@@ -163,4 +220,5 @@ class PolicySnapshot(_message.Message):
     users: _containers.RepeatedCompositeFieldContainer[User]
     projects: _containers.RepeatedCompositeFieldContainer[Project]
     keys: _containers.RepeatedCompositeFieldContainer[VirtualKey]
-    def __init__(self, version: _Optional[int] = ..., content_hash: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., key_hash_scheme: _Optional[str] = ..., providers: _Optional[_Iterable[_Union[Provider, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., aliases: _Optional[_Iterable[_Union[Alias, _Mapping]]] = ..., teams: _Optional[_Iterable[_Union[Team, _Mapping]]] = ..., users: _Optional[_Iterable[_Union[User, _Mapping]]] = ..., projects: _Optional[_Iterable[_Union[Project, _Mapping]]] = ..., keys: _Optional[_Iterable[_Union[VirtualKey, _Mapping]]] = ...) -> None: ...
+    budget_policy: BudgetPolicy
+    def __init__(self, version: _Optional[int] = ..., content_hash: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., key_hash_scheme: _Optional[str] = ..., providers: _Optional[_Iterable[_Union[Provider, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., aliases: _Optional[_Iterable[_Union[Alias, _Mapping]]] = ..., teams: _Optional[_Iterable[_Union[Team, _Mapping]]] = ..., users: _Optional[_Iterable[_Union[User, _Mapping]]] = ..., projects: _Optional[_Iterable[_Union[Project, _Mapping]]] = ..., keys: _Optional[_Iterable[_Union[VirtualKey, _Mapping]]] = ..., budget_policy: _Optional[_Union[BudgetPolicy, _Mapping]] = ...) -> None: ...
