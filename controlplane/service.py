@@ -171,7 +171,7 @@ class StorePolicyService:
             price = m.price
             out.append(
                 ModelInfo(
-                    name=name, kind="model" if name == target else "alias", provider=m.provider,
+                    name=name, kind="model" if name == target else "alias", provider=m.provider or ",".join(d.provider for d in m.deployments),
                     upstream=m.upstream or m.name, target=target, input_per_mtok=price.input,
                     output_per_mtok=price.output,
                     cached_input_per_mtok=price.cached_input if price.cached_input is not None else price.input,

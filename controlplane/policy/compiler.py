@@ -18,6 +18,7 @@ from interlock.v1 import policy_pb2
 from ..errors import PolicyInvalid
 from .budgets import compile_budget_policy, validate_budgets
 from .model import KeyRecord, PolicyDocument
+from .routing import compile_model_routing, compile_rules, compile_team_routing, fallback_chains, validate_routing
 
 
 def _dupes(kind: str, names: Iterable[str]) -> list[str]:
@@ -71,7 +72,7 @@ def validate(doc: PolicyDocument, keys: Iterable[KeyRecord]) -> dict[str, str]:
         if p.kind not in PROVIDER_KINDS:
             errors.append(f"provider {p.name!r}: unknown kind {p.kind!r} (known: {', '.join(sorted(PROVIDER_KINDS))})")
     for m in doc.models:
-        if m.provider not in providers:
+        if m.provider is not None and m.provider not in providers:
             errors.append(f"model {m.name!r}: provider {m.provider!r} is not defined")
     for a in doc.aliases:
         if a.name in models:
@@ -98,6 +99,7 @@ def validate(doc: PolicyDocument, keys: Iterable[KeyRecord]) -> dict[str, str]:
         if not k.revoked:
             errors += [f"{where}: allowed model {n!r} is not a model or alias" for n in k.allowed_models if n not in routable]
     errors += validate_budgets(doc, keys, routable)
+    errors += validate_routing(doc, flat)
     if errors:
         raise PolicyInvalid(errors)
     return flat
@@ -114,22 +116,27 @@ def compile_snapshot(
             name=p.name, kind=p.kind, base_url=p.base_url, credential_ref=p.credential,
             headers=p.headers, timeout_ms=p.timeout_ms,
         )
+        s.providers[-1].region = p.region or ""
+    providers = {p.name: p for p in doc.providers}
+    chains, _ = fallback_chains(doc, flat)
     for m in sorted(doc.models, key=lambda m: m.name):
         pr = m.price
         cached = pr.cached_input if pr.cached_input is not None else pr.input
         price_version = hashlib.sha256(f"{pr.input}|{pr.output}|{cached}".encode()).hexdigest()[:12]
         s.models.add(
-            name=m.name, provider=m.provider, upstream_name=m.upstream or m.name,
+            name=m.name, provider=m.provider or m.deployments[0].provider, upstream_name=m.upstream or m.name,
             price=policy_pb2.Price(
                 input_per_mtok=pr.input, output_per_mtok=pr.output, cached_input_per_mtok=cached, version=price_version
             ),
             max_output_tokens=m.max_output_tokens, context_window=m.context_window,
         )
+        compile_model_routing(m, providers, chains[m.name], s.models[-1])
     for name in sorted(flat):
         s.aliases.add(name=name, target=flat[name])
     for t in sorted(doc.teams, key=lambda t: t.id):
         s.teams.add(id=t.id, name=t.name, allowed_models=sorted(t.allowed_models), default_tags=t.default_tags,
                     required_tags=sorted(set(t.required_tags)))
+        compile_team_routing(t, s.teams[-1])
     for u in sorted(doc.users, key=lambda u: u.id):
         s.users.add(id=u.id, team_id=u.team, name=u.name)
     for pj in sorted(doc.projects, key=lambda p: p.id):
@@ -141,5 +148,6 @@ def compile_snapshot(
             revoked=k.revoked, default_tags=k.default_tags, parent_key_id=k.parent,
         )
     s.budget_policy.CopyFrom(compile_budget_policy(doc, keys))
+    compile_rules(doc, flat, s)
     s.content_hash = snapshot_content_hash(s)
     return s

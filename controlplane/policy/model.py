@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .routing_model import CircuitBreaker, Deployment, Region, RoutingRule
+
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$"
 ID_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 Name = Annotated[str, Field(pattern=NAME_RE)]
@@ -31,6 +33,7 @@ class Provider(_Frozen):
     credential: str = ""
     headers: dict[str, str] = Field(default_factory=dict)
     timeout_ms: int = Field(default=600_000, ge=100, le=3_600_000)
+    region: Region | None = None  # routing constraints (team allowed_regions) compare against this
 
     @field_validator("credential")
     @classmethod
@@ -75,12 +78,15 @@ class Price(_Frozen):
 
 class Model(_Frozen):
     name: Name
-    provider: Name
+    provider: Name | None = None  # the single deployment; or list several under `deployments`
     upstream: str | None = None
     price: Price = Field(default_factory=Price)
     max_output_tokens: int = Field(default=0, ge=0)
     context_window: int = Field(default=0, ge=0)
     free: bool = False  # a zero price is 'unpriced' (budgets charge a conservative default) unless free
+    deployments: list[Deployment] = Field(default_factory=list)  # routing: weighted provider deployments
+    circuit: CircuitBreaker = Field(default_factory=CircuitBreaker)
+    fallback: list[Name] = Field(default_factory=list)  # routing: default fallback chain (models or aliases)
 
 
 class Alias(_Frozen):
@@ -94,6 +100,8 @@ class Team(_Frozen):
     allowed_models: list[Name] = Field(default_factory=list)
     default_tags: dict[str, str] = Field(default_factory=dict)
     required_tags: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]] = Field(default_factory=list)
+    allowed_regions: list[Region] = Field(default_factory=list)  # routing never leaves these (empty = any)
+    allowed_providers: list[Name] = Field(default_factory=list)  # routing never leaves these (empty = any)
 
 
 class User(_Frozen):
@@ -168,6 +176,7 @@ class PolicyDocument(_Frozen):
     projects: list[Project] = Field(default_factory=list)
     budgets: list[Budget] = Field(default_factory=list)
     rate_limits: list[RateLimit] = Field(default_factory=list)
+    routes: list[RoutingRule] = Field(default_factory=list)
 
 
 class KeyRecord(_Frozen):
@@ -191,11 +200,13 @@ class KeyRecord(_Frozen):
     max_concurrency: int = 0  # per-run keys: implicit concurrency limit (0 = none)
 
 
-SectionName = Literal["providers", "models", "aliases", "teams", "users", "projects", "budgets", "rate_limits"]
+SectionName = Literal[
+    "providers", "models", "aliases", "teams", "users", "projects", "budgets", "rate_limits", "routes",
+]
 SECTIONS: tuple[SectionName, ...] = (
-    "providers", "models", "aliases", "teams", "users", "projects", "budgets", "rate_limits",
+    "providers", "models", "aliases", "teams", "users", "projects", "budgets", "rate_limits", "routes",
 )
-SECTION_TYPES: dict[str, type[_Frozen]] = {
+SECTION_TYPES: dict[str, type[BaseModel]] = {
     "providers": Provider,
     "models": Model,
     "aliases": Alias,
@@ -204,6 +215,7 @@ SECTION_TYPES: dict[str, type[_Frozen]] = {
     "projects": Project,
     "budgets": Budget,
     "rate_limits": RateLimit,
+    "routes": RoutingRule,
 }
 
 

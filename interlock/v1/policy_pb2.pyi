@@ -19,7 +19,7 @@ class Price(_message.Message):
     def __init__(self, input_per_mtok: _Optional[str] = ..., output_per_mtok: _Optional[str] = ..., cached_input_per_mtok: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class Provider(_message.Message):
-    __slots__ = ("name", "kind", "base_url", "credential_ref", "headers", "timeout_ms")
+    __slots__ = ("name", "kind", "base_url", "credential_ref", "headers", "timeout_ms", "region")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -33,29 +33,135 @@ class Provider(_message.Message):
     CREDENTIAL_REF_FIELD_NUMBER: _ClassVar[int]
     HEADERS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: str
     base_url: str
     credential_ref: str
     headers: _containers.ScalarMap[str, str]
     timeout_ms: int
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., base_url: _Optional[str] = ..., credential_ref: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+    region: str
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., base_url: _Optional[str] = ..., credential_ref: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., timeout_ms: _Optional[int] = ..., region: _Optional[str] = ...) -> None: ...
 
 class Model(_message.Message):
-    __slots__ = ("name", "provider", "upstream_name", "price", "max_output_tokens", "context_window")
+    __slots__ = ("name", "provider", "upstream_name", "price", "max_output_tokens", "context_window", "deployments", "circuit", "fallback")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     UPSTREAM_NAME_FIELD_NUMBER: _ClassVar[int]
     PRICE_FIELD_NUMBER: _ClassVar[int]
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
+    CIRCUIT_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_FIELD_NUMBER: _ClassVar[int]
     name: str
     provider: str
     upstream_name: str
     price: Price
     max_output_tokens: int
     context_window: int
-    def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., upstream_name: _Optional[str] = ..., price: _Optional[_Union[Price, _Mapping]] = ..., max_output_tokens: _Optional[int] = ..., context_window: _Optional[int] = ...) -> None: ...
+    deployments: _containers.RepeatedCompositeFieldContainer[Deployment]
+    circuit: CircuitBreaker
+    fallback: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., upstream_name: _Optional[str] = ..., price: _Optional[_Union[Price, _Mapping]] = ..., max_output_tokens: _Optional[int] = ..., context_window: _Optional[int] = ..., deployments: _Optional[_Iterable[_Union[Deployment, _Mapping]]] = ..., circuit: _Optional[_Union[CircuitBreaker, _Mapping]] = ..., fallback: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Deployment(_message.Message):
+    __slots__ = ("name", "provider", "upstream_name", "weight", "region")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    UPSTREAM_NAME_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    provider: str
+    upstream_name: str
+    weight: int
+    region: str
+    def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., upstream_name: _Optional[str] = ..., weight: _Optional[int] = ..., region: _Optional[str] = ...) -> None: ...
+
+class CircuitBreaker(_message.Message):
+    __slots__ = ("enabled", "failures", "failure_rate", "min_requests", "window_ms", "cooldown_ms")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_RATE_FIELD_NUMBER: _ClassVar[int]
+    MIN_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_MS_FIELD_NUMBER: _ClassVar[int]
+    COOLDOWN_MS_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    failures: int
+    failure_rate: float
+    min_requests: int
+    window_ms: int
+    cooldown_ms: int
+    def __init__(self, enabled: _Optional[bool] = ..., failures: _Optional[int] = ..., failure_rate: _Optional[float] = ..., min_requests: _Optional[int] = ..., window_ms: _Optional[int] = ..., cooldown_ms: _Optional[int] = ...) -> None: ...
+
+class RuleMatch(_message.Message):
+    __slots__ = ("keys", "teams", "projects", "models", "headers", "tags", "has_tools", "min_input_tokens", "max_input_tokens")
+    class HeadersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class TagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    TEAMS_FIELD_NUMBER: _ClassVar[int]
+    PROJECTS_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    HAS_TOOLS_FIELD_NUMBER: _ClassVar[int]
+    MIN_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MAX_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    teams: _containers.RepeatedScalarFieldContainer[str]
+    projects: _containers.RepeatedScalarFieldContainer[str]
+    models: _containers.RepeatedScalarFieldContainer[str]
+    headers: _containers.ScalarMap[str, str]
+    tags: _containers.ScalarMap[str, str]
+    has_tools: bool
+    min_input_tokens: int
+    max_input_tokens: int
+    def __init__(self, keys: _Optional[_Iterable[str]] = ..., teams: _Optional[_Iterable[str]] = ..., projects: _Optional[_Iterable[str]] = ..., models: _Optional[_Iterable[str]] = ..., headers: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Mapping[str, str]] = ..., has_tools: _Optional[bool] = ..., min_input_tokens: _Optional[int] = ..., max_input_tokens: _Optional[int] = ...) -> None: ...
+
+class RoutingRule(_message.Message):
+    __slots__ = ("id", "priority", "match", "target", "deployments", "fallback", "fallback_on", "retries", "backoff_ms", "max_backoff_ms", "max_retry_after_ms", "attempt_timeout_ms", "total_timeout_ms", "sticky")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    MATCH_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_ON_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    BACKOFF_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_BACKOFF_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_RETRY_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    STICKY_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    priority: int
+    match: RuleMatch
+    target: str
+    deployments: _containers.RepeatedScalarFieldContainer[str]
+    fallback: _containers.RepeatedScalarFieldContainer[str]
+    fallback_on: _containers.RepeatedScalarFieldContainer[str]
+    retries: int
+    backoff_ms: int
+    max_backoff_ms: int
+    max_retry_after_ms: int
+    attempt_timeout_ms: int
+    total_timeout_ms: int
+    sticky: bool
+    def __init__(self, id: _Optional[str] = ..., priority: _Optional[int] = ..., match: _Optional[_Union[RuleMatch, _Mapping]] = ..., target: _Optional[str] = ..., deployments: _Optional[_Iterable[str]] = ..., fallback: _Optional[_Iterable[str]] = ..., fallback_on: _Optional[_Iterable[str]] = ..., retries: _Optional[int] = ..., backoff_ms: _Optional[int] = ..., max_backoff_ms: _Optional[int] = ..., max_retry_after_ms: _Optional[int] = ..., attempt_timeout_ms: _Optional[int] = ..., total_timeout_ms: _Optional[int] = ..., sticky: _Optional[bool] = ...) -> None: ...
 
 class Alias(_message.Message):
     __slots__ = ("name", "target")
@@ -66,7 +172,7 @@ class Alias(_message.Message):
     def __init__(self, name: _Optional[str] = ..., target: _Optional[str] = ...) -> None: ...
 
 class Team(_message.Message):
-    __slots__ = ("id", "name", "allowed_models", "default_tags", "required_tags")
+    __slots__ = ("id", "name", "allowed_models", "default_tags", "required_tags", "allowed_regions", "allowed_providers")
     class DefaultTagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -79,12 +185,16 @@ class Team(_message.Message):
     ALLOWED_MODELS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_TAGS_FIELD_NUMBER: _ClassVar[int]
     REQUIRED_TAGS_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_REGIONS_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_PROVIDERS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     allowed_models: _containers.RepeatedScalarFieldContainer[str]
     default_tags: _containers.ScalarMap[str, str]
     required_tags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., default_tags: _Optional[_Mapping[str, str]] = ..., required_tags: _Optional[_Iterable[str]] = ...) -> None: ...
+    allowed_regions: _containers.RepeatedScalarFieldContainer[str]
+    allowed_providers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., default_tags: _Optional[_Mapping[str, str]] = ..., required_tags: _Optional[_Iterable[str]] = ..., allowed_regions: _Optional[_Iterable[str]] = ..., allowed_providers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class User(_message.Message):
     __slots__ = ("id", "team_id", "name")
@@ -196,7 +306,7 @@ class BudgetPolicy(_message.Message):
     def __init__(self, budgets: _Optional[_Iterable[_Union[Budget, _Mapping]]] = ..., rate_limits: _Optional[_Iterable[_Union[RateLimit, _Mapping]]] = ..., unpriced_price: _Optional[_Union[Price, _Mapping]] = ..., unpriced_models: _Optional[_Iterable[str]] = ..., default_max_output_tokens: _Optional[int] = ...) -> None: ...
 
 class PolicySnapshot(_message.Message):
-    __slots__ = ("version", "content_hash", "created_unix_ms", "key_hash_scheme", "providers", "models", "aliases", "teams", "users", "projects", "keys", "budget_policy")
+    __slots__ = ("version", "content_hash", "created_unix_ms", "key_hash_scheme", "providers", "models", "aliases", "teams", "users", "projects", "keys", "budget_policy", "routing_rules")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
@@ -209,6 +319,7 @@ class PolicySnapshot(_message.Message):
     PROJECTS_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
     BUDGET_POLICY_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_RULES_FIELD_NUMBER: _ClassVar[int]
     version: int
     content_hash: str
     created_unix_ms: int
@@ -221,4 +332,5 @@ class PolicySnapshot(_message.Message):
     projects: _containers.RepeatedCompositeFieldContainer[Project]
     keys: _containers.RepeatedCompositeFieldContainer[VirtualKey]
     budget_policy: BudgetPolicy
-    def __init__(self, version: _Optional[int] = ..., content_hash: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., key_hash_scheme: _Optional[str] = ..., providers: _Optional[_Iterable[_Union[Provider, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., aliases: _Optional[_Iterable[_Union[Alias, _Mapping]]] = ..., teams: _Optional[_Iterable[_Union[Team, _Mapping]]] = ..., users: _Optional[_Iterable[_Union[User, _Mapping]]] = ..., projects: _Optional[_Iterable[_Union[Project, _Mapping]]] = ..., keys: _Optional[_Iterable[_Union[VirtualKey, _Mapping]]] = ..., budget_policy: _Optional[_Union[BudgetPolicy, _Mapping]] = ...) -> None: ...
+    routing_rules: _containers.RepeatedCompositeFieldContainer[RoutingRule]
+    def __init__(self, version: _Optional[int] = ..., content_hash: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., key_hash_scheme: _Optional[str] = ..., providers: _Optional[_Iterable[_Union[Provider, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., aliases: _Optional[_Iterable[_Union[Alias, _Mapping]]] = ..., teams: _Optional[_Iterable[_Union[Team, _Mapping]]] = ..., users: _Optional[_Iterable[_Union[User, _Mapping]]] = ..., projects: _Optional[_Iterable[_Union[Project, _Mapping]]] = ..., keys: _Optional[_Iterable[_Union[VirtualKey, _Mapping]]] = ..., budget_policy: _Optional[_Union[BudgetPolicy, _Mapping]] = ..., routing_rules: _Optional[_Iterable[_Union[RoutingRule, _Mapping]]] = ...) -> None: ...
