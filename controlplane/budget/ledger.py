@@ -1,0 +1,151 @@
+"""The authoritative budget ledger: lease Sync calls applied to the store with compare-and-swap.
+
+One Sync (one node, many ops) is one store transaction guarded on the mod revision of every record it
+touches, so two control-plane replicas (or two nodes racing on one budget) can never both grant the same
+money: the loser gets Conflict, re-reads and re-applies. The grant rules themselves are in `grant`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from interlock.v1 import budget_pb2
+
+from ..errors import Conflict
+from ..store.base import KV, Entry
+from .grant import Op, apply_op, expire, invalid_reason
+from .limits import LimitBook
+from .record import LEDGER, LedgerRecord, ledger_key, parse_ledger_key
+
+log = logging.getLogger(__name__)
+WINDOW_KEY_RE = re.compile(r"^[0-9A-Za-z:TZW-]{1,32}$")
+SYNC_ATTEMPTS = 30  # contention between nodes on one hot budget is expected; each retry re-reads fresh state
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One record as read for visibility: which limit, which window, and its figures."""
+
+    kind: int
+    limit_id: str
+    window_key: str
+    record: LedgerRecord
+
+
+class Ledger:
+    def __init__(self, kv: KV, *, clock: Callable[[], float], lease_ttl_s: float, limits: Callable[[], LimitBook]):
+        self._kv = kv
+        self._clock = clock
+        self._ttl_ms = int(lease_ttl_s * 1000)
+        self._limits = limits
+
+    @property
+    def lease_ttl_ms(self) -> int:
+        return self._ttl_ms
+
+    async def sync(self, node_id: str, seq: int, ops: Sequence[budget_pb2.LeaseOp]) -> list[budget_pb2.LeaseGrant]:
+        """Apply one node's batch atomically; one grant per op, same order."""
+        for attempt in range(SYNC_ATTEMPTS):
+            try:
+                return await self._sync_once(node_id, seq, ops)
+            except Conflict:
+                if attempt + 1 == SYNC_ATTEMPTS:
+                    raise
+                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # de-synchronise racing writers
+        raise AssertionError("unreachable")
+
+    def _check(self, op: budget_pb2.LeaseOp, seen: set[str]) -> str:
+        if op.kind not in (budget_pb2.LEASE_KIND_BUDGET, budget_pb2.LEASE_KIND_REQUESTS, budget_pb2.LEASE_KIND_TOKENS,
+                           budget_pb2.LEASE_KIND_CONCURRENCY):
+            return "unknown lease kind"
+        if not WINDOW_KEY_RE.match(op.window_key) or not op.limit_id or "/" in op.limit_id:
+            return "malformed limit_id or window_key"
+        key = ledger_key(op.kind, op.limit_id, op.window_key)
+        if key in seen:
+            return "the same lease is named twice in one call"
+        seen.add(key)
+        if op.kind == budget_pb2.LEASE_KIND_CONCURRENCY and op.settled_delta:
+            return "concurrency slots are never settled: return them by lowering want_total"
+        return invalid_reason(Op(node_id="", seq=0, settled_delta=op.settled_delta,
+                                 overshoot_delta=op.overshoot_delta, want_total=op.want_total, min_grant=op.min_grant))
+
+    async def _sync_once(self, node_id: str, seq: int, ops: Sequence[budget_pb2.LeaseOp]) -> list[budget_pb2.LeaseGrant]:
+        now_s = self._clock()
+        now_ms = int(now_s * 1000)
+        book = self._limits()
+        seen: set[str] = set()
+        reasons = [self._check(op, seen) for op in ops]
+        keys = [ledger_key(op.kind, op.limit_id, op.window_key) if not why else "" for op, why in zip(ops, reasons, strict=True)]
+        entries = await asyncio.gather(*(self._kv.get(k) for k in keys if k))
+        stored: dict[str, Entry | None] = dict(zip([k for k in keys if k], entries, strict=True))
+        puts: dict[str, bytes] = {}
+        guards: dict[str, int] = {}
+        grants: list[budget_pb2.LeaseGrant] = []
+        for op, why, key in zip(ops, reasons, keys, strict=True):
+            grant = budget_pb2.LeaseGrant(kind=op.kind, limit_id=op.limit_id, window_key=op.window_key)
+            grants.append(grant)
+            if why:
+                grant.status, grant.error = budget_pb2.LEASE_STATUS_INVALID, why
+                continue
+            entry = stored[key]
+            spec = book.get((op.kind, op.limit_id))
+            if spec is None and entry is None:
+                grant.status = budget_pb2.LEASE_STATUS_UNKNOWN_LIMIT
+                grant.error = "no such budget or rate limit in the current policy"
+                continue
+            rec = LedgerRecord.decode(entry.value) if entry else LedgerRecord(limit=spec.limit if spec else 0)
+            window = spec.window_at(now_s) if spec else None
+            current = spec is not None and window is not None and window.key == op.window_key
+            if current and spec is not None:
+                rec.limit = spec.limit  # a changed limit applies from the next grant on
+            out = apply_op(rec, Op(node_id, seq, op.settled_delta, op.overshoot_delta, op.want_total, op.min_grant),
+                           now_ms=now_ms, ttl_ms=self._ttl_ms, current=current)
+            if entry is None and not rec.settled and not rec.leases:
+                pass  # nothing to remember: don't create empty records for idle asks
+            else:
+                puts[key] = rec.encode()
+                guards[key] = entry.mod_revision if entry else 0
+            if spec is None:
+                grant.status = budget_pb2.LEASE_STATUS_UNKNOWN_LIMIT
+                grant.error = "no such budget or rate limit in the current policy; spend recorded, lease returned"
+            elif not current:
+                grant.status = budget_pb2.LEASE_STATUS_WINDOW_CLOSED
+                grant.error = f"window {op.window_key!r} is not the current one; spend recorded, lease returned"
+            self._fill(grant, rec, out.lease, out.granted_delta, out.expires_ms, now_ms)
+            if window is not None:
+                grant.window_resets_unix_ms = window.reset_unix_ms
+        if puts:
+            await self._kv.commit(puts, if_revision_of=guards)
+        return grants
+
+    @staticmethod
+    def _fill(grant: budget_pb2.LeaseGrant, rec: LedgerRecord, lease: int, delta: int, expires_ms: int,
+              now_ms: int) -> None:
+        grant.lease, grant.granted_delta, grant.lease_expires_unix_ms = lease, delta, expires_ms
+        grant.limit, grant.settled = rec.limit, rec.settled
+        grant.leased = rec.leased(now_ms)
+        grant.remaining = rec.remaining(now_ms)
+
+    async def rows(self) -> list[LedgerRow]:
+        """Every ledger record, with expired leases already returned (as a read would see them)."""
+        entries, _ = await self._kv.get_prefix(LEDGER)
+        now_ms = int(self._clock() * 1000)
+        out = []
+        for key, entry in sorted(entries.items()):
+            parsed = parse_ledger_key(key)
+            if parsed is None:
+                log.warning("ignoring %s: not a ledger record key", key)
+                continue
+            try:
+                rec = LedgerRecord.decode(entry.value)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("ignoring unreadable ledger record %s: %s", key, exc)
+                continue
+            expire(rec, now_ms, self._ttl_ms)
+            out.append(LedgerRow(*parsed, rec))
+        return out

@@ -1,0 +1,79 @@
+"""One ledger record: a budget or rate limit in one window, as stored (JSON) under `budget/...`.
+
+Key layout, relative to the deployment prefix:
+
+    {prefix}/budget/{kind}/{limit_id}/{window_key}   LedgerRecord JSON
+
+kind is "budget" | "requests" | "tokens" | "concurrency"; limit_id is a Budget or RateLimit id ("key:vk_..."
+for per-run keys); window_key comes from interlock.windows. Records live outside policy/, so ledger churn never
+wakes the snapshot publisher.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from interlock.v1 import budget_pb2
+
+LEDGER = "budget/"
+KIND_NAMES: dict[int, str] = {
+    budget_pb2.LEASE_KIND_BUDGET: "budget",
+    budget_pb2.LEASE_KIND_REQUESTS: "requests",
+    budget_pb2.LEASE_KIND_TOKENS: "tokens",
+    budget_pb2.LEASE_KIND_CONCURRENCY: "concurrency",
+}
+KIND_BY_NAME = {v: k for k, v in KIND_NAMES.items()}
+
+
+def ledger_key(kind: int, limit_id: str, window_key: str) -> str:
+    return f"{LEDGER}{KIND_NAMES[kind]}/{limit_id}/{window_key}"
+
+
+def parse_ledger_key(key: str) -> tuple[int, str, str] | None:
+    parts = key.removeprefix(LEDGER).split("/")
+    if len(parts) != 3 or parts[0] not in KIND_BY_NAME:
+        return None
+    return KIND_BY_NAME[parts[0]], parts[1], parts[2]
+
+
+@dataclass
+class Lease:
+    amount: int
+    expires_ms: int
+
+
+@dataclass
+class LedgerRecord:
+    limit: int
+    settled: int = 0
+    overshoot: int = 0  # spend reported beyond reservations (+ settles that arrived after their lease expired)
+    reclaimed: int = 0  # lease amounts returned to the pool because their node stopped renewing (crashed)
+    leases: dict[str, Lease] = field(default_factory=dict)
+    seqs: dict[str, tuple[int, int]] = field(default_factory=dict)  # node -> (last applied seq, when, ms)
+
+    def leased(self, now_ms: int) -> int:
+        return sum(lease.amount for lease in self.leases.values() if lease.expires_ms > now_ms)
+
+    def remaining(self, now_ms: int) -> int:
+        return max(0, self.limit - self.settled - self.leased(now_ms))
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {
+                "limit": self.limit, "settled": self.settled, "overshoot": self.overshoot, "reclaimed": self.reclaimed,
+                "leases": {n: [x.amount, x.expires_ms] for n, x in sorted(self.leases.items())},
+                "seqs": {n: list(s) for n, s in sorted(self.seqs.items())},
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> LedgerRecord:
+        d = json.loads(raw)
+        return cls(
+            limit=int(d["limit"]), settled=int(d["settled"]), overshoot=int(d["overshoot"]),
+            reclaimed=int(d.get("reclaimed", 0)),
+            leases={n: Lease(int(a), int(e)) for n, (a, e) in d["leases"].items()},
+            seqs={n: (int(s), int(t)) for n, (s, t) in d.get("seqs", {}).items()},
+        )

@@ -1,0 +1,138 @@
+"""The lease ledger over the real stores (embedded sqlite and etcd): grants, settles, overshoot, expiry, CAS."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from controlplane.budget.grant import grant_size
+from controlplane.budget.ledger import Ledger
+from controlplane.budget.limits import LimitBook, LimitSpec
+from controlplane.store import KV, open_store
+from interlock.v1 import budget_pb2
+
+B = budget_pb2.LEASE_KIND_BUDGET
+LIMIT = 1_000_000
+
+
+class Clock:
+    def __init__(self, t: float = 1_795_000_000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def book(limit: int = LIMIT, window: str = "lifetime") -> LimitBook:
+    return {(B, "b1"): LimitSpec(B, "b1", limit, window, "UTC", "team", "t1")}
+
+
+def op(want: int = 0, settled: int = 0, overshoot: int = 0, min_grant: int = 0, window: str = "lifetime",
+       limit_id: str = "b1", kind: int = B) -> budget_pb2.LeaseOp:
+    return budget_pb2.LeaseOp(kind=kind, limit_id=limit_id, window_key=window, settled_delta=settled,
+                              overshoot_delta=overshoot, want_total=want, min_grant=min_grant)
+
+
+@pytest.fixture(params=["sqlite", "etcd"])
+async def kv(request: pytest.FixtureRequest, tmp_path, store_prefix: str) -> AsyncIterator[KV]:
+    url = request.getfixturevalue("etcd_url") if request.param == "etcd" else f"sqlite:///{tmp_path}/policy.db"
+    store = open_store(url, store_prefix)
+    yield store
+    await store.close()
+
+
+def ledger(kv: KV, clock: Clock, limits: LimitBook | None = None, ttl_s: float = 10.0) -> Ledger:
+    lb = limits if limits is not None else book()
+    return Ledger(kv, clock=clock, lease_ttl_s=ttl_s, limits=lambda: lb)
+
+
+def test_grant_size_shares_and_tail() -> None:
+    assert grant_size(ask=10**6, available=900, min_grant=0, limit=1000, other_holders=2) == 300
+    assert grant_size(ask=100, available=900, min_grant=0, limit=1000, other_holders=2) == 100
+    assert grant_size(ask=10**6, available=40, min_grant=0, limit=1000, other_holders=5) == 40  # tail: all of it
+    assert grant_size(ask=10**6, available=300, min_grant=250, limit=1000, other_holders=5) == 250
+    assert grant_size(ask=10**6, available=200, min_grant=250, limit=1000, other_holders=0) == 0
+    assert grant_size(ask=10**6, available=0, min_grant=0, limit=1000, other_holders=0) == 0
+
+
+@pytest.mark.integration
+async def test_grant_settle_return_and_figures(kv: KV) -> None:
+    clock = Clock()
+    led = ledger(kv, clock)
+    [g] = await led.sync("n1", 1, [op(want=LIMIT)])
+    assert g.status == budget_pb2.LEASE_STATUS_OK and g.lease == LIMIT  # only holder: gets everything it asks
+    [g2] = await led.sync("n2", 1, [op(want=LIMIT)])
+    assert g2.lease == 0 and g2.remaining == 0
+    [g] = await led.sync("n1", 2, [op(settled=300_000, want=100_000)])  # spent 300k, keep 100k, return the rest
+    assert (g.lease, g.settled, g.leased, g.remaining) == (100_000, 300_000, 100_000, 600_000)
+    assert g.granted_delta == 100_000 - LIMIT
+    [g2] = await led.sync("n2", 2, [op(want=LIMIT)])
+    assert g2.lease == 300_000  # n1 still holds a lease: n2 gets a share of the 600k left, not all of it
+    [g2] = await led.sync("n2", 3, [op(want=LIMIT)])
+    assert g2.lease == 450_000
+
+
+@pytest.mark.integration
+async def test_overshoot_is_counted_and_retry_is_applied_once(kv: KV) -> None:
+    clock = Clock()
+    led = ledger(kv, clock)
+    await led.sync("n1", 1, [op(want=1000)])
+    [g] = await led.sync("n1", 2, [op(settled=1300, overshoot=400, want=0)])  # 900 in lease, 400 beyond reservations
+    [g_retry] = await led.sync("n1", 2, [op(settled=1300, overshoot=400, want=0)])  # same seq: not applied twice
+    assert g.settled == g_retry.settled == 1300
+    [row] = await led.rows()
+    assert row.record.overshoot == 400 and row.record.settled == 1300 and not row.record.leases
+
+
+@pytest.mark.integration
+async def test_crashed_node_lease_returns_after_ttl(kv: KV) -> None:
+    clock = Clock()
+    led = ledger(kv, clock, ttl_s=10)
+    [g] = await led.sync("dead", 1, [op(want=LIMIT)])
+    assert g.lease == LIMIT and g.lease_expires_unix_ms == int(clock.t * 1000) + 10_000
+    clock.t += 9
+    assert (await led.sync("live", 1, [op(want=LIMIT)]))[0].lease == 0
+    clock.t += 1.001
+    [g] = await led.sync("live", 2, [op(want=LIMIT)])
+    assert g.lease == LIMIT
+    [row] = await led.rows()
+    assert row.record.reclaimed == LIMIT
+    clock.t += 1
+    [late] = await led.sync("dead", 2, [op(settled=500, want=0)])  # came back: its spend is beyond the pool now
+    assert late.settled == 500
+    assert (await led.rows())[0].record.overshoot == 500
+
+
+@pytest.mark.integration
+async def test_window_rollover_and_unknown_limits(kv: KV) -> None:
+    clock = Clock(1_795_000_000.0)  # 2026-11-18 in UTC
+    led = ledger(kv, clock, limits=book(window="day"))
+    [g] = await led.sync("n1", 1, [op(want=100, window="2026-11-18")])
+    assert g.status == budget_pb2.LEASE_STATUS_OK and g.lease == 100 and g.window_resets_unix_ms == 1_795_046_400_000
+    clock.t += 86_400
+    [g_old, g_new] = await led.sync("n1", 2, [op(settled=60, window="2026-11-18"), op(want=100, window="2026-11-19")])
+    assert g_old.status == budget_pb2.LEASE_STATUS_WINDOW_CLOSED and g_old.lease == 0 and g_old.settled == 60
+    assert g_new.status == budget_pb2.LEASE_STATUS_OK and g_new.lease == 100 and g_new.settled == 0
+    [g_unknown, g_bad] = await led.sync("n1", 3, [op(want=5, limit_id="gone"), op(want=-1, window="2026-11-19")])
+    assert g_unknown.status == budget_pb2.LEASE_STATUS_UNKNOWN_LIMIT
+    assert g_bad.status == budget_pb2.LEASE_STATUS_INVALID and "negative" in g_bad.error
+
+
+@pytest.mark.integration
+async def test_two_replicas_racing_never_over_grant(kv: KV, tmp_path, store_prefix: str) -> None:
+    """Two Ledger instances (two control-plane replicas) on one store, 12 nodes grabbing concurrently."""
+    clock = Clock()
+    replicas = [ledger(kv, clock, limits=book(limit=10_000)), ledger(kv, clock, limits=book(limit=10_000))]
+
+    async def node(i: int) -> int:
+        held = 0
+        for seq in range(1, 6):
+            [g] = await replicas[i % 2].sync(f"n{i}", seq, [op(want=held + 2_000, min_grant=1)])
+            held = g.lease
+        return held
+
+    held = await asyncio.gather(*(node(i) for i in range(12)))
+    [row] = await replicas[0].rows()
+    assert sum(held) == row.record.leased(int(clock.t * 1000)) == 10_000  # all of it granted, never more
