@@ -44,7 +44,14 @@ def block_text(content: Any, *, text_only: bool = False) -> str:
     return "\n".join(parts)
 
 
-def _choose_tool(body: Mapping[str, Any], triggered: bool) -> ToolSpec | None:
+def last_text_block(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    texts = [b["text"] for b in content or () if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)]
+    return texts[-1] if texts else ""
+
+
+def _choose_tool(body: Mapping[str, Any], triggered: bool, prompt: str) -> ToolSpec | None:
     tools = [t for t in body.get("tools") or () if isinstance(t, dict) and "input_schema" in t]
     choice = body.get("tool_choice") or {"type": "auto"}
     kind = choice.get("type") if isinstance(choice, dict) else "auto"
@@ -52,6 +59,8 @@ def _choose_tool(body: Mapping[str, Any], triggered: bool) -> ToolSpec | None:
         return None
     if kind == "tool":
         tools = [t for t in tools if t.get("name") == choice.get("name")] or tools
+    elif named := [t for t in tools if str(t.get("name")) in prompt.split()]:
+        tools = named  # agents send dozens of tools: "use tool Read" picks Read
     return ToolSpec(name=str(tools[0].get("name", "tool")), schema=tools[0].get("input_schema") or {})
 
 
@@ -67,20 +76,23 @@ def parse_messages(body: Any) -> Turn:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
         raise RequestError("messages: at least one message is required", "messages")
-    if any(m.get("role") not in ("user", "assistant") for m in messages):
-        raise RequestError("messages: roles must be 'user' or 'assistant'", "messages")
+    # Claude Code appends a `system`-role message (its environment) after the user's turn.
+    if any(m.get("role") not in ("user", "assistant", "system") for m in messages):
+        raise RequestError("messages: roles must be 'user', 'assistant' or 'system'", "messages")
     texts = [block_text(body.get("system"))] if body.get("system") else []
     texts += [block_text(m.get("content")) for m in messages]
-    users = [m for m in messages if m.get("role") == "user"]
-    prompt = block_text(users[-1].get("content"), text_only=True) if users else ""
+    turns = [m for m in messages if m.get("role") != "system"]
+    users = [m for m in turns if m.get("role") == "user"]
+    # The last text block is what the user typed; agents put <system-reminder> blocks before it.
+    prompt = last_text_block(users[-1].get("content")) if users else ""
     # Only a final user message with that text triggers a tool: a tool_result turn ends the loop.
-    triggered = messages[-1].get("role") == "user" and last_text_has_trigger(prompt)
+    triggered = bool(turns) and turns[-1].get("role") == "user" and last_text_has_trigger(prompt)
     return Turn(
         model=model,
         stream=body.get("stream") is True,
         input_text="\n".join(texts),
         prompt=prompt,
-        tool=_choose_tool(body, triggered),
+        tool=_choose_tool(body, triggered, prompt),
         max_tokens=max_tokens,
     )
 

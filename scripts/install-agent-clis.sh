@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs the coding-agent CLIs that tests/test_agent_clis.py runs through the gateway
+# (Claude Code, Codex CLI, Gemini CLI) at the exact versions pinned in tests/agents/
+# package.json + package-lock.json, into .cache/agents. Idempotent: when the installed
+# tree matches the lockfile it only checks the binaries run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SRC=tests/agents
+DEST=.cache/agents
+STAMP="$DEST/.lock-sha256"
+
+if ! command -v npm >/dev/null 2>&1; then
+    echo "install-agent-clis: npm not found; installing Node.js from Debian packages"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq nodejs npm
+fi
+
+want="$(cat "$SRC/package.json" "$SRC/package-lock.json" | sha256sum | cut -d' ' -f1)"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+    echo "install-agent-clis: pinned CLIs already installed in $DEST"
+else
+    echo "install-agent-clis: installing pinned CLIs from the npm registry into $DEST"
+    mkdir -p "$DEST"
+    cp "$SRC/package.json" "$SRC/package-lock.json" "$DEST/"
+    # No update notifier, audit or funding calls; optional native addons (node-pty, keytar)
+    # are not needed for non-interactive runs, so their build scripts may fail harmlessly.
+    (cd "$DEST" && npm ci --no-audit --no-fund --no-update-notifier --loglevel=error)
+    echo "$want" >"$STAMP"
+fi
+
+bin="$DEST/node_modules/.bin"
+for cli in claude codex gemini; do
+    if [ ! -x "$bin/$cli" ]; then
+        echo "install-agent-clis: $bin/$cli missing after install" >&2
+        exit 1
+    fi
+    printf 'install-agent-clis: %-6s %s\n' "$cli" "$("$bin/$cli" --version 2>/dev/null | head -n 1)"
+done
