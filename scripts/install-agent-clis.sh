@@ -16,6 +16,13 @@ if ! command -v npm >/dev/null 2>&1; then
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq nodejs npm
 fi
 
+# The tests trace each CLI's connect() calls to prove nothing but the gateway is contacted.
+if ! command -v strace >/dev/null 2>&1; then
+    echo "install-agent-clis: installing strace from Debian packages"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq strace
+fi
+
 want="$(cat "$SRC/package.json" "$SRC/package-lock.json" | sha256sum | cut -d' ' -f1)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
     echo "install-agent-clis: pinned CLIs already installed in $DEST"
