@@ -15,7 +15,7 @@ import orjson
 
 from dataplane.errors import SnapshotRejected
 from dataplane.pricing import Price, per_token_pico
-from dataplane.providers.base import ProviderAdapter
+from dataplane.providers.base import ProviderAdapter, ProviderConfigError
 from interlock.keys import HASH_SCHEME
 from interlock.v1 import policy_pb2
 
@@ -87,6 +87,10 @@ def _provider(p: policy_pb2.Provider, adapters: Mapping[str, ProviderAdapter], c
         unavailable = f"credential {p.credential_ref} for provider {p.name!r} is not available on this node"
     elif adapter.credential_required and not p.credential_ref:
         unavailable = f"provider {p.name!r} has no credential configured"
+    try:  # kind-specific settings and credential parsing, once per snapshot
+        adapter = adapter.bind(dict(p.options), secret)
+    except ProviderConfigError as exc:
+        unavailable = unavailable or f"provider {p.name!r}: {exc}"
     headers = (("content-type", "application/json"), *adapter.static_headers, *sorted(p.headers.items()),
                *adapter.auth_headers(secret))
     return RuntimeProvider(

@@ -1,4 +1,16 @@
-"""Provider kinds the data plane can speak. The control plane validates against
-this set; the data plane's provider registry is tested to match it exactly."""
+"""Provider kinds the data plane can speak, and the `options` each accepts. The control plane
+validates against these; the data plane's provider registry is tested to match them exactly."""
 
-PROVIDER_KINDS: frozenset[str] = frozenset({"openai", "openai_compatible", "anthropic"})
+PROVIDER_OPTIONS: dict[str, frozenset[str]] = {
+    "openai": frozenset(),
+    "openai_compatible": frozenset({"stream_usage"}),
+    "mistral": frozenset(),
+    "anthropic": frozenset(),
+    "azure_openai": frozenset({"api_version", "auth"}),
+    "gemini": frozenset(),
+    "vertex_gemini": frozenset({"project", "location"}),
+    "vertex_anthropic": frozenset({"project", "location"}),
+    "bedrock": frozenset({"region", "auth"}),
+    "bedrock_anthropic": frozenset({"region", "auth"}),
+}
+PROVIDER_KINDS: frozenset[str] = frozenset(PROVIDER_OPTIONS)

@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Iterable
 
 from interlock.keys import HASH_SCHEME
-from interlock.kinds import PROVIDER_KINDS
+from interlock.kinds import PROVIDER_KINDS, PROVIDER_OPTIONS
 from interlock.snapshot_hash import snapshot_content_hash
 from interlock.v1 import policy_pb2
 
@@ -71,6 +71,9 @@ def validate(doc: PolicyDocument, keys: Iterable[KeyRecord]) -> dict[str, str]:
     for p in doc.providers:
         if p.kind not in PROVIDER_KINDS:
             errors.append(f"provider {p.name!r}: unknown kind {p.kind!r} (known: {', '.join(sorted(PROVIDER_KINDS))})")
+        elif unknown := sorted(set(p.options) - PROVIDER_OPTIONS.get(p.kind, frozenset())):
+            known = ", ".join(sorted(PROVIDER_OPTIONS.get(p.kind, ()))) or "none"
+            errors.append(f"provider {p.name!r}: unknown options {unknown} for kind {p.kind!r} (known: {known})")
     for m in doc.models:
         if m.provider is not None and m.provider not in providers:
             errors.append(f"model {m.name!r}: provider {m.provider!r} is not defined")
@@ -114,7 +117,7 @@ def compile_snapshot(
     for p in sorted(doc.providers, key=lambda p: p.name):
         s.providers.add(
             name=p.name, kind=p.kind, base_url=p.base_url, credential_ref=p.credential,
-            headers=p.headers, timeout_ms=p.timeout_ms,
+            headers=p.headers, timeout_ms=p.timeout_ms, options=p.options,
         )
         s.providers[-1].region = p.region or ""
     providers = {p.name: p for p in doc.providers}

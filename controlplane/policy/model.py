@@ -33,6 +33,7 @@ class Provider(_Frozen):
     credential: str = ""
     headers: dict[str, str] = Field(default_factory=dict)
     timeout_ms: int = Field(default=600_000, ge=100, le=3_600_000)
+    options: dict[str, str] = Field(default_factory=dict)  # kind-specific (interlock/kinds.py PROVIDER_OPTIONS)
     region: Region | None = None  # routing constraints (team allowed_regions) compare against this
 
     @field_validator("credential")

@@ -1,9 +1,63 @@
-"""What a provider adapter provides. Pure: no I/O; the data plane's upstream client does the sending."""
+"""What a provider adapter provides. Pure: no I/O; the data plane's upstream client does the sending.
+
+Life cycle: the registry holds one adapter per provider kind. When a snapshot is compiled, each
+configured provider gets `kind_adapter.bind(options, secret)`, an adapter specialised to that provider
+(API version, region, signing credentials...). Per request the proxy calls `prepare_body` (model
+rewrite, usage options), then `build_request` (URL, headers, final body bytes, signature) and, for
+streams, `stream_decoder()` (provider wire framing -> SSE of `dialect`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
+
+from dataplane.dialects.base import StreamUsageScanner, Usage
+from dataplane.gateway_errors import bad_request
+
+if TYPE_CHECKING:
+    from dataplane.policy import RuntimeProvider
+
+Headers = list[tuple[str, str]]
+
+
+class ProviderConfigError(ValueError):
+    """A provider's options or credential do not fit its kind; the node marks that provider unavailable."""
+
+
+class StreamDecoder(Protocol):
+    def feed(self, chunk: bytes) -> bytes:
+        """Decode the next upstream bytes; returns the SSE bytes complete so far (possibly b"")."""
+        ...
+
+
+class DecodingScanner:
+    """A StreamUsageScanner that first turns the provider's wire framing into SSE (see StreamDecoder)."""
+
+    __slots__ = ("_decoder", "_scanner")
+
+    def __init__(self, decoder: StreamDecoder, scanner: StreamUsageScanner) -> None:
+        self._decoder = decoder
+        self._scanner = scanner
+
+    @property
+    def usage(self) -> Usage:
+        return self._scanner.usage
+
+    @usage.setter
+    def usage(self, value: Usage) -> None:
+        self._scanner.usage = value
+
+    @property
+    def events(self) -> int:
+        return self._scanner.events
+
+    def feed(self, chunk: bytes) -> bytes:
+        sse = self._decoder.feed(chunk)
+        return self._scanner.feed(sse) if sse else b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -11,23 +65,34 @@ class ProviderAdapter:
     """Configuration of one provider kind.
 
     dialect: the API dialect the provider speaks natively (requests from clients of
-        another dialect need translation, which the routing issue adds).
+        another dialect need translation).
     paths: operation -> path appended to the provider's base URL.
     auth_header / auth_prefix: how the resolved credential is sent.
     forward_headers: client headers passed through verbatim (lower-case).
     static_headers: always sent.
-    needs_usage_option: OpenAI only reports usage in streams when asked to.
+    needs_usage_option: OpenAI-style servers only report usage in streams when asked to.
+    options: the provider `options` this kind accepts (validated by the control plane too).
     """
 
     kind: str
     dialect: str
-    paths: dict[str, str]
+    paths: Mapping[str, str]
     auth_header: str
     auth_prefix: str = ""
     credential_required: bool = True
     forward_headers: frozenset[str] = frozenset()
     static_headers: tuple[tuple[str, str], ...] = ()
     needs_usage_option: bool = False
+    options: frozenset[str] = frozenset()
+
+    def bind(self, options: Mapping[str, str], secret: str | None) -> ProviderAdapter:
+        """The adapter for one configured provider. Called at snapshot-compile time, never per request.
+
+        Raises ProviderConfigError for options or a credential this kind cannot use."""
+        unknown = set(options) - self.options
+        if unknown:
+            raise ProviderConfigError(f"unknown options {sorted(unknown)} for kind {self.kind!r}")
+        return self
 
     def auth_headers(self, secret: str | None) -> tuple[tuple[str, str], ...]:
         if not secret:
@@ -49,3 +114,27 @@ class ProviderAdapter:
                 opts["include_usage"] = True
                 return True
         return False
+
+    def path(self, operation: str, model: str, stream: bool) -> str:
+        """Path (and query) for an operation; kinds that address the model in the URL override this."""
+        path = self.paths.get(operation)
+        if path is None:
+            raise unsupported(self, operation)
+        return path
+
+    def build_request(
+        self, prov: RuntimeProvider, operation: str, model: str, stream: bool, body: dict[str, Any],
+        client_headers: Mapping[str, str],
+    ) -> tuple[str, Headers, bytes]:
+        """URL, headers and body bytes for the upstream. `body` is final (in this provider's dialect,
+        after prepare_body); signing kinds sign exactly the bytes returned."""
+        headers = [*prov.headers, *((h, client_headers[h]) for h in self.forward_headers if h in client_headers)]
+        return prov.base_url + self.path(operation, model, stream), headers, orjson.dumps(body)
+
+    def stream_decoder(self) -> StreamDecoder | None:
+        """None: the upstream already streams SSE of `dialect` (relayed as is)."""
+        return None
+
+
+def unsupported(adapter: ProviderAdapter, operation: str) -> Exception:
+    return bad_request(f"this model's provider (kind {adapter.kind!r}) does not serve the {operation!r} operation")
