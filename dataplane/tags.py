@@ -20,8 +20,9 @@ MAX_TAGS = 32
 MAX_VALUE = 256
 _KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _LEGACY_SESSION = re.compile(r"_session_([0-9A-Za-z-]{8,64})$")
-# Claude Code (v2.1.86+) and Codex CLI send a session header; older Claude Code only the body metadata.
-_SESSION_HEADERS = ("x-claude-code-session-id", "session_id", "x-session-id", "conversation_id")
+# Claude Code (v2.1.86+) and Codex CLI send a session header (Codex 0.169 `session-id`, older
+# `session_id`); older Claude Code only the body metadata.
+_SESSION_HEADERS = ("x-claude-code-session-id", "session-id", "session_id", "x-session-id", "conversation_id")
 
 
 def _check(key: str, value: str, source: str) -> None:
