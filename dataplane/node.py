@@ -21,6 +21,7 @@ from dataplane.providers.registry import default_providers
 from dataplane.proxy import Proxy
 from dataplane.router import Router
 from dataplane.sync import SnapshotSync
+from dataplane.translate.registry import default_translations
 from dataplane.upstream import Upstream
 from interlock.settings import DataPlaneSettings
 
@@ -43,7 +44,7 @@ class DataPlaneNode:
         dialects = default_dialects()
         now = time.time
         self.proxy = Proxy(policy=self.holder.current, pepper=settings.key_pepper, upstream=self.upstream, sink=sink,
-                           node_id=settings.node_id, clock=now)
+                           node_id=settings.node_id, clock=now, translations=default_translations(dialects))
         self.router = Router(proxy=self.proxy, dialects=dialects, policy=self.holder.current, pepper=settings.key_pepper,
                              clock=now, ready=lambda: self.holder.policy is not None)
         self.sync: SnapshotSync | None = None

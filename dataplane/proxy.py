@@ -15,6 +15,8 @@ from dataplane.gateway_errors import GatewayError, bad_request
 from dataplane.http.messages import Request, Responder
 from dataplane.policy import CompiledPolicy, Route
 from dataplane.tags import TAGS_HEADER, missing, request_tags
+from dataplane.translate.base import Params
+from dataplane.translate.binding import Translation, Translations
 from dataplane.upstream import PASSTHROUGH_RESPONSE_HEADERS, Upstream, UpstreamResponse
 from dataplane.usage_event import EventIds, RequestRecord
 
@@ -51,7 +53,7 @@ def _estimate(rec: RequestRecord, partial: Usage, events: int) -> Usage:
 class Proxy:
     def __init__(
         self, *, policy: Callable[[], CompiledPolicy | None], pepper: bytes, upstream: Upstream, sink: UsageSink,
-        node_id: str, clock: Callable[[], float] = time.time,
+        node_id: str, clock: Callable[[], float] = time.time, translations: Translations | None = None,
     ):
         self._policy = policy
         self._pepper = pepper
@@ -60,6 +62,7 @@ class Proxy:
         self._node_id = node_id
         self._clock = clock
         self._ids = EventIds()
+        self._translations = translations
 
     async def handle(self, req: Request, resp: Responder, ep: Endpoint) -> None:
         rec = RequestRecord(self._ids, ep.dialect.name, ep.path, len(req.body))
@@ -108,14 +111,17 @@ class Proxy:
         if prov.unavailable:
             raise GatewayError(503, ErrorKind.UNAVAILABLE, f"model {requested!r} is unavailable on this node: {prov.unavailable}")
         adapter = prov.adapter
+        xl: Translation | None = None  # cross-API translation (dataplane/translate/) when the dialects differ
         if adapter.dialect != ep.dialect.name:
-            raise bad_request(
-                f"model {requested!r} is served by a provider speaking the {adapter.dialect} API; "
-                f"this endpoint speaks {ep.dialect.name} (cross-API translation is not enabled for it)"
-            )
+            if self._translations is None:
+                raise bad_request(f"model {requested!r} is served by a provider speaking the {adapter.dialect} API; "
+                                  f"this endpoint speaks {ep.dialect.name} (cross-API translation is not enabled)")
+            xl = self._translations.bind(ep.dialect, adapter.dialect, Params(
+                requested, stream, int(self._clock()), adapter.kind, route.model.max_output_tokens))
+            body = xl.request(body)
         strip_usage = adapter.prepare_body(body, route.model.upstream_name, stream)
         headers = [*prov.headers, *((h, req.headers[h]) for h in adapter.forward_headers if h in req.headers)]
-        url = prov.base_url + adapter.paths[ep.operation]
+        url = prov.base_url + adapter.paths[xl.operation if xl else ep.operation]
         async with self._upstream.post(url, headers, orjson.dumps(body), prov.timeout_s, prov.name) as upstream:
             extra = [("x-interlock-request-id", rec.event_id)]
             extra += [(h, v) for h in PASSTHROUGH_RESPONSE_HEADERS if (v := upstream.headers.get(h)) is not None]
@@ -123,14 +129,17 @@ class Proxy:
             if upstream.status != 200:
                 rec.error_class = _status_class(upstream.status)
             if stream and upstream.status == 200:
-                await self._relay_stream(upstream, resp, ep.dialect.stream_scanner(strip_usage), rec, extra)
+                scanner = xl.scanner() if xl else ep.dialect.stream_scanner(strip_usage)
+                await self._relay_stream(upstream, resp, scanner, rec, extra)
                 return
             payload = await upstream.read()
             rec.first_byte_s = self._clock()
             if upstream.status == 200:
-                rec.usage = _usage_of(ep.dialect, payload)
-            rec.response_bytes = len(payload)
+                rec.usage = _usage_of(xl.provider if xl else ep.dialect, payload)  # the provider's own report
             ctype = upstream.headers.get("content-type", "application/json")
+            if xl:
+                payload, ctype = xl.response(upstream.status, payload), "application/json"
+            rec.response_bytes = len(payload)
             resp.send(upstream.status, ctype, payload, extra)
 
     async def _relay_stream(

@@ -1,0 +1,64 @@
+"""What every translator provides, and the per-request parameters it is given. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from dataplane.dialects.base import ErrorKind
+from dataplane.gateway_errors import GatewayError
+
+# A stream event between translation stages: (SSE event name or None, parsed JSON data or DONE).
+DONE = "[DONE]"
+Event = tuple[str | None, Any]
+
+
+class Untranslatable(GatewayError):
+    """The request uses a feature the provider's API cannot express faithfully: a 400 in the client's dialect."""
+
+    def __init__(self, message: str):
+        super().__init__(400, ErrorKind.INVALID_REQUEST, message)
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """What a translation needs to know about one request besides its body."""
+
+    client_model: str  # the model name the client asked for: echoed back in responses
+    stream: bool
+    created: int  # unix seconds, for OpenAI-shaped responses (the data plane's clock)
+    provider_kind: str = ""  # adapter kind, e.g. "openai" vs "openai_compatible" (max-token field name)
+    max_output_tokens: int = 0  # the model's policy limit, used when the target API requires a value
+
+
+class EventTranslator(Protocol):
+    """Turns each provider stream event into zero or more client stream events, keeping state in between."""
+
+    def feed(self, name: str | None, data: Any) -> list[Event]: ...
+
+
+class Session(Protocol):
+    """One request's translation: the request body, then its response or stream."""
+
+    def request(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    def response(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    def stream(self) -> EventTranslator: ...
+
+
+class Translator(Protocol):
+    client: str  # dialect names
+    provider: str
+    operation: str  # the provider adapter's path key for the translated request ("chat", "messages")
+
+    def open(self, params: Params) -> Session: ...
+
+
+def text_of(content: Any, sep: str = "\n") -> str:
+    """The text of a string or a list of {"type": "text", "text": ...} blocks/parts (other kinds ignored)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return sep.join(b["text"] for b in content if isinstance(b, dict) and isinstance(b.get("text"), str))
+    return ""

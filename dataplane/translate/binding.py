@@ -1,0 +1,124 @@
+"""What proxy.py uses: one request's translation bound to its client and provider dialects.
+
+The provider's own stream scanner still reads the upstream bytes first, so the usage a usage event
+records is the provider's real report, not our translation of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from dataplane.dialects.base import Dialect, ErrorKind, StreamUsageScanner, Usage
+from dataplane.gateway_errors import bad_request
+
+from .base import EventTranslator, Params, Session, Translator
+from .sse import EventParser, Writer
+
+_KIND_BY_STATUS = {
+    400: ErrorKind.INVALID_REQUEST, 401: ErrorKind.AUTHENTICATION, 403: ErrorKind.PERMISSION,
+    404: ErrorKind.NOT_FOUND, 408: ErrorKind.TIMEOUT, 413: ErrorKind.TOO_LARGE, 422: ErrorKind.INVALID_REQUEST,
+    429: ErrorKind.RATE_LIMIT, 504: ErrorKind.TIMEOUT, 529: ErrorKind.OVERLOADED,
+}
+
+
+def error_kind(status: int) -> str:
+    return _KIND_BY_STATUS.get(status) or (ErrorKind.UPSTREAM if status >= 500 else ErrorKind.INVALID_REQUEST)
+
+
+def provider_error_message(payload: bytes) -> str:
+    """OpenAI, Anthropic and Gemini all put the human-readable text at error.message."""
+    try:
+        body = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        body = None
+    err = body.get("error") if isinstance(body, dict) else None
+    msg = err.get("message") if isinstance(err, dict) else err if isinstance(err, str) else None
+    if isinstance(msg, str) and msg:
+        return msg
+    return payload[:200].decode("utf-8", "replace") or "the provider returned an error without a body"
+
+
+class TranslatingScanner:
+    """A StreamUsageScanner for the relay: provider bytes in, client-dialect SSE bytes out."""
+
+    __slots__ = ("_events", "_parser", "_scanner", "_write")
+
+    def __init__(self, scanner: StreamUsageScanner, events: EventTranslator, write: Writer) -> None:
+        self._scanner = scanner
+        self._parser = EventParser()
+        self._events = events
+        self._write = write
+
+    @property
+    def usage(self) -> Usage:
+        return self._scanner.usage
+
+    @usage.setter
+    def usage(self, value: Usage) -> None:
+        self._scanner.usage = value
+
+    @property
+    def events(self) -> int:
+        return self._scanner.events
+
+    def feed(self, chunk: bytes) -> bytes:
+        self._scanner.feed(chunk)
+        out = []
+        for name, data in self._parser.feed(chunk):
+            out += self._events.feed(name, data)
+        return self._write(out) if out else b""
+
+
+class Translation:
+    __slots__ = ("_session", "_write", "client", "operation", "provider")
+
+    def __init__(self, t: Translator, session: Session, client: Dialect, provider: Dialect, write: Writer) -> None:
+        self._session = session
+        self._write = write
+        self.client = client
+        self.provider = provider
+        self.operation = t.operation
+
+    def request(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._session.request(body)
+
+    def response(self, status: int, payload: bytes) -> bytes:
+        """The provider's complete (non-stream) answer, in the client's dialect: success or error."""
+        if status == 200:
+            try:
+                body = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                body = None
+            if isinstance(body, dict):
+                return orjson.dumps(self._session.response(body))
+            return self.client.error_body(502, ErrorKind.UPSTREAM, "the provider's response was not a JSON object")
+        return self.client.error_body(status, error_kind(status), provider_error_message(payload))
+
+    def scanner(self) -> TranslatingScanner:
+        return TranslatingScanner(self.provider.stream_scanner(False), self._session.stream(), self._write)
+
+
+class Translations:
+    """The registry: (client dialect, provider dialect) -> translator. Built once per node."""
+
+    def __init__(self, translators: Mapping[tuple[str, str], Translator], dialects: Mapping[str, Dialect],
+                 writers: Mapping[str, Writer]) -> None:
+        self._translators = translators
+        self._dialects = dialects
+        self._writers = writers
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return sorted(self._translators)
+
+    def bind(self, client: Dialect, provider_dialect: str, params: Params) -> Translation:
+        t = self._translators.get((client.name, provider_dialect))
+        provider = self._dialects.get(provider_dialect)
+        write = self._writers.get(client.name)
+        if t is None or provider is None or write is None:
+            raise bad_request(
+                f"model {params.client_model!r} is served by a provider speaking the {provider_dialect} API, "
+                f"and requests in the {client.name} API cannot be translated to it")
+        return Translation(t, t.open(params), client, provider, write)

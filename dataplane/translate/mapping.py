@@ -1,0 +1,70 @@
+"""Shared tables: stop reasons and usage between the OpenAI chat and Anthropic messages shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+# OpenAI finish_reason -> Anthropic stop_reason
+OPENAI_TO_ANTHROPIC_STOP = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
+
+# Anthropic stop_reason -> OpenAI finish_reason
+ANTHROPIC_TO_OPENAI_STOP = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "pause_turn": "stop",
+    "refusal": "content_filter",
+}
+
+
+def openai_to_anthropic_usage(u: Any) -> dict[str, int]:
+    """OpenAI's prompt_tokens includes cached tokens; Anthropic's input_tokens excludes cache reads."""
+    u = u if isinstance(u, dict) else {}
+    prompt = int(u.get("prompt_tokens") or 0)
+    cached = int((u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+    return {
+        "input_tokens": max(prompt - cached, 0),
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": cached,
+        "output_tokens": int(u.get("completion_tokens") or 0),
+    }
+
+
+def anthropic_to_openai_usage(u: Any) -> dict[str, Any]:
+    u = u if isinstance(u, dict) else {}
+    read = int(u.get("cache_read_input_tokens") or 0)
+    prompt = int(u.get("input_tokens") or 0) + read + int(u.get("cache_creation_input_tokens") or 0)
+    out = int(u.get("output_tokens") or 0)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": out,
+        "total_tokens": prompt + out,
+        "prompt_tokens_details": {"cached_tokens": read},
+    }
+
+
+def parse_arguments(raw: Any) -> dict[str, Any]:
+    """OpenAI tool-call arguments (JSON text) as an object for an Anthropic tool_use `input`.
+
+    Empty means no arguments. Text that is not a JSON object (a model's malformed output) is kept
+    whole under `_unparsed_arguments`, so the client's tool validation fails visibly instead of the
+    call silently running with different arguments."""
+    if isinstance(raw, dict):
+        return raw
+    if not raw or not isinstance(raw, str) or not raw.strip():
+        return {}
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {"_unparsed_arguments": raw}
+    return value if isinstance(value, dict) else {"_unparsed_arguments": raw}

@@ -1,0 +1,21 @@
+"""Translators by (client dialect, provider dialect). Adding a direction is one module plus one line here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from dataplane.dialects.base import Dialect
+
+from .anthropic_openai import AnthropicToOpenAI
+from .base import Translator
+from .binding import Translations
+from .sse import default_writers
+
+
+def default_translators() -> dict[tuple[str, str], Translator]:
+    ts: list[Translator] = [AnthropicToOpenAI()]
+    return {(t.client, t.provider): t for t in ts}
+
+
+def default_translations(dialects: Mapping[str, Dialect]) -> Translations:
+    return Translations(default_translators(), dialects, default_writers())

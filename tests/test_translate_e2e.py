@@ -1,0 +1,107 @@
+"""Cross-API translation through the gateway with the official SDKs: an Anthropic client served by an
+OpenAI-dialect provider and an OpenAI client served by an Anthropic-dialect provider (the fake provider)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import anthropic
+import openai
+import pytest
+
+from interlock.v1 import usage_pb2
+from tests.fixtures.gateway import Gateway
+
+TOOL = {"name": "read_file", "description": "Read a file", "input_schema": {
+    "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}
+
+
+async def wait_events(gw: Gateway, n: int) -> list[usage_pb2.UsageEvent]:
+    for _ in range(200):
+        if len(gw.sink.events) >= n:
+            return gw.sink.events
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"expected {n} usage events, got {len(gw.sink.events)}")
+
+
+def anth(gw: Gateway) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(base_url=gw.url, api_key=gw.key, max_retries=0, timeout=10)
+
+
+def oai(gw: Gateway) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key=gw.key, max_retries=0, timeout=10)
+
+
+async def test_anthropic_sdk_on_an_openai_provider_non_stream(gateway: Gateway, fake_provider) -> None:  # type: ignore[no-untyped-def]
+    msg = await anth(gateway).messages.create(
+        model="gpt-t", max_tokens=30, system=[{"type": "text", "text": "be brief"}],
+        messages=[{"role": "user", "content": "hello translated world"}])
+    sent = fake_provider.last_request
+    assert sent["path"] == "/v1/chat/completions"
+    assert sent["body"]["messages"][0] == {"role": "system", "content": "be brief"}
+    assert sent["body"]["max_tokens"] == 30 and sent["body"]["model"] == "gpt-upstream"
+    assert msg.type == "message" and msg.model == "gpt-t" and msg.stop_reason == "end_turn"
+    assert msg.content[0].type == "text" and msg.content[0].text.startswith("Echo: hello translated world")
+    (ev,) = await wait_events(gateway, 1)
+    assert ev.status == 200 and ev.provider == "fo" and ev.requested_model == "gpt-t"
+    assert (ev.input_tokens, ev.output_tokens) == (msg.usage.input_tokens, msg.usage.output_tokens)
+    assert ev.output_tokens == len(msg.content[0].text.split())
+
+
+async def test_anthropic_sdk_on_an_openai_provider_stream_with_tool_use(gateway: Gateway, fake_provider) -> None:  # type: ignore[no-untyped-def]
+    async with anth(gateway).messages.stream(
+        model="gpt-t", max_tokens=100, tools=[TOOL],  # type: ignore[list-item]
+        messages=[{"role": "user", "content": "please use tool on README.md"}],
+    ) as stream:
+        kinds = [event.type async for event in stream]
+        final = await stream.get_final_message()
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    assert final.stop_reason == "tool_use"
+    (call,) = final.content
+    assert call.type == "tool_use" and call.name == "read_file" and isinstance(call.input, dict)
+    assert call.input == {"path": "please use tool on README.md"}
+    sent = fake_provider.last_request["body"]
+    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+    assert sent["tools"][0]["function"]["parameters"] == TOOL["input_schema"]
+    (ev,) = await wait_events(gateway, 1)
+    assert ev.stream and not ev.usage_estimated
+    assert (ev.input_tokens, ev.output_tokens) == (final.usage.input_tokens, final.usage.output_tokens)
+    assert ev.output_tokens > 0 and ev.input_tokens > 0
+
+
+async def test_anthropic_tool_loop_history_reaches_openai_provider_as_tool_messages(gateway: Gateway, fake_provider) -> None:  # type: ignore[no-untyped-def]
+    msg = await anth(gateway).messages.create(
+        model="gpt-t", max_tokens=20, tools=[TOOL],  # type: ignore[list-item]
+        messages=[
+            {"role": "system", "content": "you are an agent"},  # type: ignore[typeddict-item]
+            {"role": "user", "content": "please use tool"},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "hmm", "signature": "c2lnbmF0dXJl"},
+                {"type": "tool_use", "id": "toolu_1", "name": "read_file", "input": {"path": "a"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "file body"},
+                                         {"type": "text", "text": "summarise"}]},
+        ])
+    sent = fake_provider.last_request["body"]["messages"]
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "tool", "user"]
+    assert sent[2]["tool_calls"][0]["function"] == {"name": "read_file", "arguments": '{"path":"a"}'}
+    assert sent[3] == {"role": "tool", "tool_call_id": "toolu_1", "content": "file body"}
+    assert "c2lnbmF0dXJl" not in str(sent)  # an Anthropic signature never goes to another vendor
+    assert msg.stop_reason == "end_turn" and msg.content[0].type == "text"
+
+
+async def test_provider_error_reaches_the_anthropic_client_in_its_dialect(gateway: Gateway, fake_provider) -> None:  # type: ignore[no-untyped-def]
+    fake_provider.add_fault(status=429)
+    with pytest.raises(anthropic.RateLimitError) as exc:
+        await anth(gateway).messages.create(model="gpt-t", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+    assert exc.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+    (ev,) = await wait_events(gateway, 1)
+    assert ev.status == 429
+
+
+async def test_untranslatable_request_is_a_400_in_the_clients_dialect(gateway: Gateway, fake_provider) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(anthropic.BadRequestError) as exc:
+        await anth(gateway).messages.create(
+            model="gpt-t", max_tokens=5, messages=[{"role": "user", "content": "hi"}],
+            tools=[{"type": "web_search_20250305", "name": "web_search"}])
+    assert "web_search_20250305" in exc.value.message and "OpenAI" in exc.value.message
+    assert fake_provider.requests_to("/v1/chat/completions") == 0
