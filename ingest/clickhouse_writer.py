@@ -25,6 +25,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 
+from ingest import wire
 from ingest.rows import COLUMNS, events_to_batch
 from ingest.schema import DEFAULT_DATABASE, DEFAULT_TTL_DAYS, check_identifier, create_database, migrate
 from interlock.v1 import usage_pb2
@@ -85,6 +86,8 @@ class ClickHouseWriter:
         self._database = check_identifier(database)
         # Resolved once: without types clickhouse-connect would DESCRIBE the table on every insert.
         self._column_types = self._describe()
+        self._wire_columns = wire.columns()
+        self._wire_settings = wire.settings()
 
     @property
     def client(self) -> Client:
@@ -129,6 +132,24 @@ class ClickHouseWriter:
                 settings=settings,
             )
         return len(batch.rows)
+
+    def insert_wire(self, values: Sequence[bytes], *, dedup_token: str | None = None) -> int:
+        """Insert serialized UsageEvents as they are; ClickHouse decodes them (ingest.wire).
+
+        Every value must come from `wire.wire_value` (an eligible event, fixed
+        up): nothing is validated here. Same retry/dedup semantics as `insert_events`
+        for the same events in the same order. Raises IngestError.
+        """
+        if not values:
+            return 0
+        settings = dict(self._wire_settings)
+        if dedup_token:
+            settings["insert_deduplication_token"] = dedup_token
+        with translate_errors(f"inserting {len(values)} protobuf events into {self._database}.{TABLE}"):
+            self._client.raw_insert(
+                f"{self._database}.{TABLE}", self._wire_columns, wire.frame(values), settings=settings, fmt=wire.FORMAT
+            )
+        return len(values)
 
     def close(self) -> None:
         with translate_errors("closing the ClickHouse client"):

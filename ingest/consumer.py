@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.structs import TopicPartition
 from google.protobuf.message import DecodeError
 
+from ingest import wire
 from ingest.rows import InvalidEvent, event_to_row
 from interlock.v1 import usage_pb2
 
@@ -68,6 +69,9 @@ class Decoded:
     sources: list[Record] = field(default_factory=list)  # record of each event, same index
     poison: list[tuple[Record, str]] = field(default_factory=list)  # (record, reason)
     duplicates: int = 0  # same event_id twice in the batch: kept once
+    # The events' values for ClickHouse to decode itself (ingest.wire), same order as `events`;
+    # None when any event needs the Python row path, which then takes the whole batch.
+    wire: list[bytes] | None = None
 
 
 def decode_records(records: Iterable[Record]) -> Decoded:
@@ -79,9 +83,12 @@ def decode_records(records: Iterable[Record]) -> Decoded:
     out = Decoded()
     seen: set[str] = set()
     from_string = usage_pb2.UsageEvent.FromString
+    wire_value, zero_cost = wire.wire_value, wire.zero_cost_field()
+    values: list[bytes] | None = []
     for rec in records:
+        raw = rec.value or b""
         try:
-            ev = from_string(rec.value or b"")
+            ev = from_string(raw)
         except DecodeError as exc:
             out.poison.append((rec, f"undecodable UsageEvent: {exc}"))
             continue
@@ -92,6 +99,13 @@ def decode_records(records: Iterable[Record]) -> Decoded:
             seen.add(ev.event_id)
         out.events.append(ev)
         out.sources.append(rec)
+        if values is not None:
+            value = wire_value(ev, raw, zero_cost)
+            if value is None:
+                values = None
+            else:
+                values.append(value)
+    out.wire = values if values else None
     return out
 
 

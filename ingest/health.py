@@ -1,7 +1,8 @@
 """Tiny HTTP health endpoint for the ingest service (aiohttp).
 
 GET /healthz  200 when the poll loop ran recently and ClickHouse answered recently, else 503.
-GET /metrics  JSON counters: consumed, inserted, dlq, duplicates, errors, lag per partition, last_insert_age_s.
+GET /metrics  JSON counters: consumed, inserted, dlq, duplicates, errors, wire_batches/fallbacks,
+              lag per partition, last_insert_age_s.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ class IngestStats:
     duplicates: int = 0
     dlq: int = 0
     batches: int = 0
+    wire_batches: int = 0  # inserts ClickHouse decoded from the raw protobuf values (ingest.wire)
+    wire_fallbacks: int = 0  # raw inserts refused and redone as Python rows
     errors: int = 0  # failed insert / DLQ / commit attempts (each retried)
     last_error: str = ""
     last_insert_wall: float = 0.0  # time.time() of the last successful insert
@@ -44,6 +47,8 @@ def snapshot(stats: IngestStats, now: float | None = None, wall: float | None = 
         "duplicates": stats.duplicates,
         "dlq": stats.dlq,
         "batches": stats.batches,
+        "wire_batches": stats.wire_batches,
+        "wire_fallbacks": stats.wire_fallbacks,
         "errors": stats.errors,
         "last_error": stats.last_error,
         "buffered": stats.buffered,

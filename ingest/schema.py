@@ -31,6 +31,13 @@ is no longer written to - force-merged into one part after an hour
 slowest FinOps query from ~6.5 s to well under 1 s; the audit trail, filtered
 by key, stays on usage_events.
 
+Raw protobuf inserts (v7): the ingest service sends Kafka values unchanged with
+`FORMAT Protobuf` (ingest.wire), which maps message fields to columns by name.
+Every field already has a same-named column except the three `*_unix_us`
+timestamps: they become EPHEMERAL columns (accepted by an insert, never stored)
+that received_at, first_byte_at (0 = NULL) and done_at default from. Inserts
+naming the DateTime64 columns themselves (ingest.rows) are unaffected.
+
 Not used for exact answers: a rollup keyed by event_id-free dimensions (like
 spend_daily, or an AggregatingMergeTree by hour) cannot tell a redelivery from a
 new event, because its view sees each insert block alone; it could only be exact
@@ -194,6 +201,16 @@ FROM {db}.usage_events
 GROUP BY day, team_id, user_id, key_id, model, provider
 """
 
+_WIRE_TIMESTAMPS = """
+ALTER TABLE {db}.usage_events
+    ADD COLUMN IF NOT EXISTS received_unix_us Int64 EPHEMERAL,
+    ADD COLUMN IF NOT EXISTS first_byte_unix_us Int64 EPHEMERAL,
+    ADD COLUMN IF NOT EXISTS done_unix_us Int64 EPHEMERAL,
+    MODIFY COLUMN received_at DEFAULT fromUnixTimestamp64Micro(received_unix_us, 'UTC'),
+    MODIFY COLUMN first_byte_at DEFAULT if(first_byte_unix_us = 0, NULL, fromUnixTimestamp64Micro(first_byte_unix_us, 'UTC')),
+    MODIFY COLUMN done_at DEFAULT fromUnixTimestamp64Micro(done_unix_us, 'UTC')
+"""
+
 _MIGRATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS {db}.schema_migrations
 (
@@ -221,7 +238,7 @@ def migrations(database: str = DEFAULT_DATABASE, ttl_days: int = DEFAULT_TTL_DAY
     return [
         (version, sql.format(**args).strip())
         for version, sql in ((1, _USAGE_EVENTS), (2, _SPEND_DAILY), (3, _SPEND_DAILY_MV), (4, _USAGE_BY_TIME),
-                             (5, _USAGE_BY_TIME_MV), (6, _USAGE_BY_TIME_BACKFILL))
+                             (5, _USAGE_BY_TIME_MV), (6, _USAGE_BY_TIME_BACKFILL), (7, _WIRE_TIMESTAMPS))
     ]
 
 

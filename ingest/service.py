@@ -27,6 +27,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from ingest import consumer as kc
+from ingest.clickhouse_writer import IngestError
 from ingest.consumer import PartitionBatch, PartitionBuffers, RebalanceHandler, Record
 from ingest.health import IngestStats
 from interlock.settings import IngestSettings
@@ -34,9 +35,15 @@ from interlock.v1 import usage_pb2
 
 log = logging.getLogger(__name__)
 
+# ClickHouse error codes meaning the server cannot take raw protobuf inserts at all:
+# UNKNOWN_SETTING (format_schema_source is newer than the server), UNKNOWN_FORMAT.
+WIRE_UNSUPPORTED = frozenset({115, 73})
+
 
 class EventWriter(Protocol):  # ClickHouseWriter, or a test double wrapping it
     def insert_events(self, events: Sequence[usage_pb2.UsageEvent], *, dedup_token: str | None = None) -> int: ...
+
+    def insert_wire(self, values: Sequence[bytes], *, dedup_token: str | None = None) -> int: ...
 
 
 @dataclass
@@ -55,6 +62,7 @@ class IngestService:
         self.stats = IngestStats()
         self._writer, self._ping, self._hooks = writer, ping, hooks or Hooks()
         self._max_backoff_s = max_backoff_s
+        self._wire = True  # raw protobuf inserts (ingest.wire) until the server proves it cannot
         self._buffers = PartitionBuffers(settings.batch_max, settings.batch_ms)
         self._queue: asyncio.Queue[PartitionBatch] = asyncio.Queue(maxsize=queue_batches)
         self._committed: dict[TopicPartition, int] = {}
@@ -181,7 +189,7 @@ class IngestService:
         decoded = await asyncio.to_thread(kc.decode_records, batch.records)
         self.stats.duplicates += decoded.duplicates
         poison = list(decoded.poison)
-        inserted = await self._insert(batch, decoded.events)
+        inserted = await self._insert(batch, decoded)
         if inserted is None:
             return
         if inserted < len(decoded.events):
@@ -214,13 +222,34 @@ class IngestService:
             if not self._current(batch):
                 return False
 
-    async def _insert(self, batch: PartitionBatch, events: list[usage_pb2.UsageEvent]) -> int | None:
-        if not events:
+    def _write(self, batch: PartitionBatch, decoded: kc.Decoded) -> int:
+        """One insert of the batch: ClickHouse decodes the values itself when it can, else Python rows."""
+        token = batch.dedup_token
+        if decoded.wire is not None and self._wire:
+            try:
+                n = self._writer.insert_wire(decoded.wire, dedup_token=token)
+                self.stats.wire_batches += 1
+                return n
+            except IngestError as exc:
+                if exc.retryable:
+                    raise
+                # Deterministic refusal (a server without inline schemas, a decoder disagreement):
+                # the row path inserts the same events in the same order under the same token.
+                self.stats.wire_fallbacks += 1
+                self.stats.last_error = f"wire insert: {exc}"
+                log.warning("ingest: raw protobuf insert of %s refused, inserting rows instead: %s", token, exc)
+                if exc.code in WIRE_UNSUPPORTED:
+                    log.warning("ingest: this ClickHouse cannot decode inline protobuf schemas; rows from now on")
+                    self._wire = False
+        return self._writer.insert_events(decoded.events, dedup_token=token)
+
+    async def _insert(self, batch: PartitionBatch, decoded: kc.Decoded) -> int | None:
+        if not decoded.events:
             return 0
         box: list[int] = []
 
         async def attempt() -> None:
-            box.append(await asyncio.to_thread(self._writer.insert_events, events, dedup_token=batch.dedup_token))
+            box.append(await asyncio.to_thread(self._write, batch, decoded))
 
         if not await self._retrying("insert", batch, attempt):
             return None

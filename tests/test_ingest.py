@@ -110,6 +110,9 @@ async def test_ingest_dedups_and_dead_letters(kafka: KafkaBroker, kafka_topic: s
     assert _count(writer, "SELECT count() FROM interlock.usage_events FINAL") == 400
     assert _count(writer, "SELECT uniqExact(event_id) FROM interlock.usage_events") == 400
     assert metrics["consumed"] == 439 and metrics["dlq"] == 2 and metrics["lag_total"] == 0
+    # ClickHouse decoded the clean batches itself; the batch holding `no-time` went through Python rows
+    assert metrics["wire_batches"] >= 1 and metrics["wire_fallbacks"] == 0
+    assert metrics["wire_batches"] < metrics["batches"]
     dlq = await read_topic(kafka.bootstrap, settings.dead_letter_topic, min_count=2)
     reasons = {r.key: dict(r.headers)["reason"].decode() for r in dlq}
     assert set(reasons) == {b"poison", b"no-time"}
@@ -159,6 +162,13 @@ class FlakyWriter:
             raise IngestError("injected: connection refused", retryable=True)
         return self.inner.insert_events(events, dedup_token=dedup_token)
 
+    def insert_wire(self, values: Sequence[bytes], *, dedup_token: str | None = None) -> int:
+        self.calls += 1
+        if self.failures > 0:
+            self.failures -= 1
+            raise IngestError("injected: connection refused", retryable=True)
+        return self.inner.insert_wire(values, dedup_token=dedup_token)
+
 
 async def test_retryable_clickhouse_errors_are_retried(
     kafka: KafkaBroker, kafka_topic: str, writer: ClickHouseWriter
@@ -170,6 +180,34 @@ async def test_retryable_clickhouse_errors_are_retried(
     await _run_until_idle(service)
     assert flaky.failures == 0 and service.stats.errors >= 2
     assert _count(writer, "SELECT count() FROM interlock.usage_events FINAL") == 120
+    assert _count(writer, "SELECT sum(requests) FROM interlock.spend_daily") == 120
+
+
+class NoWireWriter:
+    """A ClickHouse that refuses raw protobuf inserts as an old server would (UNKNOWN_SETTING)."""
+
+    def __init__(self, inner: ClickHouseWriter) -> None:
+        self.inner, self.wire_calls = inner, 0
+
+    def insert_events(self, events: Sequence[usage_pb2.UsageEvent], *, dedup_token: str | None = None) -> int:
+        return self.inner.insert_events(events, dedup_token=dedup_token)
+
+    def insert_wire(self, values: Sequence[bytes], *, dedup_token: str | None = None) -> int:
+        self.wire_calls += 1
+        raise IngestError("Code: 115. DB::Exception: Unknown setting 'format_schema_source'", code=115)
+
+
+async def test_refused_raw_inserts_fall_back_to_rows_once_and_for_all(
+    kafka: KafkaBroker, kafka_topic: str, writer: ClickHouseWriter
+) -> None:
+    events = [_event(i) for i in range(120)]
+    await _produce(kafka.bootstrap, kafka_topic, [(e.event_id.encode(), e.SerializeToString()) for e in events])
+    no_wire = NoWireWriter(writer)
+    service = IngestService(_settings(kafka, kafka_topic, batch_max=30), no_wire)
+    await _run_until_idle(service)
+    assert no_wire.wire_calls == 1 and service.stats.wire_fallbacks == 1 and service.stats.wire_batches == 0
+    assert service.stats.batches >= 4 and service.stats.errors == 0
+    assert _count(writer, "SELECT count() FROM interlock.usage_events") == 120
     assert _count(writer, "SELECT sum(requests) FROM interlock.spend_daily") == 120
 
 
