@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from urllib.parse import unquote_plus
 
 from dataplane.dialects.base import ErrorKind
 from dataplane.gateway_errors import GatewayError, unauthorized
@@ -11,13 +12,21 @@ from interlock.keys import hash_key
 
 
 def presented_key(headers: Mapping[str, str], query: str = "") -> str | None:
-    """The virtual key from `Authorization: Bearer`, `x-api-key` or `x-goog-api-key` (the official SDKs' choices)."""
+    """The virtual key from `Authorization: Bearer`, `x-api-key` or `x-goog-api-key` (the official SDKs' choices),
+    else Gemini's `?key=` query parameter. The key is never forwarded: upstream URLs are built from scratch."""
     auth = headers.get("authorization")
     if auth is not None:
         scheme, _, token = auth.partition(" ")
         if scheme.lower() == "bearer" and token:
             return token.strip()
-    return headers.get("x-api-key") or headers.get("x-goog-api-key") or None
+    found = headers.get("x-api-key") or headers.get("x-goog-api-key")
+    if found or "key=" not in query:
+        return found or None
+    for pair in query.split("&"):
+        name, _, value = pair.partition("=")
+        if name == "key" and value:
+            return unquote_plus(value)
+    return None
 
 
 def authenticate(policy: CompiledPolicy, pepper: bytes, secret: str | None, now_ms: int) -> KeyEntry:

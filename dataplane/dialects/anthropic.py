@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from .base import ErrorKind, Usage
+from .base import ErrorKind, Usage, model_in_body
 from .sse import SSEBuffer, usage_events
 
 _TYPES = {
@@ -16,6 +16,7 @@ _TYPES = {
     ErrorKind.NOT_FOUND: "not_found_error",
     ErrorKind.TOO_LARGE: "request_too_large",
     ErrorKind.RATE_LIMIT: "rate_limit_error",
+    ErrorKind.BUDGET: "billing_error",
     ErrorKind.UPSTREAM: "api_error",
     ErrorKind.OVERLOADED: "overloaded_error",
     ErrorKind.TIMEOUT: "timeout_error",
@@ -64,6 +65,12 @@ class AnthropicStreamScanner:
 
 class AnthropicDialect:
     name = "anthropic"
+
+    def requested_model(self, path: str, body: dict[str, Any]) -> str | None:
+        return model_in_body(body)
+
+    def wants_stream(self, path: str, body: dict[str, Any]) -> bool:
+        return body.get("stream") is True
 
     def error_body(self, status: int, kind: str, message: str) -> bytes:
         return orjson.dumps({"type": "error", "error": {"type": _TYPES.get(kind, "api_error"), "message": message}})

@@ -31,7 +31,17 @@ class StreamUsageScanner(Protocol):
 
 
 class Dialect(Protocol):
+    """One client-facing wire API. `name` is the dialect family a provider must speak to serve it
+    without translation ("openai", "anthropic", "gemini"); several endpoint dialects can share one
+    family (OpenAI chat and Responses). The client API is (name, Endpoint.operation)."""
+
     name: str
+
+    def requested_model(self, path: str, body: dict[str, Any]) -> str | None:
+        """The model the client asked for: from the body, or the URL for APIs that address it there."""
+        ...
+
+    def wants_stream(self, path: str, body: dict[str, Any]) -> bool: ...
 
     def error_body(self, status: int, kind: str, message: str) -> bytes:
         """`kind` is a dialect-neutral error class (see ErrorKind)."""
@@ -48,6 +58,11 @@ class Dialect(Protocol):
     def max_output_tokens(self, body: dict[str, Any]) -> int | None: ...
 
 
+def model_in_body(body: dict[str, Any]) -> str | None:
+    model = body.get("model")
+    return model if isinstance(model, str) and model else None
+
+
 class ErrorKind:
     """Dialect-neutral error classes; each dialect maps them to its own `type` strings."""
 
@@ -57,6 +72,7 @@ class ErrorKind:
     NOT_FOUND = "not_found"
     TOO_LARGE = "request_too_large"
     RATE_LIMIT = "rate_limit"
+    BUDGET = "budget_exceeded"  # a spend cap is reached (HTTP 402)
     UPSTREAM = "upstream_error"
     OVERLOADED = "overloaded"
     TIMEOUT = "timeout"

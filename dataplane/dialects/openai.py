@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from .base import ErrorKind, Usage
+from .base import ErrorKind, Usage, model_in_body
 from .sse import SSEBuffer, cut, usage_events
 
 _TYPES = {
@@ -16,6 +16,7 @@ _TYPES = {
     ErrorKind.NOT_FOUND: ("invalid_request_error", "model_not_found"),
     ErrorKind.TOO_LARGE: ("invalid_request_error", "request_too_large"),
     ErrorKind.RATE_LIMIT: ("rate_limit_exceeded", "rate_limit_exceeded"),
+    ErrorKind.BUDGET: ("insufficient_quota", "budget_exceeded"),
     ErrorKind.UPSTREAM: ("api_error", "upstream_error"),
     ErrorKind.OVERLOADED: ("api_error", "overloaded"),
     ErrorKind.TIMEOUT: ("api_error", "upstream_timeout"),
@@ -67,6 +68,12 @@ class OpenAIStreamScanner:
 
 class OpenAIDialect:
     name = "openai"
+
+    def requested_model(self, path: str, body: dict[str, Any]) -> str | None:
+        return model_in_body(body)
+
+    def wants_stream(self, path: str, body: dict[str, Any]) -> bool:
+        return body.get("stream") is True
 
     def error_body(self, status: int, kind: str, message: str) -> bytes:
         etype, code = _TYPES.get(kind, ("api_error", None))

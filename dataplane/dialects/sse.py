@@ -36,13 +36,14 @@ class SSEBuffer:
         return done
 
 
-def usage_events(done: bytes) -> Iterator[tuple[int, int, dict]]:
-    """Yield (start, end, data) for each complete event in `done` that carries a usage object.
+def usage_events(done: bytes, marker: re.Pattern[bytes] = _USAGE_OBJ) -> Iterator[tuple[int, int, dict]]:
+    """Yield (start, end, data) for each complete event in `done` that carries a usage object
+    (`marker` finds it: "usage" by default, Gemini's "usageMetadata").
 
     One regex pass over the bytes; only matching events are sliced and decoded.
     """
     next_from = 0
-    for m in _USAGE_OBJ.finditer(done):
+    for m in marker.finditer(done):
         if m.start() < next_from:
             continue  # a second match inside an event already handled
         before = done.rfind(b"\n\n", 0, m.start())

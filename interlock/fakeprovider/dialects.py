@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import anthropic_api, gemini_api, openai_api
+from . import anthropic_api, gemini_api, openai_api, responses_api
 from .model import Reply, Turn
 
 Render = Callable[[Turn, Reply, str, int], dict[str, Any]]
@@ -33,6 +33,18 @@ OPENAI = Dialect(
     render=openai_api.completion,
     stream=openai_api.stream,
     stream_content_type=openai_api.STREAM_CONTENT_TYPE,
+    missing_key_status=401,
+    bad_key_status=401,
+    request_id_header="x-request-id",
+)
+
+RESPONSES = Dialect(
+    name=responses_api.NAME,
+    api_key=openai_api.api_key,
+    error=openai_api.error,
+    render=responses_api.response,
+    stream=responses_api.stream,
+    stream_content_type=responses_api.STREAM_CONTENT_TYPE,
     missing_key_status=401,
     bad_key_status=401,
     request_id_header="x-request-id",

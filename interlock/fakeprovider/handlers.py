@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from . import anthropic_api, embeddings, gemini_api, openai_api
+from . import anthropic_api, embeddings, gemini_api, openai_api, responses_api
 from .config import HeaderOverrides, OptionError, RequestOptions, parse_headers, resolve_options
-from .dialects import ANTHROPIC, GEMINI, OPENAI, Dialect
+from .dialects import ANTHROPIC, GEMINI, OPENAI, RESPONSES, Dialect
 from .model import RequestError, Turn
 from .reply import build_reply
 from .state import ProviderState, RecordedRequest
@@ -118,6 +118,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     return await generate(request, OPENAI, openai_api.parse_chat)
 
 
+async def responses(request: web.Request) -> web.StreamResponse:
+    return await generate(request, RESPONSES, responses_api.parse_responses)
+
+
 async def messages(request: web.Request) -> web.StreamResponse:
     return await generate(request, ANTHROPIC, anthropic_api.parse_messages)
 
@@ -178,6 +182,7 @@ async def get_model(request: web.Request) -> web.StreamResponse:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/responses", responses)
     app.router.add_post("/v1/embeddings", create_embeddings)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", get_model)

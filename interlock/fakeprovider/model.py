@@ -25,6 +25,7 @@ class RequestError(ValueError):
 class ToolSpec:
     name: str
     schema: Mapping[str, Any] = field(default_factory=dict)  # JSON schema of the arguments
+    custom: bool = False  # an OpenAI Responses custom (free-form / grammar) tool: the input is plain text
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class Turn:
     max_tokens: int | None = None
     include_usage: bool = False  # OpenAI stream_options.include_usage
     sse: bool = True  # Gemini streamGenerateContent without alt=sse streams a JSON array
+    extra: Mapping[str, Any] = field(default_factory=dict)  # dialect-specific request fields the reply echoes
+    reasoning: bool = False  # the client asked for thinking/reasoning (Anthropic thinking, Gemini thinkingConfig, ...)
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class ToolCall:
     name: str
     arguments: str  # JSON text, as OpenAI sends it
     fragments: tuple[str, ...]  # `arguments` split for streaming; joined == arguments
+    custom: bool = False  # free-form input (Responses custom tool): `arguments` is plain text
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,15 @@ class Reply:
     output_tokens: int
     cached_tokens: int
     truncated: bool  # stopped by max_tokens
+    reasoning: tuple[str, ...] = ()  # thinking words, when the turn asked for reasoning
+
+    @property
+    def reasoning_tokens(self) -> int:
+        return len(self.reasoning)
+
+    @property
+    def reasoning_text(self) -> str:
+        return " ".join(self.reasoning)
 
     @property
     def text(self) -> str:

@@ -6,12 +6,17 @@ Token rules, which every dialect reports exactly:
                     output tokens == number of content chunks
   * tool output   = ceil(utf8_bytes(tool_name + arguments_json) / 4)
 
+  * reasoning     = one token per thinking word (reported apart from the output
+                    where the API does so: Gemini thoughtsTokenCount)
+
 Text reply: "Echo:" + the words of the first 40 characters of the final user
 message, padded with lorem words (or cut) to the requested token count.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +29,7 @@ LOREM: tuple[str, ...] = tuple(
     "incididunt ut labore et dolore magna aliqua".split()
 )
 ECHO_CHARS = 40
+REASONING_WORDS = 8
 ARGUMENT_FRAGMENT = 8  # chars per streamed tool-argument delta, roughly what OpenAI sends
 
 
@@ -54,22 +60,38 @@ def example_value(schema: Any, text: str) -> Any:
 
 
 def tool_call(tool: ToolSpec, prompt: str) -> ToolCall:
-    args = example_value(dict(tool.schema) or {"type": "object"}, prompt[:ECHO_CHARS])
-    arguments = orjson.dumps(args if isinstance(args, dict) else {}).decode()
+    if tool.custom:
+        arguments = prompt[:ECHO_CHARS] or "input"
+    else:
+        args = example_value(dict(tool.schema) or {"type": "object"}, prompt[:ECHO_CHARS])
+        arguments = orjson.dumps(args if isinstance(args, dict) else {}).decode()
     fragments = tuple(arguments[i : i + ARGUMENT_FRAGMENT] for i in range(0, len(arguments), ARGUMENT_FRAGMENT))
-    return ToolCall(name=tool.name, arguments=arguments, fragments=fragments)
+    return ToolCall(name=tool.name, arguments=arguments, fragments=fragments, custom=tool.custom)
+
+
+def reasoning_words(turn: Turn) -> tuple[str, ...]:
+    if not turn.reasoning:
+        return ()
+    return ("Thinking", "about:", *turn.prompt[:ECHO_CHARS].split())[:REASONING_WORDS]
 
 
 def build_reply(turn: Turn, output_tokens: int, cached_tokens: int = 0) -> Reply:
     input_tokens = estimate_tokens(turn.input_text)
     cached = min(cached_tokens, input_tokens)
+    thinking = reasoning_words(turn)
     if turn.tool is not None:
         call = tool_call(turn.tool, turn.prompt)
-        return Reply((), call, input_tokens, estimate_tokens(call.name + call.arguments), cached, truncated=False)
+        tokens = estimate_tokens(call.name + call.arguments)
+        return Reply((), call, input_tokens, tokens, cached, truncated=False, reasoning=thinking)
     limit = output_tokens if turn.max_tokens is None else min(output_tokens, turn.max_tokens)
     words = reply_words(turn.prompt, limit)
     chunks = (words[0], *(" " + w for w in words[1:]))
-    return Reply(chunks, None, input_tokens, len(chunks), cached, truncated=limit < output_tokens)
+    return Reply(chunks, None, input_tokens, len(chunks), cached, truncated=limit < output_tokens, reasoning=thinking)
+
+
+def signature(text: str) -> str:
+    """An opaque, deterministic stand-in for a provider's reasoning signature / encrypted content."""
+    return base64.b64encode(hashlib.sha256(text.encode()).digest() * 2).decode()
 
 
 def last_text_has_trigger(text: str) -> bool:

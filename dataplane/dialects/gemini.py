@@ -1,0 +1,112 @@
+"""Gemini dialect (generateContent / streamGenerateContent / countTokens): model in the URL,
+Google error JSON, usageMetadata.
+
+Usage: promptTokenCount includes cachedContentTokenCount (a subset, as in our Usage);
+candidatesTokenCount excludes thoughtsTokenCount, which we add to the output (Google bills
+thinking as output) and also report as reasoning. Stream chunks (alt=sse, CRLF-framed) each
+carry cumulative usageMetadata; the chunk with a finishReason has the final figures.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+from .base import ErrorKind, Usage
+from .sse import SSEBuffer, usage_events
+
+MODELS_PREFIX = "/v1beta/models/"
+STREAM_METHOD = "streamGenerateContent"
+_USAGE_META = re.compile(rb'"usageMetadata"\s*:\s*\{')
+
+# kind -> (google.rpc status, the HTTP code Google pairs it with: used where no status is given)
+_STATUS = {
+    ErrorKind.INVALID_REQUEST: ("INVALID_ARGUMENT", 400),
+    ErrorKind.AUTHENTICATION: ("UNAUTHENTICATED", 401),
+    ErrorKind.PERMISSION: ("PERMISSION_DENIED", 403),
+    ErrorKind.NOT_FOUND: ("NOT_FOUND", 404),
+    ErrorKind.TOO_LARGE: ("INVALID_ARGUMENT", 413),
+    ErrorKind.RATE_LIMIT: ("RESOURCE_EXHAUSTED", 429),
+    ErrorKind.UPSTREAM: ("INTERNAL", 500),
+    ErrorKind.OVERLOADED: ("UNAVAILABLE", 503),
+    ErrorKind.TIMEOUT: ("DEADLINE_EXCEEDED", 504),
+    ErrorKind.UNAVAILABLE: ("UNAVAILABLE", 503),
+    ErrorKind.INTERNAL: ("INTERNAL", 500),
+}
+
+
+def split_target(path: str) -> tuple[str, str]:
+    """'/v1beta/models/gemini-2.5-pro:generateContent' -> ('gemini-2.5-pro', 'generateContent')."""
+    target = path[len(MODELS_PREFIX):] if path.startswith(MODELS_PREFIX) else ""
+    model, _, method = target.rpartition(":")
+    return model, method
+
+
+def usage_from_meta(meta: Any) -> Usage:
+    if not isinstance(meta, dict):
+        return Usage()
+    thoughts = int(meta.get("thoughtsTokenCount") or 0)
+    return Usage(
+        input_tokens=int(meta.get("promptTokenCount") or 0) + int(meta.get("toolUsePromptTokenCount") or 0),
+        output_tokens=int(meta.get("candidatesTokenCount") or 0) + thoughts,
+        cached_input_tokens=int(meta.get("cachedContentTokenCount") or 0),
+        reasoning_tokens=thoughts,
+        reported=True,
+    )
+
+
+def _finished(payload: dict[str, Any]) -> bool:
+    cands = payload.get("candidates")
+    return isinstance(cands, list) and any(isinstance(c, dict) and c.get("finishReason") for c in cands)
+
+
+class GeminiStreamScanner:
+    __slots__ = ("_sse", "usage")
+
+    def __init__(self) -> None:
+        self._sse = SSEBuffer()
+        self.usage = Usage()
+
+    @property
+    def events(self) -> int:
+        return self._sse.events
+
+    def feed(self, chunk: bytes) -> bytes:
+        # Scan an LF-only copy (Google frames events with CRLF; JSON never holds a raw CR); forward as is.
+        done = self._sse.complete(chunk.replace(b"\r", b""))
+        if done:
+            for _start, _end, payload in usage_events(done, _USAGE_META):
+                usage = usage_from_meta(payload.get("usageMetadata"))
+                usage.reported = _finished(payload)  # earlier chunks' counts are running totals
+                self.usage = usage
+        return chunk
+
+
+class GeminiDialect:
+    name = "gemini"
+
+    def requested_model(self, path: str, body: dict[str, Any]) -> str | None:
+        return split_target(path)[0] or None
+
+    def wants_stream(self, path: str, body: dict[str, Any]) -> bool:
+        return split_target(path)[1] == STREAM_METHOD
+
+    def error_body(self, status: int, kind: str, message: str) -> bytes:
+        name, code = _STATUS.get(kind, ("INTERNAL", 500))
+        return orjson.dumps({"error": {"code": status or code, "message": message, "status": name}})
+
+    def stream_error_event(self, kind: str, message: str) -> bytes:
+        return b"data: " + self.error_body(0, kind, message) + b"\r\n\r\n"
+
+    def usage_from_body(self, body: dict[str, Any]) -> Usage:
+        return usage_from_meta(body.get("usageMetadata"))
+
+    def stream_scanner(self, strip_usage: bool = False) -> GeminiStreamScanner:
+        return GeminiStreamScanner()  # every chunk reports usage; nothing is injected
+
+    def max_output_tokens(self, body: dict[str, Any]) -> int | None:
+        config = body.get("generationConfig")
+        v = config.get("maxOutputTokens") if isinstance(config, dict) else None
+        return v if isinstance(v, int) else None

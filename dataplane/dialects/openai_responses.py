@@ -1,0 +1,90 @@
+"""OpenAI Responses dialect (/v1/responses): same family and error JSON as chat, different usage and stream.
+
+Usage is `{input_tokens, input_tokens_details.cached_tokens, output_tokens,
+output_tokens_details.reasoning_tokens}`; in a stream it arrives once, inside the
+terminal event's `response` (response.completed / .incomplete / .failed). Stream
+events are typed SSE (`event: response.output_text.delta`); a gateway error
+mid-stream is an `event: error` as the API sends it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from .base import Usage, model_in_body
+from .openai import OpenAIDialect
+from .sse import SSEBuffer, usage_events
+
+_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def usage_from_obj(u: Any) -> Usage:
+    if not isinstance(u, dict):
+        return Usage()
+    cached = (u.get("input_tokens_details") or {}).get("cached_tokens") or 0
+    reasoning = (u.get("output_tokens_details") or {}).get("reasoning_tokens") or 0
+    return Usage(
+        input_tokens=int(u.get("input_tokens") or 0),
+        output_tokens=int(u.get("output_tokens") or 0),
+        cached_input_tokens=int(cached),
+        reasoning_tokens=int(reasoning),
+        reported=True,
+    )
+
+
+class ResponsesStreamScanner:
+    __slots__ = ("_sse", "usage")
+
+    def __init__(self) -> None:
+        self._sse = SSEBuffer()
+        self.usage = Usage()
+
+    @property
+    def events(self) -> int:
+        return self._sse.events
+
+    def feed(self, chunk: bytes) -> bytes:
+        done = self._sse.complete(chunk)
+        if done:
+            # response.created/in_progress carry "usage": null, which the byte scan already skips
+            for _start, _end, payload in usage_events(done):
+                resp = payload.get("response")
+                if payload.get("type") in _TERMINAL and isinstance(resp, dict):
+                    self.usage = usage_from_obj(resp.get("usage"))
+        return chunk
+
+
+class OpenAIResponsesDialect:
+    """Same family, request shape (model/stream in the body) and error JSON as chat completions."""
+
+    name = "openai"
+
+    def __init__(self) -> None:
+        self._chat = OpenAIDialect()
+
+    def requested_model(self, path: str, body: dict[str, Any]) -> str | None:
+        return model_in_body(body)
+
+    def wants_stream(self, path: str, body: dict[str, Any]) -> bool:
+        return body.get("stream") is True
+
+    def error_body(self, status: int, kind: str, message: str) -> bytes:
+        return self._chat.error_body(status, kind, message)
+
+    def stream_error_event(self, kind: str, message: str) -> bytes:
+        err = orjson.loads(self.error_body(0, kind, message))["error"]
+        # `type/code/message` is the Responses error event; `error` makes the official SDKs raise.
+        payload = {"type": "error", "code": err["code"], "message": message, "param": None, "error": err}
+        return b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+    def usage_from_body(self, body: dict[str, Any]) -> Usage:
+        return usage_from_obj(body.get("usage"))
+
+    def stream_scanner(self, strip_usage: bool = False) -> ResponsesStreamScanner:
+        return ResponsesStreamScanner()  # the terminal event always carries usage; nothing to strip
+
+    def max_output_tokens(self, body: dict[str, Any]) -> int | None:
+        v = body.get("max_output_tokens")
+        return v if isinstance(v, int) else None
