@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from .model import Reply, RequestError, ToolSpec, Turn, default_message
-from .reply import last_text_has_trigger
+from .reply import estimate_tokens, last_text_has_trigger, signature, valid_signature
 from .sse import named_event
 
 NAME = "anthropic"
@@ -87,6 +87,7 @@ def parse_messages(body: Any) -> Turn:
     prompt = last_text_block(users[-1].get("content")) if users else ""
     # Only a final user message with that text triggers a tool: a tool_result turn ends the loop.
     triggered = bool(turns) and turns[-1].get("role") == "user" and last_text_has_trigger(prompt)
+    _check_signatures(messages)
     return Turn(
         model=model,
         stream=body.get("stream") is True,
@@ -94,14 +95,49 @@ def parse_messages(body: Any) -> Turn:
         prompt=prompt,
         tool=_choose_tool(body, triggered, prompt),
         max_tokens=max_tokens,
+        reasoning=_thinking(body, max_tokens),
     )
 
 
+def _thinking(body: Mapping[str, Any], max_tokens: int) -> bool:
+    cfg = body.get("thinking")
+    if not isinstance(cfg, dict) or cfg.get("type") != "enabled":
+        return False
+    budget = cfg.get("budget_tokens")
+    if not isinstance(budget, int) or budget < 1024:
+        raise RequestError("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024", "thinking")
+    if budget >= max_tokens:
+        raise RequestError("`max_tokens` must be greater than `thinking.budget_tokens`", "max_tokens")
+    return True
+
+
+def _check_signatures(messages: list[dict[str, Any]]) -> None:
+    """Earlier thinking blocks must come back byte-for-byte, as the real API verifies."""
+    for i, m in enumerate(messages):
+        content = m.get("content")
+        for j, block in enumerate(content if isinstance(content, list) else ()):
+            if isinstance(block, dict) and block.get("type") == "thinking":
+                if not valid_signature(block.get("signature"), str(block.get("thinking", ""))):
+                    raise RequestError(f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block",
+                                       f"messages.{i}.content.{j}")
+
+
+def parse_count_tokens(body: Any) -> Turn:
+    """count_tokens takes a messages request without max_tokens."""
+    if isinstance(body, dict) and "max_tokens" not in body:
+        body = {**body, "max_tokens": 1 << 20}
+    return parse_messages(body)
+
+
+def count_tokens(turn: Turn) -> dict[str, Any]:
+    return {"input_tokens": estimate_tokens(turn.input_text)}  # what a messages call would report
+
+
 def usage(reply: Reply) -> dict[str, Any]:
-    # Anthropic's input_tokens excludes cache reads; they are reported separately.
+    # Anthropic's input_tokens excludes cache reads; they are reported separately. Thinking is output.
     return {
         "input_tokens": reply.input_tokens - reply.cached_tokens,
-        "output_tokens": reply.output_tokens,
+        "output_tokens": reply.output_tokens + reply.reasoning_tokens,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": reply.cached_tokens,
     }
@@ -111,11 +147,32 @@ def stop_reason(reply: Reply) -> str:
     return "tool_use" if reply.tool else "max_tokens" if reply.truncated else "end_turn"
 
 
+def _thinking_block(reply: Reply) -> dict[str, Any]:
+    return {"type": "thinking", "thinking": reply.reasoning_text, "signature": signature(reply.reasoning_text)}
+
+
 def _content(reply: Reply, rid: str) -> list[dict[str, Any]]:
+    thinking = [_thinking_block(reply)] if reply.reasoning else []
     if reply.tool is None:
-        return [{"type": "text", "text": reply.text}]
+        return [*thinking, {"type": "text", "text": reply.text}]
     return [
-        {"type": "tool_use", "id": f"toolu_{rid}", "name": reply.tool.name, "input": orjson.loads(reply.tool.arguments)}
+        *thinking,
+        {"type": "tool_use", "id": f"toolu_{rid}", "name": reply.tool.name, "input": orjson.loads(reply.tool.arguments)},
+    ]
+
+
+def _thinking_events(reply: Reply) -> list[bytes]:
+    """Block 0 of a thinking reply: thinking deltas word by word, then the signature."""
+    if not reply.reasoning:
+        return []
+    words = [w if i == 0 else " " + w for i, w in enumerate(reply.reasoning)]
+    deltas = [{"type": "thinking_delta", "thinking": w} for w in words]
+    deltas.append({"type": "signature_delta", "signature": signature(reply.reasoning_text)})
+    return [
+        named_event("content_block_start", {"type": "content_block_start", "index": 0,
+                                            "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+        *(named_event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": d}) for d in deltas),
+        named_event("content_block_stop", {"type": "content_block_stop", "index": 0}),
     ]
 
 
@@ -142,18 +199,20 @@ def stream(turn: Turn, reply: Reply, rid: str, created: int) -> list[bytes]:
     else:
         block = {"type": "tool_use", "id": f"toolu_{rid}", "name": reply.tool.name, "input": {}}
         deltas = [{"type": "input_json_delta", "partial_json": f} for f in reply.tool.fragments]
+    n = 1 if reply.reasoning else 0  # index of the answer block
     return [
         named_event("message_start", {"type": "message_start", "message": start}),
-        named_event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}),
+        *_thinking_events(reply),
+        named_event("content_block_start", {"type": "content_block_start", "index": n, "content_block": block}),
         named_event("ping", {"type": "ping"}),
-        *(named_event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": d}) for d in deltas),
-        named_event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        *(named_event("content_block_delta", {"type": "content_block_delta", "index": n, "delta": d}) for d in deltas),
+        named_event("content_block_stop", {"type": "content_block_stop", "index": n}),
         named_event(
             "message_delta",
             {
                 "type": "message_delta",
                 "delta": {"stop_reason": stop_reason(reply), "stop_sequence": None},
-                "usage": {"output_tokens": reply.output_tokens},
+                "usage": {"output_tokens": reply.output_tokens + reply.reasoning_tokens},
             },
         ),
         named_event("message_stop", {"type": "message_stop"}),

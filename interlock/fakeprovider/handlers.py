@@ -126,8 +126,32 @@ async def messages(request: web.Request) -> web.StreamResponse:
     return await generate(request, ANTHROPIC, anthropic_api.parse_messages)
 
 
+async def count(
+    request: web.Request, dialect: Dialect, parse: Callable[[Any], Turn], render: Callable[[Turn], dict[str, Any]]
+) -> web.StreamResponse:
+    """Token counting (Anthropic count_tokens, Gemini countTokens): same parsing and faults, no generation."""
+    admitted = await admit(request, dialect)
+    if isinstance(admitted, web.Response):
+        return admitted
+    try:
+        turn = parse(admitted.body)
+    except RequestError as exc:
+        return error_response(dialect, admitted.entry, admitted.state, 400, exc.message, exc.param)
+    opts = await apply_faults(request, admitted)
+    if opts.status is not None:
+        return error_response(dialect, admitted.entry, admitted.state, opts.status)
+    admitted.entry.status, admitted.entry.stream = 200, False
+    return await send_json(request, render(turn), opts, {})
+
+
+async def messages_count_tokens(request: web.Request) -> web.StreamResponse:
+    return await count(request, ANTHROPIC, anthropic_api.parse_count_tokens, anthropic_api.count_tokens)
+
+
 async def gemini_generate(request: web.Request) -> web.StreamResponse:
     model, _, method = request.match_info["target"].partition(":")
+    if method == "countTokens":
+        return await count(request, GEMINI, lambda body: gemini_api.parse_count(body, model=model), gemini_api.count)
     if method not in ("generateContent", "streamGenerateContent"):
         raise web.HTTPNotFound()
     stream, sse = method == "streamGenerateContent", request.query.get("alt") == "sse"
@@ -179,11 +203,30 @@ async def get_model(request: web.Request) -> web.StreamResponse:
     return json_response({"id": model, "object": "model", "created": int(time.time()), "owned_by": "fakeprovider"})
 
 
+async def gemini_models(request: web.Request) -> web.StreamResponse:
+    admitted = await admit(request, GEMINI)
+    if isinstance(admitted, web.Response):
+        return admitted
+    models = admitted.state.config.models
+    target = request.match_info.get("target")
+    if target is None:
+        admitted.entry.status = 200
+        return json_response({"models": [gemini_api.model_info(m) for m in models]})
+    name = target.removeprefix("models/")
+    if name not in models:
+        return error_response(GEMINI, admitted.entry, admitted.state, 404, f"models/{name} is not found.")
+    admitted.entry.status = 200
+    return json_response(gemini_api.model_info(name))
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/messages/count_tokens", messages_count_tokens)
     app.router.add_post("/v1/responses", responses)
     app.router.add_post("/v1/embeddings", create_embeddings)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", get_model)
     app.router.add_post("/v1beta/models/{target}", gemini_generate)
+    app.router.add_get("/v1beta/models", gemini_models)
+    app.router.add_get("/v1beta/models/{target}", gemini_models)

@@ -94,5 +94,18 @@ def signature(text: str) -> str:
     return base64.b64encode(hashlib.sha256(text.encode()).digest() * 2).decode()
 
 
+def valid_signature(sig: Any, text: str | None = None) -> bool:
+    """Did `sig` come back intact? With `text`, it must also sign exactly that text."""
+    if not isinstance(sig, str):
+        return False
+    if text is not None:
+        return sig == signature(text)
+    try:
+        raw = base64.b64decode(sig, validate=True)
+    except ValueError:
+        return False
+    return len(raw) == 64 and raw[:32] == raw[32:]
+
+
 def last_text_has_trigger(text: str) -> bool:
     return "use tool" in text.lower()

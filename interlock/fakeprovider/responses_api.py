@@ -14,7 +14,7 @@ from typing import Any
 
 from .model import Reply, RequestError, ToolSpec, Turn
 from .openai_api import content_text
-from .reply import last_text_has_trigger, signature
+from .reply import last_text_has_trigger, signature, valid_signature
 from .sse import named_event
 
 NAME = "openai"
@@ -47,6 +47,9 @@ def _items(raw: Any) -> list[dict[str, Any]]:
     if not isinstance(raw, list) or not raw or not all(isinstance(i, dict) for i in raw):
         raise RequestError("Invalid 'input': expected a string or a non-empty array of input items.", "input")
     for i, item in enumerate(raw):
+        if item.get("type") == "reasoning" and "encrypted_content" in item \
+                and not valid_signature(item["encrypted_content"]):
+            raise RequestError(f"The encrypted content for item {item.get('id')} could not be verified.", f"input[{i}]")
         if item.get("type", "message") == "message" and item.get("role") not in _ROLES:
             raise RequestError(f"Invalid value for 'input[{i}].role': expected one of {sorted(_ROLES)}.", f"input[{i}].role")
     return raw
