@@ -159,6 +159,11 @@ def test_mistral_never_sends_stream_options_and_compatible_servers_can_opt_out()
     old = one(Provider(name="old", kind="openai_compatible", base_url="http://gpu:8000/v1", options={"stream_usage": "omit"}))
     assert "stream_options" not in build(old, "chat", "llama", True, CHAT)[2]
     assert "authorization" not in build(vllm, "chat", "llama", True, CHAT)[1]
+    responses = {"model": "x", "input": "hi", "stream": True}
+    prov = one(Provider(name="oa", kind="openai", base_url="https://api.openai.com/v1", credential="env:MIS"))
+    body = dict(responses)
+    assert prov.adapter.prepare_body(body, "gpt-5", True, "responses") is False
+    assert "stream_options" not in body  # the Responses API rejects it and always reports usage
 
 
 # ---- Bedrock ------------------------------------------------------------------------------------------

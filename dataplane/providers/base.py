@@ -99,13 +99,14 @@ class ProviderAdapter:
             return ()
         return ((self.auth_header, self.auth_prefix + secret),)
 
-    def prepare_body(self, body: dict[str, Any], upstream_model: str, stream: bool) -> bool:
+    def prepare_body(self, body: dict[str, Any], upstream_model: str, stream: bool, operation: str = "chat") -> bool:
         """Rewrite the client's body for this provider in place (model name, usage reporting).
 
         Returns True when usage reporting was switched on for us, not the client,
-        so the relay must hide the extra usage chunk from the client."""
+        so the relay must hide the extra usage chunk from the client. Only chat completions take
+        stream_options (the Responses API rejects it and always reports usage)."""
         body["model"] = upstream_model
-        if stream and self.needs_usage_option:
+        if stream and self.needs_usage_option and operation == "chat":
             opts = body.get("stream_options")
             if not isinstance(opts, dict):
                 opts = {}

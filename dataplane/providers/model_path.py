@@ -19,7 +19,7 @@ class ModelInPath(ProviderAdapter):
     prefix: str = ""
     drop_fields: tuple[str, ...] = ("model", "stream")  # body fields the provider takes from the URL instead
 
-    def prepare_body(self, body: dict[str, Any], upstream_model: str, stream: bool) -> bool:
+    def prepare_body(self, body: dict[str, Any], upstream_model: str, stream: bool, operation: str = "chat") -> bool:
         for f in self.drop_fields:
             body.pop(f, None)
         return False

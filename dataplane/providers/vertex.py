@@ -45,7 +45,7 @@ class Vertex(ModelInPath):
 
 @dataclass(frozen=True, slots=True)
 class VertexAnthropic(Vertex):
-    def prepare_body(self, body: dict[str, Any], upstream_model: str, stream: bool) -> bool:
+    def prepare_body(self, body: dict[str, Any], upstream_model: str, stream: bool, operation: str = "chat") -> bool:
         body.pop("model", None)  # `stream` stays: Vertex reads it together with :streamRawPredict
         body["anthropic_version"] = VERTEX_ANTHROPIC_VERSION
         return False

@@ -10,7 +10,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
-from . import admin, handlers
+from . import admin, cloud, handlers
 from .config import FakeProviderConfig
 from .handlers import STATE
 from .state import ProviderState
@@ -29,6 +29,7 @@ def create_app(config: FakeProviderConfig | None = None) -> web.Application:
     app = web.Application(client_max_size=CLIENT_MAX_SIZE)
     app[STATE] = ProviderState(config or FakeProviderConfig())
     handlers.add_routes(app)
+    cloud.add_routes(app)  # Azure, Vertex, Bedrock URL shapes
     admin.add_routes(app)
     return app
 

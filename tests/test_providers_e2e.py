@@ -1,0 +1,187 @@
+"""Cloud providers end to end: official SDKs -> in-process gateway -> the fake provider answering at
+Azure, Vertex AI and Bedrock URL shapes (Bedrock checks SigV4 with its own verifier)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from controlplane.policy.model import Model, PolicyDocument, Price, Provider, Team
+from interlock.fakeprovider.bedrock import FAKE_AWS_SECRET
+from tests.fixtures.fakeprovider import FakeProvider
+from tests.fixtures.gateway import Gateway, start_gateway
+
+ENV = {
+    "AZ_KEY": "az-secret", "VTX_TOKEN": "ya29.fake", "GEM_KEY": "gem-secret",
+    "AWS_CREDS": f"AKIDFAKE:{FAKE_AWS_SECRET}", "AWS_WRONG": "AKIDFAKE:not-the-secret",
+}
+PRICE = Price(input="1", output="2")
+
+
+def policy(base: str) -> PolicyDocument:
+    vertex = {"project": "acme", "location": "us-east5"}
+    aws = {"region": "us-east-1"}
+    providers = [
+        Provider(name="az", kind="azure_openai", base_url=base, credential="env:AZ_KEY"),
+        Provider(name="az-dep", kind="azure_openai", base_url=base, credential="env:AZ_KEY",
+                 options={"api_version": "2024-10-21"}),
+        Provider(name="mis", kind="mistral", base_url=f"{base}/v1", credential="env:AZ_KEY"),
+        Provider(name="vtx-g", kind="vertex_gemini", base_url=base, credential="env:VTX_TOKEN", options=vertex),
+        Provider(name="vtx-a", kind="vertex_anthropic", base_url=base, credential="env:VTX_TOKEN", options=vertex),
+        Provider(name="gem", kind="gemini", base_url=base, credential="env:GEM_KEY"),
+        Provider(name="brk-a", kind="bedrock_anthropic", base_url=base, credential="env:AWS_CREDS", options=aws),
+        Provider(name="brk-bad", kind="bedrock_anthropic", base_url=base, credential="env:AWS_WRONG", options=aws),
+    ]
+    models = [
+        Model(name="az-gpt", provider="az", upstream="my-gpt4o", price=PRICE),
+        Model(name="az-dep-gpt", provider="az-dep", upstream="gpt4o-east", price=PRICE),
+        Model(name="mistral-large", provider="mis", upstream="mistral-large-latest", price=PRICE),
+        Model(name="vtx-gemini", provider="vtx-g", upstream="gemini-2.5-flash", price=PRICE),
+        Model(name="vtx-claude", provider="vtx-a", upstream="claude-sonnet-4@20250514", price=PRICE),
+        Model(name="gem-flash", provider="gem", upstream="gemini-2.5-flash", price=PRICE),
+        Model(name="brk-claude", provider="brk-a", upstream="us.anthropic.claude-sonnet-4-20250514-v1:0", price=PRICE),
+        Model(name="brk-bad", provider="brk-bad", upstream="anthropic.claude-v2:1", price=PRICE),
+    ]
+    return PolicyDocument(providers=providers, models=models, teams=[Team(id="eng")])
+
+
+@pytest.fixture
+async def gw(fake_provider: FakeProvider, tmp_path: Path) -> AsyncIterator[Gateway]:
+    g = await start_gateway(fake_provider.base_url, tmp_path, policy=policy(fake_provider.base_url), env=ENV)
+    try:
+        yield g
+    finally:
+        await g.node.stop()
+
+
+def oai(gw: Gateway) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key=gw.key, max_retries=0, timeout=10)
+
+
+def anth(gw: Gateway) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(base_url=gw.url, api_key=gw.key, max_retries=0, timeout=10)
+
+
+def last(fake: FakeProvider) -> dict[str, Any]:
+    req = fake.last_request
+    assert req is not None
+    return req
+
+
+def event(gw: Gateway) -> Any:
+    assert gw.sink.events
+    return gw.sink.events[-1]
+
+
+HI = [{"role": "user", "content": "hello there"}]
+
+
+async def test_azure_v1_and_deployments_api_through_the_openai_sdk(gw: Gateway, fake_provider: FakeProvider) -> None:
+    client = oai(gw)
+    r = await client.chat.completions.create(model="az-gpt", messages=HI)  # type: ignore[arg-type]
+    assert r.choices[0].message.content and r.usage and r.usage.completion_tokens > 0
+    req = last(fake_provider)
+    assert req["path"] == "/openai/v1/chat/completions" and req["body"]["model"] == "my-gpt4o"
+    ev = event(gw)
+    assert (ev.provider, ev.upstream_model, ev.output_tokens) == ("az", "my-gpt4o", r.usage.completion_tokens)
+
+    stream = await client.chat.completions.create(model="az-dep-gpt", messages=HI, stream=True)  # type: ignore[arg-type]
+    chunks = [c async for c in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.startswith("Echo: hello there")
+    assert all(c.usage is None for c in chunks)  # the gateway asked for usage, the client did not: hidden
+    req = last(fake_provider)
+    assert req["path"] == "/openai/deployments/gpt4o-east/chat/completions"
+    assert req["query"]["api-version"] == "2024-10-21"
+    assert req["body"]["stream_options"] == {"include_usage": True}
+    ev = event(gw)
+    assert ev.stream and ev.output_tokens == len(text.split()) and not ev.usage_estimated
+
+
+async def test_mistral_streams_without_stream_options(gw: Gateway, fake_provider: FakeProvider) -> None:
+    stream = await oai(gw).chat.completions.create(model="mistral-large", messages=HI, stream=True)  # type: ignore[arg-type]
+    assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert "stream_options" not in last(fake_provider)["body"]
+
+
+async def test_vertex_anthropic_through_the_anthropic_sdk(gw: Gateway, fake_provider: FakeProvider) -> None:
+    client = anth(gw)
+    msg = await client.messages.create(model="vtx-claude", max_tokens=64, messages=HI,  # type: ignore[arg-type]
+                                       extra_headers={"anthropic-beta": "context-1m-2025-08-07"})
+    assert msg.content[0].type == "text" and msg.content[0].text.startswith("Echo: hello there")
+    req = last(fake_provider)
+    assert req["path"] == ("/v1/projects/acme/locations/us-east5/publishers/anthropic/models/"
+                           "claude-sonnet-4@20250514:rawPredict")
+    assert req["body"]["anthropic_version"] == "vertex-2023-10-16" and "model" not in req["body"]
+    assert req["api_key_sha256"] == hashlib.sha256(b"ya29.fake").hexdigest()  # the token came as a bearer token
+    assert event(gw).output_tokens == msg.usage.output_tokens and event(gw).provider == "vtx-a"
+
+    async with client.messages.stream(model="vtx-claude", max_tokens=64, messages=HI) as s:  # type: ignore[arg-type]
+        text = "".join([t async for t in s.text_stream])
+        final = await s.get_final_message()
+    assert text.startswith("Echo:") and final.usage.output_tokens > 0
+    assert last(fake_provider)["path"].endswith(":streamRawPredict")
+    assert event(gw).output_tokens == final.usage.output_tokens and not event(gw).usage_estimated
+
+
+async def test_bedrock_invoke_signed_with_sigv4_streaming_and_not(gw: Gateway, fake_provider: FakeProvider) -> None:
+    client = anth(gw)
+    msg = await client.messages.create(model="brk-claude", max_tokens=64, messages=HI)  # type: ignore[arg-type]
+    assert msg.content[0].type == "text" and msg.content[0].text.startswith("Echo: hello there")
+    req = last(fake_provider)
+    assert req["status"] == 200
+    assert req["path"] == "/model/us.anthropic.claude-sonnet-4-20250514-v1:0/invoke"
+    assert req["body"]["anthropic_version"] == "bedrock-2023-05-31"
+    assert event(gw).input_tokens == msg.usage.input_tokens and event(gw).output_tokens == msg.usage.output_tokens
+
+    async with client.messages.stream(model="brk-claude", max_tokens=64, messages=HI) as s:  # type: ignore[arg-type]
+        text = "".join([t async for t in s.text_stream])
+        final = await s.get_final_message()
+    assert text.startswith("Echo: hello there") and final.usage.output_tokens == len(text.split())
+    assert last(fake_provider)["path"].endswith("/invoke-with-response-stream")
+    ev = event(gw)
+    assert ev.stream and not ev.usage_estimated and ev.output_tokens == final.usage.output_tokens
+    assert ev.input_tokens == final.usage.input_tokens
+
+
+async def test_bedrock_with_the_wrong_secret_fails_the_signature_check(gw: Gateway, fake_provider: FakeProvider) -> None:
+    with pytest.raises(anthropic.PermissionDeniedError):
+        await anth(gw).messages.create(model="brk-bad", max_tokens=8, messages=HI)  # type: ignore[arg-type]
+    assert last(fake_provider)["status"] == 403
+    assert fake_provider.requests_to("/model/anthropic.claude-v2:1/invoke") == 1
+
+
+def gemini_client(gw: Gateway) -> Any:
+    from google import genai
+    from google.genai import types
+
+    return genai.Client(api_key=gw.key, http_options=types.HttpOptions(base_url=gw.url, api_version="v1beta", timeout=10_000))
+
+
+@pytest.mark.parametrize("model, path", [
+    ("gem-flash", "/v1beta/models/gemini-2.5-flash:"),
+    ("vtx-gemini", "/v1/projects/acme/locations/us-east5/publishers/google/models/gemini-2.5-flash:"),
+])
+async def test_gemini_native_and_vertex_gemini_through_the_google_genai_sdk(
+    gw: Gateway, fake_provider: FakeProvider, model: str, path: str,
+) -> None:
+    client = gemini_client(gw)
+    r = await client.aio.models.generate_content(model=model, contents="hello there")
+    assert r.text and r.text.startswith("Echo: hello there")
+    req = last(fake_provider)
+    assert req["path"] == path + "generateContent" and "model" not in req["body"]
+    assert r.usage_metadata is not None and event(gw).output_tokens == r.usage_metadata.candidates_token_count
+
+    text = "".join([c.text or "" async for c in await client.aio.models.generate_content_stream(
+        model=model, contents="hello there")])
+    assert text.startswith("Echo: hello there")
+    req = last(fake_provider)
+    assert req["path"] == path + "streamGenerateContent" and req["query"] == {"alt": "sse"}
+    ev = event(gw)
+    assert ev.stream and not ev.usage_estimated and ev.output_tokens == len(text.split())
