@@ -7,6 +7,7 @@ import asyncio
 
 import anthropic
 import openai
+import orjson
 import pytest
 
 from interlock.v1 import usage_pb2
@@ -105,3 +106,74 @@ async def test_untranslatable_request_is_a_400_in_the_clients_dialect(gateway: G
             tools=[{"type": "web_search_20250305", "name": "web_search"}])
     assert "web_search_20250305" in exc.value.message and "OpenAI" in exc.value.message
     assert fake_provider.requests_to("/v1/chat/completions") == 0
+
+
+OAI_TOOL = {"type": "function", "function": {"name": "read_file", "description": "Read a file",
+                                             "parameters": TOOL["input_schema"]}}
+
+
+async def test_openai_sdk_on_an_anthropic_provider_non_stream(gateway: Gateway, fake_provider) -> None:  # type: ignore[no-untyped-def]
+    c = await oai(gateway).chat.completions.create(
+        model="claude-t", messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello claude"}])
+    sent = fake_provider.last_request
+    assert sent["path"] == "/v1/messages"
+    assert sent["body"]["system"] == "be brief" and sent["body"]["max_tokens"] > 0
+    assert c.object == "chat.completion" and c.model == "claude-t" and c.choices[0].finish_reason == "stop"
+    assert (c.choices[0].message.content or "").startswith("Echo: hello claude")
+    (ev,) = await wait_events(gateway, 1)
+    assert ev.status == 200 and ev.provider == "fa" and not ev.usage_estimated
+    assert c.usage is not None and (ev.input_tokens, ev.output_tokens) == (c.usage.prompt_tokens, c.usage.completion_tokens)
+
+
+async def test_openai_sdk_on_an_anthropic_provider_stream_with_tool_call_and_usage(gateway: Gateway, fake_provider) -> None:  # type: ignore[no-untyped-def]
+    async with oai(gateway).chat.completions.stream(
+        model="claude-t", tools=[OAI_TOOL], stream_options={"include_usage": True},  # type: ignore[list-item]
+        messages=[{"role": "user", "content": "please use tool on setup.py"}],
+    ) as stream:
+        async for _ in stream:
+            pass
+        final = await stream.get_final_completion()
+    choice = final.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    (call,) = choice.message.tool_calls or []
+    assert call.function.name == "read_file"  # type: ignore[union-attr]
+    assert orjson.loads(call.function.arguments) == {"path": "please use tool on setup.py"}  # type: ignore[union-attr]
+    assert fake_provider.last_request["body"]["tools"][0]["input_schema"] == TOOL["input_schema"]
+    (ev,) = await wait_events(gateway, 1)
+    assert ev.stream and not ev.usage_estimated and ev.provider == "fa"
+    assert final.usage is not None and (ev.input_tokens, ev.output_tokens) == (final.usage.prompt_tokens,
+                                                                               final.usage.completion_tokens)
+
+
+async def test_openai_tool_loop_history_reaches_anthropic_as_tool_use_and_result(gateway: Gateway, fake_provider) -> None:  # type: ignore[no-untyped-def]
+    stream = await oai(gateway).chat.completions.create(
+        model="claude-t", stream=True, tools=[OAI_TOOL],  # type: ignore[list-item]
+        messages=[
+            {"role": "user", "content": "please use tool"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "read_file", "arguments": '{"path":"a"}'}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "file body"},
+        ])
+    chunks = [c async for c in stream]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).startswith("Echo:")
+    assert all(c.usage is None for c in chunks)  # the client did not ask for usage
+    sent = fake_provider.last_request["body"]["messages"]
+    assert sent[1] == {"role": "assistant", "content": [
+        {"type": "tool_use", "id": "call_1", "name": "read_file", "input": {"path": "a"}}]}
+    assert sent[2] == {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "file body"}]}
+    (ev,) = await wait_events(gateway, 1)
+    assert ev.output_tokens > 0 and not ev.usage_estimated
+
+
+async def test_provider_overload_reaches_the_openai_client_in_its_dialect(gateway: Gateway, fake_provider) -> None:  # type: ignore[no-untyped-def]
+    fake_provider.add_fault(status=529, count=None)
+    with pytest.raises(openai.APIStatusError) as exc:
+        await oai(gateway).chat.completions.create(model="claude-t", messages=[{"role": "user", "content": "hi"}])
+    assert exc.value.status_code == 529 and exc.value.body["code"] == "overloaded"  # type: ignore[index]
+
+
+async def test_openai_n_greater_than_one_is_refused_before_reaching_anthropic(gateway: Gateway, fake_provider) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(openai.BadRequestError) as exc:
+        await oai(gateway).chat.completions.create(model="claude-t", n=2, messages=[{"role": "user", "content": "hi"}])
+    assert "n > 1" in exc.value.message
+    assert fake_provider.requests_to("/v1/messages") == 0

@@ -9,11 +9,12 @@ from dataplane.dialects.base import Dialect
 from .anthropic_openai import AnthropicToOpenAI
 from .base import Translator
 from .binding import Translations
+from .openai_anthropic import OpenAIToAnthropic
 from .sse import default_writers
 
 
 def default_translators() -> dict[tuple[str, str], Translator]:
-    ts: list[Translator] = [AnthropicToOpenAI()]
+    ts: list[Translator] = [AnthropicToOpenAI(), OpenAIToAnthropic()]
     return {(t.client, t.provider): t for t in ts}
 
 

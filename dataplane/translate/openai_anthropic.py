@@ -1,0 +1,39 @@
+"""OpenAI chat client -> Anthropic provider (Cursor, Cline, the openai SDK against a Claude model)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import EventTranslator, Params, Session
+from .openai_anthropic_request import translate_request
+from .openai_anthropic_response import AnthropicToOpenAIStream, translate_response
+
+
+class _Session:
+    __slots__ = ("_include_usage", "_json_tool", "_p")
+
+    def __init__(self, p: Params) -> None:
+        self._p = p
+        self._json_tool: str | None = None
+        self._include_usage = False
+
+    def request(self, body: dict[str, Any]) -> dict[str, Any]:
+        out, self._json_tool = translate_request(body, self._p)
+        opts = body.get("stream_options")
+        self._include_usage = isinstance(opts, dict) and opts.get("include_usage") is True
+        return out
+
+    def response(self, body: dict[str, Any]) -> dict[str, Any]:
+        return translate_response(body, self._p, self._json_tool)
+
+    def stream(self) -> EventTranslator:
+        return AnthropicToOpenAIStream(self._p, self._include_usage, self._json_tool)
+
+
+class OpenAIToAnthropic:
+    client = "openai"
+    provider = "anthropic"
+    operation = "messages"
+
+    def open(self, params: Params) -> Session:
+        return _Session(params)
