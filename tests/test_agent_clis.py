@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 
+from controlplane.policy.model import Model, PolicyDocument, Price, Provider
 from tests.fixtures.fakeprovider import FakeProvider
-from tests.fixtures.gateway import Gateway, start_gateway
+from tests.fixtures.gateway import Gateway, gateway_policy, start_gateway
 
 ROOT = Path(__file__).resolve().parent.parent
 AGENT_BIN = ROOT / ".cache" / "agents" / "node_modules" / ".bin"
@@ -31,7 +32,8 @@ RUN_TIMEOUT_S = 120.0
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
-_CONNECT = re.compile(r'connect\(\d+, \{sa_family=AF_INET6?, sin6?_port=htons\((\d+)\).*?(?:inet_addr\("([^"]+)"\)|inet_pton\(AF_INET6, "([^"]+)")')
+# An inet address in a traced connect()/sendto()/sendmsg() line (IPv4 or IPv6).
+_ADDRESS = re.compile(r'sin6?_port=htons\((\d+)\).*?(?:inet_addr\("([^"]+)"\)|inet_pton\(AF_INET6, "([^"]+)")')
 
 
 @dataclass
@@ -39,7 +41,7 @@ class AgentRun:
     returncode: int
     stdout: str
     stderr: str
-    connects: list[tuple[str, int]]  # every inet connect() the CLI and its children attempted
+    connects: list[tuple[str, int]]  # every inet address the CLI and its children connected or sent to
 
     def describe(self) -> str:
         return f"exit {self.returncode}\nstdout:\n{self.stdout[-3000:]}\nstderr:\n{self.stderr[-3000:]}"
@@ -67,7 +69,7 @@ def base_env(home: Path) -> dict[str, str]:
 
 async def run_agent(argv: list[str], env: dict[str, str], cwd: Path, trace_dir: Path) -> AgentRun:
     trace = trace_dir / "connect.trace"
-    cmd = [strace_binary(), "-f", "-qq", "-e", "trace=connect", "-e", "signal=none", "-o", str(trace), *argv]
+    cmd = [strace_binary(), "-f", "-qq", "-e", "trace=connect,sendto,sendmsg,sendmmsg", "-e", "signal=none", "-o", str(trace), *argv]
     proc = await asyncio.create_subprocess_exec(
         *cmd, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
@@ -79,7 +81,7 @@ async def run_agent(argv: list[str], env: dict[str, str], cwd: Path, trace_dir: 
         await proc.wait()
         pytest.fail(f"{argv[0]} did not finish within {RUN_TIMEOUT_S:.0f}s (a blocked network call?)")
     connects = []
-    for m in _CONNECT.finditer(trace.read_text()):
+    for m in _ADDRESS.finditer(trace.read_text()):
         connects.append((m.group(2) or m.group(3), int(m.group(1))))
     return AgentRun(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"), connects)
 
@@ -91,10 +93,23 @@ def assert_only_gateway(run: AgentRun, gw: Gateway) -> None:
     assert not others, f"the CLI contacted hosts other than the gateway: {others}\n" + run.describe()
 
 
+CLAUDE_MODEL = "claude-t"  # served by the fixture's Anthropic provider
+CODEX_MODEL = "gpt-t"  # the fixture's OpenAI-compatible provider
+GEMINI_MODEL = "gemini-t"
+
+
+def agent_policy(fake_base: str) -> PolicyDocument:
+    """The gateway fixture's policy plus a native Gemini provider, all pointing at the fake."""
+    doc = gateway_policy(fake_base).model_dump()
+    doc["providers"].append(Provider(name="fg", kind="gemini", base_url=fake_base, credential="env:FAKE_KEY").model_dump())
+    doc["models"].append(Model(name=GEMINI_MODEL, provider="fg", price=Price(input="0.1", output="0.4")).model_dump())
+    return PolicyDocument.model_validate(doc)
+
+
 @pytest.fixture
 async def agent_gateway(fake_provider: FakeProvider) -> AsyncIterator[Gateway]:
     with tempfile.TemporaryDirectory() as state:
-        gw = await start_gateway(fake_provider.base_url, Path(state))
+        gw = await start_gateway(fake_provider.base_url, Path(state), policy=agent_policy(fake_provider.base_url))
         try:
             yield gw
         finally:
@@ -106,9 +121,6 @@ def generation_requests(fake: FakeProvider) -> list[dict[str, Any]]:
 
 
 # --- Claude Code ---------------------------------------------------------------------------
-
-CLAUDE_MODEL = "claude-t"  # the gateway fixture's Anthropic-served model
-
 
 def claude_env(gw: Gateway, home: Path) -> dict[str, str]:
     return {
@@ -199,3 +211,124 @@ async def test_claude_code_tool_round_trip(agent_gateway: Gateway, fake_provider
     assert {e.tags["session"] for e in events} == {result["session_id"]}
     assert [e.input_tokens for e in events] == [first["usage"]["input_tokens"], second["usage"]["input_tokens"]]
     assert events[1].input_tokens > events[0].input_tokens  # the second turn carries the tool result
+
+
+# --- Codex CLI -----------------------------------------------------------------------------
+
+CODEX_CONFIG = """\
+model = "{model}"
+model_provider = "interlock"
+check_for_update_on_startup = false
+
+[model_providers.interlock]
+name = "Interlock"
+base_url = "{base_url}/v1"
+env_key = "INTERLOCK_API_KEY"
+wire_api = "responses"
+
+[analytics]
+enabled = false
+
+[feedback]
+enabled = false
+
+[otel]
+exporter = "none"
+
+# Each of these otherwise reaches out at startup (github.com, api.github.com, chatgpt.com).
+[features]
+plugins = false
+remote_plugin = false
+apps = false
+plugin_sharing = false
+tool_suggest = false
+"""
+
+
+async def run_codex(gw: Gateway, tmp_path: Path, prompt: str) -> tuple[AgentRun, list[dict[str, Any]]]:
+    home, codex_home, work = tmp_path / "home", tmp_path / "codex", tmp_path / "work"
+    for d in (home, codex_home, work):
+        d.mkdir()
+    (codex_home / "config.toml").write_text(CODEX_CONFIG.format(model=CODEX_MODEL, base_url=gw.url))
+    env = {**base_env(home), "CODEX_HOME": str(codex_home), "INTERLOCK_API_KEY": gw.key}
+    argv = [str(agent_binary("codex")), "exec", "--json", "--skip-git-repo-check", prompt]
+    run = await run_agent(argv, env, work, tmp_path)
+    assert run.returncode == 0, run.describe()
+    return run, [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+
+
+async def test_codex_answer_arrives_through_gateway(
+    agent_gateway: Gateway, fake_provider: FakeProvider, tmp_path: Path
+) -> None:
+    run, events = await run_codex(agent_gateway, tmp_path, "hello from the codex gateway test")
+
+    messages = [e["item"]["text"] for e in events if e["type"] == "item.completed" and e["item"]["type"] == "agent_message"]
+    assert len(messages) == 1, run.describe()
+    words = messages[0].split()
+    assert words[:7] == ["Echo:", "hello", "from", "the", "codex", "gateway", "test"], run.describe()
+    assert len(words) == fake_provider.config.output_tokens
+    assert_only_gateway(run, agent_gateway)
+
+    [sent] = generation_requests(fake_provider)
+    assert sent["path"] == "/v1/responses" and sent["body"]["stream"] is True
+    assert "developer" in {item.get("role") for item in sent["body"]["input"]}  # Codex's system prompt
+
+    [thread] = [e["thread_id"] for e in events if e["type"] == "thread.started"]
+    [usage] = [e["usage"] for e in events if e["type"] == "turn.completed"]
+    [event] = agent_gateway.sink.events
+    assert event.status == 200 and event.key_id == agent_gateway.key_id and event.endpoint == "/v1/responses"
+    assert event.model == CODEX_MODEL and event.provider == "fo" and event.stream
+    assert event.tags["session"] == thread  # from Codex's session-id header
+    assert event.input_tokens == usage["input_tokens"] == sent["usage"]["input_tokens"]
+    assert event.output_tokens == usage["output_tokens"]
+    assert event.reasoning_tokens == usage["reasoning_output_tokens"]
+
+
+# --- Gemini CLI ----------------------------------------------------------------------------
+
+GEMINI_SETTINGS = {
+    "general": {"enableAutoUpdate": False, "enableAutoUpdateNotification": False},
+    "privacy": {"usageStatisticsEnabled": False},
+    "telemetry": {"enabled": False},
+    "security": {"auth": {"selectedType": "gemini-api-key"}, "folderTrust": {"enabled": False}},
+    "model": {"name": GEMINI_MODEL},
+}
+
+
+async def test_gemini_cli_answer_arrives_through_gateway(
+    agent_gateway: Gateway, fake_provider: FakeProvider, tmp_path: Path
+) -> None:
+    home, work = tmp_path / "home", tmp_path / "work"
+    (home / ".gemini").mkdir(parents=True)
+    work.mkdir()
+    (home / ".gemini" / "settings.json").write_text(json.dumps(GEMINI_SETTINGS))
+    env = {
+        **base_env(home),
+        "GOOGLE_GEMINI_BASE_URL": agent_gateway.url,
+        "GEMINI_API_KEY": agent_gateway.key,  # sent as x-goog-api-key
+        # Gemini CLI sends no session id; attribution comes from the gateway's tags header.
+        "GEMINI_CLI_CUSTOM_HEADERS": "x-interlock-tags: agent=gemini-cli",
+    }
+    argv = [str(agent_binary("gemini")), "-p", "hello from the gemini gateway test", "-m", GEMINI_MODEL, "-o", "json"]
+    run = await run_agent(argv, env, work, tmp_path)
+    assert run.returncode == 0, run.describe()
+    result = json.loads(run.stdout[run.stdout.index("{"):])
+
+    words = result["response"].split()
+    assert words[:7] == ["Echo:", "hello", "from", "the", "gemini", "gateway", "test"], run.describe()
+    assert len(words) == fake_provider.config.output_tokens
+    assert_only_gateway(run, agent_gateway)
+
+    [sent] = generation_requests(fake_provider)
+    assert sent["path"] == f"/v1beta/models/{GEMINI_MODEL}:streamGenerateContent" and sent["query"] == {"alt": "sse"}
+
+    tokens = result["stats"]["models"][GEMINI_MODEL]["tokens"]
+    [event] = agent_gateway.sink.events
+    assert event.status == 200 and event.key_id == agent_gateway.key_id and event.dialect == "gemini"
+    assert event.model == GEMINI_MODEL and event.provider == "fg" and event.stream
+    assert event.tags["agent"] == "gemini-cli"
+    assert event.input_tokens == tokens["prompt"] == sent["usage"]["input_tokens"]
+    assert tokens["candidates"] == len(words)
+    # Thoughts are billed as output: the gateway counts them in output_tokens and reasoning_tokens.
+    assert event.output_tokens == tokens["candidates"] + tokens["thoughts"]
+    assert event.reasoning_tokens == tokens["thoughts"]
