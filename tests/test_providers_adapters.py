@@ -253,7 +253,7 @@ def _chunk(event: dict[str, Any]) -> bytes:
 
 
 def test_invoke_stream_is_unwrapped_into_anthropic_sse_across_arbitrary_splits() -> None:
-    events = [{"type": "message_start", "message": {"usage": {"input_tokens": 5}}},
+    events: list[dict[str, Any]] = [{"type": "message_start", "message": {"usage": {"input_tokens": 5}}},
               {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "hé"}},
               {"type": "message_stop"}]
     wire = b"".join(_chunk(e) for e in events)

@@ -79,19 +79,19 @@ def event(gw: Gateway) -> Any:
     return gw.sink.events[-1]
 
 
-HI = [{"role": "user", "content": "hello there"}]
+HI: Any = [{"role": "user", "content": "hello there"}]  # one literal for both SDKs' message types
 
 
 async def test_azure_v1_and_deployments_api_through_the_openai_sdk(gw: Gateway, fake_provider: FakeProvider) -> None:
     client = oai(gw)
-    r = await client.chat.completions.create(model="az-gpt", messages=HI)  # type: ignore[arg-type]
+    r = await client.chat.completions.create(model="az-gpt", messages=HI)
     assert r.choices[0].message.content and r.usage and r.usage.completion_tokens > 0
     req = last(fake_provider)
     assert req["path"] == "/openai/v1/chat/completions" and req["body"]["model"] == "my-gpt4o"
     ev = event(gw)
     assert (ev.provider, ev.upstream_model, ev.output_tokens) == ("az", "my-gpt4o", r.usage.completion_tokens)
 
-    stream = await client.chat.completions.create(model="az-dep-gpt", messages=HI, stream=True)  # type: ignore[arg-type]
+    stream = await client.chat.completions.create(model="az-dep-gpt", messages=HI, stream=True)
     chunks = [c async for c in stream]
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.startswith("Echo: hello there")
@@ -105,14 +105,14 @@ async def test_azure_v1_and_deployments_api_through_the_openai_sdk(gw: Gateway, 
 
 
 async def test_mistral_streams_without_stream_options(gw: Gateway, fake_provider: FakeProvider) -> None:
-    stream = await oai(gw).chat.completions.create(model="mistral-large", messages=HI, stream=True)  # type: ignore[arg-type]
+    stream = await oai(gw).chat.completions.create(model="mistral-large", messages=HI, stream=True)
     assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert "stream_options" not in last(fake_provider)["body"]
 
 
 async def test_vertex_anthropic_through_the_anthropic_sdk(gw: Gateway, fake_provider: FakeProvider) -> None:
     client = anth(gw)
-    msg = await client.messages.create(model="vtx-claude", max_tokens=64, messages=HI,  # type: ignore[arg-type]
+    msg = await client.messages.create(model="vtx-claude", max_tokens=64, messages=HI,
                                        extra_headers={"anthropic-beta": "context-1m-2025-08-07"})
     assert msg.content[0].type == "text" and msg.content[0].text.startswith("Echo: hello there")
     req = last(fake_provider)
@@ -122,7 +122,7 @@ async def test_vertex_anthropic_through_the_anthropic_sdk(gw: Gateway, fake_prov
     assert req["api_key_sha256"] == hashlib.sha256(b"ya29.fake").hexdigest()  # the token came as a bearer token
     assert event(gw).output_tokens == msg.usage.output_tokens and event(gw).provider == "vtx-a"
 
-    async with client.messages.stream(model="vtx-claude", max_tokens=64, messages=HI) as s:  # type: ignore[arg-type]
+    async with client.messages.stream(model="vtx-claude", max_tokens=64, messages=HI) as s:
         text = "".join([t async for t in s.text_stream])
         final = await s.get_final_message()
     assert text.startswith("Echo:") and final.usage.output_tokens > 0
@@ -132,7 +132,7 @@ async def test_vertex_anthropic_through_the_anthropic_sdk(gw: Gateway, fake_prov
 
 async def test_bedrock_invoke_signed_with_sigv4_streaming_and_not(gw: Gateway, fake_provider: FakeProvider) -> None:
     client = anth(gw)
-    msg = await client.messages.create(model="brk-claude", max_tokens=64, messages=HI)  # type: ignore[arg-type]
+    msg = await client.messages.create(model="brk-claude", max_tokens=64, messages=HI)
     assert msg.content[0].type == "text" and msg.content[0].text.startswith("Echo: hello there")
     req = last(fake_provider)
     assert req["status"] == 200
@@ -140,7 +140,7 @@ async def test_bedrock_invoke_signed_with_sigv4_streaming_and_not(gw: Gateway, f
     assert req["body"]["anthropic_version"] == "bedrock-2023-05-31"
     assert event(gw).input_tokens == msg.usage.input_tokens and event(gw).output_tokens == msg.usage.output_tokens
 
-    async with client.messages.stream(model="brk-claude", max_tokens=64, messages=HI) as s:  # type: ignore[arg-type]
+    async with client.messages.stream(model="brk-claude", max_tokens=64, messages=HI) as s:
         text = "".join([t async for t in s.text_stream])
         final = await s.get_final_message()
     assert text.startswith("Echo: hello there") and final.usage.output_tokens == len(text.split())
@@ -152,7 +152,7 @@ async def test_bedrock_invoke_signed_with_sigv4_streaming_and_not(gw: Gateway, f
 
 async def test_bedrock_with_the_wrong_secret_fails_the_signature_check(gw: Gateway, fake_provider: FakeProvider) -> None:
     with pytest.raises(anthropic.PermissionDeniedError):
-        await anth(gw).messages.create(model="brk-bad", max_tokens=8, messages=HI)  # type: ignore[arg-type]
+        await anth(gw).messages.create(model="brk-bad", max_tokens=8, messages=HI)
     assert last(fake_provider)["status"] == 403
     assert fake_provider.requests_to("/model/anthropic.claude-v2:1/invoke") == 1
 
