@@ -128,6 +128,7 @@ def claude_env(gw: Gateway, home: Path) -> dict[str, str]:
         "CLAUDE_CONFIG_DIR": str(home / ".claude"),
         "ANTHROPIC_BASE_URL": gw.url,
         "ANTHROPIC_API_KEY": gw.key,  # the virtual key; sent as x-api-key
+        "ANTHROPIC_CUSTOM_HEADERS": "x-interlock-tags: agent=claude-code",
         # Every model slot points at a gateway model so no request names an unknown one.
         "ANTHROPIC_MODEL": CLAUDE_MODEL,
         "ANTHROPIC_DEFAULT_OPUS_MODEL": CLAUDE_MODEL,
@@ -180,6 +181,7 @@ async def test_claude_code_answer_arrives_through_gateway(
     assert event.status == 200 and event.key_id == agent_gateway.key_id and event.team_id == "eng"
     assert event.model == CLAUDE_MODEL and event.provider == "fa" and event.stream
     assert event.tags["session"] == result["session_id"]  # from x-claude-code-session-id
+    assert event.tags["agent"] == "claude-code"  # ANTHROPIC_CUSTOM_HEADERS
     assert event.input_tokens == sent[0]["usage"]["input_tokens"] == result["usage"]["input_tokens"]
     assert event.output_tokens == result["usage"]["output_tokens"] == len(words)
 
@@ -225,6 +227,7 @@ name = "Interlock"
 base_url = "{base_url}/v1"
 env_key = "INTERLOCK_API_KEY"
 wire_api = "responses"
+http_headers = {{ "x-interlock-tags" = "agent=codex" }}
 
 [analytics]
 enabled = false
@@ -279,6 +282,7 @@ async def test_codex_answer_arrives_through_gateway(
     assert event.status == 200 and event.key_id == agent_gateway.key_id and event.endpoint == "/v1/responses"
     assert event.model == CODEX_MODEL and event.provider == "fo" and event.stream
     assert event.tags["session"] == thread  # from Codex's session-id header
+    assert event.tags["agent"] == "codex"  # the provider's http_headers
     assert event.input_tokens == usage["input_tokens"] == sent["usage"]["input_tokens"]
     assert event.output_tokens == usage["output_tokens"]
     assert event.reasoning_tokens == usage["reasoning_output_tokens"]
