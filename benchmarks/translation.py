@@ -88,7 +88,7 @@ def claude_code_body(size_kb: int) -> dict[str, Any]:
 
 def openai_body_from(anthropic_body: dict[str, Any]) -> dict[str, Any]:
     """The same conversation as an OpenAI client would send it (for the OpenAI -> Anthropic direction)."""
-    xl = default_translations(default_dialects()).bind(default_dialects()["anthropic"], "openai", params())
+    xl = default_translations(default_dialects()).bind(default_dialects()["anthropic"], "messages", "openai", params())
     return xl.request(anthropic_body)
 
 
@@ -138,7 +138,8 @@ def pct(xs: list[float], p: float) -> float:
     return sorted(xs)[min(len(xs) - 1, int(len(xs) * p))]
 
 
-def direction(name: str, raw: bytes, client: str, provider: str, response: bytes, iterations: int) -> tuple[float, float]:
+def direction(name: str, raw: bytes, client: str, operation: str, provider: str, response: bytes,
+              iterations: int) -> tuple[float, float]:
     dialects = default_dialects()
     translations = default_translations(dialects)
     client_dialect, provider_dialect = dialects[client], dialects[provider]
@@ -151,7 +152,7 @@ def direction(name: str, raw: bytes, client: str, provider: str, response: bytes
 
     def translated() -> None:
         body = orjson.loads(raw)
-        xl = translations.bind(client_dialect, provider, params())
+        xl = translations.bind(client_dialect, operation, provider, params())
         out = xl.request(body)
         out["model"] = "upstream"
         orjson.dumps(out)
@@ -184,7 +185,7 @@ def stream_cost(iterations: int, events: int) -> None:
             s.feed(p)
 
     def translate() -> None:
-        s = translations.bind(dialects["anthropic"], "openai", params(stream=True)).scanner()
+        s = translations.bind(dialects["anthropic"], "messages", "openai", params(stream=True)).scanner()
         for p in pieces:
             s.feed(p)
 
@@ -207,8 +208,8 @@ def main() -> int:
     print(f"Claude Code-like turn: {len(anthropic_body['tools'])} tools, {len(anthropic_body['messages'])} messages, "
           f"{len(a_raw)} bytes; {args.iterations} iterations per variant, interleaved; Python {sys.version.split()[0]}")
     results = [
-        direction("anthropic client -> openai provider", a_raw, "anthropic", "openai", OPENAI_RESPONSE, args.iterations),
-        direction("openai client -> anthropic provider", o_raw, "openai", "anthropic", ANTHROPIC_RESPONSE, args.iterations),
+        direction("anthropic client -> openai provider", a_raw, "anthropic", "messages", "openai", OPENAI_RESPONSE, args.iterations),
+        direction("openai client -> anthropic provider", o_raw, "openai", "chat", "anthropic", ANTHROPIC_RESPONSE, args.iterations),
     ]
     stream_cost(args.iterations, 20)
     worst = max(r[0] for r in results)

@@ -177,3 +177,13 @@ async def test_openai_n_greater_than_one_is_refused_before_reaching_anthropic(ga
         await oai(gateway).chat.completions.create(model="claude-t", n=2, messages=[{"role": "user", "content": "hi"}])
     assert "n > 1" in exc.value.message
     assert fake_provider.requests_to("/v1/messages") == 0
+
+
+async def test_apis_without_a_translation_are_refused_in_the_clients_dialect(gateway: Gateway, fake_provider) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(anthropic.BadRequestError) as a_exc:  # count_tokens is not a chat turn: no translation
+        await anth(gateway).messages.count_tokens(model="gpt-t", messages=[{"role": "user", "content": "hi"}])
+    assert "'count_tokens'" in a_exc.value.message
+    with pytest.raises(openai.BadRequestError) as o_exc:
+        await oai(gateway).embeddings.create(model="claude-t", input="hi")
+    assert "'embeddings'" in o_exc.value.message
+    assert fake_provider.stats()["total"] == 0

@@ -26,9 +26,12 @@ def params(model: str = "client-model", *, stream: bool = False, kind: str = "op
                   max_output_tokens=max_output)
 
 
+OPERATION = {"anthropic": "messages", "openai": "chat", "gemini": "generate"}
+
+
 def bind(client: str, provider: str, p: Params) -> Translation:
     dialects = default_dialects()
-    return default_translations(dialects).bind(dialects[client], provider, p)
+    return default_translations(dialects).bind(dialects[client], OPERATION[client], provider, p)
 
 
 def openai_sse(chunks: list[dict[str, Any]], done: bool = True) -> bytes:

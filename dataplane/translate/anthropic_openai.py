@@ -27,6 +27,7 @@ class _Session:
 
 class AnthropicToOpenAI:
     client = "anthropic"
+    client_operation = "messages"
     provider = "openai"
     operation = "chat"
 

@@ -48,8 +48,9 @@ class Session(Protocol):
 
 
 class Translator(Protocol):
-    client: str  # dialect names
-    provider: str
+    client: str  # dialect family of the client ("openai", "anthropic", "gemini")
+    client_operation: str  # which of that family's APIs: "chat", "responses", "messages", "generate"
+    provider: str  # dialect family the provider speaks
     operation: str  # the provider adapter's path key for the translated request ("chat", "messages")
 
     def open(self, params: Params) -> Session: ...

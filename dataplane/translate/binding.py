@@ -102,23 +102,24 @@ class Translation:
 
 
 class Translations:
-    """The registry: (client dialect, provider dialect) -> translator. Built once per node."""
+    """The registry: (client dialect, client operation, provider dialect) -> translator. Built once per node."""
 
-    def __init__(self, translators: Mapping[tuple[str, str], Translator], dialects: Mapping[str, Dialect],
+    def __init__(self, translators: Mapping[tuple[str, str, str], Translator], dialects: Mapping[str, Dialect],
                  writers: Mapping[str, Writer]) -> None:
         self._translators = translators
         self._dialects = dialects
         self._writers = writers
 
-    def pairs(self) -> list[tuple[str, str]]:
+    def pairs(self) -> list[tuple[str, str, str]]:
         return sorted(self._translators)
 
-    def bind(self, client: Dialect, provider_dialect: str, params: Params) -> Translation:
-        t = self._translators.get((client.name, provider_dialect))
+    def bind(self, client: Dialect, operation: str, provider_dialect: str, params: Params) -> Translation:
+        """`operation`: the client endpoint's (Endpoint.operation), since one family has several APIs."""
+        t = self._translators.get((client.name, operation, provider_dialect))
         provider = self._dialects.get(provider_dialect)
         write = self._writers.get(client.name)
         if t is None or provider is None or write is None:
             raise bad_request(
-                f"model {params.client_model!r} is served by a provider speaking the {provider_dialect} API, "
-                f"and requests in the {client.name} API cannot be translated to it")
+                f"model {params.client_model!r} is served by a provider speaking the {provider_dialect} API, and "
+                f"{client.name} {operation!r} requests cannot be translated to it; use a model of a {client.name} provider")
         return Translation(t, t.open(params), client, provider, write)

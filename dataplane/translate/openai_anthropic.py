@@ -32,6 +32,7 @@ class _Session:
 
 class OpenAIToAnthropic:
     client = "openai"
+    client_operation = "chat"
     provider = "anthropic"
     operation = "messages"
 

@@ -13,9 +13,9 @@ from .openai_anthropic import OpenAIToAnthropic
 from .sse import default_writers
 
 
-def default_translators() -> dict[tuple[str, str], Translator]:
+def default_translators() -> dict[tuple[str, str, str], Translator]:
     ts: list[Translator] = [AnthropicToOpenAI(), OpenAIToAnthropic()]
-    return {(t.client, t.provider): t for t in ts}
+    return {(t.client, t.client_operation, t.provider): t for t in ts}
 
 
 def default_translations(dialects: Mapping[str, Dialect]) -> Translations:
