@@ -16,6 +16,7 @@ import orjson
 from dataplane.errors import SnapshotRejected
 from dataplane.pricing import Price, per_token_pico
 from dataplane.providers.base import ProviderAdapter, ProviderConfigError
+from dataplane.routing.table import RoutingTable
 from interlock.keys import HASH_SCHEME
 from interlock.v1 import policy_pb2
 
@@ -117,6 +118,7 @@ class CompiledPolicy:
     keys: Mapping[bytes, KeyEntry]
     routes: Mapping[str, Route]
     providers: Mapping[str, RuntimeProvider]
+    routing: RoutingTable = field(default_factory=RoutingTable.empty)  # rules, deployments, team constraints
     _models_json: dict[frozenset[str] | None, bytes] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -146,6 +148,8 @@ class CompiledPolicy:
                 raise SnapshotRejected(f"alias {a.name!r} points to unknown model {a.target!r}")
             routes[a.name] = Route(target.model, a.name)
             aliases_of.setdefault(a.target, []).append(a.name)
+        routing = RoutingTable.build(snap, {n: r.model for n, r in routes.items() if not r.alias}, providers,
+                                     {n: r.model.name for n, r in routes.items()})
         teams = {t.id: t for t in snap.teams}
         keys: dict[bytes, KeyEntry] = {}
         for k in snap.keys:
@@ -159,7 +163,7 @@ class CompiledPolicy:
                 expires_at_ms=k.expires_at_unix_ms, revoked=k.revoked, tags=tags,
                 required_tags=frozenset(team.required_tags) if team else frozenset(),
             )
-        return cls(snap.version, snap.content_hash, keys, routes, providers)
+        return cls(snap.version, snap.content_hash, keys, routes, providers, routing=routing)
 
     def models_json(self, allowed: frozenset[str] | None) -> bytes:
         """OpenAI-style model list for a key; memoised per distinct allowlist (the policy is immutable)."""

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
+import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from dataplane.admission import authenticate, presented_key, resolve
+from dataplane.admission import authenticate, presented_key
 from dataplane.dialects.base import Dialect, ErrorKind, StreamUsageScanner, Usage
 from dataplane.gateway_errors import GatewayError, bad_request
 from dataplane.http.messages import Request, Responder
-from dataplane.policy import CompiledPolicy, Route
+from dataplane.policy import CompiledPolicy, Route, RuntimeModel
+from dataplane.providers.base import DecodingScanner
+from dataplane.routing.attempts import AttemptPlanner
+from dataplane.routing.backoff import retry_after_s
+from dataplane.routing.breaker import Breakers
+from dataplane.routing.failure import UNHEALTHY, exception_class, status_class
+from dataplane.routing.report import AttemptRecord, route_headers
+from dataplane.routing.select import facts_of, select_plan, session_of
+from dataplane.routing.table import Plan, RuntimeDeployment
 from dataplane.tags import TAGS_HEADER, missing, request_tags
 from dataplane.translate.base import Params
 from dataplane.translate.binding import Translation, Translations
@@ -31,12 +42,40 @@ class Endpoint:
     path: str
 
 
-def _status_class(status: int) -> str:
-    if status == 429:
-        return "rate_limited"
-    if status == 529:
-        return "overloaded"
-    return "upstream_5xx" if status >= 500 else "upstream_4xx"
+@dataclass(slots=True)
+class _Outcome:
+    """How one attempt ended. `retry`: a retryable failure and nothing reached the client; what to send
+    (payload/ctype/extra, or exc) if no attempt is left."""
+
+    status: int
+    error_class: str
+    retry: bool
+    retry_after_s: float | None = None
+    payload: bytes = b""
+    ctype: str = "application/json"
+    extra: list[tuple[str, str]] = field(default_factory=list)
+    exc: GatewayError | None = None
+
+
+_OK = _Outcome(200, "", False)
+_UPSTREAM_KINDS = frozenset({ErrorKind.TIMEOUT, ErrorKind.UPSTREAM})  # GatewayErrors dataplane.upstream raises
+
+
+class _NoLimit:
+    """Stands in for asyncio.timeout() when a rule sets no per-attempt timeout (no timer on the hot path)."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def reschedule(self, when: float | None) -> None:
+        return None
+
+
+_NO_LIMIT = _NoLimit()
+_Deadline = asyncio.Timeout | _NoLimit
 
 
 def _estimate(rec: RequestRecord, partial: Usage, events: int) -> Usage:
@@ -53,7 +92,10 @@ def _estimate(rec: RequestRecord, partial: Usage, events: int) -> Usage:
 class Proxy:
     def __init__(
         self, *, policy: Callable[[], CompiledPolicy | None], pepper: bytes, upstream: Upstream, sink: UsageSink,
-        node_id: str, clock: Callable[[], float] = time.time, translations: Translations | None = None,
+        node_id: str, clock: Callable[[], float] = time.time,
+        translations: Translations | None = None,
+        monotonic: Callable[[], float] = time.monotonic, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None, breakers: Breakers | None = None,
     ):
         self._policy = policy
         self._pepper = pepper
@@ -63,6 +105,10 @@ class Proxy:
         self._clock = clock
         self._ids = EventIds()
         self._translations = translations
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self.breakers = breakers or Breakers(monotonic)  # per node, kept across snapshot swaps
 
     async def handle(self, req: Request, resp: Responder, ep: Endpoint) -> None:
         rec = RequestRecord(self._ids, ep.dialect.name, ep.path, len(req.body))
@@ -73,7 +119,8 @@ class Proxy:
             rec.error_class = rec.error_class or exc.kind
             if not resp.started:
                 resp.send(exc.status, "application/json", ep.dialect.error_body(exc.status, exc.kind, exc.message),
-                          (("x-interlock-request-id", rec.event_id), *exc.headers))
+                          (("x-interlock-request-id", rec.event_id), *exc.headers,
+                           *route_headers(rec.route_rule, rec.attempts)))
             else:
                 await resp.write(ep.dialect.stream_error_event(exc.kind, exc.message))
                 resp.end_stream()
@@ -90,7 +137,7 @@ class Proxy:
             raise GatewayError(503, ErrorKind.UNAVAILABLE, "this gateway node has no valid policy yet; retry shortly",
                                (("retry-after", "1"),))
         rec.policy_version = policy.version
-        key = authenticate(policy, self._pepper, presented_key(req.headers), int(self._clock() * 1000))
+        key = authenticate(policy, self._pepper, presented_key(req.headers, req.query), int(self._clock() * 1000))
         rec.key = key
         rec.tags = key.tags  # what the event carries if the body turns out unusable (not mutated: no copy)
         body = _parse_body(req.body)
@@ -100,74 +147,182 @@ class Proxy:
                 f"team {key.team_id!r} requires the tags {', '.join(absent)}: send them as "
                 f"'{TAGS_HEADER}: " + ",".join(f"{t}=..." for t in absent) + "'"
             )
-        requested = body.get("model")
-        if not isinstance(requested, str) or not requested:
+        requested = ep.dialect.requested_model(req.path, body)  # Gemini names it in the URL, others in the body
+        if not requested:
             raise bad_request("the request body must name a model, e.g. {\"model\": \"...\"}")
-        stream = body.get("stream") is True
+        stream = ep.dialect.wants_stream(req.path, body)
         rec.requested_model, rec.stream = requested, stream
-        route = resolve(policy, key, requested)
-        self._record_route(rec, route)
-        prov = route.model.provider
+        f = facts_of(key, requested, req.headers, rec.tags, body, len(req.body))
+        plan = select_plan(policy, key, f)
+        rec.route_rule = plan.rule_id
+        named = policy.routes.get(requested)
+        rec.alias = named.alias if named is not None else ""
+        route = Route(plan.targets[0].deployments[0].model, rec.alias)  # the first choice (budgets reserve for it)
+        self._record_model(rec, route.model)
+        deadline = self._monotonic() + plan.total_timeout_s if plan.total_timeout_s else math.inf
+        planner = AttemptPlanner(plan, constraint=policy.routing.constraints.get(key.team_id), breakers=self.breakers,
+                                 rng=self._rng, session=session_of(req.headers, rec.tags), deadline=deadline)
+        await self._attempts(req, resp, ep, rec, body, planner, stream, deadline)
+
+    async def _attempts(
+        self, req: Request, resp: Responder, ep: Endpoint, rec: RequestRecord, body: dict[str, Any],
+        planner: AttemptPlanner, stream: bool, deadline: float,
+    ) -> None:
+        """Try deployments in the planner's order until one answers; a retryable failure moves on only while
+        nothing has reached the client. Each attempt picks its own adapter and translation."""
+        last: _Outcome | None = None
+        while (nxt := planner.next(self._monotonic())) is not None:
+            if nxt.delay_s:
+                await self._sleep(nxt.delay_s)
+            dep = nxt.deployment
+            breaker = self.breakers.get(dep.id, dep.breaker)
+            if breaker is not None and not breaker.allow(self._monotonic()):
+                planner.skipped_open.append(dep)  # another request holds the half-open probe
+                continue
+            # the first attempt may consume the parsed body; later ones get a fresh copy (adapters rewrite it)
+            attempt_body = body if not rec.attempts else _parse_body(req.body)
+            started = self._monotonic()
+            outcome: _Outcome | None = None
+            try:
+                outcome = await self._attempt(req, resp, ep, rec, attempt_body, dep, stream, planner.plan, deadline)
+            finally:
+                if breaker is not None:
+                    if outcome is None:
+                        breaker.release(self._monotonic())
+                    else:
+                        breaker.record(outcome.error_class not in UNHEALTHY, self._monotonic())
+                if outcome is None and not resp.started:  # raised before an answer: still an attempt to report
+                    self._note(rec, dep, 0, "gateway_error", started)
+            if not outcome.retry:
+                return
+            planner.failed(dep, outcome.retry_after_s)
+            last = outcome
+        if last is None:
+            raise self._nothing_tried(rec, planner)
+        rec.status, rec.error_class = last.status, last.error_class
+        if last.exc is not None:
+            raise last.exc
+        resp.send(last.status, last.ctype, last.payload, [*last.extra, *route_headers(rec.route_rule, rec.attempts)])
+        rec.response_bytes = len(last.payload)
+
+    async def _attempt(
+        self, req: Request, resp: Responder, ep: Endpoint, rec: RequestRecord, body: dict[str, Any],
+        dep: RuntimeDeployment, stream: bool, plan: Plan, deadline: float,
+    ) -> _Outcome:
+        m = dep.model
+        self._record_model(rec, m)
+        requested = rec.requested_model
+        prov = m.provider
+        started = self._monotonic()
         if prov.unavailable:
-            raise GatewayError(503, ErrorKind.UNAVAILABLE, f"model {requested!r} is unavailable on this node: {prov.unavailable}")
+            self._note(rec, dep, 503, "unavailable", started)
+            return _Outcome(503, "unavailable", True, exc=GatewayError(
+                503, ErrorKind.UNAVAILABLE, f"model {requested!r} is unavailable on this node: {prov.unavailable}"))
         adapter = prov.adapter
         xl: Translation | None = None  # cross-API translation (dataplane/translate/) when the dialects differ
         if adapter.dialect != ep.dialect.name:
             if self._translations is None:
                 raise bad_request(f"model {requested!r} is served by a provider speaking the {adapter.dialect} API; "
                                   f"this endpoint speaks {ep.dialect.name} (cross-API translation is not enabled)")
-            xl = self._translations.bind(ep.dialect, ep.operation, adapter.dialect, Params(
-                requested, stream, int(self._clock()), adapter.kind, route.model.max_output_tokens))
+            xl = self._translations.bind(ep.dialect, adapter.dialect, Params(
+                requested, stream, int(self._clock()), adapter.kind, m.max_output_tokens))
             body = xl.request(body)
-        strip_usage = adapter.prepare_body(body, route.model.upstream_name, stream)
-        headers = [*prov.headers, *((h, req.headers[h]) for h in adapter.forward_headers if h in req.headers)]
-        url = prov.base_url + adapter.paths[xl.operation if xl else ep.operation]
-        async with self._upstream.post(url, headers, orjson.dumps(body), prov.timeout_s, prov.name) as upstream:
-            extra = [("x-interlock-request-id", rec.event_id)]
-            extra += [(h, v) for h in PASSTHROUGH_RESPONSE_HEADERS if (v := upstream.headers.get(h)) is not None]
-            rec.status = upstream.status
-            if upstream.status != 200:
-                rec.error_class = _status_class(upstream.status)
-            if stream and upstream.status == 200:
-                scanner = xl.scanner() if xl else ep.dialect.stream_scanner(strip_usage)
-                await self._relay_stream(upstream, resp, scanner, rec, extra)
-                return
-            payload = await upstream.read()
-            rec.first_byte_s = self._clock()
-            if upstream.status == 200:
-                rec.usage = _usage_of(xl.provider if xl else ep.dialect, payload)  # the provider's own report
-            ctype = upstream.headers.get("content-type", "application/json")
-            if xl:
-                payload, ctype = xl.response(upstream.status, payload), "application/json"
-            rec.response_bytes = len(payload)
-            resp.send(upstream.status, ctype, payload, extra)
+        operation = xl.operation if xl else ep.operation
+        strip_usage = adapter.prepare_body(body, m.upstream_name, stream, operation)
+        url, headers, payload = adapter.build_request(  # URL, auth and signing over the final body bytes
+            prov, operation, m.upstream_name, stream, body, req.headers)
+        timeout_s = prov.timeout_s if deadline == math.inf else max(0.001, min(prov.timeout_s, deadline - started))
+        limit: _Deadline = asyncio.timeout(plan.attempt_timeout_s) if plan.attempt_timeout_s else _NO_LIMIT
+        try:
+            async with limit, self._upstream.post(url, headers, payload, timeout_s, prov.name) as upstream:
+                extra = [("x-interlock-request-id", rec.event_id)]
+                extra += [(h, v) for h in PASSTHROUGH_RESPONSE_HEADERS if (v := upstream.headers.get(h)) is not None]
+                status = upstream.status
+                if stream and status == 200:
+                    scanner = xl.scanner() if xl else ep.dialect.stream_scanner(strip_usage)
+                    if (decoder := adapter.stream_decoder()) is not None:  # e.g. AWS event-stream -> SSE
+                        scanner = DecodingScanner(decoder, scanner)
+                    chunks = upstream.content.iter_any().__aiter__()
+                    first = await anext(chunks, b"")  # until this arrives a failure can still fall back
+                    limit.reschedule(None)
+                    self._note(rec, dep, 200, "", started)
+                    extra += route_headers(rec.route_rule, rec.attempts)
+                    rec.status = 200
+                    await self._relay_stream(upstream, resp, scanner, rec, extra, first, chunks)
+                    return _OK
+                payload = await upstream.read()
+                cls = status_class(status, payload) if status != 200 else ""
+                ctype = upstream.headers.get("content-type", "application/json")
+                if xl:
+                    out, ctype = xl.response(status, payload), "application/json"
+                else:
+                    out = payload
+                self._note(rec, dep, status, cls, started)
+                if cls in plan.retryable:
+                    return _Outcome(status, cls, True, retry_after_s(upstream.headers, self._clock()), out, ctype, extra)
+                rec.first_byte_s = self._clock()
+                rec.status, rec.error_class = status, cls
+                if status == 200:
+                    rec.usage = _usage_of(xl.provider if xl else ep.dialect, payload)  # the provider's own report
+                rec.response_bytes = len(out)
+                resp.send(status, ctype, out, [*extra, *route_headers(rec.route_rule, rec.attempts)])
+                return _Outcome(status, cls, False)
+        except (TimeoutError, GatewayError) as exc:
+            if resp.started or (isinstance(exc, GatewayError) and exc.kind not in _UPSTREAM_KINDS):
+                raise
+            err = exc if isinstance(exc, GatewayError) else GatewayError(
+                504, ErrorKind.TIMEOUT, f"provider {prov.name!r} did not answer within {plan.attempt_timeout_s:g}s")
+            cls = exception_class(exc)
+            self._note(rec, dep, err.status, cls, started)
+            return _Outcome(err.status, cls, cls in plan.retryable, exc=err)
+
+    def _note(self, rec: RequestRecord, dep: RuntimeDeployment, status: int, cls: str, started: float) -> None:
+        m = dep.model
+        rec.attempts.append(AttemptRecord(m.provider.name, dep.id, m.upstream_name, status, cls,
+                                          int((self._monotonic() - started) * 1000)))
+
+    @staticmethod
+    def _nothing_tried(rec: RequestRecord, planner: AttemptPlanner) -> GatewayError:
+        if planner.skipped_open:
+            names = ", ".join(d.id for d in planner.skipped_open)
+            return GatewayError(503, ErrorKind.OVERLOADED, f"every deployment for model {rec.requested_model!r} is "
+                                f"failing (circuit open: {names}); retry shortly", (("retry-after", "5"),))
+        team = rec.key.team_id if rec.key else ""
+        return GatewayError(403, ErrorKind.PERMISSION, f"team {team!r} may not reach any deployment of model "
+                            f"{rec.requested_model!r} (routing constraints: allowed regions/providers); "
+                            "ask your platform team for a model that runs where you are allowed")
 
     async def _relay_stream(
         self, upstream: UpstreamResponse, resp: Responder, scanner: StreamUsageScanner, rec: RequestRecord,
-        extra: list[tuple[str, str]],
+        extra: list[tuple[str, str]], first: bytes, chunks: AsyncIterator[bytes],
     ) -> None:
-        resp.start_stream(200, upstream.headers.get("content-type", "text/event-stream"), extra)
+        decoded = isinstance(scanner, DecodingScanner)  # e.g. Bedrock: event-stream in, SSE out
+        resp.start_stream(200, "text/event-stream" if decoded else upstream.headers.get("content-type", "text/event-stream"),
+                          extra)
         try:
-            async for chunk in upstream.content.iter_any():
-                if not rec.first_byte_s:
-                    rec.first_byte_s = self._clock()
-                out = scanner.feed(chunk)
-                if resp.disconnected:
-                    rec.client_disconnected = True
-                    break  # leaving the context closes the upstream connection: the provider stops generating
-                await resp.write(out)
+            chunk = first
+            while True:
+                if chunk:
+                    if not rec.first_byte_s:
+                        rec.first_byte_s = self._clock()
+                    out = scanner.feed(chunk)
+                    if resp.disconnected:
+                        rec.client_disconnected = True
+                        break  # leaving the context closes the upstream connection: the provider stops generating
+                    await resp.write(out)
+                chunk = await anext(chunks, b"")
+                if not chunk:
+                    break
         finally:
             rec.usage = scanner.usage if scanner.usage.reported else _estimate(rec, scanner.usage, scanner.events)
             rec.response_bytes = resp.bytes_sent
         resp.end_stream()
 
     @staticmethod
-    def _record_route(rec: RequestRecord, route: Route) -> None:
-        m = route.model
-        rec.alias, rec.model, rec.provider, rec.upstream_model = route.alias, m.name, m.provider.name, m.upstream_name
+    def _record_model(rec: RequestRecord, m: RuntimeModel) -> None:
+        rec.model, rec.provider, rec.upstream_model = m.name, m.provider.name, m.upstream_name
         rec.price = m.price
         rec.price_version = m.price.version
-
 
 def _parse_body(raw: bytes) -> dict[str, Any]:
     if not raw:

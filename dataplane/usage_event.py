@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataplane.dialects.base import Usage
 from dataplane.policy import KeyEntry
 from dataplane.pricing import Price, format_usd
+from dataplane.routing.report import AttemptRecord
 from interlock.v1 import usage_pb2
 
 
@@ -33,6 +34,7 @@ class EventIds:
 class RequestRecord:
     __slots__ = (
         "alias",
+        "attempts",
         "client_disconnected",
         "cost_pico",
         "dialect",
@@ -51,6 +53,7 @@ class RequestRecord:
         "request_bytes",
         "requested_model",
         "response_bytes",
+        "route_rule",
         "status",
         "stream",
         "tags",
@@ -77,6 +80,8 @@ class RequestRecord:
         self.price: Price | None = None
         self.policy_version = 0
         self.response_bytes = 0
+        self.route_rule = ""  # the routing rule that chose the deployments ("default" = none matched)
+        self.attempts: list[AttemptRecord] = []  # every upstream attempt, in order (fallback visible here)
 
     def to_event(self, node_id: str) -> usage_pb2.UsageEvent:
         u = self.usage
@@ -94,4 +99,8 @@ class RequestRecord:
             cost_usd=format_usd(self.cost_pico), price_version=self.price_version, latency_ms=ms(self.done_s),
             ttfb_ms=ms(self.first_byte_s), stream=self.stream, client_disconnected=self.client_disconnected,
             policy_version=self.policy_version, request_bytes=self.request_bytes, response_bytes=self.response_bytes,
+            route_rule=self.route_rule, fallback=len(self.attempts) > 1,
+            attempts=[usage_pb2.Attempt(provider=a.provider, deployment=a.deployment, upstream_model=a.upstream_model,
+                                        status=a.status, error_class=a.error_class, latency_ms=a.latency_ms)
+                      for a in self.attempts],
         )
