@@ -251,7 +251,7 @@ tool_suggest = false
 async def run_codex(gw: Gateway, tmp_path: Path, prompt: str) -> tuple[AgentRun, list[dict[str, Any]]]:
     home, codex_home, work = tmp_path / "home", tmp_path / "codex", tmp_path / "work"
     for d in (home, codex_home, work):
-        d.mkdir()
+        d.mkdir(exist_ok=True)
     (codex_home / "config.toml").write_text(CODEX_CONFIG.format(model=CODEX_MODEL, base_url=gw.url))
     env = {**base_env(home), "CODEX_HOME": str(codex_home), "INTERLOCK_API_KEY": gw.key}
     argv = [str(agent_binary("codex")), "exec", "--json", "--skip-git-repo-check", prompt]
@@ -286,6 +286,34 @@ async def test_codex_answer_arrives_through_gateway(
     assert event.input_tokens == usage["input_tokens"] == sent["usage"]["input_tokens"]
     assert event.output_tokens == usage["output_tokens"]
     assert event.reasoning_tokens == usage["reasoning_output_tokens"]
+
+
+
+async def test_codex_tool_round_trip(agent_gateway: Gateway, fake_provider: FakeProvider, tmp_path: Path) -> None:
+    # The fake answers "use tool" with a call to Codex's first tool, exec_command, whose `cmd`
+    # is the prompt itself: a shell command with the trigger in a comment.
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "notes.txt").write_text("the secret word is pelican\n")
+    run, events = await run_codex(agent_gateway, tmp_path, "cat notes.txt # use tool")
+
+    commands = [e["item"] for e in events if e["type"] == "item.completed" and e["item"]["type"] == "command_execution"]
+    assert len(commands) == 1 and "pelican" in commands[0]["aggregated_output"], run.describe()
+    first, second = generation_requests(fake_provider)
+    items = second["body"]["input"]
+    [call] = [i for i in items if i.get("type") == "function_call"]
+    [output] = [i for i in items if i.get("type") == "function_call_output"]
+    assert call["name"] == "exec_command" and json.loads(call["arguments"]) == {"cmd": "cat notes.txt # use tool"}
+    assert output["call_id"] == call["call_id"] and "the secret word is pelican" in output["output"]
+    # The reasoning item comes back with its encrypted content intact (the fake verifies it).
+    assert [i["encrypted_content"] for i in items if i.get("type") == "reasoning"]
+    assert second["status"] == 200
+    assert_only_gateway(run, agent_gateway)
+
+    [thread] = [e["thread_id"] for e in events if e["type"] == "thread.started"]
+    gw_events = agent_gateway.sink.events
+    assert [e.status for e in gw_events] == [200, 200]
+    assert {e.tags["session"] for e in gw_events} == {thread}
+    assert [e.input_tokens for e in gw_events] == [first["usage"]["input_tokens"], second["usage"]["input_tokens"]]
 
 
 # --- Gemini CLI ----------------------------------------------------------------------------
