@@ -14,6 +14,9 @@ import grpc
 
 from interlock.settings import ControlPlaneSettings
 
+from .budget.ledger import Ledger
+from .budget.limits import PublishedLimits
+from .budget.servicer import BudgetServicer
 from .grpc_server import ControlPlaneServicer, build_server, start_control_plane_grpc
 from .publisher import SnapshotPublisher
 from .service import StorePolicyService
@@ -31,6 +34,7 @@ class ControlPlaneBackend:
     server: grpc.aio.Server
     grpc_port: int
     servicer: ControlPlaneServicer
+    ledger: Ledger  # budget leases (BudgetService on the same gRPC port)
 
     async def close(self, grace_s: float = 1.0) -> None:
         await self.server.stop(grace_s)
@@ -48,15 +52,17 @@ async def start_backend(
     service = StorePolicyService(
         kv, settings.key_pepper, clock, published=lambda: publisher.current.snapshot if publisher.current else None
     )
+    ledger = Ledger(kv, clock=clock, lease_ttl_s=settings.budget_lease_ttl_s,
+                    limits=PublishedLimits(lambda: publisher.current.snapshot if publisher.current else None))
     await publisher.start()
     try:
         server, servicer, port = build_server(
             publisher, kv, host=settings.grpc_host, port=settings.grpc_port, heartbeat_s=settings.heartbeat_s,
-            clock=clock,
+            clock=clock, services=[BudgetServicer(ledger, clock).register],
         )
         await server.start()
     except BaseException:
         await publisher.stop()
         await kv.close()
         raise
-    return ControlPlaneBackend(kv, service, publisher, server, port, servicer)
+    return ControlPlaneBackend(kv, service, publisher, server, port, servicer, ledger)

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import suppress
 
 import grpc
@@ -165,11 +165,15 @@ def build_server(
     port: int,
     heartbeat_s: float,
     clock: Callable[[], float] = time.time,
+    services: Iterable[Callable[[grpc.aio.Server], None]] = (),
 ) -> tuple[grpc.aio.Server, ControlPlaneServicer, int]:
-    """A bound, not yet started server; returns (server, servicer, bound port)."""
+    """A bound, not yet started server; returns (server, servicer, bound port).
+    `services` register further services on the same port (e.g. BudgetService)."""
     server = grpc.aio.server(options=_SERVER_OPTIONS)
     servicer = ControlPlaneServicer(publisher, kv, heartbeat_s=heartbeat_s, clock=clock)
     add_to_server(servicer, server)
+    for register in services:
+        register(server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"cannot listen for gRPC on {host}:{port}")

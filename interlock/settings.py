@@ -119,6 +119,7 @@ class ControlPlaneSettings:
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50051
     heartbeat_s: float = 5.0
+    budget_lease_ttl_s: float = 20.0  # a crashed node's budget leases return to the pool after this
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ControlPlaneSettings:
@@ -139,6 +140,7 @@ class ControlPlaneSettings:
             grpc_host=_get(env, "GRPC_HOST", cls.grpc_host, str),
             grpc_port=_get(env, "GRPC_PORT", cls.grpc_port, int),
             heartbeat_s=_get(env, "HEARTBEAT_S", cls.heartbeat_s, float),
+            budget_lease_ttl_s=_get(env, "BUDGET_LEASE_TTL_S", cls.budget_lease_ttl_s, float),
         )
 
 

@@ -49,7 +49,8 @@ def ledger(kv: KV, clock: Clock, limits: LimitBook | None = None, ttl_s: float =
 
 
 def test_grant_size_shares_and_tail() -> None:
-    assert grant_size(ask=10**6, available=900, min_grant=0, limit=1000, other_holders=2) == 300
+    assert grant_size(ask=10**6, available=900, min_grant=0, limit=1000, other_holders=2) == 225
+    assert grant_size(ask=10**6, available=900, min_grant=0, limit=1000, other_holders=0) == 450  # not all to one
     assert grant_size(ask=100, available=900, min_grant=0, limit=1000, other_holders=2) == 100
     assert grant_size(ask=10**6, available=40, min_grant=0, limit=1000, other_holders=5) == 40  # tail: all of it
     assert grant_size(ask=10**6, available=300, min_grant=250, limit=1000, other_holders=5) == 250
@@ -62,16 +63,18 @@ async def test_grant_settle_return_and_figures(kv: KV) -> None:
     clock = Clock()
     led = ledger(kv, clock)
     [g] = await led.sync("n1", 1, [op(want=LIMIT)])
-    assert g.status == budget_pb2.LEASE_STATUS_OK and g.lease == LIMIT  # only holder: gets everything it asks
+    assert g.status == budget_pb2.LEASE_STATUS_OK and g.lease == LIMIT // 2  # the first asker never takes it all
+    [g] = await led.sync("n1", 2, [op(want=300_000)])  # asks for less than it holds: returns the difference
+    assert (g.lease, g.granted_delta) == (300_000, -200_000)
     [g2] = await led.sync("n2", 1, [op(want=LIMIT)])
-    assert g2.lease == 0 and g2.remaining == 0
-    [g] = await led.sync("n1", 2, [op(settled=300_000, want=100_000)])  # spent 300k, keep 100k, return the rest
-    assert (g.lease, g.settled, g.leased, g.remaining) == (100_000, 300_000, 100_000, 600_000)
-    assert g.granted_delta == 100_000 - LIMIT
-    [g2] = await led.sync("n2", 2, [op(want=LIMIT)])
-    assert g2.lease == 300_000  # n1 still holds a lease: n2 gets a share of the 600k left, not all of it
-    [g2] = await led.sync("n2", 3, [op(want=LIMIT)])
-    assert g2.lease == 450_000
+    assert g2.lease == 700_000 // 3  # a share of what is left, with n1 active
+    [g] = await led.sync("n1", 3, [op(settled=200_000, want=50_000)])  # spent 200k of its lease, keeps 50k
+    assert (g.lease, g.settled, g.leased, g.remaining) == (50_000, 200_000, 50_000 + 233_333, 516_667)
+    [g2] = await led.sync("n2", 2, [op(want=233_333, min_grant=1)])  # renew at the same size: nothing moves
+    assert (g2.lease, g2.granted_delta) == (233_333, 0)
+    for seq in range(3, 40):  # n2 keeps asking: it converges on everything n1 does not hold
+        [g2] = await led.sync("n2", seq, [op(want=LIMIT)])
+    assert g2.lease == LIMIT - 200_000 - 50_000 and g2.remaining == 0
 
 
 @pytest.mark.integration
@@ -90,15 +93,18 @@ async def test_overshoot_is_counted_and_retry_is_applied_once(kv: KV) -> None:
 async def test_crashed_node_lease_returns_after_ttl(kv: KV) -> None:
     clock = Clock()
     led = ledger(kv, clock, ttl_s=10)
-    [g] = await led.sync("dead", 1, [op(want=LIMIT)])
-    assert g.lease == LIMIT and g.lease_expires_unix_ms == int(clock.t * 1000) + 10_000
+    [g] = await led.sync("dead", 1, [op(want=LIMIT // 2)])
+    assert g.lease == LIMIT // 2 and g.lease_expires_unix_ms == int(clock.t * 1000) + 10_000
     clock.t += 9
-    assert (await led.sync("live", 1, [op(want=LIMIT)]))[0].lease == 0
+    for seq in range(1, 40):
+        [g] = await led.sync("live", seq, [op(want=LIMIT)])
+    assert g.lease == LIMIT // 2  # the dead node's half is still held
     clock.t += 1.001
-    [g] = await led.sync("live", 2, [op(want=LIMIT)])
-    assert g.lease == LIMIT
+    for seq in range(40, 80):
+        [g] = await led.sync("live", seq, [op(want=LIMIT)])
+    assert g.lease == LIMIT  # it expired and went back to the pool
     [row] = await led.rows()
-    assert row.record.reclaimed == LIMIT
+    assert row.record.reclaimed == LIMIT // 2
     clock.t += 1
     [late] = await led.sync("dead", 2, [op(settled=500, want=0)])  # came back: its spend is beyond the pool now
     assert late.settled == 500

@@ -44,12 +44,13 @@ def invalid_reason(op: Op) -> str:
 def grant_size(*, ask: int, available: int, min_grant: int, limit: int, other_holders: int) -> int:
     """How much more lease to give a node that asks for `ask` more.
 
-    A share of what is left (available // (other holders + 1)) so every node gets some, at least `min_grant`
+    A share of what is left (available // (other active nodes + 2): never all of it to the first asker, since
+    more nodes may be about to ask) so every node gets some, at least `min_grant`
     (the reservation the node is waiting for), and the whole tail once little is left, so the last few
     percent of a budget are usable rather than fragmented across nodes. Never more than available."""
     if ask <= 0 or available <= 0:
         return 0
-    size = max(min_grant, available // (other_holders + 1))
+    size = max(min_grant, available // (other_holders + 2))
     if available * TAIL_FRACTION <= limit:
         size = available
     size = min(size, ask, available)
@@ -85,10 +86,11 @@ def apply_op(rec: LedgerRecord, op: Op, *, now_ms: int, ttl_ms: int, current: bo
     if not current or op.want_total <= own:
         new = op.want_total if current else 0
     else:
-        others = [n for n, lease in rec.leases.items() if n != op.node_id and lease.expires_ms > now_ms]
-        available = rec.limit - rec.settled - sum(rec.leases[n].amount for n in others) - own
+        available = rec.limit - rec.settled - sum(x.amount for n, x in rec.leases.items() if n != op.node_id) - own
+        # active = holding a lease, or synced recently (it may ask again any moment)
+        active = {n for n in rec.leases} | {n for n, (_, seen) in rec.seqs.items() if seen + 3 * ttl_ms > now_ms}
         new = own + grant_size(ask=op.want_total - own, available=available, min_grant=op.min_grant,
-                               limit=rec.limit, other_holders=len(others))
+                               limit=rec.limit, other_holders=len(active - {op.node_id}))
     if new > 0:
         rec.leases[op.node_id] = Lease(new, now_ms + ttl_ms)
     else:

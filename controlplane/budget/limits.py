@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from interlock.v1 import budget_pb2, policy_pb2
@@ -43,3 +44,20 @@ def limit_book(policy: policy_pb2.BudgetPolicy) -> LimitBook:
             if limit:
                 book[kind, r.id] = LimitSpec(kind, r.id, int(limit), window, "UTC", r.scope, r.scope_id)
     return book
+
+
+class PublishedLimits:
+    """The limit book of whatever snapshot is published now, rebuilt only when the snapshot changes."""
+
+    def __init__(self, current: Callable[[], policy_pb2.PolicySnapshot | None]):
+        self._current = current
+        self._hash = ""
+        self._book: LimitBook = {}
+
+    def __call__(self) -> LimitBook:
+        snapshot = self._current()
+        if snapshot is None:
+            return {}
+        if snapshot.content_hash != self._hash:
+            self._book, self._hash = limit_book(snapshot.budget_policy), snapshot.content_hash
+        return self._book
