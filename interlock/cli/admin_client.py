@@ -95,6 +95,12 @@ class AdminClient:
         params: dict[str, Any] = {"limit": limit, **({"since": since} if since else {})}
         return self._call(PolicyAuditLogOut, "GET", "/audit/policy", params=params)
 
+    def explain(self, query: dict[str, Any]) -> dict[str, Any]:
+        """POST /explain (controlplane/explain_api.py): the route a request would take; nothing is sent."""
+        from controlplane.explain_api import ExplainOut  # lazy: pulls in the data plane's routing code
+
+        return self._call(ExplainOut, "POST", "/explain", json=query).explanation
+
     # -- plumbing ----------------------------------------------------------
 
     def _call(self, model: type[M], method: str, path: str, **kw: Any) -> M:

@@ -1,0 +1,111 @@
+"""`interlock explain`: which rule, deployments, constraints and fallbacks a request would get, without sending it.
+
+The control plane answers with the data plane's own routing code (controlplane/explain_api.py);
+this module only renders. A key given as a secret is sent to the admin API to be hashed, never printed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from interlock.settings import CliSettings, SettingsError
+
+from .admin_client import AdminClient
+from .policy_cmds import admin_options
+
+_CIRCUIT_STYLE = {"closed": "green", "open": "red", "half_open": "yellow"}
+
+
+def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+    out = {}
+    for v in values:
+        name, sep, val = v.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{v!r}: write it as name=value", param_hint=what)
+        out[name.strip()] = val.strip()
+    return out
+
+
+def render(e: dict[str, Any], console: Console) -> None:
+    console.print(Text.assemble(("policy v", "dim"), (str(e["policy_version"]), "dim"), "  key ", (e["key_id"], "bold"),
+                                "  team ", (e["team"] or "-", "bold"), "  model ", (e["requested_model"], "bold"),
+                                ("  (~", "dim"), (str(e["estimated_input_tokens"]), "dim"),
+                                (" input tokens, tools)" if e["has_tools"] else " input tokens)", "dim")))
+    rules = Table(box=box.SIMPLE_HEAD, show_edge=False, header_style="bold", title="rules considered, in order",
+                  title_justify="left")
+    rules.add_column("RULE")
+    rules.add_column("RESULT")
+    for r in e["rules"]:
+        rules.add_row(Text(r["rule"]), Text("match" if r["matched"] else f"skip: {r['reason']}",
+                                            style="green" if r["matched"] else "dim"))
+    if e["rules"]:
+        console.print(rules)
+    if "refused" in e and not e.get("targets"):
+        console.print(Text(f"refused ({e['refused']['status']}): {e['refused']['message']}", style="red"))
+        return
+    console.print(Text.assemble("route ", (e["rule"], "bold cyan"),
+                                ("  (no rule matched: the model's defaults)" if e["rule"] == "default" else "", "dim")))
+    if e["constraints"]:
+        console.print(Text.assemble("team limits: ", (e["constraints"], "yellow")))
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, header_style="bold")
+    for col in ("ORDER", "MODEL", "DEPLOYMENT", "PROVIDER", "UPSTREAM", "REGION", "WEIGHT", "FIRST PICK", "CIRCUIT"):
+        t.add_column(col, no_wrap=True)
+    for target in e["targets"]:
+        for d in target["deployments"]:
+            excluded = d["excluded"]
+            t.add_row(Text(target["role"]), Text(target["model"]), Text(d["deployment"].split("/", 1)[-1]),
+                      Text(d["provider"]), Text(d["upstream_model"]), Text(d["region"] or "-"), Text(str(d["weight"])),
+                      Text(f"excluded: {excluded}", style="red") if excluded else Text(f"{d['share']:g}%"),
+                      Text(d["circuit"], style=_CIRCUIT_STYLE.get(d["circuit"], "dim")))
+    console.print(t)
+    console.print(Text.assemble(
+        "next attempt on: ", (", ".join(e["fallback_on"]) or "never", "bold"),
+        f"   retries per target: {e['retries']}",
+        f"   backoff: {e['backoff_ms'][0]}..{e['backoff_ms'][1]} ms",
+        f"   retry-after honoured up to {e['max_retry_after_ms']} ms"))
+    console.print(Text(
+        f"timeouts: per attempt {e['attempt_timeout_ms'] or 'provider default'}"
+        f"{' ms' if e['attempt_timeout_ms'] else ''}, total {e['total_timeout_ms'] or 'none'}"
+        f"{' ms' if e['total_timeout_ms'] else ''}   sticky sessions: {'yes' if e['sticky'] else 'no'}"))
+    console.print(Text("circuit state lives on each data-plane node; the control plane reports it as unknown",
+                       style="dim"))
+    if "refused" in e:
+        console.print(Text(f"refused ({e['refused']['status']}): {e['refused']['message']}", style="red"))
+
+
+@click.command("explain")
+@click.option("--key", "key", required=True, help="virtual key id (vk_...) or the key itself (never printed)")
+@click.option("--model", required=True, help="the model name the client would ask for")
+@click.option("--header", "headers", multiple=True, metavar="NAME=VALUE", help="a request header (repeatable)")
+@click.option("--tag", "tags", multiple=True, metavar="NAME=VALUE", help="an attribution tag (repeatable)")
+@click.option("--tools", is_flag=True, help="the request carries tools")
+@click.option("--input-tokens", type=click.IntRange(0), default=0, help="estimated prompt size in tokens")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@admin_options
+def explain_cmd(key: str, model: str, headers: tuple[str, ...], tags: tuple[str, ...], tools: bool, input_tokens: int,
+                output: str, admin_url: str | None, admin_token: str | None) -> None:
+    """Show the route a request would take under the current policy, without sending it."""
+    query = {"key": key, "model": model, "headers": _pairs(headers, "--header"), "tags": _pairs(tags, "--tag"),
+             "has_tools": tools, "input_tokens": input_tokens}
+    try:
+        s = CliSettings.from_env()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    with AdminClient(admin_url or s.admin_url, admin_token or s.admin_token, actor=s.actor) as api:
+        explanation = api.explain(query)
+    if output == "json":
+        click.echo(json.dumps(explanation, indent=2, ensure_ascii=False))
+        return
+    console = Console(highlight=False, width=160)
+    render(explanation, console)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(explain_cmd)
