@@ -37,6 +37,7 @@ def policy(base: str) -> PolicyDocument:
         Provider(name="gem", kind="gemini", base_url=base, credential="env:GEM_KEY"),
         Provider(name="brk-a", kind="bedrock_anthropic", base_url=base, credential="env:AWS_CREDS", options=aws),
         Provider(name="brk-bad", kind="bedrock_anthropic", base_url=base, credential="env:AWS_WRONG", options=aws),
+        Provider(name="brk-conv", kind="bedrock", base_url=base, credential="env:AWS_CREDS", options=aws),
     ]
     models = [
         Model(name="az-gpt", provider="az", upstream="my-gpt4o", price=PRICE),
@@ -47,6 +48,7 @@ def policy(base: str) -> PolicyDocument:
         Model(name="gem-flash", provider="gem", upstream="gemini-2.5-flash", price=PRICE),
         Model(name="brk-claude", provider="brk-a", upstream="us.anthropic.claude-sonnet-4-20250514-v1:0", price=PRICE),
         Model(name="brk-bad", provider="brk-bad", upstream="anthropic.claude-v2:1", price=PRICE),
+        Model(name="brk-nova", provider="brk-conv", upstream="amazon.nova-pro-v1:0", price=PRICE, max_output_tokens=512),
     ]
     return PolicyDocument(providers=providers, models=models, teams=[Team(id="eng")])
 
@@ -185,3 +187,75 @@ async def test_gemini_native_and_vertex_gemini_through_the_google_genai_sdk(
     assert req["path"] == path + "streamGenerateContent" and req["query"] == {"alt": "sse"}
     ev = event(gw)
     assert ev.stream and not ev.usage_estimated and ev.output_tokens == len(text.split())
+
+
+CONVERSE_PATH = "/model/amazon.nova-pro-v1:0/converse"
+WEATHER: Any = {"name": "get_weather", "description": "Weather for a city",
+           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+
+
+async def test_bedrock_converse_serves_anthropic_clients(gw: Gateway, fake_provider: FakeProvider) -> None:
+    client = anth(gw)
+    msg = await client.messages.create(model="brk-nova", max_tokens=64, system="be brief", messages=HI)
+    assert msg.content[0].type == "text" and msg.content[0].text.startswith("Echo: hello there")
+    assert msg.model == "brk-nova" and msg.stop_reason == "end_turn"
+    req = last(fake_provider)
+    assert req["path"] == CONVERSE_PATH and req["status"] == 200
+    assert req["body"]["system"] == [{"text": "be brief"}] and req["body"]["inferenceConfig"] == {"maxTokens": 64}
+    ev = event(gw)
+    assert (ev.input_tokens, ev.output_tokens) == (msg.usage.input_tokens, msg.usage.output_tokens) and ev.output_tokens > 0
+
+    async with client.messages.stream(model="brk-nova", max_tokens=64, messages=HI) as s:
+        text = "".join([t async for t in s.text_stream])
+        final = await s.get_final_message()
+    assert text.startswith("Echo: hello there") and final.usage.output_tokens == len(text.split())
+    assert final.usage.input_tokens == msg.usage.input_tokens - 2  # no system prompt this time
+    assert last(fake_provider)["path"] == CONVERSE_PATH + "-stream"
+    ev = event(gw)
+    assert ev.stream and not ev.usage_estimated and ev.output_tokens == final.usage.output_tokens
+
+    # tool round trip: toolUse out, toolResult back
+    ask: Any = [{"role": "user", "content": "use tool get_weather for Paris"}]
+    call = await client.messages.create(model="brk-nova", max_tokens=64, messages=ask, tools=[WEATHER])
+    use = call.content[0]
+    assert call.stop_reason == "tool_use" and use.type == "tool_use" and use.name == "get_weather"
+    assert last(fake_provider)["body"]["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"]["json"] == WEATHER["input_schema"]
+    turns: Any = [*ask, {"role": "assistant", "content": [use.model_dump()]},
+                  {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny"}]}]
+    answer = await client.messages.create(model="brk-nova", max_tokens=64, tools=[WEATHER], messages=turns)
+    assert answer.stop_reason == "end_turn"
+    sent = last(fake_provider)["body"]["messages"]
+    assert sent[1]["content"][0]["toolUse"]["toolUseId"] == use.id
+    assert sent[2]["content"][0]["toolResult"] == {"toolUseId": use.id, "content": [{"text": "sunny"}], "status": "success"}
+
+
+async def test_bedrock_converse_serves_openai_clients_with_usage(gw: Gateway, fake_provider: FakeProvider) -> None:
+    client = oai(gw)
+    r = await client.chat.completions.create(model="brk-nova", messages=HI)
+    assert r.choices[0].message.content and r.choices[0].message.content.startswith("Echo: hello there")
+    assert r.usage and r.usage.completion_tokens > 0 and r.choices[0].finish_reason == "stop"
+    assert last(fake_provider)["body"]["inferenceConfig"]["maxTokens"] == 512  # the policy's limit when none is sent
+    stream = await client.chat.completions.create(model="brk-nova", messages=HI, stream=True,
+                                                  stream_options={"include_usage": True})
+    chunks = [c async for c in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    usage = chunks[-1].usage
+    assert text.startswith("Echo: hello there") and usage is not None and usage.completion_tokens == len(text.split())
+    ev = event(gw)
+    assert ev.stream and not ev.usage_estimated and ev.output_tokens == usage.completion_tokens
+    assert ev.input_tokens == usage.prompt_tokens
+
+    tools: Any = [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER["input_schema"]}}]
+    call = await client.chat.completions.create(model="brk-nova", tools=tools,
+                                                messages=[{"role": "user", "content": "use tool get_weather"}])
+    calls = call.choices[0].message.model_dump()["tool_calls"]
+    assert call.choices[0].finish_reason == "tool_calls" and calls[0]["function"]["name"] == "get_weather"
+
+
+async def test_bedrock_stream_cut_midway_reaches_the_client_as_an_error(gw: Gateway, fake_provider: FakeProvider) -> None:
+    fake_provider.add_fault(fail_after_chunks=3, path="/model/")
+    with pytest.raises(anthropic.APIError):
+        async with anth(gw).messages.stream(model="brk-nova", max_tokens=64, messages=HI) as s:
+            async for _ in s.text_stream:
+                pass
+    assert event(gw).usage_estimated  # the provider never sent its usage: estimated and marked so

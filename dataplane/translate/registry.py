@@ -8,15 +8,18 @@ from dataplane.dialects.base import Dialect
 
 from .anthropic_openai import AnthropicToOpenAI
 from .base import Translator
+from .bedrock_converse import NAME as CONVERSE
+from .bedrock_converse import AnthropicToConverse, ConverseDialect, OpenAIToConverse
 from .binding import Translations
 from .openai_anthropic import OpenAIToAnthropic
 from .sse import default_writers
 
 
 def default_translators() -> dict[tuple[str, str, str], Translator]:
-    ts: list[Translator] = [AnthropicToOpenAI(), OpenAIToAnthropic()]
+    ts: list[Translator] = [AnthropicToOpenAI(), OpenAIToAnthropic(), AnthropicToConverse(), OpenAIToConverse()]
     return {(t.client, t.client_operation, t.provider): t for t in ts}
 
 
 def default_translations(dialects: Mapping[str, Dialect]) -> Translations:
-    return Translations(default_translators(), dialects, default_writers())
+    # provider-only dialects (no client speaks them) join the client dialects here
+    return Translations(default_translators(), {**dialects, CONVERSE: ConverseDialect()}, default_writers())

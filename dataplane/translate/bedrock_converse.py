@@ -1,0 +1,156 @@
+"""AWS Bedrock Converse as a provider dialect: the provider-side Dialect (usage, errors) and the
+translators from Anthropic and OpenAI chat clients.
+
+Anthropic <-> Converse is direct (bedrock_converse_request/response). OpenAI chat clients are served
+by composing TRANSLATE's OpenAI<->Anthropic modules with it (chat -> messages -> Converse, and back),
+so every rule (tool calls, json_schema via a forced tool, include_usage) is defined once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from dataplane.dialects.base import Usage
+
+from .base import Event, EventTranslator, Params, Session
+from .bedrock_converse_request import translate_request as anthropic_to_converse
+from .bedrock_converse_response import ConverseToAnthropicStream
+from .bedrock_converse_response import translate_response as converse_to_anthropic
+from .openai_anthropic_request import translate_request as openai_to_anthropic
+from .openai_anthropic_response import AnthropicToOpenAIStream
+from .openai_anthropic_response import translate_response as anthropic_to_openai
+from .sse import EventParser
+
+NAME = "bedrock_converse"
+
+
+def converse_usage(u: Any) -> Usage:
+    """Ours counts every input token (cache reads in cached_input_tokens too); Converse's inputTokens excludes cache."""
+    u = u if isinstance(u, dict) else {}
+    read = int(u.get("cacheReadInputTokens") or 0)
+    return Usage(input_tokens=int(u.get("inputTokens") or 0) + read + int(u.get("cacheWriteInputTokens") or 0),
+                 output_tokens=int(u.get("outputTokens") or 0), cached_input_tokens=read, reported=True)
+
+
+class ConverseStreamScanner:
+    """Usage from the `metadata` event of the (decoded) Converse stream."""
+
+    __slots__ = ("_events", "_parser", "usage")
+
+    def __init__(self) -> None:
+        self._parser = EventParser()
+        self._events = 0
+        self.usage = Usage()
+
+    @property
+    def events(self) -> int:
+        return self._events
+
+    def feed(self, chunk: bytes) -> bytes:
+        for name, data in self._parser.feed(chunk):
+            self._events += 1
+            if name == "metadata" and isinstance(data, dict):
+                self.usage = converse_usage(data.get("usage"))
+        return chunk
+
+
+class ConverseDialect:
+    """Provider side only: clients never speak Converse to the gateway."""
+
+    name = NAME
+
+    def requested_model(self, path: str, body: dict[str, Any]) -> str | None:
+        return None
+
+    def wants_stream(self, path: str, body: dict[str, Any]) -> bool:
+        return False
+
+    def error_body(self, status: int, kind: str, message: str) -> bytes:
+        return orjson.dumps({"message": message})
+
+    def stream_error_event(self, kind: str, message: str) -> bytes:
+        return b"event: error\ndata: " + orjson.dumps({"type": "error", "error": {"type": kind, "message": message}}) + b"\n\n"
+
+    def usage_from_body(self, body: dict[str, Any]) -> Usage:
+        return converse_usage(body.get("usage")) if isinstance(body.get("usage"), dict) else Usage()
+
+    def stream_scanner(self, strip_usage: bool = False) -> ConverseStreamScanner:
+        return ConverseStreamScanner()
+
+    def max_output_tokens(self, body: dict[str, Any]) -> int | None:
+        v = (body.get("inferenceConfig") or {}).get("maxTokens")
+        return v if isinstance(v, int) else None
+
+
+class _AnthropicSession:
+    __slots__ = ("_p",)
+
+    def __init__(self, p: Params) -> None:
+        self._p = p
+
+    def request(self, body: dict[str, Any]) -> dict[str, Any]:
+        return anthropic_to_converse(body, self._p)
+
+    def response(self, body: dict[str, Any]) -> dict[str, Any]:
+        return converse_to_anthropic(body, self._p)
+
+    def stream(self) -> EventTranslator:
+        return ConverseToAnthropicStream(self._p)
+
+
+class _Chain:
+    """Feeds each event of the first stage into the second."""
+
+    __slots__ = ("_a", "_b")
+
+    def __init__(self, a: EventTranslator, b: EventTranslator) -> None:
+        self._a, self._b = a, b
+
+    def feed(self, name: str | None, data: Any) -> list[Event]:
+        out: list[Event] = []
+        for n, d in self._a.feed(name, data):
+            out += self._b.feed(n, d)
+        return out
+
+
+class _OpenAISession:
+    __slots__ = ("_include_usage", "_json_tool", "_p")
+
+    def __init__(self, p: Params) -> None:
+        self._p = p
+        self._json_tool: str | None = None
+        self._include_usage = False
+
+    def request(self, body: dict[str, Any]) -> dict[str, Any]:
+        anthropic, self._json_tool = openai_to_anthropic(body, self._p)
+        opts = body.get("stream_options")
+        self._include_usage = isinstance(opts, dict) and opts.get("include_usage") is True
+        return anthropic_to_converse(anthropic, self._p)
+
+    def response(self, body: dict[str, Any]) -> dict[str, Any]:
+        return anthropic_to_openai(converse_to_anthropic(body, self._p), self._p, self._json_tool)
+
+    def stream(self) -> EventTranslator:
+        return _Chain(ConverseToAnthropicStream(self._p), AnthropicToOpenAIStream(self._p, self._include_usage, self._json_tool))
+
+
+class AnthropicToConverse:
+    client = "anthropic"
+    client_operation = "messages"
+    provider = NAME
+    operation = "converse"
+
+    def open(self, params: Params) -> Session:
+        return _AnthropicSession(params)
+
+
+class OpenAIToConverse:
+    client = "openai"
+    client_operation = "chat"
+    provider = NAME
+    operation = "converse"
+
+    def open(self, params: Params) -> Session:
+        return _OpenAISession(params)
