@@ -122,7 +122,7 @@ def generation_requests(fake: FakeProvider) -> list[dict[str, Any]]:
 
 # --- Claude Code ---------------------------------------------------------------------------
 
-def claude_env(gw: Gateway, home: Path) -> dict[str, str]:
+def claude_env(gw: Gateway, home: Path, model: str = CLAUDE_MODEL) -> dict[str, str]:
     return {
         **base_env(home),
         "CLAUDE_CONFIG_DIR": str(home / ".claude"),
@@ -130,11 +130,11 @@ def claude_env(gw: Gateway, home: Path) -> dict[str, str]:
         "ANTHROPIC_API_KEY": gw.key,  # the virtual key; sent as x-api-key
         "ANTHROPIC_CUSTOM_HEADERS": "x-interlock-tags: agent=claude-code",
         # Every model slot points at a gateway model so no request names an unknown one.
-        "ANTHROPIC_MODEL": CLAUDE_MODEL,
-        "ANTHROPIC_DEFAULT_OPUS_MODEL": CLAUDE_MODEL,
-        "ANTHROPIC_DEFAULT_SONNET_MODEL": CLAUDE_MODEL,
-        "ANTHROPIC_DEFAULT_HAIKU_MODEL": CLAUDE_MODEL,
-        "ANTHROPIC_SMALL_FAST_MODEL": CLAUDE_MODEL,
+        "ANTHROPIC_MODEL": model,
+        "ANTHROPIC_DEFAULT_OPUS_MODEL": model,
+        "ANTHROPIC_DEFAULT_SONNET_MODEL": model,
+        "ANTHROPIC_DEFAULT_HAIKU_MODEL": model,
+        "ANTHROPIC_SMALL_FAST_MODEL": model,
         # No telemetry, error reporting, auto-update, feature flags or marketplace installs.
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "DISABLE_TELEMETRY": "1",
@@ -148,38 +148,52 @@ def claude_env(gw: Gateway, home: Path) -> dict[str, str]:
     }
 
 
-async def run_claude(gw: Gateway, tmp_path: Path, prompt: str, *extra: str) -> tuple[AgentRun, dict[str, Any]]:
+async def run_claude(
+    gw: Gateway, tmp_path: Path, prompt: str, *extra: str, model: str = CLAUDE_MODEL
+) -> tuple[AgentRun, dict[str, Any]]:
     home, work = tmp_path / "home", tmp_path / "work"
     home.mkdir()
     work.mkdir(exist_ok=True)
     argv = [str(agent_binary("claude")), "-p", prompt, "--output-format", "json", *extra]
-    run = await run_agent(argv, claude_env(gw, home), work, tmp_path)
+    run = await run_agent(argv, claude_env(gw, home, model), work, tmp_path)
     assert run.returncode == 0, run.describe()
     return run, json.loads(run.stdout)
 
 
+@pytest.mark.parametrize(
+    ("model", "provider", "upstream_path"),
+    [(CLAUDE_MODEL, "fa", "/v1/messages"), (CODEX_MODEL, "fo", "/v1/chat/completions")],
+    ids=["anthropic-provider", "openai-provider-translated"],
+)
 async def test_claude_code_answer_arrives_through_gateway(
-    agent_gateway: Gateway, fake_provider: FakeProvider, tmp_path: Path
+    agent_gateway: Gateway, fake_provider: FakeProvider, tmp_path: Path, model: str, provider: str, upstream_path: str
 ) -> None:
-    run, result = await run_claude(agent_gateway, tmp_path, "hello from the interlock gateway test")
+    run, result = await run_claude(agent_gateway, tmp_path, "hello from the interlock gateway test", model=model)
 
     assert result["is_error"] is False, run.describe()
     words = result["result"].split()
-    # The fake provider's reply: "Echo:" + the prompt's words, padded to 20 words.
-    assert words[:7] == ["Echo:", "hello", "from", "the", "interlock", "gateway", "test"], run.describe()
+    # The fake provider's reply: "Echo:" + the prompt's words, padded to 20 words. Translation
+    # joins Claude Code's text blocks into one string, so there the echo starts with its reminders.
+    echo = ["Echo:", "hello", "from", "the", "interlock", "gateway", "test"] if provider == "fa" else ["Echo:"]
+    assert words[:len(echo)] == echo, run.describe()
     assert len(words) == fake_provider.config.output_tokens
     assert_only_gateway(run, agent_gateway)
 
     sent = generation_requests(fake_provider)
-    assert [h["path"] for h in sent] == ["/v1/messages"]
+    assert [h["path"] for h in sent] == [upstream_path]
     body = sent[0]["body"]
-    assert body["stream"] is True and body["model"] == CLAUDE_MODEL
-    assert "system" in {m["role"] for m in body["messages"]}  # Claude Code's mid-conversation system message
-    assert "claude-code-20250219" in sent[0]["headers"]["anthropic-beta"]  # betas pass through
+    assert body["stream"] is True
+    if provider == "fa":
+        assert body["model"] == CLAUDE_MODEL
+        assert "system" in {m["role"] for m in body["messages"]}  # Claude Code's mid-conversation system message
+        assert "claude-code-20250219" in sent[0]["headers"]["anthropic-beta"]  # betas pass through
+    else:  # translated to an OpenAI chat request for the provider's upstream model
+        assert body["model"] == "gpt-upstream" and body["messages"][0]["role"] == "system"
+        assert "hello from the interlock gateway test" in json.dumps([m for m in body["messages"] if m["role"] == "user"])
 
     [event] = agent_gateway.sink.events
     assert event.status == 200 and event.key_id == agent_gateway.key_id and event.team_id == "eng"
-    assert event.model == CLAUDE_MODEL and event.provider == "fa" and event.stream
+    assert event.model == model and event.provider == provider and event.stream
     assert event.tags["session"] == result["session_id"]  # from x-claude-code-session-id
     assert event.tags["agent"] == "claude-code"  # ANTHROPIC_CUSTOM_HEADERS
     assert event.input_tokens == sent[0]["usage"]["input_tokens"] == result["usage"]["input_tokens"]
