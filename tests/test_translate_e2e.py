@@ -9,6 +9,8 @@ import anthropic
 import openai
 import orjson
 import pytest
+from google import genai
+from google.genai import errors, types
 
 from interlock.v1 import usage_pb2
 from tests.fixtures.gateway import Gateway
@@ -187,3 +189,57 @@ async def test_apis_without_a_translation_are_refused_in_the_clients_dialect(gat
         await oai(gateway).embeddings.create(model="claude-t", input="hi")
     assert "'embeddings'" in o_exc.value.message
     assert fake_provider.stats()["total"] == 0
+
+
+def gem(gw: Gateway) -> genai.Client:
+    return genai.Client(api_key=gw.key, http_options=types.HttpOptions(base_url=gw.url, timeout=10_000))
+
+
+READ_DECL = types.FunctionDeclaration(name="read_file", description="Read a file",
+                                      parameters_json_schema=TOOL["input_schema"])
+
+
+@pytest.mark.parametrize(("model", "provider", "path"), [("gpt-t", "fo", "/v1/chat/completions"),
+                                                         ("claude-t", "fa", "/v1/messages")])
+async def test_google_genai_sdk_on_openai_and_anthropic_providers(  # type: ignore[no-untyped-def]
+        gateway: Gateway, fake_provider, model: str, provider: str, path: str) -> None:
+    r = await gem(gateway).aio.models.generate_content(
+        model=model, contents="hello from gemini", config=types.GenerateContentConfig(
+            system_instruction="be brief", max_output_tokens=30))
+    assert fake_provider.last_request["path"] == path
+    assert (r.text or "").startswith("Echo: hello from gemini") and r.model_version == model
+    (ev,) = await wait_events(gateway, 1)
+    assert ev.provider == provider and ev.status == 200 and not ev.usage_estimated
+    meta = r.usage_metadata
+    assert meta is not None and (ev.input_tokens, ev.output_tokens) == (meta.prompt_token_count, meta.candidates_token_count)
+
+
+@pytest.mark.parametrize("model", ["gpt-t", "claude-t"])
+async def test_google_genai_stream_with_function_call_on_foreign_providers(gateway: Gateway, fake_provider, model: str) -> None:  # type: ignore[no-untyped-def]
+    config = types.GenerateContentConfig(tools=[types.Tool(function_declarations=[READ_DECL])],
+                                         automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True))
+    chunks = [c async for c in await gem(gateway).aio.models.generate_content_stream(
+        model=model, contents="please use tool on notes.md", config=config)]
+    calls = [p.function_call for c in chunks for p in (c.candidates[0].content.parts or []) if p.function_call]  # type: ignore[index, union-attr]
+    (fc,) = calls
+    assert fc.name == "read_file" and fc.args == {"path": "please use tool on notes.md"} and fc.id
+    last = chunks[-1]
+    assert last.candidates[0].finish_reason == types.FinishReason.STOP and last.usage_metadata is not None  # type: ignore[index]
+    # the next turn sends the call and its response back; the provider sees a matched tool result
+    history = [types.Content(role="user", parts=[types.Part(text="please use tool on notes.md")]),
+               types.Content(role="model", parts=[types.Part(function_call=fc)]),
+               types.Content(role="user", parts=[types.Part(function_response=types.FunctionResponse(
+                   id=fc.id, name="read_file", response={"output": "notes body"}))])]
+    r = await gem(gateway).aio.models.generate_content(model=model, contents=history, config=config)
+    assert (r.text or "").startswith("Echo:")
+    sent = orjson.dumps(fake_provider.last_request["body"]).decode()
+    assert fc.id in sent and "notes body" in sent
+    evs = await wait_events(gateway, 2)
+    assert evs[0].stream and not evs[0].usage_estimated and evs[0].output_tokens == last.usage_metadata.candidates_token_count  # type: ignore[union-attr]
+
+
+async def test_google_error_json_for_a_translated_provider_failure(gateway: Gateway, fake_provider) -> None:  # type: ignore[no-untyped-def]
+    fake_provider.add_fault(status=529, count=None)
+    with pytest.raises(errors.APIError) as exc:
+        await gem(gateway).aio.models.generate_content(model="claude-t", contents="x")
+    assert exc.value.code == 529 and exc.value.status == "UNAVAILABLE"

@@ -75,3 +75,11 @@ def openai_final(out: bytes) -> tuple[ChatCompletion, list[ChatCompletionChunk]]
         chunks.append(chunk)
         state.handle_chunk(chunk)
     return state.get_final_completion(), chunks  # type: ignore[return-value]
+
+
+def gemini_chunks(out: bytes) -> list[Any]:
+    """Validate every Gemini stream chunk with the google-genai SDK's response type."""
+    from google.genai import types
+
+    assert b"\r\n\r\n" in out or not out  # Google frames SSE events with CRLF
+    return [types.GenerateContentResponse.model_validate(d) for _, d in parse(out)]

@@ -11,12 +11,21 @@ from .base import Translator
 from .bedrock_converse import NAME as CONVERSE
 from .bedrock_converse import AnthropicToConverse, ConverseDialect, OpenAIToConverse
 from .binding import Translations
+from .chain import Chained
+from .gemini_openai import GeminiToOpenAI
 from .openai_anthropic import OpenAIToAnthropic
 from .sse import default_writers
 
 
 def default_translators() -> dict[tuple[str, str, str], Translator]:
-    ts: list[Translator] = [AnthropicToOpenAI(), OpenAIToAnthropic(), AnthropicToConverse(), OpenAIToConverse()]
+    ts: list[Translator] = [
+        AnthropicToOpenAI(),
+        OpenAIToAnthropic(),
+        GeminiToOpenAI(),
+        Chained(GeminiToOpenAI(), OpenAIToAnthropic()),  # through OpenAI chat: each rule is written once
+        AnthropicToConverse(),
+        OpenAIToConverse(),
+    ]
     return {(t.client, t.client_operation, t.provider): t for t in ts}
 
 

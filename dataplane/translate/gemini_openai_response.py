@@ -1,0 +1,137 @@
+"""OpenAI chat completion (response and SSE stream) -> Gemini GenerateContentResponse shapes. Pure.
+
+Tool calls become functionCall parts with the provider's call id (Gemini clients send it back in
+functionResponse.id). Gemini streams a functionCall whole, so streamed argument fragments are
+collected and each call is sent complete when the model moves on or finishes. Reasoning tokens
+the provider reports are `thoughtsTokenCount` (Gemini's candidatesTokenCount excludes them).
+Dropped: reasoning text some OpenAI-compatible servers add, logprobs, choices beyond the first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import DONE, Event, Params
+from .mapping import parse_arguments
+
+FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "function_call": "STOP",
+          "content_filter": "SAFETY"}
+
+
+def usage_metadata(u: Any) -> dict[str, int]:
+    u = u if isinstance(u, dict) else {}
+    prompt = int(u.get("prompt_tokens") or 0)
+    completion = int(u.get("completion_tokens") or 0)
+    reasoning = int((u.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0)
+    cached = int((u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+    meta = {"promptTokenCount": prompt, "candidatesTokenCount": completion - reasoning,
+            "totalTokenCount": prompt + completion}
+    if cached:
+        meta["cachedContentTokenCount"] = cached  # a subset of promptTokenCount, as in OpenAI
+    if reasoning:
+        meta["thoughtsTokenCount"] = reasoning
+    return meta
+
+
+def _call_part(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
+    fc: dict[str, Any] = {"name": name, "args": parse_arguments(arguments)}
+    if call_id:
+        fc["id"] = call_id
+    return {"functionCall": fc}
+
+
+def translate_response(body: dict[str, Any], p: Params) -> dict[str, Any]:
+    choices = body.get("choices") or [{}]
+    choice = choices[0] if isinstance(choices[0], dict) else {}
+    msg = choice.get("message") or {}
+    parts: list[dict[str, Any]] = []
+    text = msg.get("content") or msg.get("refusal")
+    if text:
+        parts.append({"text": text})
+    for call in msg.get("tool_calls") or ():
+        fn = call.get("function") or {}
+        parts.append(_call_part(call.get("id"), fn.get("name"), fn.get("arguments")))
+    return {
+        "candidates": [{"content": {"role": "model", "parts": parts or [{"text": ""}]},
+                        "finishReason": FINISH.get(choice.get("finish_reason") or "stop", "STOP"), "index": 0}],
+        "usageMetadata": usage_metadata(body.get("usage")),
+        "modelVersion": p.client_model,
+        "responseId": body.get("id") or "interlock",
+    }
+
+
+class OpenAIToGeminiStream:
+    """OpenAI chunks -> Gemini stream chunks: a chunk per text delta, functionCall parts whole, and a
+    last chunk with finishReason and usageMetadata once the provider's usage chunk (or [DONE]) arrives."""
+
+    __slots__ = ("_calls", "_done", "_finish", "_id", "_p", "_usage", "_usage_final")
+
+    def __init__(self, p: Params) -> None:
+        self._p = p
+        self._id = "interlock"
+        self._calls: dict[int, list[Any]] = {}  # OpenAI tool index -> [id, name, argument fragments]
+        self._finish: str | None = None
+        self._usage: Any = None
+        self._usage_final = False
+        self._done = False
+
+    def _chunk(self, parts: list[dict[str, Any]], finish: str | None = None, usage: Any = None) -> Event:
+        cand: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
+        if finish:
+            cand["finishReason"] = finish
+        out: dict[str, Any] = {"candidates": [cand]}
+        if finish:
+            out["usageMetadata"] = usage_metadata(usage)
+        out["modelVersion"] = self._p.client_model
+        out["responseId"] = self._id
+        return None, out
+
+    def _flush_calls(self) -> list[dict[str, Any]]:
+        parts = [_call_part(c[0], c[1], "".join(c[2])) for _, c in sorted(self._calls.items())]
+        self._calls.clear()
+        return parts
+
+    def feed(self, name: str | None, data: Any) -> list[Event]:
+        if self._done:
+            return []
+        if data is DONE:
+            return self._close()
+        if not isinstance(data, dict):
+            return []
+        if "error" in data and "choices" not in data:
+            self._done = True
+            err = data.get("error") or {}
+            message = err.get("message") if isinstance(err, dict) else str(err)
+            return [(None, {"error": {"code": 500, "message": message or "provider error", "status": "INTERNAL"}})]
+        if data.get("id"):
+            self._id = data["id"]
+        out: list[Event] = []
+        choices = data.get("choices") or ()
+        for choice in choices[:1]:
+            delta = choice.get("delta") or {}
+            text = delta.get("content") or delta.get("refusal")
+            if text:
+                out.append(self._chunk([{"text": text}]))
+            for tc in delta.get("tool_calls") or ():
+                idx = tc.get("index", 0)
+                fn = tc.get("function") or {}
+                slot = self._calls.get(idx)
+                if slot is None or (tc.get("id") and tc["id"] != slot[0]):
+                    if slot is not None:  # a server reusing index 0 for the next parallel call
+                        out.append(self._chunk(self._flush_calls()))
+                    slot = self._calls[idx] = [tc.get("id"), fn.get("name"), []]
+                if fn.get("arguments"):
+                    slot[2].append(fn["arguments"])
+            if choice.get("finish_reason"):
+                self._finish = choice["finish_reason"]
+        if isinstance(data.get("usage"), dict):
+            self._usage = data["usage"]
+            self._usage_final = not choices or self._finish is not None
+        if self._finish is not None and self._usage_final:
+            out += self._close()
+        return out
+
+    def _close(self) -> list[Event]:
+        self._done = True
+        finish = FINISH.get(self._finish or "stop", "STOP")
+        return [self._chunk(self._flush_calls() or [{"text": ""}], finish, self._usage)]
