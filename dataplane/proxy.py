@@ -200,6 +200,7 @@ class Proxy:
         if last is None:
             raise self._nothing_tried(rec, planner)
         rec.status, rec.error_class = last.status, last.error_class
+        rec.first_byte_s = self._clock()
         if last.exc is not None:
             raise last.exc
         resp.send(last.status, last.ctype, last.payload, [*last.extra, *route_headers(rec.route_rule, rec.attempts)])
@@ -281,12 +282,14 @@ class Proxy:
         rec.attempts.append(AttemptRecord(m.provider.name, dep.id, m.upstream_name, status, cls,
                                           int((self._monotonic() - started) * 1000)))
 
-    @staticmethod
-    def _nothing_tried(rec: RequestRecord, planner: AttemptPlanner) -> GatewayError:
+    def _nothing_tried(self, rec: RequestRecord, planner: AttemptPlanner) -> GatewayError:
         if planner.skipped_open:
             names = ", ".join(d.id for d in planner.skipped_open)
+            now = self._monotonic()
+            waits = [b.retry_in(now) for d in planner.skipped_open if (b := self.breakers.get(d.id, d.breaker))]
+            wait = max(1, math.ceil(min(waits, default=1)))  # until the first circuit lets a probe through
             return GatewayError(503, ErrorKind.OVERLOADED, f"every deployment for model {rec.requested_model!r} is "
-                                f"failing (circuit open: {names}); retry shortly", (("retry-after", "5"),))
+                                f"failing (circuit open: {names}); retry in {wait}s", (("retry-after", str(wait)),))
         team = rec.key.team_id if rec.key else ""
         return GatewayError(403, ErrorKind.PERMISSION, f"team {team!r} may not reach any deployment of model "
                             f"{rec.requested_model!r} (routing constraints: allowed regions/providers); "

@@ -76,6 +76,8 @@ def policy(a: str, b: str) -> dict[str, Any]:
                                                 {"name": "eu", "provider": "pb", "weight": 1, "upstream": "gpt-4o"}],
              "circuit": {"enabled": False}},
             {"name": "gpt-retry", "provider": "pa", "upstream": "gpt-4o", "circuit": {"enabled": False}},
+            {"name": "gpt-lonely", "provider": "pa", "upstream": "gpt-4o",
+             "circuit": {"failures": 2, "cooldown_ms": 30000}},
         ],
         "aliases": [{"name": "gpt-5", "target": "gpt-primary"}],
         "teams": [{"id": "eng"}, {"id": "eu", "allowed_regions": ["eu"]}],
@@ -216,3 +218,17 @@ async def test_retry_after_is_honoured_before_retrying_the_same_deployment(rig: 
     assert elapsed >= 0.1  # two waits of >= 50 ms, not the 1 ms backoff
     (ev,) = await rig.events(1)
     assert [a.status for a in ev.attempts] == [429, 429, 200] and ev.fallback
+
+
+async def test_all_circuits_open_answers_503_with_retry_after_in_the_clients_dialect(rig: Rig) -> None:
+    rig.primary.add_fault(status=500, count=None)
+    for _ in range(2):
+        r, _ = await rig.post(CHAT, chat("gpt-lonely"))
+        assert r.status == 500 and r.headers["x-interlock-attempts"] == "1"  # no fallback: the provider's answer
+    r, raw = await rig.post(CHAT, chat("gpt-lonely"))
+    assert r.status == 503 and 25 <= int(r.headers["retry-after"]) <= 30
+    err = orjson.loads(raw)["error"]
+    assert "circuit open: gpt-lonely/pa" in err["message"] and err["type"]
+    assert rig.primary.requests_to(CHAT) == 2
+    evs = await rig.events(3)
+    assert evs[-1].status == 503 and not evs[-1].attempts and evs[-1].route_rule == "default"
