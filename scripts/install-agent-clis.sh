@@ -24,7 +24,9 @@ if ! command -v strace >/dev/null 2>&1; then
 fi
 
 want="$(cat "$SRC/package.json" "$SRC/package-lock.json" | sha256sum | cut -d' ' -f1)"
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+bin="$DEST/node_modules/.bin"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] \
+        && [ -x "$bin/claude" ] && [ -x "$bin/codex" ] && [ -x "$bin/gemini" ]; then
     echo "install-agent-clis: pinned CLIs already installed in $DEST"
 else
     echo "install-agent-clis: installing pinned CLIs from the npm registry into $DEST"
@@ -36,11 +38,13 @@ else
     echo "$want" >"$STAMP"
 fi
 
-bin="$DEST/node_modules/.bin"
 for cli in claude codex gemini; do
     if [ ! -x "$bin/$cli" ]; then
         echo "install-agent-clis: $bin/$cli missing after install" >&2
         exit 1
     fi
-    printf 'install-agent-clis: %-6s %s\n' "$cli" "$("$bin/$cli" --version 2>/dev/null | head -n 1)"
+    # --version with the CLIs' own network switches off, so even this check contacts nothing.
+    version="$(CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 DISABLE_AUTOUPDATER=1 \
+        "$bin/$cli" --version </dev/null 2>/dev/null | head -n 1)"
+    printf 'install-agent-clis: %-6s %s\n' "$cli" "$version"
 done
