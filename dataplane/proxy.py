@@ -225,7 +225,7 @@ class Proxy:
             if self._translations is None:
                 raise bad_request(f"model {requested!r} is served by a provider speaking the {adapter.dialect} API; "
                                   f"this endpoint speaks {ep.dialect.name} (cross-API translation is not enabled)")
-            xl = self._translations.bind(ep.dialect, adapter.dialect, Params(
+            xl = self._translations.bind(ep.dialect, ep.operation, adapter.dialect, Params(
                 requested, stream, int(self._clock()), adapter.kind, m.max_output_tokens))
             body = xl.request(body)
         operation = xl.operation if xl else ep.operation
