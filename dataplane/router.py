@@ -10,7 +10,7 @@ import orjson
 from dataplane.admission import authenticate, presented_key
 from dataplane.dialects import listing
 from dataplane.dialects.base import Dialect, ErrorKind
-from dataplane.dialects.gemini import MODELS_PREFIX, STREAM_METHOD, split_target
+from dataplane.dialects.gemini import MODEL_PREFIXES, STREAM_METHOD, split_target
 from dataplane.gateway_errors import GatewayError
 from dataplane.http.messages import Request, Responder
 from dataplane.policy import CompiledPolicy
@@ -38,18 +38,21 @@ class Router:
         }
         # Gemini names the model in the path: /v1beta/models/{model}:{method}. ep.path is the template.
         self._gemini = {
-            m: Endpoint(gemini, op, f"{MODELS_PREFIX}{{model}}:{m}")
+            (prefix, m): Endpoint(gemini, op, f"{prefix}{{model}}:{m}")
+            for prefix in MODEL_PREFIXES
             for m, op in (("generateContent", "generate"), (STREAM_METHOD, "generate"), ("countTokens", "count_tokens"))
         }
-        self._paths = {p for _, p in self._endpoints} | {"/v1/models", MODELS_PREFIX.rstrip("/")}
+        self._paths = {p for _, p in self._endpoints} | {"/v1/models", "/v1beta/models"}
         self.metrics: Callable[[], bytes] | None = None  # GET /metrics (Prometheus text), set by the node
         self.in_flight = 0  # proxied requests not yet finished (graceful drain waits for 0)
         self.draining = False
         self.idle = asyncio.Event()  # set whenever in_flight drops to 0
         self.idle.set()
 
-    def dialect_for(self, path: str, headers: Mapping[str, str] | None = None) -> Dialect:
-        if path.startswith("/v1beta/"):
+    def dialect_for(self, path: str, headers: Mapping[str, str] | None = None, query: str = "") -> Dialect:
+        if path.startswith("/v1beta/") or (path.startswith("/v1/models/") and ":" in path) or (
+                headers is not None and "authorization" not in headers
+                and ("x-goog-api-key" in headers or "key=" in query)):
             return self._dialects["gemini"]
         if path.startswith("/v1/messages") or (headers is not None and "anthropic-version" in headers):
             return self._dialects["anthropic"]
@@ -57,8 +60,10 @@ class Router:
 
     def _endpoint(self, req: Request) -> Endpoint | None:
         ep = self._endpoints.get((req.method, req.path))
-        if ep is None and req.method == "POST" and req.path.startswith(MODELS_PREFIX):
-            ep = self._gemini.get(split_target(req.path)[1])
+        if ep is None and req.method == "POST":
+            for prefix in MODEL_PREFIXES:
+                if req.path.startswith(prefix):
+                    return self._gemini.get((prefix, split_target(req.path)[1]))
         return ep
 
     def render_error(self, path: str, status: int, message: str) -> bytes:
@@ -84,7 +89,7 @@ class Router:
                     self.idle.set()
             return
         if req.method == "GET" and (req.path in ("/v1/models", "/v1beta/models") or req.path.startswith(
-                ("/v1/models/", MODELS_PREFIX))):
+                ("/v1/models/", "/v1beta/models/"))):
             self._models(req, resp)
         elif req.path == "/metrics" and self.metrics is not None:
             resp.send(200, "text/plain; version=0.0.4", self.metrics())
@@ -96,14 +101,14 @@ class Router:
         elif req.path == "/" and req.method in ("HEAD", "GET"):
             resp.send(200, "application/json", b'{"service":"interlock"}')  # clients probe the base URL
         else:
-            d = self.dialect_for(req.path, req.headers)
+            d = self.dialect_for(req.path, req.headers, req.query)
             status = 405 if req.path in self._paths else 404
             msg = f"{req.method} {req.path} is not served here" + ("" if status == 405 else "; check the client's base URL")
             resp.send(status, "application/json", d.error_body(status, ErrorKind.NOT_FOUND, msg))
 
     def _models(self, req: Request, resp: Responder) -> None:
         """GET /v1/models (OpenAI or Anthropic by header), /v1/models/{id}, /v1beta/models[/{id}] (Gemini)."""
-        dialect = self.dialect_for(req.path, req.headers)
+        dialect = self.dialect_for(req.path, req.headers, req.query)
         try:
             policy = self._policy()
             if policy is None:

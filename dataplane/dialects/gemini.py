@@ -17,7 +17,9 @@ import orjson
 from .base import ErrorKind, Usage
 from .sse import SSEBuffer, usage_events
 
-MODELS_PREFIX = "/v1beta/models/"
+# google-genai >= 3 defaults to v1, older SDKs and Gemini CLI to v1beta; POST /v1/models/{m}:{method}
+# cannot be an OpenAI path (those have no ':' method suffix), so both are served.
+MODEL_PREFIXES = ("/v1beta/models/", "/v1/models/")
 STREAM_METHOD = "streamGenerateContent"
 _USAGE_META = re.compile(rb'"usageMetadata"\s*:\s*\{')
 
@@ -39,9 +41,11 @@ _STATUS = {
 
 def split_target(path: str) -> tuple[str, str]:
     """'/v1beta/models/gemini-2.5-pro:generateContent' -> ('gemini-2.5-pro', 'generateContent')."""
-    target = path[len(MODELS_PREFIX):] if path.startswith(MODELS_PREFIX) else ""
-    model, _, method = target.rpartition(":")
-    return model, method
+    for prefix in MODEL_PREFIXES:
+        if path.startswith(prefix):
+            model, _, method = path[len(prefix):].rpartition(":")
+            return model, method
+    return "", ""
 
 
 def usage_from_meta(meta: Any) -> Usage:

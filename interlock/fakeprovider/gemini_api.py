@@ -23,6 +23,13 @@ def api_key(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
     return headers.get("x-goog-api-key", "").strip() or query.get("key", "").strip() or None
 
 
+def field(obj: dict[str, Any], camel: str) -> Any:
+    """Google's JSON accepts both spellings (the SDK sends e.g. `parameters_json_schema`, `thinking_budget`)."""
+    if camel in obj:
+        return obj[camel]
+    return obj.get("".join("_" + c.lower() if c.isupper() else c for c in camel))
+
+
 def parts_text(content: Any, *, text_only: bool = True) -> str:
     """Text of a content's parts; unless text_only, function calls and responses count too (as input)."""
     parts = content.get("parts") if isinstance(content, dict) else None
@@ -34,26 +41,25 @@ def parts_text(content: Any, *, text_only: bool = True) -> str:
             continue
         if isinstance(p.get("text"), str) and not p.get("thought"):
             texts.append(p["text"])
-        elif not text_only and isinstance(p.get("functionCall"), dict):
-            call = p["functionCall"]
+        elif not text_only and isinstance(call := field(p, "functionCall"), dict):
             texts.append(str(call.get("name", "")) + orjson.dumps(call.get("args", {})).decode())
-        elif not text_only and isinstance(p.get("functionResponse"), dict):
-            texts.append(orjson.dumps(p["functionResponse"].get("response", {})).decode())
+        elif not text_only and isinstance(result := field(p, "functionResponse"), dict):
+            texts.append(orjson.dumps(result.get("response", {})).decode())
     return "\n".join(texts)
 
 
 def _choose_tool(body: dict[str, Any], triggered: bool) -> ToolSpec | None:
     decls = [d for t in body.get("tools") or () if isinstance(t, dict)
-             for d in t.get("functionDeclarations") or t.get("function_declarations") or () if isinstance(d, dict)]
-    mode_cfg = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
+             for d in field(t, "functionDeclarations") or () if isinstance(d, dict)]
+    mode_cfg = field(field(body, "toolConfig") or {}, "functionCallingConfig") or {}
     mode = str(mode_cfg.get("mode", "AUTO")).upper()
     if not decls or mode == "NONE" or (mode != "ANY" and not triggered):
         return None
-    allowed = mode_cfg.get("allowedFunctionNames")
+    allowed = field(mode_cfg, "allowedFunctionNames")
     if allowed:
         decls = [d for d in decls if d.get("name") in allowed] or decls
     decl = decls[0]
-    schema = decl.get("parametersJsonSchema") or decl.get("parameters") or {}
+    schema = field(decl, "parametersJsonSchema") or decl.get("parameters") or {}
     return ToolSpec(name=str(decl.get("name", "tool")), schema=_lower_types(schema))
 
 
@@ -70,18 +76,19 @@ def _check_signatures(contents: list[dict[str, Any]]) -> None:
     """Thought signatures from earlier model turns must come back intact (the real API rejects altered ones)."""
     for i, c in enumerate(contents):
         for j, part in enumerate(c.get("parts") or ()):
-            if isinstance(part, dict) and "thoughtSignature" in part and not valid_signature(part["thoughtSignature"]):
+            sig = field(part, "thoughtSignature") if isinstance(part, dict) else None
+            if sig is not None and not valid_signature(sig):
                 raise RequestError(f"Thought signature is not valid (contents[{i}].parts[{j}]).", "contents")
 
 
 def _thinking(config: dict[str, Any]) -> tuple[bool, bool]:
     """(thinks, returns thought summaries): thinking is on unless thinkingBudget is 0."""
-    cfg = config.get("thinkingConfig") or config.get("thinking_config")
+    cfg = field(config, "thinkingConfig")
     if not isinstance(cfg, dict):
         return False, False
-    budget = cfg.get("thinkingBudget", cfg.get("thinking_budget", -1))
+    budget = field(cfg, "thinkingBudget")
     thinks = budget != 0
-    return thinks, thinks and bool(cfg.get("includeThoughts", cfg.get("include_thoughts")))
+    return thinks, thinks and bool(field(cfg, "includeThoughts"))
 
 
 def last_text_part(content: Any) -> str:

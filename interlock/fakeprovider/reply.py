@@ -100,8 +100,8 @@ def valid_signature(sig: Any, text: str | None = None) -> bool:
         return False
     if text is not None:
         return sig == signature(text)
-    try:
-        raw = base64.b64decode(sig, validate=True)
+    try:  # bytes fields in Google's JSON may come back in the URL-safe alphabet
+        raw = base64.b64decode(sig.replace("-", "+").replace("_", "/"), validate=True)
     except ValueError:
         return False
     return len(raw) == 64 and raw[:32] == raw[32:]
