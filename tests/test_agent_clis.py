@@ -2,8 +2,9 @@
 
 The CLIs are the npm packages pinned in tests/agents/package.json, installed into
 .cache/agents by scripts/install-agent-clis.sh (scripts/test.sh runs it). Each run is
-traced with strace: every inet connect() must go to the gateway, so telemetry, update
-checks, error reporting and plugin/marketplace fetches are proven off, not just configured off.
+traced with strace: every inet address a CLI connects or sends to (DNS lookups included) must
+be the gateway's, so telemetry, update checks, error reporting and plugin/marketplace fetches
+are proven off, not just configured off.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ async def run_agent(argv: list[str], env: dict[str, str], cwd: Path, trace_dir: 
 
 def assert_only_gateway(run: AgentRun, gw: Gateway) -> None:
     port = int(gw.url.rsplit(":", 1)[1])
-    assert run.connects, "strace saw no connect(): the CLI never reached the gateway\n" + run.describe()
+    assert run.connects, "strace saw no inet connect(): the CLI never reached the gateway\n" + run.describe()
     others = [c for c in run.connects if c != ("127.0.0.1", port)]
     assert not others, f"the CLI contacted hosts other than the gateway: {others}\n" + run.describe()
 
