@@ -11,9 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
+from fastapi import APIRouter
 
 from interlock.settings import ControlPlaneSettings
 
+from .budget.admin_routes import create_budget_router
 from .budget.ledger import Ledger
 from .budget.limits import PublishedLimits
 from .budget.servicer import BudgetServicer
@@ -35,6 +37,10 @@ class ControlPlaneBackend:
     grpc_port: int
     servicer: ControlPlaneServicer
     ledger: Ledger  # budget leases (BudgetService on the same gRPC port)
+
+    def budget_router(self) -> APIRouter:
+        """Admin routes for budgets and per-run keys (mount via create_admin_app(extra_routers=...))."""
+        return create_budget_router(self.service, self.ledger, self.service.current_snapshot)
 
     async def close(self, grace_s: float = 1.0) -> None:
         await self.server.stop(grace_s)

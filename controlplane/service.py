@@ -7,24 +7,28 @@ compile, and a concurrent writer gets Conflict instead of a lost update.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from collections.abc import Callable
 
 from interlock import keys as vkeys
 from interlock.v1 import policy_pb2
 
 from .audit import AuditAction, PolicyAuditRecord, build_record, encode_record, read_policy_log, record_key
+from .budget.runkeys import RunKeySpec, check_run_key, run_key_record
 from .diff import plan_apply
 from .errors import Conflict, NotFound, PolicyInvalid
 from .nodes import read_node_status
 from .policy.compiler import resolve_aliases, validate
-from .policy.model import KeyRecord, PolicyDocument, Project, User
+from .policy.model import Budget, KeyRecord, PolicyDocument, Project, Team, User
 from .service_types import ApplyResult, Change, CreatedKey, KeySpec, ModelInfo, NodeStatus
-from .store.base import KV
+from .store.base import KV, Entry
 from .store.layout import KEYS, VERSION_KEY, StoredState, compile_state, encode, item_key, load_state, version_marker
 
 log = logging.getLogger(__name__)
 KEY_WRITE_ATTEMPTS = 3  # key writes don't depend on caller-seen state, so a lost race is retried
+MINT_ATTEMPTS = 20  # every policy write bumps the version key, so parallel mints race each other
 
 
 class StorePolicyService:
@@ -132,6 +136,56 @@ class StorePolicyService:
             log.info("virtual key %s created (team=%r user=%r project=%r)", key_id, team, spec.user, spec.project)
             return CreatedKey(record=record, secret=secret)
         raise AssertionError("unreachable")
+
+    async def mint_run_key(self, spec: RunKeySpec, *, actor: str = "admin") -> CreatedKey:
+        """A per-run key bounded by its parent (controlplane/budget/runkeys.py). Cheap: it reads the parent, its
+        team, the budgets and the model names, never the whole key set, and writes one key in one commit."""
+        secret = vkeys.new_secret()
+        key_id = vkeys.new_key_id()
+        key_hash = vkeys.hash_key(self._pepper, secret).hex()
+        parent_key = item_key(KEYS, spec.parent)
+        for attempt in range(MINT_ATTEMPTS):
+            version, parent_entry, team_models, routable, budgets = await self._mint_context(parent_key)
+            parent = KeyRecord.model_validate_json(parent_entry.value) if parent_entry else None
+            now = self._now_ms()
+            errors = check_run_key(spec, parent, budgets, now_ms=now)
+            allowed = (parent.allowed_models if parent else []) or team_models
+            errors += [f"model {m!r} is not a model or alias" for m in spec.allowed_models if m not in routable]
+            errors += [f"model {m!r} is not allowed for the parent key's team" for m in spec.allowed_models
+                       if allowed and m in routable and m not in allowed]
+            if errors or parent is None or parent_entry is None:
+                raise PolicyInvalid(errors)
+            record = run_key_record(spec, parent, key_id=key_id, key_hash=key_hash,
+                                    hint=vkeys.display_hint(secret), now_ms=now)
+            state = StoredState(sections={}, keys={}, version=version, revision=0)
+            change = Change(KEYS, key_id, "create", after=record.model_dump(mode="json"))
+            try:
+                await self._write(state, {item_key(KEYS, key_id): encode(record)}, [], f"mint run key {key_id}",
+                                  audit=("create_key", actor, [change], key_id),
+                                  extra_guards={item_key(KEYS, key_id): 0, parent_key: parent_entry.mod_revision})
+            except Conflict:
+                if attempt + 1 == MINT_ATTEMPTS:
+                    raise
+                await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))  # orchestrators mint in parallel
+                continue
+            log.info("run key %s minted from %s", key_id, parent.id)
+            return CreatedKey(record=record, secret=secret)
+        raise AssertionError("unreachable")
+
+    async def _mint_context(self, parent_key: str) -> tuple[int, Entry | None, list[str], set[str], list[Budget]]:
+        version, parent, models, aliases, budget_entries = await asyncio.gather(
+            self._kv.get(VERSION_KEY), self._kv.get(parent_key), self._kv.get_prefix(item_key("models", "")),
+            self._kv.get_prefix(item_key("aliases", "")), self._kv.get_prefix(item_key("budgets", "")),
+        )
+        team_models: list[str] = []
+        if parent is not None:
+            team_id = KeyRecord.model_validate_json(parent.value).team
+            team = await self._kv.get(item_key("teams", team_id)) if team_id else None
+            team_models = Team.model_validate_json(team.value).allowed_models if team else []
+        routable = {k.rsplit("/", 1)[-1] for k in [*models[0], *aliases[0]]}
+        budgets = [b for b in (Budget.model_validate_json(e.value) for e in budget_entries[0].values())
+                   if b.scope == "key" and parent is not None and b.scope_id == parent_key.rsplit("/", 1)[-1]]
+        return (version.mod_revision if version else 0), parent, team_models, routable, budgets
 
     async def list_keys(self) -> list[KeyRecord]:
         state = await load_state(self._kv)

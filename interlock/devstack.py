@@ -57,6 +57,7 @@ class DevStack:
         self._stops.append(self.backend.close)
         self.virtual_key = await ensure_policy_and_key(self.backend.service, data_dir, fake_url, sec, self._env)
         routers = [create_explain_router(self.backend.service, cp.key_pepper)]  # interlock explain
+        routers.append(self.backend.budget_router())  # interlock budgets, interlock keys mint
         if s.with_usage:
             # same chDB path as the usage sink: one engine per process, many clients are fine
             queries = UsageQueryService.from_dsn(f"chdb://{data_dir / 'clickhouse'}")

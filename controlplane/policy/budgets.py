@@ -119,6 +119,22 @@ def validate_budgets(
     return errors
 
 
+def revoked_ids(keys: Iterable[KeyRecord]) -> set[str]:
+    """Keys that are revoked themselves or through any ancestor (revoking a parent revokes its runs)."""
+    by_id = {k.id: k for k in keys}
+    out: set[str] = set()
+    for k in by_id.values():
+        seen: set[str] = set()
+        cur: KeyRecord | None = k
+        while cur is not None and cur.id not in seen:
+            if cur.revoked:
+                out.add(k.id)
+                break
+            seen.add(cur.id)
+            cur = by_id.get(cur.parent) if cur.parent else None
+    return out
+
+
 def _budget_pb(b: Budget) -> policy_pb2.Budget:
     return policy_pb2.Budget(
         id=b.id, scope=b.scope, scope_id=b.scope_id, window=b.window, limit_pico=usd_to_pico(b.limit_usd),
@@ -136,10 +152,12 @@ def _rate_pb(r: RateLimit) -> policy_pb2.RateLimit:
 
 
 def implicit_limits(keys: Iterable[KeyRecord]) -> tuple[list[Budget], list[RateLimit]]:
-    """The lifetime budget and concurrency limit a (not revoked) per-run key carries."""
+    """The lifetime budget and concurrency limit a per-run key carries (none once it or an ancestor is revoked)."""
+    keys = list(keys)
+    revoked = revoked_ids(keys)
     budgets, rates = [], []
     for k in keys:
-        if k.revoked:
+        if k.id in revoked:
             continue
         if k.budget_usd:
             budgets.append(Budget.model_construct(

@@ -16,7 +16,7 @@ from interlock.snapshot_hash import snapshot_content_hash
 from interlock.v1 import policy_pb2
 
 from ..errors import PolicyInvalid
-from .budgets import compile_budget_policy, validate_budgets
+from .budgets import compile_budget_policy, revoked_ids, validate_budgets
 from .model import KeyRecord, PolicyDocument
 from .routing import compile_model_routing, compile_rules, compile_team_routing, fallback_chains, validate_routing
 
@@ -144,11 +144,12 @@ def compile_snapshot(
         s.users.add(id=u.id, team_id=u.team, name=u.name)
     for pj in sorted(doc.projects, key=lambda p: p.id):
         s.projects.add(id=pj.id, team_id=pj.team, name=pj.name)
+    revoked = revoked_ids(keys)  # revoking a parent key revokes the run keys minted from it
     for k in keys:
         s.keys.add(
             id=k.id, key_hash=bytes.fromhex(k.key_hash), name=k.name, team_id=k.team, user_id=k.user,
             project_id=k.project, allowed_models=sorted(k.allowed_models), expires_at_unix_ms=k.expires_at_unix_ms,
-            revoked=k.revoked, default_tags=k.default_tags, parent_key_id=k.parent,
+            revoked=k.id in revoked, default_tags=k.default_tags, parent_key_id=k.parent,
         )
     s.budget_policy.CopyFrom(compile_budget_policy(doc, keys))
     compile_rules(doc, flat, s)

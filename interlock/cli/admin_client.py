@@ -27,6 +27,7 @@ from controlplane.admin_schemas import (
     SnapshotOut,
 )
 from controlplane.audit_api import PolicyAuditLogOut
+from controlplane.budget.admin_routes import BudgetListOut, RunKeyIn, RunKeyOut
 from controlplane.policy.model import PolicyDocument
 
 M = TypeVar("M", bound=BaseModel)
@@ -100,6 +101,12 @@ class AdminClient:
         from controlplane.explain_api import ExplainOut  # lazy: pulls in the data plane's routing code
 
         return self._call(ExplainOut, "POST", "/explain", json=query).explanation
+
+    def mint_run_key(self, body: RunKeyIn) -> RunKeyOut:
+        return self._call(RunKeyOut, "POST", "/keys/mint", json=body.model_dump(mode="json"))
+
+    def budgets(self, *, history: bool = False) -> BudgetListOut:
+        return self._call(BudgetListOut, "GET", "/budgets", params={"history": "true" if history else "false"})
 
     # -- plumbing ----------------------------------------------------------
 

@@ -88,7 +88,8 @@ def controlplane_cmd(log_level: str) -> None:
     async def main(stop: asyncio.Event) -> None:
         backend = await start_backend(settings)
         explain = create_explain_router(backend.service, settings.key_pepper)  # interlock explain
-        server, task = await serve_admin(create_admin_app(backend.service, settings.admin_token, extra_routers=[explain]),
+        server, task = await serve_admin(create_admin_app(backend.service, settings.admin_token,
+                                                          extra_routers=[explain, backend.budget_router()]),
                                          settings.admin_host, settings.admin_port)
         click.echo(f"interlock control plane: admin http://{settings.admin_host}:{settings.admin_port} "
                    f"gRPC {settings.grpc_host}:{backend.grpc_port} store {settings.store.split('@')[-1]}")
