@@ -185,14 +185,19 @@ class Proxy:
             outcome: _Outcome | None = None
             try:
                 outcome = await self._attempt(req, resp, ep, rec, attempt_body, dep, stream, planner.plan, deadline)
+            except GatewayError as exc:
+                if resp.started:
+                    raise
+                self._note(rec, dep, exc.status, exc.kind, started)  # e.g. no translation to this deployment's API
+                if last is None:
+                    raise
+                continue  # a fallback this request cannot use: keep the earlier failure, try the next
             finally:
                 if breaker is not None:
-                    if outcome is None:
+                    if outcome is None or outcome.error_class == "unavailable":  # the deployment was not asked
                         breaker.release(self._monotonic())
                     else:
                         breaker.record(outcome.error_class not in UNHEALTHY, self._monotonic())
-                if outcome is None and not resp.started:  # raised before an answer: still an attempt to report
-                    self._note(rec, dep, 0, "gateway_error", started)
             if not outcome.retry:
                 return
             planner.failed(dep, outcome.retry_after_s)

@@ -76,6 +76,8 @@ def policy(a: str, b: str) -> dict[str, Any]:
                                                 {"name": "eu", "provider": "pb", "weight": 1, "upstream": "gpt-4o"}],
              "circuit": {"enabled": False}},
             {"name": "gpt-retry", "provider": "pa", "upstream": "gpt-4o", "circuit": {"enabled": False}},
+            {"name": "gpt-sticky", "deployments": [{"name": "a", "provider": "pa", "upstream": "gpt-4o"},
+                                                   {"name": "b", "provider": "pb", "upstream": "gpt-4o"}]},
             {"name": "gpt-lonely", "provider": "pa", "upstream": "gpt-4o",
              "circuit": {"failures": 2, "cooldown_ms": 30000}},
         ],
@@ -88,6 +90,7 @@ def policy(a: str, b: str) -> dict[str, Any]:
              "attempt_timeout_ms": 300, "total_timeout_ms": 5000},
             {"id": "claude-to-openai", "match": {"models": ["claude-primary"]}, "fallback": ["gpt-backup"]},
             {"id": "geo", "match": {"models": ["gpt-geo"]}, "fallback": ["gpt-primary"]},
+            {"id": "sticky", "match": {"models": ["gpt-sticky"]}, "sticky": True},
             {"id": "retry-same", "match": {"models": ["gpt-retry"]}, "retries": 2, "backoff_ms": 1,
              "max_retry_after_ms": 2000},
         ],
@@ -232,3 +235,19 @@ async def test_all_circuits_open_answers_503_with_retry_after_in_the_clients_dia
     assert rig.primary.requests_to(CHAT) == 2
     evs = await rig.events(3)
     assert evs[-1].status == 503 and not evs[-1].attempts and evs[-1].route_rule == "default"
+
+
+async def test_sticky_sessions_keep_their_deployment_and_move_only_when_it_fails(rig: Rig) -> None:
+    seen: dict[str, set[str]] = {}
+    for i in range(10):
+        for _ in range(3):
+            # Claude Code's session header becomes the `session` tag, which stickiness keys on
+            r, _ = await rig.post(CHAT, chat("gpt-sticky"), **{"x-claude-code-session-id": f"sess-{i}"})
+            assert r.status == 200 and r.headers["x-interlock-route"] == "sticky"
+            seen.setdefault(f"sess-{i}", set()).add(r.headers["x-interlock-deployment"])
+    assert all(len(d) == 1 for d in seen.values()), seen  # every session stayed on one deployment
+    assert set().union(*seen.values()) == {"gpt-sticky/a", "gpt-sticky/b"}  # and sessions spread over both
+    on_a = next(s for s, d in seen.items() if d == {"gpt-sticky/a"})
+    rig.primary.add_fault(status=529, count=None)  # a's provider fails: the session moves, the request succeeds
+    r, _ = await rig.post(CHAT, chat("gpt-sticky"), **{"x-interlock-session-id": "unused", "x-claude-code-session-id": on_a})
+    assert r.status == 200 and r.headers["x-interlock-deployment"] == "gpt-sticky/b"

@@ -17,7 +17,7 @@ from dataplane.routing.breaker import OPEN, Breakers
 from dataplane.routing.table import Constraint, Plan, RuntimeDeployment, Target
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # per request: a frozen dataclass's __init__ costs ~2x
 class Next:
     deployment: RuntimeDeployment
     delay_s: float  # sleep this long first (a retry of a deployment already tried)
@@ -25,6 +25,9 @@ class Next:
 
 def weighted_order(deps: tuple[RuntimeDeployment, ...], rng: random.Random) -> list[RuntimeDeployment]:
     """Positive weights in weighted-random order (draws without replacement), weight-0 ones last."""
+    if len(deps) == 2 and deps[0].weight > 0 and deps[1].weight > 0:  # the common case, without the general loop
+        a, b = deps
+        return [a, b] if rng.random() * (a.weight + b.weight) < a.weight else [b, a]
     pool = [d for d in deps if d.weight > 0]
     out: list[RuntimeDeployment] = []
     while len(pool) > 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # per request: a frozen dataclass's __init__ costs ~2x
 class AttemptRecord:
     provider: str
     deployment: str  # "model/deployment"
