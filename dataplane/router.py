@@ -16,6 +16,8 @@ from dataplane.http.messages import Request, Responder
 from dataplane.policy import CompiledPolicy
 from dataplane.proxy import Endpoint, Proxy
 
+_GEMINI_METHODS = (":generateContent", f":{STREAM_METHOD}", ":countTokens")
+
 
 class Router:
     def __init__(
@@ -50,7 +52,7 @@ class Router:
         self.idle.set()
 
     def dialect_for(self, path: str, headers: Mapping[str, str] | None = None, query: str = "") -> Dialect:
-        if path.startswith("/v1beta/") or (path.startswith("/v1/models/") and ":" in path) or (
+        if path.startswith("/v1beta/") or (path.startswith("/v1/models/") and path.endswith(_GEMINI_METHODS)) or (
                 headers is not None and "authorization" not in headers
                 and ("x-goog-api-key" in headers or "key=" in query)):
             return self._dialects["gemini"]
