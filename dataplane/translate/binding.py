@@ -12,10 +12,15 @@ from typing import Any
 import orjson
 
 from dataplane.dialects.base import Dialect, ErrorKind, StreamUsageScanner, Usage
-from dataplane.gateway_errors import bad_request
+from dataplane.gateway_errors import GatewayError, bad_request
 
-from .base import EventTranslator, Params, Session, Translator
+from .base import EventTranslator, Params, Session, Translator, Untranslatable
 from .sse import EventParser, Writer
+
+# A body of the right JSON kind can still hold a wrong type anywhere (a number where a list of blocks
+# belongs...). Translators look fields up without re-validating each one; what that raises is turned
+# into a clear error here, once, instead of a 500.
+_SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError)
 
 _KIND_BY_STATUS = {
     400: ErrorKind.INVALID_REQUEST, 401: ErrorKind.AUTHENTICATION, 403: ErrorKind.PERMISSION,
@@ -67,8 +72,12 @@ class TranslatingScanner:
     def feed(self, chunk: bytes) -> bytes:
         self._scanner.feed(chunk)
         out = []
-        for name, data in self._parser.feed(chunk):
-            out += self._events.feed(name, data)
+        try:
+            for name, data in self._parser.feed(chunk):
+                out += self._events.feed(name, data)
+        except _SHAPE_ERRORS as exc:  # the relay reports it in-stream, in the client's dialect
+            raise GatewayError(502, ErrorKind.UPSTREAM, "the provider sent a stream event this gateway cannot "
+                               f"translate ({type(exc).__name__}); the answer is incomplete") from exc
         return self._write(out) if out else b""
 
 
@@ -83,7 +92,11 @@ class Translation:
         self.operation = t.operation
 
     def request(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._session.request(body)
+        try:
+            return self._session.request(body)
+        except _SHAPE_ERRORS as exc:
+            raise Untranslatable(f"the request body does not have the shape the {self.client.name} API defines "
+                                 "(a field holds an unexpected type); check it against the API reference") from exc
 
     def response(self, status: int, payload: bytes) -> bytes:
         """The provider's complete (non-stream) answer, in the client's dialect: success or error."""
@@ -93,8 +106,11 @@ class Translation:
             except orjson.JSONDecodeError:
                 body = None
             if isinstance(body, dict):
-                return orjson.dumps(self._session.response(body))
-            return self.client.error_body(502, ErrorKind.UPSTREAM, "the provider's response was not a JSON object")
+                try:
+                    return orjson.dumps(self._session.response(body))
+                except _SHAPE_ERRORS:
+                    pass
+            return self.client.error_body(502, ErrorKind.UPSTREAM, "the provider's response could not be translated")
         return self.client.error_body(status, error_kind(status), provider_error_message(payload))
 
     def scanner(self) -> TranslatingScanner:
