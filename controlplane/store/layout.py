@@ -11,6 +11,7 @@ Key layout, relative to the deployment prefix (ControlPlaneSettings.etcd_prefix,
                                       it (optimistic concurrency: a racing writer gets Conflict).
     {prefix}/nodes/{node_id}          last known status of a data-plane node (persistent, for `status`)
     {prefix}/live/{node_id}           ephemeral liveness, on a lease/TTL: present = connected
+    {prefix}/budget/{kind}/{id}/{w}   budget/rate-limit ledger record per window (controlplane/budget/record.py)
     {prefix}/audit/{base:020d}-{uuid} one policy change (controlplane/audit.py), written in the same
                                       transaction as the change. `base` is the policy version the write
                                       was guarded on, so keys sort chronologically; the record's
