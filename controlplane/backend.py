@@ -45,6 +45,7 @@ class ControlPlaneBackend:
     async def close(self, grace_s: float = 1.0) -> None:
         await self.server.stop(grace_s)
         await self.servicer.drain()  # let disconnect records land before the store closes
+        await self.ledger.close()
         await self.publisher.stop()
         await self.kv.close()
 

@@ -12,6 +12,7 @@ from controlplane.budget.ledger import Ledger
 from controlplane.budget.limits import LimitBook, LimitSpec
 from controlplane.store import KV, open_store
 from interlock.v1 import budget_pb2
+from interlock.windows import window_key
 
 B = budget_pb2.LEASE_KIND_BUDGET
 LIMIT = 1_000_000
@@ -142,3 +143,22 @@ async def test_two_replicas_racing_never_over_grant(kv: KV, tmp_path, store_pref
     held = await asyncio.gather(*(node(i) for i in range(12)))
     [row] = await replicas[0].rows()
     assert sum(held) == row.record.leased(int(clock.t * 1000)) == 10_000  # all of it granted, never more
+
+
+@pytest.mark.integration
+async def test_closed_rate_limit_minutes_are_collected(kv: KV) -> None:
+    base = 1_795_000_020.0  # a minute boundary
+    clock = Clock(base)
+    rpm = budget_pb2.LEASE_KIND_REQUESTS
+    limits = {(rpm, "r"): LimitSpec(rpm, "r", 100, "minute", "UTC", "team", "t1"), **book()}
+    led = ledger(kv, clock, limits=limits)
+    for minute in range(3):
+        clock.t = base + 60 * minute
+        wk = window_key("minute", "UTC", clock.t)
+        await led.sync("n1", minute + 1, [op(want=10, settled=5, kind=rpm, limit_id="r", window=wk),
+                                          op(want=10, settled=5)])
+    clock.t = base + 400  # minute 0 closed 340 s ago (> 300 s kept); minute 1 closed 280 s ago; minute 2 is open
+    assert await led.collect() == 1
+    left = sorted(r.window_key for r in await led.rows() if r.kind == rpm)
+    assert left == [window_key("minute", "UTC", base + 60), window_key("minute", "UTC", base + 120)]
+    assert [r.limit_id for r in await led.rows() if r.kind == B] == ["b1"]  # budget windows are history: kept

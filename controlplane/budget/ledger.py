@@ -12,15 +12,17 @@ import logging
 import random
 import re
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from interlock.v1 import budget_pb2
 
-from ..errors import Conflict
+from ..errors import Conflict, ControlPlaneError
 from ..store.base import KV, Entry
 from .grant import Op, apply_op, expire, invalid_reason
 from .limits import LimitBook
-from .record import LEDGER, LedgerRecord, ledger_key, parse_ledger_key
+from .record import KIND_NAMES, LEDGER, LedgerRecord, ledger_key, parse_ledger_key
 
 log = logging.getLogger(__name__)
 WINDOW_KEY_RE = re.compile(r"^[0-9A-Za-z:TZW-]{1,32}$")
@@ -43,6 +45,8 @@ class Ledger:
         self._clock = clock
         self._ttl_ms = int(lease_ttl_s * 1000)
         self._limits = limits
+        self._next_collect = 0.0
+        self._collecting: asyncio.Task[None] | None = None
 
     @property
     def lease_ttl_ms(self) -> int:
@@ -131,6 +135,54 @@ class Ledger:
         grant.leased = rec.leased(now_ms)
         grant.remaining = rec.remaining(now_ms)
 
+    async def collect(self, keep_s: float = 300.0) -> int:
+        """Delete rate-limit records of minute windows that closed more than `keep_s` ago and hold no live lease
+        (one record per limit per minute would otherwise pile up forever). Budget windows are kept as history.
+        Each delete is guarded on the record's revision, so a late Sync wins over the collector."""
+        now_s = self._clock()
+        now_ms = int(now_s * 1000)
+        deleted = 0
+        for kind in (budget_pb2.LEASE_KIND_REQUESTS, budget_pb2.LEASE_KIND_TOKENS):
+            prefix = f"{LEDGER}{KIND_NAMES[kind]}/"
+            entries, _ = await self._kv.get_prefix(prefix)
+            for key, entry in entries.items():
+                parsed = parse_ledger_key(key)
+                start = _minute_start_s(parsed[2]) if parsed else None
+                if start is None or start + 60 + keep_s > now_s:
+                    continue
+                try:
+                    if LedgerRecord.decode(entry.value).leased(now_ms):
+                        continue
+                    await self._kv.commit({}, [key], if_revision_of={key: entry.mod_revision})
+                    deleted += 1
+                except Conflict:
+                    continue  # written meanwhile: keep it this round
+                except (ValueError, KeyError, TypeError):
+                    log.warning("leaving unreadable ledger record %s", key)
+        return deleted
+
+    def maybe_collect(self, every_s: float = 60.0) -> None:
+        """Start `collect` in the background at most every `every_s` (called from Sync: no timer task to own)."""
+        now = self._clock()
+        if now < self._next_collect or (self._collecting is not None and not self._collecting.done()):
+            return
+        self._next_collect = now + every_s
+        self._collecting = asyncio.get_running_loop().create_task(self._collect_quietly())
+
+    async def _collect_quietly(self) -> None:
+        try:
+            n = await self.collect()
+            if n:
+                log.info("budget ledger: removed %d closed rate-limit windows", n)
+        except ControlPlaneError as exc:
+            log.warning("budget ledger collection failed (retried later): %s", exc)
+
+    async def close(self) -> None:
+        if self._collecting is not None:
+            self._collecting.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._collecting
+
     async def rows(self) -> list[LedgerRow]:
         """Every ledger record, with expired leases already returned (as a read would see them)."""
         entries, _ = await self._kv.get_prefix(LEDGER)
@@ -149,3 +201,11 @@ class Ledger:
             expire(rec, now_ms, self._ttl_ms)
             out.append(LedgerRow(*parsed, rec))
         return out
+
+
+def _minute_start_s(window_key: str) -> float | None:
+    """Unix seconds of a "2026-11-23T22:47Z" window key; None for anything else."""
+    try:
+        return datetime.strptime(window_key, "%Y-%m-%dT%H:%MZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None

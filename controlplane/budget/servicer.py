@@ -34,6 +34,7 @@ class BudgetServicer(budget_pb2_grpc.BudgetServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid node_id {request.node_id!r}: use [A-Za-z0-9._:-]")
         if len(request.ops) > MAX_OPS:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_OPS} ops per Sync")
+        self._ledger.maybe_collect()
         try:
             grants = await self._ledger.sync(request.node_id, request.seq, request.ops)
         except StoreUnavailable as exc:
