@@ -149,3 +149,17 @@ async def test_models_retrieve_and_list(gateway: Gateway) -> None:
     assert {m.id async for m in c.models.list()} >= {"gpt-t", "claude-t", "fast"}
     with pytest.raises(openai.NotFoundError):
         await c.models.retrieve("nope")
+
+
+async def test_embeddings_errors_reach_the_sdk_in_openai_shape(gateway: Gateway, fake_provider) -> None:  # type: ignore[no-untyped-def]
+    c = client(gateway)
+    with pytest.raises(openai.BadRequestError) as bad:
+        await c.embeddings.create(model="gpt-t", input="")  # refused by the provider, relayed as is
+    assert bad.value.param == "input"  # type: ignore[attr-defined]
+    fake_provider.add_fault(status=529, path="/v1/embeddings")
+    with pytest.raises(openai.APIStatusError) as overloaded:
+        await c.embeddings.create(model="gpt-t", input="x")
+    assert overloaded.value.status_code == 529
+    events = await wait_events(gateway, 2)
+    assert [(e.status, e.error_class) for e in events] == [(400, "upstream_4xx"), (529, "overloaded")]
+    assert all(e.input_tokens == 0 and e.cost_usd == "0.000000000000" for e in events)
