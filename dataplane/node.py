@@ -56,6 +56,7 @@ class DataPlaneNode:
         self._server: asyncio.Server | None = None
         self._port = 0
         self._sync_task: asyncio.Task[None] | None = None
+        self._refresh_task: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
@@ -73,6 +74,8 @@ class DataPlaneNode:
         self._server = await serve(self.router, self.settings.host, self.settings.port, max_body=self.settings.max_body_bytes,
                                    on_error=self._on_error, render_error=self.router.render_error, reuse_port=reuse_port)
         self._port = int(self._server.sockets[0].getsockname()[1])
+        if self.settings.credential_refresh_s > 0:
+            self._refresh_task = asyncio.get_running_loop().create_task(self._refresh_credentials(), name="credentials")
         if self.settings.tune_gc:
             gc_tuning.tune_for_proxy()
         log.info("data plane %s listening on %s:%d (policy v%s)", self.settings.node_id, self.settings.host, self.port,
@@ -93,6 +96,12 @@ class DataPlaneNode:
             status, kind = (exc.status, exc.kind) if isinstance(exc, GatewayError) else (500, "internal")
             resp.send(status, "application/json", d.error_body(status, kind, "internal gateway error; it has been logged"))
 
+    async def _refresh_credentials(self) -> None:
+        """Rotated provider tokens (file/env refs) take effect without a policy change; see PolicyHolder."""
+        while True:
+            await asyncio.sleep(self.settings.credential_refresh_s)
+            self.holder.refresh_credentials()
+
     async def stop(self) -> None:
         """Graceful: report not-ready, stop accepting, let in-flight requests (streams too) finish
         for up to drain_timeout_s, then close upstream connections and flush usage."""
@@ -104,6 +113,9 @@ class DataPlaneNode:
                 await self.router.idle.wait()
         except TimeoutError:
             log.warning("drain timeout: %d requests still in flight are cut off", self.router.in_flight)
+        if self._refresh_task is not None:
+            self._refresh_task.cancel()
+            await asyncio.gather(self._refresh_task, return_exceptions=True)
         if self.sync is not None:
             await self.sync.stop()
         await self.upstream.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Mapping
 
@@ -19,6 +20,8 @@ class PolicyHolder:
         self._credentials = credentials
         self.policy: CompiledPolicy | None = None
         self._listeners: list[Callable[[CompiledPolicy], None]] = []
+        self._snapshot: policy_pb2.PolicySnapshot | None = None
+        self._secrets = b""  # digest of the credentials the current policy was compiled with
 
     def current(self) -> CompiledPolicy | None:
         return self.policy
@@ -35,8 +38,33 @@ class PolicyHolder:
             if p.unavailable:
                 log.warning("policy v%d: %s", compiled.version, p.unavailable)
         self.policy = compiled
+        self._snapshot, self._secrets = snapshot, self._credential_digest(snapshot)
         for listener in self._listeners:
             listener(compiled)
 
     def on_swap(self, listener: Callable[[CompiledPolicy], None]) -> None:
         self._listeners.append(listener)
+
+    def refresh_credentials(self) -> bool:
+        """Re-resolve the current snapshot's credential refs; recompile and swap only if one changed.
+
+        Short-lived tokens (Vertex/Entra access tokens, STS session credentials) are rotated in their
+        file by the operator; the node's background task calls this so they take effect without a
+        policy change. Never on the request path. Returns True when a new policy was swapped in."""
+        snap = self._snapshot
+        if snap is None or self._credential_digest(snap) == self._secrets:
+            return False
+        try:
+            self.apply(snap)
+        except SnapshotRejected as exc:
+            log.error("credentials changed but policy v%d could not be recompiled: %s", snap.version, exc)
+            return False
+        log.info("policy v%d recompiled: a provider credential changed", snap.version)
+        return True
+
+    def _credential_digest(self, snap: policy_pb2.PolicySnapshot) -> bytes:
+        h = hashlib.sha256()
+        for p in snap.providers:
+            if p.credential_ref:
+                h.update(p.credential_ref.encode() + b"\0" + (self._credentials(p.credential_ref) or "").encode() + b"\0")
+        return h.digest()

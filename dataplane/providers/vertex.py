@@ -7,7 +7,7 @@ with base_url `https://{location}-aiplatform.googleapis.com` (or `https://aiplat
 for location `global`). Auth: an OAuth2 access token as a bearer token. The data plane makes no
 network call to mint or refresh it: the credential ref points at a token the operator keeps fresh
 (e.g. `file:/run/secrets/vertex-token` rewritten by a sidecar running `gcloud auth print-access-token`
-or a workload-identity agent); it is re-read whenever the node recompiles its policy.
+or a workload-identity agent); every node re-reads it every INTERLOCK_CREDENTIAL_REFRESH_S.
 """
 
 from __future__ import annotations
