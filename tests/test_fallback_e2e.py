@@ -251,3 +251,13 @@ async def test_sticky_sessions_keep_their_deployment_and_move_only_when_it_fails
     rig.primary.add_fault(status=529, count=None)  # a's provider fails: the session moves, the request succeeds
     r, _ = await rig.post(CHAT, chat("gpt-sticky"), **{"x-interlock-session-id": "unused", "x-claude-code-session-id": on_a})
     assert r.status == 200 and r.headers["x-interlock-deployment"] == "gpt-sticky/b"
+
+
+async def test_team_with_no_allowed_deployment_gets_403_naming_the_limits(rig: Rig) -> None:
+    r, raw = await rig.post(CHAT, chat("gpt-retry"), team="eu")  # us-only model, no fallback
+    assert r.status == 403, raw
+    assert "may not reach any deployment" in orjson.loads(raw)["error"]["message"]
+    r, raw = await rig.post(CHAT, chat("gpt-primary"), team="eu")  # us primary, eu fallback: served in the eu
+    assert r.status == 200 and r.headers["x-interlock-deployment"] == "gpt-backup/pb"
+    assert r.headers["x-interlock-attempts"] == "1"  # the us deployment was never attempted
+    assert rig.primary.requests_to(CHAT) == 0
