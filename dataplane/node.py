@@ -9,6 +9,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from dataplane import gc_tuning, snapshot_file
+from dataplane.budget import metrics as budget_metrics
+from dataplane.budget.gate import BudgetGate, PoolTable
+from dataplane.budget.lease_client import LeaseClient
 from dataplane.dialects.registry import default_dialects
 from dataplane.errors import DataPlaneError, SnapshotRejected
 from dataplane.gateway_errors import GatewayError
@@ -43,10 +46,19 @@ class DataPlaneNode:
                                  impl=settings.upstream_client)
         dialects = default_dialects()
         now = time.time
+        # Budgets and rate limits: local pools reserved on the request path, leases synced in the background.
+        self.budget_table = PoolTable()
+        self.budget_gate = BudgetGate(self.budget_table, clock=now, wait_s=settings.budget_wait_s)
+        self.leases: LeaseClient | None = None
+        if settings.control_plane:
+            self.leases = LeaseClient(self.budget_table, target=settings.control_plane, node_id=settings.node_id,
+                                      tick_s=settings.budget_tick_s)
+            self.budget_gate.attach(self.leases)
         self.proxy = Proxy(policy=self.holder.current, pepper=settings.key_pepper, upstream=self.upstream, sink=sink,
-                           node_id=settings.node_id, clock=now, translations=default_translations(dialects))
+                           node_id=settings.node_id, clock=now, budgets=self.budget_gate, translations=default_translations(dialects))
         self.router = Router(proxy=self.proxy, dialects=dialects, policy=self.holder.current, pepper=settings.key_pepper,
                              clock=now, ready=lambda: self.holder.policy is not None)
+        self.router.metrics = self._metrics
         self.sync: SnapshotSync | None = None
         if settings.control_plane:
             self.sync = SnapshotSync(settings.control_plane, settings.node_id, self.holder.apply, settings.snapshot_path,
@@ -56,6 +68,7 @@ class DataPlaneNode:
         self._server: asyncio.Server | None = None
         self._port = 0
         self._sync_task: asyncio.Task[None] | None = None
+        self._lease_task: asyncio.Task[None] | None = None
         self._refresh_task: asyncio.Task[None] | None = None
 
     @property
@@ -69,6 +82,8 @@ class DataPlaneNode:
         if self.sync is not None:
             self.sync.load_from_disk()
             self._sync_task = asyncio.get_running_loop().create_task(self.sync.run())
+        if self.leases is not None:
+            self._lease_task = asyncio.get_running_loop().create_task(self.leases.run(), name="budget-leases")
         else:
             self._load_disk_only()
         self._server = await serve(self.router, self.settings.host, self.settings.port, max_body=self.settings.max_body_bytes,
@@ -80,6 +95,10 @@ class DataPlaneNode:
             gc_tuning.tune_for_proxy()
         log.info("data plane %s listening on %s:%d (policy v%s)", self.settings.node_id, self.settings.host, self.port,
                  self.holder.policy.version if self.holder.policy else "none")
+
+    def _metrics(self) -> bytes:
+        leases = self.leases
+        return budget_metrics.render(self.budget_table, leases.failures if leases else 0, self.budget_table.online)
 
     def _load_disk_only(self) -> None:
         try:
@@ -116,6 +135,10 @@ class DataPlaneNode:
         if self._refresh_task is not None:
             self._refresh_task.cancel()
             await asyncio.gather(self._refresh_task, return_exceptions=True)
+        if self._lease_task is not None and self.leases is not None:
+            self._lease_task.cancel()
+            await asyncio.gather(self._lease_task, return_exceptions=True)
+            await self.leases.close()
         if self.sync is not None:
             await self.sync.stop()
         await self.upstream.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import orjson
 
+from dataplane.budget.index import BudgetIndex, build_index
 from dataplane.errors import SnapshotRejected
 from dataplane.pricing import Price, per_token_pico
 from dataplane.providers.base import ProviderAdapter, ProviderConfigError
@@ -118,6 +119,7 @@ class CompiledPolicy:
     keys: Mapping[bytes, KeyEntry]
     routes: Mapping[str, Route]
     providers: Mapping[str, RuntimeProvider]
+    budgets: BudgetIndex = field(default_factory=BudgetIndex)  # which budgets/rate limits apply to what
     routing: RoutingTable = field(default_factory=RoutingTable.empty)  # rules, deployments, team constraints
     _models_json: dict[frozenset[str] | None, bytes] = field(default_factory=dict, repr=False)
 
@@ -163,7 +165,7 @@ class CompiledPolicy:
                 expires_at_ms=k.expires_at_unix_ms, revoked=k.revoked, tags=tags,
                 required_tags=frozenset(team.required_tags) if team else frozenset(),
             )
-        return cls(snap.version, snap.content_hash, keys, routes, providers, routing=routing)
+        return cls(snap.version, snap.content_hash, keys, routes, providers, budgets=build_index(snap), routing=routing)
 
     def models_json(self, allowed: frozenset[str] | None) -> bytes:
         """OpenAI-style model list for a key; memoised per distinct allowlist (the policy is immutable)."""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from dataplane.admission import authenticate, presented_key
+from dataplane.budget.gate import BudgetGate
 from dataplane.dialects.base import Dialect, ErrorKind, StreamUsageScanner, Usage
 from dataplane.gateway_errors import GatewayError, bad_request
 from dataplane.http.messages import Request, Responder
@@ -93,7 +94,7 @@ class Proxy:
     def __init__(
         self, *, policy: Callable[[], CompiledPolicy | None], pepper: bytes, upstream: Upstream, sink: UsageSink,
         node_id: str, clock: Callable[[], float] = time.time,
-        translations: Translations | None = None,
+        budgets: BudgetGate | None = None, translations: Translations | None = None,
         monotonic: Callable[[], float] = time.monotonic, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None, breakers: Breakers | None = None,
     ):
@@ -104,6 +105,7 @@ class Proxy:
         self._node_id = node_id
         self._clock = clock
         self._ids = EventIds()
+        self._budgets = budgets
         self._translations = translations
         self._monotonic = monotonic
         self._sleep = sleep
@@ -129,6 +131,8 @@ class Proxy:
             rec.client_disconnected = rec.client_disconnected or resp.disconnected
             if rec.price is not None:
                 rec.cost_pico = rec.price.cost_pico(rec.usage)
+            if rec.budget is not None and self._budgets is not None:
+                self._budgets.settle(rec.budget, rec.usage)  # bill what was produced, free the rest
             self._sink.emit(rec.to_event(self._node_id))
 
     async def _forward(self, req: Request, resp: Responder, ep: Endpoint, rec: RequestRecord) -> None:
@@ -159,6 +163,10 @@ class Proxy:
         rec.alias = named.alias if named is not None else ""
         route = Route(plan.targets[0].deployments[0].model, rec.alias)  # the first choice (budgets reserve for it)
         self._record_model(rec, route.model)
+        if self._budgets is not None:  # budgets and rate limits (dataplane/budget/): reserve the worst case or refuse
+            rec.budget = await self._budgets.admit(policy.budgets, key.id, rec.tags, requested, route, req.body, body,
+                                                   ep.dialect.max_output_tokens(body), ep.dialect.name,
+                                                   ep.operation)
         deadline = self._monotonic() + plan.total_timeout_s if plan.total_timeout_s else math.inf
         planner = AttemptPlanner(plan, constraint=policy.routing.constraints.get(key.team_id), breakers=self.breakers,
                                  rng=self._rng, session=session_of(req.headers, rec.tags), deadline=deadline)

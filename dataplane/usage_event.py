@@ -6,6 +6,7 @@ import itertools
 import os
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from dataplane.dialects.base import Usage
 from dataplane.policy import KeyEntry
@@ -35,6 +36,7 @@ class RequestRecord:
     __slots__ = (
         "alias",
         "attempts",
+        "budget",
         "client_disconnected",
         "cost_pico",
         "dialect",
@@ -80,6 +82,7 @@ class RequestRecord:
         self.price: Price | None = None
         self.policy_version = 0
         self.response_bytes = 0
+        self.budget: Any = None  # the budget Ticket reserved at admission, settled when the request ends
         self.route_rule = ""  # the routing rule that chose the deployments ("default" = none matched)
         self.attempts: list[AttemptRecord] = []  # every upstream attempt, in order (fallback visible here)
 

@@ -70,6 +70,8 @@ class DataPlaneSettings:
     spool_max_bytes: int = 1 << 30
     tune_gc: bool = True  # see dataplane/gc_tuning.py for the measurement behind it
     drain_timeout_s: float = 30.0  # on shutdown, how long in-flight requests may take to finish
+    budget_tick_s: float = 0.5  # budget lease sync period (renew, report spend, return unused)
+    budget_wait_s: float = 2.0  # how long a request may wait for a lease refill before it is refused
     credential_refresh_s: float = 30.0  # re-read provider credential refs (rotated tokens); 0 = only on policy change
 
     @property
@@ -106,6 +108,8 @@ class DataPlaneSettings:
             spool_max_bytes=_get(env, "SPOOL_MAX_BYTES", cls.spool_max_bytes, int),
             tune_gc=_get(env, "TUNE_GC", cls.tune_gc, _bool),
             drain_timeout_s=_get(env, "DRAIN_TIMEOUT_S", cls.drain_timeout_s, float),
+            budget_tick_s=_get(env, "BUDGET_TICK_S", cls.budget_tick_s, float),
+            budget_wait_s=_get(env, "BUDGET_WAIT_S", cls.budget_wait_s, float),
             credential_refresh_s=_get(env, "CREDENTIAL_REFRESH_S", cls.credential_refresh_s, float),
         )
 

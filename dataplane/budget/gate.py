@@ -1,0 +1,239 @@
+"""Admission and settlement for budgets and rate limits on the request path.
+
+admit(): every budget and rate limit that applies to the request (looked up in the snapshot's BudgetIndex)
+gets a claim on its local lease pool; the claims are reserved all-or-nothing. In the steady state this is
+a few dict gets and integer compares, no I/O. When a pool's lease cannot cover the claim, the request
+waits (bounded by `wait_s`) for the lease client's next sync, which asks the control plane for more;
+it is refused when the window's spend can never cover it, when the wait runs out, or offline.
+
+settle(): after the response, each claim is settled with the actual amount (cost from the provider's
+usage at the budget price, tokens used, one request; a concurrency slot is just released) and the
+rest of the reservation is freed. Actual above the reservation is overshoot, counted per limit.
+
+Streams: the reservation covers the whole stream (output is bounded by the request's max tokens or the
+model's maximum, which the provider enforces), so a stream is never cut for budget reasons; it is billed
+exactly what was produced (the provider's final usage, or, if it never arrives, the proxy's estimate from
+what was relayed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from dataplane.budget.estimate import input_tokens_upper_bound, output_tokens_upper_bound, worst_case
+from dataplane.budget.index import BUDGET, CONCURRENCY, REQUESTS, TOKENS, BudgetIndex, BudgetSpec, RateSpec
+from dataplane.budget.pool import LeasePool, PoolKey
+from dataplane.budget.refusal import budget_busy, budget_exhausted, budget_offline, rate_limited
+from dataplane.dialects.base import Usage
+from dataplane.gateway_errors import GatewayError
+from dataplane.policy import Route
+from dataplane.pricing import Price
+from interlock.windows import LIFETIME, Window, current_window
+
+FREE_OPERATIONS = frozenset({"count_tokens"})
+NO_OUTPUT_OPERATIONS = frozenset({"embeddings", "count_tokens"})
+
+
+@dataclass(slots=True)
+class Claim:
+    pool: LeasePool
+    amount: int
+    spec: BudgetSpec | RateSpec
+    window: Window
+
+
+@dataclass(slots=True)
+class Ticket:
+    claims: list[Claim]
+    price: Price
+
+
+class Syncer(Protocol):
+    """What the gate needs from the lease client (None: no control plane configured)."""
+
+    @property
+    def online(self) -> bool: ...
+
+    def wake(self) -> None: ...
+
+    def synced(self) -> asyncio.Event: ...
+
+
+class PoolTable:
+    """Every lease pool this node holds, shared by the gate (creates, reserves) and the lease client (syncs)."""
+
+    def __init__(self) -> None:
+        self.pools: dict[PoolKey, LeasePool] = {}
+        self.online = False
+        # Lifetime counters per (kind, limit id), exported as metrics; pools come and go with windows.
+        self.overshoot: dict[tuple[int, str], int] = {}
+        self.refused: dict[tuple[int, str], int] = {}
+
+    def pool(self, kind: int, spec: BudgetSpec | RateSpec, window_key: str, now_ms: int) -> LeasePool:
+        key = PoolKey(kind, spec.id, window_key)
+        p = self.pools.get(key)
+        if p is None:
+            p = LeasePool(key, spec.offline_mode, spec.optimistic_pico if isinstance(spec, BudgetSpec) else 0)
+            if not self.online:
+                p.go_offline(now_ms)
+            self.pools[key] = p
+        return p
+
+
+class BudgetGate:
+    def __init__(self, table: PoolTable, *, clock: Callable[[], float], wait_s: float = 2.0,
+                 syncer: Syncer | None = None) -> None:
+        self._table = table
+        self._clock = clock
+        self._wait_s = wait_s
+        self._syncer = syncer
+        self._windows: dict[tuple[str, str], Window] = {}
+
+    def attach(self, syncer: Syncer) -> None:
+        self._syncer = syncer
+
+    def _window(self, window: str, tz: str, now_s: float, now_ms: int) -> Window:
+        w = self._windows.get((window, tz))
+        if w is None or (w.reset_unix_ms and now_ms >= w.reset_unix_ms):
+            w = current_window(window, tz, now_s)
+            self._windows[(window, tz)] = w
+        return w
+
+    async def admit(
+        self, idx: BudgetIndex, key_id: str, tags: Mapping[str, str], requested: str, route: Route, raw: bytes,
+        body: dict[str, Any], max_output: int | None, dialect: str, operation: str = "",
+    ) -> Ticket | None:
+        """Reserve the request's worst case on every applicable limit, or raise the refusal (GatewayError).
+
+        Token counting (`count_tokens`) costs nothing: only request-count and concurrency limits apply.
+        Embeddings produce no output tokens."""
+        if idx.empty:
+            return None
+        model = route.model
+        free = operation in FREE_OPERATIONS
+        budgets = () if free else idx.budgets_for(key_id, tags)
+        rates = idx.rates_for(key_id, requested, model.name) if idx.rates else ()
+        if not budgets and not rates:
+            return None
+        now_s = self._clock()
+        now_ms = int(now_s * 1000)
+        price = idx.price_for(model.name, model.price)
+        in_tok = input_tokens_upper_bound(raw)
+        out_tok = 0 if operation in NO_OUTPUT_OPERATIONS else output_tokens_upper_bound(
+            max_output, body, model.max_output_tokens, idx.default_max_output_tokens)
+        cost = worst_case(in_tok, out_tok, price).cost_pico
+        table = self._table
+        claims: list[Claim] = []
+        for b in budgets:
+            w = self._window(b.window, b.timezone, now_s, now_ms)
+            claims.append(Claim(table.pool(BUDGET, b, w.key, now_ms), cost, b, w))
+        for r in rates:
+            if r.requests_per_minute or r.tokens_per_minute:
+                w = self._window("minute", "UTC", now_s, now_ms)
+                if r.requests_per_minute:
+                    claims.append(Claim(table.pool(REQUESTS, r, w.key, now_ms), 1, r, w))
+                if r.tokens_per_minute and not free:
+                    claims.append(Claim(table.pool(TOKENS, r, w.key, now_ms), in_tok + out_tok, r, w))
+            if r.max_concurrent:
+                claims.append(Claim(table.pool(CONCURRENCY, r, LIFETIME, now_ms), 1, r, _LIFETIME))
+        deadline = 0.0
+        while True:
+            short = _reserve(claims, now_ms)
+            if short is None:
+                return Ticket(claims, price)
+            hopeless = self._hopeless(short, now_ms, dialect)
+            if hopeless is not None:
+                raise hopeless
+            syncer = self._syncer
+            mono = asyncio.get_running_loop().time()  # the wait is bounded in real time, whatever the clock says
+            deadline = deadline or mono + self._wait_s
+            if syncer is None or not syncer.online or mono >= deadline:
+                raise self._refusal(short, now_ms, dialect)
+            await self._wait_for_lease(short, syncer, deadline - mono)
+            now_s = self._clock()
+            now_ms = int(now_s * 1000)
+
+    async def _wait_for_lease(self, short: Claim, syncer: Syncer, wait_s: float) -> None:
+        pool = short.pool
+        pool.waiting = max(pool.waiting, short.amount)
+        synced = syncer.synced()
+        syncer.wake()
+        try:
+            async with asyncio.timeout(wait_s):
+                await synced.wait()
+        except TimeoutError:
+            pass
+
+    def settle(self, ticket: Ticket, usage: Usage) -> None:
+        cost = -1
+        for c in ticket.claims:
+            kind = c.pool.key.kind
+            if kind == BUDGET:
+                if cost < 0:
+                    cost = ticket.price.cost_pico(usage)
+                actual = cost
+            elif kind == TOKENS:
+                actual = usage.input_tokens + usage.output_tokens
+            elif kind == REQUESTS:
+                actual = 1
+            else:
+                actual = 0  # a concurrency slot is released, never spent
+            c.pool.settle(c.amount, actual)
+            if actual > c.amount:
+                k = (kind, c.spec.id)
+                self._table.overshoot[k] = self._table.overshoot.get(k, 0) + actual - c.amount
+
+    # ---- refusals ---------------------------------------------------------------------------------------
+    def _hopeless(self, c: Claim, now_ms: int, dialect: str) -> GatewayError | None:
+        """Refuse at once when waiting cannot help: the window's unspent amount is below the claim."""
+        limit = _limit_of(c)
+        led = c.pool.ledger
+        unspent = limit - (led.settled if led else 0) - c.pool.spent
+        if c.amount <= unspent:
+            return None
+        self._count_refusal(c)
+        if isinstance(c.spec, BudgetSpec):
+            return budget_exhausted(c.spec, c.window.key, c.window.reset_unix_ms, unspent, c.amount, now_ms)
+        if c.pool.key.kind == CONCURRENCY:
+            return None  # slots come back as requests finish
+        return rate_limited(c.spec, c.pool.key.kind, limit, unspent, c.window.reset_unix_ms, now_ms, dialect)
+
+    def _refusal(self, c: Claim, now_ms: int, dialect: str) -> GatewayError:
+        self._count_refusal(c)
+        offline = not (self._syncer is not None and self._syncer.online)
+        led = c.pool.ledger
+        limit = _limit_of(c)
+        if isinstance(c.spec, BudgetSpec):
+            if offline:
+                return budget_offline(c.spec)
+            return budget_busy(c.spec, c.window.key, limit - (led.settled if led else 0) - c.pool.spent)
+        remaining = max(0, c.pool.available(now_ms)) + (led.remaining if led else 0)
+        return rate_limited(c.spec, c.pool.key.kind, limit, remaining, c.window.reset_unix_ms, now_ms, dialect, offline)
+
+    def _count_refusal(self, c: Claim) -> None:
+        k = (c.pool.key.kind, c.spec.id)
+        self._table.refused[k] = self._table.refused.get(k, 0) + 1
+
+
+_LIFETIME = Window(LIFETIME, 0, 0)
+
+
+def _limit_of(c: Claim) -> int:
+    s = c.spec
+    if isinstance(s, BudgetSpec):
+        return s.limit_pico
+    kind = c.pool.key.kind
+    return s.requests_per_minute if kind == REQUESTS else s.tokens_per_minute if kind == TOKENS else s.max_concurrent
+
+
+def _reserve(claims: list[Claim], now_ms: int) -> Claim | None:
+    """All-or-nothing: the first claim that does not fit, or None when every claim was reserved."""
+    for c in claims:
+        if c.pool.available(now_ms) < c.amount:
+            return c
+    for c in claims:
+        c.pool.take(c.amount)
+    return None

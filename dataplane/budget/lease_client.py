@@ -1,0 +1,170 @@
+"""Background lease client: one BudgetService/Sync call per tick for every lease this node holds.
+
+Off the request path. Each tick it reports the spend settled locally since the last acknowledged report,
+asks for the lease it wants to hold (reserved + waiting + headroom; lower = hand back unused budget;
+0 when idle = return everything) and renews every lease it names. A request that finds its lease short
+wakes it early. A call whose outcome is unknown (timeout, control plane down) is retried with the same
+seq and the same deltas, so spend is never reported twice; until it succeeds every pool follows its
+offline mode (fail_closed: refuse; safe_share: only the unexpired lease; optimistic: a bounded extra).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import grpc
+import grpc.aio
+
+from dataplane.budget.gate import PoolTable
+from dataplane.budget.index import CONCURRENCY
+from dataplane.budget.pool import LeasePool, LedgerView
+from interlock.v1 import budget_pb2, budget_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+EXPIRY_GUARD_MS = 1000  # stop using a lease this long before the control plane may hand it to another node
+
+
+class LeaseClient:
+    def __init__(
+        self, table: PoolTable, *, target: str, node_id: str, tick_s: float = 0.5, rpc_timeout_s: float = 2.0,
+        min_interval_s: float = 0.02,
+        clock: Callable[[], float] = time.time, credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        self._table = table
+        self._target = target
+        self._node_id = node_id
+        self._tick_s = tick_s
+        self._min_interval_s = min_interval_s  # waiters wake the loop; this spaces their syncs
+        self._rpc_timeout_s = rpc_timeout_s
+        self._clock = clock
+        self._credentials = credentials
+        self._seq = int(clock() * 1000)
+        self._pending: tuple[budget_pb2.LeaseSyncRequest, list[LeasePool]] | None = None
+        self._wake = asyncio.Event()
+        self._synced = asyncio.Event()
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: budget_pb2_grpc.BudgetServiceStub | None = None
+        self.online = False
+        self.syncs = 0
+        self.failures = 0
+
+    # ---- what the gate uses ------------------------------------------------------------------------------
+    def wake(self) -> None:
+        self._wake.set()
+
+    def synced(self) -> asyncio.Event:
+        """Set after the next sync attempt completes (successful or not)."""
+        return self._synced
+
+    # ---- loop ------------------------------------------------------------------------------------------------
+    def _connect(self) -> budget_pb2_grpc.BudgetServiceStub:
+        if self._stub is None:
+            self._channel = (grpc.aio.secure_channel(self._target, self._credentials) if self._credentials
+                             else grpc.aio.insecure_channel(self._target))
+            self._stub = budget_pb2_grpc.BudgetServiceStub(self._channel)
+        return self._stub
+
+    async def run(self) -> None:
+        """Sync every tick (or sooner when woken) until cancelled; then call close()."""
+        while True:
+            try:
+                async with asyncio.timeout(self._tick_s):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            if self._table.pools or self._pending is not None:
+                await self.sync_once()
+                await asyncio.sleep(self._min_interval_s)
+
+    async def sync_once(self) -> None:
+        stub = self._connect()
+        if self._pending is None:
+            self._pending = self._build()
+        req, pools = self._pending
+        sent_ms = int(self._clock() * 1000)
+        try:
+            resp = await stub.Sync(req, timeout=self._rpc_timeout_s)
+        except (grpc.aio.AioRpcError, OSError) as exc:
+            self.failures += 1
+            if self.online or self.failures == 1:
+                log.warning("budget lease sync failed (%s); limits follow their offline modes",
+                            exc.code().name if isinstance(exc, grpc.aio.AioRpcError) else exc)
+            self._set_offline(sent_ms)
+        else:
+            self._pending = None
+            self._apply(resp, pools, sent_ms)
+        finally:
+            done, self._synced = self._synced, asyncio.Event()
+            done.set()
+
+    def _build(self) -> tuple[budget_pb2.LeaseSyncRequest, list[LeasePool]]:
+        ops, pools = [], []
+        for pool in self._table.pools.values():
+            want = _want(pool)
+            settled, overshoot = pool.begin_report(want)
+            min_grant = max(0, pool.waiting - max(0, pool.lease - pool.reserved - pool.spent)) if pool.waiting else 0
+            pool.waiting = 0
+            k = pool.key
+            ops.append(budget_pb2.LeaseOp(kind=k.kind, limit_id=k.limit_id, window_key=k.window_key,  # type: ignore[arg-type]
+                                          settled_delta=settled, overshoot_delta=overshoot, want_total=want,
+                                          min_grant=min_grant))
+            pools.append(pool)
+        self._seq += 1
+        return budget_pb2.LeaseSyncRequest(node_id=self._node_id, ops=ops, seq=self._seq), pools
+
+    def _apply(self, resp: budget_pb2.LeaseSyncResponse, pools: list[LeasePool], sent_ms: int) -> None:
+        self.syncs += 1
+        if not self.online:
+            log.info("budget lease sync restored after %d failed attempts", self.failures)
+        self.online = self._table.online = True
+        self.failures = 0
+        skew = sent_ms - resp.server_time_unix_ms  # local clock minus server clock (upper bound incl. latency)
+        for pool, g in zip(pools, resp.grants, strict=False):
+            ok = g.status == budget_pb2.LEASE_STATUS_OK
+            if not ok and g.status != budget_pb2.LEASE_STATUS_WINDOW_CLOSED:
+                log.warning("lease %s/%s rejected: %s %s", pool.key.limit_id, pool.key.window_key,
+                            budget_pb2.LeaseStatus.Name(g.status), g.error)
+            ledger = LedgerView(g.limit, g.settled, g.leased, g.remaining, g.window_resets_unix_ms) if ok else None
+            pool.finish_report(g.lease if ok else 0, ledger)
+            # The lease is good until the server's expiry, measured from when we SENT the call (conservative).
+            expires_local = g.lease_expires_unix_ms + min(skew, 0) - EXPIRY_GUARD_MS if ok else 0
+            pool.go_online(expires_local)
+        sent = {id(p) for p in pools}
+        for key, pool in list(self._table.pools.items()):
+            if pool.idle and id(pool) in sent:
+                del self._table.pools[key]  # nothing held, nothing owed: stop renewing it
+
+    def _set_offline(self, now_ms: int) -> None:
+        self.online = self._table.online = False
+        for pool in self._table.pools.values():
+            pool.go_offline(now_ms)
+
+    async def close(self) -> None:
+        """Graceful shutdown (after run() is cancelled and requests drained): report the last spend and hand
+        every lease back in one call; then close the channel."""
+        try:
+            if self._stub is not None and self._table.pools:
+                if self._pending is not None:
+                    await self.sync_once()  # the retry first: its deltas must not be lost or doubled
+                if self._pending is None:
+                    self._pending = self._build()
+                    for op in self._pending[0].ops:
+                        op.want_total = 0
+                    await self.sync_once()
+        finally:
+            if self._channel is not None:
+                await self._channel.close()
+
+
+def _want(pool: LeasePool) -> int:
+    """The lease to hold after this sync: what is reserved, what waiters need, and headroom for the next ticks."""
+    if pool.key.kind == CONCURRENCY:
+        headroom = pool.reserved_flow and 1  # one free slot while busy; none when idle
+    else:
+        headroom = 2 * max(pool.reserved_flow, pool.largest) if pool.reserved_flow else 0
+    return pool.reserved + pool.waiting + headroom

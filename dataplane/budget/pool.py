@@ -1,0 +1,139 @@
+"""Local accounting for one lease: reserve and settle against what the control plane granted this node.
+
+No I/O and no awaits: the request path calls reserve()/settle(); the lease client reads the figures
+to report spend and reads/writes the lease when a sync starts and when it returns.
+
+Amounts are integers in the lease's unit (pico-USD, requests, tokens or concurrency slots).
+Invariant kept locally: reserved + spent <= lease, except for overshoot (a request that settles
+above its reservation), which is counted exactly and reported.
+
+While a sync is in flight, admission is capped by `floor` (the lease the node asked to keep, in
+pre-settlement terms): the control plane may shrink the lease to what was asked for, so nothing
+admitted meanwhile may rely on the part being handed back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class PoolKey:
+    kind: int  # budget_pb2.LeaseKind value
+    limit_id: str
+    window_key: str
+
+
+class LeasePool:
+    __slots__ = (
+        "allowance",
+        "floor",
+        "in_report",
+        "in_report_overshoot",
+        "key",
+        "largest",
+        "lease",
+        "ledger",
+        "mode",
+        "optimistic",
+        "overshoot",
+        "overshoot_total",
+        "reserved",
+        "reserved_flow",
+        "spent",
+        "spent_total",
+        "usable_until_ms",
+        "waiting",
+    )
+
+    def __init__(self, key: PoolKey, mode: str = "safe_share", optimistic: int = 0):
+        self.key = key
+        self.mode = mode  # offline mode: fail_closed | safe_share | optimistic
+        self.optimistic = optimistic  # optimistic: extra spend allowed beyond the lease while offline
+        self.lease = 0  # granted to this node and not yet settled in the ledger (authoritative after each sync)
+        self.reserved = 0  # in-flight reservations
+        self.spent = 0  # settled locally, not yet acknowledged by the control plane
+        self.overshoot = 0  # part of `spent` that exceeded its reservations
+        self.in_report = 0  # part of `spent` carried by the sync in flight (or being retried)
+        self.in_report_overshoot = 0
+        self.floor: int | None = None  # lease the node promised to keep while a sync is in flight
+        self.allowance = 0  # extra the offline mode lets this node spend beyond its lease (optimistic)
+        self.usable_until_ms = 0  # local time after which the lease may not be used (expiry, offline mode)
+        self.largest = 0  # largest single reservation seen: the smallest useful grant
+        self.reserved_flow = 0  # amount reserved since the last sync (demand estimate)
+        self.waiting = 0  # largest amount wanted by a request waiting for this pool to refill
+        self.spent_total = 0
+        self.overshoot_total = 0  # lifetime sum of (actual - reserved) where positive: exported as a metric
+        self.ledger: LedgerView | None = None  # the ledger figures of the last grant (refusal messages, CLI)
+
+    def available(self, now_ms: int) -> int:
+        if now_ms >= self.usable_until_ms:
+            return self.allowance - self.reserved - self.spent if self.allowance else 0
+        cap = self.lease if self.floor is None else min(self.lease, self.floor)
+        return cap + self.allowance - self.reserved - self.spent
+
+    def take(self, amount: int) -> None:
+        """Reserve `amount` (the caller checked available())."""
+        self.reserved += amount
+        self.reserved_flow += amount
+        if amount > self.largest:
+            self.largest = amount
+
+    def release(self, reserved: int) -> None:
+        """Give back a reservation that was never used (all-or-nothing rollback, request refused later)."""
+        self.reserved -= reserved
+        self.reserved_flow -= reserved
+
+    def settle(self, reserved: int, actual: int) -> None:
+        """The request finished: `actual` is spent, the rest of the reservation is free again."""
+        self.reserved -= reserved
+        if actual <= 0:
+            return
+        self.spent += actual
+        self.spent_total += actual
+        if actual > reserved:
+            self.overshoot += actual - reserved
+            self.overshoot_total += actual - reserved
+
+    # ---- lease client side -----------------------------------------------------------------------------
+    def begin_report(self, want_total: int) -> tuple[int, int]:
+        """Start a sync (or retry the one whose outcome is unknown): returns (settled_delta, overshoot_delta)."""
+        if self.floor is None:  # a new report; a retry resends the same deltas and keeps its floor
+            self.in_report, self.in_report_overshoot = self.spent, self.overshoot
+            self.floor = self.in_report + want_total
+        return self.in_report, self.in_report_overshoot
+
+    def finish_report(self, lease: int, ledger: LedgerView | None) -> None:
+        """The control plane applied the report and says the lease is now `lease` (unsettled part only)."""
+        self.spent -= self.in_report
+        self.overshoot -= self.in_report_overshoot
+        self.in_report = self.in_report_overshoot = 0
+        self.floor = None
+        self.lease = lease
+        self.reserved_flow = 0
+        if ledger is not None:
+            self.ledger = ledger
+
+    def go_offline(self, now_ms: int) -> None:
+        """The control plane is unreachable: follow this limit's offline mode."""
+        if self.mode == "fail_closed":
+            self.usable_until_ms = 0
+        elif self.mode == "optimistic":
+            self.allowance = self.optimistic
+
+    def go_online(self, usable_until_ms: int) -> None:
+        self.usable_until_ms = usable_until_ms
+        self.allowance = 0
+
+    @property
+    def idle(self) -> bool:
+        return not (self.reserved or self.spent or self.lease or self.waiting or self.floor is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerView:
+    limit: int
+    settled: int
+    leased: int
+    remaining: int
+    resets_unix_ms: int
