@@ -19,7 +19,7 @@ from tests.fixtures.gateway import Gateway, start_gateway
 
 ENV = {
     "AZ_KEY": "az-secret", "VTX_TOKEN": "ya29.fake", "GEM_KEY": "gem-secret",
-    "AWS_CREDS": f"AKIDFAKE:{FAKE_AWS_SECRET}", "AWS_WRONG": "AKIDFAKE:not-the-secret",
+    "AWS_CREDS": f"AKIDFAKE:{FAKE_AWS_SECRET}", "AWS_WRONG": "AKIDFAKE:not-the-secret", "BRK_KEY": "bedrock-api-key",
 }
 PRICE = Price(input="1", output="2")
 
@@ -38,6 +38,7 @@ def policy(base: str) -> PolicyDocument:
         Provider(name="brk-a", kind="bedrock_anthropic", base_url=base, credential="env:AWS_CREDS", options=aws),
         Provider(name="brk-bad", kind="bedrock_anthropic", base_url=base, credential="env:AWS_WRONG", options=aws),
         Provider(name="brk-conv", kind="bedrock", base_url=base, credential="env:AWS_CREDS", options=aws),
+        Provider(name="brk-key", kind="bedrock", base_url=base, credential="env:BRK_KEY", options={"auth": "api_key"}),
     ]
     models = [
         Model(name="az-gpt", provider="az", upstream="my-gpt4o", price=PRICE),
@@ -49,6 +50,8 @@ def policy(base: str) -> PolicyDocument:
         Model(name="brk-claude", provider="brk-a", upstream="us.anthropic.claude-sonnet-4-20250514-v1:0", price=PRICE),
         Model(name="brk-bad", provider="brk-bad", upstream="anthropic.claude-v2:1", price=PRICE),
         Model(name="brk-nova", provider="brk-conv", upstream="amazon.nova-pro-v1:0", price=PRICE, max_output_tokens=512),
+        Model(name="brk-nova-key", provider="brk-key", upstream="amazon.nova-lite-v1:0", price=PRICE),
+        Model(name="az-emb", provider="az", upstream="my-embedding-deployment", price=PRICE),
     ]
     return PolicyDocument(providers=providers, models=models, teams=[Team(id="eng")])
 
@@ -259,3 +262,31 @@ async def test_bedrock_stream_cut_midway_reaches_the_client_as_an_error(gw: Gate
             async for _ in s.text_stream:
                 pass
     assert event(gw).usage_estimated  # the provider never sent its usage: estimated and marked so
+
+
+async def test_azure_v1_responses_stream_and_embeddings(gw: Gateway, fake_provider: FakeProvider) -> None:
+    client = oai(gw)
+    stream = await client.responses.create(model="az-gpt", input="hello there", stream=True)
+    events = [e async for e in stream]
+    done = [e for e in events if e.type == "response.completed"]
+    assert done and done[0].response.usage and done[0].response.usage.output_tokens > 0
+    req = last(fake_provider)
+    assert req["path"] == "/openai/v1/responses" and req["body"]["model"] == "my-gpt4o"
+    assert "stream_options" not in req["body"]  # the Responses API rejects it
+    ev = event(gw)
+    assert ev.stream and not ev.usage_estimated and ev.output_tokens == done[0].response.usage.output_tokens
+
+    emb = await client.embeddings.create(model="az-emb", input=["a b c", "d"])
+    assert len(emb.data) == 2 and emb.usage.prompt_tokens > 0
+    req = last(fake_provider)
+    assert req["path"] == "/openai/v1/embeddings" and req["body"]["model"] == "my-embedding-deployment"
+    assert event(gw).input_tokens == emb.usage.prompt_tokens
+
+
+async def test_bedrock_api_key_auth_is_a_bearer_token_instead_of_sigv4(gw: Gateway, fake_provider: FakeProvider) -> None:
+    msg = await anth(gw).messages.create(model="brk-nova-key", max_tokens=16, messages=HI)
+    assert msg.content[0].type == "text" and msg.content[0].text.startswith("Echo:")
+    req = last(fake_provider)
+    assert req["path"] == "/model/amazon.nova-lite-v1:0/converse"
+    assert req["api_key_sha256"] == hashlib.sha256(b"bedrock-api-key").hexdigest()
+    assert "x-amz-date" not in {k.lower() for k in req["headers"]}

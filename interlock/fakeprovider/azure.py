@@ -1,4 +1,5 @@
-"""Azure OpenAI routes: the v1 API (`/openai/v1/chat/completions`, deployment name as `model`) and the
+"""Azure OpenAI routes: the v1 API (`/openai/v1/chat/completions`, `/responses`, `/embeddings`; deployment
+name as `model`) and the
 deployments API (`/openai/deployments/{deployment}/chat/completions?api-version=...`, which Azure
 answers with 404 when api-version is missing). Keys come in the `api-key` header (or an Entra
 bearer token)."""
@@ -11,10 +12,11 @@ from typing import Any
 
 from aiohttp import web
 
-from . import openai_api
-from .dialects import OPENAI
-from .handlers import generate
-from .transport import json_response
+from . import embeddings, openai_api, responses_api
+from .dialects import OPENAI, RESPONSES
+from .handlers import admit, apply_faults, error_response, generate
+from .model import RequestError
+from .transport import json_response, send_json
 
 
 def api_key(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
@@ -22,6 +24,7 @@ def api_key(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
 
 
 AZURE = replace(OPENAI, name="azure_openai", api_key=api_key)
+AZURE_RESPONSES = replace(RESPONSES, api_key=api_key)
 
 
 async def v1_chat(request: web.Request) -> web.StreamResponse:
@@ -39,6 +42,30 @@ async def deployment_chat(request: web.Request) -> web.StreamResponse:
     return await generate(request, AZURE, parse)
 
 
+async def v1_responses(request: web.Request) -> web.StreamResponse:
+    return await generate(request, AZURE_RESPONSES, responses_api.parse_responses)
+
+
+async def v1_embeddings(request: web.Request) -> web.StreamResponse:
+    admitted = await admit(request, AZURE)
+    if isinstance(admitted, web.Response):
+        return admitted
+    state, entry = admitted.state, admitted.entry
+    try:
+        req = embeddings.parse(admitted.body)
+    except RequestError as exc:
+        return error_response(AZURE, entry, state, 400, exc.message, exc.param)
+    opts = await apply_faults(request, admitted)
+    if opts.status is not None:
+        return error_response(AZURE, entry, state, opts.status)
+    payload = embeddings.render(req, state.config.embedding_dimensions)
+    entry.status, entry.stream = 200, False
+    entry.usage = {"input_tokens": payload["usage"]["prompt_tokens"], "output_tokens": 0, "cached_tokens": 0}
+    return await send_json(request, payload, opts, {"apim-request-id": f"req_{state.next_id()}"})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/openai/v1/chat/completions", v1_chat)
+    app.router.add_post("/openai/v1/responses", v1_responses)
+    app.router.add_post("/openai/v1/embeddings", v1_embeddings)
     app.router.add_post("/openai/deployments/{deployment}/chat/completions", deployment_chat)

@@ -3,7 +3,7 @@ Anthropic models (`/model/{id}/invoke[-with-response-stream]`).
 
 Every request must carry a valid SigV4 signature (service `bedrock`) made with the secret access key
 `config.api_key` (or FAKE_AWS_SECRET when none is configured), checked by an implementation
-independent of the gateway's signer. Streams are AWS event-stream frames."""
+independent of the gateway's signer, or a Bedrock API key as a bearer token. Streams are AWS event-stream frames."""
 
 from __future__ import annotations
 
@@ -68,9 +68,13 @@ def _parse_invoke(body: Any, *, model: str, stream: bool) -> Turn:
 
 
 async def _signed(request: web.Request) -> str | web.Response:
-    """The verified secret, or the 403 Bedrock sends for a bad or missing signature."""
+    """The verified secret, or the 403 Bedrock sends for a bad or missing signature.
+    A bearer token is a Bedrock API key: passed on for admit() to check like any key."""
     state = request.app[STATE]
     raw = await request.read()
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme == "Bearer" and token:
+        return token
     secret = state.config.api_key or FAKE_AWS_SECRET
     headers = {k.lower(): v for k, v in request.headers.items()}
     try:
