@@ -163,3 +163,23 @@ async def test_embeddings_errors_reach_the_sdk_in_openai_shape(gateway: Gateway,
     events = await wait_events(gateway, 2)
     assert [(e.status, e.error_class) for e in events] == [(400, "upstream_4xx"), (529, "overloaded")]
     assert all(e.input_tokens == 0 and e.cost_usd == "0.000000000000" for e in events)
+
+
+async def test_responses_codex_tool_loop_without_storage(gateway: Gateway, fake_provider) -> None:  # type: ignore[no-untyped-def]
+    """store=false: every turn resends the whole transcript (reasoning, calls, outputs) as input items."""
+    c = client(gateway)
+    req = codex_request()
+    req["input"] = [*req["input"][:1], {"role": "user", "content": "please use tool read_file"}]
+    first = await c.responses.create(**req)
+    call = first.output[-1]
+    assert call.type == "function_call"
+    transcript = [*req["input"], *(o.model_dump(exclude_none=True) for o in first.output),
+                  {"type": "function_call_output", "call_id": call.call_id, "output": "README contents"}]
+    done = await c.responses.create(**{**req, "input": transcript})
+    assert done.output[-1].type == "message" and done.output_text.startswith("Echo:")
+    sent = fake_provider.last_request["body"]["input"]
+    assert [i.get("type", "message") for i in sent] == ["message", "message", "reasoning", "function_call",
+                                                         "function_call_output"]
+    ev1, ev2 = await wait_events(gateway, 2)
+    assert ev2.input_tokens > ev1.input_tokens and done.usage is not None
+    assert (ev2.input_tokens, ev2.output_tokens) == (done.usage.input_tokens, done.usage.output_tokens)
