@@ -33,10 +33,12 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dataplane.dialects.registry import default_dialects
+from dataplane.providers.registry import default_providers
 from dataplane.translate.base import Params
 from dataplane.translate.registry import default_translations
 
 TARGET_ADDED_P50_US = 200.0
+ADAPTERS = {"openai": default_providers()["openai_compatible"], "anthropic": default_providers()["anthropic"]}
 WORDS = ("the quick brown fox jumps over a lazy dog while the agent reads files runs tests and edits code "
          "carefully keeping changes small and reviewing diffs before committing").split()
 
@@ -88,7 +90,8 @@ def claude_code_body(size_kb: int) -> dict[str, Any]:
 
 def openai_body_from(anthropic_body: dict[str, Any]) -> dict[str, Any]:
     """The same conversation as an OpenAI client would send it (for the OpenAI -> Anthropic direction)."""
-    xl = default_translations(default_dialects()).bind(default_dialects()["anthropic"], "messages", "openai", params())
+    xl = default_translations(default_dialects()).bind(default_dialects()["anthropic"], "messages", ADAPTERS["openai"],
+                                                      params())
     return xl.request(anthropic_body)
 
 
@@ -152,7 +155,7 @@ def direction(name: str, raw: bytes, client: str, operation: str, provider: str,
 
     def translated() -> None:
         body = orjson.loads(raw)
-        xl = translations.bind(client_dialect, operation, provider, params())
+        xl = translations.bind(client_dialect, operation, ADAPTERS[provider], params())
         out = xl.request(body)
         out["model"] = "upstream"
         orjson.dumps(out)
@@ -185,7 +188,7 @@ def stream_cost(iterations: int, events: int) -> None:
             s.feed(p)
 
     def translate() -> None:
-        s = translations.bind(dialects["anthropic"], "messages", "openai", params(stream=True)).scanner()
+        s = translations.bind(dialects["anthropic"], "messages", ADAPTERS["openai"], params(stream=True)).scanner()
         for p in pieces:
             s.feed(p)
 

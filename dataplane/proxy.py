@@ -234,13 +234,13 @@ class Proxy:
                 503, ErrorKind.UNAVAILABLE, f"model {requested!r} is unavailable on this node: {prov.unavailable}"))
         adapter = prov.adapter
         xl: Translation | None = None  # cross-API translation (dataplane/translate/) when the dialects differ
-        if adapter.dialect != ep.dialect.name:
-            if self._translations is None:
-                raise bad_request(f"model {requested!r} is served by a provider speaking the {adapter.dialect} API; "
-                                  f"this endpoint speaks {ep.dialect.name} (cross-API translation is not enabled)")
-            xl = self._translations.bind(ep.dialect, ep.operation, adapter.dialect, Params(
+        if self._translations is not None and self._translations.needed(ep.dialect, ep.operation, adapter):
+            xl = self._translations.bind(ep.dialect, ep.operation, adapter, Params(
                 requested, stream, int(self._clock()), adapter.kind, m.max_output_tokens))
             body = xl.request(body)
+        elif adapter.dialect != ep.dialect.name:
+            raise bad_request(f"model {requested!r} is served by a provider speaking the {adapter.dialect} API; "
+                              f"this endpoint speaks {ep.dialect.name} (cross-API translation is not enabled)")
         operation = xl.operation if xl else ep.operation
         strip_usage = adapter.prepare_body(body, m.upstream_name, stream, operation)
         url, headers, payload = adapter.build_request(  # URL, auth and signing over the final body bytes

@@ -4,6 +4,7 @@ OpenAI-dialect provider and an OpenAI client served by an Anthropic-dialect prov
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import anthropic
 import openai
@@ -12,8 +13,9 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
+from controlplane.policy.model import Model, Price, Provider
 from interlock.v1 import usage_pb2
-from tests.fixtures.gateway import Gateway
+from tests.fixtures.gateway import Gateway, gateway_policy, start_gateway
 
 TOOL = {"name": "read_file", "description": "Read a file", "input_schema": {
     "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}
@@ -243,3 +245,44 @@ async def test_google_error_json_for_a_translated_provider_failure(gateway: Gate
     with pytest.raises(errors.APIError) as exc:
         await gem(gateway).aio.models.generate_content(model="claude-t", contents="x")
     assert exc.value.code == 529 and exc.value.status == "UNAVAILABLE"
+
+
+SHELL_TOOL = {"type": "function", "name": "read_file", "description": "Read a file", "parameters": TOOL["input_schema"]}
+
+
+@pytest.fixture
+async def chat_only_gateway(fake_provider, tmp_path) -> AsyncIterator[Gateway]:  # type: ignore[no-untyped-def]
+    """A Mistral-kind provider: OpenAI chat completions only, no Responses API."""
+    doc = gateway_policy(fake_provider.base_url)
+    doc.providers.append(Provider(name="fm", kind="mistral", base_url=f"{fake_provider.base_url}/v1", credential="env:FAKE_KEY"))
+    doc.models.append(Model(name="mistral-t", provider="fm", price=Price(input="1", output="1")))
+    gw = await start_gateway(fake_provider.base_url, tmp_path, policy=doc)
+    try:
+        yield gw
+    finally:
+        await gw.node.stop()
+
+
+@pytest.mark.parametrize(("model", "path"), [("claude-t", "/v1/messages"), ("mistral-t", "/v1/chat/completions")])
+async def test_openai_responses_sdk_on_providers_without_the_responses_api(  # type: ignore[no-untyped-def]
+        chat_only_gateway: Gateway, fake_provider, model: str, path: str) -> None:
+    gw = chat_only_gateway
+    r = await oai(gw).responses.create(model=model, instructions="be brief", input="hello responses", store=False)
+    assert fake_provider.last_request["path"] == path
+    assert r.status == "completed" and r.output_text.startswith("Echo: hello responses") and r.model == model
+    async with oai(gw).responses.stream(model=model, input="please use tool on b.txt", tools=[SHELL_TOOL],  # type: ignore[list-item]
+                                        store=False) as stream:
+        kinds = [e.type async for e in stream]
+        final = await stream.get_final_response()
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    (call,) = [o for o in final.output if o.type == "function_call"]
+    assert call.name == "read_file" and orjson.loads(call.arguments) == {"path": "please use tool on b.txt"}  # type: ignore[union-attr]
+    if path == "/v1/chat/completions":
+        assert "stream_options" not in fake_provider.last_request["body"]  # Mistral refuses it
+    evs = await wait_events(gw, 2)
+    assert [e.provider for e in evs] == [("fa" if model == "claude-t" else "fm")] * 2
+    assert final.usage is not None
+    if model == "claude-t":
+        assert not evs[1].usage_estimated and evs[1].output_tokens == final.usage.output_tokens > 0
+    else:  # the fake, unlike Mistral's API, streams usage only when asked: the gateway estimates and says so
+        assert evs[1].usage_estimated and evs[1].output_tokens > 0

@@ -12,6 +12,8 @@ from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from dataplane.dialects.registry import default_dialects
+from dataplane.providers.base import ProviderAdapter
+from dataplane.providers.registry import default_providers
 from dataplane.translate.base import Params
 from dataplane.translate.binding import Translation
 from dataplane.translate.registry import default_translations
@@ -29,9 +31,14 @@ def params(model: str = "client-model", *, stream: bool = False, kind: str = "op
 OPERATION = {"anthropic": "messages", "openai": "chat", "gemini": "generate"}
 
 
+def adapter(provider: str, p: Params) -> ProviderAdapter:
+    """The provider kind's adapter: the params' kind for OpenAI-speaking providers, else the dialect's own."""
+    return default_providers()[p.provider_kind if provider == "openai" else provider]
+
+
 def bind(client: str, provider: str, p: Params) -> Translation:
     dialects = default_dialects()
-    return default_translations(dialects).bind(dialects[client], OPERATION[client], provider, p)
+    return default_translations(dialects).bind(dialects[client], OPERATION[client], adapter(provider, p), p)
 
 
 def openai_sse(chunks: list[dict[str, Any]], done: bool = True) -> bytes:

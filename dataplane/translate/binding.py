@@ -7,12 +7,14 @@ records is the provider's real report, not our translation of it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import orjson
 
 from dataplane.dialects.base import Dialect, ErrorKind, StreamUsageScanner, Usage
 from dataplane.gateway_errors import GatewayError, bad_request
+from dataplane.providers.base import ProviderAdapter
 
 from .base import EventTranslator, Params, Session, Translator, Untranslatable
 from .sse import EventParser, Writer
@@ -82,21 +84,28 @@ class TranslatingScanner:
 
 
 class Translation:
-    __slots__ = ("_session", "_write", "client", "operation", "provider")
+    __slots__ = ("_session", "_strip_usage_option", "_write", "client", "operation", "provider")
 
-    def __init__(self, t: Translator, session: Session, client: Dialect, provider: Dialect, write: Writer) -> None:
+    def __init__(self, t: Translator, session: Session, client: Dialect, provider: Dialect, write: Writer,
+                 strip_usage_option: bool = False) -> None:
         self._session = session
         self._write = write
+        # Translators ask OpenAI-style providers for stream usage; some (Mistral) refuse the option and
+        # always send usage anyway: the adapter says which.
+        self._strip_usage_option = strip_usage_option
         self.client = client
         self.provider = provider
         self.operation = t.operation
 
     def request(self, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            return self._session.request(body)
+            out = self._session.request(body)
         except _SHAPE_ERRORS as exc:
             raise Untranslatable(f"the request body does not have the shape the {self.client.name} API defines "
                                  "(a field holds an unexpected type); check it against the API reference") from exc
+        if self._strip_usage_option:
+            out.pop("stream_options", None)
+        return out
 
     def response(self, status: int, payload: bytes) -> bytes:
         """The provider's complete (non-stream) answer, in the client's dialect: success or error."""
@@ -129,13 +138,22 @@ class Translations:
     def pairs(self) -> list[tuple[str, str, str]]:
         return sorted(self._translators)
 
-    def bind(self, client: Dialect, operation: str, provider_dialect: str, params: Params) -> Translation:
+    def needed(self, client: Dialect, operation: str, adapter: ProviderAdapter) -> bool:
+        """Another API family, or the same family without this API (a chat-only server for a Responses client)."""
+        if adapter.dialect != client.name:
+            return True
+        return operation not in adapter.paths and (client.name, operation, adapter.dialect) in self._translators
+
+    def bind(self, client: Dialect, operation: str, adapter: ProviderAdapter, params: Params) -> Translation:
         """`operation`: the client endpoint's (Endpoint.operation), since one family has several APIs."""
+        provider_dialect = adapter.dialect
+        params = replace(params, provider_kind=adapter.kind)
         t = self._translators.get((client.name, operation, provider_dialect))
         provider = self._dialects.get(provider_dialect)
-        write = self._writers.get(client.name)
+        write = self._writers.get(operation) or self._writers.get(client.name)
         if t is None or provider is None or write is None:
             raise bad_request(
                 f"model {params.client_model!r} is served by a provider speaking the {provider_dialect} API, and "
                 f"{client.name} {operation!r} requests cannot be translated to it; use a model of a {client.name} provider")
-        return Translation(t, t.open(params), client, provider, write)
+        strip = provider_dialect == "openai" and not adapter.needs_usage_option
+        return Translation(t, t.open(params), client, provider, write, strip)

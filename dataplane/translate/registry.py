@@ -14,6 +14,7 @@ from .binding import Translations
 from .chain import Chained
 from .gemini_openai import GeminiToOpenAI
 from .openai_anthropic import OpenAIToAnthropic
+from .responses_chat import ResponsesToChat
 from .sse import default_writers
 
 
@@ -23,6 +24,8 @@ def default_translators() -> dict[tuple[str, str, str], Translator]:
         OpenAIToAnthropic(),
         GeminiToOpenAI(),
         Chained(GeminiToOpenAI(), OpenAIToAnthropic()),  # through OpenAI chat: each rule is written once
+        ResponsesToChat(),
+        Chained(ResponsesToChat(), OpenAIToAnthropic()),
         AnthropicToConverse(),
         OpenAIToConverse(),
     ]

@@ -62,7 +62,8 @@ def write_openai(events: list[Event]) -> bytes:
     return b"".join(b"data: [DONE]\n\n" if d is DONE else b"data: " + orjson.dumps(d) + b"\n\n" for _, d in events)
 
 
-def write_anthropic(events: list[Event]) -> bytes:
+def write_typed(events: list[Event]) -> bytes:
+    """`event: <type>` + data framing (Anthropic messages, OpenAI Responses)."""
     return b"".join(b"event: %s\ndata: %s\n\n" % ((n or d.get("type", "")).encode(), orjson.dumps(d)) for n, d in events)
 
 
@@ -74,7 +75,8 @@ Writer = Callable[[list[Event]], bytes]
 
 
 def default_writers() -> dict[str, Writer]:
-    return {"openai": write_openai, "anthropic": write_anthropic, "gemini": write_gemini}
+    """Keyed by client API: the operation when it has its own framing, else the dialect family."""
+    return {"openai": write_openai, "anthropic": write_typed, "responses": write_typed, "gemini": write_gemini}
 
 
 def data_of(event: Event) -> dict[str, Any]:
