@@ -267,6 +267,8 @@ class Proxy:
                 payload = await upstream.read()
                 cls = status_class(status, payload) if status != 200 else ""
                 ctype = upstream.headers.get("content-type", "application/json")
+                if status != 200 and (own := adapter.error_payload(status, payload)) is not None:
+                    payload, ctype = own, "application/json"  # e.g. Bedrock's {"message"} -> its dialect's error
                 if xl:
                     out, ctype = xl.response(status, payload), "application/json"
                 else:

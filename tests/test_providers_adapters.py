@@ -280,3 +280,19 @@ def test_corrupt_event_stream_frame_becomes_an_error_not_garbage() -> None:
     frame[-6] ^= 0xFF  # payload byte flipped: the message CRC no longer matches
     out = EventStreamToSSE(unwrap_chunks=False).feed(bytes(frame))
     assert out.startswith(b"event: error\n") and b"corrupt" in out
+
+
+def test_cloud_error_bodies_become_their_dialects_error_shape() -> None:
+    brk = one(Provider(name="b", kind="bedrock_anthropic", base_url="https://x", credential="env:AWS",
+                       options={"region": "us-east-1"}))
+    out = orjson.loads(brk.adapter.error_payload(429, b'{"message":"Too many tokens, please wait."}') or b"")
+    assert out == {"type": "error", "error": {"type": "rate_limit_error", "message": "Bedrock: Too many tokens, please wait."}}
+    vtx = one(Provider(name="v", kind="vertex_anthropic", base_url="https://x", credential="env:VTX",
+                       options={"project": "p", "location": "us-east5"}))
+    google = b'{"error": {"code": 403, "message": "Permission denied on resource project p.", "status": "PERMISSION_DENIED"}}'
+    out = orjson.loads(vtx.adapter.error_payload(403, google) or b"")
+    assert out["error"] == {"type": "permission_error", "message": "Vertex AI: Permission denied on resource project p."}
+    own = b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}'
+    assert vtx.adapter.error_payload(529, own) is None  # already Anthropic's
+    oa = one(Provider(name="o", kind="openai", base_url="https://x", credential="env:MIS"))
+    assert oa.adapter.error_payload(500, b"{}") is None

@@ -290,3 +290,15 @@ async def test_bedrock_api_key_auth_is_a_bearer_token_instead_of_sigv4(gw: Gatew
     assert req["path"] == "/model/amazon.nova-lite-v1:0/converse"
     assert req["api_key_sha256"] == hashlib.sha256(b"bedrock-api-key").hexdigest()
     assert "x-amz-date" not in {k.lower() for k in req["headers"]}
+
+
+@pytest.mark.parametrize("model", ["brk-claude", "brk-nova"])
+async def test_bedrock_errors_reach_anthropic_clients_in_their_shape(gw: Gateway, fake_provider: FakeProvider,
+                                                                     model: str) -> None:
+    fake_provider.add_fault(status=400, path="/model/")
+    with pytest.raises(anthropic.BadRequestError) as exc:
+        await anth(gw).messages.create(model=model, max_tokens=8, messages=HI)
+    assert last(fake_provider)["status"] == 400
+    body: Any = exc.value.body
+    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+    assert "Invalid request (injected by the fake provider)." in body["error"]["message"]

@@ -132,6 +132,11 @@ class ProviderAdapter:
         headers = [*prov.headers, *((h, client_headers[h]) for h in self.forward_headers if h in client_headers)]
         return prov.base_url + self.path(operation, model, stream), headers, orjson.dumps(body)
 
+    def error_payload(self, status: int, payload: bytes) -> bytes | None:
+        """A non-200 body in this provider's own error shape -> the shape of `dialect`; None = as is.
+        Only kinds whose errors differ from their dialect's (Bedrock, Vertex) override it."""
+        return None
+
     def stream_decoder(self) -> StreamDecoder | None:
         """None: the upstream already streams SSE of `dialect` (relayed as is)."""
         return None
@@ -139,3 +144,36 @@ class ProviderAdapter:
 
 def unsupported(adapter: ProviderAdapter, operation: str) -> Exception:
     return bad_request(f"this model's provider (kind {adapter.kind!r}) does not serve the {operation!r} operation")
+
+
+_ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+    408: "timeout_error", 413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error",
+}
+
+
+def anthropic_error(status: int, message: str) -> bytes:
+    kind = _ANTHROPIC_ERROR_TYPES.get(status) or ("overloaded_error" if status == 503 else
+                                                 "api_error" if status >= 500 else "invalid_request_error")
+    return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
+
+
+def error_message(payload: bytes) -> str | None:
+    """`message` of AWS ({"message"} / {"Message"}) and Google ({"error": {"message"}}) error bodies."""
+    try:
+        body = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    inner = body.get("error")
+    msg = inner.get("message") if isinstance(inner, dict) else body.get("message", body.get("Message"))
+    return msg if isinstance(msg, str) else None
+
+
+def is_anthropic_error(payload: bytes) -> bool:
+    try:
+        body = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(body, dict) and body.get("type") == "error"

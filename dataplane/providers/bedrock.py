@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .base import Headers, ProviderAdapter, ProviderConfigError, StreamDecoder
+from .base import Headers, ProviderAdapter, ProviderConfigError, StreamDecoder, anthropic_error, error_message
 from .eventstream import EventStreamToSSE
 from .model_path import STREAM, ModelInPath
 from .sigv4 import SigV4Signer, parse_credentials
@@ -71,6 +71,12 @@ class Bedrock(ModelInPath):
 
     def stream_decoder(self) -> StreamDecoder | None:
         return EventStreamToSSE(unwrap_chunks=self.unwrap_chunks)
+
+    def error_payload(self, status: int, payload: bytes) -> bytes | None:
+        # AWS answers {"message": ...} (type in the x-amzn-ErrorType header); Anthropic clients expect
+        # their error shape, and translated routes read error.message from it.
+        msg = error_message(payload)
+        return anthropic_error(status, f"Bedrock: {msg}" if msg else f"Bedrock returned HTTP {status}")
 
 
 @dataclass(frozen=True, slots=True)

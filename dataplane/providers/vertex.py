@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from .base import Headers, ProviderAdapter, ProviderConfigError
+from .base import Headers, ProviderAdapter, ProviderConfigError, anthropic_error, error_message, is_anthropic_error
 from .gemini import GEMINI_SUFFIXES
 from .model_path import STREAM, ModelInPath
 
@@ -49,6 +49,13 @@ class VertexAnthropic(Vertex):
         body.pop("model", None)  # `stream` stays: Vertex reads it together with :streamRawPredict
         body["anthropic_version"] = VERTEX_ANTHROPIC_VERSION
         return False
+
+    def error_payload(self, status: int, payload: bytes) -> bytes | None:
+        # Vertex's own failures (auth, quota, unknown model) come as Google errors; the model's own are Anthropic's.
+        if is_anthropic_error(payload):
+            return None
+        msg = error_message(payload)
+        return anthropic_error(status, f"Vertex AI: {msg}" if msg else f"Vertex AI returned HTTP {status}")
 
     def path(self, operation: str, model: str, stream: bool) -> str:
         if operation == "count_tokens":  # one endpoint for every model; the model stays in the body
