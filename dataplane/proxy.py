@@ -318,9 +318,15 @@ class Proxy:
         resp.start_stream(200, "text/event-stream" if decoded else upstream.headers.get("content-type", "text/event-stream"),
                           extra)
         try:
-            chunk = first
-            while True:
-                if chunk:
+            if first:  # read before the response started (see _attempt); the rest is the plain relay loop
+                rec.first_byte_s = self._clock()
+                out = scanner.feed(first)
+                if resp.disconnected:
+                    rec.client_disconnected = True
+                else:
+                    await resp.write(out)
+            if not rec.client_disconnected:
+                async for chunk in chunks:
                     if not rec.first_byte_s:
                         rec.first_byte_s = self._clock()
                     out = scanner.feed(chunk)
@@ -328,9 +334,6 @@ class Proxy:
                         rec.client_disconnected = True
                         break  # leaving the context closes the upstream connection: the provider stops generating
                     await resp.write(out)
-                chunk = await anext(chunks, b"")
-                if not chunk:
-                    break
         finally:
             rec.usage = scanner.usage if scanner.usage.reported else _estimate(rec, scanner.usage, scanner.events)
             rec.response_bytes = resp.bytes_sent
