@@ -96,6 +96,7 @@ def parse_responses(body: Any) -> Turn:
     reasoning = body.get("reasoning")
     echo = {k: body[k] for k in _ECHO if k in body}
     echo["include_encrypted"] = ENCRYPTED in include
+    echo["summarize"] = isinstance(reasoning, dict) and reasoning.get("summary") in ("auto", "concise", "detailed")
     return Turn(
         model=model,
         stream=body.get("stream") is True,
@@ -119,8 +120,12 @@ def usage(reply: Reply) -> dict[str, Any]:
     }
 
 
+def _summary(turn: Turn, reply: Reply) -> list[dict[str, Any]]:
+    return [{"type": "summary_text", "text": reply.reasoning_text}] if turn.extra.get("summarize") else []
+
+
 def _reasoning_item(turn: Turn, reply: Reply, rid: str) -> dict[str, Any]:
-    item: dict[str, Any] = {"type": "reasoning", "id": f"rs_{rid}", "summary": []}
+    item: dict[str, Any] = {"type": "reasoning", "id": f"rs_{rid}", "summary": _summary(turn, reply)}
     if turn.extra.get("include_encrypted"):
         item["encrypted_content"] = signature(reply.reasoning_text)
     return item
@@ -148,7 +153,7 @@ def output(turn: Turn, reply: Reply, rid: str) -> list[dict[str, Any]]:
 
 
 def response(turn: Turn, reply: Reply, rid: str, created: int, *, final: bool = True) -> dict[str, Any]:
-    echo = {k: v for k, v in turn.extra.items() if k != "include_encrypted"}
+    echo = {k: v for k, v in turn.extra.items() if k not in ("include_encrypted", "summarize")}
     status = ("incomplete" if reply.truncated else "completed") if final else "in_progress"
     return {
         "id": f"resp_{rid}", "object": "response", "created_at": created, "status": status,
@@ -176,7 +181,14 @@ def stream(turn: Turn, reply: Reply, rid: str, created: int) -> list[bytes]:
     index = 0
     if reply.reasoning:
         item = _reasoning_item(turn, reply, rid)
-        ev.add("response.output_item.added", output_index=0, item={**item, "encrypted_content": None})
+        ev.add("response.output_item.added", output_index=0, item={**item, "summary": [], "encrypted_content": None})
+        for part in item["summary"]:  # summary text streams word by word, like the answer
+            where = {"item_id": item["id"], "output_index": 0, "summary_index": 0}
+            ev.add("response.reasoning_summary_part.added", **where, part={"type": "summary_text", "text": ""})
+            for i, word in enumerate(reply.reasoning):
+                ev.add("response.reasoning_summary_text.delta", **where, delta=word if i == 0 else " " + word)
+            ev.add("response.reasoning_summary_text.done", **where, text=part["text"])
+            ev.add("response.reasoning_summary_part.done", **where, part=part)
         ev.add("response.output_item.done", output_index=0, item=item)
         index = 1
     if reply.tool is None:
