@@ -106,6 +106,9 @@ class Router:
             d = self.dialect_for(req.path, req.headers, req.query)
             status = 405 if req.path in self._paths else 404
             msg = f"{req.method} {req.path} is not served here" + ("" if status == 405 else "; check the client's base URL")
+            if req.method == "POST" and (method := split_target(req.path)[1]):
+                msg = (f"the Gemini method {method!r} is not served by this gateway "
+                       f"(served: generateContent, {STREAM_METHOD}, countTokens)")
             resp.send(status, "application/json", d.error_body(status, ErrorKind.NOT_FOUND, msg))
 
     def _models(self, req: Request, resp: Responder) -> None:

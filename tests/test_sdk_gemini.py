@@ -140,6 +140,9 @@ async def test_key_in_query_and_model_listing(gateway: Gateway, fake_provider) -
         assert r.status == 200 and (await r.json())["candidates"]
         no_sse = await s.post(f"{gateway.url}/v1beta/models/gemini-t:streamGenerateContent?key={gateway.key}", data=body)
         err = await no_sse.json()
+        embed = await s.post(f"{gateway.url}/v1beta/models/gemini-t:embedContent?key={gateway.key}", data=body)
+        unknown = await embed.json()
+    assert embed.status == 404 and unknown["error"]["status"] == "NOT_FOUND" and "embedContent" in unknown["error"]["message"]
     assert no_sse.status == 400 and err["error"]["status"] == "INVALID_ARGUMENT" and "alt=sse" in err["error"]["message"]
     assert gateway.key not in str(fake_provider.last_request)
     names = [m.name async for m in await client(gateway).aio.models.list()]
