@@ -39,7 +39,7 @@ from .store.layout import AUDIT
 
 log = logging.getLogger(__name__)
 
-AuditAction = Literal["apply", "create_key", "revoke_key"]
+AuditAction = Literal["apply", "create_key", "revoke_key", "prune_keys"]
 MASK = "***"
 HIDDEN_FIELDS = frozenset({"key_hash", "secret"})
 # Past this the record keeps what changed (section/name/action) but not the before/after values, so a

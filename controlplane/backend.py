@@ -18,6 +18,7 @@ from interlock.settings import ControlPlaneSettings
 from .budget.admin_routes import create_budget_router
 from .budget.ledger import Ledger
 from .budget.limits import PublishedLimits
+from .budget.pruner import RunKeyPruner
 from .budget.servicer import BudgetServicer
 from .grpc_server import ControlPlaneServicer, build_server, start_control_plane_grpc
 from .publisher import SnapshotPublisher
@@ -37,6 +38,7 @@ class ControlPlaneBackend:
     grpc_port: int
     servicer: ControlPlaneServicer
     ledger: Ledger  # budget leases (BudgetService on the same gRPC port)
+    pruner: RunKeyPruner | None = None  # deletes ended per-run keys
 
     def budget_router(self) -> APIRouter:
         """Admin routes for budgets and per-run keys (mount via create_admin_app(extra_routers=...))."""
@@ -46,6 +48,8 @@ class ControlPlaneBackend:
         await self.server.stop(grace_s)
         await self.servicer.drain()  # let disconnect records land before the store closes
         await self.ledger.close()
+        if self.pruner is not None:
+            await self.pruner.stop()
         await self.publisher.stop()
         await self.kv.close()
 
@@ -72,4 +76,8 @@ async def start_backend(
         await publisher.stop()
         await kv.close()
         raise
-    return ControlPlaneBackend(kv, service, publisher, server, port, servicer, ledger)
+    pruner = None
+    if settings.run_key_prune_after_s > 0:
+        pruner = RunKeyPruner(service, older_than_s=settings.run_key_prune_after_s)
+        pruner.start()
+    return ControlPlaneBackend(kv, service, publisher, server, port, servicer, ledger, pruner)

@@ -16,12 +16,12 @@ from interlock import keys as vkeys
 from interlock.v1 import policy_pb2
 
 from .audit import AuditAction, PolicyAuditRecord, build_record, encode_record, read_policy_log, record_key
-from .budget.runkeys import RunKeySpec, check_run_key, run_key_record
+from .budget.runkeys import RunKeySpec, check_run_key, prunable, run_key_record
 from .diff import plan_apply
 from .errors import Conflict, NotFound, PolicyInvalid
 from .nodes import read_node_status
 from .policy.compiler import resolve_aliases, validate
-from .policy.model import Budget, KeyRecord, PolicyDocument, Project, Team, User
+from .policy.model import Budget, KeyRecord, PolicyDocument, Project, RateLimit, Team, User
 from .service_types import ApplyResult, Change, CreatedKey, KeySpec, ModelInfo, NodeStatus
 from .store.base import KV, Entry
 from .store.layout import KEYS, VERSION_KEY, StoredState, compile_state, encode, item_key, load_state, version_marker
@@ -29,6 +29,7 @@ from .store.layout import KEYS, VERSION_KEY, StoredState, compile_state, encode,
 log = logging.getLogger(__name__)
 KEY_WRITE_ATTEMPTS = 3  # key writes don't depend on caller-seen state, so a lost race is retried
 MINT_ATTEMPTS = 20  # every policy write bumps the version key, so parallel mints race each other
+PRUNE_BATCH = 100  # etcd allows 128 operations per transaction by default (plus version + audit record)
 
 
 class StorePolicyService:
@@ -186,6 +187,32 @@ class StorePolicyService:
         budgets = [b for b in (Budget.model_validate_json(e.value) for e in budget_entries[0].values())
                    if b.scope == "key" and parent is not None and b.scope_id == parent_key.rsplit("/", 1)[-1]]
         return (version.mod_revision if version else 0), parent, team_models, routable, budgets
+
+    async def prune_run_keys(self, *, older_than_ms: int, actor: str = "interlock") -> list[str]:
+        """Delete per-run keys that expired or were revoked more than `older_than_ms` ago, so one key per task does
+        not grow every snapshot forever. Keys that limits name or that have run keys of their own are kept.
+        At most PRUNE_BATCH per call (etcd bounds the operations in one transaction)."""
+        for attempt in range(KEY_WRITE_ATTEMPTS):
+            state = await load_state(self._kv)
+            now = self._now_ms()
+            named = {x.scope_id for section in ("budgets", "rate_limits") for x in state.sections[section].values()
+                     if isinstance(x, Budget | RateLimit) and x.scope == "key"}
+            keep = named | {k.parent for k in state.keys.values() if k.parent}
+            dead = sorted(k.id for k in state.keys.values()
+                          if k.id not in keep and prunable(k, now_ms=now, older_than_ms=older_than_ms))[:PRUNE_BATCH]
+            if not dead:
+                return []
+            changes = [Change(KEYS, i, "delete", before=state.keys[i].model_dump(mode="json")) for i in dead]
+            try:
+                await self._write(state, {}, [item_key(KEYS, i) for i in dead], f"prune {len(dead)} run keys",
+                                  audit=("prune_keys", actor, changes, ""))
+            except Conflict:
+                if attempt + 1 == KEY_WRITE_ATTEMPTS:
+                    raise
+                continue
+            log.info("pruned %d expired or revoked run keys", len(dead))
+            return dead
+        raise AssertionError("unreachable")
 
     async def list_keys(self) -> list[KeyRecord]:
         state = await load_state(self._kv)

@@ -126,6 +126,7 @@ class ControlPlaneSettings:
     grpc_port: int = 50051
     heartbeat_s: float = 5.0
     budget_lease_ttl_s: float = 20.0  # a crashed node's budget leases return to the pool after this
+    run_key_prune_after_s: float = 86_400.0  # ended per-run keys are deleted this long after (0 = keep)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ControlPlaneSettings:
@@ -147,6 +148,7 @@ class ControlPlaneSettings:
             grpc_port=_get(env, "GRPC_PORT", cls.grpc_port, int),
             heartbeat_s=_get(env, "HEARTBEAT_S", cls.heartbeat_s, float),
             budget_lease_ttl_s=_get(env, "BUDGET_LEASE_TTL_S", cls.budget_lease_ttl_s, float),
+            run_key_prune_after_s=_get(env, "RUN_KEY_PRUNE_AFTER_S", cls.run_key_prune_after_s, float),
         )
 
 

@@ -18,7 +18,9 @@ from controlplane.backend import ControlPlaneBackend, start_backend
 from controlplane.budget.runkeys import RunKeySpec
 from controlplane.errors import PolicyInvalid
 from controlplane.policy.model import PolicyDocument
+from controlplane.service import StorePolicyService
 from controlplane.service_types import KeySpec
+from controlplane.store import open_store
 from interlock.cli.main import cli
 from interlock.cli.serve_cmds import serve_admin
 from interlock.settings import ControlPlaneSettings
@@ -160,3 +162,31 @@ async def test_budgets_table_and_json_show_ledger_figures(stack: Stack) -> None:
     assert (row["limit"], row["settled"], row["leased"], row["remaining"], row["overshoot"]) == (
         "100", "1.5", "4", "94.5", "0.25")
     assert row["resets_unix_ms"] > time.time() * 1000 and row["current"] is True
+
+
+async def test_ended_run_keys_are_pruned_but_named_or_parent_keys_stay(etcd_url: str, store_prefix: str) -> None:
+    now = [1_795_000_000.0]
+    kv = open_store(etcd_url, store_prefix)
+    svc = StorePolicyService(kv, b"pepper", lambda: now[0])
+    try:
+        await svc.apply(policy())
+        parent = (await svc.create_key(KeySpec(name="orchestrator", team="t1"))).record
+
+        async def mint(ttl_s: int, under: str = parent.id) -> str:
+            return (await svc.mint_run_key(RunKeySpec(parent=under, ttl_ms=ttl_s * 1000, budget_usd="1"))).record.id
+
+        expired, revoked, alive = await mint(60), await mint(3600), await mint(7200)
+        nested_parent = await mint(60)
+        nested_child = await mint(30, under=nested_parent)
+        await svc.revoke_key(revoked)
+        await svc.apply(policy({"id": "watch", "scope": "key", "scope_id": expired, "limit_usd": "1"}))
+        now[0] += 61 + 600
+        assert await svc.prune_run_keys(older_than_ms=600_000) == sorted([nested_child, revoked])  # `expired` is named
+        assert await svc.prune_run_keys(older_than_ms=600_000) == [nested_parent]  # its run is gone now
+        await svc.apply(policy())
+        assert await svc.prune_run_keys(older_than_ms=600_000) == [expired]
+        assert {k.id for k in await svc.list_keys()} == {parent.id, alive}
+        assert (await svc.policy_log(limit=1))[0].action == "prune_keys"
+        await svc.current_snapshot()  # the pruned state still compiles
+    finally:
+        await kv.close()

@@ -90,3 +90,12 @@ def run_key_record(spec: RunKeySpec, parent: KeyRecord, *, key_id: str, key_hash
         max_concurrency=spec.max_concurrency,
     )
 
+
+
+def prunable(k: KeyRecord, *, now_ms: int, older_than_ms: int) -> bool:
+    """A run key that ended (expired or revoked) more than `older_than_ms` ago: it can never be used again."""
+    if not k.parent or not (k.revoked or k.expires_at_unix_ms):
+        return False
+    ends = [t for t, applies in ((k.expires_at_unix_ms, k.expires_at_unix_ms > 0), (k.revoked_at_unix_ms, k.revoked))
+            if applies]
+    return min(ends) + older_than_ms < now_ms
