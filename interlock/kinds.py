@@ -14,3 +14,12 @@ PROVIDER_OPTIONS: dict[str, frozenset[str]] = {
     "bedrock_anthropic": frozenset({"region", "auth"}),
 }
 PROVIDER_KINDS: frozenset[str] = frozenset(PROVIDER_OPTIONS)
+
+
+def missing_options(kind: str, options: dict[str, str]) -> list[str]:
+    """Options a kind cannot work without (the data plane would mark the provider unavailable)."""
+    if kind in ("vertex_gemini", "vertex_anthropic"):
+        return [o for o in ("project", "location") if not options.get(o)]
+    if kind in ("bedrock", "bedrock_anthropic") and options.get("auth", "sigv4") == "sigv4" and not options.get("region"):
+        return ["region"]
+    return []

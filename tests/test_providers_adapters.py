@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 import orjson
@@ -63,6 +64,17 @@ def test_control_plane_rejects_options_the_kind_does_not_take() -> None:
     doc = PolicyDocument(providers=[Provider(name="a", kind="anthropic", base_url="https://x", options={"region": "x"})])
     with pytest.raises(PolicyInvalid, match="unknown options \\['region'\\] for kind 'anthropic'"):
         compile_snapshot(doc, [], version=1, now_ms=0)
+
+
+@pytest.mark.parametrize("provider, missing", [
+    (Provider(name="v", kind="vertex_anthropic", base_url="https://x", options={"project": "p"}), "['location']"),
+    (Provider(name="b", kind="bedrock", base_url="https://x"), "['region']"),
+])
+def test_control_plane_names_the_options_a_kind_cannot_work_without(provider: Provider, missing: str) -> None:
+    with pytest.raises(PolicyInvalid, match=f"needs options {re.escape(missing)}"):
+        compile_snapshot(PolicyDocument(providers=[provider]), [], version=1, now_ms=0)
+    ok = Provider(name="k", kind="bedrock", base_url="https://x", options={"auth": "api_key"})  # no region needed
+    compile_snapshot(PolicyDocument(providers=[ok]), [], version=1, now_ms=0)
 
 
 # ---- Azure OpenAI -------------------------------------------------------------------------------------
@@ -142,9 +154,13 @@ def test_vertex_anthropic_uses_raw_predict_with_vertex_anthropic_version_and_no_
 
 
 def test_vertex_without_project_is_unavailable_not_a_broken_url() -> None:
-    prov = one(Provider(name="v", kind="vertex_gemini", base_url="https://x", credential="env:VTX",
-                        options={"location": "us-central1"}))
-    assert "options.project" in prov.unavailable
+    # the control plane refuses it; a snapshot from an older control plane still must not build bad URLs
+    doc = PolicyDocument(providers=[Provider(name="v", kind="vertex_gemini", base_url="https://x", credential="env:VTX",
+                                             options={"project": "p", "location": "us-central1"})])
+    snap = compile_snapshot(doc, [], version=1, now_ms=0)
+    del snap.providers[0].options["project"]
+    policy = CompiledPolicy.from_snapshot(snap, adapters=default_providers(), credentials=lambda ref: "token")
+    assert "options.project" in policy.providers["v"].unavailable
 
 
 # ---- OpenAI-compatible and Mistral --------------------------------------------------------------------
@@ -230,7 +246,7 @@ def test_bedrock_session_token_json_credentials_and_api_key_auth() -> None:
 
 @pytest.mark.parametrize("cred, options, problem", [
     ("env:AZ", {"region": "us-east-1"}, "access key id and a secret"),  # "az-secret" is not AKID:SECRET
-    ("env:AWS", {}, "options.region"),
+    ("env:AWS", {"region": "Mars"}, "options.region"),
     ("env:AWS", {"region": "us-east-1", "auth": "iam"}, "auth must be"),
 ])
 def test_bedrock_unusable_configuration_is_reported_without_the_secret(cred: str, options: dict[str, str],

@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Iterable
 
 from interlock.keys import HASH_SCHEME
-from interlock.kinds import PROVIDER_KINDS, PROVIDER_OPTIONS
+from interlock.kinds import PROVIDER_KINDS, PROVIDER_OPTIONS, missing_options
 from interlock.snapshot_hash import snapshot_content_hash
 from interlock.v1 import policy_pb2
 
@@ -74,6 +74,9 @@ def validate(doc: PolicyDocument, keys: Iterable[KeyRecord]) -> dict[str, str]:
         elif unknown := sorted(set(p.options) - PROVIDER_OPTIONS.get(p.kind, frozenset())):
             known = ", ".join(sorted(PROVIDER_OPTIONS.get(p.kind, ()))) or "none"
             errors.append(f"provider {p.name!r}: unknown options {unknown} for kind {p.kind!r} (known: {known})")
+        elif missing := missing_options(p.kind, p.options):
+            errors.append(f"provider {p.name!r}: kind {p.kind!r} needs options {missing}, e.g. "
+                          f"options: {{{', '.join(f'{o}: ...' for o in missing)}}}")
     for m in doc.models:
         if m.provider is not None and m.provider not in providers:
             errors.append(f"model {m.name!r}: provider {m.provider!r} is not defined")
