@@ -128,3 +128,32 @@ async def test_store_outage_is_unavailable_then_recovers(
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.2)
         assert resp.grants[0].lease == 5
+
+
+async def test_two_control_plane_replicas_never_over_grant(etcd_url: str, store_prefix: str) -> None:
+    """Two control-plane backends on one etcd (replicas behind a load balancer), six nodes alternating between them."""
+    settings = ControlPlaneSettings(key_pepper=b"pepper", admin_token=b"t", store=etcd_url, etcd_prefix=store_prefix,
+                                    grpc_port=0, heartbeat_s=0.2, budget_lease_ttl_s=5.0)
+    a, b = await start_backend(settings), await start_backend(settings)
+    try:
+        version = (await a.service.apply(policy())).version
+        deadline = time.monotonic() + 10
+        while any(x.publisher.current is None or x.publisher.current.snapshot.version < version for x in (a, b)):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{a.grpc_port}") as ca, \
+                grpc.aio.insecure_channel(f"127.0.0.1:{b.grpc_port}") as cb:
+            stubs = [budget_pb2_grpc.BudgetServiceStub(ca), budget_pb2_grpc.BudgetServiceStub(cb)]
+
+            async def ask(i: int, seq: int) -> int:
+                resp = await stubs[(i + seq) % 2].Sync(
+                    budget_pb2.LeaseSyncRequest(node_id=f"dp-{i}", seq=seq, ops=[bop(LIMIT_PICO)]))
+                return resp.grants[0].lease
+
+            for seq in range(1, 11):
+                held = await asyncio.gather(*(ask(i, seq) for i in range(6)))
+                assert sum(held) <= LIMIT_PICO
+            assert sum(held) == LIMIT_PICO  # and the whole budget does get handed out
+    finally:
+        await b.close(0)
+        await a.close(0)
