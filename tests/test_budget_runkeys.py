@@ -153,14 +153,16 @@ async def test_budgets_table_and_json_show_ledger_figures(stack: Stack) -> None:
                                                   window_key=month, want_total=10 * 10**12)])
     await led.sync("dp-1", 2, [budget_pb2.LeaseOp(kind=budget_pb2.LEASE_KIND_BUDGET, limit_id="t1-month",
                                                   window_key=month, settled_delta=1_500_000_000_000,
-                                                  overshoot_delta=250_000_000_000, want_total=4 * 10**12)])
+                                                  overshoot_delta=250_000_000_000, want_total=4 * 10**12,
+                                                  reserved=3 * 10**12)])
     table = ok(await stack.run("budgets")).stdout
-    for cell in ("SCOPE", "REMAINING", "team t1", "t1-month", month, "$100", "$1.5", "$4", "$94.5", "$0.25"):
+    for cell in ("SCOPE", "RESERVED", "REMAINING", "team t1", "t1-month", month, "$100", "$1.5", "$3", "$4", "$94.5",
+                 "$0.25"):
         assert cell in table, table
     data = json.loads(ok(await stack.run("budgets", "--json")).stdout)
     [row] = data["budgets"]
-    assert (row["limit"], row["settled"], row["leased"], row["remaining"], row["overshoot"]) == (
-        "100", "1.5", "4", "94.5", "0.25")
+    assert (row["limit"], row["settled"], row["reserved"], row["leased"], row["remaining"], row["overshoot"]) == (
+        "100", "1.5", "3", "4", "94.5", "0.25")
     assert row["resets_unix_ms"] > time.time() * 1000 and row["current"] is True
 
 

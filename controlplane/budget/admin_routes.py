@@ -69,7 +69,8 @@ class BudgetRowOut(BaseModel):
     unit: str = Field(description="usd (amounts are decimal USD strings), requests, tokens or slots")
     limit: str
     settled: str
-    leased: str = Field(description="Handed to data planes as leases (their local reservations are inside this)")
+    leased: str = Field(description="Handed to data planes as leases, in use or not")
+    reserved: str = Field(description="Part of `leased` held by requests in flight (as nodes last reported)")
     remaining: str
     overshoot: str = Field(description="Spend beyond reservations (provider returned more than estimated)")
     nodes: int
@@ -123,6 +124,7 @@ def create_budget_router(
             BudgetRowOut(kind=x.kind, limit_id=x.limit_id, scope=x.scope, scope_id=x.scope_id, window=x.window,
                          window_key=x.window_key, unit=x.unit, limit=_amount(x.limit, x.unit),
                          settled=_amount(x.settled, x.unit), leased=_amount(x.leased, x.unit),
+                         reserved=_amount(x.reserved, x.unit),
                          remaining=_amount(x.remaining, x.unit), overshoot=_amount(x.overshoot, x.unit),
                          nodes=x.nodes, resets_unix_ms=x.resets_unix_ms, current=x.current)
             for x in rows

@@ -23,6 +23,7 @@ class Op:
     overshoot_delta: int = 0
     want_total: int = 0
     min_grant: int = 0
+    reserved: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +35,7 @@ class Outcome:
 
 def invalid_reason(op: Op) -> str:
     """Why an op is malformed, or ""."""
-    if op.settled_delta < 0 or op.overshoot_delta < 0 or op.want_total < 0 or op.min_grant < 0:
+    if min(op.settled_delta, op.overshoot_delta, op.want_total, op.min_grant, op.reserved) < 0:
         return "amounts must not be negative"
     if op.overshoot_delta > op.settled_delta:
         return "overshoot_delta is part of settled_delta, so it cannot exceed it"
@@ -92,7 +93,7 @@ def apply_op(rec: LedgerRecord, op: Op, *, now_ms: int, ttl_ms: int, current: bo
         new = own + grant_size(ask=op.want_total - own, available=available, min_grant=op.min_grant,
                                limit=rec.limit, other_holders=len(active - {op.node_id}))
     if new > 0:
-        rec.leases[op.node_id] = Lease(new, now_ms + ttl_ms)
+        rec.leases[op.node_id] = Lease(new, now_ms + ttl_ms, min(op.reserved, new))
     else:
         rec.leases.pop(op.node_id, None)
     return Outcome(lease=new, granted_delta=new - before, expires_ms=now_ms + ttl_ms if new > 0 else 0)

@@ -75,8 +75,8 @@ class Ledger:
         seen.add(key)
         if op.kind == budget_pb2.LEASE_KIND_CONCURRENCY and op.settled_delta:
             return "concurrency slots are never settled: return them by lowering want_total"
-        return invalid_reason(Op(node_id="", seq=0, settled_delta=op.settled_delta,
-                                 overshoot_delta=op.overshoot_delta, want_total=op.want_total, min_grant=op.min_grant))
+        return invalid_reason(Op(node_id="", seq=0, settled_delta=op.settled_delta, overshoot_delta=op.overshoot_delta,
+                                 want_total=op.want_total, min_grant=op.min_grant, reserved=op.reserved))
 
     async def _sync_once(self, node_id: str, seq: int, ops: Sequence[budget_pb2.LeaseOp]) -> list[budget_pb2.LeaseGrant]:
         now_s = self._clock()
@@ -107,7 +107,8 @@ class Ledger:
             current = spec is not None and window is not None and window.key == op.window_key
             if current and spec is not None:
                 rec.limit = spec.limit  # a changed limit applies from the next grant on
-            out = apply_op(rec, Op(node_id, seq, op.settled_delta, op.overshoot_delta, op.want_total, op.min_grant),
+            out = apply_op(rec, Op(node_id, seq, op.settled_delta, op.overshoot_delta, op.want_total, op.min_grant,
+                                   op.reserved),
                            now_ms=now_ms, ttl_ms=self._ttl_ms, current=current)
             if entry is None and not rec.settled and not rec.leases:
                 pass  # nothing to remember: don't create empty records for idle asks

@@ -41,6 +41,7 @@ def parse_ledger_key(key: str) -> tuple[int, str, str] | None:
 class Lease:
     amount: int
     expires_ms: int
+    reserved: int = 0  # as last reported by the node: in use by its requests in flight (informational)
 
 
 @dataclass
@@ -55,6 +56,9 @@ class LedgerRecord:
     def leased(self, now_ms: int) -> int:
         return sum(lease.amount for lease in self.leases.values() if lease.expires_ms > now_ms)
 
+    def reserved(self, now_ms: int) -> int:
+        return sum(lease.reserved for lease in self.leases.values() if lease.expires_ms > now_ms)
+
     def remaining(self, now_ms: int) -> int:
         return max(0, self.limit - self.settled - self.leased(now_ms))
 
@@ -62,7 +66,7 @@ class LedgerRecord:
         return json.dumps(
             {
                 "limit": self.limit, "settled": self.settled, "overshoot": self.overshoot, "reclaimed": self.reclaimed,
-                "leases": {n: [x.amount, x.expires_ms] for n, x in sorted(self.leases.items())},
+                "leases": {n: [x.amount, x.expires_ms, x.reserved] for n, x in sorted(self.leases.items())},
                 "seqs": {n: list(s) for n, s in sorted(self.seqs.items())},
             },
             separators=(",", ":"),
@@ -74,6 +78,6 @@ class LedgerRecord:
         return cls(
             limit=int(d["limit"]), settled=int(d["settled"]), overshoot=int(d["overshoot"]),
             reclaimed=int(d.get("reclaimed", 0)),
-            leases={n: Lease(int(a), int(e)) for n, (a, e) in d["leases"].items()},
+            leases={n: Lease(*(int(v) for v in x)) for n, x in d["leases"].items()},
             seqs={n: (int(s), int(t)) for n, (s, t) in d.get("seqs", {}).items()},
         )

@@ -25,7 +25,8 @@ class BudgetRow:
     unit: str  # usd (amounts in pico-USD) | requests | tokens | slots
     limit: int
     settled: int
-    leased: int  # handed to data planes, in use or not ("reserved" is node-local, inside this)
+    leased: int  # handed to data planes, in use or not
+    reserved: int  # inside `leased`: held by requests in flight, as the nodes last reported
     remaining: int
     overshoot: int
     reclaimed: int
@@ -43,6 +44,7 @@ def _row(spec: LimitSpec, window_key: str, reset_ms: int, rec: LedgerRecord | No
     return BudgetRow(
         kind=kind, limit_id=spec.limit_id, scope=spec.scope, scope_id=spec.scope_id, window=spec.window,
         window_key=window_key, unit=UNITS[kind], limit=limit, settled=rec.settled, leased=leased,
+        reserved=rec.reserved(now_ms),
         remaining=max(0, limit - rec.settled - leased), overshoot=rec.overshoot, reclaimed=rec.reclaimed,
         nodes=sum(1 for x in rec.leases.values() if x.expires_ms > now_ms), resets_unix_ms=reset_ms, current=current,
     )

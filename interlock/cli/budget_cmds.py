@@ -90,15 +90,15 @@ def _fmt(value: str, unit: str) -> str:
 
 def budgets_table(data: BudgetListOut) -> Table:
     t = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0), header_style="bold")
-    for col in ("SCOPE", "LIMIT ID", "KIND", "WINDOW", "LIMIT", "SETTLED", "LEASED", "REMAINING", "OVERSHOOT",
-                "RESETS"):
-        t.add_column(col, justify="right" if col in {"LIMIT", "SETTLED", "LEASED", "REMAINING", "OVERSHOOT"} else "left")
+    money = ("LIMIT", "SETTLED", "RESERVED", "LEASED", "REMAINING", "OVERSHOOT")
+    for col in ("SCOPE", "LIMIT ID", "KIND", "WINDOW", *money, "RESETS"):
+        t.add_column(col, justify="right" if col in money else "left")
     for r in data.budgets:
         scope = f"{r.scope} {r.scope_id}".strip()
         remaining = Text(_fmt(r.remaining, r.unit), style="red" if r.remaining == "0" else "")
         overshoot = Text(_fmt(r.overshoot, r.unit), style="yellow" if r.overshoot != "0" else "dim")
         t.add_row(escape(scope), escape(r.limit_id), r.kind, r.window_key, _fmt(r.limit, r.unit),
-                  _fmt(r.settled, r.unit), _fmt(r.leased, r.unit), remaining, overshoot,
+                  _fmt(r.settled, r.unit), _fmt(r.reserved, r.unit), _fmt(r.leased, r.unit), remaining, overshoot,
                   _reset(r, data.server_time_unix_ms))
     return t
 
@@ -108,7 +108,8 @@ def budgets_table(data: BudgetListOut) -> Table:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table")
 @admin_options
 def budgets(history: bool, as_json: bool, admin_url: str | None, admin_token: str | None) -> None:
-    """Budgets and rate limits: limit, settled spend, leased to data planes, remaining, reset time."""
+    """Budgets and rate limits: limit, settled spend, reserved by requests in flight, leased to data planes,
+    remaining, overshoot, reset time."""
     with policy_cmds._client(admin_url, admin_token) as api:
         data = api.budgets(history=history)
     if as_json:

@@ -32,7 +32,7 @@ LEASE_STATUS_WINDOW_CLOSED: LeaseStatus
 LEASE_STATUS_INVALID: LeaseStatus
 
 class LeaseOp(_message.Message):
-    __slots__ = ("kind", "limit_id", "window_key", "settled_delta", "overshoot_delta", "want_total", "min_grant")
+    __slots__ = ("kind", "limit_id", "window_key", "settled_delta", "overshoot_delta", "want_total", "min_grant", "reserved")
     KIND_FIELD_NUMBER: _ClassVar[int]
     LIMIT_ID_FIELD_NUMBER: _ClassVar[int]
     WINDOW_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,7 @@ class LeaseOp(_message.Message):
     OVERSHOOT_DELTA_FIELD_NUMBER: _ClassVar[int]
     WANT_TOTAL_FIELD_NUMBER: _ClassVar[int]
     MIN_GRANT_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_FIELD_NUMBER: _ClassVar[int]
     kind: LeaseKind
     limit_id: str
     window_key: str
@@ -47,7 +48,8 @@ class LeaseOp(_message.Message):
     overshoot_delta: int
     want_total: int
     min_grant: int
-    def __init__(self, kind: _Optional[_Union[LeaseKind, str]] = ..., limit_id: _Optional[str] = ..., window_key: _Optional[str] = ..., settled_delta: _Optional[int] = ..., overshoot_delta: _Optional[int] = ..., want_total: _Optional[int] = ..., min_grant: _Optional[int] = ...) -> None: ...
+    reserved: int
+    def __init__(self, kind: _Optional[_Union[LeaseKind, str]] = ..., limit_id: _Optional[str] = ..., window_key: _Optional[str] = ..., settled_delta: _Optional[int] = ..., overshoot_delta: _Optional[int] = ..., want_total: _Optional[int] = ..., min_grant: _Optional[int] = ..., reserved: _Optional[int] = ...) -> None: ...
 
 class LeaseSyncRequest(_message.Message):
     __slots__ = ("node_id", "ops", "seq")
