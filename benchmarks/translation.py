@@ -95,6 +95,47 @@ def openai_body_from(anthropic_body: dict[str, Any]) -> dict[str, Any]:
     return xl.request(anthropic_body)
 
 
+def responses_body_from(chat: dict[str, Any]) -> dict[str, Any]:
+    """The same conversation as Codex CLI would send it to /v1/responses."""
+    msgs = chat["messages"]
+    items: list[dict[str, Any]] = []
+    for m in msgs[1:]:
+        if m["role"] in ("system", "user"):
+            role = "developer" if m["role"] == "system" else "user"
+            items.append({"type": "message", "role": role, "content": [{"type": "input_text", "text": m["content"]}]})
+        elif m["role"] == "assistant":
+            if m.get("content"):
+                items.append({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": m["content"]}]})
+            items += [{"type": "function_call", "call_id": c["id"], "name": c["function"]["name"],
+                       "arguments": c["function"]["arguments"]} for c in m.get("tool_calls") or ()]
+            items.append({"type": "reasoning", "id": "rs_x", "summary": [], "encrypted_content": "gAAAAB" + "x" * 400})
+        elif m["role"] == "tool":
+            items.append({"type": "function_call_output", "call_id": m["tool_call_id"], "output": m["content"]})
+    tools = [{"type": "function", **t["function"]} for t in chat["tools"]]
+    return {"model": "bench-model", "instructions": msgs[0]["content"], "input": items, "tools": tools, "store": False,
+            "include": ["reasoning.encrypted_content"], "reasoning": {"effort": "medium"}, "stream": False}
+
+
+def gemini_body_from(chat: dict[str, Any]) -> dict[str, Any]:
+    """The same conversation as Gemini CLI would send it to :streamGenerateContent."""
+    contents: list[dict[str, Any]] = []
+    for m in chat["messages"][1:]:
+        if m["role"] in ("system", "user"):
+            contents.append({"role": "user", "parts": [{"text": m["content"]}]})
+        elif m["role"] == "assistant":
+            parts: list[dict[str, Any]] = [{"text": m["content"]}] if m.get("content") else []
+            parts += [{"functionCall": {"id": c["id"], "name": c["function"]["name"],
+                                        "args": orjson.loads(c["function"]["arguments"])}} for c in m.get("tool_calls") or ()]
+            contents.append({"role": "model", "parts": parts})
+        elif m["role"] == "tool":
+            contents.append({"role": "user", "parts": [{"functionResponse": {
+                "id": m["tool_call_id"], "name": "tool", "response": {"output": m["content"]}}}]})
+    decls = [{"name": t["function"]["name"], "description": t["function"].get("description", ""),
+              "parametersJsonSchema": t["function"]["parameters"]} for t in chat["tools"]]
+    return {"systemInstruction": {"parts": [{"text": chat["messages"][0]["content"]}]}, "contents": contents,
+            "tools": [{"functionDeclarations": decls}], "generationConfig": {"temperature": 1, "maxOutputTokens": 32000}}
+
+
 def params(stream: bool = False) -> Params:
     return Params(client_model="bench-model", stream=stream, created=1_700_000_000, provider_kind="openai_compatible",
                   max_output_tokens=0)
@@ -170,7 +211,7 @@ def direction(name: str, raw: bytes, client: str, operation: str, provider: str,
         trans += timed(translated, iterations // 5)
     b50, t50 = statistics.median(base), statistics.median(trans)
     added = t50 - b50
-    print(f"{name:<34} {len(raw) / 1000:>6.1f} KB  pass-through p50 {b50:7.1f} us p99 {pct(base, .99):7.1f} us | "
+    print(f"{name:<41} {len(raw) / 1000:>6.1f} KB  pass-through p50 {b50:7.1f} us p99 {pct(base, .99):7.1f} us | "
           f"translated p50 {t50:7.1f} us p99 {pct(trans, .99):7.1f} us | added p50 {added:6.1f} us | "
           f"ratio {t50 / b50:4.2f}x  [{'OK' if added <= TARGET_ADDED_P50_US else 'OVER'} <= {TARGET_ADDED_P50_US:.0f} us]")
     return added, t50 / b50
@@ -194,7 +235,7 @@ def stream_cost(iterations: int, events: int) -> None:
 
     base, trans = timed(scan_only, iterations), timed(translate, iterations)
     b50, t50 = statistics.median(base), statistics.median(trans)
-    print(f"{'stream openai->anthropic':<34} {events + 4:>3} events  usage scan only p50 {b50:7.1f} us | "
+    print(f"{'stream openai->anthropic':<41} {events + 4:>3} events  usage scan only p50 {b50:7.1f} us | "
           f"scan + translate p50 {t50:7.1f} us | added {t50 - b50:6.1f} us per stream, "
           f"{(t50 - b50) / (events + 4):5.2f} us per event")
 
@@ -207,12 +248,20 @@ def main() -> int:
     gc.disable()  # the data plane raises the GC threshold (INTERLOCK_TUNE_GC); keep collections out of the samples
     anthropic_body = claude_code_body(args.size_kb)
     a_raw = orjson.dumps(anthropic_body)
-    o_raw = orjson.dumps(openai_body_from(anthropic_body))
+    chat = openai_body_from(anthropic_body)
+    o_raw = orjson.dumps(chat)
+    r_raw = orjson.dumps(responses_body_from(chat))
+    g_raw = orjson.dumps(gemini_body_from(chat))
     print(f"Claude Code-like turn: {len(anthropic_body['tools'])} tools, {len(anthropic_body['messages'])} messages, "
           f"{len(a_raw)} bytes; {args.iterations} iterations per variant, interleaved; Python {sys.version.split()[0]}")
     results = [
         direction("anthropic client -> openai provider", a_raw, "anthropic", "messages", "openai", OPENAI_RESPONSE, args.iterations),
         direction("openai client -> anthropic provider", o_raw, "openai", "chat", "anthropic", ANTHROPIC_RESPONSE, args.iterations),
+        direction("responses client -> anthropic (via chat)", r_raw, "openai_responses", "responses", "anthropic",
+                  ANTHROPIC_RESPONSE, args.iterations),
+        direction("gemini client -> openai provider", g_raw, "gemini", "generate", "openai", OPENAI_RESPONSE, args.iterations),
+        direction("gemini client -> anthropic (via chat)", g_raw, "gemini", "generate", "anthropic", ANTHROPIC_RESPONSE,
+                  args.iterations),
     ]
     stream_cost(args.iterations, 20)
     worst = max(r[0] for r in results)
