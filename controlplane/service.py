@@ -16,7 +16,7 @@ from interlock import keys as vkeys
 from interlock.v1 import policy_pb2
 
 from .audit import AuditAction, PolicyAuditRecord, build_record, encode_record, read_policy_log, record_key
-from .budget.runkeys import RunKeySpec, check_run_key, prunable, run_key_record
+from .budget.runkeys import MAX_RUN_KEY_DEPTH, RunKeySpec, check_run_key, prunable, run_key_record
 from .diff import plan_apply
 from .errors import Conflict, NotFound, PolicyInvalid
 from .nodes import read_node_status
@@ -149,7 +149,7 @@ class StorePolicyService:
             version, parent_entry, team_models, routable, budgets = await self._mint_context(parent_key)
             parent = KeyRecord.model_validate_json(parent_entry.value) if parent_entry else None
             now = self._now_ms()
-            errors = check_run_key(spec, parent, budgets, now_ms=now)
+            errors = check_run_key(spec, parent, budgets, now_ms=now) + await self._ancestor_errors(parent)
             allowed = (parent.allowed_models if parent else []) or team_models
             errors += [f"model {m!r} is not a model or alias" for m in spec.allowed_models if m not in routable]
             errors += [f"model {m!r} is not allowed for the parent key's team" for m in spec.allowed_models
@@ -172,6 +172,19 @@ class StorePolicyService:
             log.info("run key %s minted from %s", key_id, parent.id)
             return CreatedKey(record=record, secret=secret)
         raise AssertionError("unreachable")
+
+    async def _ancestor_errors(self, parent: KeyRecord | None) -> list[str]:
+        """A run key of a run key: every ancestor must still be live (expiry is already nested at mint time)."""
+        cur, depth = parent, 1
+        while cur is not None and cur.parent:
+            if depth >= MAX_RUN_KEY_DEPTH:
+                return [f"run keys nest at most {MAX_RUN_KEY_DEPTH} deep; mint from a key higher up"]
+            entry = await self._kv.get(item_key(KEYS, cur.parent))
+            cur = KeyRecord.model_validate_json(entry.value) if entry else None
+            if cur is not None and cur.revoked:
+                return [f"key {cur.id}, an ancestor of the parent key, is revoked"]
+            depth += 1
+        return []
 
     async def _mint_context(self, parent_key: str) -> tuple[int, Entry | None, list[str], set[str], list[Budget]]:
         version, parent, models, aliases, budget_entries = await asyncio.gather(

@@ -128,6 +128,8 @@ async def test_mint_bounded_by_parent_reaches_the_snapshot_and_revokes_with_it(s
     assert f"key:{run.id}" not in {b.id for b in snap.budget_policy.budgets}
     with pytest.raises(PolicyInvalid, match="revoked"):
         await svc.mint_run_key(RunKeySpec(parent=parent.id, ttl_ms=60_000, budget_usd="1"))
+    with pytest.raises(PolicyInvalid, match="an ancestor of the parent key, is revoked"):
+        await svc.mint_run_key(RunKeySpec(parent=run.id, ttl_ms=60_000, budget_usd="1"))  # the run itself isn't
 
 
 async def test_parallel_mints_all_succeed(stack: Stack) -> None:

@@ -41,6 +41,8 @@ class LedgerRow:
 
 class Ledger:
     def __init__(self, kv: KV, *, clock: Callable[[], float], lease_ttl_s: float, limits: Callable[[], LimitBook]):
+        if lease_ttl_s <= 0:
+            raise ValueError("the budget lease TTL must be more than 0 s (INTERLOCK_BUDGET_LEASE_TTL_S)")
         self._kv = kv
         self._clock = clock
         self._ttl_ms = int(lease_ttl_s * 1000)

@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from ..policy.model import Budget, KeyRecord
 
 MAX_TTL_MS = 30 * 24 * 3600 * 1000  # run keys are short-lived by design; long-lived keys use `keys create`
+MAX_RUN_KEY_DEPTH = 8  # an orchestrator's sub-agents may mint from their own run key, within reason
 
 
 @dataclass(frozen=True)
