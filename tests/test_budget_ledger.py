@@ -162,3 +162,16 @@ async def test_closed_rate_limit_minutes_are_collected(kv: KV) -> None:
     left = sorted(r.window_key for r in await led.rows() if r.kind == rpm)
     assert left == [window_key("minute", "UTC", base + 60), window_key("minute", "UTC", base + 120)]
     assert [r.limit_id for r in await led.rows() if r.kind == B] == ["b1"]  # budget windows are history: kept
+
+
+@pytest.mark.integration
+async def test_a_node_with_hundreds_of_leases_syncs_in_one_call(kv: KV) -> None:
+    """More leases than etcd allows operations in one transaction (128): applied in chunks, one grant per op."""
+    clock = Clock()
+    limits = {(B, f"b{i}"): LimitSpec(B, f"b{i}", 1000, "lifetime", "UTC", "key", f"vk_{i}") for i in range(250)}
+    led = ledger(kv, clock, limits=limits)
+    ops = [op(want=100, limit_id=f"b{i}") for i in range(250)] + [op(want=1, limit_id="b7")]  # one named twice
+    grants = await led.sync("n1", 1, ops)
+    assert [g.lease for g in grants[:250]] == [100] * 250 and [g.limit_id for g in grants[:3]] == ["b0", "b1", "b2"]
+    assert grants[250].status == budget_pb2.LEASE_STATUS_INVALID and "twice" in grants[250].error
+    assert len(await led.rows()) == 250

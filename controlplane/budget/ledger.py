@@ -1,7 +1,7 @@
 """The authoritative budget ledger: lease Sync calls applied to the store with compare-and-swap.
 
-One Sync (one node, many ops) is one store transaction guarded on the mod revision of every record it
-touches, so two control-plane replicas (or two nodes racing on one budget) can never both grant the same
+One Sync (one node, many ops) is one store transaction per up to TXN_OPS leases, guarded on the mod revision of
+every record it touches, so two control-plane replicas (or two nodes racing on one budget) can never both grant the same
 money: the loser gets Conflict, re-reads and re-applies. The grant rules themselves are in `grant`.
 """
 
@@ -27,6 +27,7 @@ from .record import KIND_NAMES, LEDGER, LedgerRecord, ledger_key, parse_ledger_k
 log = logging.getLogger(__name__)
 WINDOW_KEY_RE = re.compile(r"^[0-9A-Za-z:TZW-]{1,32}$")
 SYNC_ATTEMPTS = 30  # contention between nodes on one hot budget is expected; each retry re-reads fresh state
+TXN_OPS = 100  # leases per transaction: etcd allows 128 operations per transaction by default
 
 
 @dataclass(frozen=True)
@@ -55,15 +56,28 @@ class Ledger:
         return self._ttl_ms
 
     async def sync(self, node_id: str, seq: int, ops: Sequence[budget_pb2.LeaseOp]) -> list[budget_pb2.LeaseGrant]:
-        """Apply one node's batch atomically; one grant per op, same order."""
-        for attempt in range(SYNC_ATTEMPTS):
-            try:
-                return await self._sync_once(node_id, seq, ops)
-            except Conflict:
-                if attempt + 1 == SYNC_ATTEMPTS:
-                    raise
-                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # de-synchronise racing writers
-        raise AssertionError("unreachable")
+        """Apply one node's batch; one grant per op, same order. Each run of up to TXN_OPS leases is one
+        transaction (etcd caps operations per transaction), retried on a lost CAS race."""
+        seen: set[str] = set()
+        reasons = [self._check(op, seen) for op in ops]
+        grants = [budget_pb2.LeaseGrant(kind=op.kind, limit_id=op.limit_id, window_key=op.window_key) for op in ops]
+        for i, why in enumerate(reasons):
+            if why:
+                grants[i].status, grants[i].error = budget_pb2.LEASE_STATUS_INVALID, why
+        valid = [i for i, why in enumerate(reasons) if not why]
+        for start in range(0, len(valid), TXN_OPS):
+            chunk = valid[start:start + TXN_OPS]
+            for attempt in range(SYNC_ATTEMPTS):
+                try:
+                    applied = await self._apply(node_id, seq, [ops[i] for i in chunk])
+                    break
+                except Conflict:
+                    if attempt + 1 == SYNC_ATTEMPTS:
+                        raise
+                    await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # de-synchronise racing writers
+            for i, grant in zip(chunk, applied, strict=True):
+                grants[i] = grant
+        return grants
 
     def _check(self, op: budget_pb2.LeaseOp, seen: set[str]) -> str:
         if op.kind not in (budget_pb2.LEASE_KIND_BUDGET, budget_pb2.LEASE_KIND_REQUESTS, budget_pb2.LEASE_KIND_TOKENS,
@@ -80,24 +94,19 @@ class Ledger:
         return invalid_reason(Op(node_id="", seq=0, settled_delta=op.settled_delta, overshoot_delta=op.overshoot_delta,
                                  want_total=op.want_total, min_grant=op.min_grant, reserved=op.reserved))
 
-    async def _sync_once(self, node_id: str, seq: int, ops: Sequence[budget_pb2.LeaseOp]) -> list[budget_pb2.LeaseGrant]:
+    async def _apply(self, node_id: str, seq: int, ops: Sequence[budget_pb2.LeaseOp]) -> list[budget_pb2.LeaseGrant]:
+        """Read, apply and commit (guarded on every record's revision) valid ops naming distinct records."""
         now_s = self._clock()
         now_ms = int(now_s * 1000)
         book = self._limits()
-        seen: set[str] = set()
-        reasons = [self._check(op, seen) for op in ops]
-        keys = [ledger_key(op.kind, op.limit_id, op.window_key) if not why else "" for op, why in zip(ops, reasons, strict=True)]
-        entries = await asyncio.gather(*(self._kv.get(k) for k in keys if k))
-        stored: dict[str, Entry | None] = dict(zip([k for k in keys if k], entries, strict=True))
+        keys = [ledger_key(op.kind, op.limit_id, op.window_key) for op in ops]
+        stored: dict[str, Entry | None] = dict(zip(keys, await asyncio.gather(*map(self._kv.get, keys)), strict=True))
         puts: dict[str, bytes] = {}
         guards: dict[str, int] = {}
         grants: list[budget_pb2.LeaseGrant] = []
-        for op, why, key in zip(ops, reasons, keys, strict=True):
+        for op, key in zip(ops, keys, strict=True):
             grant = budget_pb2.LeaseGrant(kind=op.kind, limit_id=op.limit_id, window_key=op.window_key)
             grants.append(grant)
-            if why:
-                grant.status, grant.error = budget_pb2.LEASE_STATUS_INVALID, why
-                continue
             entry = stored[key]
             spec = book.get((op.kind, op.limit_id))
             if spec is None and entry is None:
@@ -112,9 +121,7 @@ class Ledger:
             out = apply_op(rec, Op(node_id, seq, op.settled_delta, op.overshoot_delta, op.want_total, op.min_grant,
                                    op.reserved),
                            now_ms=now_ms, ttl_ms=self._ttl_ms, current=current)
-            if entry is None and not rec.settled and not rec.leases:
-                pass  # nothing to remember: don't create empty records for idle asks
-            else:
+            if entry is not None or rec.settled or rec.leases:  # idle asks create no empty records
                 puts[key] = rec.encode()
                 guards[key] = entry.mod_revision if entry else 0
             if spec is None:
