@@ -1,4 +1,5 @@
-"""Translators by (client dialect, provider dialect). Adding a direction is one module plus one line here."""
+"""Translators by (client API family, client operation, provider API family). Adding a direction is one
+module plus one line here; a direction through a pivot API is a `Chained` line."""
 
 from __future__ import annotations
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import orjson
 
@@ -77,8 +76,3 @@ Writer = Callable[[list[Event]], bytes]
 def default_writers() -> dict[str, Writer]:
     """Keyed by client API: the operation when it has its own framing, else the dialect family."""
     return {"openai": write_openai, "anthropic": write_typed, "responses": write_typed, "gemini": write_gemini}
-
-
-def data_of(event: Event) -> dict[str, Any]:
-    d = event[1]
-    return d if isinstance(d, dict) else {}
