@@ -92,6 +92,8 @@ class KeyOut(BaseModel):
     created_at_unix_ms: int
     default_tags: dict[str, str]
     parent: str
+    budget_usd: str = ""  # per-run keys (minted with `interlock keys mint`): lifetime budget
+    max_concurrency: int = 0  # per-run keys: concurrency limit
 
     @classmethod
     def of(cls, k: KeyRecord) -> KeyOut:
