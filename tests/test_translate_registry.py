@@ -49,3 +49,34 @@ def test_every_registered_pair_has_a_writer_and_both_dialects() -> None:
             continue  # provider-only dialects (Bedrock Converse) are exercised by their own tests
         xl = T.bind(D[family], operation, P[kind], params())
         assert xl.operation in P[kind].paths
+
+
+def converse_sse(events: list[tuple[str, dict[str, object]]]) -> bytes:
+    import orjson
+    return b"".join(b"event: %s\ndata: %s\n\n" % (n.encode(), orjson.dumps(d)) for n, d in events)
+
+
+@pytest.mark.parametrize(("dialect", "operation", "body"), [
+    ("gemini", "generate", {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}),
+    ("openai_responses", "responses", {"input": "hi", "stream": True}),
+])
+def test_gemini_and_responses_clients_reach_bedrock_converse_through_the_chat_pivot(
+        dialect: str, operation: str, body: dict[str, object]) -> None:
+    from dataplane.dialects.base import Usage
+    from tests.translate_helpers import parse
+    xl = T.bind(D[dialect], operation, P["bedrock"], params(stream=True))
+    sent = xl.request(body)
+    assert xl.operation == "converse" and sent["messages"] == [{"role": "user", "content": [{"text": "hi"}]}]
+    scanner = xl.scanner()
+    out = scanner.feed(converse_sse([
+        ("messageStart", {"role": "assistant"}),
+        ("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "hello"}}),
+        ("contentBlockStop", {"contentBlockIndex": 0}),
+        ("messageStop", {"stopReason": "end_turn"}),
+        ("metadata", {"usage": {"inputTokens": 5, "outputTokens": 2, "totalTokens": 7}}),
+    ]))
+    events = [d for _, d in parse(out)]
+    text = "".join(p.get("text", "") for e in events for c in e.get("candidates", []) for p in c["content"]["parts"]) \
+        if dialect == "gemini" else "".join(e.get("delta", "") for e in events if e.get("type") == "response.output_text.delta")
+    assert text == "hello"
+    assert scanner.usage == Usage(input_tokens=5, output_tokens=2, reported=True)

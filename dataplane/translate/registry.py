@@ -29,6 +29,8 @@ def default_translators() -> dict[tuple[str, str, str], Translator]:
         Chained(ResponsesToChat(), OpenAIToAnthropic()),
         AnthropicToConverse(),
         OpenAIToConverse(),
+        Chained(GeminiToOpenAI(), OpenAIToConverse()),
+        Chained(ResponsesToChat(), OpenAIToConverse()),
     ]
     return {(t.client, t.client_operation, t.provider): t for t in ts}
 
