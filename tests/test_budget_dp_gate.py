@@ -73,7 +73,7 @@ class FakeSyncer:
             grant = min(max(0, need - p.lease), self.available)
             self.available -= grant
             p.lease += grant
-            p.waiting = 0
+            p.waiting = p.waiting_max = 0
             p.go_online(int(NOW * 1000) + 60_000)
         done, self._synced = self._synced, asyncio.Event()
         done.set()

@@ -152,13 +152,16 @@ class BudgetGate:
             deadline = deadline or mono + self._wait_s
             if syncer is None or not syncer.online or mono >= deadline:
                 raise self._refusal(short, now_ms, dialect)
-            await self._wait_for_lease(short, syncer, deadline - mono)
+            await self._wait_for_lease(claims, syncer, deadline - mono)
             now_s = self._clock()
             now_ms = int(now_s * 1000)
 
-    async def _wait_for_lease(self, short: Claim, syncer: Syncer, wait_s: float) -> None:
-        pool = short.pool
-        pool.waiting = max(pool.waiting, short.amount)
+    async def _wait_for_lease(self, claims: list[Claim], syncer: Syncer, wait_s: float) -> None:
+        # Every pool of the request asks at once: a lease for one must not be handed back while another is refilled.
+        for c in claims:
+            p = c.pool
+            p.waiting += c.amount
+            p.waiting_max = max(p.waiting_max, c.amount)
         synced = syncer.synced()
         syncer.wake()
         try:

@@ -48,7 +48,8 @@ class LeaseClient:
         self._synced = asyncio.Event()
         self._channel: grpc.aio.Channel | None = None
         self._stub: budget_pb2_grpc.BudgetServiceStub | None = None
-        self.online = False
+        # Reachable until a sync fails: a fresh node waits for its first lease rather than refusing outright.
+        self.online = table.online = True
         self.syncs = 0
         self.failures = 0
 
@@ -107,8 +108,9 @@ class LeaseClient:
         for pool in self._table.pools.values():
             want = _want(pool)
             settled, overshoot = pool.begin_report(want)
-            min_grant = max(0, pool.waiting - max(0, pool.lease - pool.reserved - pool.spent)) if pool.waiting else 0
-            pool.waiting = 0
+            # smallest useful increase: what the largest waiting request lacks (a smaller grant would not admit it)
+            min_grant = max(0, pool.waiting_max - max(0, pool.lease - pool.reserved - pool.spent)) if pool.waiting else 0
+            pool.waiting = pool.waiting_max = 0
             k = pool.key
             ops.append(budget_pb2.LeaseOp(kind=k.kind, limit_id=k.limit_id, window_key=k.window_key,  # type: ignore[arg-type]
                                           settled_delta=settled, overshoot_delta=overshoot, want_total=want,

@@ -44,6 +44,7 @@ class LeasePool:
         "spent_total",
         "usable_until_ms",
         "waiting",
+        "waiting_max",
     )
 
     def __init__(self, key: PoolKey, mode: str = "safe_share", optimistic: int = 0):
@@ -61,7 +62,8 @@ class LeasePool:
         self.usable_until_ms = 0  # local time after which the lease may not be used (expiry, offline mode)
         self.largest = 0  # largest single reservation seen: the smallest useful grant
         self.reserved_flow = 0  # amount reserved since the last sync (demand estimate)
-        self.waiting = 0  # largest amount wanted by a request waiting for this pool to refill
+        self.waiting = 0  # sum wanted by requests waiting for a refill (re-registered after every sync)
+        self.waiting_max = 0  # the largest of those
         self.spent_total = 0
         self.overshoot_total = 0  # lifetime sum of (actual - reserved) where positive: exported as a metric
         self.ledger: LedgerView | None = None  # the ledger figures of the last grant (refusal messages, CLI)

@@ -1,0 +1,331 @@
+"""Budgets and rate limits across real processes: etcd, control plane (ledger + BudgetService), 3 data planes.
+
+Every amount is checked two ways: from what clients were actually served (the usage in each 200 response,
+priced exactly) and from the control plane's ledger (GET /admin/v1/budgets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import httpx
+import orjson
+import pytest
+from multidict import CIMultiDict
+
+from dataplane.budget.estimate import input_tokens_upper_bound
+from tests.fixtures.cluster import ADMIN_TOKEN, INTERLOCK, Cluster, Proc, wait_until
+
+pytestmark = pytest.mark.integration
+
+PICO = 10**12
+# m-budget: output dominates the price, so worst-case reservations stay close to actual spend
+IN_PICO, OUT_PICO = 100_000, 10_000_000  # 0.1 and 10 USD per Mtok
+NODE_ENV = {"INTERLOCK_BUDGET_TICK_S": "0.2", "INTERLOCK_BUDGET_WAIT_S": "1.5"}
+
+
+def start(cluster_factory: Callable[..., Cluster], nodes: int, lease_ttl_s: float = 20) -> Cluster:
+    c = cluster_factory(nodes, setup=False)
+    c.usage_env = dict(NODE_ENV)
+    c.start_fake_provider()
+    env = c._base_env()
+    env.update(INTERLOCK_ADMIN_TOKEN=ADMIN_TOKEN, INTERLOCK_STORE=c.etcd.url, INTERLOCK_ETCD_PREFIX=c.prefix,
+               INTERLOCK_ADMIN_PORT=str(c.admin_port), INTERLOCK_GRPC_PORT=str(c.grpc_port), INTERLOCK_HEARTBEAT_S="1",
+               INTERLOCK_BUDGET_LEASE_TTL_S=str(lease_ttl_s))
+    c.cp = Proc("controlplane", [*INTERLOCK, "controlplane"], env, c.tmp / "controlplane.log")
+    c.procs.append(c.cp)
+    c.start_control_plane()
+    c.apply(c.policy())
+    c.key = c.create_key(team="eng")  # type: ignore[attr-defined]
+    for _ in range(nodes):
+        c.add_node()
+    for n in c.nodes:
+        c.wait_ready(n)
+    return c
+
+
+def policy(c: Cluster, *, budgets: list[dict[str, Any]] = (), rate_limits: list[dict[str, Any]] = ()) -> dict[str, Any]:
+    doc = c.policy()
+    doc["models"].append({"name": "m-budget", "provider": "fake-openai", "price": {"input": "0.1", "output": "10"},
+                          "max_output_tokens": 64})
+    doc["models"].append({"name": "m-short", "provider": "fake-openai", "price": {"input": "0.1", "output": "10"},
+                          "max_output_tokens": 5})  # the fake answers 20 tokens: reservations fall short
+    doc["teams"][0]["allowed_models"] += ["m-budget", "m-short"]
+    doc["budgets"] = list(budgets)
+    doc["rate_limits"] = list(rate_limits)
+    return doc
+
+
+def fake_fault(c: Cluster, **rule: Any) -> None:
+    """The gateway does not forward x-fake-* headers; faults are scheduled on the fake provider instead."""
+    r = httpx.post(f"{c.fake_url}/_fake/faults", json=rule, timeout=5)
+    assert r.status_code < 300, r.text
+
+
+def apply(c: Cluster, doc: dict[str, Any]) -> None:
+    c.apply(doc)
+    c.wait_in_sync()
+
+
+def budget_rows(c: Cluster) -> dict[str, dict[str, Any]]:
+    r = c.admin("GET", "/budgets")
+    assert r.status_code == 200, r.text
+    return {f"{b['kind']}:{b['limit_id']}:{b['window_key']}": b for b in r.json()["budgets"]}
+
+
+def pico(usd: str) -> int:
+    return int(Decimal(usd) * PICO)
+
+
+def cost_of(body: dict[str, Any]) -> int:
+    u = body["usage"]
+    return int(u["prompt_tokens"]) * IN_PICO + int(u["completion_tokens"]) * OUT_PICO
+
+
+async def post(s: aiohttp.ClientSession, url: str, secret: str, raw: bytes, headers: dict[str, str] | None = None
+               ) -> tuple[int, dict[str, Any], dict[str, str]]:
+    async with s.post(f"{url}/v1/chat/completions", data=raw,
+                      headers={"authorization": f"Bearer {secret}", "content-type": "application/json",
+                               **(headers or {})}) as r:
+        return r.status, orjson.loads(await r.read()), CIMultiDict(r.headers)  # type: ignore[return-value]
+
+
+def chat_raw(rng: random.Random, max_tokens: int) -> bytes:
+    text = " ".join(rng.choice(["alpha", "beta", "gamma", "delta"]) for _ in range(rng.randint(1, 12)))
+    return orjson.dumps({"model": "m-budget", "messages": [{"role": "user", "content": text}], "max_tokens": max_tokens})
+
+
+async def burst(c: Cluster, secret: str, seed: int, n: int, tag: str) -> tuple[int, int, int]:
+    """n concurrent requests spread over every node; returns (served spend in pico, served, refused)."""
+    rng = random.Random(seed)
+    reqs = []
+    for i in range(n):
+        mt = rng.randint(4, 40)
+        reqs.append((c.nodes[i % len(c.nodes)].url, chat_raw(rng, mt)))
+    conn = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=60)) as s:
+        results = await asyncio.gather(*(post(s, url, secret, raw, {"x-interlock-tags": f"bud={tag}"})
+                                         for url, raw in reqs))
+    spent = served = refused = 0
+    for status, body, _ in results:
+        if status == 200:
+            spent += cost_of(body)
+            served += 1
+        else:
+            assert status in (402, 429), (status, body)
+            refused += 1
+    return spent, served, refused
+
+
+def settled_when_quiet(c: Cluster, limit_id: str, timeout: float = 20) -> dict[str, Any]:
+    """The ledger row once every node has reported its spend and handed back its lease."""
+    row: dict[str, Any] = {}
+
+    def quiet() -> bool:
+        nonlocal row
+        row = next(b for k, b in budget_rows(c).items() if k.startswith(f"budget:{limit_id}:"))
+        return pico(row["leased"]) == 0
+
+    wait_until(quiet, timeout, f"budget {limit_id} leases returned", interval=0.2)
+    return row
+
+
+SEEDS = 20
+
+
+def test_three_nodes_never_exceed_a_budget_and_use_at_least_95_percent(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+    """3 nodes x 500 concurrent requests per seed, demand ~1.6x the budget; a fresh tag budget per seed."""
+    c = start(cluster_factory, 3)
+    secret = c.key["secret"]  # type: ignore[attr-defined]
+    # Expected demand per seed: avg input ~8 tokens, avg output ~11 tokens -> ~110e6 pico per request.
+    limits = {s: random.Random(1000 + s).randint(25, 40) * 10**9 for s in range(SEEDS)}  # $0.025..$0.040
+    apply(c, policy(c, budgets=[{"id": f"seed{s}", "scope": "tag", "scope_id": f"bud=s{s}", "window": "lifetime",
+                                 "limit_usd": str(Decimal(b) / PICO)} for s, b in limits.items()]))
+    ratios = []
+    for s in range(SEEDS):
+        spent, served, refused = asyncio.run(burst(c, secret, s, 500, f"s{s}"))
+        row = settled_when_quiet(c, f"seed{s}")
+        limit = limits[s]
+        assert spent <= limit, f"seed {s}: served ${spent / PICO} > budget ${limit / PICO}"
+        assert pico(row["settled"]) == spent, (s, row, spent)  # the ledger saw exactly what was served
+        assert refused > 0, f"seed {s}: demand did not exceed the budget"
+        assert spent >= 0.95 * limit, f"seed {s}: only {spent / limit:.3f} of the budget used ({served} served)"
+        assert pico(row["overshoot"]) == 0
+        ratios.append(spent / limit)
+    print(f"settled/B over {SEEDS} seeds: min {min(ratios):.4f} max {max(ratios):.4f}")
+
+
+def metric(text: str, name: str, **labels: str) -> int:
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    total = 0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += int(line.rsplit(" ", 1)[1])
+    assert want, "labels required"
+    return total
+
+
+def test_overshoot_metric_equals_the_sum_of_excesses(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+    """No max_tokens: the reservation uses the model's max_output_tokens (5); the provider returns 20 tokens."""
+    c = start(cluster_factory, 2)
+    secret = c.key["secret"]  # type: ignore[attr-defined]
+    apply(c, policy(c, budgets=[{"id": "big", "scope": "team", "scope_id": "eng", "window": "day", "limit_usd": "100"}]))
+    rng = random.Random(7)
+
+    async def run() -> int:
+        excess = 0
+        async with aiohttp.ClientSession() as s:
+            for i in range(30):
+                text = "word " * rng.randint(1, 30)
+                raw = orjson.dumps({"model": "m-short", "messages": [{"role": "user", "content": text}]})
+                status, body, _ = await post(s, c.nodes[i % 2].url, secret, raw)
+                assert status == 200, body
+                assert body["usage"]["completion_tokens"] == 20
+                reserved = input_tokens_upper_bound(raw) * IN_PICO + 5 * OUT_PICO  # no max_tokens: the model's 5
+                excess += max(0, cost_of(body) - reserved)
+        return excess
+
+    excess = asyncio.run(run())
+    assert excess > 0
+    exported = sum(metric(httpx.get(f"{n.url}/metrics").text, "interlock_budget_overshoot_total", kind="budget",
+                          limit_id="big") for n in c.nodes)
+    assert exported == excess
+    wait_until(lambda: pico(next(b for k, b in budget_rows(c).items() if k.startswith("budget:big:"))["overshoot"])
+               == excess, 10, "the ledger's overshoot")
+
+
+def test_killed_node_with_open_reservations_frees_the_budget_within_ttl(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+    ttl = 6.0
+    c = start(cluster_factory, 2, lease_ttl_s=ttl)
+    secret = c.key["secret"]  # type: ignore[attr-defined]
+    rng = random.Random(3)
+    raw_small = chat_raw(rng, 8)
+    worst_small = input_tokens_upper_bound(raw_small) * IN_PICO + 8 * OUT_PICO
+    limit = 120 * worst_small
+    apply(c, policy(c, budgets=[{"id": "crash", "scope": "key", "scope_id": c.key["id"], "window": "lifetime",  # type: ignore[attr-defined]
+                                 "limit_usd": str(Decimal(limit) / PICO)}]))
+    victim, survivor = c.nodes
+
+    async def hang_requests() -> list[asyncio.Task[Any]]:
+        s = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        fake_fault(c, latency_ms=60_000, count=110)
+        tasks = [asyncio.create_task(post(s, victim.url, secret, raw_small)) for _ in range(110)]
+
+        def open_reservations() -> int:
+            return metric(httpx.get(f"{victim.url}/metrics").text, "interlock_budget_pool", kind="budget",
+                          limit_id="crash", field="reserved") // worst_small
+
+        for _ in range(200):
+            await asyncio.sleep(0.1)
+            if await asyncio.to_thread(open_reservations) >= 100:
+                break
+        assert await asyncio.to_thread(open_reservations) >= 100
+        victim.proc.kill()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await s.close()
+        return tasks
+
+    asyncio.run(hang_requests())
+    killed_at = time.monotonic()
+    httpx.delete(f"{c.fake_url}/_fake/faults")
+    # a request needing most of the budget cannot be admitted while the dead node's lease is outstanding
+    big = orjson.dumps({"model": "m-a", "messages": [{"role": "user", "content": "x"}],  # m-a: $2 per Mtok output
+                        "max_tokens": int((limit * 0.9) // 2_000_000)})
+
+    async def try_big() -> int:
+        async with aiohttp.ClientSession() as s:
+            status, _, _ = await post(s, survivor.url, secret, big)
+            return status
+
+    assert asyncio.run(try_big()) == 429
+    deadline = killed_at + ttl + 30
+    while True:
+        status = asyncio.run(try_big())
+        if status == 200:
+            break
+        assert time.monotonic() < deadline, "budget not usable again within lease TTL + 30 s"
+        time.sleep(0.5)
+    print(f"budget usable again {time.monotonic() - killed_at:.1f} s after kill -9 (lease TTL {ttl} s)")
+
+
+def test_requests_per_minute_hold_within_5_percent_across_nodes(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+    c = start(cluster_factory, 3)
+    secret = c.key["secret"]  # type: ignore[attr-defined]
+    rpm = 240
+    apply(c, policy(c, rate_limits=[{"id": "rpm", "scope": "team", "scope_id": "eng", "requests_per_minute": rpm}]))
+    # run inside one UTC minute with >= 20 s left
+    if time.time() % 60 > 38:
+        time.sleep(60 - time.time() % 60 + 0.5)
+    minute = int(time.time() // 60)
+    raw = orjson.dumps({"model": "m-a", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+
+    async def run() -> tuple[int, int, dict[str, str]]:
+        ok = refused = 0
+        refusal: dict[str, str] = {}
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+            async def worker(i: int) -> None:
+                nonlocal ok, refused, refusal
+                while time.time() % 60 < 55 and int(time.time() // 60) == minute:
+                    status, body, headers = await post(s, c.nodes[i % 3].url, secret, raw)
+                    if int(time.time() // 60) != minute:
+                        return
+                    if status == 200:
+                        ok += 1
+                    else:
+                        assert status == 429, body
+                        refused += 1
+                        refusal = headers
+                        await asyncio.sleep(0.05)
+                    if ok >= rpm and refused > 30:
+                        return
+            await asyncio.gather(*(worker(i) for i in range(30)))
+        return ok, refused, refusal
+
+    ok, refused, headers = asyncio.run(run())
+    assert refused > 0
+    assert 0.95 * rpm <= ok <= 1.05 * rpm, f"{ok} requests admitted in one minute for a limit of {rpm}"
+    assert headers["x-ratelimit-limit-requests"] == str(rpm) and int(headers["retry-after"]) >= 1, headers
+
+
+def test_per_run_key_budget_and_max_concurrency(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+    c = start(cluster_factory, 2)
+    apply(c, policy(c))
+    parent = c.key  # type: ignore[attr-defined]
+    r = c.admin("POST", "/keys/mint", json={"parent": parent["id"], "ttl_s": 3600, "budget_usd": "0.002",
+                                            "max_concurrency": 3, "tags": {"task": "T-1"}})
+    assert r.status_code == 201, r.text
+    run = r.json()
+    c.wait_in_sync()
+    raw = orjson.dumps({"model": "m-budget", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10})
+
+    async def concurrency() -> list[int]:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+            res = await asyncio.gather(*(post(s, c.nodes[i % 2].url, run["secret"], raw) for i in range(8)))
+        return [(status, body) for status, body, _ in res]
+
+    fake_fault(c, latency_ms=4000, count=8)
+    results = asyncio.run(concurrency())
+    httpx.delete(f"{c.fake_url}/_fake/faults")
+    statuses = [st for st, _ in results]
+    assert statuses.count(200) == 3 and statuses.count(429) == 5, results
+
+    async def spend() -> tuple[int, int, dict[str, Any], dict[str, str]]:
+        total = n = 0
+        async with aiohttp.ClientSession() as s:
+            while True:
+                status, body, headers = await post(s, c.nodes[n % 2].url, run["secret"], raw)
+                if status != 200:
+                    return total, n, body, headers
+                total += cost_of(body)
+                n += 1
+
+    total, n, refusal, headers = asyncio.run(spend())
+    assert n > 5 and total <= pico("0.002")
+    assert "insufficient_quota" == refusal["error"]["type"] and f"key:{run['id']}" in refusal["error"]["message"]
+    assert "never (lifetime budget)" in refusal["error"]["message"] and headers["x-interlock-limit-id"] == f"key:{run['id']}"
