@@ -286,3 +286,55 @@ async def test_openai_responses_sdk_on_providers_without_the_responses_api(  # t
         assert not evs[1].usage_estimated and evs[1].output_tokens == final.usage.output_tokens > 0
     else:  # the fake, unlike Mistral's API, streams usage only when asked: the gateway estimates and says so
         assert evs[1].usage_estimated and evs[1].output_tokens > 0
+
+
+@pytest.fixture
+async def gemini_gateway(fake_provider, tmp_path) -> AsyncIterator[Gateway]:  # type: ignore[no-untyped-def]
+    """Adds a native Gemini provider (the fake's /v1beta API) to the fixture policy."""
+    doc = gateway_policy(fake_provider.base_url)
+    doc.providers.append(Provider(name="fg", kind="gemini", base_url=fake_provider.base_url, credential="env:FAKE_KEY"))
+    doc.models.append(Model(name="gemini-t", provider="fg", price=Price(input="1", output="1")))
+    gw = await start_gateway(fake_provider.base_url, tmp_path, policy=doc)
+    try:
+        yield gw
+    finally:
+        await gw.node.stop()
+
+
+async def test_openai_sdk_on_a_gemini_provider_with_a_signed_tool_round_trip(gemini_gateway: Gateway, fake_provider) -> None:  # type: ignore[no-untyped-def]
+    gw = gemini_gateway
+    client = oai(gw)
+    stream = await client.chat.completions.create(
+        model="gemini-t", stream=True, stream_options={"include_usage": True}, tools=[OAI_TOOL],  # type: ignore[list-item]
+        reasoning_effort="low", messages=[{"role": "user", "content": "please use tool on c.md"}])
+    chunks = [c async for c in stream]
+    assert fake_provider.last_request["path"] == "/v1beta/models/gemini-t:streamGenerateContent"
+    calls = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    (call,) = calls
+    assert call.function.name == "read_file" and orjson.loads(call.function.arguments or "") == {"path": "please use tool on c.md"}  # type: ignore[union-attr]
+    assert "__thought__" in (call.id or "")  # thinking (reasoning_effort -> thinkingConfig) signs the call
+    assert fake_provider.last_request["body"]["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 1024}
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens_details.reasoning_tokens > 0  # type: ignore[union-attr]
+    # next turn: the signature goes back to Gemini intact (the fake rejects altered ones)
+    done = await client.chat.completions.create(model="gemini-t", tools=[OAI_TOOL], messages=[  # type: ignore[list-item]
+        {"role": "user", "content": "please use tool on c.md"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": call.id, "type": "function", "function": {"name": "read_file", "arguments": call.function.arguments}}]},  # type: ignore[union-attr, typeddict-item]
+        {"role": "tool", "tool_call_id": call.id, "content": "c body"}])  # type: ignore[typeddict-item]
+    assert (done.choices[0].message.content or "").startswith("Echo:")
+    parts = [p for c in fake_provider.last_request["body"]["contents"] for p in c["parts"]]
+    assert any("thoughtSignature" in p and "functionCall" in p for p in parts)
+    assert any(p.get("functionResponse", {}).get("response") == {"output": "c body"} for p in parts)
+    evs = await wait_events(gw, 2)
+    assert all(e.provider == "fg" and e.status == 200 and not e.usage_estimated for e in evs)
+    assert evs[0].output_tokens == usage.completion_tokens and evs[0].reasoning_tokens > 0
+
+
+async def test_anthropic_sdk_on_a_gemini_provider(gemini_gateway: Gateway, fake_provider) -> None:  # type: ignore[no-untyped-def]
+    async with anth(gemini_gateway).messages.stream(
+        model="gemini-t", max_tokens=50, messages=[{"role": "user", "content": "hello gemini from claude"}]) as s:
+        final = await s.get_final_message()
+    assert final.content[0].type == "text" and final.content[0].text.startswith("Echo: hello gemini from claude")
+    (ev,) = await wait_events(gemini_gateway, 1)
+    assert ev.provider == "fg" and not ev.usage_estimated and ev.input_tokens == final.usage.input_tokens

@@ -37,7 +37,8 @@ json_values = st.recursive(
 )
 bodies = st.dictionaries(st.sampled_from(KEYS), json_values, max_size=8)
 
-PAIRS = [("anthropic", "openai"), ("openai", "anthropic"), ("gemini", "openai"), ("gemini", "anthropic")]
+PAIRS = [("anthropic", "openai"), ("openai", "anthropic"), ("gemini", "openai"), ("gemini", "anthropic"),
+         ("openai", "gemini"), ("anthropic", "gemini")]
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

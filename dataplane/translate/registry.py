@@ -13,6 +13,7 @@ from .bedrock_converse import NAME as CONVERSE
 from .bedrock_converse import AnthropicToConverse, ConverseDialect, OpenAIToConverse
 from .binding import Translations
 from .chain import Chained
+from .chat_gemini import ChatToGemini
 from .gemini_openai import GeminiToOpenAI
 from .openai_anthropic import OpenAIToAnthropic
 from .responses_chat import ResponsesToChat
@@ -31,6 +32,9 @@ def default_translators() -> dict[tuple[str, str, str], Translator]:
         OpenAIToConverse(),
         Chained(GeminiToOpenAI(), OpenAIToConverse()),
         Chained(ResponsesToChat(), OpenAIToConverse()),
+        ChatToGemini(),
+        Chained(AnthropicToOpenAI(), ChatToGemini()),
+        Chained(ResponsesToChat(), ChatToGemini()),
     ]
     return {(t.client, t.client_operation, t.provider): t for t in ts}
 
