@@ -6,7 +6,8 @@ Rules that are not one-to-one (the README's "Cross-API translation" table lists 
   other text as {"output": text}); consecutive same-role turns are merged.
 - Gemini's thought signatures must come back on later turns; the chat shape has no field for them,
   so a signature travels inside the tool call id (`<id>__thought__<urlsafe base64>`) and is restored
-  here. Such ids only ever go back to Gemini (ids stay within [A-Za-z0-9_-]).
+  here. Packed ids stay within [A-Za-z0-9_-], so any other provider (after a fallback) takes them as
+  opaque ids; only a Gemini request unpacks them.
 - image URLs other than data: URLs are refused (Gemini fetches only its own file URIs).
 - reasoning_effort low/medium/high -> thinkingConfig.thinkingBudget 1024/8192/24576 (minimal/none are
   dropped: some Gemini models cannot turn thinking off).
