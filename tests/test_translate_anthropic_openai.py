@@ -246,3 +246,13 @@ def test_stream_of_the_fake_provider_is_byte_identical_across_splits() -> None:
     whole, _ = relay(bind("anthropic", "openai", params(stream=True)), openai_sse(TEXT_THEN_PARALLEL_TOOLS), 1 << 20)
     pieces, _ = relay(bind("anthropic", "openai", params(stream=True)), openai_sse(TEXT_THEN_PARALLEL_TOOLS), 3)
     assert whole == pieces
+
+
+def test_servers_that_finish_tool_calls_with_stop_still_give_tool_use() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "Read", "arguments": "{}"}}
+    body = {"id": "x", "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "tool_calls": [call]}}]}
+    msg = orjson.loads(bind("anthropic", "openai", params()).response(200, orjson.dumps(body)))
+    assert msg["stop_reason"] == "tool_use"
+    chunks = [chunk({"role": "assistant", "tool_calls": [{"index": 0, **call}]}), chunk({}, "stop"), chunk(None, usage=USAGE)]
+    out, _ = relay(bind("anthropic", "openai", params(stream=True)), openai_sse(chunks), 1 << 20)
+    assert anthropic_final(out).stop_reason == "tool_use"

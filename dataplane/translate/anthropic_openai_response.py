@@ -35,6 +35,8 @@ def translate_response(body: dict[str, Any], p: Params) -> dict[str, Any]:
         content.append({"type": "tool_use", "id": call.get("id"), "name": fn.get("name"),
                         "input": parse_arguments(fn.get("arguments"))})
     stop = "refusal" if msg.get("refusal") and not text else OPENAI_TO_ANTHROPIC_STOP.get(choice.get("finish_reason") or "stop", "end_turn")
+    if stop == "end_turn" and msg.get("tool_calls"):
+        stop = "tool_use"  # some compatible servers say "stop" after tool calls; Anthropic clients act on tool_use
     return {
         "id": message_id(body.get("id")),
         "type": "message",
@@ -154,6 +156,8 @@ class OpenAIToAnthropicStream:
             return out  # nothing was ever produced: the relay ends the (empty) stream
         u = openai_to_anthropic_usage(self._usage)
         stop = OPENAI_TO_ANTHROPIC_STOP.get(self._finish or "stop", "end_turn")
+        if stop == "end_turn" and self._calls:
+            stop = "tool_use"  # as in translate_response
         out.append(("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
                                       "usage": u}))
         out.append(("message_stop", {"type": "message_stop"}))
