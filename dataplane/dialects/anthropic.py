@@ -6,8 +6,8 @@ from typing import Any
 
 import orjson
 
-from .base import ErrorKind, Usage, model_in_body
-from .sse import SSEBuffer, usage_events
+from .base import ErrorKind, ModelInBody, Usage
+from .sse import SSEScanner, usage_events
 
 _TYPES = {
     ErrorKind.INVALID_REQUEST: "invalid_request_error",
@@ -37,16 +37,8 @@ def _merge(usage: Usage, u: dict[str, Any]) -> None:
         usage.output_tokens = int(u.get("output_tokens") or 0)
 
 
-class AnthropicStreamScanner:
-    __slots__ = ("_sse", "usage")
-
-    def __init__(self) -> None:
-        self._sse = SSEBuffer()
-        self.usage = Usage()
-
-    @property
-    def events(self) -> int:
-        return self._sse.events
+class AnthropicStreamScanner(SSEScanner):
+    __slots__ = ()
 
     def feed(self, chunk: bytes) -> bytes:
         done = self._sse.complete(chunk)
@@ -63,14 +55,8 @@ class AnthropicStreamScanner:
         return chunk
 
 
-class AnthropicDialect:
+class AnthropicDialect(ModelInBody):
     name = "anthropic"
-
-    def requested_model(self, path: str, body: dict[str, Any]) -> str | None:
-        return model_in_body(body)
-
-    def wants_stream(self, path: str, body: dict[str, Any]) -> bool:
-        return body.get("stream") is True
 
     def error_body(self, status: int, kind: str, message: str) -> bytes:
         return orjson.dumps({"type": "error", "error": {"type": _TYPES.get(kind, "api_error"), "message": message}})

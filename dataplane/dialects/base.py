@@ -58,9 +58,18 @@ class Dialect(Protocol):
     def max_output_tokens(self, body: dict[str, Any]) -> int | None: ...
 
 
-def model_in_body(body: dict[str, Any]) -> str | None:
-    model = body.get("model")
-    return model if isinstance(model, str) and model else None
+class ModelInBody:
+    """`requested_model` / `wants_stream` of the APIs that name the model and the stream flag in the body
+    (OpenAI chat and Responses, Anthropic); Gemini addresses both in the URL instead."""
+
+    __slots__ = ()
+
+    def requested_model(self, path: str, body: dict[str, Any]) -> str | None:
+        model = body.get("model")
+        return model if isinstance(model, str) and model else None
+
+    def wants_stream(self, path: str, body: dict[str, Any]) -> bool:
+        return body.get("stream") is True
 
 
 class ErrorKind:

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from .base import ErrorKind, Usage
-from .sse import SSEBuffer, usage_events
+from .sse import SSEScanner, usage_events
 
 # google-genai >= 3 defaults to v1, older SDKs and Gemini CLI to v1beta; POST /v1/models/{m}:{method}
 # cannot be an OpenAI path (those have no ':' method suffix), so both are served.
@@ -31,6 +31,7 @@ _STATUS = {
     ErrorKind.NOT_FOUND: ("NOT_FOUND", 404),
     ErrorKind.TOO_LARGE: ("INVALID_ARGUMENT", 413),
     ErrorKind.RATE_LIMIT: ("RESOURCE_EXHAUSTED", 429),
+    ErrorKind.BUDGET: ("RESOURCE_EXHAUSTED", 402),  # a spend cap: Google reports quota as RESOURCE_EXHAUSTED
     ErrorKind.UPSTREAM: ("INTERNAL", 500),
     ErrorKind.OVERLOADED: ("UNAVAILABLE", 503),
     ErrorKind.TIMEOUT: ("DEADLINE_EXCEEDED", 504),
@@ -66,16 +67,8 @@ def _finished(payload: dict[str, Any]) -> bool:
     return isinstance(cands, list) and any(isinstance(c, dict) and c.get("finishReason") for c in cands)
 
 
-class GeminiStreamScanner:
-    __slots__ = ("_sse", "usage")
-
-    def __init__(self) -> None:
-        self._sse = SSEBuffer()
-        self.usage = Usage()
-
-    @property
-    def events(self) -> int:
-        return self._sse.events
+class GeminiStreamScanner(SSEScanner):
+    __slots__ = ()
 
     def feed(self, chunk: bytes) -> bytes:
         # Scan an LF-only copy (Google frames events with CRLF; JSON never holds a raw CR); forward as is.

@@ -6,8 +6,8 @@ from typing import Any
 
 import orjson
 
-from .base import ErrorKind, Usage, model_in_body
-from .sse import SSEBuffer, cut, usage_events
+from .base import ErrorKind, ModelInBody, Usage
+from .sse import SSEScanner, cut, usage_events
 
 _TYPES = {
     ErrorKind.INVALID_REQUEST: ("invalid_request_error", None),
@@ -25,31 +25,31 @@ _TYPES = {
 }
 
 
-def usage_from_obj(u: Any) -> Usage:
+# (input, input details, output, output details) field names: chat's; the Responses API says input/output
+CHAT_USAGE_FIELDS = ("prompt_tokens", "prompt_tokens_details", "completion_tokens", "completion_tokens_details")
+
+
+def usage_from_obj(u: Any, fields: tuple[str, str, str, str] = CHAT_USAGE_FIELDS) -> Usage:
     if not isinstance(u, dict):
         return Usage()
-    cached = (u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-    reasoning = (u.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
+    inp, inp_details, out, out_details = fields
+    cached = (u.get(inp_details) or {}).get("cached_tokens") or 0
+    reasoning = (u.get(out_details) or {}).get("reasoning_tokens") or 0
     return Usage(
-        input_tokens=int(u.get("prompt_tokens") or 0),
-        output_tokens=int(u.get("completion_tokens") or 0),
+        input_tokens=int(u.get(inp) or 0),
+        output_tokens=int(u.get(out) or 0),
         cached_input_tokens=int(cached),
         reasoning_tokens=int(reasoning),
         reported=True,
     )
 
 
-class OpenAIStreamScanner:
-    __slots__ = ("_sse", "_strip", "usage")
+class OpenAIStreamScanner(SSEScanner):
+    __slots__ = ("_strip",)
 
     def __init__(self, strip_usage: bool = False) -> None:
-        self._sse = SSEBuffer()
+        super().__init__()
         self._strip = strip_usage
-        self.usage = Usage()
-
-    @property
-    def events(self) -> int:
-        return self._sse.events
 
     def feed(self, chunk: bytes) -> bytes:
         done = self._sse.complete(chunk)
@@ -66,14 +66,8 @@ class OpenAIStreamScanner:
         return cut(done, hidden) if hidden else done
 
 
-class OpenAIDialect:
+class OpenAIDialect(ModelInBody):
     name = "openai"
-
-    def requested_model(self, path: str, body: dict[str, Any]) -> str | None:
-        return model_in_body(body)
-
-    def wants_stream(self, path: str, body: dict[str, Any]) -> bool:
-        return body.get("stream") is True
 
     def error_body(self, status: int, kind: str, message: str) -> bytes:
         etype, code = _TYPES.get(kind, ("api_error", None))

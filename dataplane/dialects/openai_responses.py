@@ -13,37 +13,23 @@ from typing import Any
 
 import orjson
 
-from .base import Usage, model_in_body
+from .base import ModelInBody, Usage
 from .openai import OpenAIDialect
-from .sse import SSEBuffer, usage_events
+from .openai import usage_from_obj as chat_usage_from_obj
+from .sse import SSEScanner, usage_events
 
 _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
+USAGE_FIELDS = ("input_tokens", "input_tokens_details", "output_tokens", "output_tokens_details")
+
+
 def usage_from_obj(u: Any) -> Usage:
-    if not isinstance(u, dict):
-        return Usage()
-    cached = (u.get("input_tokens_details") or {}).get("cached_tokens") or 0
-    reasoning = (u.get("output_tokens_details") or {}).get("reasoning_tokens") or 0
-    return Usage(
-        input_tokens=int(u.get("input_tokens") or 0),
-        output_tokens=int(u.get("output_tokens") or 0),
-        cached_input_tokens=int(cached),
-        reasoning_tokens=int(reasoning),
-        reported=True,
-    )
+    return chat_usage_from_obj(u, USAGE_FIELDS)
 
 
-class ResponsesStreamScanner:
-    __slots__ = ("_sse", "usage")
-
-    def __init__(self) -> None:
-        self._sse = SSEBuffer()
-        self.usage = Usage()
-
-    @property
-    def events(self) -> int:
-        return self._sse.events
+class ResponsesStreamScanner(SSEScanner):
+    __slots__ = ()
 
     def feed(self, chunk: bytes) -> bytes:
         done = self._sse.complete(chunk)
@@ -56,19 +42,13 @@ class ResponsesStreamScanner:
         return chunk
 
 
-class OpenAIResponsesDialect:
+class OpenAIResponsesDialect(ModelInBody):
     """Same family, request shape (model/stream in the body) and error JSON as chat completions."""
 
     name = "openai"
 
     def __init__(self) -> None:
         self._chat = OpenAIDialect()
-
-    def requested_model(self, path: str, body: dict[str, Any]) -> str | None:
-        return model_in_body(body)
-
-    def wants_stream(self, path: str, body: dict[str, Any]) -> bool:
-        return body.get("stream") is True
 
     def error_body(self, status: int, kind: str, message: str) -> bytes:
         return self._chat.error_body(status, kind, message)

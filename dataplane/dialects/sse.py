@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 import orjson
 
+from .base import Usage
+
 _USAGE_OBJ = re.compile(rb'"usage"\s*:\s*\{')
 _MAX_PENDING = 1 << 20  # a single SSE event larger than 1 MiB is not usage-bearing; stop buffering it
 
@@ -34,6 +36,21 @@ class SSEBuffer:
         done = buf[: cut + 2]
         self.events += done.count(b"data:")
         return done
+
+
+class SSEScanner:
+    """What every dialect's stream scanner keeps: the SSE framing, the usage so far and the event count.
+    Subclasses implement `feed`."""
+
+    __slots__ = ("_sse", "usage")
+
+    def __init__(self) -> None:
+        self._sse = SSEBuffer()
+        self.usage = Usage()
+
+    @property
+    def events(self) -> int:
+        return self._sse.events
 
 
 def usage_events(done: bytes, marker: re.Pattern[bytes] = _USAGE_OBJ) -> Iterator[tuple[int, int, dict]]:
