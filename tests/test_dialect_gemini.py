@@ -45,6 +45,15 @@ def test_errors_are_google_rpc_errors() -> None:
     assert orjson.loads(event.removeprefix(b"data: "))["error"] == {"code": 500, "message": "cut", "status": "INTERNAL"}
 
 
+def test_every_error_kind_has_its_own_google_status() -> None:
+    # A budget refusal (HTTP 402) is an exhausted quota to Google clients, not an INTERNAL error.
+    err = orjson.loads(G.error_body(402, ErrorKind.BUDGET, "team budget exhausted"))["error"]
+    assert err == {"code": 402, "message": "team budget exhausted", "status": "RESOURCE_EXHAUSTED"}
+    kinds = [v for k, v in vars(ErrorKind).items() if k.isupper()]
+    internal = [k for k in kinds if orjson.loads(G.error_body(0, k, "x"))["error"]["status"] == "INTERNAL"]
+    assert sorted(internal) == [ErrorKind.INTERNAL, ErrorKind.UPSTREAM]
+
+
 def test_usage_metadata_thoughts_are_output_and_reasoning() -> None:
     u = G.usage_from_body({"usageMetadata": {"promptTokenCount": 100, "cachedContentTokenCount": 40,
                                              "candidatesTokenCount": 7, "thoughtsTokenCount": 30,
