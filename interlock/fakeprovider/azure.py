@@ -1,8 +1,7 @@
-"""Azure OpenAI routes: the v1 API (`/openai/v1/chat/completions`, `/responses`, `/embeddings`; deployment
-name as `model`) and the
-deployments API (`/openai/deployments/{deployment}/chat/completions?api-version=...`, which Azure
-answers with 404 when api-version is missing). Keys come in the `api-key` header (or an Entra
-bearer token)."""
+"""Azure OpenAI routes: the v1 API (`/openai/v1/chat/completions`, `/responses`, `/embeddings`;
+deployment name as `model`) and the deployments API
+(`/openai/deployments/{deployment}/chat/completions?api-version=...`, which Azure answers with 404
+when api-version is missing). Keys come in the `api-key` header (or an Entra bearer token)."""
 
 from __future__ import annotations
 
@@ -12,11 +11,10 @@ from typing import Any
 
 from aiohttp import web
 
-from . import embeddings, openai_api, responses_api
+from . import openai_api, responses_api
 from .dialects import OPENAI, RESPONSES
-from .handlers import admit, apply_faults, error_response, generate
-from .model import RequestError
-from .transport import json_response, send_json
+from .handlers import generate, serve_embeddings
+from .transport import json_response
 
 
 def api_key(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
@@ -47,21 +45,7 @@ async def v1_responses(request: web.Request) -> web.StreamResponse:
 
 
 async def v1_embeddings(request: web.Request) -> web.StreamResponse:
-    admitted = await admit(request, AZURE)
-    if isinstance(admitted, web.Response):
-        return admitted
-    state, entry = admitted.state, admitted.entry
-    try:
-        req = embeddings.parse(admitted.body)
-    except RequestError as exc:
-        return error_response(AZURE, entry, state, 400, exc.message, exc.param)
-    opts = await apply_faults(request, admitted)
-    if opts.status is not None:
-        return error_response(AZURE, entry, state, opts.status)
-    payload = embeddings.render(req, state.config.embedding_dimensions)
-    entry.status, entry.stream = 200, False
-    entry.usage = {"input_tokens": payload["usage"]["prompt_tokens"], "output_tokens": 0, "cached_tokens": 0}
-    return await send_json(request, payload, opts, {"apim-request-id": f"req_{state.next_id()}"})
+    return await serve_embeddings(request, AZURE, "apim-request-id")
 
 
 def add_routes(app: web.Application) -> None:

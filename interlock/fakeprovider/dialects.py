@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import anthropic_api, gemini_api, openai_api, responses_api
@@ -21,9 +21,9 @@ class Dialect:
     render: Render
     stream: Stream
     stream_content_type: str
-    missing_key_status: int
-    bad_key_status: int
-    request_id_header: str | None
+    missing_key_status: int = 401
+    bad_key_status: int = 401
+    request_id_header: str | None = "x-request-id"
 
 
 OPENAI = Dialect(
@@ -33,21 +33,15 @@ OPENAI = Dialect(
     render=openai_api.completion,
     stream=openai_api.stream,
     stream_content_type=openai_api.STREAM_CONTENT_TYPE,
-    missing_key_status=401,
-    bad_key_status=401,
-    request_id_header="x-request-id",
 )
 
-RESPONSES = Dialect(
+# Same keys, errors and request ids as chat completions; its own rendering.
+RESPONSES = replace(
+    OPENAI,
     name=responses_api.NAME,
-    api_key=openai_api.api_key,
-    error=openai_api.error,
     render=responses_api.response,
     stream=responses_api.stream,
     stream_content_type=responses_api.STREAM_CONTENT_TYPE,
-    missing_key_status=401,
-    bad_key_status=401,
-    request_id_header="x-request-id",
 )
 
 ANTHROPIC = Dialect(
@@ -57,8 +51,6 @@ ANTHROPIC = Dialect(
     render=anthropic_api.message,
     stream=anthropic_api.stream,
     stream_content_type=anthropic_api.STREAM_CONTENT_TYPE,
-    missing_key_status=401,
-    bad_key_status=401,
     request_id_header="request-id",
 )
 

@@ -160,22 +160,27 @@ async def gemini_generate(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def create_embeddings(request: web.Request) -> web.StreamResponse:
-    admitted = await admit(request, OPENAI)
+async def serve_embeddings(request: web.Request, dialect: Dialect, request_id_header: str) -> web.StreamResponse:
+    """OpenAI-shaped embeddings (OpenAI's own path and Azure's differ only in key header and request-id name)."""
+    admitted = await admit(request, dialect)
     if isinstance(admitted, web.Response):
         return admitted
     state, entry = admitted.state, admitted.entry
     try:
         req = embeddings.parse(admitted.body)
     except RequestError as exc:
-        return error_response(OPENAI, entry, state, 400, exc.message, exc.param)
+        return error_response(dialect, entry, state, 400, exc.message, exc.param)
     opts = await apply_faults(request, admitted)
     if opts.status is not None:
-        return error_response(OPENAI, entry, state, opts.status)
+        return error_response(dialect, entry, state, opts.status)
     payload = embeddings.render(req, state.config.embedding_dimensions)
     entry.status, entry.stream = 200, False
     entry.usage = {"input_tokens": payload["usage"]["prompt_tokens"], "output_tokens": 0, "cached_tokens": 0}
-    return await send_json(request, payload, opts, {"x-request-id": f"req_{state.next_id()}"})
+    return await send_json(request, payload, opts, {request_id_header: f"req_{state.next_id()}"})
+
+
+async def create_embeddings(request: web.Request) -> web.StreamResponse:
+    return await serve_embeddings(request, OPENAI, "x-request-id")
 
 
 async def list_models(request: web.Request) -> web.StreamResponse:
