@@ -342,24 +342,28 @@ GEMINI_SETTINGS = {
 }
 
 
-async def test_gemini_cli_answer_arrives_through_gateway(
-    agent_gateway: Gateway, fake_provider: FakeProvider, tmp_path: Path
-) -> None:
+async def run_gemini(gw: Gateway, tmp_path: Path, prompt: str) -> tuple[AgentRun, dict[str, Any]]:
     home, work = tmp_path / "home", tmp_path / "work"
     (home / ".gemini").mkdir(parents=True)
-    work.mkdir()
+    work.mkdir(exist_ok=True)
     (home / ".gemini" / "settings.json").write_text(json.dumps(GEMINI_SETTINGS))
     env = {
         **base_env(home),
-        "GOOGLE_GEMINI_BASE_URL": agent_gateway.url,
-        "GEMINI_API_KEY": agent_gateway.key,  # sent as x-goog-api-key
+        "GOOGLE_GEMINI_BASE_URL": gw.url,
+        "GEMINI_API_KEY": gw.key,  # sent as x-goog-api-key
         # Gemini CLI sends no session id; attribution comes from the gateway's tags header.
         "GEMINI_CLI_CUSTOM_HEADERS": "x-interlock-tags: agent=gemini-cli",
     }
-    argv = [str(agent_binary("gemini")), "-p", "hello from the gemini gateway test", "-m", GEMINI_MODEL, "-o", "json"]
+    argv = [str(agent_binary("gemini")), "-p", prompt, "-m", GEMINI_MODEL, "-o", "json"]
     run = await run_agent(argv, env, work, tmp_path)
     assert run.returncode == 0, run.describe()
-    result = json.loads(run.stdout[run.stdout.index("{"):])
+    return run, json.loads(run.stdout[run.stdout.index("{"):])
+
+
+async def test_gemini_cli_answer_arrives_through_gateway(
+    agent_gateway: Gateway, fake_provider: FakeProvider, tmp_path: Path
+) -> None:
+    run, result = await run_gemini(agent_gateway, tmp_path, "hello from the gemini gateway test")
 
     words = result["response"].split()
     assert words[:7] == ["Echo:", "hello", "from", "the", "gemini", "gateway", "test"], run.describe()
@@ -379,3 +383,43 @@ async def test_gemini_cli_answer_arrives_through_gateway(
     # Thoughts are billed as output: the gateway counts them in output_tokens and reasoning_tokens.
     assert event.output_tokens == tokens["candidates"] + tokens["thoughts"]
     assert event.reasoning_tokens == tokens["thoughts"]
+
+
+
+async def test_gemini_cli_tool_round_trip(agent_gateway: Gateway, fake_provider: FakeProvider, tmp_path: Path) -> None:
+    # The fake answers "use tool <name>" with a functionCall of that declared function, its
+    # string arguments being the prompt: so the prompt is also the (workspace-relative) file name.
+    # Given the functionResponse, it answers with text echoing the result.
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "use tool read_file").write_text("the secret word is pelican\n")
+    run, result = await run_gemini(agent_gateway, tmp_path, "use tool read_file")
+
+    words = result["response"].split()
+    assert words[:6] == ["Echo:", "the", "secret", "word", "is", "pelican"], run.describe()
+    assert result["stats"]["tools"]["byName"]["read_file"]["success"] == 1, run.describe()
+    assert_only_gateway(run, agent_gateway)
+
+    first, second = generation_requests(fake_provider)
+    assert {h["path"] for h in (first, second)} == {f"/v1beta/models/{GEMINI_MODEL}:streamGenerateContent"}
+    assert first["status"] == second["status"] == 200
+    declared = [d["name"] for t in first["body"]["tools"] for d in t.get("functionDeclarations", ())]
+    assert "read_file" in declared and declared[0] != "read_file"  # picked by name, not the first one
+    model_turn, user_turn = second["body"]["contents"][-2:]
+    [call_part] = [p for p in model_turn["parts"] if "functionCall" in p]
+    call = call_part["functionCall"]
+    assert model_turn["role"] == "model" and call["name"] == "read_file"
+    assert call["args"] == {"file_path": "use tool read_file"} and call["id"]
+    assert call_part["thoughtSignature"]  # thinking is on: the signed call came back (the fake verifies it)
+    [answer] = [p["functionResponse"] for p in user_turn["parts"] if "functionResponse" in p]
+    assert user_turn["role"] == "user" and (answer["id"], answer["name"]) == (call["id"], "read_file")
+    assert "the secret word is pelican" in json.dumps(answer["response"])
+
+    tokens = result["stats"]["models"][GEMINI_MODEL]["tokens"]
+    events = agent_gateway.sink.events
+    assert [e.status for e in events] == [200, 200]
+    assert {e.tags["agent"] for e in events} == {"gemini-cli"} and all(e.provider == "fg" and e.stream for e in events)
+    assert [e.input_tokens for e in events] == [first["usage"]["input_tokens"], second["usage"]["input_tokens"]]
+    assert events[1].input_tokens > events[0].input_tokens  # the second turn carries the call and its result
+    assert sum(e.input_tokens for e in events) == tokens["prompt"]
+    assert sum(e.output_tokens for e in events) == tokens["candidates"] + tokens["thoughts"]
+    assert sum(e.reasoning_tokens for e in events) == tokens["thoughts"]

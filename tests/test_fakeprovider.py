@@ -609,6 +609,46 @@ async def test_gemini_generate_and_stream(fake_provider: FakeProvider) -> None:
     assert chunks[-1]["usageMetadata"] == full["usageMetadata"]
 
 
+
+async def test_gemini_named_function_call_then_result_echo(fake_provider: FakeProvider) -> None:
+    base = f"{fake_provider.base_url}/v1beta/models/gemini-2.5-pro"
+    decls = [{"name": name, "parametersJsonSchema": {"type": "object", "properties": {"path": {"type": "string"}},
+                                                     "required": ["path"]}} for name in ("list_directory", "read_file")]
+    question = {"role": "user", "parts": [{"text": "notes.txt: use tool read_file"}]}
+    body = {"contents": [question], "tools": [{"functionDeclarations": decls}],
+            "generationConfig": {"thinkingConfig": {"includeThoughts": True}}}
+    headers = {"x-goog-api-key": "g"}
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{base}:generateContent", json=body, headers=headers) as resp:
+            full = await resp.json()
+        async with s.post(f"{base}:streamGenerateContent?alt=sse", json=body, headers=headers) as resp:
+            chunks = [orjson.loads(d) for _, d in await raw_events(resp)]
+        parts = full["candidates"][0]["content"]["parts"]
+        result = {"role": "user", "parts": [{"functionResponse": {
+            "id": parts[-1]["functionCall"]["id"], "name": "read_file", "response": {"output": "pelicans fly south"}}}]}
+        after = {**body, "contents": [question, full["candidates"][0]["content"], result]}
+        async with s.post(f"{base}:streamGenerateContent?alt=sse", json=after, headers=headers) as resp:
+            answer = [orjson.loads(d) for _, d in await raw_events(resp)]
+        tampered = {**after, "contents": [question, {"role": "model", "parts": [
+            {**parts[-1], "thoughtSignature": base64.b64encode(bytes(range(64))).decode()}]}, result]}
+        async with s.post(f"{base}:generateContent", json=tampered, headers=headers) as resp:
+            assert resp.status == 400 and (await resp.json())["error"]["status"] == "INVALID_ARGUMENT"
+
+    # The named declaration is called (not the first one), with an id and, thinking being on, a signature.
+    assert parts[0]["thought"] is True
+    call = parts[-1]
+    assert call["functionCall"]["name"] == "read_file" and call["functionCall"]["args"] == {"path": "notes.txt: use tool read_file"}
+    assert call["functionCall"]["id"].startswith("call_") and call["thoughtSignature"]
+    streamed = [p for c in chunks for p in c["candidates"][0]["content"]["parts"] if "functionCall" in p]
+    assert len(streamed) == 1 and streamed[0]["functionCall"]["name"] == "read_file" and streamed[0]["thoughtSignature"]
+    assert streamed[0]["functionCall"]["args"] == call["functionCall"]["args"]
+    assert chunks[-1]["candidates"][0]["finishReason"] == "STOP"
+    # Given the result, the answer is text about it: no further call.
+    text = "".join(p["text"] for c in answer for p in c["candidates"][0]["content"]["parts"] if not p.get("thought"))
+    assert text.startswith("Echo: pelicans fly south")
+    assert not any("functionCall" in p for c in answer for p in c["candidates"][0]["content"]["parts"])
+    assert answer[-1]["usageMetadata"]["promptTokenCount"] > full["usageMetadata"]["promptTokenCount"]
+
 # --- fixtures, CLI, recorded responses ------------------------------------------------
 
 

@@ -108,6 +108,39 @@ async def test_function_call_id_and_thought_signature_round_trip(gateway: Gatewa
     assert ev2.input_tokens > ev1.input_tokens  # the call and its result are input on the second turn
 
 
+
+async def test_streamed_function_call_picked_by_name_and_result_answered(gateway: Gateway, fake_provider) -> None:  # type: ignore[no-untyped-def]
+    c = client(gateway)
+    get_time = types.FunctionDeclaration(name="get_time", description="Local time in a city",
+                                         parameters_json_schema=GET_WEATHER.parameters_json_schema)
+    config = types.GenerateContentConfig(
+        tools=[types.Tool(function_declarations=[get_time, GET_WEATHER])], thinking_config=THINK)
+    question = types.Content(role="user", parts=[types.Part(text="Paris: use tool get_weather")])
+    chunks = [ch async for ch in await c.aio.models.generate_content_stream(
+        model="gemini-t", contents=[question], config=config)]
+    parts = [p for ch in chunks for p in ch.candidates[0].content.parts]  # type: ignore[index,union-attr]
+    calls = [p for p in parts if p.function_call]
+    assert len(calls) == 1 and calls[0].thought_signature  # the call arrives whole, signed
+    call = calls[0].function_call
+    assert call is not None and call.name == "get_weather" and call.id  # named in the prompt, not the first declared
+    assert call.args == {"city": "Paris: use tool get_weather"}
+    model_turn = types.Content(role="model", parts=parts)
+    result = types.Content(role="user", parts=[types.Part(function_response=types.FunctionResponse(
+        id=call.id, name=call.name, response={"forecast": "sunny and 21 C"}))])
+    answer = [ch async for ch in await c.aio.models.generate_content_stream(
+        model="gemini-t", contents=[question, model_turn, result], config=config)]
+    text = "".join(ch.text or "" for ch in answer)
+    assert text.startswith("Echo: sunny and 21 C") and not any(ch.function_calls for ch in answer)
+    sent = fake_provider.last_request
+    assert sent["query"]["alt"] == "sse" and sent["status"] == 200
+    back = sent["body"]["contents"][2]["parts"][0]["functionResponse"]
+    assert (back["id"], back["name"], back["response"]) == (call.id, "get_weather", {"forecast": "sunny and 21 C"})
+    ev1, ev2 = await wait_events(gateway, 2)
+    assert ev1.stream and ev2.stream and ev2.input_tokens > ev1.input_tokens
+    final = answer[-1].usage_metadata
+    assert final is not None and ev2.input_tokens == final.prompt_token_count
+    assert ev2.output_tokens == (final.candidates_token_count or 0) + (final.thoughts_token_count or 0)
+
 async def test_count_tokens_matches_generate_prompt_count(gateway: Gateway, fake_provider) -> None:  # type: ignore[no-untyped-def]
     c = client(gateway)
     counted = await c.aio.models.count_tokens(model="gemini-t", contents="count these few words please")

@@ -48,7 +48,7 @@ def parts_text(content: Any, *, text_only: bool = True) -> str:
     return "\n".join(texts)
 
 
-def _choose_tool(body: dict[str, Any], triggered: bool) -> ToolSpec | None:
+def _choose_tool(body: dict[str, Any], triggered: bool, prompt: str) -> ToolSpec | None:
     decls = [d for t in body.get("tools") or () if isinstance(t, dict)
              for d in field(t, "functionDeclarations") or () if isinstance(d, dict)]
     mode_cfg = field(field(body, "toolConfig") or {}, "functionCallingConfig") or {}
@@ -58,6 +58,8 @@ def _choose_tool(body: dict[str, Any], triggered: bool) -> ToolSpec | None:
     allowed = field(mode_cfg, "allowedFunctionNames")
     if allowed:
         decls = [d for d in decls if d.get("name") in allowed] or decls
+    elif named := [d for d in decls if str(d.get("name")) in prompt.split()]:
+        decls = named  # agents declare many functions: "use tool read_file" picks read_file
     decl = decls[0]
     schema = field(decl, "parametersJsonSchema") or decl.get("parameters") or {}
     return ToolSpec(name=str(decl.get("name", "tool")), schema=_lower_types(schema))
@@ -98,6 +100,23 @@ def last_text_part(content: Any) -> str:
     return texts[-1] if texts else ""
 
 
+def _leaves(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _leaves(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _leaves(v)]
+    return [orjson.dumps(value).decode()]
+
+
+def function_results(content: Any) -> str:
+    """The results a user turn hands back (functionResponse.response values), e.g. a file's text."""
+    parts = content.get("parts") if isinstance(content, dict) else None
+    results = [field(p, "functionResponse") for p in parts or () if isinstance(p, dict)]
+    return "\n".join(s for r in results if isinstance(r, dict) for s in _leaves(r.get("response", {})))
+
+
 def parse_generate(body: Any, *, model: str, stream: bool, sse: bool = True) -> Turn:
     if not isinstance(body, dict):
         raise RequestError("Invalid JSON payload received: expected an object.")
@@ -108,7 +127,8 @@ def parse_generate(body: Any, *, model: str, stream: bool, sse: bool = True) -> 
     system = body.get("systemInstruction") or body.get("system_instruction")
     texts = ([parts_text(system)] if system else []) + [parts_text(c, text_only=False) for c in contents]
     users = [c for c in contents if c.get("role", "user") == "user"]
-    prompt = last_text_part(users[-1]) if users else ""
+    # A turn that only returns function results is answered about them, so the echo shows the result.
+    prompt = (last_text_part(users[-1]) or function_results(users[-1])) if users else ""
     last = contents[-1]
     triggered = last.get("role", "user") == "user" and bool(parts_text(last)) and last_text_has_trigger(prompt)
     config = body.get("generationConfig") or body.get("generation_config") or {}
@@ -123,7 +143,7 @@ def parse_generate(body: Any, *, model: str, stream: bool, sse: bool = True) -> 
         stream=stream,
         input_text="\n".join(texts),
         prompt=prompt,
-        tool=_choose_tool(body, triggered),
+        tool=_choose_tool(body, triggered, prompt),
         max_tokens=max_tokens,
         sse=sse,
         reasoning=thinks,
