@@ -20,6 +20,7 @@ from .budget.ledger import Ledger
 from .budget.limits import PublishedLimits
 from .budget.pruner import RunKeyPruner
 from .budget.servicer import BudgetServicer
+from .explain_api import create_explain_router
 from .grpc_server import ControlPlaneServicer, build_server, start_control_plane_grpc
 from .publisher import SnapshotPublisher
 from .service import StorePolicyService
@@ -43,6 +44,11 @@ class ControlPlaneBackend:
     def budget_router(self) -> APIRouter:
         """Admin routes for budgets and per-run keys (mount via create_admin_app(extra_routers=...))."""
         return create_budget_router(self.service, self.ledger, self.service.current_snapshot)
+
+    def admin_routers(self, key_pepper: bytes) -> list[APIRouter]:
+        """Every admin route besides policy that each control plane serves (`interlock controlplane` and
+        `interlock dev` alike): explain, budgets and per-run keys. Mount via create_admin_app(extra_routers=...)."""
+        return [create_explain_router(self.service, key_pepper), self.budget_router()]
 
     async def close(self, grace_s: float = 1.0) -> None:
         await self.server.stop(grace_s)

@@ -8,7 +8,6 @@ from dataclasses import replace
 
 from controlplane.admin_api import create_admin_app
 from controlplane.backend import ControlPlaneBackend, start_backend
-from controlplane.explain_api import create_explain_router
 from controlplane.usage_api import create_usage_router
 from dataplane.node import DataPlaneNode
 from dataplane.usage_sink import ClickHouseSink, NullSink, UsageSink
@@ -56,8 +55,7 @@ class DevStack:
         self.backend = await start_backend(cp)
         self._stops.append(self.backend.close)
         self.virtual_key = await ensure_policy_and_key(self.backend.service, data_dir, fake_url, sec, self._env)
-        routers = [create_explain_router(self.backend.service, cp.key_pepper)]  # interlock explain
-        routers.append(self.backend.budget_router())  # interlock budgets, interlock keys mint
+        routers = self.backend.admin_routers(cp.key_pepper)  # explain, budgets, keys mint
         if s.with_usage:
             # same chDB path as the usage sink: one engine per process, many clients are fine
             queries = UsageQueryService.from_dsn(f"chdb://{data_dir / 'clickhouse'}")

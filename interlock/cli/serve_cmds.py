@@ -78,7 +78,6 @@ def controlplane_cmd(log_level: str) -> None:
     """Run the control plane: admin API + snapshot gRPC service over etcd (INTERLOCK_STORE)."""
     from controlplane.admin_api import create_admin_app
     from controlplane.backend import start_backend
-    from controlplane.explain_api import create_explain_router
     from interlock.settings import ControlPlaneSettings
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -87,10 +86,9 @@ def controlplane_cmd(log_level: str) -> None:
 
     async def main(stop: asyncio.Event) -> None:
         backend = await start_backend(settings)
-        explain = create_explain_router(backend.service, settings.key_pepper)  # interlock explain
-        server, task = await serve_admin(create_admin_app(backend.service, settings.admin_token,
-                                                          extra_routers=[explain, backend.budget_router()]),
-                                         settings.admin_host, settings.admin_port)
+        app = create_admin_app(backend.service, settings.admin_token,
+                               extra_routers=backend.admin_routers(settings.key_pepper))
+        server, task = await serve_admin(app, settings.admin_host, settings.admin_port)
         click.echo(f"interlock control plane: admin http://{settings.admin_host}:{settings.admin_port} "
                    f"gRPC {settings.grpc_host}:{backend.grpc_port} store {settings.store.split('@')[-1]}")
         await stop.wait()
