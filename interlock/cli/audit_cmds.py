@@ -9,7 +9,6 @@ import json
 import os
 
 import click
-from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -49,11 +48,7 @@ def changes_cell(r: PolicyAuditOut) -> Text:
 def policy_log_table(log: PolicyAuditLogOut) -> Table:
     caption = ("older records exist: widen --since or raise --limit; " if log.truncated else "") + \
         "full diffs: --diff or -o json"
-    t = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0), header_style="bold", caption=caption,
-              caption_justify="left")
-    for name in ("TIME (UTC)", "VERSION", "ACTOR", "ACTION"):
-        t.add_column(name, no_wrap=True, overflow="ellipsis")
-    t.add_column("CHANGES", overflow="fold")
+    t = render.table("TIME (UTC)!", "VERSION!", "ACTOR!", "ACTION!", "CHANGES", caption=caption)
     for r in log.records:
         # Plain Text, never markup: actors and names come from users and must print literally.
         t.add_row(Text(r.at[:19].replace("T", " ")), Text(str(r.version)), Text(r.actor),

@@ -8,7 +8,6 @@ import time
 from datetime import UTC, datetime
 
 import click
-from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -89,17 +88,14 @@ def _fmt(value: str, unit: str) -> str:
 
 
 def budgets_table(data: BudgetListOut) -> Table:
-    t = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0), header_style="bold")
-    money = ("LIMIT", "SETTLED", "RESERVED", "LEASED", "REMAINING", "OVERSHOOT")
-    for col in ("SCOPE", "LIMIT ID", "KIND", "WINDOW", *money, "RESETS"):
-        t.add_column(col, justify="right" if col in money else "left")
+    t = render.table("SCOPE", "LIMIT ID", "KIND", "WINDOW", "LIMIT>", "SETTLED>", "RESERVED>", "LEASED>", "REMAINING>",
+                     "OVERSHOOT>", "RESETS")
     for r in data.budgets:
-        scope = f"{r.scope} {r.scope_id}".strip()
         remaining = Text(_fmt(r.remaining, r.unit), style="red" if r.remaining == "0" else "")
         overshoot = Text(_fmt(r.overshoot, r.unit), style="yellow" if r.overshoot != "0" else "dim")
-        t.add_row(escape(scope), escape(r.limit_id), r.kind, r.window_key, _fmt(r.limit, r.unit),
-                  _fmt(r.settled, r.unit), _fmt(r.reserved, r.unit), _fmt(r.leased, r.unit), remaining, overshoot,
-                  _reset(r, data.server_time_unix_ms))
+        render.add_row(t, f"{r.scope} {r.scope_id}".strip(), r.limit_id, r.kind, r.window_key, _fmt(r.limit, r.unit),
+                       _fmt(r.settled, r.unit), _fmt(r.reserved, r.unit), _fmt(r.leased, r.unit), remaining, overshoot,
+                       _reset(r, data.server_time_unix_ms))
     return t
 
 

@@ -182,17 +182,20 @@ def validation_problems(data: Any, exc: ValidationError) -> list[str]:
 # -- tables -----------------------------------------------------------------------
 
 
-def _table(*columns: str, caption: str | None = None) -> Table:
-    """Columns named with a trailing '!' never wrap (ids, times, statuses); the rest share what is left."""
+def table(*columns: str, caption: str | None = None) -> Table:
+    """The CLI's table style. Columns named with a trailing '!' never wrap (ids, times, statuses), with '>'
+    are right-aligned figures kept on one line; the rest share what is left."""
     # Edges off and one space of padding: with the separator column that leaves a 2-space gap.
     t = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0), header_style="bold", caption=caption,
               caption_justify="left")
     for c in columns:
-        t.add_column(c.rstrip("!"), no_wrap=c.endswith("!"), overflow="ellipsis" if c.endswith("!") else "fold")
+        one_line = c[-1] in "!>"
+        t.add_column(c.rstrip("!>"), justify="right" if c.endswith(">") else "left", no_wrap=one_line,
+                     overflow="ellipsis" if c.endswith("!") else "fold")
     return t
 
 
-def _add_row(t: Table, *cells: str | Text) -> None:
+def add_row(t: Table, *cells: str | Text) -> None:
     # Plain Text, never markup: names and reasons come from users and must print literally.
     t.add_row(*(Text(c) if isinstance(c, str) else c for c in cells))
 
@@ -215,9 +218,9 @@ def key_status(k: KeyOut, now_ms: int) -> Text:
 
 def keys_table(keys: list[KeyOut], now_ms: int) -> Table:
     """OWNER is team/user/project, whichever are set; MODELS empty means the team's allowlist."""
-    t = _table("ID!", "NAME", "HINT!", "OWNER", "MODELS", "STATUS!", "CREATED!")
+    t = table("ID!", "NAME", "HINT!", "OWNER", "MODELS", "STATUS!", "CREATED!")
     for k in sorted(keys, key=lambda k: (k.revoked, -k.created_at_unix_ms)):
-        _add_row(
+        add_row(
             t, k.id, k.name or "—", k.hint.removeprefix(KEY_PREFIX), _owner(k),
             ", ".join(k.allowed_models) or ("team's" if k.team else "any"),
             key_status(k, now_ms), ago(k.created_at_unix_ms, now_ms),
@@ -226,12 +229,12 @@ def keys_table(keys: list[KeyOut], now_ms: int) -> Table:
 
 
 def models_table(models: list[ModelOut]) -> Table:
-    t = _table("NAME", "KIND!", "ROUTES TO", "INPUT!", "OUTPUT!", "CACHED!", caption="prices: USD per 1M tokens")
+    t = table("NAME", "KIND!", "ROUTES TO", "INPUT!", "OUTPUT!", "CACHED!", caption="prices: USD per 1M tokens")
     for col in t.columns[3:]:
         col.justify = "right"
     for m in sorted(models, key=lambda m: (m.kind != "model", m.name)):
         route = f"{m.provider}/{m.upstream}" if m.kind == "model" else f"→ {m.target} ({m.provider})"
-        _add_row(
+        add_row(
             t, Text(m.name, style="bold"), m.kind, route,
             price(m.input_per_mtok), price(m.output_per_mtok), price(m.cached_input_per_mtok),
         )
@@ -247,10 +250,10 @@ def sync_cell(n: NodeOut, version: int) -> Text:
 
 
 def nodes_table(nodes: list[NodeOut], version: int, now_ms: int) -> Table:
-    t = _table("NODE!", "ADDRESS!", "APPLIED!", "SYNC!", "CONNECTED!", "LAST SEEN!", "LAST REJECTION")
+    t = table("NODE!", "ADDRESS!", "APPLIED!", "SYNC!", "CONNECTED!", "LAST SEEN!", "LAST REJECTION")
     for n in sorted(nodes, key=lambda n: n.node_id):
         rejection = f"v{n.rejected_version}: {n.reject_reason}" if n.rejected_version else "—"
-        _add_row(
+        add_row(
             t, n.node_id, n.address or "—", str(n.version), sync_cell(n, version),
             Text("yes", style="green") if n.connected else Text("no", style="red"),
             ago(n.last_seen_unix_ms, now_ms), Text(rejection, style="red" if n.rejected_version else ""),
