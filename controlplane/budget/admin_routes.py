@@ -17,12 +17,11 @@ from interlock.v1 import policy_pb2
 
 from ..admin_schemas import ErrorOut
 from ..audit import clean_actor
+from ..policy.budgets import PICO_PER_USD
 from ..service_types import CreatedKey
 from .ledger import Ledger
 from .runkeys import RunKeySpec
 from .visibility import budget_rows
-
-PICO_PER_USD = 10**12
 
 
 class RunKeyMinter(Protocol):
