@@ -4,28 +4,18 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import anthropic
 import pytest
 
-from interlock.v1 import usage_pb2
-from tests.fixtures.gateway import Gateway
+from tests.fixtures.gateway import Gateway, wait_events
 
 pytestmark = pytest.mark.e2e
 
 TOOL: Any = {"name": "read_file", "description": "Read a file", "input_schema": {
     "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}
 THINKING: Any = {"type": "enabled", "budget_tokens": 1024}
-
-
-async def wait_events(gw: Gateway, n: int) -> list[usage_pb2.UsageEvent]:
-    for _ in range(200):
-        if len(gw.sink.events) >= n:
-            return gw.sink.events
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"expected {n} usage events, got {len(gw.sink.events)}")
 
 
 def client(gw: Gateway) -> anthropic.AsyncAnthropic:

@@ -5,7 +5,6 @@ usage event each request leaves behind."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,8 +16,7 @@ from google import genai
 from google.genai import errors, types
 
 from controlplane.policy.model import Model, Price, Provider
-from interlock.v1 import usage_pb2
-from tests.fixtures.gateway import Gateway, gateway_policy, start_gateway
+from tests.fixtures.gateway import Gateway, gateway_policy, start_gateway, wait_events
 
 pytestmark = pytest.mark.e2e
 
@@ -39,14 +37,6 @@ async def gateway(fake_provider, tmp_path: Path) -> AsyncIterator[Gateway]:  # t
         yield gw
     finally:
         await gw.node.stop()
-
-
-async def wait_events(gw: Gateway, n: int) -> list[usage_pb2.UsageEvent]:
-    for _ in range(200):
-        if len(gw.sink.events) >= n:
-            return gw.sink.events
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"expected {n} usage events, got {len(gw.sink.events)}")
 
 
 def client(gw: Gateway) -> genai.Client:

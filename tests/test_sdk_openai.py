@@ -4,14 +4,12 @@ event each request leaves behind."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import openai
 import pytest
 
-from interlock.v1 import usage_pb2
-from tests.fixtures.gateway import Gateway
+from tests.fixtures.gateway import Gateway, wait_events
 
 pytestmark = pytest.mark.e2e
 
@@ -20,14 +18,6 @@ FN_TOOL = {"type": "function", "name": "read_file", "description": "Read a file"
 GRAMMAR_TOOL = {"type": "custom", "name": "apply_patch", "description": "Apply a patch",
                 "format": {"type": "grammar", "syntax": "lark", "definition": "start: /[\\s\\S]+/"}}
 HOSTED_TOOL = {"type": "web_search"}
-
-
-async def wait_events(gw: Gateway, n: int) -> list[usage_pb2.UsageEvent]:
-    for _ in range(200):
-        if len(gw.sink.events) >= n:
-            return gw.sink.events
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"expected {n} usage events, got {len(gw.sink.events)}")
 
 
 def client(gw: Gateway) -> openai.AsyncOpenAI:
