@@ -6,7 +6,7 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,7 @@ from dataplane.routing.backoff import retry_after_s
 from dataplane.routing.breaker import Breakers
 from dataplane.routing.failure import UNHEALTHY, exception_class, status_class
 from dataplane.routing.report import AttemptRecord, route_headers
-from dataplane.routing.select import facts_of, select_plan, session_of
+from dataplane.routing.select import plan_for, session_of
 from dataplane.routing.table import Plan, RuntimeDeployment
 from dataplane.tags import TAGS_HEADER, missing, request_tags
 from dataplane.translate.base import Params
@@ -62,19 +62,31 @@ _OK = _Outcome(200, "", False)
 _UPSTREAM_KINDS = frozenset({ErrorKind.TIMEOUT, ErrorKind.UPSTREAM})  # GatewayErrors dataplane.upstream raises
 
 
+class _Ready:
+    """An awaitable that is already done (None): cheaper than a coroutine on the hot path."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        return iter(())  # type: ignore[return-value]
+
+
 class _NoLimit:
     """Stands in for asyncio.timeout() when a rule sets no per-attempt timeout (no timer on the hot path)."""
 
-    async def __aenter__(self) -> None:
-        return None
+    __slots__ = ()
 
-    async def __aexit__(self, *exc: object) -> None:
-        return None
+    def __aenter__(self) -> _Ready:
+        return _READY
+
+    def __aexit__(self, *exc: object) -> _Ready:
+        return _READY
 
     def reschedule(self, when: float | None) -> None:
         return None
 
 
+_READY = _Ready()
 _NO_LIMIT = _NoLimit()
 _Deadline = asyncio.Timeout | _NoLimit
 
@@ -156,8 +168,7 @@ class Proxy:
             raise bad_request("the request body must name a model, e.g. {\"model\": \"...\"}")
         stream = ep.dialect.wants_stream(req.path, body)
         rec.requested_model, rec.stream = requested, stream
-        f = facts_of(key, requested, req.headers, rec.tags, body, len(req.body))
-        plan = select_plan(policy, key, f)
+        plan = plan_for(policy, key, requested, req.headers, rec.tags, body, len(req.body))
         rec.route_rule = plan.rule_id
         named = policy.routes.get(requested)
         rec.alias = named.alias if named is not None else ""
@@ -169,7 +180,8 @@ class Proxy:
                                                    ep.operation)
         deadline = self._monotonic() + plan.total_timeout_s if plan.total_timeout_s else math.inf
         planner = AttemptPlanner(plan, constraint=policy.routing.constraints.get(key.team_id), breakers=self.breakers,
-                                 rng=self._rng, session=session_of(req.headers, rec.tags), deadline=deadline)
+                                 rng=self._rng, session=session_of(req.headers, rec.tags) if plan.sticky else "",
+                                 deadline=deadline)
         await self._attempts(req, resp, ep, rec, body, planner, stream, deadline)
 
     async def _attempts(
@@ -282,7 +294,7 @@ class Proxy:
                     rec.usage = _usage_of(xl.provider if xl else ep.dialect, payload)  # the provider's own report
                 rec.response_bytes = len(out)
                 resp.send(status, ctype, out, [*extra, *route_headers(rec.route_rule, rec.attempts)])
-                return _Outcome(status, cls, False)
+                return _OK if status == 200 else _Outcome(status, cls, False)
         except (TimeoutError, GatewayError) as exc:
             if resp.started or (isinstance(exc, GatewayError) and exc.kind not in _UPSTREAM_KINDS):
                 raise

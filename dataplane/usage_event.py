@@ -90,7 +90,7 @@ class RequestRecord:
         u = self.usage
         key = self.key
         ms = lambda t: int((t - self.received_s) * 1000) if t else 0  # noqa: E731
-        return usage_pb2.UsageEvent(
+        ev = usage_pb2.UsageEvent(
             event_id=self.event_id, received_unix_us=int(self.received_s * 1e6),
             first_byte_unix_us=int(self.first_byte_s * 1e6), done_unix_us=int(self.done_s * 1e6), node_id=node_id,
             key_id=key.id if key else "", team_id=key.team_id if key else "", user_id=key.user_id if key else "",
@@ -103,7 +103,8 @@ class RequestRecord:
             ttfb_ms=ms(self.first_byte_s), stream=self.stream, client_disconnected=self.client_disconnected,
             policy_version=self.policy_version, request_bytes=self.request_bytes, response_bytes=self.response_bytes,
             route_rule=self.route_rule, fallback=len(self.attempts) > 1,
-            attempts=[usage_pb2.Attempt(provider=a.provider, deployment=a.deployment, upstream_model=a.upstream_model,
-                                        status=a.status, error_class=a.error_class, latency_ms=a.latency_ms)
-                      for a in self.attempts],
         )
+        for a in self.attempts:  # add() builds in place: a constructor list would build then copy each message
+            ev.attempts.add(provider=a.provider, deployment=a.deployment, upstream_model=a.upstream_model,
+                            status=a.status, error_class=a.error_class, latency_ms=a.latency_ms)
+        return ev

@@ -27,6 +27,17 @@ def session_of(headers: Mapping[str, str], tags: Mapping[str, str]) -> str:
     return tags.get("session") or headers.get(SESSION_HEADER, "")
 
 
+def plan_for(policy: CompiledPolicy, key: KeyEntry, requested: str, headers: Mapping[str, str],
+             tags: Mapping[str, str], body: Mapping[str, Any], body_bytes: int) -> Plan:
+    """select_plan for the hot path: request facts are only built when some rule could apply to the name."""
+    plan = policy.routing.fixed(requested)
+    if plan is None:
+        return select_plan(policy, key, facts_of(key, requested, headers, tags, body, body_bytes))
+    if key.allowed is not None and requested not in key.allowed:
+        raise GatewayError(403, ErrorKind.PERMISSION, f"virtual key {key.id} is not allowed to use model {requested!r}")
+    return plan
+
+
 def select_plan(policy: CompiledPolicy, key: KeyEntry, f: Facts) -> Plan:
     sel = policy.routing.select(f)
     if sel is None:

@@ -102,6 +102,11 @@ class RoutingTable:
     def empty(cls) -> RoutingTable:
         return cls({}, (), {}, ())
 
+    def fixed(self, requested: str) -> Plan | None:
+        """The plan of a known name no rule can apply to (the common case): no request facts needed."""
+        entry = self._by_name.get(requested)
+        return entry[1] if entry is not None and not entry[0] else None
+
     def select(self, f: Facts) -> Selection | None:
         """The plan for a request: the first rule that matches, else the requested model's default plan."""
         entry = self._by_name.get(f.requested)
