@@ -30,6 +30,28 @@ class StreamUsageScanner(Protocol):
         ...
 
 
+class WrappingScanner:
+    """Base of scanners that transform the bytes around an inner StreamUsageScanner (wire decoding,
+    translation): usage and the event count are the inner scanner's. Subclasses implement `feed`."""
+
+    __slots__ = ("_scanner",)
+
+    def __init__(self, scanner: StreamUsageScanner) -> None:
+        self._scanner = scanner
+
+    @property
+    def usage(self) -> Usage:
+        return self._scanner.usage
+
+    @usage.setter
+    def usage(self, value: Usage) -> None:
+        self._scanner.usage = value
+
+    @property
+    def events(self) -> int:
+        return self._scanner.events
+
+
 class Dialect(Protocol):
     """One client-facing wire API. `name` is the dialect family a provider must speak to serve it
     without translation ("openai", "anthropic", "gemini"); several endpoint dialects can share one

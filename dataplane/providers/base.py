@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from dataplane.dialects.base import StreamUsageScanner, Usage
+from dataplane.dialects.base import StreamUsageScanner, WrappingScanner
 from dataplane.gateway_errors import bad_request
 
 if TYPE_CHECKING:
@@ -34,26 +34,14 @@ class StreamDecoder(Protocol):
         ...
 
 
-class DecodingScanner:
+class DecodingScanner(WrappingScanner):
     """A StreamUsageScanner that first turns the provider's wire framing into SSE (see StreamDecoder)."""
 
-    __slots__ = ("_decoder", "_scanner")
+    __slots__ = ("_decoder",)
 
     def __init__(self, decoder: StreamDecoder, scanner: StreamUsageScanner) -> None:
+        super().__init__(scanner)
         self._decoder = decoder
-        self._scanner = scanner
-
-    @property
-    def usage(self) -> Usage:
-        return self._scanner.usage
-
-    @usage.setter
-    def usage(self, value: Usage) -> None:
-        self._scanner.usage = value
-
-    @property
-    def events(self) -> int:
-        return self._scanner.events
 
     def feed(self, chunk: bytes) -> bytes:
         sse = self._decoder.feed(chunk)
