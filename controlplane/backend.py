@@ -6,6 +6,7 @@ The admin API takes `backend.service` (a PolicyService); data planes connect to
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,13 +22,16 @@ from .budget.limits import PublishedLimits
 from .budget.pruner import RunKeyPruner
 from .budget.servicer import BudgetServicer
 from .explain_api import create_explain_router
+from .grpc_auth import read_pem, server_security
 from .grpc_server import ControlPlaneServicer, build_server, start_control_plane_grpc
 from .publisher import SnapshotPublisher
 from .service import StorePolicyService
 from .store import open_store
 from .store.base import KV
+from .store.etcd_security import EtcdSecurity
 
 __all__ = ["ControlPlaneBackend", "start_backend", "start_control_plane_grpc"]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -64,7 +68,8 @@ async def start_backend(
     settings: ControlPlaneSettings, *, clock: Callable[[], float] = time.time, kv: KV | None = None
 ) -> ControlPlaneBackend:
     """Open the store named by settings (or use `kv`), start publishing and serve gRPC."""
-    kv = kv if kv is not None else open_store(settings.store, settings.etcd_prefix)
+    security = server_security(settings)  # first: a refused configuration must not touch the store
+    kv = kv if kv is not None else open_store(settings.store, settings.etcd_prefix, etcd_security=etcd_security(settings))
     publisher = SnapshotPublisher(kv, clock=clock)
     service = StorePolicyService(
         kv, settings.key_pepper, clock, published=lambda: publisher.current.snapshot if publisher.current else None
@@ -75,7 +80,7 @@ async def start_backend(
     try:
         server, servicer, port = build_server(
             publisher, kv, host=settings.grpc_host, port=settings.grpc_port, heartbeat_s=settings.heartbeat_s,
-            clock=clock, services=[BudgetServicer(ledger, clock).register],
+            clock=clock, services=[BudgetServicer(ledger, clock).register], security=security,
         )
         await server.start()
     except BaseException:
@@ -86,4 +91,20 @@ async def start_backend(
     if settings.run_key_prune_after_s > 0:
         pruner = RunKeyPruner(service, older_than_s=settings.run_key_prune_after_s)
         pruner.start()
+    log.info("control plane gRPC on %s:%d (%s)", settings.grpc_host, port, security.describe)
     return ControlPlaneBackend(kv, service, publisher, server, port, servicer, ledger, pruner)
+
+
+def etcd_security(settings: ControlPlaneSettings) -> EtcdSecurity | None:
+    """TLS and user auth for etcd from settings; None = plaintext, no auth (a local dev etcd)."""
+    ca, cert, key = settings.etcd_ca_cert, settings.etcd_cert, settings.etcd_key
+    if ca is None and cert is None and not settings.etcd_username:
+        return None
+    password = settings.etcd_password.decode() if settings.etcd_password else None
+    return EtcdSecurity(
+        ca_cert=read_pem(ca, "ETCD_CA_CERT") if ca else None,
+        cert_chain=read_pem(cert, "ETCD_CERT") if cert else None,
+        private_key=read_pem(key, "ETCD_KEY") if key else None,
+        username=settings.etcd_username or None,
+        password=password,
+    )

@@ -18,6 +18,7 @@ import grpc
 
 from interlock.v1 import control_pb2
 
+from .grpc_auth import ServerSecurity
 from .nodes import NodeSession
 from .publisher import Published, SnapshotPublisher, Subscription
 from .store.base import KV
@@ -166,15 +167,22 @@ def build_server(
     heartbeat_s: float,
     clock: Callable[[], float] = time.time,
     services: Iterable[Callable[[grpc.aio.Server], None]] = (),
+    security: ServerSecurity | None = None,
 ) -> tuple[grpc.aio.Server, ControlPlaneServicer, int]:
     """A bound, not yet started server; returns (server, servicer, bound port).
-    `services` register further services on the same port (e.g. BudgetService)."""
-    server = grpc.aio.server(options=_SERVER_OPTIONS)
+    `services` register further services on the same port (e.g. BudgetService); `security` (TLS credentials,
+    node-token interceptor) applies to every one of them. None = plaintext, anyone may call."""
+    security = security or ServerSecurity(None)
+    server = grpc.aio.server(options=_SERVER_OPTIONS, interceptors=security.interceptors)
     servicer = ControlPlaneServicer(publisher, kv, heartbeat_s=heartbeat_s, clock=clock)
     add_to_server(servicer, server)
     for register in services:
         register(server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"{host}:{port}"
+    if security.credentials is not None:
+        bound = server.add_secure_port(address, security.credentials)
+    else:
+        bound = server.add_insecure_port(address)
     if bound == 0:
         raise OSError(f"cannot listen for gRPC on {host}:{port}")
     return server, servicer, bound

@@ -12,6 +12,7 @@ from dataplane import gc_tuning, snapshot_file
 from dataplane.budget import metrics as budget_metrics
 from dataplane.budget.gate import BudgetGate, PoolTable
 from dataplane.budget.lease_client import LeaseClient
+from dataplane.control_channel import channel_credentials
 from dataplane.dialects.registry import default_dialects
 from dataplane.errors import DataPlaneError, SnapshotRejected
 from dataplane.gateway_errors import GatewayError
@@ -52,7 +53,7 @@ class DataPlaneNode:
         self.leases: LeaseClient | None = None
         if settings.control_plane:
             self.leases = LeaseClient(self.budget_table, target=settings.control_plane, node_id=settings.node_id,
-                                      tick_s=settings.budget_tick_s)
+                                      tick_s=settings.budget_tick_s, credentials=channel_credentials(settings))
             self.budget_gate.attach(self.leases)
         self.proxy = Proxy(policy=self.holder.current, pepper=settings.key_pepper, upstream=self.upstream, sink=sink,
                            node_id=settings.node_id, clock=now, budgets=self.budget_gate, translations=default_translations(dialects))
@@ -62,7 +63,8 @@ class DataPlaneNode:
         self.sync: SnapshotSync | None = None
         if settings.control_plane:
             self.sync = SnapshotSync(settings.control_plane, settings.node_id, self.holder.apply, settings.snapshot_path,
-                                     listen_address=f"{settings.host}:{settings.port}")
+                                     listen_address=f"{settings.host}:{settings.port}",
+                                     credentials=channel_credentials(settings))
         if settings.tune_gc:
             self.holder.on_swap(lambda _policy: gc_tuning.freeze_long_lived())
         self._server: asyncio.Server | None = None

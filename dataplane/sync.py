@@ -24,9 +24,12 @@ import grpc.aio
 from interlock.v1 import control_pb2, control_pb2_grpc, policy_pb2
 
 from . import snapshot_file
+from .control_channel import open_channel
 from .errors import SnapshotFileError, SnapshotRejected
 
 Applier = Callable[[policy_pb2.PolicySnapshot], None]
+_REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+_CREDENTIAL_SETTINGS = "INTERLOCK_NODE_TOKEN / INTERLOCK_CONTROL_PLANE_CA / _CERT / _KEY"
 
 
 class SnapshotSync:
@@ -168,7 +171,12 @@ class SnapshotSync:
             try:
                 await self._session()
             except grpc.aio.AioRpcError as exc:
-                self._log_failure("control plane %s: stream failed: %s %s", self._target, exc.code().name, exc.details())
+                if exc.code() in _REFUSED:  # a credentials problem: say which settings to check
+                    self._log_failure("control plane %s refused this node: %s %s (check %s)", self._target,
+                                      exc.code().name, exc.details(), _CREDENTIAL_SETTINGS)
+                else:
+                    self._log_failure("control plane %s: stream failed: %s %s", self._target, exc.code().name,
+                                      exc.details())
             except OSError as exc:  # includes the ConnectionError/TimeoutError raised by _read
                 self._log_failure("control plane %s: %s", self._target, exc)
             except Exception:
@@ -184,10 +192,7 @@ class SnapshotSync:
         self._log.log(level, msg + "; keeping version %d, reconnecting", *args, self.applied_version)
 
     async def _session(self) -> None:
-        if self._credentials is not None:
-            channel = grpc.aio.secure_channel(self._target, self._credentials, options=self.CHANNEL_OPTIONS)
-        else:
-            channel = grpc.aio.insecure_channel(self._target, options=self.CHANNEL_OPTIONS)
+        channel = open_channel(self._target, self._credentials, self.CHANNEL_OPTIONS)
         try:
             call = control_pb2_grpc.ControlPlaneStub(channel).Subscribe()
             hello = control_pb2.Hello(

@@ -6,6 +6,7 @@ excluded from repr so they never reach logs.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from collections.abc import Callable, Mapping
@@ -50,6 +51,28 @@ def _bool(raw: str) -> bool:
     raise ValueError("expected true/false")
 
 
+def _path(raw: str) -> Path:
+    return Path(raw)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for addresses only this machine can reach ("localhost", 127.0.0.0/8, ::1)."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a DNS name (or "" / 0.0.0.0 = every interface): assume reachable from the network
+
+
+def target_host(target: str) -> str:
+    """The host of a gRPC target "host:port", "dns:///host:port" or "[v6]:port"."""
+    rest = target.split("///", 1)[-1]
+    host, sep, port = rest.rpartition(":")
+    return host if sep and port.isdigit() else rest
+
+
 @dataclass(frozen=True)
 class DataPlaneSettings:
     node_id: str
@@ -73,6 +96,13 @@ class DataPlaneSettings:
     budget_tick_s: float = 0.5  # budget lease sync period (renew, report spend, return unused)
     budget_wait_s: float = 2.0  # how long a request may wait for a lease refill before it is refused
     credential_refresh_s: float = 30.0  # re-read provider credential refs (rotated tokens); 0 = only on policy change
+    # Channel to the control plane (see dataplane/control_channel.py): TLS when a CA is given or control_plane_tls,
+    # a client cert for mutual TLS, and a bootstrap token sent as call metadata (never logged).
+    control_plane_tls: bool = False  # TLS with the system's root CAs
+    control_plane_ca: Path | None = None  # CA that signed the control plane's certificate (implies TLS)
+    control_plane_cert: Path | None = None  # this node's client certificate (mutual TLS)
+    control_plane_key: Path | None = None
+    node_token: bytes | None = field(default=None, repr=False)
 
     @property
     def snapshot_path(self) -> Path:
@@ -82,13 +112,28 @@ class DataPlaneSettings:
     def usage_spool_dir(self) -> Path:
         return self.spool_dir or self.state_dir / "usage-spool"
 
+    @property
+    def control_plane_uses_tls(self) -> bool:
+        return self.control_plane_tls or self.control_plane_ca is not None or self.control_plane_cert is not None
+
+    def control_channel_problem(self) -> str | None:
+        """Why the channel to the control plane cannot be built as configured, or None."""
+        if (self.control_plane_cert is None) != (self.control_plane_key is None):
+            return f"set both {PREFIX}CONTROL_PLANE_CERT and {PREFIX}CONTROL_PLANE_KEY (client certificate and its key)"
+        if (self.node_token and self.control_plane and not self.control_plane_uses_tls
+                and not self.control_plane.startswith("unix:") and not is_loopback_host(target_host(self.control_plane))):
+            # A bearer token in cleartext would let anyone on the path impersonate this node.
+            return (f"{PREFIX}NODE_TOKEN is only sent over TLS or to a loopback control plane: set "
+                    f"{PREFIX}CONTROL_PLANE_CA (or {PREFIX}CONTROL_PLANE_TLS=true) for {self.control_plane}")
+        return None
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DataPlaneSettings:
         env = os.environ if env is None else env
         pepper = _secret(env, "KEY_PEPPER")
         if not pepper:
             raise SettingsError(f"{PREFIX}KEY_PEPPER (or {PREFIX}KEY_PEPPER_FILE) must be set to the control plane's key pepper")
-        return cls(
+        settings = cls(
             node_id=_get(env, "NODE_ID", socket.gethostname(), str),
             key_pepper=pepper,
             host=_get(env, "DP_HOST", cls.host, str),
@@ -111,7 +156,15 @@ class DataPlaneSettings:
             budget_tick_s=_get(env, "BUDGET_TICK_S", cls.budget_tick_s, float),
             budget_wait_s=_get(env, "BUDGET_WAIT_S", cls.budget_wait_s, float),
             credential_refresh_s=_get(env, "CREDENTIAL_REFRESH_S", cls.credential_refresh_s, float),
+            control_plane_tls=_get(env, "CONTROL_PLANE_TLS", cls.control_plane_tls, _bool),
+            control_plane_ca=_get(env, "CONTROL_PLANE_CA", None, _path),
+            control_plane_cert=_get(env, "CONTROL_PLANE_CERT", None, _path),
+            control_plane_key=_get(env, "CONTROL_PLANE_KEY", None, _path),
+            node_token=_secret(env, "NODE_TOKEN"),
         )
+        if problem := settings.control_channel_problem():
+            raise SettingsError(problem)
+        return settings
 
 
 @dataclass(frozen=True)
@@ -127,6 +180,18 @@ class ControlPlaneSettings:
     heartbeat_s: float = 5.0
     budget_lease_ttl_s: float = 20.0  # a crashed node's budget leases return to the pool after this
     run_key_prune_after_s: float = 86_400.0  # ended per-run keys are deleted this long after (0 = keep)
+    # Who may use the gRPC port (Subscribe + BudgetService), see controlplane/grpc_auth.py.
+    grpc_tls_cert: Path | None = None  # server certificate chain (PEM); with grpc_tls_key enables TLS
+    grpc_tls_key: Path | None = None
+    grpc_client_ca: Path | None = None  # require node client certificates signed by this CA (mutual TLS)
+    node_token: bytes | None = field(default=None, repr=False)  # nodes must present it as call metadata
+    grpc_allow_insecure: bool = False  # allow plaintext, unauthenticated gRPC on a non-loopback address
+    # etcd transport security and auth (controlplane/store/etcd.py)
+    etcd_ca_cert: Path | None = None
+    etcd_cert: Path | None = None  # client certificate for etcd --client-cert-auth
+    etcd_key: Path | None = None
+    etcd_username: str = ""
+    etcd_password: bytes | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ControlPlaneSettings:
@@ -137,7 +202,7 @@ class ControlPlaneSettings:
             raise SettingsError(f"{PREFIX}KEY_PEPPER (or {PREFIX}KEY_PEPPER_FILE) must be set: 32+ random bytes, same on every node")
         if not token:
             raise SettingsError(f"{PREFIX}ADMIN_TOKEN (or {PREFIX}ADMIN_TOKEN_FILE) must be set to protect the admin API")
-        return cls(
+        settings = cls(
             key_pepper=pepper,
             admin_token=token,
             store=_get(env, "STORE", cls.store, str),
@@ -149,7 +214,39 @@ class ControlPlaneSettings:
             heartbeat_s=_get(env, "HEARTBEAT_S", cls.heartbeat_s, float),
             budget_lease_ttl_s=_get(env, "BUDGET_LEASE_TTL_S", cls.budget_lease_ttl_s, float),
             run_key_prune_after_s=_get(env, "RUN_KEY_PRUNE_AFTER_S", cls.run_key_prune_after_s, float),
+            grpc_tls_cert=_get(env, "GRPC_TLS_CERT", None, _path),
+            grpc_tls_key=_get(env, "GRPC_TLS_KEY", None, _path),
+            grpc_client_ca=_get(env, "GRPC_CLIENT_CA", None, _path),
+            node_token=_secret(env, "NODE_TOKEN"),
+            grpc_allow_insecure=_get(env, "GRPC_ALLOW_INSECURE", cls.grpc_allow_insecure, _bool),
+            etcd_ca_cert=_get(env, "ETCD_CA_CERT", None, _path),
+            etcd_cert=_get(env, "ETCD_CERT", None, _path),
+            etcd_key=_get(env, "ETCD_KEY", None, _path),
+            etcd_username=_get(env, "ETCD_USERNAME", cls.etcd_username, str),
+            etcd_password=_secret(env, "ETCD_PASSWORD"),
         )
+        if problem := settings.grpc_security_problem():
+            raise SettingsError(problem)
+        return settings
+
+    def grpc_security_problem(self) -> str | None:
+        """Why this gRPC configuration must not start, or None. Plaintext without a token is the dev default, and
+        safe only on loopback: anyone who reaches the port could read every policy and drain budgets."""
+        if (self.grpc_tls_cert is None) != (self.grpc_tls_key is None):
+            return f"set both {PREFIX}GRPC_TLS_CERT and {PREFIX}GRPC_TLS_KEY (server certificate and its key)"
+        if self.grpc_client_ca is not None and self.grpc_tls_cert is None:
+            return (f"{PREFIX}GRPC_CLIENT_CA (mutual TLS) needs server TLS too: "
+                    f"set {PREFIX}GRPC_TLS_CERT and {PREFIX}GRPC_TLS_KEY")
+        if self.grpc_tls_cert is None and not is_loopback_host(self.grpc_host) and not self.grpc_allow_insecure:
+            return (f"refusing plaintext gRPC on {self.grpc_host or '0.0.0.0'}:{self.grpc_port}, which is reachable "
+                    f"from the network: set {PREFIX}GRPC_TLS_CERT and {PREFIX}GRPC_TLS_KEY (and {PREFIX}NODE_TOKEN "
+                    f"or {PREFIX}GRPC_CLIENT_CA to authenticate nodes), or {PREFIX}GRPC_ALLOW_INSECURE=true if "
+                    f"something else (a service mesh) encrypts and authenticates this traffic")
+        if (self.etcd_cert is None) != (self.etcd_key is None):
+            return f"set both {PREFIX}ETCD_CERT and {PREFIX}ETCD_KEY (etcd client certificate and its key)"
+        if bool(self.etcd_username) != bool(self.etcd_password):
+            return f"set both {PREFIX}ETCD_USERNAME and {PREFIX}ETCD_PASSWORD (or {PREFIX}ETCD_PASSWORD_FILE)"
+        return None
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,12 @@ See `layout` for how policy, keys and node status are laid out in the store.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .base import KV, Entry
+
+if TYPE_CHECKING:
+    from .etcd_security import EtcdSecurity
 
 __all__ = ["KV", "Entry", "open_store", "parse_etcd_endpoints"]
 
@@ -27,16 +32,16 @@ def parse_etcd_endpoints(spec: str) -> list[tuple[str, int]]:
     return endpoints
 
 
-def open_store(url: str, prefix: str) -> KV:
+def open_store(url: str, prefix: str, *, etcd_security: EtcdSecurity | None = None) -> KV:
     """Open `etcd://host:port[,host:port]` or `sqlite:///relative/path.db` (`sqlite:////abs/path.db`).
 
     Every key the store handles lives under `prefix` (e.g. "/interlock"), so
-    several deployments, or tests, can share one etcd.
+    several deployments, or tests, can share one etcd. `etcd_security`: TLS and user auth for etcd.
     """
     if url.startswith("etcd://"):
         from .etcd import EtcdKV
 
-        return EtcdKV(parse_etcd_endpoints(url.removeprefix("etcd://").rstrip("/")), prefix)
+        return EtcdKV(parse_etcd_endpoints(url.removeprefix("etcd://").rstrip("/")), prefix, security=etcd_security)
     if url.startswith("sqlite:///"):
         from .embedded import SqliteKV
 

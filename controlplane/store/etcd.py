@@ -17,9 +17,13 @@ from typing import Any, TypeVar
 
 import aetcd
 import grpc
+from aetcd import exceptions as aetcd_exceptions
+from aetcd import rpc
+from aetcd import watcher as aetcd_watcher
 
 from ..errors import Conflict, PolicyInvalid, StoreUnavailable
 from .base import Entry, join_root
+from .etcd_security import EtcdSecurity
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,6 +42,46 @@ _CHANNEL_OPTIONS = {
 }
 
 
+class _TLSClient(aetcd.Client):
+    """aetcd 1.0 only builds plaintext channels: this is its connect() over a TLS channel (same steps)."""
+
+    def __init__(self, *args: Any, credentials: grpc.ChannelCredentials, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._tls_credentials = credentials
+
+    async def connect(self) -> None:
+        if self._connected.is_set():
+            return
+        if self._is_connecting:  # type: ignore[has-type]  # aetcd is untyped
+            await asyncio.wait_for(self._connected.wait(), self._connect_wait_timeout)
+            return
+        try:
+            self._is_connecting = True
+            self.channel = rpc.secure_channel(f"{self._host}:{self._port}", self._tls_credentials,
+                                              options=self._options.items())
+            if self._username is not None and self._password is not None:
+                self.auth_stub = rpc.AuthStub(self.channel)
+                request = rpc.AuthenticateRequest(name=self._username, password=self._password)
+                resp = await self.auth_stub.Authenticate(request, timeout=self._timeout)
+                self.metadata = (("token", resp.token),)
+            self.kvstub = rpc.KVStub(self.channel)
+            self.clusterstub = rpc.ClusterStub(self.channel)
+            self.leasestub = rpc.LeaseStub(self.channel)
+            self.maintenancestub = rpc.MaintenanceStub(self.channel)
+            self._watcher = aetcd_watcher.Watcher(rpc.WatchStub(self.channel), timeout=self._timeout,
+                                                  metadata=self.metadata)
+            self._connected.set()
+        except rpc.AioRpcError as exc:
+            aetcd_exceptions._handle_exception(exc)  # raises the matching aetcd error, as aetcd.Client does
+        finally:
+            self._is_connecting = False
+
+
+def _auth_token_expired(exc: BaseException) -> bool:
+    # etcd drops a simple auth token after --auth-token-ttl of disuse; aetcd never re-authenticates by itself.
+    return "invalid auth token" in str(exc)
+
+
 class EtcdKV:
     def __init__(
         self,
@@ -47,9 +91,11 @@ class EtcdKV:
         timeout_s: float = 5.0,
         retry_s: float = 0.2,
         max_retry_s: float = 5.0,
+        security: EtcdSecurity | None = None,
     ):
         if not endpoints:
             raise ValueError("at least one etcd endpoint is required")
+        self._security = security or EtcdSecurity()
         self._endpoints = list(endpoints)
         self._root = root
         self._timeout_s = timeout_s
@@ -65,8 +111,22 @@ class EtcdKV:
 
     def _new_client(self) -> aetcd.Client:
         host, port = self._endpoints[self._idx]
+        sec = self._security
         # aetcd annotates timeout as int but passes it straight to grpc, which takes float seconds.
-        return aetcd.Client(host=host, port=port, timeout=self._timeout_s, options=_CHANNEL_OPTIONS)  # type: ignore[arg-type]
+        kwargs: dict[str, Any] = dict(host=host, port=port, timeout=self._timeout_s, options=_CHANNEL_OPTIONS,
+                                      username=sec.username, password=sec.password)
+        if sec.tls:
+            return _TLSClient(credentials=sec.credentials(), **kwargs)
+        return aetcd.Client(**kwargs)
+
+    def _reauthenticate(self, failed: aetcd.Client) -> None:
+        """A fresh client (same endpoint) logs in again; the old one is closed in the background."""
+        if failed is not self._client or self._closed:
+            return
+        self._client = self._new_client()
+        task = asyncio.get_running_loop().create_task(failed.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def _where(self) -> str:
         return ",".join(f"{h}:{p}" for h, p in self._endpoints)
@@ -87,21 +147,30 @@ class EtcdKV:
         if self._closed:
             raise StoreUnavailable("the etcd store is closed")
         last: BaseException | None = None
-        for _ in range(len(self._endpoints) if idempotent else 1):
+        relogged = False
+        attempts = len(self._endpoints) if idempotent else 1
+        while attempts > 0:
+            attempts -= 1
             client = self._client
             try:
                 return await op(client)
             except _UNREACHABLE as exc:
                 last = exc
                 self._failover(client)
-            except aetcd.InvalidArgumentError as exc:
-                if "too many operations" in str(exc):
+            except (aetcd.ClientError, grpc.RpcError) as exc:
+                rejected = isinstance(exc, aetcd.InvalidArgumentError)
+                if rejected and "too many operations" in str(exc):
                     raise PolicyInvalid(
                         ["the change touches more items than etcd allows in one transaction; "
                          "raise etcd's --max-txn-ops or apply the policy in smaller steps"]
                     ) from exc
-                raise StoreUnavailable(f"etcd rejected the request: {exc}") from exc
-            except (aetcd.ClientError, grpc.RpcError) as exc:
+                if not relogged and self._security.username and _auth_token_expired(exc):
+                    # etcd refused the request before applying it, so even a commit is safe to retry once.
+                    relogged, attempts = True, attempts + 1
+                    self._reauthenticate(client)
+                    continue
+                if rejected:
+                    raise StoreUnavailable(f"etcd rejected the request: {exc}") from exc
                 raise StoreUnavailable(f"etcd error at {self._where()}: {exc}") from exc
         raise StoreUnavailable(f"etcd is unreachable at {self._where()}: {last}") from last
 
