@@ -10,15 +10,14 @@ import json
 from typing import Any
 
 import click
-from rich import box
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from interlock.settings import CliSettings, SettingsError
 
 from .admin_client import AdminClient
 from .policy_cmds import admin_options
+from .render import table
 
 _CIRCUIT_STYLE = {"closed": "green", "open": "red", "half_open": "yellow"}
 
@@ -38,10 +37,7 @@ def render(e: dict[str, Any], console: Console) -> None:
                                 "  team ", (e["team"] or "-", "bold"), "  model ", (e["requested_model"], "bold"),
                                 ("  (~", "dim"), (str(e["estimated_input_tokens"]), "dim"),
                                 (" input tokens, tools)" if e["has_tools"] else " input tokens)", "dim")))
-    rules = Table(box=box.SIMPLE_HEAD, show_edge=False, header_style="bold", title="rules considered, in order",
-                  title_justify="left")
-    rules.add_column("RULE")
-    rules.add_column("RESULT")
+    rules = table("RULE", "RESULT", title="rules considered, in order")
     for r in e["rules"]:
         rules.add_row(Text(r["rule"]), Text("match" if r["matched"] else f"skip: {r['reason']}",
                                             style="green" if r["matched"] else "dim"))
@@ -54,9 +50,7 @@ def render(e: dict[str, Any], console: Console) -> None:
                                 ("  (no rule matched: the model's defaults)" if e["rule"] == "default" else "", "dim")))
     if e["constraints"]:
         console.print(Text.assemble("team limits: ", (e["constraints"], "yellow")))
-    t = Table(box=box.SIMPLE_HEAD, show_edge=False, header_style="bold")
-    for col in ("ORDER", "MODEL", "DEPLOYMENT", "PROVIDER", "UPSTREAM", "REGION", "WEIGHT", "FIRST PICK", "CIRCUIT"):
-        t.add_column(col, no_wrap=True)
+    t = table("ORDER!", "MODEL!", "DEPLOYMENT!", "PROVIDER!", "UPSTREAM!", "REGION!", "WEIGHT!", "FIRST PICK!", "CIRCUIT!")
     for target in e["targets"]:
         for d in target["deployments"]:
             excluded = d["excluded"]

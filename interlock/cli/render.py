@@ -182,12 +182,12 @@ def validation_problems(data: Any, exc: ValidationError) -> list[str]:
 # -- tables -----------------------------------------------------------------------
 
 
-def table(*columns: str, caption: str | None = None) -> Table:
+def table(*columns: str, caption: str | None = None, title: str | None = None) -> Table:
     """The CLI's table style. Columns named with a trailing '!' never wrap (ids, times, statuses), with '>'
     are right-aligned figures kept on one line; the rest share what is left."""
     # Edges off and one space of padding: with the separator column that leaves a 2-space gap.
     t = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0), header_style="bold", caption=caption,
-              caption_justify="left")
+              caption_justify="left", title=title, title_justify="left")
     for c in columns:
         one_line = c[-1] in "!>"
         t.add_column(c.rstrip("!>"), justify="right" if c.endswith(">") else "left", no_wrap=one_line,
