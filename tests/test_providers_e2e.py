@@ -15,7 +15,7 @@ import pytest
 from controlplane.policy.model import Model, PolicyDocument, Price, Provider, Team
 from interlock.fakeprovider.bedrock import FAKE_AWS_SECRET
 from tests.fixtures.fakeprovider import FakeProvider
-from tests.fixtures.gateway import Gateway, start_gateway
+from tests.fixtures.gateway import Gateway, start_gateway, wait_events
 
 ENV = {
     "AZ_KEY": "az-secret", "VTX_TOKEN": "ya29.fake", "GEM_KEY": "gem-secret",
@@ -79,9 +79,9 @@ def last(fake: FakeProvider) -> dict[str, Any]:
     return req
 
 
-def event(gw: Gateway) -> Any:
-    assert gw.sink.events
-    return gw.sink.events[-1]
+async def event(gw: Gateway, n: int) -> Any:
+    """The test's n-th request's usage event (waits for it: events are emitted after the response)."""
+    return (await wait_events(gw, n))[n - 1]
 
 
 HI: Any = [{"role": "user", "content": "hello there"}]  # one literal for both SDKs' message types
@@ -93,7 +93,7 @@ async def test_azure_v1_and_deployments_api_through_the_openai_sdk(gw: Gateway, 
     assert r.choices[0].message.content and r.usage and r.usage.completion_tokens > 0
     req = last(fake_provider)
     assert req["path"] == "/openai/v1/chat/completions" and req["body"]["model"] == "my-gpt4o"
-    ev = event(gw)
+    ev = await event(gw, 1)
     assert (ev.provider, ev.upstream_model, ev.output_tokens) == ("az", "my-gpt4o", r.usage.completion_tokens)
 
     stream = await client.chat.completions.create(model="az-dep-gpt", messages=HI, stream=True)
@@ -105,7 +105,7 @@ async def test_azure_v1_and_deployments_api_through_the_openai_sdk(gw: Gateway, 
     assert req["path"] == "/openai/deployments/gpt4o-east/chat/completions"
     assert req["query"]["api-version"] == "2024-10-21"
     assert req["body"]["stream_options"] == {"include_usage": True}
-    ev = event(gw)
+    ev = await event(gw, 2)
     assert ev.stream and ev.output_tokens == len(text.split()) and not ev.usage_estimated
 
 
@@ -125,14 +125,16 @@ async def test_vertex_anthropic_through_the_anthropic_sdk(gw: Gateway, fake_prov
                            "claude-sonnet-4@20250514:rawPredict")
     assert req["body"]["anthropic_version"] == "vertex-2023-10-16" and "model" not in req["body"]
     assert req["api_key_sha256"] == hashlib.sha256(b"ya29.fake").hexdigest()  # the token came as a bearer token
-    assert event(gw).output_tokens == msg.usage.output_tokens and event(gw).provider == "vtx-a"
+    ev = await event(gw, 1)
+    assert ev.output_tokens == msg.usage.output_tokens and ev.provider == "vtx-a"
 
     async with client.messages.stream(model="vtx-claude", max_tokens=64, messages=HI) as s:
         text = "".join([t async for t in s.text_stream])
         final = await s.get_final_message()
     assert text.startswith("Echo:") and final.usage.output_tokens > 0
     assert last(fake_provider)["path"].endswith(":streamRawPredict")
-    assert event(gw).output_tokens == final.usage.output_tokens and not event(gw).usage_estimated
+    ev = await event(gw, 2)
+    assert ev.output_tokens == final.usage.output_tokens and not ev.usage_estimated
 
 
 async def test_bedrock_invoke_signed_with_sigv4_streaming_and_not(gw: Gateway, fake_provider: FakeProvider) -> None:
@@ -143,14 +145,15 @@ async def test_bedrock_invoke_signed_with_sigv4_streaming_and_not(gw: Gateway, f
     assert req["status"] == 200
     assert req["path"] == "/model/us.anthropic.claude-sonnet-4-20250514-v1:0/invoke"
     assert req["body"]["anthropic_version"] == "bedrock-2023-05-31"
-    assert event(gw).input_tokens == msg.usage.input_tokens and event(gw).output_tokens == msg.usage.output_tokens
+    ev = await event(gw, 1)
+    assert ev.input_tokens == msg.usage.input_tokens and ev.output_tokens == msg.usage.output_tokens
 
     async with client.messages.stream(model="brk-claude", max_tokens=64, messages=HI) as s:
         text = "".join([t async for t in s.text_stream])
         final = await s.get_final_message()
     assert text.startswith("Echo: hello there") and final.usage.output_tokens == len(text.split())
     assert last(fake_provider)["path"].endswith("/invoke-with-response-stream")
-    ev = event(gw)
+    ev = await event(gw, 2)
     assert ev.stream and not ev.usage_estimated and ev.output_tokens == final.usage.output_tokens
     assert ev.input_tokens == final.usage.input_tokens
 
@@ -181,14 +184,15 @@ async def test_gemini_native_and_vertex_gemini_through_the_google_genai_sdk(
     assert r.text and r.text.startswith("Echo: hello there")
     req = last(fake_provider)
     assert req["path"] == path + "generateContent" and "model" not in req["body"]
-    assert r.usage_metadata is not None and event(gw).output_tokens == r.usage_metadata.candidates_token_count
+    ev = await event(gw, 1)
+    assert r.usage_metadata is not None and ev.output_tokens == r.usage_metadata.candidates_token_count
 
     text = "".join([c.text or "" async for c in await client.aio.models.generate_content_stream(
         model=model, contents="hello there")])
     assert text.startswith("Echo: hello there")
     req = last(fake_provider)
     assert req["path"] == path + "streamGenerateContent" and req["query"] == {"alt": "sse"}
-    ev = event(gw)
+    ev = await event(gw, 2)
     assert ev.stream and not ev.usage_estimated and ev.output_tokens == len(text.split())
 
 
@@ -205,7 +209,7 @@ async def test_bedrock_converse_serves_anthropic_clients(gw: Gateway, fake_provi
     req = last(fake_provider)
     assert req["path"] == CONVERSE_PATH and req["status"] == 200
     assert req["body"]["system"] == [{"text": "be brief"}] and req["body"]["inferenceConfig"] == {"maxTokens": 64}
-    ev = event(gw)
+    ev = await event(gw, 1)
     assert (ev.input_tokens, ev.output_tokens) == (msg.usage.input_tokens, msg.usage.output_tokens) and ev.output_tokens > 0
 
     async with client.messages.stream(model="brk-nova", max_tokens=64, messages=HI) as s:
@@ -214,7 +218,7 @@ async def test_bedrock_converse_serves_anthropic_clients(gw: Gateway, fake_provi
     assert text.startswith("Echo: hello there") and final.usage.output_tokens == len(text.split())
     assert final.usage.input_tokens == msg.usage.input_tokens - 2  # no system prompt this time
     assert last(fake_provider)["path"] == CONVERSE_PATH + "-stream"
-    ev = event(gw)
+    ev = await event(gw, 2)
     assert ev.stream and not ev.usage_estimated and ev.output_tokens == final.usage.output_tokens
 
     # tool round trip: toolUse out, toolResult back
@@ -244,7 +248,7 @@ async def test_bedrock_converse_serves_openai_clients_with_usage(gw: Gateway, fa
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     usage = chunks[-1].usage
     assert text.startswith("Echo: hello there") and usage is not None and usage.completion_tokens == len(text.split())
-    ev = event(gw)
+    ev = await event(gw, 2)
     assert ev.stream and not ev.usage_estimated and ev.output_tokens == usage.completion_tokens
     assert ev.input_tokens == usage.prompt_tokens
 
@@ -261,7 +265,8 @@ async def test_bedrock_stream_cut_midway_reaches_the_client_as_an_error(gw: Gate
         async with anth(gw).messages.stream(model="brk-nova", max_tokens=64, messages=HI) as s:
             async for _ in s.text_stream:
                 pass
-    assert event(gw).usage_estimated  # the provider never sent its usage: estimated and marked so
+    ev = await event(gw, 1)
+    assert ev.usage_estimated  # the provider never sent its usage: estimated and marked so
 
 
 async def test_azure_v1_responses_stream_and_embeddings(gw: Gateway, fake_provider: FakeProvider) -> None:
@@ -273,14 +278,15 @@ async def test_azure_v1_responses_stream_and_embeddings(gw: Gateway, fake_provid
     req = last(fake_provider)
     assert req["path"] == "/openai/v1/responses" and req["body"]["model"] == "my-gpt4o"
     assert "stream_options" not in req["body"]  # the Responses API rejects it
-    ev = event(gw)
+    ev = await event(gw, 1)
     assert ev.stream and not ev.usage_estimated and ev.output_tokens == done[0].response.usage.output_tokens
 
     emb = await client.embeddings.create(model="az-emb", input=["a b c", "d"])
     assert len(emb.data) == 2 and emb.usage.prompt_tokens > 0
     req = last(fake_provider)
     assert req["path"] == "/openai/v1/embeddings" and req["body"]["model"] == "my-embedding-deployment"
-    assert event(gw).input_tokens == emb.usage.prompt_tokens
+    ev = await event(gw, 2)
+    assert ev.input_tokens == emb.usage.prompt_tokens
 
 
 async def test_bedrock_api_key_auth_is_a_bearer_token_instead_of_sigv4(gw: Gateway, fake_provider: FakeProvider) -> None:
