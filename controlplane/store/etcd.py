@@ -265,6 +265,8 @@ class EtcdKV:
                 log.warning("etcd watch on %s interrupted (%s); retrying in %.1fs", prefix, exc, delay)
                 if isinstance(exc, _UNREACHABLE):
                     self._failover(client)
+                elif self._security.username and _auth_token_expired(exc):
+                    self._reauthenticate(client)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_retry_s)
 
