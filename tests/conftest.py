@@ -6,6 +6,7 @@ pytest_plugins = [
     name
     for name in (
         "tests.fixtures.etcd",
+        "tests.fixtures.store",
         "tests.fixtures.fakeprovider",
         "tests.fixtures.gateway",
         "tests.fixtures.cluster",

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
 from controlplane.budget.grant import grant_size
 from controlplane.budget.ledger import Ledger
 from controlplane.budget.limits import LimitBook, LimitSpec
-from controlplane.store import KV, open_store
+from controlplane.store import KV
 from interlock.v1 import budget_pb2
 from interlock.windows import window_key
 
@@ -34,14 +33,6 @@ def op(want: int = 0, settled: int = 0, overshoot: int = 0, min_grant: int = 0, 
        limit_id: str = "b1", kind: int = B) -> budget_pb2.LeaseOp:
     return budget_pb2.LeaseOp(kind=kind, limit_id=limit_id, window_key=window, settled_delta=settled,
                               overshoot_delta=overshoot, want_total=want, min_grant=min_grant)
-
-
-@pytest.fixture(params=["sqlite", "etcd"])
-async def kv(request: pytest.FixtureRequest, tmp_path, store_prefix: str) -> AsyncIterator[KV]:
-    url = request.getfixturevalue("etcd_url") if request.param == "etcd" else f"sqlite:///{tmp_path}/policy.db"
-    store = open_store(url, store_prefix)
-    yield store
-    await store.close()
 
 
 def ledger(kv: KV, clock: Clock, limits: LimitBook | None = None, ttl_s: float = 10.0) -> Ledger:

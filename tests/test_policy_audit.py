@@ -7,7 +7,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -47,14 +47,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(params=["sqlite", "etcd"])
-async def kv(request: pytest.FixtureRequest, tmp_path: Any, store_prefix: str) -> AsyncIterator[KV]:
-    url = request.getfixturevalue("etcd_url") if request.param == "etcd" else f"sqlite:///{tmp_path}/policy.db"
-    store = open_store(url, store_prefix)
-    yield store
-    await store.close()
 
 
 @pytest.fixture

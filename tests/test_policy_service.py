@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pytest
@@ -12,7 +12,7 @@ from controlplane.errors import Conflict, NotFound, PolicyInvalid
 from controlplane.policy.model import PolicyDocument
 from controlplane.service import StorePolicyService
 from controlplane.service_types import KeySpec
-from controlplane.store import KV, open_store
+from controlplane.store import KV
 from controlplane.store.layout import VERSION_KEY
 from interlock.keys import hash_key
 
@@ -35,14 +35,6 @@ def policy(**overrides: Any) -> PolicyDocument:
     }
     base.update(overrides)
     return PolicyDocument.model_validate(base)
-
-
-@pytest.fixture(params=["sqlite", "etcd"])
-async def kv(request: pytest.FixtureRequest, tmp_path, store_prefix: str) -> AsyncIterator[KV]:
-    url = request.getfixturevalue("etcd_url") if request.param == "etcd" else f"sqlite:///{tmp_path}/policy.db"
-    store = open_store(url, store_prefix)
-    yield store
-    await store.close()
 
 
 @pytest.fixture

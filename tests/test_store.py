@@ -17,14 +17,6 @@ from tests.fixtures.etcd import EtcdServer
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["sqlite", "etcd"])
-async def kv(request: pytest.FixtureRequest, tmp_path, store_prefix: str) -> AsyncIterator[KV]:
-    url = request.getfixturevalue("etcd_url") if request.param == "etcd" else f"sqlite:///{tmp_path}/policy.db"
-    store = open_store(url, store_prefix)
-    yield store
-    await store.close()
-
-
 async def next_revision(it: AsyncIterator[int]) -> int:
     return await asyncio.wait_for(anext(it), 10.0)
 
