@@ -10,6 +10,7 @@ from typing import Any
 
 import anthropic
 import openai
+import orjson
 import pytest
 
 from controlplane.policy.model import Model, PolicyDocument, Price, Provider, Team
@@ -20,6 +21,7 @@ from tests.fixtures.gateway import Gateway, start_gateway, wait_events
 ENV = {
     "AZ_KEY": "az-secret", "VTX_TOKEN": "ya29.fake", "GEM_KEY": "gem-secret",
     "AWS_CREDS": f"AKIDFAKE:{FAKE_AWS_SECRET}", "AWS_WRONG": "AKIDFAKE:not-the-secret", "BRK_KEY": "bedrock-api-key",
+    "AWS_STS": f"AKIDFAKE:{FAKE_AWS_SECRET}:sts-session-token",
 }
 PRICE = Price(input="1", output="2")
 
@@ -39,6 +41,7 @@ def policy(base: str) -> PolicyDocument:
         Provider(name="brk-bad", kind="bedrock_anthropic", base_url=base, credential="env:AWS_WRONG", options=aws),
         Provider(name="brk-conv", kind="bedrock", base_url=base, credential="env:AWS_CREDS", options=aws),
         Provider(name="brk-key", kind="bedrock", base_url=base, credential="env:BRK_KEY", options={"auth": "api_key"}),
+        Provider(name="brk-sts", kind="bedrock", base_url=base, credential="env:AWS_STS", options=aws),
     ]
     models = [
         Model(name="az-gpt", provider="az", upstream="my-gpt4o", price=PRICE),
@@ -51,6 +54,7 @@ def policy(base: str) -> PolicyDocument:
         Model(name="brk-bad", provider="brk-bad", upstream="anthropic.claude-v2:1", price=PRICE),
         Model(name="brk-nova", provider="brk-conv", upstream="amazon.nova-pro-v1:0", price=PRICE, max_output_tokens=512),
         Model(name="brk-nova-key", provider="brk-key", upstream="amazon.nova-lite-v1:0", price=PRICE),
+        Model(name="brk-nova-sts", provider="brk-sts", upstream="amazon.nova-lite-v1:0", price=PRICE),
         Model(name="az-emb", provider="az", upstream="my-embedding-deployment", price=PRICE),
     ]
     return PolicyDocument(providers=providers, models=models, teams=[Team(id="eng")])
@@ -296,6 +300,15 @@ async def test_bedrock_api_key_auth_is_a_bearer_token_instead_of_sigv4(gw: Gatew
     assert req["path"] == "/model/amazon.nova-lite-v1:0/converse"
     assert req["api_key_sha256"] == hashlib.sha256(b"bedrock-api-key").hexdigest()
     assert "x-amz-date" not in {k.lower() for k in req["headers"]}
+
+
+async def test_bedrock_session_token_is_signed_and_never_recorded(gw: Gateway, fake_provider: FakeProvider) -> None:
+    msg = await anth(gw).messages.create(model="brk-nova-sts", max_tokens=16, messages=HI)
+    assert msg.content[0].type == "text" and msg.content[0].text.startswith("Echo:")
+    req = last(fake_provider)
+    assert req["status"] == 200  # the fake verified the signature, which covers the session token header
+    assert req["headers"]["x-amz-security-token"] == "[redacted]"
+    assert b"sts-session-token" not in orjson.dumps(fake_provider.stats())
 
 
 @pytest.mark.parametrize("model", ["brk-claude", "brk-nova"])

@@ -16,7 +16,8 @@ from typing import Any
 
 from .config import FakeProviderConfig, FaultRule
 
-SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie"})
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie",
+                            "x-amz-security-token"})  # the last: an AWS STS session token, sent next to SigV4
 SECRET_QUERY = frozenset({"key"})
 REDACTED = "[redacted]"
 
