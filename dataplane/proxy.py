@@ -194,6 +194,9 @@ class Proxy:
         while (nxt := planner.next(self._monotonic())) is not None:
             if nxt.delay_s:
                 await self._sleep(nxt.delay_s)
+            if last is not None and resp.disconnected:  # the client left while we were failing over
+                rec.client_disconnected = True
+                break
             dep = nxt.deployment
             breaker = self.breakers.get(dep.id, dep.breaker)
             if breaker is not None and not breaker.allow(self._monotonic()):
