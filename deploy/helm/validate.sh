@@ -50,4 +50,10 @@ expect_fail "etcd.endpoints is empty" --set 'etcd.endpoints=null'
 expect_fail "must not start with INTERLOCK_" --set 'dataPlane.providerCredentials[0].name=INTERLOCK_X' --set 'dataPlane.providerCredentials[0].secretName=s' --set 'dataPlane.providerCredentials[0].secretKey=k'
 expect_fail "usageSink must be" --set dataPlane.usageSink=stdout
 expect_fail "set only one of" --set dataPlane.podDisruptionBudget.minAvailable=1
+expect_fail "grpcSecurity.tls.mode must be" --set grpcSecurity.tls.mode=bogus
+expect_fail "grpcSecurity.tls.existingSecret is required" --set grpcSecurity.tls.mode=existingSecret
+expect_fail "grpcSecurity.tls.clientSecret" --set grpcSecurity.tls.mode=existingSecret --set grpcSecurity.tls.existingSecret=s --set grpcSecurity.tls.mutual=true
+expect_fail "mutual needs TLS" --set grpcSecurity.tls.mode=off --set grpcSecurity.tls.mutual=true
+expect_fail "etcd.auth.existingSecret" --set etcd.auth.username=interlock
+expect_fail "embedded evaluation etcd runs without TLS" --set etcd.embedded.enabled=true --set etcd.tls.existingSecret=s
 echo "all chart checks passed"
