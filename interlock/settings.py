@@ -66,6 +66,14 @@ def is_loopback_host(host: str) -> bool:
         return False  # a DNS name (or "" / 0.0.0.0 = every interface): assume reachable from the network
 
 
+def _unreadable(files: Mapping[str, Path | None]) -> str | None:
+    """A message for the first configured file (setting name -> path) that is not a readable file."""
+    for name, path in files.items():
+        if path is not None and not (path.is_file() and os.access(path, os.R_OK)):
+            return f"{PREFIX}{name}={str(path)!r} is not a readable file"
+    return None
+
+
 def target_host(target: str) -> str:
     """The host of a gRPC target "host:port", "dns:///host:port" or "[v6]:port"."""
     rest = target.split("///", 1)[-1]
@@ -125,7 +133,8 @@ class DataPlaneSettings:
             # A bearer token in cleartext would let anyone on the path impersonate this node.
             return (f"{PREFIX}NODE_TOKEN is only sent over TLS or to a loopback control plane: set "
                     f"{PREFIX}CONTROL_PLANE_CA (or {PREFIX}CONTROL_PLANE_TLS=true) for {self.control_plane}")
-        return None
+        return _unreadable({"CONTROL_PLANE_CA": self.control_plane_ca, "CONTROL_PLANE_CERT": self.control_plane_cert,
+                            "CONTROL_PLANE_KEY": self.control_plane_key})
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DataPlaneSettings:
@@ -246,7 +255,9 @@ class ControlPlaneSettings:
             return f"set both {PREFIX}ETCD_CERT and {PREFIX}ETCD_KEY (etcd client certificate and its key)"
         if bool(self.etcd_username) != bool(self.etcd_password):
             return f"set both {PREFIX}ETCD_USERNAME and {PREFIX}ETCD_PASSWORD (or {PREFIX}ETCD_PASSWORD_FILE)"
-        return None
+        return _unreadable({"GRPC_TLS_CERT": self.grpc_tls_cert, "GRPC_TLS_KEY": self.grpc_tls_key,
+                            "GRPC_CLIENT_CA": self.grpc_client_ca, "ETCD_CA_CERT": self.etcd_ca_cert,
+                            "ETCD_CERT": self.etcd_cert, "ETCD_KEY": self.etcd_key})
 
 
 @dataclass(frozen=True)

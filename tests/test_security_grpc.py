@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -260,6 +261,12 @@ def test_settings_read_token_and_tls_files_and_hide_the_token(tmp_path: Path, pk
     assert TOKEN.decode() not in str(err.value)
     with pytest.raises(SettingsError, match="INTERLOCK_CONTROL_PLANE_KEY"):
         channel_credentials(replace(dp, control_plane_key=None))
+    with pytest.raises(SettingsError, match=re.escape("INTERLOCK_CONTROL_PLANE_CA='/nonexistent/ca.pem' is not a readable file")):
+        DataPlaneSettings.from_env({"INTERLOCK_KEY_PEPPER": "p", "INTERLOCK_CONTROL_PLANE_CA": "/nonexistent/ca.pem"})
+    with pytest.raises(SettingsError, match="INTERLOCK_GRPC_TLS_KEY"):
+        ControlPlaneSettings.from_env({"INTERLOCK_KEY_PEPPER": "p", "INTERLOCK_ADMIN_TOKEN": "a",
+                                       "INTERLOCK_GRPC_TLS_CERT": str(pki.server.cert),
+                                       "INTERLOCK_GRPC_TLS_KEY": str(tmp_path / "missing.key")})
     env = {"INTERLOCK_KEY_PEPPER": "p", "INTERLOCK_ADMIN_TOKEN": "a", "INTERLOCK_NODE_TOKEN": TOKEN.decode(),
            "INTERLOCK_ETCD_PASSWORD": "etcd-pw-x"}
     with pytest.raises(SettingsError, match="INTERLOCK_ETCD_USERNAME"):
