@@ -27,7 +27,8 @@ class RuntimeProvider:
     name: str
     adapter: ProviderAdapter
     base_url: str
-    headers: tuple[tuple[str, str], ...]  # static + configured + auth, ready to send
+    # static + configured + auth, ready to send; kept out of repr so a logged provider never shows its key
+    headers: tuple[tuple[str, str], ...] = field(repr=False)
     timeout_s: float
     unavailable: str  # why this node cannot use the provider ("" = usable), e.g. a missing credential
 

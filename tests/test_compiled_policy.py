@@ -107,3 +107,11 @@ def test_unsupported_kind_is_rejected_with_a_reason() -> None:
     with pytest.raises(SnapshotRejected, match="quantum"):
         CompiledPolicy.from_snapshot(snap, adapters=default_providers(), credentials=lambda _r: None)
     assert s
+
+
+def test_provider_repr_never_shows_the_provider_key() -> None:
+    p = build([], env={"OA_KEY": "sk-provider-secret-123"})
+    prov = p.providers["oa"]
+    assert any("sk-provider-secret-123" in v for _, v in prov.headers)  # the key is there to send...
+    assert "sk-provider-secret-123" not in repr(prov)  # ...but never in a log line or traceback
+    assert "sk-provider-secret-123" not in repr(p.routes)
