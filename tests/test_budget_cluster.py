@@ -31,7 +31,11 @@ NODE_ENV = {"INTERLOCK_BUDGET_TICK_S": "0.2", "INTERLOCK_BUDGET_WAIT_S": "1.5"}
 
 
 def start(cluster_factory: Callable[..., Cluster], nodes: int, lease_ttl_s: float = 20) -> Cluster:
-    c = cluster_factory(nodes, setup=False)
+    return start_cluster(cluster_factory(nodes, setup=False), nodes, lease_ttl_s)
+
+
+def start_cluster(c: Cluster, nodes: int, lease_ttl_s: float = 20) -> Cluster:
+    """Fake provider, control plane (with `lease_ttl_s`), `nodes` data planes, one key of team eng (c.key)."""
     c.usage_env = dict(NODE_ENV)
     c.start_fake_provider()
     env = c._base_env()
@@ -139,18 +143,28 @@ def settled_when_quiet(c: Cluster, limit_id: str, timeout: float = 20) -> dict[s
 SEEDS = 20
 
 
+def seed_budgets(c: Cluster, seeds: int) -> dict[int, int]:
+    """One lifetime tag budget per seed (bud=s<N>), $0.025..$0.040: ~1.6x less than 500 requests' demand."""
+    limits = {s: random.Random(1000 + s).randint(25, 40) * 10**9 for s in range(seeds)}
+    apply(c, policy(c, budgets=[{"id": f"seed{s}", "scope": "tag", "scope_id": f"bud=s{s}", "window": "lifetime",
+                                 "limit_usd": str(Decimal(b) / PICO)} for s, b in limits.items()]))
+    return limits
+
+
+def run_seed(c: Cluster, secret: str, seed: int, limit: int) -> tuple[int, int, int, dict[str, Any]]:
+    """500 concurrent requests over every node against budget `seed`; (served spend, served, refused, ledger row)."""
+    spent, served, refused = asyncio.run(burst(c, secret, seed, 500, f"s{seed}"))
+    return spent, served, refused, settled_when_quiet(c, f"seed{seed}")
+
+
 def test_three_nodes_never_exceed_a_budget_and_use_at_least_95_percent(cluster_factory) -> None:  # type: ignore[no-untyped-def]
     """3 nodes x 500 concurrent requests per seed, demand ~1.6x the budget; a fresh tag budget per seed."""
     c = start(cluster_factory, 3)
     secret = c.key["secret"]  # type: ignore[attr-defined]
-    # Expected demand per seed: avg input ~8 tokens, avg output ~11 tokens -> ~110e6 pico per request.
-    limits = {s: random.Random(1000 + s).randint(25, 40) * 10**9 for s in range(SEEDS)}  # $0.025..$0.040
-    apply(c, policy(c, budgets=[{"id": f"seed{s}", "scope": "tag", "scope_id": f"bud=s{s}", "window": "lifetime",
-                                 "limit_usd": str(Decimal(b) / PICO)} for s, b in limits.items()]))
+    limits = seed_budgets(c, SEEDS)
     ratios = []
     for s in range(SEEDS):
-        spent, served, refused = asyncio.run(burst(c, secret, s, 500, f"s{s}"))
-        row = settled_when_quiet(c, f"seed{s}")
+        spent, served, refused, row = run_seed(c, secret, s, limits[s])
         limit = limits[s]
         assert spent <= limit, f"seed {s}: served ${spent / PICO} > budget ${limit / PICO}"
         assert pico(row["settled"]) == spent, (s, row, spent)  # the ledger saw exactly what was served

@@ -114,7 +114,7 @@ class LeaseClient:
             k = pool.key
             ops.append(budget_pb2.LeaseOp(kind=k.kind, limit_id=k.limit_id, window_key=k.window_key,  # type: ignore[arg-type]
                                           settled_delta=settled, overshoot_delta=overshoot, want_total=want,
-                                          min_grant=min_grant))
+                                          min_grant=min_grant, reserved=pool.reserved))
             pools.append(pool)
         self._seq += 1
         return budget_pb2.LeaseSyncRequest(node_id=self._node_id, ops=ops, seq=self._seq), pools

@@ -31,6 +31,7 @@ _STATUS = {
     ErrorKind.NOT_FOUND: ("NOT_FOUND", 404),
     ErrorKind.TOO_LARGE: ("INVALID_ARGUMENT", 413),
     ErrorKind.RATE_LIMIT: ("RESOURCE_EXHAUSTED", 429),
+    ErrorKind.BUDGET: ("RESOURCE_EXHAUSTED", 402),  # a spend cap: Google reports quota as RESOURCE_EXHAUSTED
     ErrorKind.BUDGET: ("RESOURCE_EXHAUSTED", 429),  # Google's status for an exhausted quota; the HTTP code stays 402
     ErrorKind.BUDGET: ("RESOURCE_EXHAUSTED", 402),  # a spend cap: Google reports quota as RESOURCE_EXHAUSTED
     ErrorKind.UPSTREAM: ("INTERNAL", 500),
