@@ -53,14 +53,6 @@ class DataPlaneNode:
         self.leases: LeaseClient | None = None
         if settings.control_plane:
             self.leases = LeaseClient(self.budget_table, target=settings.control_plane, node_id=settings.node_id,
-                                      tick_s=settings.budget_tick_s)
-            self.budget_gate.attach(self.leases)
-        # Budgets and rate limits: local pools reserved on the request path, leases synced in the background.
-        self.budget_table = PoolTable()
-        self.budget_gate = BudgetGate(self.budget_table, clock=now, wait_s=settings.budget_wait_s)
-        self.leases: LeaseClient | None = None
-        if settings.control_plane:
-            self.leases = LeaseClient(self.budget_table, target=settings.control_plane, node_id=settings.node_id,
                                       tick_s=settings.budget_tick_s, credentials=channel_credentials(settings))
             self.budget_gate.attach(self.leases)
         self.proxy = Proxy(policy=self.holder.current, pepper=settings.key_pepper, upstream=self.upstream, sink=sink,
