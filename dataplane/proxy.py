@@ -144,7 +144,7 @@ class Proxy:
             if rec.price is not None:
                 rec.cost_pico = rec.price.cost_pico(rec.usage)
             if rec.budget is not None and self._budgets is not None:
-                self._budgets.settle(rec.budget, rec.usage)  # bill what was produced, free the rest
+                self._budgets.settle(rec.budget, rec.usage, rec.model, rec.price)  # bill what was produced, free the rest
             self._sink.emit(rec.to_event(self._node_id))
 
     async def _forward(self, req: Request, resp: Responder, ep: Endpoint, rec: RequestRecord) -> None:
@@ -176,8 +176,8 @@ class Proxy:
         self._record_model(rec, route.model)
         if self._budgets is not None:  # budgets and rate limits (dataplane/budget/): reserve the worst case or refuse
             rec.budget = await self._budgets.admit(policy.budgets, key.id, rec.tags, requested, route, req.body, body,
-                                                   ep.dialect.max_output_tokens(body), ep.dialect.name,
-                                                   ep.operation)
+                                                   ep.dialect.max_output_tokens(body), ep.dialect.name, ep.operation,
+                                                   [d.model for t in plan.targets for d in t.deployments])
         deadline = self._monotonic() + plan.total_timeout_s if plan.total_timeout_s else math.inf
         planner = AttemptPlanner(plan, constraint=policy.routing.constraints.get(key.team_id), breakers=self.breakers,
                                  rng=self._rng, session=session_of(req.headers, rec.tags) if plan.sticky else "",

@@ -275,3 +275,16 @@ async def test_unpriced_model_is_reserved_at_the_default_price() -> None:
     route = Route(RuntimeModel("m", "m", None, free_route_price, 0), "")  # type: ignore[arg-type]
     t = await gate.admit(idx, "vk_a", {}, "m", route, raw, b, 10, "openai")
     assert t is not None and t.claims[0].amount == (len(raw) + 16) * 15_000_000 + 10 * 75_000_000
+
+
+async def test_fallback_models_are_covered_and_settled_at_the_served_models_price() -> None:
+    idx = snapshot(budgets=[{"id": "b", "scope": "key", "scope_id": "vk_a", "limit_pico": 10**18}])
+    gate, table, *_ = make(0, 10**16)
+    dear_price = Price(input_pico=5_000_000, output_pico=50_000_000, cached_pico=5_000_000, version="d")
+    dear = RuntimeModel("dear", "dear", None, dear_price, 0)  # type: ignore[arg-type]
+    raw, b = body(10)
+    t = await gate.admit(idx, "vk_a", {}, "m", ROUTE, raw, b, 10, "openai", alternatives=[ROUTE.model, dear])
+    assert t is not None and t.claims[0].amount == (len(raw) + 16) * 5_000_000 + 10 * 50_000_000
+    gate.settle(t, Usage(input_tokens=4, output_tokens=10, reported=True), "dear", dear_price)
+    (pool,) = table.pools.values()
+    assert pool.spent == 4 * 5_000_000 + 10 * 50_000_000 and pool.overshoot == 0

@@ -19,7 +19,7 @@ what was relayed).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,7 +29,7 @@ from dataplane.budget.pool import LeasePool, PoolKey
 from dataplane.budget.refusal import budget_busy, budget_exhausted, budget_offline, rate_limited
 from dataplane.dialects.base import Usage
 from dataplane.gateway_errors import GatewayError
-from dataplane.policy import Route
+from dataplane.policy import Route, RuntimeModel
 from dataplane.pricing import Price
 from interlock.windows import LIFETIME, Window, current_window
 
@@ -48,7 +48,8 @@ class Claim:
 @dataclass(slots=True)
 class Ticket:
     claims: list[Claim]
-    price: Price
+    price: Price  # the reserved model's budget price (settle uses the served model's when told)
+    index: BudgetIndex
 
 
 class Syncer(Protocol):
@@ -105,9 +106,11 @@ class BudgetGate:
     async def admit(
         self, idx: BudgetIndex, key_id: str, tags: Mapping[str, str], requested: str, route: Route, raw: bytes,
         body: dict[str, Any], max_output: int | None, dialect: str, operation: str = "",
+        alternatives: Sequence[RuntimeModel] = (),
     ) -> Ticket | None:
         """Reserve the request's worst case on every applicable limit, or raise the refusal (GatewayError).
 
+        `alternatives`: every model the request may be served by (fallback); the reservation covers the dearest.
         Token counting (`count_tokens`) costs nothing: only request-count and concurrency limits apply.
         Embeddings produce no output tokens."""
         if idx.empty:
@@ -122,9 +125,16 @@ class BudgetGate:
         now_ms = int(now_s * 1000)
         price = idx.price_for(model.name, model.price)
         in_tok = input_tokens_upper_bound(raw)
-        out_tok = 0 if operation in NO_OUTPUT_OPERATIONS else output_tokens_upper_bound(
+        no_output = operation in NO_OUTPUT_OPERATIONS
+        out_tok = 0 if no_output else output_tokens_upper_bound(
             max_output, body, model.max_output_tokens, idx.default_max_output_tokens)
         cost = worst_case(in_tok, out_tok, price).cost_pico
+        for alt in alternatives:
+            if alt is not model:
+                alt_out = 0 if no_output else output_tokens_upper_bound(
+                    max_output, body, alt.max_output_tokens, idx.default_max_output_tokens)
+                cost = max(cost, worst_case(in_tok, alt_out, idx.price_for(alt.name, alt.price)).cost_pico)
+                out_tok = max(out_tok, alt_out)
         table = self._table
         claims: list[Claim] = []
         for b in budgets:
@@ -143,7 +153,7 @@ class BudgetGate:
         while True:
             short = _reserve(claims, now_ms)
             if short is None:
-                return Ticket(claims, price)
+                return Ticket(claims, price, idx)
             hopeless = self._hopeless(short, now_ms, dialect)
             if hopeless is not None:
                 raise hopeless
@@ -170,7 +180,10 @@ class BudgetGate:
         except TimeoutError:
             pass
 
-    def settle(self, ticket: Ticket, usage: Usage) -> None:
+    def settle(self, ticket: Ticket, usage: Usage, model: str = "", price: Price | None = None) -> None:
+        """`model`/`price`: the model that actually served the request (after fallback), if known."""
+        if price is not None:
+            ticket.price = ticket.index.price_for(model, price)
         cost = -1
         for c in ticket.claims:
             kind = c.pool.key.kind
