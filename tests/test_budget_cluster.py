@@ -343,3 +343,46 @@ def test_per_run_key_budget_and_max_concurrency(cluster_factory) -> None:  # typ
     assert n > 5 and total <= pico("0.002")
     assert "insufficient_quota" == refusal["error"]["type"] and f"key:{run['id']}" in refusal["error"]["message"]
     assert "never (lifetime budget)" in refusal["error"]["message"] and headers["x-interlock-limit-id"] == f"key:{run['id']}"
+
+
+def test_offline_modes_when_the_control_plane_dies(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+    """fail_closed refuses once a Sync fails; safe_share keeps spending only its unexpired lease; both recover."""
+    c = start(cluster_factory, 1, lease_ttl_s=6)
+    other = c.create_key(team="eng")
+    closed_key, share_key = c.key, other  # type: ignore[attr-defined]
+    apply(c, policy(c, budgets=[
+        {"id": "closed", "scope": "key", "scope_id": closed_key["id"], "window": "day", "limit_usd": "100",
+         "offline_mode": "fail_closed"},
+        {"id": "share", "scope": "key", "scope_id": share_key["id"], "window": "day", "limit_usd": "100"},
+    ]))
+    node = c.nodes[0]
+    raw = orjson.dumps({"model": "m-budget", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
+
+    async def traffic(seconds: float) -> dict[str, list[tuple[float, int, str]]]:
+        """Both keys send a request every 50 ms; (time, status, message) per key."""
+        out: dict[str, list[tuple[float, int, str]]] = {"closed": [], "share": []}
+        end = time.monotonic() + seconds
+        async with aiohttp.ClientSession() as s:
+            while time.monotonic() < end:
+                for name, key in (("closed", closed_key), ("share", share_key)):
+                    status, body, _ = await post(s, node.url, key["secret"], raw)
+                    out[name].append((time.monotonic(), status, str(body.get("error", ""))))
+                await asyncio.sleep(0.05)
+        return out
+
+    before = asyncio.run(traffic(1.5))
+    assert all(st == 200 for _, st, _ in before["closed"] + before["share"])
+    assert c.cp is not None
+    c.cp.kill()
+    killed = time.monotonic()
+    during = asyncio.run(traffic(9))
+    closed_ok_after = [t - killed for t, st, _ in during["closed"] if st == 200]
+    assert max(closed_ok_after, default=0) < 3, "fail_closed kept admitting after Syncs started failing"
+    assert any("fail_closed" in msg for _, st, msg in during["closed"] if st == 429)
+    share_ok = [t - killed for t, st, _ in during["share"] if st == 200]
+    assert share_ok and max(share_ok) < 6 + 1, "safe_share admitted past its lease expiry"
+    assert during["share"][-1][1] == 429
+    c.start_control_plane()
+    c.wait_in_sync()
+    after = asyncio.run(traffic(3))
+    assert after["closed"][-1][1] == 200 and after["share"][-1][1] == 200

@@ -79,7 +79,10 @@ class LeaseClient:
                 pass
             self._wake.clear()
             if self._table.pools or self._pending is not None:
-                await self.sync_once()
+                try:
+                    await self.sync_once()
+                except Exception:  # a bug here must not stop lease renewal for the node's lifetime
+                    log.exception("budget lease sync crashed; retrying on the next tick")
                 await asyncio.sleep(self._min_interval_s)
 
     async def sync_once(self) -> None:
