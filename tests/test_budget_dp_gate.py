@@ -202,7 +202,7 @@ async def test_rate_limit_refusal_has_openai_and_anthropic_headers() -> None:
         t = await admit(gate, idx)
         assert t is not None
         gate.settle(t, Usage())
-    pool = next(p for k, p in table.pools.items() if k.kind == REQUESTS)
+    pool = next(p for p in table.pools.values() if p.key.kind == REQUESTS)
     pool.ledger = LedgerView(limit=2, settled=2, leased=0, remaining=0, resets_unix_ms=0)
     pool.lease = pool.spent = 0  # as the control plane acknowledges: spend moved from the lease to settled
     for dialect, prefix in (("openai", "x-ratelimit-"), ("anthropic", "anthropic-ratelimit-")):
@@ -228,7 +228,7 @@ async def test_concurrency_slots_are_released_not_spent() -> None:
         await admit(gate, idx, key="vk_run")
     assert exc.value.status == 429 and "at most 2 concurrent requests" in exc.value.message
     gate.settle(a, Usage(output_tokens=10))
-    pool = table.pools[next(k for k in table.pools if k.kind == CONCURRENCY)]
+    pool = next(p for p in table.pools.values() if p.key.kind == CONCURRENCY)
     assert (pool.reserved, pool.spent) == (1, 0)
     assert await admit(gate, idx, key="vk_run") is not None
 

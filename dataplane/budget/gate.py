@@ -67,20 +67,20 @@ class PoolTable:
     """Every lease pool this node holds, shared by the gate (creates, reserves) and the lease client (syncs)."""
 
     def __init__(self) -> None:
-        self.pools: dict[PoolKey, LeasePool] = {}
+        self.pools: dict[tuple[int, str, str], LeasePool] = {}  # (kind, limit id, window key): tuple hashing is cheap
         self.online = False
         # Lifetime counters per (kind, limit id), exported as metrics; pools come and go with windows.
         self.overshoot: dict[tuple[int, str], int] = {}
         self.refused: dict[tuple[int, str], int] = {}
 
     def pool(self, kind: int, spec: BudgetSpec | RateSpec, window_key: str, now_ms: int) -> LeasePool:
-        key = PoolKey(kind, spec.id, window_key)
-        p = self.pools.get(key)
+        p = self.pools.get((kind, spec.id, window_key))
         if p is None:
-            p = LeasePool(key, spec.offline_mode, spec.optimistic_pico if isinstance(spec, BudgetSpec) else 0)
+            p = LeasePool(PoolKey(kind, spec.id, window_key), spec.offline_mode,
+                          spec.optimistic_pico if isinstance(spec, BudgetSpec) else 0)
             if not self.online:
                 p.go_offline(now_ms)
-            self.pools[key] = p
+            self.pools[(kind, spec.id, window_key)] = p
         return p
 
 

@@ -28,7 +28,8 @@ def render(table: PoolTable, lease_sync_failures: int = 0, online: bool = False)
         out.append(f'interlock_budget_refused_total{{kind="{_KIND[kind]}",limit_id="{_label(limit_id)}"}} {v}')
     out += ["# HELP interlock_budget_pool Local lease accounting per limit and window.",
             "# TYPE interlock_budget_pool gauge"]
-    for key, p in sorted(table.pools.items(), key=lambda kv: (kv[0].kind, kv[0].limit_id, kv[0].window_key)):
+    for p in sorted(table.pools.values(), key=lambda p: (p.key.kind, p.key.limit_id, p.key.window_key)):
+        key = p.key
         labels = f'kind="{_KIND[key.kind]}",limit_id="{_label(key.limit_id)}",window="{_label(key.window_key)}"'
         for field, v in (("lease", p.lease), ("reserved", p.reserved), ("unreported", p.spent)):
             out.append(f'interlock_budget_pool{{{labels},field="{field}"}} {v}')
