@@ -191,8 +191,10 @@ async def test_waits_for_a_refill_then_admits() -> None:
     idx = snapshot(budgets=[{"id": "b", "scope": "key", "scope_id": "vk_a", "limit_pico": 10**15}])
     gate, _table, syncer, _ = make(0, 10**13)
     assert await admit(gate, idx) is not None and syncer.syncs == 1  # an empty pool waited for one sync
+    await asyncio.sleep(0)  # the low-water wake-up (lease now empty) runs its sync
+    before = syncer.syncs
     t2 = await admit(gate, idx)
-    assert t2 is not None and syncer.syncs == 2
+    assert t2 is not None and syncer.syncs > before
 
 
 async def test_rate_limit_refusal_has_openai_and_anthropic_headers() -> None:
@@ -288,3 +290,17 @@ async def test_fallback_models_are_covered_and_settled_at_the_served_models_pric
     gate.settle(t, Usage(input_tokens=4, output_tokens=10, reported=True), "dear", dear_price)
     (pool,) = table.pools.values()
     assert pool.spent == 4 * 5_000_000 + 10 * 50_000_000 and pool.overshoot == 0
+
+
+async def test_low_lease_wakes_the_lease_client_before_anyone_waits() -> None:
+    idx = snapshot(budgets=[{"id": "b", "scope": "key", "scope_id": "vk_a", "limit_pico": 10**15}])
+    gate, table, syncer, _clock = make(0, 10**13)
+    t = await admit(gate, idx)  # first request waits for the first grant (exactly its worst case)
+    assert t is not None and syncer.syncs == 1
+    (pool,) = table.pools.values()
+    pool.lease += 3 * worst()  # plenty left: no wake-up
+    woken = []
+    syncer.wake = lambda: woken.append(1)  # type: ignore[method-assign]
+    assert await admit(gate, idx) is not None and not woken
+    assert await admit(gate, idx) is not None and not woken
+    assert await admit(gate, idx) is not None and woken  # the lease is now too low for one more: refill ahead

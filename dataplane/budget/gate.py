@@ -153,6 +153,9 @@ class BudgetGate:
         while True:
             short = _reserve(claims, now_ms)
             if short is None:
+                syncer = self._syncer
+                if syncer is not None and any(c.pool.available(now_ms) < c.amount for c in claims):
+                    syncer.wake()  # low-water mark: top the lease up before the next such request has to wait
                 return Ticket(claims, price, idx)
             hopeless = self._hopeless(short, now_ms, dialect)
             if hopeless is not None:
