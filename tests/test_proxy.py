@@ -13,16 +13,7 @@ import orjson
 import pytest
 
 from interlock.fakeprovider.config import FakeProviderConfig
-from interlock.v1 import usage_pb2
-from tests.fixtures.gateway import Gateway, start_gateway
-
-
-async def wait_events(gw: Gateway, n: int) -> list[usage_pb2.UsageEvent]:
-    for _ in range(200):
-        if len(gw.sink.events) >= n:
-            return gw.sink.events
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"expected {n} usage events, got {len(gw.sink.events)}")
+from tests.fixtures.gateway import Gateway, start_gateway, wait_events
 
 
 def chat(model: str = "fast", **extra: object) -> bytes:

@@ -3,7 +3,6 @@ OpenAI-dialect provider and an OpenAI client served by an Anthropic-dialect prov
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import anthropic
@@ -14,19 +13,10 @@ from google import genai
 from google.genai import errors, types
 
 from controlplane.policy.model import Model, Price, Provider
-from interlock.v1 import usage_pb2
-from tests.fixtures.gateway import Gateway, gateway_policy, start_gateway
+from tests.fixtures.gateway import Gateway, gateway_policy, start_gateway, wait_events
 
 TOOL = {"name": "read_file", "description": "Read a file", "input_schema": {
     "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}
-
-
-async def wait_events(gw: Gateway, n: int) -> list[usage_pb2.UsageEvent]:
-    for _ in range(200):
-        if len(gw.sink.events) >= n:
-            return gw.sink.events
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"expected {n} usage events, got {len(gw.sink.events)}")
 
 
 def anth(gw: Gateway) -> anthropic.AsyncAnthropic:
