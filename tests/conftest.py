@@ -11,6 +11,7 @@ pytest_plugins = [
         "tests.fixtures.gateway",
         "tests.fixtures.cluster",
         "tests.fixtures.kafka",
+        "tests.fixtures.agents",
     )
     if importlib.util.find_spec(name) is not None
 ]

@@ -1,165 +1,36 @@
 """The real coding-agent CLIs, run non-interactively through the gateway to the fake provider.
 
-The CLIs are the npm packages pinned in tests/agents/package.json, installed into
-.cache/agents by scripts/install-agent-clis.sh (scripts/test.sh runs it). Each run is
-traced with strace: every inet address a CLI connects or sends to (DNS lookups included) must
-be the gateway's, so telemetry, update checks, error reporting and plugin/marketplace fetches
-are proven off, not just configured off.
+The harness (pinned CLIs from tests/agents/package.json, strace of every run, the agent gateway
+fixture) is tests/fixtures/agents.py: every inet address a CLI connects or sends to (DNS lookups
+included) must be the gateway's, so telemetry, update checks, error reporting and
+plugin/marketplace fetches are proven off, not just configured off.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import re
-import shutil
 import tempfile
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from controlplane.policy.model import Model, PolicyDocument, Price, Provider
+from tests.fixtures.agents import (
+    CLAUDE_MODEL,
+    CODEX_MODEL,
+    GEMINI_MODEL,
+    assert_only_gateway,
+    generation_requests,
+    run_claude,
+    run_codex,
+    run_gemini,
+)
 from tests.fixtures.fakeprovider import FakeProvider
-from tests.fixtures.gateway import Gateway, gateway_policy, start_gateway
-
-ROOT = Path(__file__).resolve().parent.parent
-AGENT_BIN = ROOT / ".cache" / "agents" / "node_modules" / ".bin"
-INSTALL_HINT = "run `bash scripts/install-agent-clis.sh` (scripts/test.sh does) to install the pinned CLIs"
-RUN_TIMEOUT_S = 120.0
+from tests.fixtures.gateway import Gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
-# An inet address in a traced connect()/sendto()/sendmsg() line (IPv4 or IPv6).
-_ADDRESS = re.compile(r'sin6?_port=htons\((\d+)\).*?(?:inet_addr\("([^"]+)"\)|inet_pton\(AF_INET6, "([^"]+)")')
-
-
-@dataclass
-class AgentRun:
-    returncode: int
-    stdout: str
-    stderr: str
-    connects: list[tuple[str, int]]  # every inet address the CLI and its children connected or sent to
-
-    def describe(self) -> str:
-        return f"exit {self.returncode}\nstdout:\n{self.stdout[-3000:]}\nstderr:\n{self.stderr[-3000:]}"
-
-
-def agent_binary(name: str) -> Path:
-    path = AGENT_BIN / name
-    if not path.exists():
-        pytest.fail(f"{name} is not installed at {path}: {INSTALL_HINT}")
-    return path
-
-
-def strace_binary() -> str:
-    path = shutil.which("strace")
-    if path is None:
-        pytest.fail(f"strace is needed to prove the CLIs contact nothing but the gateway: {INSTALL_HINT}")
-    return path
-
-
-def base_env(home: Path) -> dict[str, str]:
-    """Nothing from the developer's environment but PATH: no real keys, proxies or configs leak in."""
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8", "TERM": "dumb",
-            "CI": "1", "NO_COLOR": "1"}
-
-
-async def run_agent(argv: list[str], env: dict[str, str], cwd: Path, trace_dir: Path) -> AgentRun:
-    trace = trace_dir / "connect.trace"
-    cmd = [strace_binary(), "-f", "-qq", "-e", "trace=connect,sendto,sendmsg,sendmmsg", "-e", "signal=none", "-o", str(trace), *argv]
-    proc = await asyncio.create_subprocess_exec(
-        *cmd, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT_S)
-    except TimeoutError:
-        os.killpg(proc.pid, 9)  # the CLI and its children; the session was started for this run
-        await proc.wait()
-        pytest.fail(f"{argv[0]} did not finish within {RUN_TIMEOUT_S:.0f}s (a blocked network call?)")
-    connects = []
-    for m in _ADDRESS.finditer(trace.read_text()):
-        connects.append((m.group(2) or m.group(3), int(m.group(1))))
-    return AgentRun(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"), connects)
-
-
-def assert_only_gateway(run: AgentRun, gw: Gateway) -> None:
-    port = int(gw.url.rsplit(":", 1)[1])
-    assert run.connects, "strace saw no inet connect(): the CLI never reached the gateway\n" + run.describe()
-    others = [c for c in run.connects if c != ("127.0.0.1", port)]
-    assert not others, f"the CLI contacted hosts other than the gateway: {others}\n" + run.describe()
-
-
-CLAUDE_MODEL = "claude-t"  # served by the fixture's Anthropic provider
-CODEX_MODEL = "gpt-t"  # the fixture's OpenAI-compatible provider
-GEMINI_MODEL = "gemini-t"
-
-
-def agent_policy(fake_base: str) -> PolicyDocument:
-    """The gateway fixture's policy plus a native Gemini provider, all pointing at the fake."""
-    doc = gateway_policy(fake_base).model_dump()
-    doc["providers"].append(Provider(name="fg", kind="gemini", base_url=fake_base, credential="env:FAKE_KEY").model_dump())
-    doc["models"].append(Model(name=GEMINI_MODEL, provider="fg", price=Price(input="0.1", output="0.4")).model_dump())
-    return PolicyDocument.model_validate(doc)
-
-
-@pytest.fixture
-async def agent_gateway(fake_provider: FakeProvider) -> AsyncIterator[Gateway]:
-    with tempfile.TemporaryDirectory() as state:
-        gw = await start_gateway(fake_provider.base_url, Path(state), policy=agent_policy(fake_provider.base_url))
-        try:
-            yield gw
-        finally:
-            await gw.node.stop()
-
-
-def generation_requests(fake: FakeProvider) -> list[dict[str, Any]]:
-    return [h for h in fake.stats()["history"] if h["method"] == "POST"]
-
 
 # --- Claude Code ---------------------------------------------------------------------------
-
-def claude_env(gw: Gateway, home: Path, model: str = CLAUDE_MODEL) -> dict[str, str]:
-    return {
-        **base_env(home),
-        "CLAUDE_CONFIG_DIR": str(home / ".claude"),
-        "ANTHROPIC_BASE_URL": gw.url,
-        "ANTHROPIC_API_KEY": gw.key,  # the virtual key; sent as x-api-key
-        "ANTHROPIC_CUSTOM_HEADERS": "x-interlock-tags: agent=claude-code",
-        # Every model slot points at a gateway model so no request names an unknown one.
-        "ANTHROPIC_MODEL": model,
-        "ANTHROPIC_DEFAULT_OPUS_MODEL": model,
-        "ANTHROPIC_DEFAULT_SONNET_MODEL": model,
-        "ANTHROPIC_DEFAULT_HAIKU_MODEL": model,
-        "ANTHROPIC_SMALL_FAST_MODEL": model,
-        # No telemetry, error reporting, auto-update, feature flags or marketplace installs.
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_TELEMETRY": "1",
-        "DISABLE_ERROR_REPORTING": "1",
-        "DISABLE_AUTOUPDATER": "1",
-        "DISABLE_UPDATES": "1",
-        "DISABLE_GROWTHBOOK": "1",
-        "CLAUDE_CODE_DISABLE_FEATURE_FLAGS": "1",
-        "CLAUDE_CODE_DISABLE_OFFICIAL_MARKETPLACE_AUTOINSTALL": "1",
-        "DISABLE_INSTALLATION_CHECKS": "1",
-    }
-
-
-async def run_claude(
-    gw: Gateway, tmp_path: Path, prompt: str, *extra: str, model: str = CLAUDE_MODEL
-) -> tuple[AgentRun, dict[str, Any]]:
-    home, work = tmp_path / "home", tmp_path / "work"
-    home.mkdir()
-    work.mkdir(exist_ok=True)
-    argv = [str(agent_binary("claude")), "-p", prompt, "--output-format", "json", *extra]
-    run = await run_agent(argv, claude_env(gw, home, model), work, tmp_path)
-    assert run.returncode == 0, run.describe()
-    return run, json.loads(run.stdout)
-
 
 @pytest.mark.parametrize(
     ("model", "provider", "upstream_path"),
@@ -232,49 +103,6 @@ async def test_claude_code_tool_round_trip(agent_gateway: Gateway, fake_provider
 
 # --- Codex CLI -----------------------------------------------------------------------------
 
-CODEX_CONFIG = """\
-model = "{model}"
-model_provider = "interlock"
-check_for_update_on_startup = false
-
-[model_providers.interlock]
-name = "Interlock"
-base_url = "{base_url}/v1"
-env_key = "INTERLOCK_API_KEY"
-wire_api = "responses"
-http_headers = {{ "x-interlock-tags" = "agent=codex" }}
-
-[analytics]
-enabled = false
-
-[feedback]
-enabled = false
-
-[otel]
-exporter = "none"
-
-# Each of these otherwise reaches out at startup (github.com, api.github.com, chatgpt.com).
-[features]
-plugins = false
-remote_plugin = false
-apps = false
-plugin_sharing = false
-tool_suggest = false
-"""
-
-
-async def run_codex(gw: Gateway, tmp_path: Path, prompt: str) -> tuple[AgentRun, list[dict[str, Any]]]:
-    home, codex_home, work = tmp_path / "home", tmp_path / "codex", tmp_path / "work"
-    for d in (home, codex_home, work):
-        d.mkdir(exist_ok=True)
-    (codex_home / "config.toml").write_text(CODEX_CONFIG.format(model=CODEX_MODEL, base_url=gw.url))
-    env = {**base_env(home), "CODEX_HOME": str(codex_home), "INTERLOCK_API_KEY": gw.key}
-    argv = [str(agent_binary("codex")), "exec", "--json", "--skip-git-repo-check", prompt]
-    run = await run_agent(argv, env, work, tmp_path)
-    assert run.returncode == 0, run.describe()
-    return run, [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
-
-
 async def test_codex_answer_arrives_through_gateway(
     agent_gateway: Gateway, fake_provider: FakeProvider, tmp_path: Path
 ) -> None:
@@ -332,33 +160,6 @@ async def test_codex_tool_round_trip(agent_gateway: Gateway, fake_provider: Fake
 
 
 # --- Gemini CLI ----------------------------------------------------------------------------
-
-GEMINI_SETTINGS = {
-    "general": {"enableAutoUpdate": False, "enableAutoUpdateNotification": False},
-    "privacy": {"usageStatisticsEnabled": False},
-    "telemetry": {"enabled": False},
-    "security": {"auth": {"selectedType": "gemini-api-key"}, "folderTrust": {"enabled": False}},
-    "model": {"name": GEMINI_MODEL},
-}
-
-
-async def run_gemini(gw: Gateway, tmp_path: Path, prompt: str) -> tuple[AgentRun, dict[str, Any]]:
-    home, work = tmp_path / "home", tmp_path / "work"
-    (home / ".gemini").mkdir(parents=True)
-    work.mkdir(exist_ok=True)
-    (home / ".gemini" / "settings.json").write_text(json.dumps(GEMINI_SETTINGS))
-    env = {
-        **base_env(home),
-        "GOOGLE_GEMINI_BASE_URL": gw.url,
-        "GEMINI_API_KEY": gw.key,  # sent as x-goog-api-key
-        # Gemini CLI sends no session id; attribution comes from the gateway's tags header.
-        "GEMINI_CLI_CUSTOM_HEADERS": "x-interlock-tags: agent=gemini-cli",
-    }
-    argv = [str(agent_binary("gemini")), "-p", prompt, "-m", GEMINI_MODEL, "-o", "json"]
-    run = await run_agent(argv, env, work, tmp_path)
-    assert run.returncode == 0, run.describe()
-    return run, json.loads(run.stdout[run.stdout.index("{"):])
-
 
 async def test_gemini_cli_answer_arrives_through_gateway(
     agent_gateway: Gateway, fake_provider: FakeProvider, tmp_path: Path
