@@ -5,13 +5,11 @@ from __future__ import annotations
 import io
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from click.testing import CliRunner, Result
 from rich.console import Console
 
@@ -20,6 +18,7 @@ from controlplane.admin_schemas import ChangeOut, KeyOut
 from controlplane.service_types import NodeStatus
 from interlock.cli import policy_cmds, render
 from interlock.cli.main import cli
+from tests.fixtures.admin import admin_cli_env, serve_admin
 from tests.test_admin_api import TOKEN, MemoryPolicyService
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "policy.yaml"
@@ -32,29 +31,15 @@ class Admin:
         self.url, self.service = url, service
 
     def run(self, *args: str, token: str | None = TOKEN, url: str | None = None, stdin: str | None = None) -> Result:
-        env = {"INTERLOCK_ADMIN_URL": url or self.url, "INTERLOCK_ADMIN_TOKEN": token,
-               "INTERLOCK_ADMIN_TOKEN_FILE": None, "COLUMNS": "100"}  # tables must read well at 100 columns
+        env = admin_cli_env(url or self.url, token, columns=100)  # tables must read well at 100 columns
         return CliRunner().invoke(cli, list(args), env=env, input=stdin)
 
 
 @pytest.fixture
 def admin() -> Iterator[Admin]:
     service = MemoryPolicyService()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))  # the server takes the bound socket: no race for the port
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(create_admin_app(service, TOKEN.encode()), log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "admin API did not start"
-        time.sleep(0.01)
-    yield Admin(f"http://127.0.0.1:{port}", service)
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serve_admin(create_admin_app(service, TOKEN.encode())) as url:
+        yield Admin(url, service)
 
 
 def _free_port() -> int:

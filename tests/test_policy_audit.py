@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from click.testing import CliRunner
 
 from controlplane.admin_api import create_admin_app
@@ -33,6 +30,7 @@ from controlplane.service_types import Change, KeySpec
 from controlplane.store import KV, open_store
 from controlplane.store.layout import AUDIT, VERSION_KEY
 from interlock.cli.main import cli
+from tests.fixtures.admin import admin_cli_env, serve_admin
 from tests.test_policy_service import NOW, PEPPER, RacingKV, policy
 
 pytestmark = pytest.mark.integration
@@ -209,19 +207,8 @@ async def test_api_records_actor_and_lists_newest_first(svc: StorePolicyService,
 def admin_url(tmp_path: Any) -> Iterator[str]:
     store = open_store(f"sqlite:///{tmp_path}/policy.db", "/interlock")
     app = create_admin_app(StorePolicyService(store, PEPPER, time.time), TOKEN.encode())
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "admin API did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serve_admin(app) as url:
+        yield url
     asyncio.run(store.close())
 
 
@@ -230,8 +217,7 @@ def test_cli_audit_policy(admin_url: str) -> None:
         http.post("/admin/v1/policy/apply", json=policy().model_dump(mode="json"),
                   headers={"X-Interlock-Actor": "deploy-bot"}).raise_for_status()
         http.post("/admin/v1/keys", json={"team": "core", "name": "ci"}).raise_for_status()
-    env = {"INTERLOCK_ADMIN_URL": admin_url, "INTERLOCK_ADMIN_TOKEN": TOKEN, "INTERLOCK_ADMIN_TOKEN_FILE": None,
-           "COLUMNS": "120"}
+    env = admin_cli_env(admin_url, TOKEN, columns=120)
 
     def run(*args: str) -> str:
         result = CliRunner().invoke(cli, list(args), env=env)

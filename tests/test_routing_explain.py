@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from click.testing import CliRunner, Result
 
 from controlplane.admin_api import create_admin_app
@@ -17,6 +13,7 @@ from controlplane.explain_api import create_explain_router
 from controlplane.policy.model import PolicyDocument
 from controlplane.service_types import KeySpec
 from interlock.cli.main import cli
+from tests.fixtures.admin import admin_cli_env, serve_admin
 from tests.test_admin_api import TOKEN, MemoryPolicyService
 from tests.test_routing_rules import POLICY
 
@@ -26,9 +23,7 @@ class Admin:
         self.url, self.service = url, service
 
     def run(self, *args: str) -> Result:
-        env = {"INTERLOCK_ADMIN_URL": self.url, "INTERLOCK_ADMIN_TOKEN": TOKEN, "INTERLOCK_ADMIN_TOKEN_FILE": None,
-               "COLUMNS": "160"}
-        return CliRunner().invoke(cli, list(args), env=env)
+        return CliRunner().invoke(cli, list(args), env=admin_cli_env(self.url, TOKEN, columns=160))
 
 
 @pytest.fixture
@@ -37,21 +32,9 @@ def admin() -> Iterator[Admin]:
 
     service = MemoryPolicyService()
     asyncio.run(service.apply(PolicyDocument.model_validate(POLICY)))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
     app = create_admin_app(service, TOKEN.encode(), extra_routers=[create_explain_router(service, service.pepper)])
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "admin API did not start"
-        time.sleep(0.01)
-    yield Admin(f"http://127.0.0.1:{port}", service)
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serve_admin(app) as url:
+        yield Admin(url, service)
 
 
 def key(admin: Admin, team: str) -> tuple[str, str]:

@@ -8,8 +8,6 @@ import csv
 import io
 import json
 import random
-import socket
-import threading
 import time
 import uuid
 from collections import defaultdict
@@ -20,7 +18,6 @@ from decimal import Decimal
 import clickhouse_connect
 import httpx
 import pytest
-import uvicorn
 from click.testing import CliRunner, Result
 
 from controlplane.admin_api import create_admin_app
@@ -32,6 +29,7 @@ from ingest.query_service import UsageQueryService, UsageStoreMissing
 from interlock.cli.main import cli
 from interlock.cli.usage_cmds import money
 from interlock.v1 import usage_pb2
+from tests.fixtures.admin import admin_cli_env, serve_admin
 from tests.test_admin_api import TOKEN, MemoryPolicyService
 
 NOW_US = (int(time.time()) // 60) * 60 * 10**6  # the services' clock: windows end here
@@ -255,25 +253,12 @@ async def test_api_requires_token_and_returns_exact_json(svc: UsageQueryService,
 
 @pytest.fixture
 def admin_url(svc: UsageQueryService) -> Iterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(admin_app(svc), log_level="warning", lifespan="off"))  # type: ignore[arg-type]
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "admin API did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serve_admin(admin_app(svc)) as url:
+        yield url
 
 
 def run(url: str, *args: str, token: str | None = TOKEN) -> Result:
-    env = {"INTERLOCK_ADMIN_URL": url, "INTERLOCK_ADMIN_TOKEN": token, "INTERLOCK_ADMIN_TOKEN_FILE": None,
-           "COLUMNS": "120"}  # fmt: skip
-    return CliRunner().invoke(cli, list(args), env=env)
+    return CliRunner().invoke(cli, list(args), env=admin_cli_env(url, token, columns=120))
 
 
 def ok(result: Result) -> str:
