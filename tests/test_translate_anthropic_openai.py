@@ -14,6 +14,7 @@ import pytest
 from dataplane.dialects.base import Usage
 from dataplane.translate.base import Untranslatable
 from tests.translate_helpers import anthropic_final, bind, openai_sse, params, parse, relay
+from tests.translate_helpers import openai_chunk as chunk
 
 TOOLS = [
     {"name": "Read", "description": "Read a file", "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}},
@@ -169,12 +170,6 @@ def test_provider_errors_become_anthropic_errors() -> None:
     assert orjson.loads(xl.response(429, b'{"error":{"message":"slow down"}}'))["error"]["type"] == "rate_limit_error"
     assert orjson.loads(xl.response(503, b"<html>bad gateway</html>"))["error"] == {
         "type": "api_error", "message": "<html>bad gateway</html>"}
-
-
-def chunk(delta: dict[str, Any] | None = None, finish: str | None = None, **extra: Any) -> dict[str, Any]:
-    choices = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
-    return {"id": "chatcmpl-S", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o",
-            "system_fingerprint": "fp", "choices": choices, "usage": None, **extra}
 
 
 USAGE = {"prompt_tokens": 120, "completion_tokens": 33, "total_tokens": 153,

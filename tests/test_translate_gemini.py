@@ -13,6 +13,7 @@ from google.genai import types
 from dataplane.dialects.base import Usage
 from dataplane.translate.base import Untranslatable
 from tests.translate_helpers import anthropic_sse, bind, gemini_chunks, openai_sse, params, relay
+from tests.translate_helpers import openai_chunk as chunk
 
 DECLS = [
     {"name": "read_file", "description": "Read a file",
@@ -121,11 +122,6 @@ def test_provider_errors_become_google_errors() -> None:
     assert err == {"error": {"code": 529, "message": "Overloaded", "status": "UNAVAILABLE"}}
     err = orjson.loads(bind("gemini", "openai", params()).response(429, b'{"error":{"message":"slow"}}'))
     assert err["error"]["status"] == "RESOURCE_EXHAUSTED"
-
-
-def chunk(delta: dict[str, Any] | None = None, finish: str | None = None, **extra: Any) -> dict[str, Any]:
-    choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
-    return {"id": "chatcmpl-GS", "object": "chat.completion.chunk", "created": 1, "model": "g", "choices": choices, **extra}
 
 
 OPENAI_STREAM = [

@@ -14,6 +14,7 @@ from openai.types.responses import Response, ResponseStreamEvent
 from dataplane.dialects.base import Usage
 from dataplane.translate.base import Untranslatable
 from tests.translate_helpers import adapter, anthropic_sse, openai_sse, params, parse, relay
+from tests.translate_helpers import openai_chunk as chunk
 
 from dataplane.dialects.registry import default_dialects  # isort: skip
 from dataplane.translate.registry import default_translations  # isort: skip
@@ -104,11 +105,6 @@ def test_chat_completion_becomes_a_response_with_custom_and_function_calls() -> 
     u = r.usage
     assert u is not None and (u.input_tokens, u.input_tokens_details.cached_tokens, u.output_tokens,
                               u.output_tokens_details.reasoning_tokens) == (500, 400, 60, 10)
-
-
-def chunk(delta: dict[str, Any] | None = None, finish: str | None = None, **extra: Any) -> dict[str, Any]:
-    choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
-    return {"id": "chatcmpl-RS", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": choices, **extra}
 
 
 STREAM = [

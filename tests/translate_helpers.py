@@ -41,6 +41,13 @@ def bind(client: str, provider: str, p: Params) -> Translation:
     return default_translations(dialects).bind(dialects[client], OPERATION[client], adapter(provider, p), p)
 
 
+def openai_chunk(delta: dict[str, Any] | None = None, finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    """One chat.completion.chunk as OpenAI streams it (`delta=None`: no choices, e.g. the final usage chunk)."""
+    choices = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+    return {"id": "chatcmpl-S", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o",
+            "system_fingerprint": "fp", "choices": choices, "usage": None, **extra}
+
+
 def openai_sse(chunks: list[dict[str, Any]], done: bool = True) -> bytes:
     return b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + (b"data: [DONE]\n\n" if done else b"")
 
