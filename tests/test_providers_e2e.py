@@ -16,7 +16,7 @@ import pytest
 from controlplane.policy.model import Model, PolicyDocument, Price, Provider, Team
 from interlock.fakeprovider.bedrock import FAKE_AWS_SECRET
 from tests.fixtures.fakeprovider import FakeProvider
-from tests.fixtures.gateway import Gateway, start_gateway, wait_events
+from tests.fixtures.gateway import Gateway, running_gateway, wait_events
 
 ENV = {
     "AZ_KEY": "az-secret", "VTX_TOKEN": "ya29.fake", "GEM_KEY": "gem-secret",
@@ -62,11 +62,8 @@ def policy(base: str) -> PolicyDocument:
 
 @pytest.fixture
 async def gw(fake_provider: FakeProvider, tmp_path: Path) -> AsyncIterator[Gateway]:
-    g = await start_gateway(fake_provider.base_url, tmp_path, policy=policy(fake_provider.base_url), env=ENV)
-    try:
+    async with running_gateway(fake_provider.base_url, tmp_path, policy=policy(fake_provider.base_url), env=ENV) as g:
         yield g
-    finally:
-        await g.node.stop()
 
 
 def oai(gw: Gateway) -> openai.AsyncOpenAI:

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from interlock.fakeprovider.config import FakeProviderConfig
-from tests.fixtures.gateway import Gateway, start_gateway, wait_events
+from tests.fixtures.gateway import Gateway, running_gateway, wait_events
 
 
 def chat(model: str = "fast", **extra: object) -> bytes:
@@ -40,11 +40,8 @@ async def test_event_records_who_what_and_exact_cost(gateway: Gateway, fake_prov
 @pytest.fixture
 async def slow_gateway(fake_provider_factory, tmp_path: Path) -> AsyncIterator[Gateway]:  # type: ignore[no-untyped-def]
     fake = await fake_provider_factory(FakeProviderConfig(output_tokens=200, chunk_delay_ms=20))
-    gw = await start_gateway(fake.base_url, tmp_path)
-    try:
+    async with running_gateway(fake.base_url, tmp_path) as gw:
         yield gw
-    finally:
-        await gw.node.stop()
 
 
 async def test_abandoned_openai_stream_is_billed_for_what_was_produced(slow_gateway: Gateway) -> None:
@@ -116,14 +113,10 @@ async def test_anthropic_headers_are_forwarded_and_provider_key_is_the_nodes(gat
 
 
 async def test_oversized_body_is_refused_in_the_clients_dialect(fake_provider, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    gw = await start_gateway(fake_provider.base_url, tmp_path, max_body=1000)
-    try:
-        async with aiohttp.ClientSession() as s:
-            r = await s.post(f"{gw.url}/v1/messages", data=b"x" * 5000, headers={"x-api-key": gw.key})
-            body = await r.json()
-        assert r.status == 413 and body["type"] == "error" and body["error"]["type"] == "request_too_large"
-    finally:
-        await gw.node.stop()
+    async with running_gateway(fake_provider.base_url, tmp_path, max_body=1000) as gw, aiohttp.ClientSession() as s:
+        r = await s.post(f"{gw.url}/v1/messages", data=b"x" * 5000, headers={"x-api-key": gw.key})
+        body = await r.json()
+    assert r.status == 413 and body["type"] == "error" and body["error"]["type"] == "request_too_large"
 
 
 async def test_keep_alive_and_pipelined_requests_answer_in_order(gateway: Gateway) -> None:
@@ -163,9 +156,8 @@ async def test_tags_from_header_and_session_land_in_the_event(gateway: Gateway) 
 
 
 async def test_team_required_tags_are_enforced_in_the_clients_dialect(fake_provider, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    gw = await start_gateway(fake_provider.base_url, tmp_path, required_tags=["task"])
     body = orjson.dumps({"model": "claude-t", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
-    try:
+    async with running_gateway(fake_provider.base_url, tmp_path, required_tags=["task"]) as gw:
         async with aiohttp.ClientSession() as s:
             refused = await s.post(f"{gw.url}/v1/messages", data=body, headers={"x-api-key": gw.key})
             err = await refused.json()
@@ -175,5 +167,3 @@ async def test_team_required_tags_are_enforced_in_the_clients_dialect(fake_provi
         assert "task" in err["error"]["message"] and "x-interlock-tags" in err["error"]["message"]
         assert ok.status == 200
         assert fake_provider.requests_to("/v1/messages") == 1  # the refused request never reached the provider
-    finally:
-        await gw.node.stop()

@@ -15,8 +15,8 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from controlplane.policy.model import Model, Price, Provider
-from tests.fixtures.gateway import Gateway, gateway_policy, start_gateway, wait_events
+from controlplane.policy.model import Model, Price
+from tests.fixtures.gateway import Gateway, gateway_policy, native_gemini, running_gateway, wait_events
 
 pytestmark = pytest.mark.e2e
 
@@ -28,15 +28,10 @@ THINK = types.ThinkingConfig(thinking_budget=512, include_thoughts=True)
 
 @pytest.fixture
 async def gateway(fake_provider, tmp_path: Path) -> AsyncIterator[Gateway]:  # type: ignore[no-untyped-def]
-    doc = gateway_policy(fake_provider.base_url)
-    doc.providers.append(Provider(name="fg", kind="gemini", base_url=fake_provider.base_url, credential="env:FAKE_KEY"))
-    doc.models.append(Model(name="gemini-t", provider="fg", upstream="gemini-upstream",
-                            price=Price(input="1", output="4", cached_input="0.25")))
-    gw = await start_gateway(fake_provider.base_url, tmp_path, policy=doc)
-    try:
+    doc = gateway_policy(fake_provider.base_url, providers=[native_gemini(fake_provider.base_url)], models=[
+        Model(name="gemini-t", provider="fg", upstream="gemini-upstream", price=Price(input="1", output="4", cached_input="0.25"))])
+    async with running_gateway(fake_provider.base_url, tmp_path, policy=doc) as gw:
         yield gw
-    finally:
-        await gw.node.stop()
 
 
 def client(gw: Gateway) -> genai.Client:

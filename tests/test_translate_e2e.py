@@ -13,7 +13,7 @@ from google import genai
 from google.genai import errors, types
 
 from controlplane.policy.model import Model, Price, Provider
-from tests.fixtures.gateway import Gateway, gateway_policy, start_gateway, wait_events
+from tests.fixtures.gateway import Gateway, gateway_policy, native_gemini, running_gateway, wait_events
 
 TOOL = {"name": "read_file", "description": "Read a file", "input_schema": {
     "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}
@@ -243,14 +243,12 @@ SHELL_TOOL = {"type": "function", "name": "read_file", "description": "Read a fi
 @pytest.fixture
 async def chat_only_gateway(fake_provider, tmp_path) -> AsyncIterator[Gateway]:  # type: ignore[no-untyped-def]
     """A Mistral-kind provider: OpenAI chat completions only, no Responses API."""
-    doc = gateway_policy(fake_provider.base_url)
-    doc.providers.append(Provider(name="fm", kind="mistral", base_url=f"{fake_provider.base_url}/v1", credential="env:FAKE_KEY"))
-    doc.models.append(Model(name="mistral-t", provider="fm", price=Price(input="1", output="1")))
-    gw = await start_gateway(fake_provider.base_url, tmp_path, policy=doc)
-    try:
+    doc = gateway_policy(
+        fake_provider.base_url,
+        providers=[Provider(name="fm", kind="mistral", base_url=f"{fake_provider.base_url}/v1", credential="env:FAKE_KEY")],
+        models=[Model(name="mistral-t", provider="fm", price=Price(input="1", output="1"))])
+    async with running_gateway(fake_provider.base_url, tmp_path, policy=doc) as gw:
         yield gw
-    finally:
-        await gw.node.stop()
 
 
 @pytest.mark.parametrize(("model", "path"), [("claude-t", "/v1/messages"), ("mistral-t", "/v1/chat/completions")])
@@ -281,14 +279,10 @@ async def test_openai_responses_sdk_on_providers_without_the_responses_api(  # t
 @pytest.fixture
 async def gemini_gateway(fake_provider, tmp_path) -> AsyncIterator[Gateway]:  # type: ignore[no-untyped-def]
     """Adds a native Gemini provider (the fake's /v1beta API) to the fixture policy."""
-    doc = gateway_policy(fake_provider.base_url)
-    doc.providers.append(Provider(name="fg", kind="gemini", base_url=fake_provider.base_url, credential="env:FAKE_KEY"))
-    doc.models.append(Model(name="gemini-t", provider="fg", price=Price(input="1", output="1")))
-    gw = await start_gateway(fake_provider.base_url, tmp_path, policy=doc)
-    try:
+    doc = gateway_policy(fake_provider.base_url, providers=[native_gemini(fake_provider.base_url)],
+                         models=[Model(name="gemini-t", provider="fg", price=Price(input="1", output="1"))])
+    async with running_gateway(fake_provider.base_url, tmp_path, policy=doc) as gw:
         yield gw
-    finally:
-        await gw.node.stop()
 
 
 async def test_openai_sdk_on_a_gemini_provider_with_a_signed_tool_round_trip(gemini_gateway: Gateway, fake_provider) -> None:  # type: ignore[no-untyped-def]
