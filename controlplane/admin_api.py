@@ -1,28 +1,34 @@
 """The control plane's admin API: policy apply/diff, virtual keys, models, node status.
 
 A thin HTTP front end over the `PolicyService` contract. Every route under
-/admin/v1 requires `Authorization: Bearer <admin token>`; every error, ours or
-the service's, has the shape `{"error": {"type", "message", "errors"}}`.
+/admin/v1 requires `Authorization: Bearer <admin token>` of an identity whose
+role is high enough for that route (controlplane/admin_auth.py: viewer,
+operator, admin); every error, ours or the service's, has the shape
+`{"error": {"type", "message", "errors"}}`.
 Key hashes never leave this module: responses are built from admin_schemas,
 which has no field for them.
-Policy writes are audited (controlplane/audit.py) under the actor named by the
-X-Interlock-Actor header, else "admin-token"; GET /admin/v1/audit/policy reads the log.
+Policy writes are audited (controlplane/audit.py) under the authenticated
+identity; a client's X-Interlock-Actor header is kept only as an unverified
+"on behalf of" note. GET /admin/v1/audit/policy reads the log.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from interlock.settings import AdminCredential
+
+from .admin_auth import AdminAuth, Forbidden, Principal, Role, assert_guarded, requires
+from .admin_auth import Unauthorized as Unauthorized  # re-exported: the error type of a bad token
 from .admin_schemas import (
     ApplyOut,
     ChangeOut,
@@ -40,17 +46,12 @@ from .admin_schemas import (
     PolicyOut,
     SnapshotOut,
 )
-from .audit import clean_actor
 from .audit_api import create_audit_router
 from .errors import ControlPlaneError, PolicyInvalid
 from .policy.model import PolicyDocument
 from .service_types import PolicyService
 
 PREFIX = "/admin/v1"
-
-
-class Unauthorized(ControlPlaneError):
-    status = 401
 
 
 def _error(status: int, type_: str, message: str, errors: list[str] | None = None,
@@ -97,109 +98,118 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http_error)
 
 
-def _require_admin(admin_token: bytes) -> Callable[..., Awaitable[None]]:
-    bearer = HTTPBearer(auto_error=False, description="The control plane's INTERLOCK_ADMIN_TOKEN")
-
-    # A default, not Annotated: with postponed annotations FastAPI could not see the local `bearer`.
-    async def require_admin(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        if creds is None:
-            raise Unauthorized("missing admin token: send 'Authorization: Bearer <INTERLOCK_ADMIN_TOKEN>'")
-        # Constant-time: the token is the only thing guarding policy and keys.
-        if not hmac.compare_digest(creds.credentials.encode(), admin_token):
-            raise Unauthorized("invalid admin token: it must equal the control plane's INTERLOCK_ADMIN_TOKEN")
-
-    return require_admin
-
-
-def _actor(request: Request) -> str:
-    """Who the audit log names. The admin token is shared, so this is the caller's claim (a CI job or a
-    wrapper sets X-Interlock-Actor); without it the change is attributed to the token itself."""
-    return clean_actor(request.headers.get("x-interlock-actor"), "admin-token")
-
-
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+Viewer = Annotated[Principal, requires(Role.VIEWER)]
+Operator = Annotated[Principal, requires(Role.OPERATOR)]
+Admin = Annotated[Principal, requires(Role.ADMIN)]
+
+
+class WhoAmIOut(BaseModel):
+    name: str
+    role: str
 
 
 def _routes(service: PolicyService) -> APIRouter:
     r = APIRouter()
 
-    @r.get("/policy", summary="The current declarative policy and its version")
-    async def get_policy() -> PolicyOut:
+    @r.get("/whoami", summary="The identity and role this token authenticates as (viewer and up)")
+    async def whoami(who: Viewer) -> WhoAmIOut:
+        return WhoAmIOut(name=who.name, role=who.role.label)
+
+    # Admin only: provider entries may carry header values (the audit log masks them, this does not).
+    @r.get("/policy", summary="The current declarative policy and its version (admin)")
+    async def get_policy(who: Admin) -> PolicyOut:
         doc, version = await service.get_document()
         return PolicyOut(version=version, document=doc)
 
     @r.post(
         "/policy/apply",
-        summary="Make the stored policy equal this document (absent items are deleted)",
+        summary="Make the stored policy equal this document (absent items are deleted) (admin)",
         responses={409: {"model": ErrorOut}, 422: {"model": ErrorOut}},
     )
     async def apply_policy(
         doc: PolicyDocument,
         request: Request,
+        who: Admin,
         dry_run: Annotated[bool, Query(description="Only report the changes")] = False,
     ) -> ApplyOut:
-        res = await service.apply(doc, dry_run=dry_run, actor=_actor(request))
+        res = await service.apply(doc, dry_run=dry_run, actor=who.actor(request))
         return ApplyOut(changes=[ChangeOut.of(c) for c in res.changes], version=res.version, dry_run=res.dry_run)
 
-    @r.get("/keys", summary="Virtual keys (never their secrets or hashes)")
-    async def list_keys() -> KeyList:
+    @r.get("/keys", summary="Virtual keys (never their secrets or hashes) (viewer)")
+    async def list_keys(who: Viewer) -> KeyList:
         return KeyList(keys=[KeyOut.of(k) for k in await service.list_keys()])
 
     @r.post(
-        "/keys", status_code=201, summary="Create a virtual key; its secret is in this response only",
+        "/keys", status_code=201, summary="Create a virtual key; its secret is in this response only (admin)",
         responses={422: {"model": ErrorOut}},
     )
-    async def create_key(spec: KeyCreateIn, request: Request, response: Response) -> KeyCreatedOut:
-        created = await service.create_key(spec.to_spec(), actor=_actor(request))
+    async def create_key(spec: KeyCreateIn, request: Request, response: Response, who: Admin) -> KeyCreatedOut:
+        created = await service.create_key(spec.to_spec(), actor=who.actor(request))
         # The secret exists nowhere else; keep it out of every cache on the way.
         response.headers["Cache-Control"] = "no-store"
         response.headers["Pragma"] = "no-cache"
         return KeyCreatedOut(**KeyOut.of(created.record).model_dump(), secret=created.secret)
 
-    @r.post("/keys/{key_id}/revoke", summary="Revoke a virtual key (idempotent)", responses={404: {"model": ErrorOut}})
-    async def revoke_key(key_id: str, request: Request) -> KeyOut:
-        return KeyOut.of(await service.revoke_key(key_id, actor=_actor(request)))
+    @r.post("/keys/{key_id}/revoke", responses={404: {"model": ErrorOut}},
+            summary="Revoke a virtual key, idempotent (operator: per-run keys only; admin: any key)")
+    async def revoke_key(key_id: str, request: Request, who: Operator) -> KeyOut:
+        if who.role < Role.ADMIN:
+            record = next((k for k in await service.list_keys() if k.id == key_id), None)
+            if record is not None and not record.parent:
+                raise Forbidden(f"'{who.name}' (role '{who.role.label}') may revoke only per-run keys; "
+                                f"{key_id} is not one: revoking it needs role 'admin'")
+        return KeyOut.of(await service.revoke_key(key_id, actor=who.actor(request)))
 
-    @r.get("/models", summary="Routable models and aliases with prices per 1M tokens")
-    async def list_models() -> ModelList:
+    @r.get("/models", summary="Routable models and aliases with prices per 1M tokens (viewer)")
+    async def list_models(who: Viewer) -> ModelList:
         return ModelList(models=[ModelOut.of(m) for m in await service.list_models()])
 
-    @r.get("/nodes", summary="Data-plane nodes and whether they run the current snapshot")
-    async def list_nodes() -> NodeList:
+    @r.get("/nodes", summary="Data-plane nodes and whether they run the current snapshot (viewer)")
+    async def list_nodes(who: Viewer) -> NodeList:
         snap = await service.current_snapshot()
         nodes = [NodeOut.of(n, snap.version, snap.content_hash) for n in await service.node_status()]
         return NodeList(version=snap.version, content_hash=snap.content_hash, server_time_unix_ms=_now_ms(), nodes=nodes)
 
-    @r.get("/snapshot", summary="Current snapshot summary: version, hash, counts")
-    async def snapshot() -> SnapshotOut:
+    @r.get("/snapshot", summary="Current snapshot summary: version, hash, counts (viewer)")
+    async def snapshot(who: Viewer) -> SnapshotOut:
         return SnapshotOut.of(await service.current_snapshot())
 
     return r
 
 
 def create_admin_app(
-    service: PolicyService, admin_token: bytes, *, extra_routers: Iterable[APIRouter] = ()
+    service: PolicyService, admin_token: bytes = b"", *, credentials: Iterable[AdminCredential] = (),
+    extra_routers: Iterable[APIRouter] = (),
 ) -> FastAPI:
-    """Build the admin app. `extra_routers` are mounted as given and require the admin token too."""
-    if not admin_token:
-        raise ValueError("admin_token must not be empty: the admin API controls policy and keys")
+    """Build the admin app. `admin_token` (the legacy single token) authenticates as the admin "admin-token";
+    `credentials` add named identities. Every route, including those of `extra_routers`, must declare its role
+    with admin_auth.requires (checked here: the app is not built otherwise)."""
+    auth = AdminAuth.of(admin_token, credentials)
     app = FastAPI(
         title="Interlock admin API",
-        description="Policy, virtual keys, models and data-plane status. Authenticate with the admin token.",
+        description="Policy, virtual keys, models and data-plane status. Authenticate with an admin token; "
+                    "roles: viewer (read), operator (+ per-run keys), admin (+ policy and keys).",
         version="1",
         docs_url="/docs",
     )
+    app.state.admin_auth = auth
     _install_error_handlers(app)
-    auth = [Depends(_require_admin(admin_token))]
-    unauthorized: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut, "description": "Missing or invalid admin token"}}
+    guarded: dict[int | str, dict[str, Any]] = {
+        401: {"model": ErrorOut, "description": "Missing or invalid admin token"},
+        403: {"model": ErrorOut, "description": "The token's role is below the role this route needs"},
+    }
 
     @app.get("/healthz", summary="Liveness (no authentication)", tags=["health"])
     async def healthz() -> Health:
         return Health()
 
-    app.include_router(_routes(service), prefix=PREFIX, dependencies=auth, tags=["admin"], responses=unauthorized)
-    app.include_router(create_audit_router(service), dependencies=auth, responses=unauthorized)
+    app.include_router(_routes(service), prefix=PREFIX, tags=["admin"], responses=guarded)
+    app.include_router(create_audit_router(service), responses=guarded)
     for router in extra_routers:
-        app.include_router(router, dependencies=auth, responses=unauthorized)
+        app.include_router(router, responses=guarded)
+    assert_guarded(app)
     return app

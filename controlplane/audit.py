@@ -28,6 +28,7 @@ import logging
 import re
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
@@ -70,12 +71,26 @@ class AuditChange(BaseModel):
     after: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class Actor:
+    """Who made a change: an authenticated identity (controlplane/admin_auth.py) and the client's unverified
+    "on behalf of" claim. Services also accept a plain name for in-process callers (housekeeping, tests)."""
+
+    name: str
+    role: str = ""
+    on_behalf_of: str = ""
+
+
 class PolicyAuditRecord(BaseModel):
     """One policy change. `version` is not stored: it is read back from the record's mod revision."""
 
     id: str
     at_unix_ms: int
-    actor: str
+    actor: str  # the authenticated admin identity (or "interlock" for the control plane's own housekeeping)
+    actor_role: str = ""  # its role then; "" on records from before named credentials
+    # False on records from before named credentials: their actor was the client's claim, not an identity.
+    actor_verified: bool = False
+    on_behalf_of_unverified: str = ""  # the name the client declared (X-Interlock-Actor); never checked
     action: AuditAction
     subject: str = ""  # the key id for key actions; "" for apply
     base_version: int  # policy version the change was made against
@@ -103,23 +118,33 @@ def mask_item(section: str, item: Mapping[str, Any] | None) -> dict[str, Any] | 
 
 
 def clean_actor(raw: str | None, default: str) -> str:
-    """The actor as recorded: printable, single-line, bounded. It is a claim, not an identity (see admin_api)."""
+    """A name as recorded: printable, single-line, bounded."""
     actor = "".join(ch for ch in (raw or "") if ch.isprintable()).strip()[:MAX_ACTOR_LEN]
     return actor or default
+
+
+def _claim(raw: str) -> str:
+    """A client-declared name; masked if it looks like a credential (someone pasted a token as their name)."""
+    claim = clean_actor(raw, "")
+    return MASK if claim and _SECRET_VALUE.match(claim) else claim
 
 
 # -- building and keys ------------------------------------------------------------------
 
 
 def build_record(
-    *, action: AuditAction, actor: str, changes: Iterable[Change], base_version: int, now_ms: int, subject: str = ""
+    *, action: AuditAction, actor: str | Actor, changes: Iterable[Change], base_version: int, now_ms: int,
+    subject: str = "",
 ) -> PolicyAuditRecord:
     masked = [
         AuditChange(section=c.section, name=c.name, action=c.action,
                     before=mask_item(c.section, c.before), after=mask_item(c.section, c.after))
         for c in changes
     ]
-    return PolicyAuditRecord(id=uuid.uuid4().hex, at_unix_ms=now_ms, actor=clean_actor(actor, "unknown"),
+    who = actor if isinstance(actor, Actor) else Actor(actor)
+    return PolicyAuditRecord(id=uuid.uuid4().hex, at_unix_ms=now_ms, actor=clean_actor(who.name, "unknown"),
+                             actor_role=who.role, actor_verified=True,
+                             on_behalf_of_unverified=_claim(who.on_behalf_of),
                              action=action, subject=subject, base_version=base_version, changes=masked)
 
 

@@ -2,8 +2,8 @@
 
     GET /admin/v1/audit/policy?since=7d&limit=100   newest first
 
-`create_admin_app` mounts this router behind the admin token, so it answers in
-the admin error shape. Records carry no key hashes or secrets; they are masked
+Role: viewer (controlplane/admin_auth.py). `create_admin_app` mounts it, so it answers
+in the admin error shape. Records carry no key hashes or secrets; they are masked
 when written and scrubbed again here.
 """
 
@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from .admin_auth import Role, requires
 from .admin_schemas import ChangeOut, ErrorOut
 from .audit import SINCE_FORMAT, PolicyAuditRecord, parse_since
 from .service_types import Change, PolicyService
@@ -32,7 +33,12 @@ class PolicyAuditOut(BaseModel):
     id: str
     at: str  # ISO 8601 UTC
     at_unix_ms: int
-    actor: str = Field(description="Who made the change, as claimed with X-Interlock-Actor (else 'admin-token')")
+    actor: str = Field(description="The authenticated admin identity that made the change")
+    actor_role: str = Field(description="Its role at the time ('' on records older than named credentials)")
+    actor_verified: bool = Field(description="False on records older than named credentials: their actor was "
+                                             "the client's claim")
+    on_behalf_of_unverified: str = Field(description="UNVERIFIED: the name the client declared "
+                                                     "(X-Interlock-Actor / INTERLOCK_ACTOR), '' if none")
     action: str
     subject: str
     version: int = Field(description="Policy version the change produced")
@@ -43,7 +49,8 @@ class PolicyAuditOut(BaseModel):
     @classmethod
     def of(cls, r: PolicyAuditRecord) -> PolicyAuditOut:
         changes = [ChangeOut.of(Change(c.section, c.name, c.action, c.before, c.after)) for c in r.changes]
-        return cls(id=r.id, at=iso(r.at_unix_ms), at_unix_ms=r.at_unix_ms, actor=r.actor, action=r.action,
+        return cls(id=r.id, at=iso(r.at_unix_ms), at_unix_ms=r.at_unix_ms, actor=r.actor, actor_role=r.actor_role,
+                   actor_verified=r.actor_verified, on_behalf_of_unverified=r.on_behalf_of_unverified, action=r.action,
                    subject=r.subject, version=r.version, base_version=r.base_version, changes=changes,
                    values_omitted=r.values_omitted)
 
@@ -57,9 +64,9 @@ class PolicyAuditLogOut(BaseModel):
 
 
 def create_audit_router(service: PolicyService) -> APIRouter:
-    """Routes under /admin/v1/audit; mount behind the admin token (create_admin_app does)."""
+    """Routes under /admin/v1/audit (role viewer); mount with create_admin_app."""
     errors: dict[int | str, dict[str, Any]] = {422: {"model": ErrorOut}, 503: {"model": ErrorOut}}
-    r = APIRouter(prefix=AUDIT_PATH, tags=["audit"], responses=errors)
+    r = APIRouter(prefix=AUDIT_PATH, tags=["audit"], responses=errors, dependencies=[requires(Role.VIEWER)])
 
     @r.get("/policy", summary="Policy changes (apply, key create/revoke), newest first")
     async def policy_log(

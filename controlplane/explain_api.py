@@ -20,6 +20,7 @@ from dataplane.routing.explain import explain
 from dataplane.routing.select import facts_of
 from interlock.keys import hash_key
 
+from .admin_auth import Role, requires
 from .admin_schemas import ErrorOut
 from .errors import ControlPlaneError, NotFound
 from .service_types import PolicyService
@@ -58,7 +59,8 @@ def _find_key(policy: CompiledPolicy, pepper: bytes, given: str) -> KeyEntry:
 
 def create_explain_router(service: PolicyService, key_pepper: bytes) -> APIRouter:
     """Mount behind the admin token: create_admin_app(..., extra_routers=[create_explain_router(...)])."""
-    r = APIRouter(prefix=EXPLAIN_PATH, tags=["routing"], responses={404: {"model": ErrorOut}})
+    r = APIRouter(prefix=EXPLAIN_PATH, tags=["routing"], responses={404: {"model": ErrorOut}},
+                  dependencies=[requires(Role.VIEWER)])  # read-only: nothing is sent or changed
 
     @r.post("", summary="The route a request would take: rule, deployments, constraints, fallbacks")
     async def explain_route(q: ExplainIn) -> ExplainOut:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from interlock import keys as vkeys
 from interlock.v1 import policy_pb2
 
-from .audit import AuditAction, PolicyAuditRecord, build_record, encode_record, read_policy_log, record_key
+from .audit import Actor, AuditAction, PolicyAuditRecord, build_record, encode_record, read_policy_log, record_key
 from .budget.runkeys import MAX_RUN_KEY_DEPTH, RunKeySpec, check_run_key, prunable, run_key_record
 from .diff import plan_apply
 from .errors import Conflict, NotFound, PolicyInvalid
@@ -48,7 +48,7 @@ class StorePolicyService:
         return int(self._clock() * 1000)
 
     async def _write(self, state: StoredState, puts: dict[str, bytes], deletes: list[str], reason: str,
-                     *, audit: tuple[AuditAction, str, list[Change], str],
+                     *, audit: tuple[AuditAction, str | Actor, list[Change], str],
                      extra_guards: dict[str, int] | None = None) -> int:
         """One atomic commit that also rewrites the version key and adds the audit record (action, actor,
         changes, subject), guarded on the version we read: the change and its record land together or not at all."""
@@ -65,7 +65,7 @@ class StorePolicyService:
         state = await load_state(self._kv)
         return state.document(), state.version
 
-    async def apply(self, doc: PolicyDocument, *, dry_run: bool = False, actor: str = "admin") -> ApplyResult:
+    async def apply(self, doc: PolicyDocument, *, dry_run: bool = False, actor: str | Actor = "admin") -> ApplyResult:
         state = await load_state(self._kv)
         # Unreadable policy items are replaced by the apply; unreadable keys would survive it, so they block.
         key_errors = list(state.unreadable.get(KEYS, {}).values())
@@ -109,7 +109,7 @@ class StorePolicyService:
             errors.append("expires_at is in the past")
         return team, errors
 
-    async def create_key(self, spec: KeySpec, *, actor: str = "admin") -> CreatedKey:
+    async def create_key(self, spec: KeySpec, *, actor: str | Actor = "admin") -> CreatedKey:
         secret = vkeys.new_secret()
         key_id = vkeys.new_key_id()
         key_hash = vkeys.hash_key(self._pepper, secret).hex()
@@ -138,7 +138,7 @@ class StorePolicyService:
             return CreatedKey(record=record, secret=secret)
         raise AssertionError("unreachable")
 
-    async def mint_run_key(self, spec: RunKeySpec, *, actor: str = "admin") -> CreatedKey:
+    async def mint_run_key(self, spec: RunKeySpec, *, actor: str | Actor = "admin") -> CreatedKey:
         """A per-run key bounded by its parent (controlplane/budget/runkeys.py). Cheap: it reads the parent, its
         team, the budgets and the model names, never the whole key set, and writes one key in one commit."""
         secret = vkeys.new_secret()
@@ -231,7 +231,7 @@ class StorePolicyService:
         state = await load_state(self._kv)
         return sorted(state.keys.values(), key=lambda k: (k.created_at_unix_ms, k.id))
 
-    async def revoke_key(self, key_id: str, *, actor: str = "admin") -> KeyRecord:
+    async def revoke_key(self, key_id: str, *, actor: str | Actor = "admin") -> KeyRecord:
         # No validation here on purpose: revoking a leaked key must never be blocked by unrelated policy errors.
         for attempt in range(KEY_WRITE_ATTEMPTS):
             state = await load_state(self._kv)

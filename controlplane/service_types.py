@@ -10,7 +10,7 @@ from interlock.v1 import policy_pb2
 from .policy.model import KeyRecord, PolicyDocument
 
 if TYPE_CHECKING:
-    from .audit import PolicyAuditRecord
+    from .audit import Actor, PolicyAuditRecord
 
 
 @dataclass(frozen=True)
@@ -73,17 +73,17 @@ class NodeStatus:
 class PolicyService(Protocol):
     async def get_document(self) -> tuple[PolicyDocument, int]: ...
 
-    async def apply(self, doc: PolicyDocument, *, dry_run: bool = False, actor: str = "admin") -> ApplyResult:
+    async def apply(self, doc: PolicyDocument, *, dry_run: bool = False, actor: str | Actor = "admin") -> ApplyResult:
         """Make the stored declarative policy equal `doc` (items absent from doc are deleted).
         Raises PolicyInvalid before writing anything if the result would not compile.
         A write is audited as done by `actor`, atomically with the change; dry runs and no-ops are not."""
         ...
 
-    async def create_key(self, spec: KeySpec, *, actor: str = "admin") -> CreatedKey: ...
+    async def create_key(self, spec: KeySpec, *, actor: str | Actor = "admin") -> CreatedKey: ...
 
     async def list_keys(self) -> list[KeyRecord]: ...
 
-    async def revoke_key(self, key_id: str, *, actor: str = "admin") -> KeyRecord:
+    async def revoke_key(self, key_id: str, *, actor: str | Actor = "admin") -> KeyRecord:
         """Raises NotFound for an unknown id. Revoking twice is not an error (and not audited again)."""
         ...
 

@@ -6,8 +6,8 @@
     GET /admin/v1/usage/audit?key=vk_..&since=1h&limit=100[&where=...]
 
 Mount with `create_admin_app(service, token, extra_routers=[create_usage_router(qs)])`,
-which puts the routes behind the admin token and renders errors in the admin
-shape. Costs are exact decimal strings (12 places), never floats. Routes are
+which renders errors in the admin shape; every route needs role viewer
+(controlplane/admin_auth.py). Costs are exact decimal strings (12 places), never floats. Routes are
 plain `def`: queries block, so FastAPI runs them in its thread pool.
 """
 
@@ -34,6 +34,7 @@ from ingest.queries import (
 from ingest.query_service import AuditTrail, SpendReport, Totals, UsageQueryService, UsageStoreMissing, share
 
 from .admin_api import PREFIX
+from .admin_auth import Role, requires
 from .admin_schemas import ErrorOut
 from .errors import ControlPlaneError
 
@@ -201,7 +202,7 @@ def create_usage_router(query_service: UsageQueryService) -> APIRouter:
     """Routes under /admin/v1/usage; pass to create_admin_app(extra_routers=...) for auth and errors."""
     qs = query_service
     errors: dict[int | str, dict[str, Any]] = {c: {"model": ErrorOut} for c in (422, 503)}
-    r = APIRouter(prefix=f"{PREFIX}/usage", tags=["usage"], responses=errors)
+    r = APIRouter(prefix=f"{PREFIX}/usage", tags=["usage"], responses=errors, dependencies=[requires(Role.VIEWER)])
 
     @r.get("/spend", summary="Spend per group over a window, exact (usage_events FINAL), with shares")
     def spend(by: Annotated[str, Query(description=_BY)] = "team", since: Since = "7d", where: Where = [],  # noqa: B006

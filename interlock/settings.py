@@ -6,6 +6,7 @@ excluded from repr so they never reach logs.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import socket
@@ -13,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+
+import yaml
 
 T = TypeVar("T")
 PREFIX = "INTERLOCK_"
@@ -176,6 +179,66 @@ class DataPlaneSettings:
         return settings
 
 
+ADMIN_ROLES = ("viewer", "operator", "admin")  # ordered: each role includes the ones before it
+LEGACY_ADMIN_NAME = "admin-token"  # the identity INTERLOCK_ADMIN_TOKEN authenticates as (role admin)
+
+
+@dataclass(frozen=True)
+class AdminCredential:
+    """One admin API identity. Only the token's SHA-256 is kept (tokens are 32+ random bytes, so a plain hash is
+    enough and the plaintext never sits in memory longer than loading takes)."""
+
+    name: str
+    role: str  # one of ADMIN_ROLES
+    token_sha256: bytes = field(repr=False)
+
+
+def admin_token_digest(token: bytes) -> bytes:
+    return hashlib.sha256(token).digest()
+
+
+def _admin_credentials(env: Mapping[str, str], legacy_token: bytes | None) -> tuple[AdminCredential, ...]:
+    """INTERLOCK_ADMIN_CREDENTIALS(_FILE): a YAML/JSON list of {name, role, token_sha256 | token_secret}.
+    token_secret: NAME reads the token from INTERLOCK_NAME or INTERLOCK_NAME_FILE (e.g. a mounted Secret)."""
+    var = f"{PREFIX}ADMIN_CREDENTIALS"
+    creds = [AdminCredential(LEGACY_ADMIN_NAME, "admin", admin_token_digest(legacy_token))] if legacy_token else []
+    raw = _secret(env, "ADMIN_CREDENTIALS")
+    try:
+        items = yaml.safe_load(raw) if raw else []
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{var} is not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
+    if not isinstance(items, list):
+        raise SettingsError(f"{var} must be a list of {{name, role, token_sha256 | token_secret}}")
+    for i, item in enumerate(items):
+        where = f"{var}[{i}]"
+        if not isinstance(item, dict) or set(item) - {"name", "role", "token_sha256", "token_secret"}:
+            raise SettingsError(f"{where} must be a mapping with keys name, role and token_sha256 or token_secret")
+        name, role = str(item.get("name") or "").strip(), str(item.get("role") or "")
+        if not name or not name.isprintable() or len(name) > 64:
+            raise SettingsError(f"{where}.name must be 1-64 printable characters")
+        if role not in ADMIN_ROLES:
+            raise SettingsError(f"{where}.role must be one of {', '.join(ADMIN_ROLES)}, got {role!r}")
+        if ("token_sha256" in item) == ("token_secret" in item):
+            raise SettingsError(f"{where} needs exactly one of token_sha256 (hex) or token_secret (a variable name)")
+        if "token_secret" in item:
+            ref = str(item["token_secret"]).removeprefix(PREFIX)
+            token = _secret(env, ref)
+            if not token:
+                raise SettingsError(f"{where}.token_secret: set {PREFIX}{ref} or {PREFIX}{ref}_FILE")
+            digest = admin_token_digest(token)
+        else:
+            try:
+                digest = bytes.fromhex(str(item["token_sha256"]))
+            except ValueError:
+                digest = b""
+            if len(digest) != 32:
+                raise SettingsError(f"{where}.token_sha256 must be 64 hex digits: printf %s \"$TOKEN\" | sha256sum")
+        if any(c.token_sha256 == digest for c in creds):
+            raise SettingsError(f"{where} ({name}): this token is already used by another admin identity")
+        creds.append(AdminCredential(name, role, digest))
+    return tuple(creds)
+
+
 @dataclass(frozen=True)
 class ControlPlaneSettings:
     key_pepper: bytes = field(repr=False)
@@ -201,6 +264,8 @@ class ControlPlaneSettings:
     etcd_key: Path | None = None
     etcd_username: str = ""
     etcd_password: bytes | None = field(default=None, repr=False)
+    # Admin API identities (controlplane/admin_auth.py); INTERLOCK_ADMIN_TOKEN is the first, named admin-token.
+    admin_credentials: tuple[AdminCredential, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ControlPlaneSettings:
@@ -209,11 +274,14 @@ class ControlPlaneSettings:
         token = _secret(env, "ADMIN_TOKEN")
         if not pepper:
             raise SettingsError(f"{PREFIX}KEY_PEPPER (or {PREFIX}KEY_PEPPER_FILE) must be set: 32+ random bytes, same on every node")
-        if not token:
-            raise SettingsError(f"{PREFIX}ADMIN_TOKEN (or {PREFIX}ADMIN_TOKEN_FILE) must be set to protect the admin API")
+        admin_credentials = _admin_credentials(env, token)
+        if not admin_credentials:
+            raise SettingsError(f"{PREFIX}ADMIN_TOKEN (or {PREFIX}ADMIN_TOKEN_FILE) or {PREFIX}ADMIN_CREDENTIALS(_FILE) "
+                                "must be set to protect the admin API")
         settings = cls(
             key_pepper=pepper,
-            admin_token=token,
+            admin_token=token or b"",
+            admin_credentials=admin_credentials,
             store=_get(env, "STORE", cls.store, str),
             etcd_prefix=_get(env, "ETCD_PREFIX", cls.etcd_prefix, str),
             admin_host=_get(env, "ADMIN_HOST", cls.admin_host, str),
@@ -264,7 +332,7 @@ class ControlPlaneSettings:
 class CliSettings:
     admin_url: str = "http://127.0.0.1:8081"
     admin_token: str = field(default="", repr=False)
-    actor: str = ""  # recorded in the policy audit log; default: the OS user running the CLI
+    actor: str = ""  # sent as X-Interlock-Actor: an unverified "on behalf of" note in the audit log; default: OS user
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CliSettings:

@@ -12,6 +12,7 @@ import pytest
 from fastapi import APIRouter
 
 from controlplane.admin_api import create_admin_app
+from controlplane.admin_auth import Role, requires
 from controlplane.errors import Conflict, NotFound, StoreUnavailable
 from controlplane.policy.compiler import compile_snapshot, resolve_aliases, validate
 from controlplane.policy.model import SECTIONS, KeyRecord, PolicyDocument, record_key
@@ -282,7 +283,7 @@ async def test_nodes_and_snapshot_report_current_version(client: httpx.AsyncClie
 
 
 async def test_extra_routers_are_behind_the_token_and_a_token_is_required(service: Any) -> None:
-    extra = APIRouter(prefix="/admin/v1/usage")
+    extra = APIRouter(prefix="/admin/v1/usage", dependencies=[requires(Role.VIEWER)])
 
     @extra.get("/ping")
     async def ping() -> dict[str, str]:
@@ -294,6 +295,10 @@ async def test_extra_routers_are_behind_the_token_and_a_token_is_required(servic
         ok = await c.get("/admin/v1/usage/ping", headers={"Authorization": f"Bearer {TOKEN}"})
         assert ok.json() == {"pong": "yes"}
         assert (await c.get("/nowhere")).json()["error"]["type"] == "HTTPError"
-    with pytest.raises(ValueError, match="admin_token"):
+    unguarded = APIRouter(prefix="/admin/v1/usage")
+    unguarded.add_api_route("/open", ping)
+    with pytest.raises(ValueError, match=r"without a role requirement.*GET /admin/v1/usage/open"):
+        create_admin_app(service, TOKEN.encode(), extra_routers=[unguarded])
+    with pytest.raises(ValueError, match="at least one admin credential"):
         create_admin_app(service, b"")
 

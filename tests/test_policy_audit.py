@@ -187,8 +187,10 @@ async def test_api_records_actor_and_lists_newest_first(svc: StorePolicyService,
         unauth = await http.get("/admin/v1/audit/policy", headers={"Authorization": ""})
         assert unauth.status_code == 401 and unauth.json()["error"]["type"] == "Unauthorized"
         body = (await http.get("/admin/v1/audit/policy")).json()
-        assert [(r["action"], r["actor"]) for r in body["records"]] == [
-            ("revoke_key", "sec"), ("create_key", "admin-token"), ("apply", "deploy-bot")]
+        # The actor is the token's identity; the header is only an unverified "on behalf of" note.
+        assert [(r["action"], r["actor"], r["on_behalf_of_unverified"]) for r in body["records"]] == [
+            ("revoke_key", "admin-token", "sec"), ("create_key", "admin-token", ""), ("apply", "admin-token", "deploy-bot")]
+        assert all(r["actor_verified"] and r["actor_role"] == "admin" for r in body["records"])
         assert body["truncated"] is False and body["records"][0]["subject"] == key["id"]
         assert body["records"][0]["at"].endswith("Z") and key["secret"] not in json.dumps(body)
         assert all("key_hash" not in (c["after"] or {}) for r in body["records"] for c in r["changes"])

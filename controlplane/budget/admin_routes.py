@@ -1,7 +1,7 @@
-"""Admin routes for budgets and per-run keys; mount with create_admin_app(extra_routers=[...]) behind the token.
+"""Admin routes for budgets and per-run keys; mount with create_admin_app(extra_routers=[...]).
 
-    POST /admin/v1/keys/mint    mint a per-run key under a parent key (secret in this response only)
-    GET  /admin/v1/budgets      every budget and rate limit: limit, settled, leased, remaining, reset time
+    POST /admin/v1/keys/mint    mint a per-run key under a parent key (secret in this response only)  role operator
+    GET  /admin/v1/budgets      every budget and rate limit: limit, settled, leased, remaining, reset   role viewer
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from pydantic import BaseModel, Field, field_validator
 
 from interlock.v1 import policy_pb2
 
+from ..admin_auth import Principal, Role, requires
 from ..admin_schemas import ErrorOut
-from ..audit import clean_actor
+from ..audit import Actor
 from ..policy.budgets import PICO_PER_USD
 from ..service_types import CreatedKey
 from .ledger import Ledger
@@ -25,7 +26,7 @@ from .visibility import budget_rows
 
 
 class RunKeyMinter(Protocol):
-    async def mint_run_key(self, spec: RunKeySpec, *, actor: str = "admin") -> CreatedKey: ...
+    async def mint_run_key(self, spec: RunKeySpec, *, actor: str | Actor = "admin") -> CreatedKey: ...
 
 
 class RunKeyIn(BaseModel):
@@ -99,12 +100,12 @@ def create_budget_router(
     r = APIRouter(prefix="/admin/v1", tags=["budgets"], responses=errors)
 
     @r.post("/keys/mint", status_code=201, summary="Mint a per-run key bounded by its parent; secret shown once")
-    async def mint(body: RunKeyIn, request: Request, response: Response) -> RunKeyOut:
+    async def mint(body: RunKeyIn, request: Request, response: Response,
+                   who: Annotated[Principal, requires(Role.OPERATOR)]) -> RunKeyOut:
         spec = RunKeySpec(parent=body.parent, ttl_ms=body.ttl_s * 1000, budget_usd=body.budget_usd,
                           max_concurrency=body.max_concurrency, tags=body.tags, allowed_models=body.allowed_models,
                           name=body.name)
-        created = await minter.mint_run_key(spec, actor=clean_actor(request.headers.get("x-interlock-actor"),
-                                                                      "admin-token"))
+        created = await minter.mint_run_key(spec, actor=who.actor(request))
         response.headers["Cache-Control"] = "no-store"
         k = created.record
         return RunKeyOut(id=k.id, secret=created.secret, parent=k.parent, name=k.name, team=k.team, user=k.user,
@@ -113,6 +114,7 @@ def create_budget_router(
 
     @r.get("/budgets", summary="Budgets and rate limits with their ledger figures")
     async def budgets(
+        who: Annotated[Principal, requires(Role.VIEWER)],
         history: Annotated[bool, Query(description="Also list past windows")] = False,
     ) -> BudgetListOut:
         snap = await snapshot()

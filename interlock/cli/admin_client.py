@@ -14,6 +14,7 @@ import click
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from controlplane.admin_api import WhoAmIOut
 from controlplane.admin_schemas import (
     ApplyOut,
     KeyCreatedOut,
@@ -51,7 +52,8 @@ class AdminClient:
         self._token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         if actor:
-            headers["X-Interlock-Actor"] = actor  # who to name in the policy audit log
+            # Recorded next to the token's identity as an unverified "on behalf of" note, never as the actor.
+            headers["X-Interlock-Actor"] = actor
         try:
             self._http = httpx.Client(
                 base_url=self.url, headers=headers, timeout=httpx.Timeout(timeout, connect=5.0), transport=transport
@@ -88,6 +90,9 @@ class AdminClient:
 
     def nodes(self) -> NodeList:
         return self._call(NodeList, "GET", "/nodes")
+
+    def whoami(self) -> WhoAmIOut:
+        return self._call(WhoAmIOut, "GET", "/whoami")
 
     def snapshot(self) -> SnapshotOut:
         return self._call(SnapshotOut, "GET", "/snapshot")
@@ -151,7 +156,10 @@ class AdminClient:
                            "to the control plane's admin token")
             else:
                 message = (f"the admin API at {self.url} rejected the admin token: set INTERLOCK_ADMIN_TOKEN "
-                           "(or pass --admin-token) to the control plane's admin token")
+                           "(or pass --admin-token) to a token the control plane accepts (its INTERLOCK_ADMIN_TOKEN "
+                           "or one listed in its INTERLOCK_ADMIN_CREDENTIALS)")
+        elif status == 403:
+            message += " — use a token of an identity with that role (INTERLOCK_ADMIN_TOKEN or --admin-token)"
         elif status == 409:
             message += " — the policy changed concurrently; re-run the command"
         elif status == 503:

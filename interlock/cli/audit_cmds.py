@@ -45,14 +45,22 @@ def changes_cell(r: PolicyAuditOut) -> Text:
     return cell
 
 
+def actor_cell(r: PolicyAuditOut) -> Text:
+    """The authenticated identity (and its role); records older than named credentials only had a claim."""
+    if not r.actor_verified:
+        return Text(r.actor) + Text(" (claimed)", style="dim")
+    return Text(r.actor) + (Text(f" ({r.actor_role})", style="dim") if r.actor_role else Text())
+
+
 def policy_log_table(log: PolicyAuditLogOut) -> Table:
     caption = ("older records exist: widen --since or raise --limit; " if log.truncated else "") + \
-        "full diffs: --diff or -o json"
-    t = render.table("TIME (UTC)!", "VERSION!", "ACTOR!", "ACTION!", "CHANGES", caption=caption)
+        "ON BEHALF OF is what the client declared (INTERLOCK_ACTOR), not checked; full diffs: --diff or -o json"
+    t = render.table("TIME (UTC)!", "VERSION!", "ACTOR!", "ON BEHALF OF (UNVERIFIED)!", "ACTION!", "CHANGES",
+                     caption=caption)
     for r in log.records:
         # Plain Text, never markup: actors and names come from users and must print literally.
-        t.add_row(Text(r.at[:19].replace("T", " ")), Text(str(r.version)), Text(r.actor),
-                  Text(r.action.replace("_", " ")), changes_cell(r))
+        t.add_row(Text(r.at[:19].replace("T", " ")), Text(str(r.version)), actor_cell(r),
+                  Text(r.on_behalf_of_unverified or "-"), Text(r.action.replace("_", " ")), changes_cell(r))
     return t
 
 
@@ -64,7 +72,8 @@ def policy_log_table(log: PolicyAuditLogOut) -> Table:
 @admin_options
 def policy_log_cmd(since: str | None, limit: int, show_diff: bool, output: str, admin_url: str | None,
                    admin_token: str | None) -> None:
-    """Policy changes (apply, key create, key revoke), newest first: who, when, what, resulting version."""
+    """Policy changes (apply, key create, key revoke), newest first: who (the admin token's identity, plus the
+    unverified name the client declared), when, what, resulting version."""
     try:
         parse_since(since, 0)
     except AuditQueryInvalid as exc:
@@ -87,7 +96,8 @@ def policy_log_cmd(since: str | None, limit: int, show_diff: bool, output: str, 
     out.print(policy_log_table(log))
     if show_diff:
         for r in log.records:
-            out.print(Text(f"\nv{r.version}  {r.at}  {r.actor}  {r.action.replace('_', ' ')}", style="bold"))
+            behalf = f" (on behalf of {r.on_behalf_of_unverified}, unverified)" if r.on_behalf_of_unverified else ""
+            out.print(Text(f"\nv{r.version}  {r.at}  {r.actor}{behalf}  {r.action.replace('_', ' ')}", style="bold"))
             out.print(render.diff(r.changes))
             if r.values_omitted:
                 out.print(Text("  (values omitted: the change was too large to record them)", style="dim"))

@@ -86,7 +86,7 @@ def controlplane_cmd(log_level: str) -> None:
 
     async def main(stop: asyncio.Event) -> None:
         backend = await start_backend(settings)
-        app = create_admin_app(backend.service, settings.admin_token,
+        app = create_admin_app(backend.service, settings.admin_token, credentials=settings.admin_credentials,
                                extra_routers=backend.admin_routers(settings.key_pepper))
         server, task = await serve_admin(app, settings.admin_host, settings.admin_port)
         click.echo(f"interlock control plane: admin http://{settings.admin_host}:{settings.admin_port} "
