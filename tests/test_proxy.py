@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -37,10 +38,17 @@ async def test_event_records_who_what_and_exact_cost(gateway: Gateway, fake_prov
     assert ev.event_id == r.headers["x-interlock-request-id"] and gateway.key not in str(ev)
 
 
+@asynccontextmanager
+async def streaming_slowly(fake_provider_factory, tmp_path: Path, chunks: int) -> AsyncIterator[Gateway]:  # type: ignore[no-untyped-def]
+    """A gateway before a fake whose streams send `chunks` tokens 20 ms apart."""
+    fake = await fake_provider_factory(FakeProviderConfig(output_tokens=chunks, chunk_delay_ms=20))
+    async with running_gateway(fake.base_url, tmp_path) as gw:
+        yield gw
+
+
 @pytest.fixture
 async def slow_gateway(fake_provider_factory, tmp_path: Path) -> AsyncIterator[Gateway]:  # type: ignore[no-untyped-def]
-    fake = await fake_provider_factory(FakeProviderConfig(output_tokens=200, chunk_delay_ms=20))
-    async with running_gateway(fake.base_url, tmp_path) as gw:
+    async with streaming_slowly(fake_provider_factory, tmp_path, 200) as gw:  # 4 s: abandoned long before the end
         yield gw
 
 
@@ -130,19 +138,23 @@ async def test_keep_alive_and_pipelined_requests_answer_in_order(gateway: Gatewa
     assert statuses == [b"200", b"404", b"200"]
 
 
-async def test_shutdown_drains_an_in_flight_stream(slow_gateway: Gateway) -> None:
-    gateway = slow_gateway
-    body = orjson.dumps({"model": "claude-t", "max_tokens": 500, "stream": True, "messages": [{"role": "user", "content": "hi"}]})
-    async with aiohttp.ClientSession() as s:
-        r = await s.post(f"{gateway.url}/v1/messages", data=body, headers={"x-api-key": gateway.key})
-        first = await r.content.readline()
-        stopping = asyncio.create_task(gateway.node.stop())
-        await asyncio.sleep(0.1)
-        with pytest.raises(OSError):  # no new connections while draining
-            await asyncio.open_connection("127.0.0.1", gateway.node.port)
-        rest = await r.read()
-        await stopping
-    assert first.startswith(b"event: message_start") and rest.rstrip().endswith(b'{"type":"message_stop"}')
+async def test_shutdown_drains_an_in_flight_stream(fake_provider_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # 50 chunks (1 s): still in flight while stop() begins, and drained to the end.
+    async with streaming_slowly(fake_provider_factory, tmp_path, 50) as gateway:
+        body = orjson.dumps({"model": "claude-t", "max_tokens": 500, "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+        async with aiohttp.ClientSession() as s:
+            r = await s.post(f"{gateway.url}/v1/messages", data=body, headers={"x-api-key": gateway.key})
+            first = await r.content.readline()
+            stopping = asyncio.create_task(gateway.node.stop())
+            for _ in range(500):  # stop() closes the listener in the step that sets `draining`
+                if gateway.node.router.draining:
+                    break
+                await asyncio.sleep(0.01)
+            with pytest.raises(OSError):  # no new connections while draining
+                await asyncio.open_connection("127.0.0.1", gateway.node.port)
+            rest = await r.read()
+            await stopping
+        assert first.startswith(b"event: message_start") and rest.rstrip().endswith(b'{"type":"message_stop"}')
 
 
 async def test_tags_from_header_and_session_land_in_the_event(gateway: Gateway) -> None:
