@@ -6,9 +6,9 @@
 Per request, what the proxy does on the hot path (single process, no I/O):
 
   lookup  : the foundation's resolve: routes[name] + the key's allowlist check
-  routing : facts + first-match rule selection (--rules rules, none matching, as the worst case for a
-            name they may apply to) + attempt planner + breaker allow/record + attempt record +
-            the x-interlock-* headers
+  routing : plan_for (request facts + first-match rule selection when rules may apply: --rules rules,
+            none matching, the worst case for a name they apply to; none built with --rules 0) + attempt
+            planner + breaker allow/record + attempt record + the x-interlock-* headers
 
 Prints mean ns per request for both, the added time and the ratio. The end-to-end throughput bar is
 checked by benchmarks/dataplane_overhead.py; this isolates the routing code from machine noise.
@@ -34,7 +34,7 @@ from dataplane.providers.registry import default_providers
 from dataplane.routing.attempts import AttemptPlanner
 from dataplane.routing.breaker import Breakers
 from dataplane.routing.report import AttemptRecord, route_headers
-from dataplane.routing.select import facts_of, select_plan, session_of
+from dataplane.routing.select import plan_for, session_of
 
 
 def policy(rules: int) -> CompiledPolicy:
@@ -74,10 +74,9 @@ def main() -> None:
         assert route.model.name
 
     def routing() -> None:
-        f = facts_of(key, "gpt-5", headers, tags, body, 1024)
-        plan = select_plan(p, key, f)
+        plan = plan_for(p, key, "gpt-5", headers, tags, body, 1024)  # as dataplane/proxy.py does
         planner = AttemptPlanner(plan, constraint=p.routing.constraints.get(key.team_id), breakers=breakers, rng=rng,
-                                 session=session_of(headers, tags))
+                                 session=session_of(headers, tags) if plan.sticky else "")
         nxt = planner.next(time.monotonic())
         assert nxt is not None
         dep = nxt.deployment
