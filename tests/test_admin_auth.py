@@ -295,6 +295,13 @@ def test_settings_credentials_file_and_errors(tmp_path: Path) -> None:
         assert LEGACY not in str(exc.value) and TOKENS["alice"] not in str(exc.value)
         return str(exc.value)
 
+    # rotation: the same name with an old and a new token, both accepted until the old entry is removed
+    rotating = ControlPlaneSettings.from_env({"INTERLOCK_KEY_PEPPER": "p" * 32, "INTERLOCK_ADMIN_CREDENTIALS": (
+        f'[{{"name": "alice", "role": "admin", "token_sha256": "{sha("old-token")}"}}, '
+        f'{{"name": "alice", "role": "admin", "token_sha256": "{sha("new-token")}"}}]')})  # JSON works too
+    auth = AdminAuth(rotating.admin_credentials)
+    assert [getattr(auth.authenticate(t), "name", None) for t in ("old-token", "new-token", "x")] == ["alice"] * 2 + [None]
+
     good = sha(TOKENS["alice"])
     assert "role must be one of viewer, operator, admin" in refused(f"[{{name: a, role: root, token_sha256: {good}}}]")
     assert "exactly one of" in refused(f"[{{name: a, role: admin, token_sha256: {good}, token_secret: X}}]")
