@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
-import openai
 import orjson
 import pytest
 
@@ -17,6 +16,9 @@ from controlplane.policy.model import Model, PolicyDocument, Price, Provider, Te
 from interlock.fakeprovider.bedrock import FAKE_AWS_SECRET
 from tests.fixtures.fakeprovider import FakeProvider
 from tests.fixtures.gateway import Gateway, running_gateway, wait_events
+from tests.fixtures.sdks import anthropic_client as anth
+from tests.fixtures.sdks import genai_client
+from tests.fixtures.sdks import openai_client as oai
 
 ENV = {
     "AZ_KEY": "az-secret", "VTX_TOKEN": "ya29.fake", "GEM_KEY": "gem-secret",
@@ -64,14 +66,6 @@ def policy(base: str) -> PolicyDocument:
 async def gw(fake_provider: FakeProvider, tmp_path: Path) -> AsyncIterator[Gateway]:
     async with running_gateway(fake_provider.base_url, tmp_path, policy=policy(fake_provider.base_url), env=ENV) as g:
         yield g
-
-
-def oai(gw: Gateway) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key=gw.key, max_retries=0, timeout=10)
-
-
-def anth(gw: Gateway) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=gw.url, api_key=gw.key, max_retries=0, timeout=10)
 
 
 def last(fake: FakeProvider) -> dict[str, Any]:
@@ -166,13 +160,6 @@ async def test_bedrock_with_the_wrong_secret_fails_the_signature_check(gw: Gatew
     assert fake_provider.requests_to("/model/anthropic.claude-v2:1/invoke") == 1
 
 
-def gemini_client(gw: Gateway) -> Any:
-    from google import genai
-    from google.genai import types
-
-    return genai.Client(api_key=gw.key, http_options=types.HttpOptions(base_url=gw.url, api_version="v1beta", timeout=10_000))
-
-
 @pytest.mark.parametrize("model, path", [
     ("gem-flash", "/v1beta/models/gemini-2.5-flash:"),
     ("vtx-gemini", "/v1/projects/acme/locations/us-east5/publishers/google/models/gemini-2.5-flash:"),
@@ -180,7 +167,7 @@ def gemini_client(gw: Gateway) -> Any:
 async def test_gemini_native_and_vertex_gemini_through_the_google_genai_sdk(
     gw: Gateway, fake_provider: FakeProvider, model: str, path: str,
 ) -> None:
-    client = gemini_client(gw)
+    client = genai_client(gw, api_version="v1beta")
     r = await client.aio.models.generate_content(model=model, contents="hello there")
     assert r.text and r.text.startswith("Echo: hello there")
     req = last(fake_provider)

@@ -10,16 +10,13 @@ import anthropic
 import pytest
 
 from tests.fixtures.gateway import Gateway, wait_events
+from tests.fixtures.sdks import anthropic_client as client
 
 pytestmark = pytest.mark.e2e
 
 TOOL: Any = {"name": "read_file", "description": "Read a file", "input_schema": {
     "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}
 THINKING: Any = {"type": "enabled", "budget_tokens": 1024}
-
-
-def client(gw: Gateway) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=gw.url, api_key=gw.key, max_retries=0, timeout=10)
 
 
 async def test_messages_with_tools_round_trip(gateway: Gateway) -> None:

@@ -17,6 +17,7 @@ from google.genai import errors, types
 
 from controlplane.policy.model import Model, Price
 from tests.fixtures.gateway import Gateway, gateway_policy, native_gemini, running_gateway, wait_events
+from tests.fixtures.sdks import genai_client as client
 
 pytestmark = pytest.mark.e2e
 
@@ -32,10 +33,6 @@ async def gateway(fake_provider, tmp_path: Path) -> AsyncIterator[Gateway]:  # t
         Model(name="gemini-t", provider="fg", upstream="gemini-upstream", price=Price(input="1", output="4", cached_input="0.25"))])
     async with running_gateway(fake_provider.base_url, tmp_path, policy=doc) as gw:
         yield gw
-
-
-def client(gw: Gateway) -> genai.Client:
-    return genai.Client(api_key=gw.key, http_options=types.HttpOptions(base_url=gw.url, timeout=10_000))
 
 
 async def test_generate_content_model_from_path_and_usage(gateway: Gateway, fake_provider) -> None:  # type: ignore[no-untyped-def]

@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from tests.fixtures.gateway import Gateway, wait_events
+from tests.fixtures.sdks import openai_client as client
 
 pytestmark = pytest.mark.e2e
 
@@ -18,10 +19,6 @@ FN_TOOL = {"type": "function", "name": "read_file", "description": "Read a file"
 GRAMMAR_TOOL = {"type": "custom", "name": "apply_patch", "description": "Apply a patch",
                 "format": {"type": "grammar", "syntax": "lark", "definition": "start: /[\\s\\S]+/"}}
 HOSTED_TOOL = {"type": "web_search"}
-
-
-def client(gw: Gateway) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key=gw.key, max_retries=0, timeout=10)
 
 
 def codex_request(**extra: object) -> dict:

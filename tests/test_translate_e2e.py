@@ -9,22 +9,16 @@ import anthropic
 import openai
 import orjson
 import pytest
-from google import genai
 from google.genai import errors, types
 
 from controlplane.policy.model import Model, Price, Provider
 from tests.fixtures.gateway import Gateway, gateway_policy, native_gemini, running_gateway, wait_events
+from tests.fixtures.sdks import anthropic_client as anth
+from tests.fixtures.sdks import genai_client as gem
+from tests.fixtures.sdks import openai_client as oai
 
 TOOL = {"name": "read_file", "description": "Read a file", "input_schema": {
     "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}
-
-
-def anth(gw: Gateway) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=gw.url, api_key=gw.key, max_retries=0, timeout=10)
-
-
-def oai(gw: Gateway) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key=gw.key, max_retries=0, timeout=10)
 
 
 async def test_anthropic_sdk_on_an_openai_provider_non_stream(gateway: Gateway, fake_provider) -> None:  # type: ignore[no-untyped-def]
@@ -181,10 +175,6 @@ async def test_apis_without_a_translation_are_refused_in_the_clients_dialect(gat
         await oai(gateway).embeddings.create(model="claude-t", input="hi")
     assert "'embeddings'" in o_exc.value.message
     assert fake_provider.stats()["total"] == 0
-
-
-def gem(gw: Gateway) -> genai.Client:
-    return genai.Client(api_key=gw.key, http_options=types.HttpOptions(base_url=gw.url, timeout=10_000))
 
 
 READ_DECL = types.FunctionDeclaration(name="read_file", description="Read a file",
