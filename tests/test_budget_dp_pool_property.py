@@ -73,7 +73,7 @@ class LeaseMachine(RuleBasedStateMachine):
         node = self.nodes[n]
         if not node.alive or node.sending is not None:
             return
-        want = _want(node.pool)
+        want = _want(node.pool, self.now, 500)
         settled, _ = node.pool.begin_report(want)
         node.pool.waiting = node.pool.waiting_max = 0
         node.seq += 1
@@ -132,17 +132,19 @@ def test_reservations_made_while_a_sync_hands_lease_back_stay_inside_the_new_lea
     """The race the pool's `floor` exists for: an idle node asks to keep less (returning headroom) and, while
     that call is in flight, admits a request; the control plane then shrinks the lease to what was asked."""
     m = LeaseMachine()
-    m.reserve("a", 1000)
+    pool = m.nodes["a"].pool
+    m.reserve("a", 1000)  # nothing held yet: it waits
     m.start_sync("a")
     m.deliver_sync("a", lose_response=False, lose_request=False)
     m.reserve("a", 1000)
-    pool = m.nodes["a"].pool
     pool.settle(m.nodes["a"].open.pop(), 500)
     m.served += 500
-    m.start_sync("a")
-    m.deliver_sync("a", lose_response=False, lose_request=False)  # headroom granted: lease 2000
-    assert pool.lease == 2000
-    m.start_sync("a")  # idle: asks to keep 0
+    m.tick(600)
+    m.start_sync("a")  # busy: asks for headroom
+    m.deliver_sync("a", lose_response=False, lose_request=False)
+    assert pool.lease > 1000
+    m.tick(600)
+    m.start_sync("a")  # idle for a tick: asks to keep 0
     assert pool.available(m.now) == 0  # so nothing may be admitted against the part being handed back
     m.reserve("a", 1000)
     assert pool.reserved == 0 and pool.waiting == 1000

@@ -26,6 +26,12 @@ from interlock.v1 import budget_pb2, budget_pb2_grpc
 log = logging.getLogger(__name__)
 
 EXPIRY_GUARD_MS = 1000  # stop using a lease this long before the control plane may hand it to another node
+# gRPC's default reconnect backoff grows to minutes; leases expire in seconds, so reconnect promptly instead.
+CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+)
 
 
 class LeaseClient:
@@ -64,8 +70,8 @@ class LeaseClient:
     # ---- loop ------------------------------------------------------------------------------------------------
     def _connect(self) -> budget_pb2_grpc.BudgetServiceStub:
         if self._stub is None:
-            self._channel = (grpc.aio.secure_channel(self._target, self._credentials) if self._credentials
-                             else grpc.aio.insecure_channel(self._target))
+            self._channel = (grpc.aio.secure_channel(self._target, self._credentials, options=CHANNEL_OPTIONS)
+                             if self._credentials else grpc.aio.insecure_channel(self._target, options=CHANNEL_OPTIONS))
             self._stub = budget_pb2_grpc.BudgetServiceStub(self._channel)
         return self._stub
 
@@ -108,8 +114,10 @@ class LeaseClient:
 
     def _build(self) -> tuple[budget_pb2.LeaseSyncRequest, list[LeasePool]]:
         ops, pools = [], []
+        now_ms = int(self._clock() * 1000)
+        tick_ms = int(self._tick_s * 1000)
         for pool in self._table.pools.values():
-            want = _want(pool)
+            want = _want(pool, now_ms, tick_ms)
             settled, overshoot = pool.begin_report(want)
             # smallest useful increase: what the largest waiting request lacks (a smaller grant would not admit it)
             min_grant = max(0, pool.waiting_max - max(0, pool.lease - pool.reserved - pool.spent)) if pool.waiting else 0
@@ -166,10 +174,17 @@ class LeaseClient:
                 await self._channel.close()
 
 
-def _want(pool: LeasePool) -> int:
-    """The lease to hold after this sync: what is reserved, what waiters need, and headroom for the next ticks."""
+def _want(pool: LeasePool, now_ms: int, tick_ms: int) -> int:
+    """The lease to hold after this sync: what is reserved, what waiters need, and headroom for the next two
+    ticks at the recent demand rate (measured over at least a tick, so early syncs don't shrink it)."""
+    if not pool.flow_since_ms:
+        pool.flow_since_ms = now_ms - tick_ms
+    elapsed = max(1, now_ms - pool.flow_since_ms)
+    flow = pool.reserved_flow
+    if elapsed >= tick_ms:
+        pool.reserved_flow, pool.flow_since_ms = 0, now_ms
     if pool.key.kind == CONCURRENCY:
-        headroom = pool.reserved_flow and 1  # one free slot while busy; none when idle
+        headroom = 1 if flow else 0  # one free slot while busy; none when idle
     else:
-        headroom = 2 * max(pool.reserved_flow, pool.largest) if pool.reserved_flow else 0
+        headroom = max(2 * pool.largest, flow * 2 * tick_ms // elapsed) if flow else 0
     return pool.reserved + pool.waiting + headroom

@@ -28,6 +28,7 @@ class LeasePool:
     __slots__ = (
         "allowance",
         "floor",
+        "flow_since_ms",
         "in_report",
         "in_report_overshoot",
         "key",
@@ -61,7 +62,8 @@ class LeasePool:
         self.allowance = 0  # extra the offline mode lets this node spend beyond its lease (optimistic)
         self.usable_until_ms = 0  # local time after which the lease may not be used (expiry, offline mode)
         self.largest = 0  # largest single reservation seen: the smallest useful grant
-        self.reserved_flow = 0  # amount reserved since the last sync (demand estimate)
+        self.reserved_flow = 0  # amount reserved since flow_since_ms (demand estimate; the lease client resets it)
+        self.flow_since_ms = 0
         self.waiting = 0  # sum wanted by requests waiting for a refill (re-registered after every sync)
         self.waiting_max = 0  # the largest of those
         self.spent_total = 0
@@ -112,7 +114,6 @@ class LeasePool:
         self.in_report = self.in_report_overshoot = 0
         self.floor = None
         self.lease = lease
-        self.reserved_flow = 0
         if ledger is not None:
             self.ledger = ledger
 
