@@ -304,3 +304,20 @@ async def test_low_lease_wakes_the_lease_client_before_anyone_waits() -> None:
     assert await admit(gate, idx) is not None and not woken
     assert await admit(gate, idx) is not None and not woken
     assert await admit(gate, idx) is not None and woken  # the lease is now too low for one more: refill ahead
+
+
+async def test_a_waiter_whose_pool_was_dropped_by_a_sync_keeps_asking_through_the_table() -> None:
+    idx = snapshot(budgets=[{"id": "b", "scope": "key", "scope_id": "vk_a", "limit_pico": 10**15}])
+    gate, table, syncer, _ = make(0, 0)  # the ledger has nothing to give at first
+    real_sync = syncer.sync
+
+    def sync_dropping_idle_pools() -> None:
+        real_sync()
+        for k, p in list(table.pools.items()):
+            if p.idle:
+                del table.pools[k]  # what the lease client does with a pool holding and owing nothing
+        syncer.available = 10**13  # budget handed back by another node meanwhile
+
+    syncer.sync = sync_dropping_idle_pools  # type: ignore[method-assign]
+    t = await admit(gate, idx)
+    assert t is not None and t.claims[0].pool is next(iter(table.pools.values()))

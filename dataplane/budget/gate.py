@@ -168,6 +168,9 @@ class BudgetGate:
             await self._wait_for_lease(claims, syncer, deadline - mono)
             now_s = self._clock()
             now_ms = int(now_s * 1000)
+            for c in claims:  # a pool the sync found idle was dropped meanwhile: use (or re-create) the table's
+                k = c.pool.key
+                c.pool = table.pool(k.kind, c.spec, k.window_key, now_ms)
 
     async def _wait_for_lease(self, claims: list[Claim], syncer: Syncer, wait_s: float) -> None:
         # Every pool of the request asks at once: a lease for one must not be handed back while another is refilled.
