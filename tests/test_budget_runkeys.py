@@ -26,6 +26,8 @@ from interlock.cli.serve_cmds import serve_admin
 from interlock.settings import ControlPlaneSettings
 from interlock.v1 import budget_pb2, policy_pb2
 from interlock.windows import window_key
+from tests.fixtures.admin import admin_cli_env
+from tests.fixtures.admin import cli_ok as ok
 
 pytestmark = pytest.mark.integration
 TOKEN = "admin-token-for-tests"
@@ -49,8 +51,7 @@ class Stack:
     url: str
 
     async def run(self, *args: str) -> Result:
-        env = {"INTERLOCK_ADMIN_URL": self.url, "INTERLOCK_ADMIN_TOKEN": TOKEN, "INTERLOCK_ADMIN_TOKEN_FILE": None,
-               "COLUMNS": "160"}
+        env = admin_cli_env(self.url, TOKEN, columns=160)
         # the CLI is synchronous; run it off the loop that serves the admin API
         return await asyncio.to_thread(CliRunner().invoke, cli, list(args), env=env)
 
@@ -78,11 +79,6 @@ async def stack(etcd_url: str, store_prefix: str) -> AsyncIterator[Stack]:
     server.should_exit = True  # type: ignore[attr-defined]
     await task
     await backend.close(0)
-
-
-def ok(result: Result) -> Result:
-    assert result.exit_code == 0, f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    return result
 
 
 async def test_mint_bounded_by_parent_reaches_the_snapshot_and_revokes_with_it(stack: Stack) -> None:

@@ -19,6 +19,7 @@ from controlplane.service_types import NodeStatus
 from interlock.cli import policy_cmds, render
 from interlock.cli.main import cli
 from tests.fixtures.admin import admin_cli_env, serve_admin
+from tests.fixtures.admin import cli_ok as _ok
 from tests.test_admin_api import TOKEN, MemoryPolicyService
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "policy.yaml"
@@ -46,11 +47,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _ok(result: Result) -> Result:
-    assert result.exit_code == 0, f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    return result
 
 
 def test_apply_shows_diff_then_no_changes_then_updates(admin: Admin, tmp_path: Path) -> None:

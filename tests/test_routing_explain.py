@@ -14,6 +14,7 @@ from controlplane.policy.model import PolicyDocument
 from controlplane.service_types import KeySpec
 from interlock.cli.main import cli
 from tests.fixtures.admin import admin_cli_env, serve_admin
+from tests.fixtures.admin import cli_ok as ok
 from tests.test_admin_api import TOKEN, MemoryPolicyService
 from tests.test_routing_rules import POLICY
 
@@ -42,11 +43,6 @@ def key(admin: Admin, team: str) -> tuple[str, str]:
 
     created = asyncio.run(admin.service.create_key(KeySpec(name="t", team=team)))
     return created.record.id, created.secret
-
-
-def ok(r: Result) -> Result:
-    assert r.exit_code == 0, f"exit {r.exit_code}\n{r.stdout}\n{r.stderr}"
-    return r
 
 
 def test_explain_json_shows_rule_deployments_constraints_and_fallbacks(admin: Admin) -> None:

@@ -29,7 +29,7 @@ from ingest.query_service import UsageQueryService, UsageStoreMissing
 from interlock.cli.main import cli
 from interlock.cli.usage_cmds import money
 from interlock.v1 import usage_pb2
-from tests.fixtures.admin import admin_cli_env, serve_admin
+from tests.fixtures.admin import admin_cli_env, cli_ok, serve_admin
 from tests.test_admin_api import TOKEN, MemoryPolicyService
 
 NOW_US = (int(time.time()) // 60) * 60 * 10**6  # the services' clock: windows end here
@@ -262,8 +262,7 @@ def run(url: str, *args: str, token: str | None = TOKEN) -> Result:
 
 
 def ok(result: Result) -> str:
-    assert result.exit_code == 0, f"exit {result.exit_code}\n{result.stdout}\n{result.stderr}"
-    return result.stdout
+    return cli_ok(result).stdout
 
 
 def test_cli_spend_top_cost_audit(admin_url: str, events: list[usage_pb2.UsageEvent]) -> None:
