@@ -12,8 +12,7 @@ from dataplane.dialects.base import ErrorKind
 from dataplane.dialects.openai_responses import OpenAIResponsesDialect
 from interlock.fakeprovider import build_reply
 from interlock.fakeprovider.responses_api import parse_responses, response, stream
-from tests.fixtures.gateway import Gateway
-from tests.test_proxy import wait_events
+from tests.fixtures.gateway import Gateway, wait_events
 
 BODY = {"model": "m", "input": [{"role": "developer", "content": "rules"}, {"role": "user", "content": "hi there"}],
         "reasoning": {"effort": "high"}, "include": ["reasoning.encrypted_content"], "stream": True}
