@@ -76,6 +76,7 @@ def policy(a: str, b: str) -> dict[str, Any]:
                                                 {"name": "eu", "provider": "pb", "weight": 1, "upstream": "gpt-4o"}],
              "circuit": {"enabled": False}},
             {"name": "gpt-retry", "provider": "pa", "upstream": "gpt-4o", "circuit": {"enabled": False}},
+            {"name": "gpt-emb", "provider": "pa", "upstream": "text-embedding-3-small", "circuit": {"enabled": False}},
             {"name": "gpt-sticky", "deployments": [{"name": "a", "provider": "pa", "upstream": "gpt-4o"},
                                                    {"name": "b", "provider": "pb", "upstream": "gpt-4o"}]},
             {"name": "gpt-lonely", "provider": "pa", "upstream": "gpt-4o",
@@ -91,6 +92,7 @@ def policy(a: str, b: str) -> dict[str, Any]:
             {"id": "claude-to-openai", "match": {"models": ["claude-primary"]}, "fallback": ["gpt-backup"]},
             {"id": "geo", "match": {"models": ["gpt-geo"]}, "fallback": ["gpt-primary"]},
             {"id": "sticky", "match": {"models": ["gpt-sticky"]}, "sticky": True},
+            {"id": "emb-to-anthropic", "match": {"models": ["gpt-emb"]}, "fallback": ["claude-primary", "gpt-backup"]},
             {"id": "retry-same", "match": {"models": ["gpt-retry"]}, "retries": 2, "backoff_ms": 1,
              "max_retry_after_ms": 2000},
         ],
@@ -261,3 +263,15 @@ async def test_team_with_no_allowed_deployment_gets_403_naming_the_limits(rig: R
     assert r.status == 200 and r.headers["x-interlock-deployment"] == "gpt-backup/pb"
     assert r.headers["x-interlock-attempts"] == "1"  # the us deployment was never attempted
     assert rig.primary.requests_to(CHAT) == 0
+
+
+async def test_a_fallback_the_request_cannot_use_is_skipped_not_returned(rig: Rig) -> None:
+    # embeddings cannot be translated to Anthropic: that fallback is skipped, the next one serves
+    rig.primary.add_fault(status=529, count=None, path="/v1/embeddings")
+    r, raw = await rig.post("/v1/embeddings", {"model": "gpt-emb", "input": "hello"})
+    assert r.status == 200, raw
+    trail = r.headers["x-interlock-attempts"]
+    assert trail.startswith("3; gpt-emb/pa=overloaded, claude-primary/ant-a=") and trail.endswith("gpt-backup/pb=200")
+    rig.backup.add_fault(status=529, count=None, path="/v1/embeddings")
+    r, raw = await rig.post("/v1/embeddings", {"model": "gpt-emb", "input": "hello"})
+    assert r.status == 529, raw  # the last real failure, not the untranslatable fallback's 400
