@@ -321,8 +321,9 @@ class Proxy:
             return GatewayError(503, ErrorKind.OVERLOADED, f"every deployment for model {rec.requested_model!r} is "
                                 f"failing (circuit open: {names}); retry in {wait}s", (("retry-after", str(wait)),))
         team = rec.key.team_id if rec.key else ""
+        limits = planner.constraint.describe() if planner.constraint is not None else "allowed regions/providers"
         return GatewayError(403, ErrorKind.PERMISSION, f"team {team!r} may not reach any deployment of model "
-                            f"{rec.requested_model!r} (routing constraints: allowed regions/providers); "
+                            f"{rec.requested_model!r} (team limits: {limits}); "
                             "ask your platform team for a model that runs where you are allowed")
 
     async def _relay_stream(

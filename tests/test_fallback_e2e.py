@@ -258,7 +258,8 @@ async def test_sticky_sessions_keep_their_deployment_and_move_only_when_it_fails
 async def test_team_with_no_allowed_deployment_gets_403_naming_the_limits(rig: Rig) -> None:
     r, raw = await rig.post(CHAT, chat("gpt-retry"), team="eu")  # us-only model, no fallback
     assert r.status == 403, raw
-    assert "may not reach any deployment" in orjson.loads(raw)["error"]["message"]
+    msg = orjson.loads(raw)["error"]["message"]
+    assert "may not reach any deployment of model 'gpt-retry' (team limits: regions eu)" in msg
     r, raw = await rig.post(CHAT, chat("gpt-primary"), team="eu")  # us primary, eu fallback: served in the eu
     assert r.status == 200 and r.headers["x-interlock-deployment"] == "gpt-backup/pb"
     assert r.headers["x-interlock-attempts"] == "1"  # the us deployment was never attempted

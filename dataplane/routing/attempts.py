@@ -73,6 +73,10 @@ class AttemptPlanner:
         self.excluded: list[RuntimeDeployment] = []  # outside the team's constraints: never tried
         self.skipped_open: list[RuntimeDeployment] = []  # circuit open when its turn came
 
+    @property
+    def constraint(self) -> Constraint | None:
+        return self._constraint
+
     def order_of(self, target: Target) -> list[RuntimeDeployment]:
         deps = target.deployments
         if self._constraint is not None:
