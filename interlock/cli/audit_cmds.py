@@ -46,10 +46,9 @@ def changes_cell(r: PolicyAuditOut) -> Text:
 
 
 def actor_cell(r: PolicyAuditOut) -> Text:
-    """The authenticated identity (and its role); records older than named credentials only had a claim."""
-    if not r.actor_verified:
-        return Text(r.actor) + Text(" (claimed)", style="dim")
-    return Text(r.actor) + (Text(f" ({r.actor_role})", style="dim") if r.actor_role else Text())
+    """The authenticated identity (its role: --diff / -o json); records older than named credentials only had
+    the client's claim."""
+    return Text(r.actor) + (Text(" (claimed)", style="dim") if not r.actor_verified else Text())
 
 
 def policy_log_table(log: PolicyAuditLogOut) -> Table:
@@ -95,8 +94,10 @@ def policy_log_cmd(since: str | None, limit: int, show_diff: bool, output: str, 
     out.print(policy_log_table(log))
     if show_diff:
         for r in log.records:
-            behalf = f" (on behalf of {r.on_behalf_of_unverified}, unverified)" if r.on_behalf_of_unverified else ""
-            out.print(Text(f"\nv{r.version}  {r.at}  {r.actor}{behalf}  {r.action.replace('_', ' ')}", style="bold"))
+            role = f" ({r.actor_role})" if r.actor_role else "" if r.actor_verified else " (claimed)"
+            behalf = f" on behalf of {r.on_behalf_of_unverified} (unverified)" if r.on_behalf_of_unverified else ""
+            out.print(Text(f"\nv{r.version}  {r.at}  {r.actor}{role}{behalf}  {r.action.replace('_', ' ')}",
+                           style="bold"))
             out.print(render.diff(r.changes))
             if r.values_omitted:
                 out.print(Text("  (values omitted: the change was too large to record them)", style="dim"))
