@@ -239,6 +239,8 @@ async def test_cli_says_which_role_is_needed(stack: Stack) -> None:
     assert TOKENS["grafana"] not in res.output
     ok = await stack.cli("grafana", "budgets")
     assert ok.exit_code == 0, ok.output
+    me = await stack.cli("orchestrator", "whoami")
+    assert me.exit_code == 0 and me.stdout.startswith("orchestrator (role operator): may read, and mint")
 
 
 # -- tokens never leak ----------------------------------------------------------------------------------------

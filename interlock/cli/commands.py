@@ -15,6 +15,7 @@ MODULES = (
     "interlock.cli.policy_cmds",   # apply, keys, models, status
     "interlock.cli.serve_cmds",    # dev, dataplane, controlplane
     "interlock.cli.usage_cmds",    # spend, top, cost, audit
+    "interlock.cli.whoami_cmd",    # whoami (admin identity and role)
 )
 
 
