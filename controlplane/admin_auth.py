@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
@@ -32,6 +33,8 @@ from interlock.settings import LEGACY_ADMIN_NAME, AdminCredential, admin_token_d
 
 from .audit import MASK, Actor, clean_actor
 from .errors import ControlPlaneError
+
+log = logging.getLogger(__name__)
 
 ACTOR_HEADER = "x-interlock-actor"  # the client's unverified "on behalf of" claim
 PUBLIC_PATHS = frozenset({"/healthz"})  # the only API routes without a role (liveness probes)
@@ -87,8 +90,9 @@ class AdminAuth:
     def of(cls, admin_token: bytes = b"", credentials: Iterable[AdminCredential] = ()) -> AdminAuth:
         """The single legacy token (identity "admin-token", role admin) plus named credentials."""
         creds = list(credentials)
-        if admin_token and not any(c.name == LEGACY_ADMIN_NAME and c.role == "admin" for c in creds):
-            creds.insert(0, AdminCredential(LEGACY_ADMIN_NAME, "admin", admin_token_digest(admin_token)))
+        legacy = admin_token_digest(admin_token) if admin_token else b""
+        if legacy and not any(hmac.compare_digest(c.token_sha256, legacy) for c in creds):  # settings add it too
+            creds.insert(0, AdminCredential(LEGACY_ADMIN_NAME, "admin", legacy))
         return cls(creds)
 
     def authenticate(self, token: str) -> Principal | None:
@@ -118,10 +122,15 @@ class RoleRequirement:
             raise Unauthorized("missing admin token: send 'Authorization: Bearer <token>' (INTERLOCK_ADMIN_TOKEN "
                                "or a token from the control plane's INTERLOCK_ADMIN_CREDENTIALS)")
         principal = auth.authenticate(creds.credentials)
+        where = f"{request.method} {request.url.path}"
         if principal is None:
+            # Who tried, never what they sent: the token may be a real one with a typo.
+            log.warning("admin API: invalid token for %s from %s", where, request.client.host if request.client else "?")
             raise Unauthorized("invalid admin token: it matches none of the control plane's admin credentials")
         if principal.role < self.role:
-            raise Forbidden(f"{request.method} {request.url.path} needs role '{self.role.label}'; "
+            log.info("admin API: %r (role %s) refused %s (needs %s)", principal.name, principal.role.label, where,
+                     self.role.label)
+            raise Forbidden(f"{where} needs role '{self.role.label}'; "
                             f"'{principal.name}' has role '{principal.role.label}'")
         return principal
 

@@ -264,6 +264,9 @@ async def test_tokens_never_in_logs_errors_or_audit(stack: Stack, caplog: pytest
             seen.append(r.text)
     records = await audit_log(stack)
     assert {r["on_behalf_of_unverified"] for r in records} == {"***"}
+    # refusals are logged, by identity or client address, never by what was sent
+    assert "admin API: invalid token for GET /admin/v1/keys from 127.0.0.1" in caplog.text
+    assert "admin API: 'grafana' (role viewer) refused POST /admin/v1/policy/apply (needs admin)" in caplog.text
     entries, _ = await stack.backend.kv.get_prefix(AUDIT)
     settings = ControlPlaneSettings.from_env(control_plane_env(tmp_path))
     async with stack.client("alice") as http:
@@ -327,6 +330,9 @@ def test_authenticate_matches_exactly_one_identity() -> None:
         assert auth.authenticate(wrong) is None
     with pytest.raises(ValueError, match="at least one admin credential"):
         AdminAuth.of(b"", [])
+    # the legacy token is added unless the same token is already listed (settings list it first)
+    other = AdminAuth.of(LEGACY.encode(), [AdminCredential("admin-token", "viewer", bytes.fromhex(sha("t2")))])
+    assert [getattr(other.authenticate(t), "role", None) for t in (LEGACY, "t2")] == [Role.ADMIN, Role.VIEWER]
 
 
 async def test_single_legacy_token_still_is_a_full_admin(tmp_path: Path) -> None:
