@@ -8,6 +8,9 @@ ClickHouseWriter.insert_events of the same events in 20k batches, no Kafka; (3) 
 service consumes the N events, events/s from service start to the last insert (bar >= 50,000/s);
 (4) steady state: produce at --rate/s for --seconds with received_unix_us = send time; latency per
 event = inserted_at (server clock, set when the insert lands) - received_at (bar p99 <= 10 s).
+Also printed: the raw protobuf path without Kafka (decode_records + insert_wire), the ingest process's
+CPU per event and the whole machine's busy cores while draining (other jobs on the machine show up
+there), and the time spent in cyclic-GC collections (--default-gc: without ingest.gc_policy).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
+import os
 import shutil
 import sys
 import tempfile
@@ -22,6 +27,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -29,6 +35,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ingest.clickhouse_writer import ClickHouseWriter, open_clickhouse
+from ingest.consumer import decode_records
 from ingest.service import IngestService
 from interlock.settings import IngestSettings
 from interlock.v1 import usage_pb2
@@ -82,6 +89,46 @@ def raw_baseline(writer: ClickHouseWriter, n: int, batch: int) -> float:
     for k, evs in enumerate(batches):
         writer.insert_events(evs, dedup_token=f"raw-{k}")
     return n / (time.perf_counter() - began)
+
+
+def raw_wire_ceiling(writer: ClickHouseWriter, n: int, batch: int) -> float:
+    """What the service does per batch without Kafka: decode + checks (ingest.consumer) and one raw insert."""
+    now_us = int(time.time() * 1e6)
+    batches = [[SimpleNamespace(value=make_event(i, "wire", now_us + i).SerializeToString())
+                for i in range(s, s + batch)] for s in range(0, n, batch)]  # fmt: skip
+    began = time.perf_counter()
+    for k, records in enumerate(batches):
+        decoded = decode_records(records)
+        assert decoded.wire is not None
+        writer.insert_wire(decoded.wire, dedup_token=f"wire-{k}")
+    return n / (time.perf_counter() - began)
+
+
+class GcClock:
+    """Time spent in cyclic-GC collections (gc.callbacks), per generation."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.count = [0, 0, 0]
+        self._began = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.seconds[info["generation"]] += time.perf_counter() - self._began
+            self.count[info["generation"]] += 1
+
+    def __str__(self) -> str:
+        return ", ".join(f"gen{g} {self.count[g]}x {self.seconds[g]:.2f}s" for g in range(3))
+
+
+def cpu_load() -> tuple[float, float]:
+    """(this process's CPU seconds, whole machine's busy CPU seconds) so far, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return time.process_time(), (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 async def drain_backlog(service: IngestService, n: int, timeout_s: float) -> tuple[float, float]:
@@ -146,16 +193,29 @@ async def bench(args: argparse.Namespace, bootstrap: str) -> None:
     print(f"[2] baseline: raw ClickHouseWriter.insert_events, {args.raw_events:,} events in {args.batch_max:,} batches")
     raw = await asyncio.to_thread(raw_baseline, raw_writer, args.raw_events, args.batch_max)
     print(f"  raw writer: {raw:,.0f} events/s")
+    ceiling = await asyncio.to_thread(raw_wire_ceiling, raw_writer, args.raw_events, args.batch_max)
+    print(f"  (for reference, no Kafka: decode_records + insert_wire {ceiling:,.0f} events/s)")
 
     settings = IngestSettings(kafka_bootstrap=bootstrap, kafka_topic=topic, kafka_group=f"bench-{topic}",
                               clickhouse_dsn=f"chdb://{data}", batch_max=args.batch_max, batch_ms=args.batch_ms)  # fmt: skip
-    service = IngestService(settings, writer)
+    service = IngestService(settings, writer, tune_gc=not args.default_gc)
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop))
     print("[3] draining the backlog through the ingest service")
+    gc_clock = GcClock()
+    gc.callbacks.append(gc_clock)
+    cpu0, busy0, wall0 = *cpu_load(), time.monotonic()
     e2e, after_first = await drain_backlog(service, args.events, timeout_s=120)
+    cpu1, busy1, wall1 = *cpu_load(), time.monotonic()
+    gc.callbacks.remove(gc_clock)
     print(f"  end to end: {e2e:,.0f} events/s (from service start, incl. group join); "
           f"{after_first:,.0f} events/s from the first insert; ratio to raw writer {e2e / raw:.2f}")  # fmt: skip
+    span = wall1 - wall0
+    cpu_us = (cpu1 - cpu0) / args.events * 1e6
+    print(f"  CPU while draining ({span:.1f}s): this process {(cpu1 - cpu0) / span:.2f} cores = {cpu_us:.1f} us/event "
+          f"(Python + chDB); whole machine {(busy1 - busy0) / span:.2f} of {os.cpu_count()} cores busy "
+          "(incl. the broker and other jobs: near the top means the figures are CPU-starved)")  # fmt: skip
+    print(f"  cyclic GC while draining: {gc_clock}")
 
     print(f"[4] steady state: {args.rate:,}/s for {args.seconds:.0f}s")
     sent = await steady(bootstrap, topic, args.rate, args.seconds)
@@ -173,7 +233,7 @@ async def bench(args: argparse.Namespace, bootstrap: str) -> None:
     print(f"  steady: sent {sent:,}, queryable {q[0]:,}; produce->queryable p50 {p50:.2f}s p99 {p99:.2f}s max {pmax:.2f}s")
     total = writer.client.query("SELECT count() FROM interlock.usage_events FINAL").result_rows[0][0]
     print(f"[ok] usage_events FINAL = {total:,} (expected {args.events + sent:,}); stats {service.stats}")
-    print(f"RESULT throughput_eps={e2e:.0f} raw_eps={raw:.0f} ratio={e2e / raw:.2f} "
+    print(f"RESULT throughput_eps={e2e:.0f} raw_eps={raw:.0f} ratio={e2e / raw:.2f} cpu_us_per_event={cpu_us:.1f} "
           f"p50_s={p50:.2f} p99_s={p99:.2f} bar_throughput={'PASS' if e2e >= 50_000 else 'FAIL'} "
           f"bar_p99={'PASS' if p99 <= 10 else 'FAIL'}")  # fmt: skip
     raw_writer.close()
@@ -191,6 +251,7 @@ def main() -> None:
     ap.add_argument("--batch-ms", type=int, default=1000)
     ap.add_argument("--rate", type=int, default=5000)
     ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--default-gc", action="store_true", help="keep CPython's GC thresholds (A/B of ingest.gc_policy)")
     args = ap.parse_args()
     import uvloop
 

@@ -27,6 +27,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from ingest import consumer as kc
+from ingest import gc_policy
 from ingest.clickhouse_writer import IngestError
 from ingest.consumer import PartitionBatch, PartitionBuffers, RebalanceHandler, Record
 from ingest.health import IngestStats
@@ -56,12 +57,13 @@ class Hooks:
 class IngestService:
     def __init__(
         self, settings: IngestSettings, writer: EventWriter, *, ping: Callable[[], object] | None = None,
-        hooks: Hooks | None = None, max_backoff_s: float = 5.0, queue_batches: int = 4,
+        hooks: Hooks | None = None, max_backoff_s: float = 5.0, queue_batches: int = 4, tune_gc: bool = True,
     ) -> None:  # fmt: skip
         self.settings = settings
         self.stats = IngestStats()
         self._writer, self._ping, self._hooks = writer, ping, hooks or Hooks()
         self._max_backoff_s = max_backoff_s
+        self._tune_gc = tune_gc  # process-wide while run() runs: see ingest.gc_policy
         self._wire = True  # raw protobuf inserts (ingest.wire) until the server proves it cannot
         self._buffers = PartitionBuffers(settings.batch_max, settings.batch_ms)
         self._queue: asyncio.Queue[PartitionBatch] = asyncio.Queue(maxsize=queue_batches)
@@ -84,11 +86,13 @@ class IngestService:
             isolation_level="read_committed", auto_offset_reset="earliest", max_partition_fetch_bytes=8 << 20,
             fetch_max_bytes=64 << 20, client_id="interlock-ingest",
         )  # fmt: skip
+        scopes = contextlib.ExitStack()
         try:
             await self._admin.start()
             await self._producer.start()
             self._consumer.subscribe([s.kafka_topic], listener=RebalanceHandler(self.on_revoked, self.on_assigned))
             await self._consumer.start()
+            scopes.enter_context(gc_policy.tuned_gc(self._tune_gc))  # after start-up: its objects get frozen
             self.started.set()
             poller = asyncio.create_task(self._poll_loop(stop), name="ingest-poller")
             writer = asyncio.create_task(self._write_loop(), name="ingest-writer")
@@ -102,6 +106,7 @@ class IngestService:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
         finally:
+            scopes.close()
             for closer in (self._consumer.stop, self._producer.stop, self._admin.close):
                 with contextlib.suppress(Exception):
                     await closer()
