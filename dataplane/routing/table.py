@@ -52,6 +52,14 @@ class Plan:
     attempt_timeout_s: float = 0.0
     total_timeout_s: float = 0.0
     sticky: bool = False
+    # The common case, decided at snapshot swap: one deployment, no retry, no fallback, no total timeout.
+    # The proxy then tries it once without an AttemptPlanner (same outcome, no per-request planning).
+    single: RuntimeDeployment | None = dataclasses.field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.targets) == 1 and len(self.targets[0].deployments) == 1 and not self.retries \
+                and not self.total_timeout_s:
+            object.__setattr__(self, "single", self.targets[0].deployments[0])
 
 
 @dataclass(frozen=True, slots=True)
