@@ -122,7 +122,7 @@ class Forwarder:
         operation = xl.operation if xl else ep.operation
         strip_usage = adapter.prepare_body(body, m.upstream_name, stream, operation)
         url, headers, payload = adapter.build_request(  # URL, auth and signing over the final body bytes
-            prov, operation, m.upstream_name, stream, body, req.headers)
+            prov, operation, m.upstream_name, stream, body, req.headers, m.url_model)
         timeout_s = prov.timeout_s if deadline == math.inf else max(0.001, min(prov.timeout_s, deadline - started))
         limit: _Deadline = asyncio.timeout(plan.attempt_timeout_s) if plan.attempt_timeout_s else _NO_LIMIT
         try:

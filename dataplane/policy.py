@@ -40,6 +40,12 @@ class RuntimeModel:
     provider: RuntimeProvider
     price: Price
     max_output_tokens: int
+    # upstream_name as the provider's URLs carry it (quoted by kinds with the model in the path), computed
+    # here at snapshot swap (dataclasses.replace recomputes it) so no request quotes it again
+    url_model: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "url_model", self.provider.adapter.url_model(self.upstream_name))
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,11 +49,14 @@ class AzureOpenAI(ProviderAdapter):
         paths = {op: f"{p}?api-version={version}" for op, p in _DEPLOYMENT_PATHS.items()}
         return replace(self, auth_header=header, auth_prefix=prefix, paths=paths, per_deployment=True)
 
+    def url_model(self, model: str) -> str:
+        return quote(model, safe="")
+
     def path(self, operation: str, model: str, stream: bool) -> str:
         path = self.paths.get(operation)
         if path is None:
             raise unsupported(self, operation)
-        return path.replace("{d}", quote(model, safe="")) if self.per_deployment else path
+        return path.replace("{d}", model) if self.per_deployment else path
 
 
 def adapters() -> list[ProviderAdapter]:

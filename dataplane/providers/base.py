@@ -104,8 +104,14 @@ class ProviderAdapter:
                 return True
         return False
 
+    def url_model(self, model: str) -> str:
+        """The upstream model name as it goes into a URL path (quoted by kinds that put it there). Computed
+        once per model at snapshot swap (RuntimeModel.url_model), not per request."""
+        return model
+
     def path(self, operation: str, model: str, stream: bool) -> str:
-        """Path (and query) for an operation; kinds that address the model in the URL override this."""
+        """Path (and query) for an operation; kinds that address the model in the URL override this.
+        `model` is already in its URL form (url_model)."""
         path = self.paths.get(operation)
         if path is None:
             raise unsupported(self, operation)
@@ -113,12 +119,14 @@ class ProviderAdapter:
 
     def build_request(
         self, prov: RuntimeProvider, operation: str, model: str, stream: bool, body: dict[str, Any],
-        client_headers: Mapping[str, str],
+        client_headers: Mapping[str, str], url_model: str | None = None,
     ) -> tuple[str, Headers, bytes]:
         """URL, headers and body bytes for the upstream. `body` is final (in this provider's dialect,
-        after prepare_body); signing kinds sign exactly the bytes returned."""
+        after prepare_body); signing kinds sign exactly the bytes returned. `url_model`: the model's
+        precomputed url_model(model) (the proxy passes RuntimeModel.url_model), else computed here."""
         headers = [*prov.headers, *((h, client_headers[h]) for h in self.forward_headers if h in client_headers)]
-        return prov.base_url + self.path(operation, model, stream), headers, orjson.dumps(body)
+        path = self.path(operation, self.url_model(model) if url_model is None else url_model, stream)
+        return prov.base_url + path, headers, orjson.dumps(body)
 
     def error_payload(self, status: int, payload: bytes) -> bytes | None:
         """A non-200 body in this provider's own error shape -> the shape of `dialect`; None = as is.

@@ -60,9 +60,9 @@ class Bedrock(ModelInPath):
 
     def build_request(
         self, prov: RuntimeProvider, operation: str, model: str, stream: bool, body: dict[str, Any],
-        client_headers: Mapping[str, str],
+        client_headers: Mapping[str, str], url_model: str | None = None,
     ) -> tuple[str, Headers, bytes]:
-        url = prov.base_url + self.path(operation, model, stream)
+        url = prov.base_url + self.path(operation, self.url_model(model) if url_model is None else url_model, stream)
         payload = orjson.dumps(body)
         headers = list(prov.headers)
         if self.signer is not None:
@@ -83,13 +83,13 @@ class Bedrock(ModelInPath):
 class BedrockAnthropic(Bedrock):
     def build_request(
         self, prov: RuntimeProvider, operation: str, model: str, stream: bool, body: dict[str, Any],
-        client_headers: Mapping[str, str],
+        client_headers: Mapping[str, str], url_model: str | None = None,
     ) -> tuple[str, Headers, bytes]:
         body["anthropic_version"] = BEDROCK_ANTHROPIC_VERSION
         betas = client_headers.get("anthropic-beta")
         if betas and "anthropic_beta" not in body:  # Bedrock takes betas in the body, not as a header
             body["anthropic_beta"] = [b.strip() for b in betas.split(",") if b.strip()]
-        return Bedrock.build_request(self, prov, operation, model, stream, body, client_headers)
+        return Bedrock.build_request(self, prov, operation, model, stream, body, client_headers, url_model)
 
 
 def adapters(clock: Callable[[], float] = time.time) -> list[ProviderAdapter]:

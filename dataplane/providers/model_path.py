@@ -24,10 +24,13 @@ class ModelInPath(ProviderAdapter):
             body.pop(f, None)
         return False
 
+    def url_model(self, model: str) -> str:
+        return quote(model, safe="@")
+
     def path(self, operation: str, model: str, stream: bool) -> str:
         suffix = self.paths.get(operation + STREAM) if stream else None
         if suffix is None:
             suffix = self.paths.get(operation)
             if suffix is None:
                 raise unsupported(self, operation)
-        return self.prefix + quote(model, safe="@") + suffix
+        return self.prefix + model + suffix

@@ -64,11 +64,11 @@ class VertexAnthropic(Vertex):
 
     def build_request(
         self, prov: RuntimeProvider, operation: str, model: str, stream: bool, body: dict[str, Any],
-        client_headers: Mapping[str, str],
+        client_headers: Mapping[str, str], url_model: str | None = None,
     ) -> tuple[str, Headers, bytes]:
         if operation == "count_tokens":
             body["model"] = model
-        return Vertex.build_request(self, prov, operation, model, stream, body, client_headers)
+        return Vertex.build_request(self, prov, operation, model, stream, body, client_headers, url_model)
 
 
 def adapters() -> list[ProviderAdapter]:
