@@ -86,13 +86,17 @@ class _Sink:
         pass
 
 
-def _policy() -> tuple[CompiledPolicy, str]:
+def _policy(other_limits: bool = False) -> tuple[CompiledPolicy, str]:
     price = Price(input="0.15", output="0.60")
-    doc = PolicyDocument(
+    limits: dict[str, Any] = {}
+    if other_limits:  # a budget and a rate limit on another team: none applies to the benchmark's requests
+        limits = {"budgets": [{"id": "b-other", "scope": "team", "scope_id": "other", "limit_usd": "100"}],
+                  "rate_limits": [{"id": "r-other", "scope": "team", "scope_id": "other", "requests_per_minute": 10}]}
+    doc = PolicyDocument(**limits,
         providers=[Provider(name="up", kind="openai_compatible", base_url="http://127.0.0.1:1/v1", credential="env:K")],
         models=[Model(name="bench-gpt", provider="up", upstream="gpt-4o-mini", price=price)],
         aliases=[Alias(name="fast", target="bench-gpt")],
-        teams=[Team(id="bench", allowed_models=["fast"], default_tags={"env": "bench"})],
+        teams=[Team(id="bench", allowed_models=["fast"], default_tags={"env": "bench"}), Team(id="other")],
     )
     secret = new_secret()
     key = KeyRecord(id=new_key_id(), key_hash=hash_key(PEPPER, secret).hex(), team="bench", name="bench")
@@ -106,8 +110,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--profile", choices=["nonstream", "stream", "big"])
+    ap.add_argument("--other-limits", action="store_true", help="the policy has limits, none for these requests")
     args = ap.parse_args()
-    policy, secret = _policy()
+    policy, secret = _policy(args.other_limits)
     dialects = default_dialects()
     recorded = render_recorded_responses()
     chunks = [e + b"\n\n" for e in recorded[OPENAI_CHAT_STREAM].split(b"\n\n") if e]  # one read per event
