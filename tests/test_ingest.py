@@ -184,17 +184,19 @@ async def test_retryable_clickhouse_errors_are_retried(
 
 
 class NoWireWriter:
-    """A ClickHouse that refuses raw protobuf inserts as an old server would (UNKNOWN_SETTING)."""
+    """Refuses the first `refusals` raw protobuf inserts with ClickHouse error `code` (115: an old server)."""
 
-    def __init__(self, inner: ClickHouseWriter) -> None:
-        self.inner, self.wire_calls = inner, 0
+    def __init__(self, inner: ClickHouseWriter, code: int = 115, refusals: int = 10**9) -> None:
+        self.inner, self.code, self.refusals, self.wire_calls = inner, code, refusals, 0
 
     def insert_events(self, events: Sequence[usage_pb2.UsageEvent], *, dedup_token: str | None = None) -> int:
         return self.inner.insert_events(events, dedup_token=dedup_token)
 
     def insert_wire(self, values: Sequence[bytes], *, dedup_token: str | None = None) -> int:
         self.wire_calls += 1
-        raise IngestError("Code: 115. DB::Exception: Unknown setting 'format_schema_source'", code=115)
+        if self.wire_calls <= self.refusals:
+            raise IngestError(f"Code: {self.code}. DB::Exception: refused (injected)", code=self.code)
+        return self.inner.insert_wire(values, dedup_token=dedup_token)
 
 
 async def test_refused_raw_inserts_fall_back_to_rows_once_and_for_all(
@@ -207,6 +209,19 @@ async def test_refused_raw_inserts_fall_back_to_rows_once_and_for_all(
     await _run_until_idle(service)
     assert no_wire.wire_calls == 1 and service.stats.wire_fallbacks == 1 and service.stats.wire_batches == 0
     assert service.stats.batches >= 4 and service.stats.errors == 0
+    assert _count(writer, "SELECT count() FROM interlock.usage_events") == 120
+    assert _count(writer, "SELECT sum(requests) FROM interlock.spend_daily") == 120
+
+
+async def test_a_data_refusal_of_one_raw_insert_falls_back_for_that_batch_only(
+    kafka: KafkaBroker, kafka_topic: str, writer: ClickHouseWriter
+) -> None:
+    events = [_event(i) for i in range(120)]
+    await _produce(kafka.bootstrap, kafka_topic, [(e.event_id.encode(), e.SerializeToString()) for e in events])
+    refusing = NoWireWriter(writer, code=27, refusals=1)  # CANNOT_PARSE_INPUT_ASSERTION_FAILED, once
+    service = IngestService(_settings(kafka, kafka_topic, batch_max=30), refusing)
+    await _run_until_idle(service)
+    assert service.stats.wire_fallbacks == 1 and service.stats.wire_batches == service.stats.batches - 1
     assert _count(writer, "SELECT count() FROM interlock.usage_events") == 120
     assert _count(writer, "SELECT sum(requests) FROM interlock.spend_daily") == 120
 
