@@ -18,8 +18,9 @@ from dataplane.dialects.anthropic import AnthropicDialect
 from dataplane.dialects.base import Usage
 from dataplane.dialects.openai import OpenAIDialect
 from dataplane.gateway_errors import GatewayError
-from dataplane.policy import Route, RuntimeModel
+from dataplane.policy import Route, RuntimeModel, RuntimeProvider
 from dataplane.pricing import Price
+from dataplane.providers.registry import default_providers
 from interlock.v1 import policy_pb2
 
 NOW = 1_795_000_000.0  # 2026-11-18
@@ -79,7 +80,8 @@ class FakeSyncer:
         done.set()
 
 
-ROUTE = Route(RuntimeModel("m", "m", None, PRICE, 0), "")  # type: ignore[arg-type]
+PROVIDER = RuntimeProvider("p", default_providers()["openai_compatible"], "http://127.0.0.1:9", (), 60.0, "")
+ROUTE = Route(RuntimeModel("m", "m", PROVIDER, PRICE, 0), "")
 
 
 def body(max_tokens: int = 10) -> tuple[bytes, dict[str, Any]]:
@@ -274,7 +276,7 @@ async def test_unpriced_model_is_reserved_at_the_default_price() -> None:
     assert idx.price_for("m", free_route_price).output_pico == 75_000_000
     gate, *_ = make(0, 10**16)
     raw, b = body(10)
-    route = Route(RuntimeModel("m", "m", None, free_route_price, 0), "")  # type: ignore[arg-type]
+    route = Route(RuntimeModel("m", "m", PROVIDER, free_route_price, 0), "")
     t = await gate.admit(idx, "vk_a", {}, "m", route, raw, b, 10, "openai")
     assert t is not None and t.claims[0].amount == (len(raw) + 16) * 15_000_000 + 10 * 75_000_000
 
@@ -283,7 +285,7 @@ async def test_fallback_models_are_covered_and_settled_at_the_served_models_pric
     idx = snapshot(budgets=[{"id": "b", "scope": "key", "scope_id": "vk_a", "limit_pico": 10**18}])
     gate, table, *_ = make(0, 10**16)
     dear_price = Price(input_pico=5_000_000, output_pico=50_000_000, cached_pico=5_000_000, version="d")
-    dear = RuntimeModel("dear", "dear", None, dear_price, 0)  # type: ignore[arg-type]
+    dear = RuntimeModel("dear", "dear", PROVIDER, dear_price, 0)
     raw, b = body(10)
     t = await gate.admit(idx, "vk_a", {}, "m", ROUTE, raw, b, 10, "openai", alternatives=[ROUTE.model, dear])
     assert t is not None and t.claims[0].amount == (len(raw) + 16) * 5_000_000 + 10 * 50_000_000
