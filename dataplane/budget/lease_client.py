@@ -107,7 +107,7 @@ class LeaseClient:
             self._set_offline(sent_ms)
         else:
             self._pending = None
-            self._apply(resp, pools, sent_ms)
+            self._apply(resp, pools, sent_ms, req)
         finally:
             done, self._synced = self._synced, asyncio.Event()
             done.set()
@@ -130,7 +130,8 @@ class LeaseClient:
         self._seq += 1
         return budget_pb2.LeaseSyncRequest(node_id=self._node_id, ops=ops, seq=self._seq), pools
 
-    def _apply(self, resp: budget_pb2.LeaseSyncResponse, pools: list[LeasePool], sent_ms: int) -> None:
+    def _apply(self, resp: budget_pb2.LeaseSyncResponse, pools: list[LeasePool], sent_ms: int,
+               req: budget_pb2.LeaseSyncRequest) -> None:
         self.syncs += 1
         if not self.online:
             log.info("budget lease sync restored after %d failed attempts", self.failures)
@@ -147,7 +148,9 @@ class LeaseClient:
             # The lease is good until the server's expiry, measured from when we SENT the call (conservative).
             expires_local = g.lease_expires_unix_ms + min(skew, 0) - EXPIRY_GUARD_MS if ok else 0
             pool.go_online(expires_local)
-        sent = {id(p) for p in pools}
+        # Drop pools that held, owed and asked for nothing. One that asked and got nothing is kept a round: its
+        # ledger view (e.g. "spent out") is what lets its waiters be refused with the right answer.
+        sent = {id(p) for p, op in zip(pools, req.ops, strict=False) if op.want_total == 0}
         for key, pool in list(self._table.pools.items()):
             if pool.idle and id(pool) in sent:
                 del self._table.pools[key]  # nothing held, nothing owed: stop renewing it
