@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from .base import Params, Untranslatable
+from .mapping import put_chat_sampling
 
 _USER_ID_MAX = 64
 _CUSTOM_TOOL_TYPES = (None, "custom")
@@ -45,13 +46,7 @@ def translate_request(body: dict[str, Any], p: Params) -> dict[str, Any]:
         else:
             raise Untranslatable(f"messages[{i}].role {role!r} is not one of user, assistant, system")
     out: dict[str, Any] = {"model": body.get("model"), "messages": messages}
-    max_tokens = body.get("max_tokens")
-    if isinstance(max_tokens, int):
-        # api.openai.com rejects max_tokens for reasoning models; OpenAI-compatible servers know max_tokens
-        out["max_completion_tokens" if p.provider_kind == "openai" else "max_tokens"] = max_tokens
-    for name in ("temperature", "top_p"):
-        if body.get(name) is not None:
-            out[name] = body[name]
+    put_chat_sampling(out, body, body.get("max_tokens"), p)
     stops = body.get("stop_sequences")
     if stops:
         out["stop"] = list(stops)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import DONE, Event, Params
+from .base import DONE, Event, Params, stream_error_message
 from .mapping import OPENAI_TO_ANTHROPIC_STOP, openai_to_anthropic_usage, parse_arguments
 
 
@@ -77,11 +77,10 @@ class OpenAIToAnthropicStream:
             return self._close()
         if not isinstance(data, dict):
             return []
-        if "error" in data and "choices" not in data:
+        message = stream_error_message(data, "choices")
+        if message is not None:
             self._done = True
-            err = data.get("error") or {}
-            message = err.get("message") if isinstance(err, dict) else str(err)
-            return [("error", {"type": "error", "error": {"type": "api_error", "message": message or "provider error"}})]
+            return [("error", {"type": "error", "error": {"type": "api_error", "message": message}})]
         out: list[Event] = []
         if not self._started:
             self._started = True

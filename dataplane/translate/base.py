@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -63,3 +64,41 @@ def text_of(content: Any, sep: str = "\n") -> str:
     if isinstance(content, list):
         return sep.join(b["text"] for b in content if isinstance(b, dict) and isinstance(b.get("text"), str))
     return ""
+
+
+class StatelessSession:
+    """A Session whose translation needs nothing from the request but its Params."""
+
+    __slots__ = ("_p", "_request", "_response", "_stream")
+
+    def __init__(self, p: Params, request: Callable[[dict[str, Any], Params], dict[str, Any]],
+                 response: Callable[[dict[str, Any], Params], dict[str, Any]],
+                 stream: Callable[[Params], EventTranslator]) -> None:
+        self._p = p
+        self._request = request
+        self._response = response
+        self._stream = stream
+
+    def request(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._request(body, self._p)
+
+    def response(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._response(body, self._p)
+
+    def stream(self) -> EventTranslator:
+        return self._stream(self._p)
+
+
+def wants_stream_usage(body: dict[str, Any]) -> bool:
+    """An OpenAI chat request's stream_options.include_usage."""
+    opts = body.get("stream_options")
+    return isinstance(opts, dict) and opts.get("include_usage") is True
+
+
+def stream_error_message(data: dict[str, Any], payload_key: str) -> str | None:
+    """The message of a provider stream event that carries `error` instead of `payload_key`, else None."""
+    if "error" not in data or payload_key in data:
+        return None
+    err = data.get("error") or {}
+    message = err.get("message") if isinstance(err, dict) else str(err)
+    return message or "provider error"

@@ -14,13 +14,12 @@ import orjson
 
 from dataplane.dialects.base import Usage
 
-from .base import Event, EventTranslator, Params, Session
+from .base import EventTranslator, Params, Session, StatelessSession
 from .bedrock_converse_request import translate_request as anthropic_to_converse
 from .bedrock_converse_response import ConverseToAnthropicStream
 from .bedrock_converse_response import translate_response as converse_to_anthropic
-from .openai_anthropic_request import translate_request as openai_to_anthropic
-from .openai_anthropic_response import AnthropicToOpenAIStream
-from .openai_anthropic_response import translate_response as anthropic_to_openai
+from .chain import ChainedEvents
+from .openai_anthropic import OpenAIToAnthropicSession
 from .sse import EventParser
 
 NAME = "bedrock_converse"
@@ -84,56 +83,19 @@ class ConverseDialect:
         return v if isinstance(v, int) else None
 
 
-class _AnthropicSession:
-    __slots__ = ("_p",)
+class _OpenAISession(OpenAIToAnthropicSession):
+    """The OpenAI chat -> Anthropic session with Anthropic <-> Converse on the provider side."""
 
-    def __init__(self, p: Params) -> None:
-        self._p = p
-
-    def request(self, body: dict[str, Any]) -> dict[str, Any]:
-        return anthropic_to_converse(body, self._p)
-
-    def response(self, body: dict[str, Any]) -> dict[str, Any]:
-        return converse_to_anthropic(body, self._p)
-
-    def stream(self) -> EventTranslator:
-        return ConverseToAnthropicStream(self._p)
-
-
-class _Chain:
-    """Feeds each event of the first stage into the second."""
-
-    __slots__ = ("_a", "_b")
-
-    def __init__(self, a: EventTranslator, b: EventTranslator) -> None:
-        self._a, self._b = a, b
-
-    def feed(self, name: str | None, data: Any) -> list[Event]:
-        out: list[Event] = []
-        for n, d in self._a.feed(name, data):
-            out += self._b.feed(n, d)
-        return out
-
-
-class _OpenAISession:
-    __slots__ = ("_include_usage", "_json_tool", "_p")
-
-    def __init__(self, p: Params) -> None:
-        self._p = p
-        self._json_tool: str | None = None
-        self._include_usage = False
+    __slots__ = ()
 
     def request(self, body: dict[str, Any]) -> dict[str, Any]:
-        anthropic, self._json_tool = openai_to_anthropic(body, self._p)
-        opts = body.get("stream_options")
-        self._include_usage = isinstance(opts, dict) and opts.get("include_usage") is True
-        return anthropic_to_converse(anthropic, self._p)
+        return anthropic_to_converse(super().request(body), self._p)
 
     def response(self, body: dict[str, Any]) -> dict[str, Any]:
-        return anthropic_to_openai(converse_to_anthropic(body, self._p), self._p, self._json_tool)
+        return super().response(converse_to_anthropic(body, self._p))
 
     def stream(self) -> EventTranslator:
-        return _Chain(ConverseToAnthropicStream(self._p), AnthropicToOpenAIStream(self._p, self._include_usage, self._json_tool))
+        return ChainedEvents(ConverseToAnthropicStream(self._p), super().stream())
 
 
 class AnthropicToConverse:
@@ -143,7 +105,7 @@ class AnthropicToConverse:
     operation = "converse"
 
     def open(self, params: Params) -> Session:
-        return _AnthropicSession(params)
+        return StatelessSession(params, anthropic_to_converse, converse_to_anthropic, ConverseToAnthropicStream)
 
 
 class OpenAIToConverse:

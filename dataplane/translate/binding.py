@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from dataplane.dialects.base import Dialect, ErrorKind, StreamUsageScanner, Usage
+from dataplane.dialects.base import Dialect, ErrorKind, StreamUsageScanner, WrappingScanner
 from dataplane.gateway_errors import GatewayError, bad_request
 from dataplane.providers.base import ProviderAdapter
 
@@ -48,28 +48,16 @@ def provider_error_message(payload: bytes) -> str:
     return payload[:200].decode("utf-8", "replace") or "the provider returned an error without a body"
 
 
-class TranslatingScanner:
+class TranslatingScanner(WrappingScanner):
     """A StreamUsageScanner for the relay: provider bytes in, client-dialect SSE bytes out."""
 
-    __slots__ = ("_events", "_parser", "_scanner", "_write")
+    __slots__ = ("_events", "_parser", "_write")
 
     def __init__(self, scanner: StreamUsageScanner, events: EventTranslator, write: Writer) -> None:
-        self._scanner = scanner
+        super().__init__(scanner)
         self._parser = EventParser()
         self._events = events
         self._write = write
-
-    @property
-    def usage(self) -> Usage:
-        return self._scanner.usage
-
-    @usage.setter
-    def usage(self, value: Usage) -> None:
-        self._scanner.usage = value
-
-    @property
-    def events(self) -> int:
-        return self._scanner.events
 
     def feed(self, chunk: bytes) -> bytes:
         self._scanner.feed(chunk)

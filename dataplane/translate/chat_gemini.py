@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import EventTranslator, Params, Session
+from .base import EventTranslator, Params, Session, wants_stream_usage
 from .chat_gemini_request import translate_request
 from .chat_gemini_response import GeminiToChatStream, translate_response
 
@@ -18,8 +18,7 @@ class _Session:
         self._include_usage = False
 
     def request(self, body: dict[str, Any]) -> dict[str, Any]:
-        opts = body.get("stream_options")
-        self._include_usage = isinstance(opts, dict) and opts.get("include_usage") is True
+        self._include_usage = wants_stream_usage(body)
         return translate_request(body, self._p)
 
     def response(self, body: dict[str, Any]) -> dict[str, Any]:

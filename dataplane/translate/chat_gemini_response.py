@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from .base import DONE, Event, Params
+from .base import DONE, Event, Params, stream_error_message
 from .chat_gemini_request import pack_id
 
 FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
@@ -101,12 +101,10 @@ class GeminiToChatStream:
     def feed(self, name: str | None, data: Any) -> list[Event]:
         if self._done or data is DONE or not isinstance(data, dict):
             return []
-        if "error" in data and "candidates" not in data:
+        message = stream_error_message(data, "candidates")
+        if message is not None:
             self._done = True
-            err = data.get("error") or {}
-            message = err.get("message") if isinstance(err, dict) else str(err)
-            return [(None, {"error": {"message": message or "provider error", "type": "api_error", "param": None,
-                                      "code": None}})]
+            return [(None, {"error": {"message": message, "type": "api_error", "param": None, "code": None}})]
         out: list[Event] = []
         if not self._started:
             self._started = True

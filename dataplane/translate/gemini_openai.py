@@ -3,27 +3,9 @@ Gemini -> Anthropic is this composed with OpenAI chat -> Anthropic (registry.py)
 
 from __future__ import annotations
 
-from typing import Any
-
-from .base import EventTranslator, Params, Session
+from .base import Params, Session, StatelessSession
 from .gemini_openai_request import translate_request
 from .gemini_openai_response import OpenAIToGeminiStream, translate_response
-
-
-class _Session:
-    __slots__ = ("_p",)
-
-    def __init__(self, p: Params) -> None:
-        self._p = p
-
-    def request(self, body: dict[str, Any]) -> dict[str, Any]:
-        return translate_request(body, self._p)
-
-    def response(self, body: dict[str, Any]) -> dict[str, Any]:
-        return translate_response(body, self._p)
-
-    def stream(self) -> EventTranslator:
-        return OpenAIToGeminiStream(self._p)
 
 
 class GeminiToOpenAI:
@@ -33,4 +15,4 @@ class GeminiToOpenAI:
     operation = "chat"
 
     def open(self, params: Params) -> Session:
-        return _Session(params)
+        return StatelessSession(params, translate_request, translate_response, OpenAIToGeminiStream)

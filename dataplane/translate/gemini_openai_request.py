@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from .base import Params, Untranslatable
+from .mapping import put_max_tokens
 
 _MODE = {"AUTO": "auto", "VALIDATED": "auto", "ANY": "required", "NONE": "none"}
 _SCHEMA_KEYS = ("description", "enum", "format", "required", "minimum", "maximum", "minItems", "maxItems",
@@ -206,9 +207,7 @@ def _generation_config(g: dict[str, Any], out: dict[str, Any], p: Params) -> Non
     modalities = [str(m).upper() for m in field(g, "responseModalities", "response_modalities") or ()]
     if any(m != "TEXT" for m in modalities):
         raise Untranslatable("only TEXT responseModalities can be served by this model's provider")
-    limit = field(g, "maxOutputTokens", "max_output_tokens")
-    if isinstance(limit, int):
-        out["max_completion_tokens" if p.provider_kind == "openai" else "max_tokens"] = limit
+    put_max_tokens(out, field(g, "maxOutputTokens", "max_output_tokens"), p)
     for camel, snake, name in (("temperature", "temperature", "temperature"), ("topP", "top_p", "top_p"),
                                ("presencePenalty", "presence_penalty", "presence_penalty"),
                                ("frequencyPenalty", "frequency_penalty", "frequency_penalty"), ("seed", "seed", "seed")):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import DONE, Event, Params
+from .base import DONE, Event, Params, stream_error_message
 from .mapping import parse_arguments
 
 FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "function_call": "STOP",
@@ -98,11 +98,10 @@ class OpenAIToGeminiStream:
             return self._close()
         if not isinstance(data, dict):
             return []
-        if "error" in data and "choices" not in data:
+        message = stream_error_message(data, "choices")
+        if message is not None:
             self._done = True
-            err = data.get("error") or {}
-            message = err.get("message") if isinstance(err, dict) else str(err)
-            return [(None, {"error": {"code": 500, "message": message or "provider error", "status": "INTERNAL"}})]
+            return [(None, {"error": {"code": 500, "message": message, "status": "INTERNAL"}})]
         if data.get("id"):
             self._id = data["id"]
         out: list[Event] = []

@@ -1,10 +1,13 @@
-"""Shared tables: stop reasons and usage between the OpenAI chat and Anthropic messages shapes."""
+"""Shared tables: stop reasons and usage between the OpenAI chat and Anthropic messages shapes, and the
+fields every translation into an OpenAI chat request sets alike."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import orjson
+
+from .base import Params
 
 # OpenAI finish_reason -> Anthropic stop_reason
 OPENAI_TO_ANTHROPIC_STOP = {
@@ -68,3 +71,18 @@ def parse_arguments(raw: Any) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         return {"_unparsed_arguments": raw}
     return value if isinstance(value, dict) else {"_unparsed_arguments": raw}
+
+
+def put_max_tokens(out: dict[str, Any], limit: Any, p: Params) -> None:
+    """The output-token limit of an OpenAI chat request, when the client gave one."""
+    if isinstance(limit, int):
+        # api.openai.com rejects max_tokens for reasoning models; OpenAI-compatible servers know max_tokens
+        out["max_completion_tokens" if p.provider_kind == "openai" else "max_tokens"] = limit
+
+
+def put_chat_sampling(out: dict[str, Any], body: dict[str, Any], limit: Any, p: Params) -> None:
+    """The output-token limit, temperature and top_p of an OpenAI chat request from a client body using those names."""
+    put_max_tokens(out, limit, p)
+    for name in ("temperature", "top_p"):
+        if body.get(name) is not None:
+            out[name] = body[name]

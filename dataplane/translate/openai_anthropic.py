@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import EventTranslator, Params, Session
+from .base import EventTranslator, Params, Session, wants_stream_usage
 from .openai_anthropic_request import translate_request
 from .openai_anthropic_response import AnthropicToOpenAIStream, translate_response
 
 
-class _Session:
+class OpenAIToAnthropicSession:
     __slots__ = ("_include_usage", "_json_tool", "_p")
 
     def __init__(self, p: Params) -> None:
@@ -19,8 +19,7 @@ class _Session:
 
     def request(self, body: dict[str, Any]) -> dict[str, Any]:
         out, self._json_tool = translate_request(body, self._p)
-        opts = body.get("stream_options")
-        self._include_usage = isinstance(opts, dict) and opts.get("include_usage") is True
+        self._include_usage = wants_stream_usage(body)
         return out
 
     def response(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -37,4 +36,4 @@ class OpenAIToAnthropic:
     operation = "messages"
 
     def open(self, params: Params) -> Session:
-        return _Session(params)
+        return OpenAIToAnthropicSession(params)

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from .base import Params, Untranslatable
+from .mapping import put_chat_sampling
 
 CUSTOM_INPUT = "input"  # the one parameter a custom tool becomes
 _HOSTED_CALLS = ("web_search_call", "file_search_call", "computer_call", "code_interpreter_call",
@@ -51,12 +52,7 @@ def translate_request(body: dict[str, Any], p: Params) -> tuple[dict[str, Any], 
             out["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
         if isinstance(body.get("parallel_tool_calls"), bool):
             out["parallel_tool_calls"] = body["parallel_tool_calls"]
-    limit = body.get("max_output_tokens")
-    if isinstance(limit, int):
-        out["max_completion_tokens" if p.provider_kind == "openai" else "max_tokens"] = limit
-    for name in ("temperature", "top_p"):
-        if body.get(name) is not None:
-            out[name] = body[name]
+    put_chat_sampling(out, body, body.get("max_output_tokens"), p)
     fmt = (body.get("text") or {}).get("format") or {}
     if fmt.get("type") == "json_schema":
         spec = {k: fmt[k] for k in ("name", "schema", "strict", "description") if k in fmt}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import DONE, Event, Params
+from .base import DONE, Event, Params, stream_error_message
 from .mapping import parse_arguments
 from .responses_chat_request import CUSTOM_INPUT
 
@@ -100,10 +100,9 @@ class ChatToResponsesStream:
             return self._close()
         if not isinstance(data, dict):
             return []
-        if "error" in data and "choices" not in data:
+        message = stream_error_message(data, "choices")
+        if message is not None:
             self._done = True
-            err = data.get("error") or {}
-            message = (err.get("message") if isinstance(err, dict) else str(err)) or "provider error"
             return [self._ev("error", code="upstream_error", message=message, param=None)]
         out: list[Event] = []
         if not self._started:
