@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import DONE, Event, Params, stream_error_message
+from .base import ChatStreamTranslator, Event, Params
 from .mapping import OPENAI_TO_ANTHROPIC_STOP, openai_to_anthropic_usage, parse_arguments
 
 
@@ -49,7 +49,7 @@ def translate_response(body: dict[str, Any], p: Params) -> dict[str, Any]:
     }
 
 
-class OpenAIToAnthropicStream:
+class OpenAIToAnthropicStream(ChatStreamTranslator):
     """OpenAI chat.completion.chunk events -> Anthropic message stream events.
 
     One content block is open at a time: text, or a tool_use per tool call. A tool call starts when
@@ -57,7 +57,7 @@ class OpenAIToAnthropicStream:
     message_delta/message_stop wait for the usage chunk (requested with include_usage) so the
     client gets the provider's real counts; `[DONE]` closes the message if usage never came."""
 
-    __slots__ = ("_block", "_blocks", "_calls", "_done", "_finish", "_p", "_started", "_usage", "_usage_final")
+    __slots__ = ("_block", "_blocks", "_calls", "_finish", "_p", "_started", "_usage", "_usage_final")
 
     def __init__(self, p: Params) -> None:
         self._p = p
@@ -70,17 +70,10 @@ class OpenAIToAnthropicStream:
         self._usage_final = False
         self._done = False
 
-    def feed(self, name: str | None, data: Any) -> list[Event]:
-        if self._done:
-            return []
-        if data is DONE:
-            return self._close()
-        if not isinstance(data, dict):
-            return []
-        message = stream_error_message(data, "choices")
-        if message is not None:
-            self._done = True
-            return [("error", {"type": "error", "error": {"type": "api_error", "message": message}})]
+    def _error_event(self, message: str) -> Event:
+        return ("error", {"type": "error", "error": {"type": "api_error", "message": message}})
+
+    def _feed_chunk(self, data: dict[str, Any]) -> list[Event]:
         out: list[Event] = []
         if not self._started:
             self._started = True

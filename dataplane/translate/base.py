@@ -102,3 +102,33 @@ def stream_error_message(data: dict[str, Any], payload_key: str) -> str | None:
     err = data.get("error") or {}
     message = err.get("message") if isinstance(err, dict) else str(err)
     return message or "provider error"
+
+
+class ChatStreamTranslator:
+    """Base of the EventTranslators fed an OpenAI chat stream: nothing after the end, `[DONE]` closes,
+    non-object data is skipped, and an error chunk becomes one client error event that ends the stream."""
+
+    __slots__ = ("_done",)
+    _done: bool  # set by each subclass's __init__
+
+    def feed(self, name: str | None, data: Any) -> list[Event]:
+        if self._done:
+            return []
+        if data is DONE:
+            return self._close()
+        if not isinstance(data, dict):
+            return []
+        message = stream_error_message(data, "choices")
+        if message is not None:
+            self._done = True
+            return [self._error_event(message)]
+        return self._feed_chunk(data)
+
+    def _feed_chunk(self, data: dict[str, Any]) -> list[Event]:
+        raise NotImplementedError
+
+    def _error_event(self, message: str) -> Event:
+        raise NotImplementedError
+
+    def _close(self) -> list[Event]:
+        raise NotImplementedError

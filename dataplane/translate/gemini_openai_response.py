@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import DONE, Event, Params, stream_error_message
+from .base import ChatStreamTranslator, Event, Params
 from .mapping import parse_arguments
 
 FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "function_call": "STOP",
@@ -60,11 +60,11 @@ def translate_response(body: dict[str, Any], p: Params) -> dict[str, Any]:
     }
 
 
-class OpenAIToGeminiStream:
+class OpenAIToGeminiStream(ChatStreamTranslator):
     """OpenAI chunks -> Gemini stream chunks: a chunk per text delta, functionCall parts whole, and a
     last chunk with finishReason and usageMetadata once the provider's usage chunk (or [DONE]) arrives."""
 
-    __slots__ = ("_calls", "_done", "_finish", "_id", "_p", "_usage", "_usage_final")
+    __slots__ = ("_calls", "_finish", "_id", "_p", "_usage", "_usage_final")
 
     def __init__(self, p: Params) -> None:
         self._p = p
@@ -91,17 +91,10 @@ class OpenAIToGeminiStream:
         self._calls.clear()
         return parts
 
-    def feed(self, name: str | None, data: Any) -> list[Event]:
-        if self._done:
-            return []
-        if data is DONE:
-            return self._close()
-        if not isinstance(data, dict):
-            return []
-        message = stream_error_message(data, "choices")
-        if message is not None:
-            self._done = True
-            return [(None, {"error": {"code": 500, "message": message, "status": "INTERNAL"}})]
+    def _error_event(self, message: str) -> Event:
+        return (None, {"error": {"code": 500, "message": message, "status": "INTERNAL"}})
+
+    def _feed_chunk(self, data: dict[str, Any]) -> list[Event]:
         if data.get("id"):
             self._id = data["id"]
         out: list[Event] = []

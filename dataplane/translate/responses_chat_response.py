@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import DONE, Event, Params, stream_error_message
+from .base import ChatStreamTranslator, Event, Params
 from .mapping import parse_arguments
 from .responses_chat_request import CUSTOM_INPUT
 
@@ -70,10 +70,10 @@ def translate_response(body: dict[str, Any], p: Params, custom: frozenset[str]) 
     return envelope(rid, p, status, output, responses_usage(body.get("usage")))
 
 
-class ChatToResponsesStream:
+class ChatToResponsesStream(ChatStreamTranslator):
     """Chat chunks -> Responses stream events (typed SSE, each with a sequence_number)."""
 
-    __slots__ = ("_custom", "_done", "_finish", "_items", "_open", "_p", "_rid", "_seq", "_started", "_usage",
+    __slots__ = ("_custom", "_finish", "_items", "_open", "_p", "_rid", "_seq", "_started", "_usage",
                  "_usage_final")
 
     def __init__(self, p: Params, custom: frozenset[str]) -> None:
@@ -93,17 +93,10 @@ class ChatToResponsesStream:
         self._seq += 1
         return kind, {"type": kind, "sequence_number": self._seq - 1, **fields}
 
-    def feed(self, name: str | None, data: Any) -> list[Event]:
-        if self._done:
-            return []
-        if data is DONE:
-            return self._close()
-        if not isinstance(data, dict):
-            return []
-        message = stream_error_message(data, "choices")
-        if message is not None:
-            self._done = True
-            return [self._ev("error", code="upstream_error", message=message, param=None)]
+    def _error_event(self, message: str) -> Event:
+        return self._ev("error", code="upstream_error", message=message, param=None)
+
+    def _feed_chunk(self, data: dict[str, Any]) -> list[Event]:
         out: list[Event] = []
         if not self._started:
             self._started = True
