@@ -77,6 +77,13 @@ def _unreadable(files: Mapping[str, Path | None]) -> str | None:
     return None
 
 
+def _cert_key_problem(var_prefix: str, cert: Path | None, key: Path | None, what: str) -> str | None:
+    """A certificate is usable only with its key: INTERLOCK_<var_prefix>_CERT and _KEY are set together or not at all."""
+    if (cert is None) != (key is None):
+        return f"set both {PREFIX}{var_prefix}_CERT and {PREFIX}{var_prefix}_KEY ({what})"
+    return None
+
+
 def target_host(target: str) -> str:
     """The host of a gRPC target "host:port", "dns:///host:port" or "[v6]:port"."""
     rest = target.split("///", 1)[-1]
@@ -129,8 +136,9 @@ class DataPlaneSettings:
 
     def control_channel_problem(self) -> str | None:
         """Why the channel to the control plane cannot be built as configured, or None."""
-        if (self.control_plane_cert is None) != (self.control_plane_key is None):
-            return f"set both {PREFIX}CONTROL_PLANE_CERT and {PREFIX}CONTROL_PLANE_KEY (client certificate and its key)"
+        if problem := _cert_key_problem("CONTROL_PLANE", self.control_plane_cert, self.control_plane_key,
+                                        "client certificate and its key"):
+            return problem
         if (self.node_token and self.control_plane and not self.control_plane_uses_tls
                 and not self.control_plane.startswith("unix:") and not is_loopback_host(target_host(self.control_plane))):
             # A bearer token in cleartext would let anyone on the path impersonate this node.
@@ -309,8 +317,8 @@ class ControlPlaneSettings:
     def grpc_security_problem(self) -> str | None:
         """Why this gRPC configuration must not start, or None. Plaintext without a token is the dev default, and
         safe only on loopback: anyone who reaches the port could read every policy and drain budgets."""
-        if (self.grpc_tls_cert is None) != (self.grpc_tls_key is None):
-            return f"set both {PREFIX}GRPC_TLS_CERT and {PREFIX}GRPC_TLS_KEY (server certificate and its key)"
+        if problem := _cert_key_problem("GRPC_TLS", self.grpc_tls_cert, self.grpc_tls_key, "server certificate and its key"):
+            return problem
         if self.grpc_client_ca is not None and self.grpc_tls_cert is None:
             return (f"{PREFIX}GRPC_CLIENT_CA (mutual TLS) needs server TLS too: "
                     f"set {PREFIX}GRPC_TLS_CERT and {PREFIX}GRPC_TLS_KEY")
@@ -319,8 +327,8 @@ class ControlPlaneSettings:
                     f"from the network: set {PREFIX}GRPC_TLS_CERT and {PREFIX}GRPC_TLS_KEY (and {PREFIX}NODE_TOKEN "
                     f"or {PREFIX}GRPC_CLIENT_CA to authenticate nodes), or {PREFIX}GRPC_ALLOW_INSECURE=true if "
                     f"something else (a service mesh) encrypts and authenticates this traffic")
-        if (self.etcd_cert is None) != (self.etcd_key is None):
-            return f"set both {PREFIX}ETCD_CERT and {PREFIX}ETCD_KEY (etcd client certificate and its key)"
+        if problem := _cert_key_problem("ETCD", self.etcd_cert, self.etcd_key, "etcd client certificate and its key"):
+            return problem
         if bool(self.etcd_username) != bool(self.etcd_password):
             return f"set both {PREFIX}ETCD_USERNAME and {PREFIX}ETCD_PASSWORD (or {PREFIX}ETCD_PASSWORD_FILE)"
         return _unreadable({"GRPC_TLS_CERT": self.grpc_tls_cert, "GRPC_TLS_KEY": self.grpc_tls_key,
