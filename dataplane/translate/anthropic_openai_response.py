@@ -57,7 +57,7 @@ class OpenAIToAnthropicStream(ChatStreamTranslator):
     message_delta/message_stop wait for the usage chunk (requested with include_usage) so the
     client gets the provider's real counts; `[DONE]` closes the message if usage never came."""
 
-    __slots__ = ("_block", "_blocks", "_calls", "_finish", "_p", "_started", "_usage", "_usage_final")
+    __slots__ = ("_block", "_blocks", "_calls", "_p", "_started")
 
     def __init__(self, p: Params) -> None:
         self._p = p
@@ -65,15 +65,15 @@ class OpenAIToAnthropicStream(ChatStreamTranslator):
         self._blocks = 0  # content blocks opened so far
         self._block: tuple[str, int] | None = None  # open block: ("text", idx) or ("tool", idx)
         self._calls: dict[int, tuple[str, int]] = {}  # OpenAI tool index -> (call id, block index)
-        self._finish: str | None = None
-        self._usage: dict[str, Any] | None = None
+        self._finish = None
+        self._usage = None
         self._usage_final = False
         self._done = False
 
     def _error_event(self, message: str) -> Event:
         return ("error", {"type": "error", "error": {"type": "api_error", "message": message}})
 
-    def _feed_chunk(self, data: dict[str, Any]) -> list[Event]:
+    def _chunk_start(self, data: dict[str, Any]) -> list[Event]:
         out: list[Event] = []
         if not self._started:
             self._started = True
@@ -84,23 +84,10 @@ class OpenAIToAnthropicStream(ChatStreamTranslator):
                 "usage": {"input_tokens": 0, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
                           "output_tokens": 0},
             }}))
-        choices = data.get("choices") or ()
-        for choice in choices[:1]:
-            delta = choice.get("delta") or {}
-            text = delta.get("content") or delta.get("refusal")
-            if text:
-                out += self._text(text)
-            for tc in delta.get("tool_calls") or ():
-                out += self._tool_delta(tc)
-            if choice.get("finish_reason"):
-                self._finish = choice["finish_reason"]
-                out += self._stop_block()
-        if isinstance(data.get("usage"), dict):
-            self._usage = data["usage"]
-            self._usage_final = not choices or self._finish is not None
-        if self._finish is not None and self._usage_final:
-            out += self._close()
         return out
+
+    def _finished(self) -> list[Event]:
+        return self._stop_block()
 
     def _open(self, kind: str, block: dict[str, Any]) -> list[Event]:
         out = self._stop_block()
@@ -124,7 +111,7 @@ class OpenAIToAnthropicStream(ChatStreamTranslator):
                                             "delta": {"type": "text_delta", "text": text}}))
         return out
 
-    def _tool_delta(self, tc: dict[str, Any]) -> list[Event]:
+    def _tool(self, tc: dict[str, Any]) -> list[Event]:
         oi = tc.get("index", 0)
         fn = tc.get("function") or {}
         known = self._calls.get(oi)

@@ -95,10 +95,8 @@ def wants_stream_usage(body: dict[str, Any]) -> bool:
     return isinstance(opts, dict) and opts.get("include_usage") is True
 
 
-def stream_error_message(data: dict[str, Any], payload_key: str) -> str | None:
-    """The message of a provider stream event that carries `error` instead of `payload_key`, else None."""
-    if "error" not in data or payload_key in data:
-        return None
+def stream_error_message(data: dict[str, Any]) -> str:
+    """The message of a provider stream event that carries `error` in place of its payload."""
     err = data.get("error") or {}
     message = err.get("message") if isinstance(err, dict) else str(err)
     return message or "provider error"
@@ -106,10 +104,16 @@ def stream_error_message(data: dict[str, Any], payload_key: str) -> str | None:
 
 class ChatStreamTranslator:
     """Base of the EventTranslators fed an OpenAI chat stream: nothing after the end, `[DONE]` closes,
-    non-object data is skipped, and an error chunk becomes one client error event that ends the stream."""
+    non-object data is skipped, and an error chunk becomes one client error event that ends the stream.
+    Of each chunk's first choice, text and tool-call deltas go to the subclass's hooks; the stream
+    closes once the finish reason and the final usage (asked for with include_usage) have both come."""
 
-    __slots__ = ("_done",)
-    _done: bool  # set by each subclass's __init__
+    __slots__ = ("_done", "_finish", "_usage", "_usage_final")
+    # set by each subclass's __init__
+    _done: bool
+    _finish: str | None
+    _usage: Any
+    _usage_final: bool
 
     def feed(self, name: str | None, data: Any) -> list[Event]:
         if self._done:
@@ -118,14 +122,41 @@ class ChatStreamTranslator:
             return self._close()
         if not isinstance(data, dict):
             return []
-        message = stream_error_message(data, "choices")
-        if message is not None:
+        if "error" in data and "choices" not in data:
             self._done = True
-            return [self._error_event(message)]
-        return self._feed_chunk(data)
+            return [self._error_event(stream_error_message(data))]
+        out = self._chunk_start(data)
+        choices = data.get("choices") or ()
+        for choice in choices[:1]:
+            delta = choice.get("delta") or {}
+            text = delta.get("content") or delta.get("refusal")
+            if text:
+                out += self._text(text)
+            for tc in delta.get("tool_calls") or ():
+                out += self._tool(tc)
+            if choice.get("finish_reason"):
+                self._finish = choice["finish_reason"]
+                out += self._finished()
+        if isinstance(data.get("usage"), dict):
+            self._usage = data["usage"]
+            self._usage_final = not choices or self._finish is not None
+        if self._finish is not None and self._usage_final:
+            out += self._close()
+        return out
 
-    def _feed_chunk(self, data: dict[str, Any]) -> list[Event]:
+    def _chunk_start(self, data: dict[str, Any]) -> list[Event]:
+        """Events (or state) due for any chunk before its deltas."""
+        return []
+
+    def _text(self, text: str) -> list[Event]:
         raise NotImplementedError
+
+    def _tool(self, tc: dict[str, Any]) -> list[Event]:
+        raise NotImplementedError
+
+    def _finished(self) -> list[Event]:
+        """Events due when the finish reason arrives (usage may still follow)."""
+        return []
 
     def _error_event(self, message: str) -> Event:
         raise NotImplementedError

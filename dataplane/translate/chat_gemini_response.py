@@ -101,9 +101,9 @@ class GeminiToChatStream:
     def feed(self, name: str | None, data: Any) -> list[Event]:
         if self._done or data is DONE or not isinstance(data, dict):
             return []
-        message = stream_error_message(data, "candidates")
-        if message is not None:
+        if "error" in data and "candidates" not in data:
             self._done = True
+            message = stream_error_message(data)
             return [(None, {"error": {"message": message, "type": "api_error", "param": None, "code": None}})]
         out: list[Event] = []
         if not self._started:

@@ -64,14 +64,14 @@ class OpenAIToGeminiStream(ChatStreamTranslator):
     """OpenAI chunks -> Gemini stream chunks: a chunk per text delta, functionCall parts whole, and a
     last chunk with finishReason and usageMetadata once the provider's usage chunk (or [DONE]) arrives."""
 
-    __slots__ = ("_calls", "_finish", "_id", "_p", "_usage", "_usage_final")
+    __slots__ = ("_calls", "_id", "_p")
 
     def __init__(self, p: Params) -> None:
         self._p = p
         self._id = "interlock"
         self._calls: dict[int, list[Any]] = {}  # OpenAI tool index -> [id, name, argument fragments]
-        self._finish: str | None = None
-        self._usage: Any = None
+        self._finish = None
+        self._usage = None
         self._usage_final = False
         self._done = False
 
@@ -94,33 +94,25 @@ class OpenAIToGeminiStream(ChatStreamTranslator):
     def _error_event(self, message: str) -> Event:
         return (None, {"error": {"code": 500, "message": message, "status": "INTERNAL"}})
 
-    def _feed_chunk(self, data: dict[str, Any]) -> list[Event]:
+    def _chunk_start(self, data: dict[str, Any]) -> list[Event]:
         if data.get("id"):
             self._id = data["id"]
+        return []
+
+    def _text(self, text: str) -> list[Event]:
+        return [self._chunk([{"text": text}])]
+
+    def _tool(self, tc: dict[str, Any]) -> list[Event]:
         out: list[Event] = []
-        choices = data.get("choices") or ()
-        for choice in choices[:1]:
-            delta = choice.get("delta") or {}
-            text = delta.get("content") or delta.get("refusal")
-            if text:
-                out.append(self._chunk([{"text": text}]))
-            for tc in delta.get("tool_calls") or ():
-                idx = tc.get("index", 0)
-                fn = tc.get("function") or {}
-                slot = self._calls.get(idx)
-                if slot is None or (tc.get("id") and tc["id"] != slot[0]):
-                    if slot is not None:  # a server reusing index 0 for the next parallel call
-                        out.append(self._chunk(self._flush_calls()))
-                    slot = self._calls[idx] = [tc.get("id"), fn.get("name"), []]
-                if fn.get("arguments"):
-                    slot[2].append(fn["arguments"])
-            if choice.get("finish_reason"):
-                self._finish = choice["finish_reason"]
-        if isinstance(data.get("usage"), dict):
-            self._usage = data["usage"]
-            self._usage_final = not choices or self._finish is not None
-        if self._finish is not None and self._usage_final:
-            out += self._close()
+        idx = tc.get("index", 0)
+        fn = tc.get("function") or {}
+        slot = self._calls.get(idx)
+        if slot is None or (tc.get("id") and tc["id"] != slot[0]):
+            if slot is not None:  # a server reusing index 0 for the next parallel call
+                out.append(self._chunk(self._flush_calls()))
+            slot = self._calls[idx] = [tc.get("id"), fn.get("name"), []]
+        if fn.get("arguments"):
+            slot[2].append(fn["arguments"])
         return out
 
     def _close(self) -> list[Event]:

@@ -73,8 +73,7 @@ def translate_response(body: dict[str, Any], p: Params, custom: frozenset[str]) 
 class ChatToResponsesStream(ChatStreamTranslator):
     """Chat chunks -> Responses stream events (typed SSE, each with a sequence_number)."""
 
-    __slots__ = ("_custom", "_finish", "_items", "_open", "_p", "_rid", "_seq", "_started", "_usage",
-                 "_usage_final")
+    __slots__ = ("_custom", "_items", "_open", "_p", "_rid", "_seq", "_started")
 
     def __init__(self, p: Params, custom: frozenset[str]) -> None:
         self._p = p
@@ -84,8 +83,8 @@ class ChatToResponsesStream(ChatStreamTranslator):
         self._started = False
         self._items: list[dict[str, Any]] = []  # finished output items
         self._open: dict[str, Any] | None = None  # {"kind": "text"|"call", "id", "parts"/"args", "name", "call_id", "oi"}
-        self._finish: str | None = None
-        self._usage: Any = None
+        self._finish = None
+        self._usage = None
         self._usage_final = False
         self._done = False
 
@@ -96,28 +95,13 @@ class ChatToResponsesStream(ChatStreamTranslator):
     def _error_event(self, message: str) -> Event:
         return self._ev("error", code="upstream_error", message=message, param=None)
 
-    def _feed_chunk(self, data: dict[str, Any]) -> list[Event]:
+    def _chunk_start(self, data: dict[str, Any]) -> list[Event]:
         out: list[Event] = []
         if not self._started:
             self._started = True
             self._rid = f"resp_{data.get('id') or 'interlock'}"
             head = envelope(self._rid, self._p, "in_progress", [], None)
             out += [self._ev("response.created", response=head), self._ev("response.in_progress", response=head)]
-        choices = data.get("choices") or ()
-        for choice in choices[:1]:
-            delta = choice.get("delta") or {}
-            text = delta.get("content") or delta.get("refusal")
-            if text:
-                out += self._text(text)
-            for tc in delta.get("tool_calls") or ():
-                out += self._tool(tc)
-            if choice.get("finish_reason"):
-                self._finish = choice["finish_reason"]
-        if isinstance(data.get("usage"), dict):
-            self._usage = data["usage"]
-            self._usage_final = not choices or self._finish is not None
-        if self._finish is not None and self._usage_final:
-            out += self._close()
         return out
 
     def _text(self, text: str) -> list[Event]:
