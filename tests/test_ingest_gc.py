@@ -8,14 +8,19 @@ from ingest.gc_policy import GEN0_THRESHOLD, tuned_gc
 
 
 def test_tuned_gc_raises_thresholds_freezes_and_restores() -> None:
-    before = gc.get_threshold()
-    assert gc.get_freeze_count() == 0
-    with tuned_gc():
-        assert gc.get_threshold()[0] == GEN0_THRESHOLD
-        assert gc.get_freeze_count() > 0  # what existed at start is no longer re-scanned
-    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
-    with tuned_gc(enabled=False):
-        assert gc.get_threshold() == before
+    earlier = gc.get_freeze_count()  # an in-process data plane of an earlier test may have frozen the heap
+    gc.unfreeze()
+    try:
+        before = gc.get_threshold()
+        with tuned_gc():
+            assert gc.get_threshold()[0] == GEN0_THRESHOLD
+            assert gc.get_freeze_count() > 0  # what existed at start is no longer re-scanned
+        assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+        with tuned_gc(enabled=False):
+            assert gc.get_threshold() == before
+    finally:
+        if earlier:
+            gc.freeze()
 
 
 def test_an_earlier_freeze_is_left_alone() -> None:
