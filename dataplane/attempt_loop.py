@@ -76,6 +76,7 @@ class AttemptLoop:
         """Try deployments in the planner's order until one answers; a retryable failure moves on only while
         nothing has reached the client. Each attempt picks its own adapter and translation."""
         last: Outcome | None = None
+        refused: GatewayError | None = None  # the first deployment that cannot serve this request (e.g. no translation)
         while (nxt := planner.next(self._monotonic())) is not None:
             if nxt.delay_s:
                 await self._sleep(nxt.delay_s)
@@ -97,9 +98,8 @@ class AttemptLoop:
                 if resp.started:
                     raise
                 self._fwd.note(rec, dep, exc.status, exc.kind, started)  # e.g. no translation to this deployment's API
-                if last is None:
-                    raise
-                continue  # a fallback this request cannot use: keep the earlier failure, try the next
+                refused = refused or exc
+                continue  # a deployment this request cannot use: try the next; a real failure outranks this one
             finally:
                 if breaker is not None:
                     self._settle_breaker(breaker, outcome)
@@ -108,7 +108,7 @@ class AttemptLoop:
             planner.failed(dep, outcome.retry_after_s)
             last = outcome
         if last is None:
-            raise self._nothing_tried(rec, planner)
+            raise refused or self._nothing_tried(rec, planner)
         self._send_last(resp, rec, last)
 
     def _settle_breaker(self, breaker: CircuitBreaker, outcome: Outcome | None) -> None:

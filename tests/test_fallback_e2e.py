@@ -276,3 +276,15 @@ async def test_a_fallback_the_request_cannot_use_is_skipped_not_returned(rig: Ri
     rig.backup.add_fault(status=529, count=None, path="/v1/embeddings")
     r, raw = await rig.post("/v1/embeddings", {"model": "gpt-emb", "input": "hello"})
     assert r.status == 529, raw  # the last real failure, not the untranslatable fallback's 400
+
+
+async def test_a_primary_the_request_cannot_use_is_skipped_for_a_fallback_that_can(rig: Rig) -> None:
+    # embeddings cannot be translated to the Anthropic primary: the OpenAI fallback serves the request
+    r, raw = await rig.post("/v1/embeddings", {"model": "claude-primary", "input": "hello"})
+    assert r.status == 200, raw
+    trail = r.headers["x-interlock-attempts"]
+    assert trail.startswith("2; claude-primary/ant-a=") and trail.endswith("gpt-backup/pb=200"), trail
+    assert rig.primary.requests_to("/v1/messages") == 0  # nothing was sent to the primary
+    rig.backup.add_fault(status=529, count=None, path="/v1/embeddings")
+    r, raw = await rig.post("/v1/embeddings", {"model": "claude-primary", "input": "hello"})
+    assert r.status == 529, raw  # the real failure, not the unusable primary's 400
