@@ -107,7 +107,7 @@ def banner(*, gateway: str, admin: str, admin_token: str, vkey: str, data_dir: P
     return f"""
 Interlock dev gateway is running.
 
-  gateway (OpenAI + Anthropic APIs)  {gateway}
+  gateway (OpenAI/Anthropic/Gemini)  {gateway}
   admin API (docs at /docs)          {admin}
   data directory                     {data_dir}
   models                             {", ".join(models)}
@@ -124,8 +124,8 @@ Try it:
   python -c 'import openai; c=openai.OpenAI(base_url="{gateway}/v1", api_key="'$INTERLOCK_KEY'");\\
 print(c.chat.completions.create(model="{FAKE_GPT}", messages=[{{"role":"user","content":"hi"}}]).choices[0].message.content)'
 
-  ANTHROPIC_BASE_URL={gateway} ANTHROPIC_AUTH_TOKEN=$INTERLOCK_KEY \\
-  ANTHROPIC_MODEL={FAKE_CLAUDE} ANTHROPIC_SMALL_FAST_MODEL={FAKE_CLAUDE} claude
+  ANTHROPIC_BASE_URL={gateway} ANTHROPIC_API_KEY=$INTERLOCK_KEY CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \\
+  ANTHROPIC_MODEL={FAKE_CLAUDE} ANTHROPIC_DEFAULT_HAIKU_MODEL={FAKE_CLAUDE} claude      # more clients: README 'Clients'
 
   interlock models list      interlock keys list      interlock status
 
