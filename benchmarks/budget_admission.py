@@ -41,12 +41,13 @@ from controlplane.policy.model import (
     RateLimit,
     Team,
 )
-from dataplane.admission import authenticate, presented_key, resolve
+from dataplane.admission import authenticate, presented_key
 from dataplane.budget.gate import BudgetGate, PoolTable
 from dataplane.dialects.base import Usage
 from dataplane.dialects.openai import OpenAIDialect
-from dataplane.policy import CompiledPolicy
+from dataplane.policy import CompiledPolicy, Route
 from dataplane.providers.registry import default_providers
+from dataplane.routing.select import plan_for
 from dataplane.tags import request_tags
 from interlock.keys import hash_key, new_secret
 
@@ -112,7 +113,8 @@ async def hotpath(iterations: int) -> None:
         key = authenticate(policy, PEPPER, presented_key(headers), int(time.time() * 1000))
         body = orjson.loads(raw)
         tags = request_tags(key.tags, headers, body)
-        route = resolve(policy, key, body["model"])
+        plan = plan_for(policy, key, body["model"], headers, tags, body, len(raw))  # as the proxy routes it
+        route = Route(plan.targets[0].deployments[0].model, "")
         return key, tags, body, route
 
     async def with_budgets() -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import unquote_plus
 
-from dataplane.dialects.base import ErrorKind
-from dataplane.gateway_errors import GatewayError, unauthorized
-from dataplane.policy import CompiledPolicy, KeyEntry, Route
+from dataplane.gateway_errors import unauthorized
+from dataplane.policy import CompiledPolicy, KeyEntry
 from interlock.keys import hash_key
 
 
@@ -41,11 +40,3 @@ def authenticate(policy: CompiledPolicy, pepper: bytes, secret: str | None, now_
         raise unauthorized(f"virtual key {entry.id} has expired")
     return entry
 
-
-def resolve(policy: CompiledPolicy, key: KeyEntry, requested: str) -> Route:
-    route = policy.routes.get(requested)
-    if route is None:
-        raise GatewayError(404, ErrorKind.NOT_FOUND, f"model {requested!r} does not exist on this gateway; GET /v1/models lists yours")
-    if key.allowed is not None and requested not in key.allowed:
-        raise GatewayError(403, ErrorKind.PERMISSION, f"virtual key {key.id} is not allowed to use model {requested!r}")
-    return route

@@ -6,13 +6,14 @@ import pytest
 
 from controlplane.policy.compiler import compile_snapshot
 from controlplane.policy.model import Alias, KeyRecord, Model, PolicyDocument, Price, Provider, Team
-from dataplane.admission import authenticate, resolve
+from dataplane.admission import authenticate
 from dataplane.dialects.base import Usage
 from dataplane.errors import SnapshotRejected
 from dataplane.gateway_errors import GatewayError
-from dataplane.policy import CompiledPolicy
+from dataplane.policy import CompiledPolicy, KeyEntry, RuntimeModel
 from dataplane.pricing import format_usd
 from dataplane.providers.registry import default_providers
+from dataplane.routing.select import plan_for
 from interlock.keys import hash_key, new_secret
 from interlock.kinds import PROVIDER_KINDS
 
@@ -42,6 +43,11 @@ def key(team: str, models: list[str] | None = None, **kw: object) -> tuple[str, 
     return secret, rec
 
 
+def resolved(p: CompiledPolicy, key: KeyEntry, model: str) -> RuntimeModel:
+    """The model a request for `model` goes to first, by the data plane's own routing (as the proxy asks it)."""
+    return plan_for(p, key, model, {}, {}, {}, 0).targets[0].deployments[0].model
+
+
 def test_registry_matches_the_kinds_the_control_plane_accepts() -> None:
     assert set(default_providers()) == PROVIDER_KINDS
 
@@ -51,9 +57,9 @@ def test_team_allowlist_expands_models_to_their_aliases_but_not_aliases_to_model
     p = build([(s1, k1), (s2, k2)])
     e1 = authenticate(p, PEPPER, s1, 0)
     assert e1.allowed == frozenset({"small", "fast", "smart"})
-    assert resolve(p, e1, "smart").model.upstream_name == "big-2025"
+    assert resolved(p, e1, "smart").upstream_name == "big-2025"
     with pytest.raises(GatewayError) as exc:
-        resolve(p, e1, "big")  # only the alias was approved
+        resolved(p, e1, "big")  # only the alias was approved
     assert exc.value.status == 403
     assert authenticate(p, PEPPER, s2, 0).allowed is None  # no list = every model
 
@@ -68,7 +74,7 @@ def test_unknown_model_is_404_and_unknown_key_401() -> None:
     s, k = key("t2")
     p = build([(s, k)])
     with pytest.raises(GatewayError) as exc:
-        resolve(p, authenticate(p, PEPPER, s, 0), "nope")
+        resolved(p, authenticate(p, PEPPER, s, 0), "nope")
     assert exc.value.status == 404
     for bad in (None, "", "sk-il-wrong"):
         with pytest.raises(GatewayError) as exc:
