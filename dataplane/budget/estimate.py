@@ -70,15 +70,6 @@ def output_tokens_upper_bound(requested: int | None, body: dict[str, Any], model
     return per_choice * _choices(body)
 
 
-def is_unpriced(price: Price) -> bool:
-    return price.input_pico == 0 and price.output_pico == 0 and price.cached_pico == 0
-
-
-def effective_price(price: Price, default: Price) -> Price:
-    """The price budgets are charged at: the model's own, or the policy's default if it has none."""
-    return default if is_unpriced(price) else price
-
-
 def worst_case(input_tokens: int, output_tokens: int, price: Price) -> Estimate:
     per_input = max(price.input_pico, price.cached_pico)
     return Estimate(input_tokens, output_tokens, input_tokens * per_input + output_tokens * price.output_pico)

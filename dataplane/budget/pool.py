@@ -42,7 +42,6 @@ class LeasePool:
         "reserved",
         "reserved_flow",
         "spent",
-        "spent_total",
         "usable_until_ms",
         "waiting",
         "waiting_max",
@@ -66,7 +65,6 @@ class LeasePool:
         self.flow_since_ms = 0
         self.waiting = 0  # sum wanted by requests waiting for a refill (re-registered after every sync)
         self.waiting_max = 0  # the largest of those
-        self.spent_total = 0
         self.overshoot_total = 0  # lifetime sum of (actual - reserved) where positive: exported as a metric
         self.ledger: LedgerView | None = None  # the ledger figures of the last grant (refusal messages, CLI)
 
@@ -94,7 +92,6 @@ class LeasePool:
         if actual <= 0:
             return
         self.spent += actual
-        self.spent_total += actual
         if actual > reserved:
             self.overshoot += actual - reserved
             self.overshoot_total += actual - reserved
