@@ -47,10 +47,6 @@ class Pattern:
         return self._re.match(value) is not None
 
 
-def is_glob(text: str) -> bool:
-    return bool(_GLOB_CHARS & set(text))
-
-
 @dataclass(frozen=True, slots=True)
 class Conditions:
     keys: frozenset[str]
