@@ -24,6 +24,7 @@ from .budget.servicer import BudgetServicer
 from .explain_api import create_explain_router
 from .grpc_auth import read_pem, server_security
 from .grpc_server import ControlPlaneServicer, build_server, start_control_plane_grpc
+from .observe import ControlPlaneMetrics, create_metrics_router
 from .publisher import SnapshotPublisher
 from .service import StorePolicyService
 from .store import open_store
@@ -44,6 +45,7 @@ class ControlPlaneBackend:
     servicer: ControlPlaneServicer
     ledger: Ledger  # budget leases (BudgetService on the same gRPC port)
     pruner: RunKeyPruner | None = None  # deletes ended per-run keys
+    metrics: ControlPlaneMetrics | None = None  # GET /metrics (controlplane/observe.py)
 
     def budget_router(self) -> APIRouter:
         """Admin routes for budgets and per-run keys (mount via create_admin_app(extra_routers=...))."""
@@ -52,7 +54,10 @@ class ControlPlaneBackend:
     def admin_routers(self, key_pepper: bytes) -> list[APIRouter]:
         """Every admin route besides policy that each control plane serves (`interlock controlplane` and
         `interlock dev` alike): explain, budgets and per-run keys. Mount via create_admin_app(extra_routers=...)."""
-        return [create_explain_router(self.service, key_pepper), self.budget_router()]
+        routers = [create_explain_router(self.service, key_pepper), self.budget_router()]
+        if self.metrics is not None:
+            routers.append(create_metrics_router(self.metrics))
+        return routers
 
     async def close(self, grace_s: float = 1.0) -> None:
         await self.server.stop(grace_s)
@@ -70,7 +75,11 @@ async def start_backend(
     """Open the store named by settings (or use `kv`), start publishing and serve gRPC."""
     security = server_security(settings)  # first: a refused configuration must not touch the store
     kv = kv if kv is not None else open_store(settings.store, settings.etcd_prefix, etcd_security=etcd_security(settings))
-    publisher = SnapshotPublisher(kv, clock=clock)
+    # the closures read the publisher and service built just below
+    metrics = ControlPlaneMetrics(
+        nodes=lambda: service.node_status(), subscribers=lambda: publisher.subscriber_count, clock=clock,
+        published_version=lambda: publisher.current.snapshot.version if publisher.current else 0)
+    publisher = SnapshotPublisher(kv, clock=clock, on_publish=metrics.observe_publish)
     service = StorePolicyService(
         kv, settings.key_pepper, clock, published=lambda: publisher.current.snapshot if publisher.current else None
     )
@@ -80,7 +89,7 @@ async def start_backend(
     try:
         server, servicer, port = build_server(
             publisher, kv, host=settings.grpc_host, port=settings.grpc_port, heartbeat_s=settings.heartbeat_s,
-            clock=clock, services=[BudgetServicer(ledger, clock).register], security=security,
+            clock=clock, services=[BudgetServicer(ledger, clock, metrics.observe_sync).register], security=security,
         )
         await server.start()
     except BaseException:
@@ -92,7 +101,7 @@ async def start_backend(
         pruner = RunKeyPruner(service, older_than_s=settings.run_key_prune_after_s)
         pruner.start()
     log.info("control plane gRPC on %s:%d (%s)", settings.grpc_host, port, security.describe)
-    return ControlPlaneBackend(kv, service, publisher, server, port, servicer, ledger, pruner)
+    return ControlPlaneBackend(kv, service, publisher, server, port, servicer, ledger, pruner, metrics)
 
 
 def etcd_security(settings: ControlPlaneSettings) -> EtcdSecurity | None:

@@ -18,6 +18,8 @@ from dataplane.errors import DataPlaneError, SnapshotRejected
 from dataplane.gateway_errors import GatewayError
 from dataplane.http.messages import Request, Responder
 from dataplane.http.server import serve
+from dataplane.observe.access_log import AccessLog
+from dataplane.observe.node import RequestObserver, node_registry
 from dataplane.policy import env_and_file_credentials
 from dataplane.policy_holder import PolicyHolder
 from dataplane.providers.base import ProviderAdapter
@@ -55,11 +57,19 @@ class DataPlaneNode:
             self.leases = LeaseClient(self.budget_table, target=settings.control_plane, node_id=settings.node_id,
                                       tick_s=settings.budget_tick_s, credentials=channel_credentials(settings))
             self.budget_gate.attach(self.leases)
+        access = AccessLog(settings.access_log, settings.node_id) if settings.access_log != "off" else None
+        self.registry, request_metrics = node_registry(
+            metrics_on=settings.metrics, in_flight=lambda: self.router.in_flight,
+            circuits=lambda: self.proxy.breakers.states(), sink=sink,
+            policy_version=lambda: self.holder.policy.version if self.holder.policy else 0,
+            snapshot_created_ms=lambda: self.holder.snapshot_created_ms, budget_section=self._budget_metrics)
+        self.observer = RequestObserver(request_metrics, access) if (request_metrics or access) else None
         self.proxy = Proxy(policy=self.holder.current, pepper=settings.key_pepper, upstream=self.upstream, sink=sink,
-                           node_id=settings.node_id, clock=now, budgets=self.budget_gate, translations=default_translations(dialects))
+                           node_id=settings.node_id, clock=now, budgets=self.budget_gate, translations=default_translations(dialects),
+                           observer=self.observer)
         self.router = Router(proxy=self.proxy, dialects=dialects, policy=self.holder.current, pepper=settings.key_pepper,
                              clock=now, ready=lambda: self.holder.policy is not None)
-        self.router.metrics = self._metrics
+        self.router.metrics = self.registry.render
         self.sync: SnapshotSync | None = None
         if settings.control_plane:
             self.sync = SnapshotSync(settings.control_plane, settings.node_id, self.holder.apply, settings.snapshot_path,
@@ -98,7 +108,7 @@ class DataPlaneNode:
         log.info("data plane %s listening on %s:%d (policy v%s)", self.settings.node_id, self.settings.host, self.port,
                  self.holder.policy.version if self.holder.policy else "none")
 
-    def _metrics(self) -> bytes:
+    def _budget_metrics(self) -> bytes:
         leases = self.leases
         return budget_metrics.render(self.budget_table, leases.failures if leases else 0, self.budget_table.online)
 
@@ -145,3 +155,5 @@ class DataPlaneNode:
             await self.sync.stop()
         await self.upstream.close()
         await self.sink.close()
+        if self.observer is not None:
+            self.observer.flush()

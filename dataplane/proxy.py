@@ -29,6 +29,7 @@ from dataplane.upstream import Upstream
 from dataplane.usage_event import EventIds, RequestRecord
 
 if TYPE_CHECKING:
+    from dataplane.observe.node import RequestObserver
     from dataplane.usage_sink import UsageSink
 
 __all__ = ["Endpoint", "Proxy"]
@@ -41,6 +42,7 @@ class Proxy:
         budgets: BudgetGate | None = None, translations: Translations | None = None,
         monotonic: Callable[[], float] = time.monotonic, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None, breakers: Breakers | None = None,
+        observer: RequestObserver | None = None,
     ):
         self._policy = policy
         self._pepper = pepper
@@ -49,6 +51,7 @@ class Proxy:
         self._clock = clock
         self._ids = EventIds()
         self._budgets = budgets
+        self._observer = observer  # metrics + access log (dataplane/observe/); None when both are off
         forwarder = Forwarder(upstream=upstream, translations=translations, clock=clock, monotonic=monotonic)
         self._loop = AttemptLoop(forwarder, breakers=breakers or Breakers(monotonic), clock=clock, monotonic=monotonic,
                                  sleep=sleep, rng=rng or random.Random())
@@ -76,6 +79,8 @@ class Proxy:
             if rec.budget is not None and self._budgets is not None:
                 self._budgets.settle(rec.budget, rec.usage, rec.model, rec.price)  # bill what was produced, free the rest
             self._sink.emit(rec.to_event(self._node_id))
+            if self._observer is not None:
+                self._observer.done(rec)
 
     async def _forward(self, req: Request, resp: Responder, ep: Endpoint, rec: RequestRecord) -> None:
         policy = self._policy()

@@ -54,6 +54,15 @@ def _bool(raw: str) -> bool:
     raise ValueError("expected true/false")
 
 
+def _access_log_format(raw: str) -> str:
+    v = raw.strip().lower()
+    if v in ("json", "logfmt", "off"):
+        return v
+    if v in ("0", "false", "no", "none", ""):
+        return "off"
+    raise ValueError("must be json, logfmt or off")
+
+
 def _path(raw: str) -> Path:
     return Path(raw)
 
@@ -121,6 +130,8 @@ class DataPlaneSettings:
     control_plane_cert: Path | None = None  # this node's client certificate (mutual TLS)
     control_plane_key: Path | None = None
     node_token: bytes | None = field(default=None, repr=False)
+    metrics: bool = True  # GET /metrics request series (dataplane/observe/); budget series are always there
+    access_log: str = "json"  # "json" | "logfmt" | "off": one line per request on stdout (dataplane/observe/)
 
     @property
     def snapshot_path(self) -> Path:
@@ -181,6 +192,8 @@ class DataPlaneSettings:
             control_plane_cert=_get(env, "CONTROL_PLANE_CERT", None, _path),
             control_plane_key=_get(env, "CONTROL_PLANE_KEY", None, _path),
             node_token=_secret(env, "NODE_TOKEN"),
+            metrics=_get(env, "METRICS", cls.metrics, _bool),
+            access_log=_get(env, "ACCESS_LOG", cls.access_log, _access_log_format),
         )
         if problem := settings.control_channel_problem():
             raise SettingsError(problem)
