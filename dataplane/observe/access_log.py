@@ -15,7 +15,6 @@ from typing import IO, Any
 
 import orjson
 
-from dataplane.pricing import format_usd
 from dataplane.usage_event import RequestRecord
 
 FORMATS = ("json", "logfmt")
@@ -28,24 +27,43 @@ def _stdout() -> IO[bytes]:
     return out if out is not None else sys.__stdout__.buffer  # type: ignore[union-attr,return-value]
 
 
-def fields(rec: RequestRecord, node_id: str) -> dict[str, Any]:
+_NO_KEY = {"key_id": "", "team": "", "user": "", "project": ""}
+
+
+def fields(rec: RequestRecord, node_id: str, key_fields: dict[int, tuple[object, dict[str, str]]] | None = None,
+           ) -> dict[str, Any]:
+    """The line's fields. Times in ms with µs resolution, cost in USD. `key_fields` caches the key's ids per
+    KeyEntry (it holds the entry, so its id() cannot be reused while cached)."""
     key = rec.key
+    if key is None:
+        ids = _NO_KEY
+    else:
+        hit = key_fields.get(id(key)) if key_fields is not None else None
+        if hit is not None and hit[0] is key:
+            ids = hit[1]
+        else:
+            ids = {"key_id": key.id, "team": key.team_id, "user": key.user_id, "project": key.project_id}
+            if key_fields is not None:
+                if len(key_fields) > 100_000:  # old snapshots' keys: let them go
+                    key_fields.clear()
+                key_fields[id(key)] = (key, ids)
     u = rec.usage
     received = rec.received_s
-    return {
-        "ts": round(received, 3), "msg": "access", "request_id": rec.event_id, "node": node_id,
-        "key_id": key.id if key else "", "team": key.team_id if key else "",
-        "user": key.user_id if key else "", "project": key.project_id if key else "",
+    fb = rec.first_byte_s
+    attempts = rec.attempts
+    d = {
+        "ts": received, "msg": "access", "request_id": rec.event_id, "node": node_id, **ids,
         "dialect": rec.dialect, "endpoint": rec.endpoint, "requested_model": rec.requested_model[:200],
         "model": rec.model, "provider": rec.provider, "route": rec.route_rule, "status": rec.status,
-        "error": rec.error_class, "latency_ms": round((rec.done_s - received) * 1000, 2) if rec.done_s else 0,
-        "ttfb_ms": round((rec.first_byte_s - received) * 1000, 2) if rec.first_byte_s else 0,
-        "attempts": len(rec.attempts),
-        "route_attempts": ",".join(f"{a.deployment}:{a.status}" for a in rec.attempts),
+        "error": rec.error_class, "latency_ms": int((rec.done_s - received) * 1e6) / 1000 if rec.done_s else 0,
+        "ttfb_ms": int((fb - received) * 1e6) / 1000 if fb else 0, "attempts": len(attempts),
+        "route_attempts": f"{attempts[0].deployment}:{attempts[0].status}" if len(attempts) == 1 else
+        ",".join([f"{a.deployment}:{a.status}" for a in attempts]),
         "stream": rec.stream, "input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
-        "cost_usd": format_usd(rec.cost_pico), "bytes_in": rec.request_bytes, "bytes_out": rec.response_bytes,
+        "cost_usd": rec.cost_pico / 1e12, "bytes_in": rec.request_bytes, "bytes_out": rec.response_bytes,
         "client_disconnected": rec.client_disconnected, "policy_version": rec.policy_version,
     }
+    return d
 
 
 def _logfmt_value(v: Any) -> str:
@@ -75,12 +93,13 @@ class AccessLog:
         self._encode = ENCODERS[fmt]
         self._node_id = node_id
         self._stream = stream if stream is not None else _stdout()
+        self._key_fields: dict[int, tuple[object, dict[str, str]]] = {}
         self._buf: list[bytes] = []
         self._size = 0
         self._timer: asyncio.TimerHandle | None = None
 
     def write(self, rec: RequestRecord) -> None:
-        line = self._encode(fields(rec, self._node_id))
+        line = self._encode(fields(rec, self._node_id, self._key_fields))
         self._buf.append(line)
         self._size += len(line)
         if self._size >= FLUSH_BYTES:

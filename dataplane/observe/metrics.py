@@ -8,11 +8,13 @@ provider and deployment names, status classes and error classes. Key ids and tag
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 
 from dataplane.usage_event import RequestRecord
 from interlock.metrics.exposition import DURATION_BUCKETS, TOKEN_BUCKETS, TTFT_BUCKETS, Labels, Registry
 
+MAX_SHAPES = 4096
 _STATUS_CLASS = ("error", "1xx", "2xx", "3xx", "4xx", "5xx")
 # OTel gen_ai.operation.name per endpoint path (dataplane/router.py); Gemini's are templates ending in the method
 _OPERATIONS = (("/v1/embeddings", "embeddings"), ("count_tokens", "count_tokens"), (":countTokens", "count_tokens"),
@@ -65,45 +67,124 @@ class RequestMetrics:
                                      "(retry or fallback), by requested model's served model.", ("model",))
         self.disconnects = reg.counter("interlock_client_disconnects", "Requests the client abandoned before the "
                                        "end, by dialect.", ("dialect",))
-        self._ops: dict[str, str] = {}
+        self._shapes: dict[tuple[str, str, str, str, int, str, bool], _Shape] = {}
+        self._attempt_rows: dict[Labels, list[float]] = {}
+
+    def _shape(self, key: tuple[str, str, str, str, int, str, bool]) -> _Shape:
+        dialect, endpoint, model, provider, status, error_class, stream = key
+        cls = status_class(status)
+        op = genai_operation(endpoint)
+        sh = _Shape()
+        sh.requests = self.requests.row((dialect, endpoint, model, cls))
+        sh.duration = self.duration.row((dialect, endpoint, cls))
+        sh.ttfb = self.ttfb.row((dialect, endpoint))
+        sh.disconnects = self.disconnects.row((dialect,))
+        sh.genai = (op, provider, model)
+        sh.error_class = error_class
+        sh.stream = stream
+        if len(self._shapes) < MAX_SHAPES:  # statuses are the only open-ended part of the key
+            self._shapes[key] = sh
+        return sh
+
+    def _genai(self, sh: _Shape) -> _GenAI:
+        op, provider, model = sh.genai
+        g = _GenAI()
+        g.op_duration = self.op_duration.row((op, provider, model, sh.error_class))
+        g.first_chunk = self.first_chunk.row((op, provider, model)) if sh.stream else None
+        g.tok_in = self.token_usage.row((op, provider, model, "input"))
+        g.tok_out = self.token_usage.row((op, provider, model, "output"))
+        g.tokens = tuple(self.tokens.row((provider, model, t)) for t in ("input", "output", "cached_input", "reasoning"))
+        g.cost = self.cost.row((provider, model))
+        g.fallbacks = self.fallbacks.row((model,))
+        sh.g = g
+        return g
 
     def record(self, rec: RequestRecord) -> None:
-        cls = status_class(rec.status)
-        dialect, endpoint, model, provider = rec.dialect, rec.endpoint, rec.model, rec.provider
-        self.requests.inc((dialect, endpoint, model, cls))
+        """Once per request: one dict lookup for the request's shape, then in-place adds to cached rows."""
+        key = (rec.dialect, rec.endpoint, rec.model, rec.provider, rec.status, rec.error_class, rec.stream)
+        sh = self._shapes.get(key) or self._shape(key)
+        sh.requests[0] += 1
         received = rec.received_s
         elapsed = rec.done_s - received
-        self.duration.observe((dialect, endpoint, cls), elapsed)
-        if rec.first_byte_s:
-            self.ttfb.observe((dialect, endpoint), rec.first_byte_s - received)
+        row = sh.duration
+        row[bisect_left(DURATION_BUCKETS, elapsed)] += 1
+        row[-1] += elapsed
+        fb = rec.first_byte_s
+        if fb:
+            row = sh.ttfb
+            row[bisect_left(TTFT_BUCKETS, fb - received)] += 1
+            row[-1] += fb - received
         if rec.client_disconnected:
-            self.disconnects.inc((dialect,))
+            sh.disconnects[0] += 1
         attempts = rec.attempts
         if not attempts:
             return  # refused before any upstream call: no GenAI operation took place
         for a in attempts:
-            self.attempts.inc((a.provider, a.deployment, a.error_class or "ok"))
+            akey = (a.provider, a.deployment, a.error_class or "ok")
+            cell = self._attempt_rows.get(akey)
+            if cell is None:
+                cell = self._attempt_rows[akey] = self.attempts.row(akey)
+            cell[0] += 1
+        g = sh.g or self._genai(sh)
         if len(attempts) > 1:
-            self.fallbacks.inc((model,))
-        op = self._ops.get(endpoint)
-        if op is None:
-            op = self._ops[endpoint] = genai_operation(endpoint)
-        self.op_duration.observe((op, provider, model, rec.error_class), elapsed)
-        if rec.stream and rec.first_byte_s:
-            self.first_chunk.observe((op, provider, model), rec.first_byte_s - received)
+            g.fallbacks[0] += 1
+        row = g.op_duration
+        row[bisect_left(DURATION_BUCKETS, elapsed)] += 1
+        row[-1] += elapsed
+        if g.first_chunk is not None and fb:
+            row = g.first_chunk
+            row[bisect_left(TTFT_BUCKETS, fb - received)] += 1
+            row[-1] += fb - received
         u = rec.usage
-        if u.input_tokens:
-            self.token_usage.observe((op, provider, model, "input"), u.input_tokens)
-            self.tokens.inc((provider, model, "input"), u.input_tokens)
-        if u.output_tokens:
-            self.token_usage.observe((op, provider, model, "output"), u.output_tokens)
-            self.tokens.inc((provider, model, "output"), u.output_tokens)
+        n = u.input_tokens
+        if n:
+            row = g.tok_in
+            row[bisect_left(TOKEN_BUCKETS, n)] += 1
+            row[-1] += n
+            g.tokens[0][0] += n
+        n = u.output_tokens
+        if n:
+            row = g.tok_out
+            row[bisect_left(TOKEN_BUCKETS, n)] += 1
+            row[-1] += n
+            g.tokens[1][0] += n
         if u.cached_input_tokens:
-            self.tokens.inc((provider, model, "cached_input"), u.cached_input_tokens)
+            g.tokens[2][0] += u.cached_input_tokens
         if u.reasoning_tokens:
-            self.tokens.inc((provider, model, "reasoning"), u.reasoning_tokens)
+            g.tokens[3][0] += u.reasoning_tokens
         if rec.cost_pico:
-            self.cost.inc((provider, model), rec.cost_pico / 1e12)
+            g.cost[0] += rec.cost_pico / 1e12
+
+
+class _GenAI:
+    """Rows of the GenAI series for one (operation, provider, model, error type); made on the first attempt."""
+
+    __slots__ = ("cost", "fallbacks", "first_chunk", "op_duration", "tok_in", "tok_out", "tokens")
+
+    op_duration: list[float]
+    first_chunk: list[float] | None
+    tok_in: list[float]
+    tok_out: list[float]
+    tokens: tuple[list[float], ...]
+    cost: list[float]
+    fallbacks: list[float]
+
+
+class _Shape:
+    """Every series row one kind of request (same labels, status, error class and streaming) adds to."""
+
+    __slots__ = ("disconnects", "duration", "error_class", "g", "genai", "requests", "stream", "ttfb")
+
+    def __init__(self) -> None:
+        self.g: _GenAI | None = None
+
+    requests: list[float]
+    duration: list[float]
+    ttfb: list[float]
+    disconnects: list[float]
+    genai: tuple[str, str, str]
+    error_class: str
+    stream: bool
 
 
 def states(items: Callable[[], Iterable[tuple[str, str]]]) -> Callable[[], Iterable[tuple[Labels, float]]]:

@@ -63,18 +63,28 @@ class Counter(Metric):
 
     def __init__(self, name: str, help_text: str, labelnames: Sequence[str] = (), collect: Collect | None = None) -> None:
         super().__init__(name, help_text, labelnames)
-        self.values: dict[Labels, float] = {}
+        self.values: dict[Labels, list[float]] = {}
         self._collect = collect
 
     def header(self) -> list[str]:
         return [f"# HELP {self.name}_total {self.help}", f"# TYPE {self.name}_total counter"]
 
     def inc(self, labels: Labels = (), v: float = 1) -> None:
-        values = self.values
-        values[labels] = values.get(labels, 0) + v
+        row = self.values.get(labels)
+        if row is None:
+            row = self.values[labels] = [0]
+        row[0] += v
+
+    def row(self, labels: Labels) -> list[float]:
+        """The mutable cell of one series: hot paths keep it and add to row[0] without a lookup."""
+        row = self.values.get(labels)
+        if row is None:
+            row = self.values[labels] = [0]
+        return row
 
     def samples(self) -> Iterable[str]:
-        items = sorted(self._collect()) if self._collect is not None else sorted(self.values.items())
+        items = sorted(self._collect()) if self._collect is not None else sorted(
+            (k, r[0]) for k, r in self.values.items())
         for lv, v in items:
             yield f"{self.name}_total{_labels(self.labelnames, lv)} {_num(v)}"
 
@@ -107,11 +117,16 @@ class Histogram(Metric):
         self.values: dict[Labels, list[float]] = {}
 
     def observe(self, labels: Labels, v: float) -> None:
+        row = self.row(labels)
+        row[bisect_left(self.bounds, v)] += 1
+        row[-1] += v
+
+    def row(self, labels: Labels) -> list[float]:
+        """The mutable counts of one series; observe into it with `observe_row(h.bounds, row, v)`."""
         row = self.values.get(labels)
         if row is None:
             row = self.values[labels] = [0] * (len(self.bounds) + 2)
-        row[bisect_left(self.bounds, v)] += 1
-        row[-1] += v
+        return row
 
     def samples(self) -> Iterable[str]:
         for lv, row in sorted(self.values.items()):
@@ -122,6 +137,11 @@ class Histogram(Metric):
                 yield f"{self.name}_bucket{_labels(self.labelnames, lv, le_label)} {_num(acc)}"
             yield f"{self.name}_sum{_labels(self.labelnames, lv)} {_num(row[-1])}"
             yield f"{self.name}_count{_labels(self.labelnames, lv)} {_num(acc)}"
+
+
+def observe_row(bounds: tuple[float, ...], row: list[float], v: float) -> None:
+    row[bisect_left(bounds, v)] += 1
+    row[-1] += v
 
 
 class Registry:
