@@ -144,6 +144,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                     help="only compare observability settings (all off vs metrics + access log vs tracing), "
                          "interleaved rounds, same run")
     ap.add_argument("--rounds", type=int, default=3, help="with --observe: interleaved rounds per configuration")
+    ap.add_argument("--observe-scenarios", default="nonstream_1k,stream_20", help="with --observe: scenario names")
     args = ap.parse_args(argv)
     args.duration = args.duration or (4.0 if args.quick else 10.0)
     args.open_duration = args.open_duration or (5.0 if args.quick else 15.0)
@@ -154,7 +155,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def _observe(args: argparse.Namespace, work: Path, up: Upstream, env: dict[str, Any], started: float) -> int:
     print(f"observability cost: wrk -t1 -c{CONNECTIONS} {args.duration:g}s x {args.rounds} interleaved rounds",
           flush=True)
-    scen = [s for s in SCENARIOS if s.name in ("nonstream_1k", "stream_20")]
+    scen = [s for s in SCENARIOS if s.name in args.observe_scenarios.split(",")]
     res = observe.observe_compare(args, work, up, scen, gateway_core=GATEWAY_CORE, load_core=LOAD_CORE,
                                   connections=CONNECTIONS, rounds=args.rounds)
     print("\n" + observe.table(res))

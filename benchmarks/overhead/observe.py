@@ -19,7 +19,11 @@ from .upstream import CHAT_PATH, Upstream
 
 OFF = {"INTERLOCK_METRICS": "false", "INTERLOCK_ACCESS_LOG": "off"}
 ON = {"INTERLOCK_METRICS": "true", "INTERLOCK_ACCESS_LOG": "json"}
-CONFIGS: dict[str, dict[str, str]] = {"off": OFF, "metrics+access_log": ON}
+CONFIGS: dict[str, dict[str, str]] = {
+    "off": OFF, "metrics": {**OFF, "INTERLOCK_METRICS": "true"}, "access_log": {**OFF, "INTERLOCK_ACCESS_LOG": "json"},
+    "metrics+access_log": ON,
+    "off_control": OFF,  # a second "off" measured last in each round: the order/noise floor of the comparison
+}
 
 
 def _per_core(pt: Point) -> float:
