@@ -22,9 +22,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from overhead import observe
 from overhead.gateway import ALIAS, STREAM_ALIAS, Gateway, start_gateway
 from overhead.kafka import start_kafka, topic_messages
-from overhead import observe
 from overhead.load import Point, Scenario, run_vegeta, run_wrk, vegeta_binary, write_vegeta_target, write_wrk_script
 from overhead.procs import BenchError, Procs, process_tree, sample_cpu
 from overhead.report import (
