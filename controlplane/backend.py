@@ -7,15 +7,19 @@ The admin API takes `backend.service` (a PolicyService); data planes connect to
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import grpc
 from fastapi import APIRouter
 
+from dataplane.policy import env_and_file_credentials
 from interlock.settings import ControlPlaneSettings
 
+from .alerts.api import create_alerts_router
+from .alerts.service import AlertService, AlertSettings
 from .budget.admin_routes import create_budget_router
 from .budget.ledger import Ledger
 from .budget.limits import PublishedLimits
@@ -46,6 +50,7 @@ class ControlPlaneBackend:
     ledger: Ledger  # budget leases (BudgetService on the same gRPC port)
     pruner: RunKeyPruner | None = None  # deletes ended per-run keys
     metrics: ControlPlaneMetrics | None = None  # GET /metrics (controlplane/observe.py)
+    alerts: AlertService | None = None  # budget thresholds and events -> destinations (controlplane/alerts/)
 
     def budget_router(self) -> APIRouter:
         """Admin routes for budgets and per-run keys (mount via create_admin_app(extra_routers=...))."""
@@ -57,9 +62,13 @@ class ControlPlaneBackend:
         routers = [create_explain_router(self.service, key_pepper), self.budget_router()]
         if self.metrics is not None:
             routers.append(create_metrics_router(self.metrics))
+        if self.alerts is not None:
+            routers.append(create_alerts_router(self.alerts))
         return routers
 
     async def close(self, grace_s: float = 1.0) -> None:
+        if self.alerts is not None:
+            await self.alerts.stop()
         await self.server.stop(grace_s)
         await self.servicer.drain()  # let disconnect records land before the store closes
         await self.ledger.close()
@@ -70,7 +79,8 @@ class ControlPlaneBackend:
 
 
 async def start_backend(
-    settings: ControlPlaneSettings, *, clock: Callable[[], float] = time.time, kv: KV | None = None
+    settings: ControlPlaneSettings, *, clock: Callable[[], float] = time.time, kv: KV | None = None,
+    alert_settings: AlertSettings | None = None, env: Mapping[str, str] | None = None,
 ) -> ControlPlaneBackend:
     """Open the store named by settings (or use `kv`), start publishing and serve gRPC."""
     security = server_security(settings)  # first: a refused configuration must not touch the store
@@ -100,8 +110,13 @@ async def start_backend(
     if settings.run_key_prune_after_s > 0:
         pruner = RunKeyPruner(service, older_than_s=settings.run_key_prune_after_s)
         pruner.start()
+    alerts = AlertService(kv, ledger_rows=ledger.rows, nodes=service.node_status, clock=clock,
+                          published_version=lambda: publisher.current.snapshot.version if publisher.current else 0,
+                          resolve=env_and_file_credentials(os.environ if env is None else env),
+                          settings=alert_settings, on_delivery=metrics.observe_delivery)
+    alerts.start()
     log.info("control plane gRPC on %s:%d (%s)", settings.grpc_host, port, security.describe)
-    return ControlPlaneBackend(kv, service, publisher, server, port, servicer, ledger, pruner, metrics)
+    return ControlPlaneBackend(kv, service, publisher, server, port, servicer, ledger, pruner, metrics, alerts)
 
 
 def etcd_security(settings: ControlPlaneSettings) -> EtcdSecurity | None:

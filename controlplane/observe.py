@@ -38,6 +38,12 @@ class ControlPlaneMetrics:
         reg.gauge("interlock_cp_policy_version", "Version of the snapshot this replica publishes (0 = none).", (),
                   lambda: [((), float(published_version()))])
         self._published_version = published_version
+        self.deliveries = reg.counter("interlock_cp_notification_deliveries", "Alert delivery attempts by "
+                                      "destination kind and outcome (delivered, retry, dead).",
+                                      ("destination_kind", "outcome"))
+
+    def observe_delivery(self, kind: str, outcome: str) -> None:
+        self.deliveries.inc((kind, outcome))
 
     def observe_publish(self, seconds: float) -> None:
         self.publish.observe((), seconds)
