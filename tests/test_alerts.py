@@ -235,3 +235,41 @@ async def test_delivery_survives_a_control_plane_restart_mid_retry(
         assert hook.accepted.count("budget_threshold:team-life:lifetime:50") == 1
     finally:
         await b.close(0)
+
+
+async def test_cli_lists_deliveries_and_sends_a_test_event(
+        etcd_url: str, store_prefix: str, receivers: dict[str, Receiver]) -> None:
+    from click.testing import CliRunner
+
+    from controlplane.admin_api import create_admin_app
+    from interlock.cli.main import cli
+    from interlock.cli.serve_cmds import serve_admin
+    from tests.fixtures.cluster import free_port
+
+    hook = receivers["hook"]
+    hook.fail = hook.hang = 0.0
+    b = await _backend(etcd_url, store_prefix)
+    port = free_port()
+    server, task = await serve_admin(create_admin_app(b.service, b"t", extra_routers=b.admin_routers(b"pepper")),
+                                     "127.0.0.1", port)
+    env = {"INTERLOCK_ADMIN_URL": f"http://127.0.0.1:{port}", "INTERLOCK_ADMIN_TOKEN": "t"}
+    run = CliRunner().invoke
+    try:
+        await _published(b, (await b.service.apply(policy(receivers))).version)
+        res = await asyncio.to_thread(run, cli, ["alerts", "test", "hook"], env=env)
+        assert res.exit_code == 0, res.output
+        await _until(lambda: any(k.startswith("test:hook:") for k in hook.accepted), 10, "the test event")
+        await asyncio.sleep(0.3)
+        res = await asyncio.to_thread(run, cli, ["alerts", "-o", "json"], env=env)
+        assert res.exit_code == 0, res.output
+        rows = orjson.loads(res.output)
+        assert any(r["kind"] == "test" and r["destination"] == "hook" and r["status"] == "delivered" for r in rows)
+        table = await asyncio.to_thread(run, cli, ["alerts"], env={**env, "COLUMNS": "80"})
+        assert "delivered" in table.output and "hook" in table.output
+        assert HMAC_KEY not in table.output + res.output
+        bad = await asyncio.to_thread(run, cli, ["alerts", "test", "nope"], env=env)
+        assert bad.exit_code != 0 and "not in the policy" in bad.output
+    finally:
+        server.should_exit = True  # type: ignore[attr-defined]
+        await task
+        await b.close(0)
