@@ -28,6 +28,8 @@ from .budget.servicer import BudgetServicer
 from .explain_api import create_explain_router
 from .grpc_auth import read_pem, server_security
 from .grpc_server import ControlPlaneServicer, build_server, start_control_plane_grpc
+from .loop.api import create_loop_router
+from .loop.servicer import LoopServicer
 from .observe import ControlPlaneMetrics, create_metrics_router
 from .publisher import SnapshotPublisher
 from .service import StorePolicyService
@@ -64,6 +66,7 @@ class ControlPlaneBackend:
             routers.append(create_metrics_router(self.metrics))
         if self.alerts is not None:
             routers.append(create_alerts_router(self.alerts))
+        routers.append(create_loop_router(self.service))
         return routers
 
     async def close(self, grace_s: float = 1.0) -> None:
@@ -95,11 +98,16 @@ async def start_backend(
     )
     ledger = Ledger(kv, clock=clock, lease_ttl_s=settings.budget_lease_ttl_s,
                     limits=PublishedLimits(lambda: publisher.current.snapshot if publisher.current else None))
+    alerts = AlertService(kv, ledger_rows=ledger.rows, nodes=service.node_status, clock=clock,
+                          published_version=lambda: publisher.current.snapshot.version if publisher.current else 0,
+                          resolve=env_and_file_credentials(os.environ if env is None else env),
+                          settings=alert_settings, on_delivery=metrics.observe_delivery)
     await publisher.start()
     try:
         server, servicer, port = build_server(
             publisher, kv, host=settings.grpc_host, port=settings.grpc_port, heartbeat_s=settings.heartbeat_s,
-            clock=clock, services=[BudgetServicer(ledger, clock, metrics.observe_sync).register], security=security,
+            clock=clock, services=[BudgetServicer(ledger, clock, metrics.observe_sync).register,
+                      LoopServicer(service, alerts, clock).register], security=security,
         )
         await server.start()
     except BaseException:
@@ -110,10 +118,6 @@ async def start_backend(
     if settings.run_key_prune_after_s > 0:
         pruner = RunKeyPruner(service, older_than_s=settings.run_key_prune_after_s)
         pruner.start()
-    alerts = AlertService(kv, ledger_rows=ledger.rows, nodes=service.node_status, clock=clock,
-                          published_version=lambda: publisher.current.snapshot.version if publisher.current else 0,
-                          resolve=env_and_file_credentials(os.environ if env is None else env),
-                          settings=alert_settings, on_delivery=metrics.observe_delivery)
     alerts.start()
     log.info("control plane gRPC on %s:%d (%s)", settings.grpc_host, port, security.describe)
     return ControlPlaneBackend(kv, service, publisher, server, port, servicer, ledger, pruner, metrics, alerts)

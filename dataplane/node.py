@@ -18,6 +18,9 @@ from dataplane.errors import DataPlaneError, SnapshotRejected
 from dataplane.gateway_errors import GatewayError
 from dataplane.http.messages import Request, Responder
 from dataplane.http.server import serve
+from dataplane.loopguard.guard import LoopGuard, Trip
+from dataplane.loopguard.reporter import TripReporter
+from dataplane.loopguard.stage import LoopStage
 from dataplane.observe.access_log import AccessLog
 from dataplane.observe.node import RequestObserver, node_registry
 from dataplane.policy import env_and_file_credentials
@@ -35,6 +38,11 @@ if TYPE_CHECKING:
     from dataplane.usage_sink import UsageSink
 
 log = logging.getLogger(__name__)
+
+
+def _log_trip(trip: Trip) -> None:
+    log.warning("loop breaker %s tripped on key %s (%s; no control plane: paused on this node only): %s",
+                trip.breaker.id, trip.key_id, trip.breaker.action, trip.reason)
 
 
 class DataPlaneNode:
@@ -64,9 +72,12 @@ class DataPlaneNode:
             policy_version=lambda: self.holder.policy.version if self.holder.policy else 0,
             snapshot_created_ms=lambda: self.holder.snapshot_created_ms, budget_section=self._budget_metrics)
         self.observer = RequestObserver(request_metrics, access) if (request_metrics or access) else None
+        self.trips = TripReporter(settings.control_plane, settings.node_id, channel_credentials(settings)) \
+            if settings.control_plane else None
+        self.loop_guard = LoopGuard(clock=time.monotonic, report=self.trips or _log_trip)
         self.proxy = Proxy(policy=self.holder.current, pepper=settings.key_pepper, upstream=self.upstream, sink=sink,
                            node_id=settings.node_id, clock=now, budgets=self.budget_gate, translations=default_translations(dialects),
-                           observer=self.observer)
+                           observer=self.observer, loops=LoopStage(self.loop_guard))
         self.router = Router(proxy=self.proxy, dialects=dialects, policy=self.holder.current, pepper=settings.key_pepper,
                              clock=now, ready=lambda: self.holder.policy is not None)
         self.router.metrics = self.registry.render
@@ -157,3 +168,5 @@ class DataPlaneNode:
         await self.sink.close()
         if self.observer is not None:
             self.observer.flush()
+        if self.trips is not None:
+            await self.trips.close()

@@ -29,6 +29,7 @@ from dataplane.upstream import Upstream
 from dataplane.usage_event import EventIds, RequestRecord
 
 if TYPE_CHECKING:
+    from dataplane.loopguard.stage import LoopStage
     from dataplane.observe.node import RequestObserver
     from dataplane.usage_sink import UsageSink
 
@@ -42,7 +43,7 @@ class Proxy:
         budgets: BudgetGate | None = None, translations: Translations | None = None,
         monotonic: Callable[[], float] = time.monotonic, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None, breakers: Breakers | None = None,
-        observer: RequestObserver | None = None,
+        observer: RequestObserver | None = None, loops: LoopStage | None = None,
     ):
         self._policy = policy
         self._pepper = pepper
@@ -52,6 +53,7 @@ class Proxy:
         self._ids = EventIds()
         self._budgets = budgets
         self._observer = observer  # metrics + access log (dataplane/observe/); None when both are off
+        self._loops = loops  # runaway-loop breaker (dataplane/loopguard/)
         forwarder = Forwarder(upstream=upstream, translations=translations, clock=clock, monotonic=monotonic)
         self._loop = AttemptLoop(forwarder, breakers=breakers or Breakers(monotonic), clock=clock, monotonic=monotonic,
                                  sleep=sleep, rng=rng or random.Random())
@@ -76,6 +78,8 @@ class Proxy:
             rec.client_disconnected = rec.client_disconnected or resp.disconnected
             if rec.price is not None:
                 rec.cost_pico = rec.price.cost_pico(rec.usage)
+            if self._loops is not None and rec.cost_pico:
+                self._loops.settle(self._policy(), rec.key, rec.cost_pico)
             if rec.budget is not None and self._budgets is not None:
                 self._budgets.settle(rec.budget, rec.usage, rec.model, rec.price)  # bill what was produced, free the rest
             self._sink.emit(rec.to_event(self._node_id))
@@ -103,6 +107,8 @@ class Proxy:
             raise bad_request("the request body must name a model, e.g. {\"model\": \"...\"}")
         stream = ep.dialect.wants_stream(req.path, body)
         rec.requested_model, rec.stream = requested, stream
+        if self._loops is not None:
+            self._loops.admit(policy, key, requested, body)
         plan = plan_for(policy, key, requested, req.headers, rec.tags, body, len(req.body))
         rec.route_rule = plan.rule_id
         named = policy.routes.get(requested)

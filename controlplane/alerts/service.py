@@ -108,6 +108,11 @@ class AlertService:
             log.info("alert fired: %s -> %s", event.dedup_key, ", ".join(dests))
         return won
 
+    async def fire_kind(self, event: AlertEvent) -> bool:
+        """Fire an event raised elsewhere (e.g. the loop breaker) to every destination that wants its kind."""
+        ids = [d.id for d in self._wanting(await self.destinations(), event.kind)]
+        return await self.fire(event, ids) if ids else False
+
     async def detect(self) -> None:
         dests = await self.destinations()
         if not dests:

@@ -199,6 +199,31 @@ class Destination(_Frozen):
         return self
 
 
+class LoopBreaker(_Frozen):
+    """Runaway-loop detection on the data plane (dataplane/loopguard/) for keys in a scope (the most specific
+    applies: key, then team, then all). Either detector may be off (0)."""
+
+    id: Ident
+    scope: Literal["all", "team", "key"] = "all"
+    scope_id: str = ""
+    identical_requests: int = Field(default=0, ge=0, le=100_000)  # N requests with the same normalised tail...
+    identical_window_s: int = Field(default=600, ge=1, le=86_400)  # ...within this window
+    max_usd_per_minute: str = "0"  # spend velocity over velocity_window_s
+    velocity_window_s: int = Field(default=60, ge=10, le=3_600)
+    action: Literal["alert", "pause", "revoke"] = "pause"
+
+    @field_validator("max_usd_per_minute", mode="before")
+    @classmethod
+    def _velocity(cls, v: object) -> str:
+        return _decimal(v)
+
+    @model_validator(mode="after")
+    def _scoped(self) -> LoopBreaker:
+        if (self.scope == "all") == bool(self.scope_id):
+            raise ValueError(f"loop breaker {self.id!r}: scope_id names the team or key (and is empty for 'all')")
+        return self
+
+
 class PolicyDocument(_Frozen):
     """The declarative part of policy (everything but virtual keys)."""
 
@@ -212,6 +237,7 @@ class PolicyDocument(_Frozen):
     rate_limits: list[RateLimit] = Field(default_factory=list)
     routes: list[RoutingRule] = Field(default_factory=list)
     destinations: list[Destination] = Field(default_factory=list)  # where alerts go (controlplane/alerts/)
+    loop_breakers: list[LoopBreaker] = Field(default_factory=list)  # runaway-loop detection (issue 15)
 
 
 class KeyRecord(_Frozen):
@@ -233,15 +259,18 @@ class KeyRecord(_Frozen):
     parent: str = ""
     budget_usd: str = ""  # per-run keys: implicit lifetime budget ("" = none)
     max_concurrency: int = 0  # per-run keys: implicit concurrency limit (0 = none)
+    paused: bool = False  # by the loop breaker, until `interlock keys resume` (issue 15)
+    paused_reason: str = ""
+    paused_at_unix_ms: int = 0
 
 
 SectionName = Literal[
     "providers", "models", "aliases", "teams", "users", "projects", "budgets", "rate_limits", "routes",
-    "destinations",
+    "destinations", "loop_breakers",
 ]
 SECTIONS: tuple[SectionName, ...] = (
     "providers", "models", "aliases", "teams", "users", "projects", "budgets", "rate_limits", "routes",
-    "destinations",
+    "destinations", "loop_breakers",
 )
 SECTION_TYPES: dict[str, type[BaseModel]] = {
     "providers": Provider,
@@ -254,6 +283,7 @@ SECTION_TYPES: dict[str, type[BaseModel]] = {
     "rate_limits": RateLimit,
     "routes": RoutingRule,
     "destinations": Destination,
+    "loop_breakers": LoopBreaker,
 }
 
 

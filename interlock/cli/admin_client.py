@@ -114,6 +114,9 @@ class AdminClient:
     def budgets(self, *, history: bool = False) -> BudgetListOut:
         return self._call(BudgetListOut, "GET", "/budgets", params={"history": "true" if history else "false"})
 
+    def resume_key(self, key_id: str) -> KeyOut:
+        return self._call(KeyOut, "POST", f"/keys/{quote(key_id, safe='')}/resume")
+
     def alerts(self, *, limit: int) -> DeliveryListOut:
         return self._call(DeliveryListOut, "GET", "/alerts", params={"limit": limit})
 
