@@ -38,8 +38,15 @@ def test_signature_ignores_call_ids_and_history_growth() -> None:
     b = signature("m", {"messages": base + _tool_step(1) + _tool_step(2)})  # the conversation grew
     assert a == b is not None
     c = signature("m", {"messages": [*base, {"role": "user", "content": "now add a test"}]})
-    assert c != a and signature("other-model", {"messages": base + _tool_step(1)}) != a
+    assert c is None  # no tool result at the end: a plain prompt (batch jobs repeat those) never counts
+    assert signature("other-model", {"messages": base + _tool_step(1)}) != a
     assert signature("m", {"input": "embed me"}) is None
+    anthropic = [{"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "bash",
+                                                    "input": {"cmd": "pytest"}}]},
+                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "FAILED"}]}]
+    again = [{**anthropic[0], "content": [{**anthropic[0]["content"][0], "id": "toolu_2"}]},
+             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_2", "content": "FAILED"}]}]
+    assert signature("c", {"messages": anthropic}) == signature("c", {"messages": [*anthropic, *again]}) is not None
 
 
 def test_guard_identical_and_velocity() -> None:

@@ -25,10 +25,21 @@ def _strip(v: Any) -> Any:
     return v
 
 
+def _is_tool_result(m: Any) -> bool:
+    if not isinstance(m, dict):
+        return False
+    if m.get("role") == "tool" or m.get("type") == "function_call_output":  # OpenAI chat / Responses
+        return True
+    blocks = m.get("content") if isinstance(m.get("content"), list) else m.get("parts")
+    return isinstance(blocks, list) and any(  # Anthropic tool_result blocks, Gemini functionResponse parts
+        isinstance(b, dict) and (b.get("type") == "tool_result" or "functionResponse" in b) for b in blocks)
+
+
 def signature(model: str, body: dict[str, Any]) -> bytes | None:
-    """None when the body has no conversation to compare (embeddings, count_tokens without messages)."""
+    """None unless the request ends in a tool result: identical single prompts are batch jobs and load tests,
+    not a stuck agent (and never count). Also None without a conversation (embeddings, count_tokens)."""
     msgs = body.get("messages") or body.get("contents") or body.get("input")
-    if not isinstance(msgs, list) or not msgs:
+    if not isinstance(msgs, list) or not msgs or not any(_is_tool_result(m) for m in msgs[-TAIL:]):
         return None
     tail = _strip(msgs[-TAIL:])
     raw = orjson.dumps([model, tail], option=orjson.OPT_SORT_KEYS)
