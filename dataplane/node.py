@@ -23,6 +23,7 @@ from dataplane.loopguard.reporter import TripReporter
 from dataplane.loopguard.stage import LoopStage
 from dataplane.observe.access_log import AccessLog
 from dataplane.observe.node import RequestObserver, node_registry
+from dataplane.observe.tracing import Tracing
 from dataplane.policy import env_and_file_credentials
 from dataplane.policy_holder import PolicyHolder
 from dataplane.providers.base import ProviderAdapter
@@ -75,9 +76,11 @@ class DataPlaneNode:
         self.trips = TripReporter(settings.control_plane, settings.node_id, channel_credentials(settings)) \
             if settings.control_plane else None
         self.loop_guard = LoopGuard(clock=time.monotonic, report=self.trips or _log_trip)
+        self.tracing = Tracing(sample=settings.trace_sample, node_id=settings.node_id,
+                               endpoint=settings.otlp_endpoint) if settings.trace_sample > 0 else None
         self.proxy = Proxy(policy=self.holder.current, pepper=settings.key_pepper, upstream=self.upstream, sink=sink,
                            node_id=settings.node_id, clock=now, budgets=self.budget_gate, translations=default_translations(dialects),
-                           observer=self.observer, loops=LoopStage(self.loop_guard))
+                           observer=self.observer, loops=LoopStage(self.loop_guard), tracing=self.tracing)
         self.router = Router(proxy=self.proxy, dialects=dialects, policy=self.holder.current, pepper=settings.key_pepper,
                              clock=now, ready=lambda: self.holder.policy is not None)
         self.router.metrics = self.registry.render
@@ -170,3 +173,5 @@ class DataPlaneNode:
             self.observer.flush()
         if self.trips is not None:
             await self.trips.close()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)

@@ -31,6 +31,7 @@ from dataplane.usage_event import EventIds, RequestRecord
 if TYPE_CHECKING:
     from dataplane.loopguard.stage import LoopStage
     from dataplane.observe.node import RequestObserver
+    from dataplane.observe.tracing import Tracing
     from dataplane.usage_sink import UsageSink
 
 __all__ = ["Endpoint", "Proxy"]
@@ -43,7 +44,7 @@ class Proxy:
         budgets: BudgetGate | None = None, translations: Translations | None = None,
         monotonic: Callable[[], float] = time.monotonic, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None, breakers: Breakers | None = None,
-        observer: RequestObserver | None = None, loops: LoopStage | None = None,
+        observer: RequestObserver | None = None, loops: LoopStage | None = None, tracing: Tracing | None = None,
     ):
         self._policy = policy
         self._pepper = pepper
@@ -54,6 +55,7 @@ class Proxy:
         self._budgets = budgets
         self._observer = observer  # metrics + access log (dataplane/observe/); None when both are off
         self._loops = loops  # runaway-loop breaker (dataplane/loopguard/)
+        self._tracing = tracing  # OpenTelemetry spans (dataplane/observe/tracing.py); None = off, no cost
         forwarder = Forwarder(upstream=upstream, translations=translations, clock=clock, monotonic=monotonic)
         self._loop = AttemptLoop(forwarder, breakers=breakers or Breakers(monotonic), clock=clock, monotonic=monotonic,
                                  sleep=sleep, rng=rng or random.Random())
@@ -85,6 +87,8 @@ class Proxy:
             self._sink.emit(rec.to_event(self._node_id))
             if self._observer is not None:
                 self._observer.done(rec)
+            if self._tracing is not None:
+                self._tracing.done(rec, req.headers)
 
     async def _forward(self, req: Request, resp: Responder, ep: Endpoint, rec: RequestRecord) -> None:
         policy = self._policy()

@@ -54,6 +54,13 @@ def _bool(raw: str) -> bool:
     raise ValueError("expected true/false")
 
 
+def _fraction(raw: str) -> float:
+    v = float(raw)
+    if not 0.0 <= v <= 1.0:
+        raise ValueError("must be between 0 and 1 (e.g. 0.01 for 1% of requests)")
+    return v
+
+
 def _access_log_format(raw: str) -> str:
     v = raw.strip().lower()
     if v in ("json", "logfmt", "off"):
@@ -132,6 +139,8 @@ class DataPlaneSettings:
     node_token: bytes | None = field(default=None, repr=False)
     metrics: bool = True  # GET /metrics request series (dataplane/observe/); budget series are always there
     access_log: str = "json"  # "json" | "logfmt" | "off": one line per request on stdout (dataplane/observe/)
+    trace_sample: float = 0.0  # OpenTelemetry head sampling, 0..1; 0 = tracing off (dataplane/observe/tracing.py)
+    otlp_endpoint: str = ""  # OTLP/gRPC collector, e.g. http://otel-collector:4317 ("" = the SDK's default)
 
     @property
     def snapshot_path(self) -> Path:
@@ -194,6 +203,8 @@ class DataPlaneSettings:
             node_token=_secret(env, "NODE_TOKEN"),
             metrics=_get(env, "METRICS", cls.metrics, _bool),
             access_log=_get(env, "ACCESS_LOG", cls.access_log, _access_log_format),
+            trace_sample=_get(env, "TRACE_SAMPLE", cls.trace_sample, _fraction),
+            otlp_endpoint=_get(env, "OTLP_ENDPOINT", cls.otlp_endpoint, str),
         )
         if problem := settings.control_channel_problem():
             raise SettingsError(problem)
