@@ -22,6 +22,8 @@ ON = {"INTERLOCK_METRICS": "true", "INTERLOCK_ACCESS_LOG": "json"}
 CONFIGS: dict[str, dict[str, str]] = {
     "off": OFF, "metrics": {**OFF, "INTERLOCK_METRICS": "true"}, "access_log": {**OFF, "INTERLOCK_ACCESS_LOG": "json"},
     "metrics+access_log": ON,
+    # {otlp} is replaced by the in-harness OTLP/gRPC sink's address (spans are received and dropped)
+    "metrics+access_log+trace_1pct": {**ON, "INTERLOCK_TRACE_SAMPLE": "0.01", "INTERLOCK_OTLP_ENDPOINT": "{otlp}"},
     "off_control": OFF,  # a second "off" measured last in each round: the order/noise floor of the comparison
 }
 
@@ -37,8 +39,10 @@ def observe_compare(args: Any, work: Path, up: Upstream, scenarios: Sequence[Sce
     configs = configs or CONFIGS
     gateways: dict[str, Gateway] = {}
     procs: list[Procs] = []
+    sink = _otlp_sink()
     try:
         for name, env in configs.items():
+            env = {k: v.replace("{otlp}", f"http://127.0.0.1:{sink[1]}") for k, v in env.items()}
             d = work / f"gw-{name.replace('+', '-').replace('%', 'pct')}"
             d.mkdir()
             p = Procs(d)
@@ -78,6 +82,25 @@ def observe_compare(args: Any, work: Path, up: Upstream, scenarios: Sequence[Sce
     finally:
         for p in procs:
             p.stop_all()
+        sink[0].stop(0)
+
+
+def _otlp_sink() -> tuple[Any, int]:
+    """An OTLP/gRPC trace receiver that accepts and drops spans (the collector a traced gateway exports to)."""
+    from concurrent import futures
+
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+    class Sink(trace_service_pb2_grpc.TraceServiceServicer):
+        def Export(self, request: Any, context: Any) -> Any:
+            return trace_service_pb2.ExportTraceServiceResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Sink(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, port
 
 
 def table(results: dict[str, Any]) -> str:
