@@ -22,6 +22,7 @@ from dataplane.loopguard.guard import LoopGuard, Trip
 from dataplane.loopguard.reporter import TripReporter
 from dataplane.loopguard.stage import LoopStage
 from dataplane.observe.access_log import AccessLog
+from dataplane.observe.events import EventWatcher
 from dataplane.observe.node import RequestObserver, node_registry
 from dataplane.observe.tracing import Tracing
 from dataplane.policy import env_and_file_credentials
@@ -76,6 +77,10 @@ class DataPlaneNode:
         self.trips = TripReporter(settings.control_plane, settings.node_id, channel_credentials(settings)) \
             if settings.control_plane else None
         self.loop_guard = LoopGuard(clock=time.monotonic, report=self.trips or _log_trip)
+        self.events = EventWatcher(
+            circuits=self.proxy_breakers_states, refused=lambda: self.budget_table.refused,
+            spool_bytes=lambda: int(getattr(sink, "spool_bytes", 0)), spool_alert_bytes=settings.spool_alert_bytes,
+            send=self.trips.event) if self.trips is not None else None
         self.tracing = Tracing(sample=settings.trace_sample, node_id=settings.node_id,
                                endpoint=settings.otlp_endpoint) if settings.trace_sample > 0 else None
         self.proxy = Proxy(policy=self.holder.current, pepper=settings.key_pepper, upstream=self.upstream, sink=sink,
@@ -119,8 +124,13 @@ class DataPlaneNode:
             self._refresh_task = asyncio.get_running_loop().create_task(self._refresh_credentials(), name="credentials")
         if self.settings.tune_gc:
             gc_tuning.tune_for_proxy()
+        if self.events is not None:
+            self.events.start()
         log.info("data plane %s listening on %s:%d (policy v%s)", self.settings.node_id, self.settings.host, self.port,
                  self.holder.policy.version if self.holder.policy else "none")
+
+    def proxy_breakers_states(self) -> list[tuple[str, str]]:
+        return self.proxy.breakers.states()
 
     def _budget_metrics(self) -> bytes:
         leases = self.leases
@@ -171,6 +181,8 @@ class DataPlaneNode:
         await self.sink.close()
         if self.observer is not None:
             self.observer.flush()
+        if self.events is not None:
+            await self.events.stop()
         if self.trips is not None:
             await self.trips.close()
         if self.tracing is not None:

@@ -139,6 +139,7 @@ class DataPlaneSettings:
     node_token: bytes | None = field(default=None, repr=False)
     metrics: bool = True  # GET /metrics request series (dataplane/observe/); budget series are always there
     access_log: str = "json"  # "json" | "logfmt" | "off": one line per request on stdout (dataplane/observe/)
+    spool_alert_bytes: int = 100 << 20  # usage spool above this: a usage_spool_high alert (0 = never)
     trace_sample: float = 0.0  # OpenTelemetry head sampling, 0..1; 0 = tracing off (dataplane/observe/tracing.py)
     otlp_endpoint: str = ""  # OTLP/gRPC collector, e.g. http://otel-collector:4317 ("" = the SDK's default)
 
@@ -204,6 +205,7 @@ class DataPlaneSettings:
             metrics=_get(env, "METRICS", cls.metrics, _bool),
             access_log=_get(env, "ACCESS_LOG", cls.access_log, _access_log_format),
             trace_sample=_get(env, "TRACE_SAMPLE", cls.trace_sample, _fraction),
+            spool_alert_bytes=_get(env, "SPOOL_ALERT_BYTES", cls.spool_alert_bytes, int),
             otlp_endpoint=_get(env, "OTLP_ENDPOINT", cls.otlp_endpoint, str),
         )
         if problem := settings.control_channel_problem():

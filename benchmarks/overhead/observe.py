@@ -8,13 +8,14 @@ Figures: median RPS and median RPS per gateway core (RPS / gateway CPU share), a
 from __future__ import annotations
 
 import statistics
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .gateway import Gateway, start_gateway
 from .load import Point, Scenario, run_wrk, write_wrk_script
-from .procs import Procs, process_tree, sample_cpu
+from .procs import Procs, free_port, pinned, process_tree, sample_cpu
 from .upstream import CHAT_PATH, Upstream
 
 OFF = {"INTERLOCK_METRICS": "false", "INTERLOCK_ACCESS_LOG": "off"}
@@ -39,10 +40,13 @@ def observe_compare(args: Any, work: Path, up: Upstream, scenarios: Sequence[Sce
     configs = configs or CONFIGS
     gateways: dict[str, Gateway] = {}
     procs: list[Procs] = []
-    sink = _otlp_sink()
+    sink_procs = Procs(work)
+    sink_port = free_port()
+    sink_procs.start("otlp-sink", pinned(load_core, [sys.executable, str(Path(__file__).with_name("otlp_sink.py")),
+                                                     str(sink_port)]))
     try:
         for name, env in configs.items():
-            env = {k: v.replace("{otlp}", f"http://127.0.0.1:{sink[1]}") for k, v in env.items()}
+            env = {k: v.replace("{otlp}", f"http://127.0.0.1:{sink_port}") for k, v in env.items()}
             d = work / f"gw-{name.replace('+', '-').replace('%', 'pct')}"
             d.mkdir()
             p = Procs(d)
@@ -82,25 +86,7 @@ def observe_compare(args: Any, work: Path, up: Upstream, scenarios: Sequence[Sce
     finally:
         for p in procs:
             p.stop_all()
-        sink[0].stop(0)
-
-
-def _otlp_sink() -> tuple[Any, int]:
-    """An OTLP/gRPC trace receiver that accepts and drops spans (the collector a traced gateway exports to)."""
-    from concurrent import futures
-
-    import grpc
-    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-
-    class Sink(trace_service_pb2_grpc.TraceServiceServicer):
-        def Export(self, request: Any, context: Any) -> Any:
-            return trace_service_pb2.ExportTraceServiceResponse()
-
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Sink(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    return server, port
+        sink_procs.stop_all()
 
 
 def table(results: dict[str, Any]) -> str:

@@ -7,7 +7,8 @@ from typing import Any
 
 import orjson
 
-KINDS = ("budget_threshold", "node_lost", "node_out_of_sync", "test")
+KINDS = ("budget_threshold", "node_lost", "node_out_of_sync", "loop_breaker", "circuit_open", "circuit_closed",
+         "rate_limit_saturated", "usage_spool_high", "test")
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from ..policy.model import KeyRecord
 
 log = logging.getLogger(__name__)
 NODE_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+NODE_EVENT_KINDS = frozenset({"circuit_open", "circuit_closed", "rate_limit_saturated", "usage_spool_high"})
 
 
 class KeyControl(Protocol):
@@ -74,6 +75,19 @@ class LoopServicer(loop_pb2_grpc.LoopServiceServicer):
                     now, {"key_id": request.key_id, "breaker_id": request.breaker_id, "action": request.action,
                           "node_id": request.node_id}))
         return loop_pb2.LoopTripAck(applied=applied)
+
+    async def Event(self, request: loop_pb2.NodeEvent, context: grpc.aio.ServicerContext) -> loop_pb2.NodeEventAck:
+        if not NODE_RE.match(request.node_id) or request.kind not in NODE_EVENT_KINDS:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown event kind {request.kind!r} or node id")
+        fired = False
+        if self._alerts is not None:
+            now = int(self._clock() * 1000)
+            severity = request.severity if request.severity in ("info", "warning", "critical") else "warning"
+            fired = await self._alerts.fire_kind(AlertEvent(
+                f"{request.kind}:{request.node_id}:{request.subject[:200]}:{request.episode}", request.kind, severity,
+                f"data plane {request.node_id}: {request.detail[:500]}", now,
+                {"node_id": request.node_id, "subject": request.subject[:200]}))
+        return loop_pb2.NodeEventAck(fired=fired)
 
     async def _is_run_key(self, key_id: str) -> bool:
         return any(k.id == key_id and k.parent for k in await self._keys.list_keys())

@@ -10,6 +10,7 @@ import grpc
 
 from dataplane.control_channel import open_channel
 from dataplane.loopguard.guard import Trip
+from dataplane.observe.events import NodeEvent
 from interlock.v1 import loop_pb2, loop_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -31,10 +32,30 @@ class TripReporter:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, trip: Trip) -> None:
+    def event(self, ev: NodeEvent) -> None:
+        """An operational event (dataplane/observe/events.py) for the control plane to alert on."""
+        task = asyncio.get_running_loop().create_task(self._send_event(ev))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _stub(self) -> loop_pb2_grpc.LoopServiceStub:
         if self._channel is None:
             self._channel = open_channel(self._target, self._credentials, ())
-        stub = loop_pb2_grpc.LoopServiceStub(self._channel)
+        return loop_pb2_grpc.LoopServiceStub(self._channel)
+
+    async def _send_event(self, ev: NodeEvent) -> None:
+        req = loop_pb2.NodeEvent(node_id=self._node_id, kind=ev.kind, subject=ev.subject, detail=ev.detail,
+                                 episode=ev.episode, severity=ev.severity)
+        for attempt in range(ATTEMPTS):
+            try:
+                await self._stub().Event(req, timeout=5.0)
+                return
+            except grpc.aio.AioRpcError:
+                await asyncio.sleep(0.5 * 2 ** attempt)
+        log.warning("node event %s (%s) not delivered to the control plane", ev.kind, ev.subject)
+
+    async def _send(self, trip: Trip) -> None:
+        stub = self._stub()
         req = loop_pb2.LoopTrip(node_id=self._node_id, key_id=trip.key_id, breaker_id=trip.breaker.id,
                                 action=trip.breaker.action, reason=trip.reason)
         for attempt in range(ATTEMPTS):

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17interlock/v1/loop.proto\x12\x0cinterlock.v1\"_\n\x08LoopTrip\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x12\n\nbreaker_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\x1e\n\x0bLoopTripAck\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x08\x32H\n\x0bLoopService\x12\x39\n\x04Trip\x12\x16.interlock.v1.LoopTrip\x1a\x19.interlock.v1.LoopTripAckb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17interlock/v1/loop.proto\x12\x0cinterlock.v1\"_\n\x08LoopTrip\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x12\n\nbreaker_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\x1e\n\x0bLoopTripAck\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x08\"n\n\tNodeEvent\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x0f\n\x07\x65pisode\x18\x05 \x01(\x03\x12\x10\n\x08severity\x18\x06 \x01(\t\"\x1d\n\x0cNodeEventAck\x12\r\n\x05\x66ired\x18\x01 \x01(\x08\x32\x86\x01\n\x0bLoopService\x12\x39\n\x04Trip\x12\x16.interlock.v1.LoopTrip\x1a\x19.interlock.v1.LoopTripAck\x12<\n\x05\x45vent\x12\x17.interlock.v1.NodeEvent\x1a\x1a.interlock.v1.NodeEventAckb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOOPTRIP']._serialized_end=136
   _globals['_LOOPTRIPACK']._serialized_start=138
   _globals['_LOOPTRIPACK']._serialized_end=168
-  _globals['_LOOPSERVICE']._serialized_start=170
-  _globals['_LOOPSERVICE']._serialized_end=242
+  _globals['_NODEEVENT']._serialized_start=170
+  _globals['_NODEEVENT']._serialized_end=280
+  _globals['_NODEEVENTACK']._serialized_start=282
+  _globals['_NODEEVENTACK']._serialized_end=311
+  _globals['_LOOPSERVICE']._serialized_start=314
+  _globals['_LOOPSERVICE']._serialized_end=448
 # @@protoc_insertion_point(module_scope)

@@ -41,6 +41,11 @@ class LoopServiceStub:
                 request_serializer=interlock_dot_v1_dot_loop__pb2.LoopTrip.SerializeToString,
                 response_deserializer=interlock_dot_v1_dot_loop__pb2.LoopTripAck.FromString,
                 _registered_method=True)
+        self.Event = channel.unary_unary(
+                '/interlock.v1.LoopService/Event',
+                request_serializer=interlock_dot_v1_dot_loop__pb2.NodeEvent.SerializeToString,
+                response_deserializer=interlock_dot_v1_dot_loop__pb2.NodeEventAck.FromString,
+                _registered_method=True)
 
 
 class LoopServiceServicer:
@@ -54,6 +59,14 @@ class LoopServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Event(self, request, context):
+        """Operational events a node sees (circuit opened/closed, rate limit saturated, usage spool high); the
+        control plane turns each into an alert, once per dedup key (node, kind, subject, episode).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LoopServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -61,6 +74,11 @@ def add_LoopServiceServicer_to_server(servicer, server):
                     servicer.Trip,
                     request_deserializer=interlock_dot_v1_dot_loop__pb2.LoopTrip.FromString,
                     response_serializer=interlock_dot_v1_dot_loop__pb2.LoopTripAck.SerializeToString,
+            ),
+            'Event': grpc.unary_unary_rpc_method_handler(
+                    servicer.Event,
+                    request_deserializer=interlock_dot_v1_dot_loop__pb2.NodeEvent.FromString,
+                    response_serializer=interlock_dot_v1_dot_loop__pb2.NodeEventAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -92,6 +110,33 @@ class LoopService:
             '/interlock.v1.LoopService/Trip',
             interlock_dot_v1_dot_loop__pb2.LoopTrip.SerializeToString,
             interlock_dot_v1_dot_loop__pb2.LoopTripAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Event(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/interlock.v1.LoopService/Event',
+            interlock_dot_v1_dot_loop__pb2.NodeEvent.SerializeToString,
+            interlock_dot_v1_dot_loop__pb2.NodeEventAck.FromString,
             options,
             channel_credentials,
             insecure,
