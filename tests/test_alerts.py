@@ -273,3 +273,41 @@ async def test_cli_lists_deliveries_and_sends_a_test_event(
         server.should_exit = True  # type: ignore[attr-defined]
         await task
         await b.close(0)
+
+
+async def test_node_events_become_alerts_once_per_episode(
+        etcd_url: str, store_prefix: str, receivers: dict[str, Receiver]) -> None:
+    from dataplane.budget.index import BUDGET, REQUESTS
+    from dataplane.loopguard.reporter import TripReporter
+    from dataplane.observe.events import EventWatcher
+
+    hook = receivers["hook"]
+    hook.fail = hook.hang = 0.0
+    b = await _backend(etcd_url, store_prefix)
+    reporter = TripReporter(f"127.0.0.1:{b.grpc_port}", "dp-7", None)
+    circuits = {"m-a/east": "closed"}
+    refused = {(REQUESTS, "team-rpm"): 0, (BUDGET, "team-life"): 0}
+    spool = [0]
+    w = EventWatcher(circuits=lambda: list(circuits.items()), refused=lambda: dict(refused),
+                     spool_bytes=lambda: spool[0], spool_alert_bytes=1000, send=reporter.event)
+    try:
+        await _published(b, (await b.service.apply(policy(receivers))).version)
+        assert w.check() == []
+        circuits["m-a/east"] = "open"
+        refused[REQUESTS, "team-rpm"] = 3
+        refused[BUDGET, "team-life"] = 5  # budget refusals are the thresholds' business, not an event
+        spool[0] = 5000
+        for _ in range(3):  # the same state seen again: no new episode
+            for ev in w.check():
+                reporter.event(ev)
+        circuits["m-a/east"] = "closed"
+        for ev in w.check():
+            reporter.event(ev)
+        kinds = ("circuit_open", "rate_limit_saturated", "usage_spool_high", "circuit_closed")
+        await _until(lambda: all(any(k.startswith(kind + ":dp-7") for k in hook.accepted) for kind in kinds), 15,
+                     "every node event at the webhook")
+        await asyncio.sleep(0.5)
+        assert sorted(k.split(":")[0] for k in hook.accepted) == sorted(kinds), hook.accepted
+    finally:
+        await reporter.close()
+        await b.close(0)
