@@ -311,3 +311,24 @@ async def test_node_events_become_alerts_once_per_episode(
     finally:
         await reporter.close()
         await b.close(0)
+
+
+async def test_old_records_are_pruned(etcd_url: str, store_prefix: str, receivers: dict[str, Receiver]) -> None:
+    from controlplane.alerts.outbox import FIRED, LOG, DeliveryRecord, log_key
+
+    b = await _backend(etcd_url, store_prefix)
+    try:
+        alerts = b.alerts
+        assert alerts is not None
+        now = alerts.now_ms()
+        old = DeliveryRecord("x:1", "hook", "test", "info", "old", "delivered", 1, now - 40 * 86_400_000,
+                             now - 40 * 86_400_000)
+        new = DeliveryRecord("x:2", "hook", "test", "info", "new", "delivered", 1, now, now)
+        await b.kv.commit({log_key(old): old.encode(), log_key(new): new.encode(),
+                           FIRED + "x%3A1": orjson.dumps({"created_ms": now - 500 * 86_400_000}),
+                           FIRED + "x%3A2": orjson.dumps({"created_ms": now - 40 * 86_400_000})})
+        assert await alerts.prune() == 2
+        assert len((await b.kv.get_prefix(LOG))[0]) == 1 and list((await b.kv.get_prefix(FIRED))[0]) == [
+            FIRED + "x%3A2"]  # a 40-day-old decision still dedups this month's thresholds
+    finally:
+        await b.close(0)

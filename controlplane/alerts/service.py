@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 
 import httpx
+import orjson
 from pydantic import ValidationError
 
 from interlock.v1 import budget_pb2
@@ -44,6 +45,9 @@ class AlertSettings:
     backoff_max_s: float = 300.0
     concurrency: int = 16
     node_lost_s: float = 60.0
+    keep_log_s: float = 30 * 86_400  # delivery records
+    keep_fired_s: float = 400 * 86_400  # "already fired" decisions: longer than any window but lifetime
+    prune_every_s: float = 3_600.0
 
 
 class AlertService:
@@ -67,6 +71,7 @@ class AlertService:
         self._loop: asyncio.Task[None] | None = None
         self._http = httpx.AsyncClient(timeout=self.settings.http_timeout_s, follow_redirects=False)
         self._rng = random.Random()
+        self._next_prune = 0
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -256,9 +261,29 @@ class AlertService:
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
 
+    async def prune(self) -> int:
+        """Drop delivery records and fired decisions past their retention, at most 100 per transaction."""
+        now = self.now_ms()
+        dead: list[str] = []
+        for prefix, keep_s in ((outbox.LOG, self.settings.keep_log_s), (outbox.FIRED, self.settings.keep_fired_s)):
+            entries, _ = await self._kv.get_prefix(prefix)
+            for k, e in entries.items():
+                try:
+                    created = int(orjson.loads(e.value)["created_ms"])
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if now - created > keep_s * 1000:
+                    dead.append(k)
+        for i in range(0, len(dead), 100):
+            await self._kv.commit({}, dead[i:i + 100])
+        return len(dead)
+
     async def tick(self) -> None:
         await self.detect()
         await self.deliver_due()
+        if self.now_ms() >= self._next_prune:
+            self._next_prune = self.now_ms() + int(self.settings.prune_every_s * 1000)
+            await self.prune()
 
     async def _run(self) -> None:
         while True:
