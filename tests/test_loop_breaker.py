@@ -148,3 +148,50 @@ def test_stuck_agent_paused_on_every_node_and_resumed(cluster_factory: Any) -> N
     actions = {(r["action"], r["actor"]) for r in records}
     assert ("pause_key", f"loop-breaker@{c.nodes[0].node_id}") in {(a, b.split(" ")[0]) for a, b in actions}, records
     assert any(a == "resume_key" for a, _ in actions), records
+
+
+async def test_trip_revokes_run_keys_pauses_others_and_alerts(etcd_url: str, store_prefix: str) -> None:
+    import grpc
+
+    from controlplane.backend import start_backend
+    from controlplane.budget.runkeys import RunKeySpec
+    from controlplane.policy.model import PolicyDocument
+    from controlplane.service_types import KeySpec
+    from interlock.settings import ControlPlaneSettings
+    from interlock.v1 import loop_pb2, loop_pb2_grpc
+
+    s = ControlPlaneSettings(key_pepper=b"pepper", admin_token=b"t", store=etcd_url, etcd_prefix=store_prefix,
+                             grpc_port=0)
+    b = await start_backend(s)
+    try:
+        await b.service.apply(PolicyDocument.model_validate({
+            "providers": [{"name": "p", "base_url": "http://127.0.0.1:9"}],
+            "models": [{"name": "m", "provider": "p", "price": {"input": "1", "output": "2"}}],
+            "teams": [{"id": "t1"}]}))
+        parent = (await b.service.create_key(KeySpec(team="t1"))).record
+        run = (await b.service.mint_run_key(RunKeySpec(parent=parent.id, ttl_ms=3_600_000))).record
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{b.grpc_port}") as ch:
+            stub = loop_pb2_grpc.LoopServiceStub(ch)
+            ack = await stub.Trip(loop_pb2.LoopTrip(node_id="dp-1", key_id=run.id, breaker_id="x", action="revoke",
+                                                    reason="stuck"))
+            assert ack.applied
+            ack = await stub.Trip(loop_pb2.LoopTrip(node_id="dp-1", key_id=parent.id, breaker_id="x",
+                                                    action="revoke", reason="stuck"))
+            assert ack.applied  # not a run key: paused, never revoked
+            again = await stub.Trip(loop_pb2.LoopTrip(node_id="dp-2", key_id=parent.id, breaker_id="x",
+                                                      action="pause", reason="stuck"))
+            assert not again.applied  # already paused: one audit record, one alert
+            try:
+                await stub.Trip(loop_pb2.LoopTrip(node_id="dp-1", key_id="vk_nope", action="pause"))
+                raise AssertionError("an unknown key must be refused")
+            except grpc.aio.AioRpcError as exc:
+                assert exc.code() == grpc.StatusCode.NOT_FOUND
+        keys = {k.id: k for k in await b.service.list_keys()}
+        assert keys[run.id].revoked and not keys[run.id].paused
+        assert keys[parent.id].paused and not keys[parent.id].revoked and keys[parent.id].paused_reason == "stuck"
+        snap = await b.service.current_snapshot()
+        assert {k.id: k.paused for k in snap.keys}[parent.id]
+        log = await b.service.policy_log()
+        assert [r.action for r in log].count("pause_key") == 1
+    finally:
+        await b.close(0)

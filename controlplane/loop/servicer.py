@@ -52,9 +52,10 @@ class LoopServicer(loop_pb2_grpc.LoopServiceServicer):
         reason = request.reason[:500]
         applied = False
         try:
-            if request.action == "revoke" and await self._is_run_key(request.key_id):
-                before = await self._keys.revoke_key(request.key_id, actor=actor)
-                applied = not before.revoked
+            record = await self._key(request.key_id) if request.action == "revoke" else None
+            if record is not None and record.parent:  # a per-run key: revoked for good
+                applied = not record.revoked
+                await self._keys.revoke_key(request.key_id, actor=actor)
             elif request.action in ("pause", "revoke"):
                 _, applied = await self._keys.set_paused(request.key_id, True, reason, actor=actor)
         except NotFound:
@@ -89,8 +90,8 @@ class LoopServicer(loop_pb2_grpc.LoopServiceServicer):
                 {"node_id": request.node_id, "subject": request.subject[:200]}))
         return loop_pb2.NodeEventAck(fired=fired)
 
-    async def _is_run_key(self, key_id: str) -> bool:
-        return any(k.id == key_id and k.parent for k in await self._keys.list_keys())
+    async def _key(self, key_id: str) -> KeyRecord | None:
+        return next((k for k in await self._keys.list_keys() if k.id == key_id), None)
 
     def register(self, server: grpc.aio.Server) -> None:
         loop_pb2_grpc.add_LoopServiceServicer_to_server(self, server)
