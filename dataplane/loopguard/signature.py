@@ -39,7 +39,12 @@ def signature(model: str, body: dict[str, Any]) -> bytes | None:
     """None unless the request ends in a tool result: identical single prompts are batch jobs and load tests,
     not a stuck agent (and never count). Also None without a conversation (embeddings, count_tokens)."""
     msgs = body.get("messages") or body.get("contents") or body.get("input")
-    if not isinstance(msgs, list) or not msgs or not any(_is_tool_result(m) for m in msgs[-TAIL:]):
+    if not isinstance(msgs, list) or not msgs:
+        return None
+    last = msgs[-1]
+    if isinstance(last, dict) and isinstance(last.get("content"), str) and last.get("role") != "tool":
+        return None  # a plain prompt last (the common non-agent request): decided without a scan
+    if not any(_is_tool_result(m) for m in msgs[-TAIL:]):
         return None
     tail = _strip(msgs[-TAIL:])
     raw = orjson.dumps([model, tail], option=orjson.OPT_SORT_KEYS)
