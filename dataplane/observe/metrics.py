@@ -107,12 +107,15 @@ class RequestMetrics:
         received = rec.received_s
         elapsed = rec.done_s - received
         row = sh.duration
-        row[bisect_left(DURATION_BUCKETS, elapsed)] += 1
+        di = bisect_left(DURATION_BUCKETS, elapsed)  # reused: the GenAI duration has the same buckets
+        row[di] += 1
         row[-1] += elapsed
         fb = rec.first_byte_s
+        ti = 0
         if fb:
             row = sh.ttfb
-            row[bisect_left(TTFT_BUCKETS, fb - received)] += 1
+            ti = bisect_left(TTFT_BUCKETS, fb - received)
+            row[ti] += 1
             row[-1] += fb - received
         if rec.client_disconnected:
             sh.disconnects[0] += 1
@@ -129,11 +132,11 @@ class RequestMetrics:
         if len(attempts) > 1:
             g.fallbacks[0] += 1
         row = g.op_duration
-        row[bisect_left(DURATION_BUCKETS, elapsed)] += 1
+        row[di] += 1
         row[-1] += elapsed
         if g.first_chunk is not None and fb:
             row = g.first_chunk
-            row[bisect_left(TTFT_BUCKETS, fb - received)] += 1
+            row[ti] += 1
             row[-1] += fb - received
         u = rec.usage
         n = u.input_tokens
