@@ -2,6 +2,7 @@
 """Data-plane overhead: the gateway vs. the same upstream called directly, closed and open loop.
 
     python benchmarks/dataplane_overhead.py [--quick] [--duration S] [--open-duration S]
+    python benchmarks/dataplane_overhead.py --observe [--rounds N]   # cost of metrics/access log/tracing
 
 Gateway (`interlock dataplane`) on core 0; nginx (recorded responses) and the load
 tool on core 1. See benchmarks/README.md for the method and what each figure means.
@@ -21,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from overhead import observe
 from overhead.gateway import ALIAS, STREAM_ALIAS, Gateway, start_gateway
 from overhead.kafka import start_kafka, topic_messages
 from overhead.load import Point, Scenario, run_vegeta, run_wrk, vegeta_binary, write_vegeta_target, write_wrk_script
@@ -138,11 +140,31 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                     help="kafka: a real Kafka broker (pinned to the load core) receives every usage event")
     ap.add_argument("--kafka-down", action="store_true",
                     help="with --usage-sink kafka: kill the broker once the gateway is up (events go to the node's log)")
+    ap.add_argument("--observe", action="store_true",
+                    help="only compare observability settings (all off vs metrics + access log vs tracing), "
+                         "interleaved rounds, same run")
+    ap.add_argument("--rounds", type=int, default=3, help="with --observe: interleaved rounds per configuration")
+    ap.add_argument("--observe-scenarios", default="nonstream_1k,stream_20", help="with --observe: scenario names")
     args = ap.parse_args(argv)
     args.duration = args.duration or (4.0 if args.quick else 10.0)
     args.open_duration = args.open_duration or (5.0 if args.quick else 15.0)
     args.warmup = args.warmup or (1.0 if args.quick else 2.0)
     return args
+
+
+def _observe(args: argparse.Namespace, work: Path, up: Upstream, env: dict[str, Any], started: float) -> int:
+    print(f"observability cost: wrk -t1 -c{CONNECTIONS} {args.duration:g}s x {args.rounds} interleaved rounds",
+          flush=True)
+    scen = [s for s in SCENARIOS if s.name in args.observe_scenarios.split(",")]
+    res = observe.observe_compare(args, work, up, scen, gateway_core=GATEWAY_CORE, load_core=LOAD_CORE,
+                                  connections=CONNECTIONS, rounds=args.rounds)
+    print("\n" + observe.table(res))
+    record = {"benchmark": "dataplane_overhead_observe", "env": env, "elapsed_s": round(time.monotonic() - started, 1),
+              "settings": {"duration_s": args.duration, "rounds": args.rounds, "connections": CONNECTIONS,
+                           "configs": observe.CONFIGS}, "results": res}
+    path = write_json(REPO / "benchmarks" / "results", record, suffix="-observe")
+    print(f"\nresults: {path.relative_to(REPO)}  ({record['elapsed_s']}s)")
+    return 0
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -162,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     env = environment(REPO)  # the code measured is the code at the start
     try:
         up = start_nginx(procs, work, LOAD_CORE)
+        if args.observe:
+            return _observe(args, work, up, env, started)
         sink_env: dict[str, str] = {}
         if args.usage_sink == "kafka":
             broker = start_kafka(work, LOAD_CORE)

@@ -6,6 +6,7 @@ usage capture, event). The same loop with a do-nothing handler is measured in th
 
     python benchmarks/proxy_hotpath.py            # ~10 s
     python benchmarks/proxy_hotpath.py --n 20000 --profile nonstream   # + cProfile top functions
+    python benchmarks/proxy_hotpath.py --observe   # + the same proxy with metrics + access log (+ 1% traces)
 """
 
 from __future__ import annotations
@@ -105,12 +106,44 @@ def _policy(other_limits: bool = False) -> tuple[CompiledPolicy, str]:
                                         credentials=env_and_file_credentials({"K": "sk-up"})), secret
 
 
+def _observed(policy: CompiledPolicy, recorded: Any, chunks: list[bytes], dialects: Any,
+              extra: dict[str, Any]) -> dict[str, Any]:
+    """Proxies with the observer (metrics + JSON access log into /dev/null), and with 1% tracing as well."""
+    import io
+
+    from dataplane.observe.access_log import AccessLog
+    from dataplane.observe.metrics import RequestMetrics
+    from dataplane.observe.node import RequestObserver
+    from interlock.metrics.exposition import Registry
+
+    class _Null(io.RawIOBase):
+        def write(self, b: Any) -> int:
+            return len(b)
+
+    out: dict[str, Any] = {}
+    for name, trace in (("metrics+access_log", 0.0), ("metrics+access_log+trace1%", 0.01)):
+        observer = RequestObserver(RequestMetrics(Registry()), AccessLog("json", "bench", _Null()))  # type: ignore[arg-type]
+        kw: dict[str, Any] = {"observer": observer}
+        if trace:
+            from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+            from dataplane.observe.tracing import Tracing
+
+            kw["tracing"] = Tracing(sample=trace, node_id="bench", exporter=InMemorySpanExporter())
+        p = Proxy(policy=lambda: policy, pepper=PEPPER, upstream=_Upstream(recorded[OPENAI_CHAT], chunks),  # type: ignore[arg-type]
+                  sink=_Sink(), node_id="bench", translations=default_translations(dialects), **extra, **kw)
+        out[name] = p.handle
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--profile", choices=["nonstream", "stream", "big"])
     ap.add_argument("--other-limits", action="store_true", help="the policy has limits, none for these requests")
+    ap.add_argument("--observe", action="store_true",
+                    help="also measure proxies with metrics + access log (to /dev/null) and with 1%% tracing")
     args = ap.parse_args()
     policy, secret = _policy(args.other_limits)
     dialects = default_dialects()
@@ -123,6 +156,9 @@ def main() -> None:
         extra["budgets"] = BudgetGate(PoolTable(), clock=time.time, wait_s=1.0)  # no limit applies: admission's fast path
     proxy = Proxy(policy=lambda: policy, pepper=PEPPER, upstream=_Upstream(recorded[OPENAI_CHAT], chunks),  # type: ignore[arg-type]
                   sink=_Sink(), node_id="bench", translations=default_translations(dialects), **extra)
+    variants: dict[str, Any] = {"plain": proxy.handle}
+    if args.observe:
+        variants.update(_observed(policy, recorded, chunks, dialects, extra))
     ep = Endpoint(dialects["openai"], "chat", "/v1/chat/completions")
     headers = {"authorization": f"Bearer {secret}", "content-type": "application/json"}
     msgs = [{"role": "user", "content": "x" * 900}]
@@ -145,11 +181,18 @@ def main() -> None:
 
     async def bench() -> None:
         for name, body in bodies.items():
-            await run(body, 200, proxy.handle)  # warm up, and check it answers
             base = min([await run(body, args.n, nothing) for _ in range(args.rounds)])
-            us = [await run(body, args.n, proxy.handle) for _ in range(args.rounds)]
-            print(f"{name:10s} proxy {min(us):7.2f} µs/req (median {statistics.median(us):7.2f}), "
-                  f"loop baseline {base:5.2f} µs, ratio {min(us) / base:5.1f}x")
+            for h in variants.values():
+                await run(body, 200, h)  # warm up, and check it answers
+            us: dict[str, list[float]] = {v: [] for v in variants}
+            for _ in range(args.rounds):  # interleaved: drift hits every variant alike
+                for v, h in variants.items():
+                    us[v].append(await run(body, args.n, h))
+            plain = min(us["plain"])
+            for v, xs in us.items():
+                extra_us = f", +{min(xs) - plain:5.2f} µs vs plain" if v != "plain" else ""
+                print(f"{name:10s} {v:24s} {min(xs):7.2f} µs/req (median {statistics.median(xs):7.2f}), "
+                      f"loop baseline {base:5.2f} µs, ratio {min(xs) / base:5.1f}x{extra_us}")
         if args.profile:
             prof = cProfile.Profile()
             prof.enable()

@@ -37,7 +37,7 @@ from .errors import ControlPlaneError
 log = logging.getLogger(__name__)
 
 ACTOR_HEADER = "x-interlock-actor"  # the client's unverified "on behalf of" claim
-PUBLIC_PATHS = frozenset({"/healthz"})  # the only API routes without a role (liveness probes)
+PUBLIC_PATHS = frozenset({"/healthz", "/metrics"})  # the only API routes without a role (probes, scrapes)
 
 
 class Role(IntEnum):

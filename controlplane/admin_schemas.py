@@ -94,6 +94,9 @@ class KeyOut(BaseModel):
     parent: str
     budget_usd: str = ""  # per-run keys (minted with `interlock keys mint`): lifetime budget
     max_concurrency: int = 0  # per-run keys: concurrency limit
+    paused: bool = False  # by the loop breaker (interlock keys resume)
+    paused_reason: str = ""
+    paused_at_unix_ms: int = 0
 
     @classmethod
     def of(cls, k: KeyRecord) -> KeyOut:

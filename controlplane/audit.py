@@ -40,7 +40,7 @@ from .store.layout import AUDIT
 
 log = logging.getLogger(__name__)
 
-AuditAction = Literal["apply", "create_key", "revoke_key", "prune_keys"]
+AuditAction = Literal["apply", "create_key", "revoke_key", "prune_keys", "pause_key", "resume_key"]
 MASK = "***"
 HIDDEN_FIELDS = frozenset({"key_hash", "secret"})
 # Past this the record keeps what changed (section/name/action) but not the before/after values, so a

@@ -7,15 +7,19 @@ The admin API takes `backend.service` (a PolicyService); data planes connect to
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import grpc
 from fastapi import APIRouter
 
+from dataplane.policy import env_and_file_credentials
 from interlock.settings import ControlPlaneSettings
 
+from .alerts.api import create_alerts_router
+from .alerts.service import AlertService, AlertSettings
 from .budget.admin_routes import create_budget_router
 from .budget.ledger import Ledger
 from .budget.limits import PublishedLimits
@@ -24,6 +28,9 @@ from .budget.servicer import BudgetServicer
 from .explain_api import create_explain_router
 from .grpc_auth import read_pem, server_security
 from .grpc_server import ControlPlaneServicer, build_server, start_control_plane_grpc
+from .loop.api import create_loop_router
+from .loop.servicer import LoopServicer
+from .observe import ControlPlaneMetrics, create_metrics_router
 from .publisher import SnapshotPublisher
 from .service import StorePolicyService
 from .store import open_store
@@ -44,6 +51,8 @@ class ControlPlaneBackend:
     servicer: ControlPlaneServicer
     ledger: Ledger  # budget leases (BudgetService on the same gRPC port)
     pruner: RunKeyPruner | None = None  # deletes ended per-run keys
+    metrics: ControlPlaneMetrics | None = None  # GET /metrics (controlplane/observe.py)
+    alerts: AlertService | None = None  # budget thresholds and events -> destinations (controlplane/alerts/)
 
     def budget_router(self) -> APIRouter:
         """Admin routes for budgets and per-run keys (mount via create_admin_app(extra_routers=...))."""
@@ -52,9 +61,17 @@ class ControlPlaneBackend:
     def admin_routers(self, key_pepper: bytes) -> list[APIRouter]:
         """Every admin route besides policy that each control plane serves (`interlock controlplane` and
         `interlock dev` alike): explain, budgets and per-run keys. Mount via create_admin_app(extra_routers=...)."""
-        return [create_explain_router(self.service, key_pepper), self.budget_router()]
+        routers = [create_explain_router(self.service, key_pepper), self.budget_router()]
+        if self.metrics is not None:
+            routers.append(create_metrics_router(self.metrics))
+        if self.alerts is not None:
+            routers.append(create_alerts_router(self.alerts))
+        routers.append(create_loop_router(self.service))
+        return routers
 
     async def close(self, grace_s: float = 1.0) -> None:
+        if self.alerts is not None:
+            await self.alerts.stop()
         await self.server.stop(grace_s)
         await self.servicer.drain()  # let disconnect records land before the store closes
         await self.ledger.close()
@@ -65,22 +82,32 @@ class ControlPlaneBackend:
 
 
 async def start_backend(
-    settings: ControlPlaneSettings, *, clock: Callable[[], float] = time.time, kv: KV | None = None
+    settings: ControlPlaneSettings, *, clock: Callable[[], float] = time.time, kv: KV | None = None,
+    alert_settings: AlertSettings | None = None, env: Mapping[str, str] | None = None,
 ) -> ControlPlaneBackend:
     """Open the store named by settings (or use `kv`), start publishing and serve gRPC."""
     security = server_security(settings)  # first: a refused configuration must not touch the store
     kv = kv if kv is not None else open_store(settings.store, settings.etcd_prefix, etcd_security=etcd_security(settings))
-    publisher = SnapshotPublisher(kv, clock=clock)
+    # the closures read the publisher and service built just below
+    metrics = ControlPlaneMetrics(
+        nodes=lambda: service.node_status(), subscribers=lambda: publisher.subscriber_count, clock=clock,
+        published_version=lambda: publisher.current.snapshot.version if publisher.current else 0)
+    publisher = SnapshotPublisher(kv, clock=clock, on_publish=metrics.observe_publish)
     service = StorePolicyService(
         kv, settings.key_pepper, clock, published=lambda: publisher.current.snapshot if publisher.current else None
     )
     ledger = Ledger(kv, clock=clock, lease_ttl_s=settings.budget_lease_ttl_s,
                     limits=PublishedLimits(lambda: publisher.current.snapshot if publisher.current else None))
+    alerts = AlertService(kv, ledger_rows=ledger.rows, nodes=service.node_status, clock=clock,
+                          published_version=lambda: publisher.current.snapshot.version if publisher.current else 0,
+                          resolve=env_and_file_credentials(os.environ if env is None else env),
+                          settings=alert_settings, on_delivery=metrics.observe_delivery)
     await publisher.start()
     try:
         server, servicer, port = build_server(
             publisher, kv, host=settings.grpc_host, port=settings.grpc_port, heartbeat_s=settings.heartbeat_s,
-            clock=clock, services=[BudgetServicer(ledger, clock).register], security=security,
+            clock=clock, services=[BudgetServicer(ledger, clock, metrics.observe_sync).register,
+                      LoopServicer(service, alerts, clock).register], security=security,
         )
         await server.start()
     except BaseException:
@@ -91,8 +118,9 @@ async def start_backend(
     if settings.run_key_prune_after_s > 0:
         pruner = RunKeyPruner(service, older_than_s=settings.run_key_prune_after_s)
         pruner.start()
+    alerts.start()
     log.info("control plane gRPC on %s:%d (%s)", settings.grpc_host, port, security.describe)
-    return ControlPlaneBackend(kv, service, publisher, server, port, servicer, ledger, pruner)
+    return ControlPlaneBackend(kv, service, publisher, server, port, servicer, ledger, pruner, metrics, alerts)
 
 
 def etcd_security(settings: ControlPlaneSettings) -> EtcdSecurity | None:

@@ -55,8 +55,10 @@ class Subscription:
 
 
 class SnapshotPublisher:
-    def __init__(self, kv: KV, *, clock: Callable[[], float] = time.time, retry_s: float = 1.0, resync_s: float = 60.0):
+    def __init__(self, kv: KV, *, clock: Callable[[], float] = time.time, retry_s: float = 1.0, resync_s: float = 60.0,
+                 on_publish: Callable[[float], None] | None = None):
         self._kv = kv
+        self._on_publish = on_publish  # seconds from read to publish, for GET /metrics
         self._clock = clock
         self._retry_s = retry_s
         self._resync_s = resync_s  # safety net: re-read even without watch events
@@ -87,6 +89,7 @@ class SnapshotPublisher:
     async def refresh(self) -> bool:
         """Re-read and recompile; publish if it compiles and differs. Raises StoreUnavailable."""
         async with self._lock:
+            started = time.monotonic()
             state = await load_state(self._kv)
             self._watch_from = max(self._watch_from, state.revision)
             try:
@@ -111,6 +114,8 @@ class SnapshotPublisher:
                 if snapshot.version < current.snapshot.version:
                     return False  # a stale read must never roll nodes back
             self._publish(snapshot)
+            if self._on_publish is not None:
+                self._on_publish(time.monotonic() - started)
             return True
 
     async def _bump_version(self, seen: int) -> None:

@@ -253,6 +253,33 @@ class StorePolicyService:
             return record
         raise AssertionError("unreachable")
 
+    async def set_paused(self, key_id: str, paused: bool, reason: str = "", *,
+                         actor: str | Actor = "admin") -> tuple[KeyRecord, bool]:
+        """Pause (loop breaker) or resume a key; audited like a revocation, never blocked by unrelated policy
+        errors. Returns (record, changed): pausing a paused key or resuming a running one changes nothing."""
+        for attempt in range(KEY_WRITE_ATTEMPTS):
+            state = await load_state(self._kv)
+            record = state.keys.get(key_id)
+            if record is None:
+                raise NotFound(f"virtual key {key_id!r} does not exist")
+            if record.paused == paused:
+                return record, False
+            before = record
+            record = record.model_copy(update={"paused": paused, "paused_reason": reason if paused else "",
+                                               "paused_at_unix_ms": self._now_ms() if paused else 0})
+            change = Change(KEYS, key_id, "update", before.model_dump(mode="json"), record.model_dump(mode="json"))
+            action: AuditAction = "pause_key" if paused else "resume_key"
+            try:
+                await self._write(state, {item_key(KEYS, key_id): encode(record)}, [], f"{action} {key_id}",
+                                  audit=(action, actor, [change], key_id))
+            except Conflict:
+                if attempt + 1 == KEY_WRITE_ATTEMPTS:
+                    raise
+                continue
+            log.info("virtual key %s %s%s", key_id, "paused" if paused else "resumed", f": {reason}" if reason else "")
+            return record, True
+        raise AssertionError("unreachable")
+
     # -- read models ----------------------------------------------------------
 
     async def list_models(self) -> list[ModelInfo]:

@@ -18,6 +18,13 @@ from dataplane.errors import DataPlaneError, SnapshotRejected
 from dataplane.gateway_errors import GatewayError
 from dataplane.http.messages import Request, Responder
 from dataplane.http.server import serve
+from dataplane.loopguard.guard import LoopGuard, Trip
+from dataplane.loopguard.reporter import TripReporter
+from dataplane.loopguard.stage import LoopStage
+from dataplane.observe.access_log import AccessLog
+from dataplane.observe.events import EventWatcher
+from dataplane.observe.node import RequestObserver, node_registry
+from dataplane.observe.tracing import Tracing
 from dataplane.policy import env_and_file_credentials
 from dataplane.policy_holder import PolicyHolder
 from dataplane.providers.base import ProviderAdapter
@@ -33,6 +40,11 @@ if TYPE_CHECKING:
     from dataplane.usage_sink import UsageSink
 
 log = logging.getLogger(__name__)
+
+
+def _log_trip(trip: Trip) -> None:
+    log.warning("loop breaker %s tripped on key %s (%s; no control plane: paused on this node only): %s",
+                trip.breaker.id, trip.key_id, trip.breaker.action, trip.reason)
 
 
 class DataPlaneNode:
@@ -55,11 +67,28 @@ class DataPlaneNode:
             self.leases = LeaseClient(self.budget_table, target=settings.control_plane, node_id=settings.node_id,
                                       tick_s=settings.budget_tick_s, credentials=channel_credentials(settings))
             self.budget_gate.attach(self.leases)
+        access = AccessLog(settings.access_log, settings.node_id) if settings.access_log != "off" else None
+        self.registry, request_metrics = node_registry(
+            metrics_on=settings.metrics, in_flight=lambda: self.router.in_flight,
+            circuits=lambda: self.proxy.breakers.states(), sink=sink,
+            policy_version=lambda: self.holder.policy.version if self.holder.policy else 0,
+            snapshot_created_ms=lambda: self.holder.snapshot_created_ms, budget_section=self._budget_metrics)
+        self.observer = RequestObserver(request_metrics, access) if (request_metrics or access) else None
+        self.trips = TripReporter(settings.control_plane, settings.node_id, channel_credentials(settings)) \
+            if settings.control_plane else None
+        self.loop_guard = LoopGuard(clock=time.monotonic, report=self.trips or _log_trip)
+        self.events = EventWatcher(
+            circuits=self.proxy_breakers_states, refused=lambda: self.budget_table.refused,
+            spool_bytes=lambda: int(getattr(sink, "spool_bytes", 0)), spool_alert_bytes=settings.spool_alert_bytes,
+            send=self.trips.event) if self.trips is not None else None
+        self.tracing = Tracing(sample=settings.trace_sample, node_id=settings.node_id,
+                               endpoint=settings.otlp_endpoint) if settings.trace_sample > 0 else None
         self.proxy = Proxy(policy=self.holder.current, pepper=settings.key_pepper, upstream=self.upstream, sink=sink,
-                           node_id=settings.node_id, clock=now, budgets=self.budget_gate, translations=default_translations(dialects))
+                           node_id=settings.node_id, clock=now, budgets=self.budget_gate, translations=default_translations(dialects),
+                           observer=self.observer, loops=LoopStage(self.loop_guard), tracing=self.tracing)
         self.router = Router(proxy=self.proxy, dialects=dialects, policy=self.holder.current, pepper=settings.key_pepper,
                              clock=now, ready=lambda: self.holder.policy is not None)
-        self.router.metrics = self._metrics
+        self.router.metrics = self.registry.render
         self.sync: SnapshotSync | None = None
         if settings.control_plane:
             self.sync = SnapshotSync(settings.control_plane, settings.node_id, self.holder.apply, settings.snapshot_path,
@@ -95,10 +124,15 @@ class DataPlaneNode:
             self._refresh_task = asyncio.get_running_loop().create_task(self._refresh_credentials(), name="credentials")
         if self.settings.tune_gc:
             gc_tuning.tune_for_proxy()
+        if self.events is not None:
+            self.events.start()
         log.info("data plane %s listening on %s:%d (policy v%s)", self.settings.node_id, self.settings.host, self.port,
                  self.holder.policy.version if self.holder.policy else "none")
 
-    def _metrics(self) -> bytes:
+    def proxy_breakers_states(self) -> list[tuple[str, str]]:
+        return self.proxy.breakers.states()
+
+    def _budget_metrics(self) -> bytes:
         leases = self.leases
         return budget_metrics.render(self.budget_table, leases.failures if leases else 0, self.budget_table.online)
 
@@ -145,3 +179,11 @@ class DataPlaneNode:
             await self.sync.stop()
         await self.upstream.close()
         await self.sink.close()
+        if self.observer is not None:
+            self.observer.flush()
+        if self.events is not None:
+            await self.events.stop()
+        if self.trips is not None:
+            await self.trips.close()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)

@@ -15,6 +15,7 @@ import orjson
 
 from dataplane.budget.index import BudgetIndex, build_index
 from dataplane.errors import SnapshotRejected
+from dataplane.loopguard.index import LoopIndex
 from dataplane.pricing import Price, per_token_pico
 from dataplane.providers.base import ProviderAdapter, ProviderConfigError
 from dataplane.routing.table import RoutingTable
@@ -65,6 +66,7 @@ class KeyEntry:
     revoked: bool
     tags: Mapping[str, str]
     required_tags: frozenset[str] = frozenset()
+    paused: str = ""  # why the loop breaker paused it ("" = not paused)
 
 
 CredentialResolver = Callable[[str], "str | None"]
@@ -128,6 +130,7 @@ class CompiledPolicy:
     providers: Mapping[str, RuntimeProvider]
     budgets: BudgetIndex = field(default_factory=BudgetIndex)  # which budgets/rate limits apply to what
     routing: RoutingTable = field(default_factory=RoutingTable.empty)  # rules, deployments, team constraints
+    loops: LoopIndex = field(default_factory=LoopIndex)  # runaway-loop breakers (dataplane/loopguard/)
     _models_json: dict[frozenset[str] | None, bytes] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -171,8 +174,10 @@ class CompiledPolicy:
                 id=k.id, team_id=k.team_id, user_id=k.user_id, project_id=k.project_id, allowed=allowed,
                 expires_at_ms=k.expires_at_unix_ms, revoked=k.revoked, tags=tags,
                 required_tags=frozenset(team.required_tags) if team else frozenset(),
+                paused=(k.paused_reason or "paused") if k.paused else "",
             )
-        return cls(snap.version, snap.content_hash, keys, routes, providers, budgets=build_index(snap), routing=routing)
+        return cls(snap.version, snap.content_hash, keys, routes, providers, budgets=build_index(snap), routing=routing,
+                   loops=LoopIndex.build(snap))
 
     def models_json(self, allowed: frozenset[str] | None) -> bytes:
         """OpenAI-style model list for a key; memoised per distinct allowlist (the policy is immutable)."""

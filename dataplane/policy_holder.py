@@ -23,6 +23,10 @@ class PolicyHolder:
         self._snapshot: policy_pb2.PolicySnapshot | None = None
         self._secrets = b""  # digest of the credentials the current policy was compiled with
 
+    @property
+    def snapshot_created_ms(self) -> int:
+        return self._snapshot.created_unix_ms if self._snapshot is not None else 0
+
     def current(self) -> CompiledPolicy | None:
         return self.policy
 

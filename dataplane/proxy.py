@@ -29,6 +29,9 @@ from dataplane.upstream import Upstream
 from dataplane.usage_event import EventIds, RequestRecord
 
 if TYPE_CHECKING:
+    from dataplane.loopguard.stage import LoopStage
+    from dataplane.observe.node import RequestObserver
+    from dataplane.observe.tracing import Tracing
     from dataplane.usage_sink import UsageSink
 
 __all__ = ["Endpoint", "Proxy"]
@@ -41,6 +44,7 @@ class Proxy:
         budgets: BudgetGate | None = None, translations: Translations | None = None,
         monotonic: Callable[[], float] = time.monotonic, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None, breakers: Breakers | None = None,
+        observer: RequestObserver | None = None, loops: LoopStage | None = None, tracing: Tracing | None = None,
     ):
         self._policy = policy
         self._pepper = pepper
@@ -49,6 +53,9 @@ class Proxy:
         self._clock = clock
         self._ids = EventIds()
         self._budgets = budgets
+        self._observer = observer  # metrics + access log (dataplane/observe/); None when both are off
+        self._loops = loops  # runaway-loop breaker (dataplane/loopguard/)
+        self._tracing = tracing  # OpenTelemetry spans (dataplane/observe/tracing.py); None = off, no cost
         forwarder = Forwarder(upstream=upstream, translations=translations, clock=clock, monotonic=monotonic)
         self._loop = AttemptLoop(forwarder, breakers=breakers or Breakers(monotonic), clock=clock, monotonic=monotonic,
                                  sleep=sleep, rng=rng or random.Random())
@@ -73,9 +80,15 @@ class Proxy:
             rec.client_disconnected = rec.client_disconnected or resp.disconnected
             if rec.price is not None:
                 rec.cost_pico = rec.price.cost_pico(rec.usage)
+            if self._loops is not None and rec.cost_pico:
+                self._loops.settle(self._policy(), rec.key, rec.cost_pico)
             if rec.budget is not None and self._budgets is not None:
                 self._budgets.settle(rec.budget, rec.usage, rec.model, rec.price)  # bill what was produced, free the rest
             self._sink.emit(rec.to_event(self._node_id))
+            if self._observer is not None:
+                self._observer.done(rec)
+            if self._tracing is not None:
+                self._tracing.done(rec, req.headers)
 
     async def _forward(self, req: Request, resp: Responder, ep: Endpoint, rec: RequestRecord) -> None:
         policy = self._policy()
@@ -98,6 +111,8 @@ class Proxy:
             raise bad_request("the request body must name a model, e.g. {\"model\": \"...\"}")
         stream = ep.dialect.wants_stream(req.path, body)
         rec.requested_model, rec.stream = requested, stream
+        if self._loops is not None:
+            self._loops.admit(policy, key, requested, body)
         plan = plan_for(policy, key, requested, req.headers, rec.tags, body, len(req.body))
         rec.route_rule = plan.rule_id
         named = policy.routes.get(requested)

@@ -97,6 +97,10 @@ class KafkaUsageSink:
         return self._overflow + self._lost
 
     @property
+    def spool_bytes(self) -> int:
+        return self._wal.size_bytes if self._wal is not None else 0
+
+    @property
     def direct(self) -> bool:
         """Connected, and the last delivery succeeded: events reach Kafka as they are emitted."""
         return self._producer is not None and self._healthy

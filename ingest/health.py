@@ -1,7 +1,8 @@
 """Tiny HTTP health endpoint for the ingest service (aiohttp).
 
 GET /healthz  200 when the poll loop ran recently and ClickHouse answered recently, else 503.
-GET /metrics  JSON counters: consumed, inserted, dlq, duplicates, errors, wire_batches/fallbacks,
+GET /metrics  Prometheus text (ingest/metrics.py): rows, DLQ, errors, lag per partition, batch latency.
+GET /stats    the same counters as JSON: consumed, inserted, dlq, duplicates, errors, wire_batches/fallbacks,
               lag per partition, last_insert_age_s.
 """
 
@@ -12,6 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from ingest.metrics import ingest_registry
+from interlock.metrics.exposition import CONTENT_TYPE, DURATION_BUCKETS, Histogram, Registry
+
+
+def _batch_histogram() -> Histogram:
+    return Histogram("interlock_ingest_batch_duration_seconds", "Time to insert, dead-letter and commit one batch.",
+                     (), DURATION_BUCKETS)
 
 
 @dataclass
@@ -30,6 +39,7 @@ class IngestStats:
     last_loop: float = 0.0  # monotonic: last poller iteration
     lag: dict[int, int] = field(default_factory=dict)  # partition -> end offset - committed
     buffered: int = 0
+    batch_seconds: Histogram = field(default_factory=_batch_histogram)
 
 
 @dataclass(frozen=True)
@@ -74,19 +84,26 @@ class HealthServer:
         self._stats, self._host, self._port = stats, host, port
         self._policy = policy or HealthPolicy()
         self._runner: web.AppRunner | None = None
+        self._registry: Registry | None = None
         self.port = port
 
     async def _healthz(self, request: web.Request) -> web.Response:
         ok, why = healthy(self._stats, self._policy)
         return web.json_response({"ok": ok, "reason": why}, status=200 if ok else 503)
 
-    async def _metrics(self, request: web.Request) -> web.Response:
+    async def _stats_json(self, request: web.Request) -> web.Response:
         return web.json_response(snapshot(self._stats))
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        if self._registry is None:
+            self._registry = ingest_registry(self._stats)
+        return web.Response(body=self._registry.render(), headers={"content-type": CONTENT_TYPE})
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/stats", self._stats_json)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)

@@ -189,6 +189,11 @@ class IngestService:
         return batch.epoch == self._buffers.epoch(batch.tp)
 
     async def _process(self, batch: PartitionBatch) -> None:
+        started = time.monotonic()
+        await self._process_batch(batch)
+        self.stats.batch_seconds.observe((), time.monotonic() - started)
+
+    async def _process_batch(self, batch: PartitionBatch) -> None:
         if not await self._commit(batch, batch.first, kc.encode_intent(batch.last)):
             return  # partition lost: the new owner reads nothing of ours but this intent
         decoded = await asyncio.to_thread(kc.decode_records, batch.records)

@@ -54,6 +54,22 @@ def _bool(raw: str) -> bool:
     raise ValueError("expected true/false")
 
 
+def _fraction(raw: str) -> float:
+    v = float(raw)
+    if not 0.0 <= v <= 1.0:
+        raise ValueError("must be between 0 and 1 (e.g. 0.01 for 1% of requests)")
+    return v
+
+
+def _access_log_format(raw: str) -> str:
+    v = raw.strip().lower()
+    if v in ("json", "logfmt", "off"):
+        return v
+    if v in ("0", "false", "no", "none", ""):
+        return "off"
+    raise ValueError("must be json, logfmt or off")
+
+
 def _path(raw: str) -> Path:
     return Path(raw)
 
@@ -121,6 +137,11 @@ class DataPlaneSettings:
     control_plane_cert: Path | None = None  # this node's client certificate (mutual TLS)
     control_plane_key: Path | None = None
     node_token: bytes | None = field(default=None, repr=False)
+    metrics: bool = True  # GET /metrics request series (dataplane/observe/); budget series are always there
+    access_log: str = "json"  # "json" | "logfmt" | "off": one line per request on stdout (dataplane/observe/)
+    spool_alert_bytes: int = 100 << 20  # usage spool above this: a usage_spool_high alert (0 = never)
+    trace_sample: float = 0.0  # OpenTelemetry head sampling, 0..1; 0 = tracing off (dataplane/observe/tracing.py)
+    otlp_endpoint: str = ""  # OTLP/gRPC collector, e.g. http://otel-collector:4317 ("" = the SDK's default)
 
     @property
     def snapshot_path(self) -> Path:
@@ -181,6 +202,11 @@ class DataPlaneSettings:
             control_plane_cert=_get(env, "CONTROL_PLANE_CERT", None, _path),
             control_plane_key=_get(env, "CONTROL_PLANE_KEY", None, _path),
             node_token=_secret(env, "NODE_TOKEN"),
+            metrics=_get(env, "METRICS", cls.metrics, _bool),
+            access_log=_get(env, "ACCESS_LOG", cls.access_log, _access_log_format),
+            trace_sample=_get(env, "TRACE_SAMPLE", cls.trace_sample, _fraction),
+            spool_alert_bytes=_get(env, "SPOOL_ALERT_BYTES", cls.spool_alert_bytes, int),
+            otlp_endpoint=_get(env, "OTLP_ENDPOINT", cls.otlp_endpoint, str),
         )
         if problem := settings.control_channel_problem():
             raise SettingsError(problem)

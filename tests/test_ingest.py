@@ -100,7 +100,7 @@ async def test_ingest_dedups_and_dead_letters(kafka: KafkaBroker, kafka_topic: s
     try:
         await _run_until_idle(service)
         async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{health.port}/metrics") as resp:
+            async with http.get(f"http://127.0.0.1:{health.port}/stats") as resp:
                 metrics = await resp.json()
             async with http.get(f"http://127.0.0.1:{health.port}/healthz") as resp:
                 assert resp.status in (200, 503)  # the loop has stopped by now; shape only

@@ -83,7 +83,7 @@ async def wait_ingested(port: int, timeout_s: float = 90) -> dict[str, Any]:
     async with httpx.AsyncClient(timeout=2) as http:
         while time.monotonic() < deadline:
             try:
-                m = (await http.get(f"http://127.0.0.1:{port}/metrics")).json()
+                m = (await http.get(f"http://127.0.0.1:{port}/stats")).json()
             except httpx.HTTPError:
                 await asyncio.sleep(0.5)
                 continue

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 
 import grpc
@@ -23,9 +24,11 @@ MAX_OPS = 10_000
 
 
 class BudgetServicer(budget_pb2_grpc.BudgetServiceServicer):
-    def __init__(self, ledger: Ledger, clock: Callable[[], float]):
+    def __init__(self, ledger: Ledger, clock: Callable[[], float],
+                 observe: Callable[[str, float], None] | None = None):
         self._ledger = ledger
         self._clock = clock
+        self._observe = observe  # (outcome, seconds) per Sync, for GET /metrics (controlplane/observe.py)
 
     async def Sync(
         self, request: budget_pb2.LeaseSyncRequest, context: grpc.aio.ServicerContext
@@ -35,12 +38,18 @@ class BudgetServicer(budget_pb2_grpc.BudgetServiceServicer):
         if len(request.ops) > MAX_OPS:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_OPS} ops per Sync")
         self._ledger.maybe_collect()
+        started, outcome = time.monotonic(), "ok"
         try:
             grants = await self._ledger.sync(request.node_id, request.seq, request.ops)
         except StoreUnavailable as exc:
+            outcome = "unavailable"
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"budget ledger unavailable: {exc}")
         except Conflict:
+            outcome = "contended"
             await context.abort(grpc.StatusCode.ABORTED, "budget ledger contended; retry with the same seq")
+        finally:
+            if self._observe is not None:
+                self._observe(outcome, time.monotonic() - started)
         return budget_pb2.LeaseSyncResponse(
             grants=grants, server_time_unix_ms=int(self._clock() * 1000), lease_ttl_ms=self._ledger.lease_ttl_ms
         )

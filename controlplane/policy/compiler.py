@@ -17,6 +17,7 @@ from interlock.v1 import policy_pb2
 
 from ..errors import PolicyInvalid
 from .budgets import compile_budget_policy, revoked_ids, validate_budgets
+from .loop import compile_loop_breakers
 from .model import KeyRecord, PolicyDocument
 from .routing import compile_model_routing, compile_rules, compile_team_routing, fallback_chains, validate_routing
 
@@ -153,8 +154,10 @@ def compile_snapshot(
             id=k.id, key_hash=bytes.fromhex(k.key_hash), name=k.name, team_id=k.team, user_id=k.user,
             project_id=k.project, allowed_models=sorted(k.allowed_models), expires_at_unix_ms=k.expires_at_unix_ms,
             revoked=k.id in revoked, default_tags=k.default_tags, parent_key_id=k.parent,
+            paused=k.paused, paused_reason=k.paused_reason,
         )
     s.budget_policy.CopyFrom(compile_budget_policy(doc, keys))
     compile_rules(doc, flat, s)
+    compile_loop_breakers(doc, s)
     s.content_hash = snapshot_content_hash(s)
     return s

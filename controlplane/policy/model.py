@@ -11,7 +11,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .routing_model import CircuitBreaker, Deployment, Region, RoutingRule
 
@@ -141,6 +141,8 @@ class Budget(_Frozen):
     timezone: str = "UTC"
     offline_mode: OfflineMode = "safe_share"
     optimistic_overshoot_usd: str = "0"
+    # percent of the window's limit at which destinations are notified ([] = each destination's default)
+    alert_thresholds: list[Annotated[int, Field(ge=1, le=1000)]] = Field(default_factory=list)
 
     @field_validator("limit_usd", mode="before")
     @classmethod
@@ -166,6 +168,62 @@ class RateLimit(_Frozen):
     offline_mode: OfflineMode = "safe_share"
 
 
+class Destination(_Frozen):
+    """Where the control plane delivers alerts (controlplane/alerts/). Secrets are references (env:NAME or
+    file:/path) resolved by the control plane, never stored in the policy: the Slack webhook URL (url_ref),
+    the HMAC signing key of a generic webhook, the PagerDuty routing key (secret_ref)."""
+
+    id: Ident
+    kind: Literal["webhook", "slack", "pagerduty"]
+    url: str = ""  # webhook / slack (or url_ref); pagerduty defaults to the Events v2 endpoint
+    url_ref: str = ""
+    secret_ref: str = ""
+    events: list[str] = Field(default_factory=lambda: ["*"])  # event kinds ("budget_threshold", ...) or "*"
+    budget_thresholds: list[Annotated[int, Field(ge=1, le=1000)]] = Field(default_factory=lambda: [50, 80, 95, 100])
+
+    @field_validator("url_ref", "secret_ref")
+    @classmethod
+    def _ref(cls, v: str) -> str:
+        if not CREDENTIAL_RE.match(v):
+            raise ValueError("must be a reference like env:NAME or file:/path, never the secret itself")
+        return v
+
+    @model_validator(mode="after")
+    def _target(self) -> Destination:
+        if self.kind != "pagerduty" and not (self.url or self.url_ref):
+            raise ValueError(f"destination {self.id!r} ({self.kind}) needs url or url_ref")
+        if self.kind == "pagerduty" and not self.secret_ref:
+            raise ValueError(f"destination {self.id!r} (pagerduty) needs secret_ref naming the routing key")
+        if self.url and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"destination {self.id!r}: url must be http(s)://")
+        return self
+
+
+class LoopBreaker(_Frozen):
+    """Runaway-loop detection on the data plane (dataplane/loopguard/) for keys in a scope (the most specific
+    applies: key, then team, then all). Either detector may be off (0)."""
+
+    id: Ident
+    scope: Literal["all", "team", "key"] = "all"
+    scope_id: str = ""
+    identical_requests: int = Field(default=0, ge=0, le=100_000)  # N requests with the same normalised tail...
+    identical_window_s: int = Field(default=600, ge=1, le=86_400)  # ...within this window
+    max_usd_per_minute: str = "0"  # spend velocity over velocity_window_s
+    velocity_window_s: int = Field(default=60, ge=10, le=3_600)
+    action: Literal["alert", "pause", "revoke"] = "pause"
+
+    @field_validator("max_usd_per_minute", mode="before")
+    @classmethod
+    def _velocity(cls, v: object) -> str:
+        return _decimal(v)
+
+    @model_validator(mode="after")
+    def _scoped(self) -> LoopBreaker:
+        if (self.scope == "all") == bool(self.scope_id):
+            raise ValueError(f"loop breaker {self.id!r}: scope_id names the team or key (and is empty for 'all')")
+        return self
+
+
 class PolicyDocument(_Frozen):
     """The declarative part of policy (everything but virtual keys)."""
 
@@ -178,6 +236,8 @@ class PolicyDocument(_Frozen):
     budgets: list[Budget] = Field(default_factory=list)
     rate_limits: list[RateLimit] = Field(default_factory=list)
     routes: list[RoutingRule] = Field(default_factory=list)
+    destinations: list[Destination] = Field(default_factory=list)  # where alerts go (controlplane/alerts/)
+    loop_breakers: list[LoopBreaker] = Field(default_factory=list)  # runaway-loop detection (issue 15)
 
 
 class KeyRecord(_Frozen):
@@ -199,13 +259,18 @@ class KeyRecord(_Frozen):
     parent: str = ""
     budget_usd: str = ""  # per-run keys: implicit lifetime budget ("" = none)
     max_concurrency: int = 0  # per-run keys: implicit concurrency limit (0 = none)
+    paused: bool = False  # by the loop breaker, until `interlock keys resume` (issue 15)
+    paused_reason: str = ""
+    paused_at_unix_ms: int = 0
 
 
 SectionName = Literal[
     "providers", "models", "aliases", "teams", "users", "projects", "budgets", "rate_limits", "routes",
+    "destinations", "loop_breakers",
 ]
 SECTIONS: tuple[SectionName, ...] = (
     "providers", "models", "aliases", "teams", "users", "projects", "budgets", "rate_limits", "routes",
+    "destinations", "loop_breakers",
 )
 SECTION_TYPES: dict[str, type[BaseModel]] = {
     "providers": Provider,
@@ -217,6 +282,8 @@ SECTION_TYPES: dict[str, type[BaseModel]] = {
     "budgets": Budget,
     "rate_limits": RateLimit,
     "routes": RoutingRule,
+    "destinations": Destination,
+    "loop_breakers": LoopBreaker,
 }
 
 

@@ -33,8 +33,10 @@ def render(table: PoolTable, lease_sync_failures: int = 0, online: bool = False)
         labels = f'kind="{_KIND[key.kind]}",limit_id="{_label(key.limit_id)}",window="{_label(key.window_key)}"'
         for field, v in (("lease", p.lease), ("reserved", p.reserved), ("unreported", p.spent)):
             out.append(f'interlock_budget_pool{{{labels},field="{field}"}} {v}')
-    out += ["# TYPE interlock_budget_lease_sync_failures_total counter",
+    out += ["# HELP interlock_budget_lease_sync_failures_total Lease syncs with the control plane that failed.",
+            "# TYPE interlock_budget_lease_sync_failures_total counter",
             f"interlock_budget_lease_sync_failures_total {lease_sync_failures}",
+            "# HELP interlock_budget_control_plane_reachable 1 when the last lease sync reached the control plane.",
             "# TYPE interlock_budget_control_plane_reachable gauge",
             f"interlock_budget_control_plane_reachable {int(online)}"]
     return ("\n".join(out) + "\n").encode()

@@ -111,6 +111,11 @@ class Breakers:
             b.config = config
         return b
 
+    def states(self) -> list[tuple[str, str]]:
+        """(deployment id, state) of every breaker used on this node, for GET /metrics."""
+        now = self.clock()
+        return [(dep_id, b.current(now)) for dep_id, b in self._by_id.items()]
+
     def state(self, dep_id: str) -> str:
         """For explain: "closed" | "open" | "half_open" | "unknown" (never used on this node)."""
         b = self._by_id.get(dep_id)

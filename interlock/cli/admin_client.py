@@ -27,6 +27,7 @@ from controlplane.admin_schemas import (
     PolicyOut,
     SnapshotOut,
 )
+from controlplane.alerts.api import DeliveryListOut, TestOut
 from controlplane.audit_api import PolicyAuditLogOut
 from controlplane.budget.admin_routes import BudgetListOut, RunKeyIn, RunKeyOut
 from controlplane.policy.model import PolicyDocument
@@ -112,6 +113,15 @@ class AdminClient:
 
     def budgets(self, *, history: bool = False) -> BudgetListOut:
         return self._call(BudgetListOut, "GET", "/budgets", params={"history": "true" if history else "false"})
+
+    def resume_key(self, key_id: str) -> KeyOut:
+        return self._call(KeyOut, "POST", f"/keys/{quote(key_id, safe='')}/resume")
+
+    def alerts(self, *, limit: int) -> DeliveryListOut:
+        return self._call(DeliveryListOut, "GET", "/alerts", params={"limit": limit})
+
+    def alert_test(self, destination: str) -> TestOut:
+        return self._call(TestOut, "POST", "/alerts/test", json={"destination": destination})
 
     # -- plumbing ----------------------------------------------------------
 

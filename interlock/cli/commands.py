@@ -8,6 +8,7 @@ import click
 
 # Modules are imported lazily at registration so one broken area can't hide the rest.
 MODULES = (
+    "interlock.cli.alerts_cmds",   # alerts, alerts test
     "interlock.cli.budget_cmds",   # budgets, keys mint
     "interlock.cli.explain_cmd",   # explain (routing)
     "interlock.cli.fake_cmd",      # interlock fake-provider

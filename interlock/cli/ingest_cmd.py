@@ -7,7 +7,8 @@ import logging
 
 import click
 
-from interlock.cli.serve_cmds import _settings_or_exit, run_until_signal
+from interlock import logsetup
+from interlock.cli.serve_cmds import _settings_or_exit, repeat_interval, run_until_signal
 
 
 async def serve_ingest(settings: object, stop: asyncio.Event) -> None:
@@ -41,8 +42,9 @@ def ingest_cmd(log_level: str) -> None:
     """Consume usage events from Kafka into ClickHouse (configured by INTERLOCK_* environment variables)."""
     from interlock.settings import IngestSettings
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsetup.configure(log_level, repeat_interval_s=repeat_interval())
     settings = _settings_or_exit(IngestSettings.from_env)
+    logsetup.log_effective(logging.getLogger("interlock"), "ingest", settings)
 
     async def main(stop: asyncio.Event) -> None:
         await serve_ingest(settings, stop)

@@ -243,6 +243,24 @@ def keys_revoke(key_id: str, admin_url: str | None, admin_token: str | None) -> 
                      "stop accepting it as soon as they apply the next snapshot")
 
 
+@keys.command("resume")
+@click.argument("key_id")
+@admin_options
+def keys_resume(key_id: str, admin_url: str | None, admin_token: str | None) -> None:
+    """Resume KEY_ID after the runaway-loop breaker paused it (audited; role operator)."""
+    if key_id.startswith("sk-"):
+        raise click.BadParameter("that looks like a key's secret; pass its id (vk_…) from `interlock keys list`")
+    try:
+        with _client(admin_url, admin_token) as api:
+            k = api.resume_key(key_id)
+    except AdminError as exc:
+        if exc.status == 404:
+            exc.message += " (see `interlock keys list` for ids)"
+        raise
+    _console().print(f"resumed [bold]{escape(k.id)}[/]; data-plane nodes accept it again as soon as they apply "
+                     "the next snapshot")
+
+
 # -- models and status ---------------------------------------------------------------
 
 

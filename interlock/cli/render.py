@@ -211,6 +211,8 @@ def key_status(k: KeyOut, now_ms: int) -> Text:
         return Text("revoked", style="red")
     if 0 < k.expires_at_unix_ms <= now_ms:
         return Text("expired", style="yellow")
+    if k.paused:
+        return Text("paused", style="red")  # by the loop breaker: interlock keys resume
     if k.expires_at_unix_ms:
         return Text(f"{_span(k.expires_at_unix_ms - now_ms)} left", style="green")
     return Text("active", style="green")

@@ -12,7 +12,19 @@ from pathlib import Path
 
 import click
 
+from interlock import logsetup
 from interlock.settings import SettingsError
+
+log = logging.getLogger("interlock")
+
+
+def repeat_interval() -> float:
+    """INTERLOCK_LOG_REPEAT_INTERVAL_S: seconds over which repeated connection errors collapse (0 = off)."""
+    raw = os.environ.get("INTERLOCK_LOG_REPEAT_INTERVAL_S", "")
+    try:
+        return float(raw) if raw else logsetup.DEFAULT_REPEAT_S
+    except ValueError as exc:
+        raise click.ClickException(f"INTERLOCK_LOG_REPEAT_INTERVAL_S={raw!r} is not a number of seconds") from exc
 
 
 def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -44,9 +56,10 @@ def dataplane_cmd(log_level: str) -> None:
     from dataplane.usage_sink import make_usage_sink
     from interlock.settings import DataPlaneSettings
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsetup.configure(log_level, repeat_interval_s=repeat_interval())
     settings = _settings_or_exit(DataPlaneSettings.from_env)
     assert isinstance(settings, DataPlaneSettings)
+    logsetup.log_effective(log, "data plane", settings)
 
     async def main(stop: asyncio.Event) -> None:
         node = DataPlaneNode(settings, sink=make_usage_sink(settings), env=os.environ)
@@ -80,9 +93,10 @@ def controlplane_cmd(log_level: str) -> None:
     from controlplane.backend import start_backend
     from interlock.settings import ControlPlaneSettings
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsetup.configure(log_level, repeat_interval_s=repeat_interval())
     settings = _settings_or_exit(ControlPlaneSettings.from_env)
     assert isinstance(settings, ControlPlaneSettings)
+    logsetup.log_effective(log, "control plane", settings)
 
     async def main(stop: asyncio.Event) -> None:
         backend = await start_backend(settings)
@@ -110,7 +124,7 @@ def dev_cmd(data_dir: Path | None, port: int | None, log_level: str) -> None:
     from interlock.devstack import DevStack
     from interlock.settings import DevSettings
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsetup.configure(log_level, repeat_interval_s=repeat_interval())
     settings = _settings_or_exit(DevSettings.from_env)
     assert isinstance(settings, DevSettings)
     if data_dir is not None:

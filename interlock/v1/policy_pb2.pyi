@@ -226,7 +226,7 @@ class Project(_message.Message):
     def __init__(self, id: _Optional[str] = ..., team_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class VirtualKey(_message.Message):
-    __slots__ = ("id", "key_hash", "name", "team_id", "user_id", "project_id", "allowed_models", "expires_at_unix_ms", "revoked", "default_tags", "parent_key_id")
+    __slots__ = ("id", "key_hash", "name", "team_id", "user_id", "project_id", "allowed_models", "expires_at_unix_ms", "revoked", "default_tags", "parent_key_id", "paused", "paused_reason")
     class DefaultTagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -245,6 +245,8 @@ class VirtualKey(_message.Message):
     REVOKED_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_TAGS_FIELD_NUMBER: _ClassVar[int]
     PARENT_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_REASON_FIELD_NUMBER: _ClassVar[int]
     id: str
     key_hash: bytes
     name: str
@@ -256,7 +258,9 @@ class VirtualKey(_message.Message):
     revoked: bool
     default_tags: _containers.ScalarMap[str, str]
     parent_key_id: str
-    def __init__(self, id: _Optional[str] = ..., key_hash: _Optional[bytes] = ..., name: _Optional[str] = ..., team_id: _Optional[str] = ..., user_id: _Optional[str] = ..., project_id: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., expires_at_unix_ms: _Optional[int] = ..., revoked: _Optional[bool] = ..., default_tags: _Optional[_Mapping[str, str]] = ..., parent_key_id: _Optional[str] = ...) -> None: ...
+    paused: bool
+    paused_reason: str
+    def __init__(self, id: _Optional[str] = ..., key_hash: _Optional[bytes] = ..., name: _Optional[str] = ..., team_id: _Optional[str] = ..., user_id: _Optional[str] = ..., project_id: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., expires_at_unix_ms: _Optional[int] = ..., revoked: _Optional[bool] = ..., default_tags: _Optional[_Mapping[str, str]] = ..., parent_key_id: _Optional[str] = ..., paused: _Optional[bool] = ..., paused_reason: _Optional[str] = ...) -> None: ...
 
 class Budget(_message.Message):
     __slots__ = ("id", "scope", "scope_id", "window", "limit_pico", "timezone", "offline_mode", "optimistic_overshoot_pico", "limit_usd")
@@ -315,7 +319,7 @@ class BudgetPolicy(_message.Message):
     def __init__(self, budgets: _Optional[_Iterable[_Union[Budget, _Mapping]]] = ..., rate_limits: _Optional[_Iterable[_Union[RateLimit, _Mapping]]] = ..., unpriced_price: _Optional[_Union[Price, _Mapping]] = ..., unpriced_models: _Optional[_Iterable[str]] = ..., default_max_output_tokens: _Optional[int] = ...) -> None: ...
 
 class PolicySnapshot(_message.Message):
-    __slots__ = ("version", "content_hash", "created_unix_ms", "key_hash_scheme", "providers", "models", "aliases", "teams", "users", "projects", "keys", "budget_policy", "routing_rules")
+    __slots__ = ("version", "content_hash", "created_unix_ms", "key_hash_scheme", "providers", "models", "aliases", "teams", "users", "projects", "keys", "budget_policy", "routing_rules", "loop_breakers")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
@@ -329,6 +333,7 @@ class PolicySnapshot(_message.Message):
     KEYS_FIELD_NUMBER: _ClassVar[int]
     BUDGET_POLICY_FIELD_NUMBER: _ClassVar[int]
     ROUTING_RULES_FIELD_NUMBER: _ClassVar[int]
+    LOOP_BREAKERS_FIELD_NUMBER: _ClassVar[int]
     version: int
     content_hash: str
     created_unix_ms: int
@@ -342,4 +347,25 @@ class PolicySnapshot(_message.Message):
     keys: _containers.RepeatedCompositeFieldContainer[VirtualKey]
     budget_policy: BudgetPolicy
     routing_rules: _containers.RepeatedCompositeFieldContainer[RoutingRule]
-    def __init__(self, version: _Optional[int] = ..., content_hash: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., key_hash_scheme: _Optional[str] = ..., providers: _Optional[_Iterable[_Union[Provider, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., aliases: _Optional[_Iterable[_Union[Alias, _Mapping]]] = ..., teams: _Optional[_Iterable[_Union[Team, _Mapping]]] = ..., users: _Optional[_Iterable[_Union[User, _Mapping]]] = ..., projects: _Optional[_Iterable[_Union[Project, _Mapping]]] = ..., keys: _Optional[_Iterable[_Union[VirtualKey, _Mapping]]] = ..., budget_policy: _Optional[_Union[BudgetPolicy, _Mapping]] = ..., routing_rules: _Optional[_Iterable[_Union[RoutingRule, _Mapping]]] = ...) -> None: ...
+    loop_breakers: _containers.RepeatedCompositeFieldContainer[LoopBreaker]
+    def __init__(self, version: _Optional[int] = ..., content_hash: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., key_hash_scheme: _Optional[str] = ..., providers: _Optional[_Iterable[_Union[Provider, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., aliases: _Optional[_Iterable[_Union[Alias, _Mapping]]] = ..., teams: _Optional[_Iterable[_Union[Team, _Mapping]]] = ..., users: _Optional[_Iterable[_Union[User, _Mapping]]] = ..., projects: _Optional[_Iterable[_Union[Project, _Mapping]]] = ..., keys: _Optional[_Iterable[_Union[VirtualKey, _Mapping]]] = ..., budget_policy: _Optional[_Union[BudgetPolicy, _Mapping]] = ..., routing_rules: _Optional[_Iterable[_Union[RoutingRule, _Mapping]]] = ..., loop_breakers: _Optional[_Iterable[_Union[LoopBreaker, _Mapping]]] = ...) -> None: ...
+
+class LoopBreaker(_message.Message):
+    __slots__ = ("id", "scope", "scope_id", "identical_requests", "identical_window_s", "max_pico_per_minute", "velocity_window_s", "action")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_ID_FIELD_NUMBER: _ClassVar[int]
+    IDENTICAL_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    IDENTICAL_WINDOW_S_FIELD_NUMBER: _ClassVar[int]
+    MAX_PICO_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    VELOCITY_WINDOW_S_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    scope: str
+    scope_id: str
+    identical_requests: int
+    identical_window_s: int
+    max_pico_per_minute: int
+    velocity_window_s: int
+    action: str
+    def __init__(self, id: _Optional[str] = ..., scope: _Optional[str] = ..., scope_id: _Optional[str] = ..., identical_requests: _Optional[int] = ..., identical_window_s: _Optional[int] = ..., max_pico_per_minute: _Optional[int] = ..., velocity_window_s: _Optional[int] = ..., action: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,78 @@
+"""Wires a node's observability: the registry behind GET /metrics and the per-request observer.
+
+The proxy calls RequestObserver.done(rec) once per request (or nothing at all when metrics and the access
+log are both off). Node-level gauges (in-flight, circuits, usage sink, snapshot) are read at scrape time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from dataplane.observe.access_log import AccessLog
+from dataplane.observe.metrics import RequestMetrics, states
+from dataplane.usage_event import RequestRecord
+from interlock.metrics.exposition import Labels, Registry
+
+
+class RequestObserver:
+    __slots__ = ("_access", "_metrics")
+
+    def __init__(self, metrics: RequestMetrics | None, access: AccessLog | None) -> None:
+        self._metrics = metrics
+        self._access = access
+
+    def done(self, rec: RequestRecord) -> None:
+        if self._metrics is not None:
+            self._metrics.record(rec)
+        if self._access is not None:
+            self._access.write(rec)
+
+    def flush(self) -> None:
+        if self._access is not None:
+            self._access.flush()
+
+
+def _one(v: Callable[[], float]) -> Callable[[], Iterable[tuple[Labels, float]]]:
+    return lambda: [((), float(v()))]
+
+
+def sink_series(reg: Registry, sink: Any) -> None:
+    """Usage-sink figures: every sink has emitted/written/dropped/failed_batches; the Kafka sink also spools."""
+    reg.counter("interlock_usage_events", "Usage events by outcome: emitted by requests, written to the sink, "
+                "dropped (buffer or spool full, or emitted after close).", ("outcome",),
+                lambda: [(("emitted",), sink.emitted), (("written",), sink.written), (("dropped",), sink.dropped)])
+    reg.counter("interlock_usage_sink_failed_batches", "Sink batches that failed (retried or dropped).", (),
+                _one(lambda: sink.failed_batches))
+    reg.gauge("interlock_usage_sink_queue", "Usage events buffered in memory, not yet written.", (),
+              _one(lambda: getattr(sink, "buffered", 0)))
+    reg.gauge("interlock_usage_spool_bytes", "Bytes in the usage spool (WAL) not yet acknowledged by Kafka.", (),
+              _one(lambda: getattr(sink, "spool_bytes", 0)))
+    reg.gauge("interlock_usage_sink_direct", "1 when events reach the sink as they are emitted (Kafka connected and "
+              "healthy); 0 while they accumulate in the spool.", (), _one(lambda: int(getattr(sink, "direct", True))))
+
+
+def node_registry(
+    *, metrics_on: bool, in_flight: Callable[[], int], circuits: Callable[[], Iterable[tuple[str, str]]],
+    sink: Any, policy_version: Callable[[], int], snapshot_created_ms: Callable[[], int],
+    budget_section: Callable[[], bytes], clock: Callable[[], float] = time.time,
+) -> tuple[Registry, RequestMetrics | None]:
+    reg = Registry()
+    req = RequestMetrics(reg) if metrics_on else None
+    if metrics_on:
+        reg.gauge("interlock_requests_in_flight", "Proxied requests not finished yet.", (), _one(in_flight))
+        reg.gauge("interlock_circuit_state", "Circuit breaker state per deployment (1 = current state).",
+                  ("deployment", "state"), states(circuits))
+        sink_series(reg, sink)
+        reg.gauge("interlock_policy_version", "Version of the policy snapshot serving traffic (0 = none).", (),
+                  _one(policy_version))
+
+        def age() -> Iterable[tuple[Labels, float]]:
+            created = snapshot_created_ms()
+            return [((), round(clock() - created / 1000, 3))] if created else []
+
+        reg.gauge("interlock_policy_snapshot_age_seconds", "Seconds since the serving snapshot was compiled by the "
+                  "control plane.", (), age)
+    reg.section(budget_section)
+    return reg, req

@@ -1,0 +1,1 @@
+"""Prometheus text exposition shared by every process (data plane, control plane, ingest)."""
