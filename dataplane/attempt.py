@@ -185,7 +185,7 @@ class Forwarder:
         try:
             if first:  # read before the response started (see attempt); the rest is the plain relay loop
                 rec.first_byte_s = self._clock()
-                out = scanner.feed(first)
+                out = _feed(scanner, first)
                 if resp.disconnected:
                     rec.client_disconnected = True
                 else:
@@ -194,7 +194,7 @@ class Forwarder:
                 async for chunk in chunks:
                     if not rec.first_byte_s:
                         rec.first_byte_s = self._clock()
-                    out = scanner.feed(chunk)
+                    out = _feed(scanner, chunk)
                     if resp.disconnected:
                         rec.client_disconnected = True
                         break  # leaving the context closes the upstream connection: the provider stops generating
@@ -203,6 +203,16 @@ class Forwarder:
             rec.usage = scanner.usage if scanner.usage.reported else _estimate(rec, scanner.usage, scanner.events)
             rec.response_bytes = resp.bytes_sent
         resp.end_stream()
+
+
+def _feed(scanner: StreamUsageScanner, chunk: bytes) -> bytes:
+    """A stream the scanner cannot read (malformed or hostile upstream bytes) ends with an error event in the
+    client's dialect and is recorded as a failure, instead of a dropped connection."""
+    try:
+        return scanner.feed(chunk)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError, ArithmeticError) as exc:
+        raise GatewayError(502, ErrorKind.UPSTREAM, f"the provider's stream could not be read ({type(exc).__name__}); "
+                           "the answer is incomplete") from exc
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
@@ -225,6 +235,7 @@ def _estimate(rec: RequestRecord, partial: Usage, events: int) -> Usage:
     return Usage(
         input_tokens=partial.input_tokens or rec.request_bytes // 4, cached_input_tokens=partial.cached_input_tokens,
         output_tokens=max(partial.output_tokens, events), reported=False,
+        cache_write_5m_tokens=partial.cache_write_5m_tokens, cache_write_1h_tokens=partial.cache_write_1h_tokens,
     )
 
 
