@@ -30,8 +30,17 @@ def _serving(m: Model, providers: dict[str, Provider]) -> tuple[str, str]:
     return (p.kind if p else ""), upstream
 
 
+def _given(price: Price) -> set[str]:
+    """The figures policy sets itself: those unlike the defaults (a stored document carries every field, so
+    `model_fields_set` cannot tell; a figure of "0" beside `catalog` is therefore not an override: use `free`)."""
+    return {f for f in (*PRICE_FIELDS, "above") if getattr(price, f) != _DEFAULT.get(f)}
+
+
+_DEFAULT = {"input": "0", "output": "0"}
+
+
 def _from_catalog(price: Price, entry: CatalogEntry, catalog: Catalog) -> Price:
-    given = price.model_fields_set - {"catalog", "catalog_model", "source", "source_url", "source_date"}
+    given = _given(price)
     figures = {f: v for f, v in entry.figures.items() if f in PRICE_FIELDS}
     tier = entry.figures.get("above")
     merged = {**figures, **({"above": PriceTier(**tier)} if tier else {}),
@@ -43,10 +52,10 @@ def _from_catalog(price: Price, entry: CatalogEntry, catalog: Catalog) -> Price:
 
 def _resolve(m: Model, providers: dict[str, Provider], store: CatalogStore) -> Model:
     price = m.price
-    omitted = "price" not in m.model_fields_set and not m.free
+    omitted = not m.free and price.catalog is None and not _given(price)
     if price.catalog is None and not omitted:
-        return m if price.source == POLICY_SOURCE else m.model_copy(update={"price": price.model_copy(
-            update={"source": POLICY_SOURCE})})
+        return m.model_copy(update={"price": price.model_copy(
+            update={"source": POLICY_SOURCE, "source_url": None, "source_date": None})})
     kind, upstream = _serving(m, providers)
     catalog = store.get(price.catalog or "latest")
     entry = catalog.lookup(kind, price.catalog_model or upstream)
