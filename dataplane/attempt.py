@@ -22,6 +22,7 @@ from dataplane.routing.report import AttemptRecord, route_headers
 from dataplane.routing.table import Plan, RuntimeDeployment
 from dataplane.translate.base import Params
 from dataplane.translate.binding import Translation, Translations
+from dataplane.translate.count_tokens import COUNT, COUNT_HEADER, CountTranslation, counted
 from dataplane.upstream import PASSTHROUGH_RESPONSE_HEADERS, Upstream, UpstreamResponse
 from dataplane.usage_event import RequestRecord
 
@@ -111,11 +112,13 @@ class Forwarder:
             return Outcome(503, "unavailable", True, exc=GatewayError(
                 503, ErrorKind.UNAVAILABLE, f"model {requested!r} is unavailable on this node: {prov.unavailable}"))
         adapter = prov.adapter
-        xl: Translation | None = None  # cross-API translation (dataplane/translate/) when the dialects differ
+        xl: Translation | CountTranslation | None = None  # cross-API translation (dataplane/translate/)
         if self._translations is not None and self._translations.needed(ep.dialect, ep.operation, adapter):
             xl = self._translations.bind(ep.dialect, ep.operation, adapter, Params(
-                requested, stream, int(self._clock()), adapter.kind, m.max_output_tokens))
+                requested, stream, int(self._clock()), adapter.kind, m.max_output_tokens, m.upstream_name))
             body = xl.request(body)
+            if isinstance(xl, CountTranslation) and xl.local:  # no counting endpoint: a marked local estimate
+                return self._count_locally(resp, rec, dep, xl, body, started)
         elif adapter.dialect != ep.dialect.name:
             raise bad_request(f"model {requested!r} is served by a provider speaking the {adapter.dialect} API; "
                               f"this endpoint speaks {ep.dialect.name} (cross-API translation is not enabled)")
@@ -156,7 +159,10 @@ class Forwarder:
                     return Outcome(status, cls, True, retry_after_s(upstream.headers, self._clock()), out, ctype, extra)
                 rec.first_byte_s = self._clock()
                 rec.status, rec.error_class = status, cls
-                if status == 200:
+                if status == 200 and ep.operation == COUNT:  # a count is not usage: nothing is billed
+                    rec.counted_tokens = counted((xl.provider if xl else ep.dialect).name, payload)
+                    extra.append((COUNT_HEADER, "provider"))
+                elif status == 200:
                     rec.usage = _usage_of(xl.provider if xl else ep.dialect, payload)  # the provider's own report
                 rec.response_bytes = len(out)
                 resp.send(status, ctype, out, [*extra, *route_headers(rec.route_rule, rec.attempts)])
@@ -169,6 +175,16 @@ class Forwarder:
             cls = exception_class(exc)
             self.note(rec, dep, err.status, cls, started)
             return Outcome(err.status, cls, cls in plan.retryable, exc=err)
+
+    def _count_locally(self, resp: Responder, rec: RequestRecord, dep: RuntimeDeployment, xl: CountTranslation,
+                       body: dict[str, Any], started: float) -> Outcome:
+        out, n = xl.estimate_answer(body)
+        self.note(rec, dep, 200, "", started)
+        rec.first_byte_s = self._clock()
+        rec.status, rec.counted_tokens, rec.count_estimated, rec.response_bytes = 200, n, True, len(out)
+        resp.send(200, "application/json", out, [("x-interlock-request-id", rec.event_id), (COUNT_HEADER, "estimated"),
+                                                 *route_headers(rec.route_rule, rec.attempts)])
+        return OK
 
     def note(self, rec: RequestRecord, dep: RuntimeDeployment, status: int, cls: str, started: float) -> None:
         m = dep.model
