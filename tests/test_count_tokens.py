@@ -96,6 +96,7 @@ async def test_openai_input_tokens_on_an_anthropic_model(gw: Gateway, fake_provi
     [sent] = count_requests(fake_provider)
     assert sent["path"] == "/v1/messages/count_tokens"
     assert status == 200 and body["object"] == "response.input_tokens" and body["input_tokens"] > 0
+    assert headers["x-interlock-token-count"] == "provider"
     (ev,) = await wait_events(gw, 1)
     assert ev.counted_tokens == body["input_tokens"] and ev.endpoint == "/v1/responses/input_tokens"
 

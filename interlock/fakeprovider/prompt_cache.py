@@ -53,22 +53,28 @@ def breakpoints(body: Any) -> tuple[list[tuple[int, str, str]], int]:
 
 @dataclass
 class PromptCache:
-    entries: dict[str, float] = field(default_factory=dict)  # prefix hash -> expiry (monotonic seconds)
+    # prefix hash -> (expiry in monotonic seconds, the prefix's token count when it was written)
+    entries: dict[str, tuple[float, int]] = field(default_factory=dict)
 
     def apply(self, body: Any, reply: Reply, now: float) -> Reply:
         points, total = breakpoints(body)
         if not points or not total:
             return reply
         tokens = [reply.input_tokens * n // total for n, _, _ in points]
-        hit = max((i for i, (_, _, key) in enumerate(points) if self.entries.get(key, 0) > now), default=-1)
-        read = tokens[hit] if hit >= 0 else 0
+        hit = max((i for i, (_, _, key) in enumerate(points) if self.entries.get(key, (0.0, 0))[0] > now), default=-1)
+        # a hit reads the prefix at the size it was written: the same prefix costs the same every time
+        read = min(self.entries[points[hit][2]][1], reply.input_tokens) if hit >= 0 else 0
         w5 = w1 = 0
+        done = read
         for i in range(hit + 1, len(points)):
-            seg = tokens[i] - (tokens[i - 1] if i else 0)
+            seg = max(tokens[i] - done, 0)
+            done += seg
+            tokens[i] = done
             if points[i][1] == "1h":
                 w1 += seg
             else:
                 w5 += seg
-        for _, ttl, key in points:  # a hit refreshes the TTL; a write starts it
-            self.entries[key] = max(self.entries.get(key, 0), now + TTL_S[ttl])
+        for i, (_, ttl, key) in enumerate(points):  # a hit refreshes the TTL; a write starts it
+            size = self.entries[key][1] if i <= hit else tokens[i]
+            self.entries[key] = (max(self.entries.get(key, (0.0, 0))[0], now + TTL_S[ttl]), size)
         return replace(reply, cached_tokens=read, cache_write_5m=w5, cache_write_1h=w1)
