@@ -285,7 +285,8 @@ def audit_cmd(ctx: click.Context, key: str | None, where: tuple[str, ...], since
         more = f"only the newest {limit}: narrow --since or raise --limit; " if r.truncated else ""
         t = _table("TIME (UTC)!", "EVENT!", "MODEL / ROUTE", "STATUS!", "TOKENS IN/OUT>",
                    "COST (USD)>", "LATENCY>", "FLAGS!",
-                   caption=f"{more}flags: S stream, D client disconnected, F fallback (attempts); exact: -o json|csv")
+                   caption=f"{more}flags: S stream, D client disconnected, F fallback (attempts); tokens: r/w cache "
+                           "reads/writes, cnt counted (~ estimated); exact: -o json|csv")
         for x in r.rows:
             route = Text(x.model if x.requested_model in ("", x.model) else f"{x.requested_model} → {x.model}")
             route.append(f"\n{x.provider}/{x.upstream_model}", style="dim")
@@ -297,9 +298,9 @@ def audit_cmd(ctx: click.Context, key: str | None, where: tuple[str, ...], since
             tokens = f"{_n(x.input_tokens)}/{_n(x.output_tokens)}"
             writes = x.cache_write_5m_tokens + x.cache_write_1h_tokens
             if x.cached_input_tokens or writes:
-                tokens += f"\ncache r{_n(x.cached_input_tokens)} w{_n(writes)}"
+                tokens += f"\nr {_n(x.cached_input_tokens)}\nw {_n(writes)}"  # one short line each: 80 columns
             if x.counted_tokens:
-                tokens += f"\ncounted {_n(x.counted_tokens)}{' est.' if x.count_estimated else ''}"
+                tokens += f"\ncnt {_n(x.counted_tokens)}{'~' if x.count_estimated else ''}"
             _row(t, x.time[5:19].replace("T", " "), x.event_id, route, status, tokens, money(x.cost_usd),
                  f"{x.latency_ms:,}ms", flags or "—")
         out.print(t)
