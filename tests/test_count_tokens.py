@@ -18,6 +18,8 @@ import pytest
 from controlplane.policy.model import CircuitBreaker, Model, Price
 from tests.fixtures.fakeprovider import FakeProvider
 from tests.fixtures.gateway import Gateway, gateway_policy, native_gemini, running_gateway, wait_events
+from tests.fixtures.sdks import anthropic_client as anth
+from tests.fixtures.sdks import genai_client as gem
 
 MESSAGES = [{"role": "user", "content": "count these words for me please"}]
 SYSTEM = "you are terse"
@@ -148,3 +150,20 @@ async def test_count_tokens_never_bills_even_natively(gw: Gateway, fake_provider
     assert status == 200 and headers["x-interlock-token-count"] == "provider"
     (ev,) = await wait_events(gw, 1)
     assert ev.counted_tokens == body["input_tokens"] and ev.input_tokens == 0 and ev.cost_usd == "0.000000000000"
+
+
+async def test_official_sdks_count_on_models_of_other_apis(gw: Gateway, fake_provider: FakeProvider) -> None:
+    """The SDKs Claude Code and Gemini CLI are built on: their count calls get answers on every model."""
+    a = anth(gw)
+    on_gemini = await a.messages.count_tokens(model="gemini-t", system=SYSTEM, messages=MESSAGES)  # type: ignore[arg-type]
+    on_openai = await a.messages.count_tokens(model="gpt-t", messages=MESSAGES)  # type: ignore[arg-type]
+    g = gem(gw)
+    on_claude = await g.aio.models.count_tokens(model="claude-t", contents="count these words")
+    on_gpt = await g.aio.models.count_tokens(model="gpt-t", contents="count these words")
+    assert min(on_gemini.input_tokens, on_openai.input_tokens) > 0
+    assert min(on_claude.total_tokens or 0, on_gpt.total_tokens or 0) > 0
+    events = await wait_events(gw, 4)
+    assert [(e.provider, e.count_estimated) for e in events] == [("fg", False), ("fo", True), ("fa", False),
+                                                                 ("fo", True)]
+    assert [h["path"] for h in count_requests(fake_provider)] == ["/v1beta/models/gemini-upstream:countTokens",
+                                                                  "/v1/messages/count_tokens"]
