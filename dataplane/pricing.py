@@ -38,37 +38,49 @@ class Price:
     above_input_tokens: int = 0  # > 0 with `above`: a request with more input is priced wholly at `above`
     above: Price | None = None
 
-    def _rate(self, v: int, base: int) -> int:
-        return base if v < 0 else v
+    def __post_init__(self) -> None:
+        # resolve the fallbacks once (frozen: set through object), so cost_pico is plain arithmetic
+        for name, base in (("write_5m_pico", self.input_pico), ("write_1h_pico", self.input_pico),
+                           ("audio_in_pico", self.input_pico), ("audio_out_pico", self.output_pico)):
+            if getattr(self, name) < 0:
+                object.__setattr__(self, name, base)
 
     def cost_pico(self, u: Usage) -> int:
-        if self.above is not None and self.above_input_tokens and u.input_tokens > self.above_input_tokens:
+        total_in = u.input_tokens
+        if self.above is not None and total_in > self.above_input_tokens > 0:
             return self.above.cost_pico(u)
-        # counts are never negative (dialects/usage_fields.count); classes beyond the total are clamped to it
-        total_in = max(u.input_tokens, 0)
-        read = min(max(u.cached_input_tokens, 0), total_in)
-        w5 = min(max(u.cache_write_5m_tokens, 0), total_in - read)
-        w1 = min(max(u.cache_write_1h_tokens, 0), total_in - read - w5)
-        audio_in = min(max(u.audio_input_tokens, 0), total_in - read - w5 - w1)
-        plain_in = total_in - read - w5 - w1 - audio_in
-        total_out = max(u.output_tokens, 0)
-        audio_out = min(max(u.audio_output_tokens, 0), total_out)
-        inp, out = self.input_pico, self.output_pico
-        return (plain_in * inp + read * self.cached_pico + w5 * self._rate(self.write_5m_pico, inp)
-                + w1 * self._rate(self.write_1h_pico, inp) + audio_in * self._rate(self.audio_in_pico, inp)
-                + (total_out - audio_out) * out + audio_out * self._rate(self.audio_out_pico, out))
+        # counts are never negative (dialects/usage_fields.count); classes are clamped into the total anyway
+        total_in = total_in if total_in > 0 else 0
+        total_out = u.output_tokens if u.output_tokens > 0 else 0
+        read, w5, w1, audio_in = u.cached_input_tokens, u.cache_write_5m_tokens, u.cache_write_1h_tokens, \
+            u.audio_input_tokens
+        audio_out = u.audio_output_tokens
+        if not (w5 or w1 or audio_in or audio_out):  # the common case: only cache reads are split out
+            read = read if 0 < read < total_in else (total_in if read > 0 else 0)
+            return (total_in - read) * self.input_pico + read * self.cached_pico + total_out * self.output_pico
+        left = total_in
+        read = read if 0 < read < left else (left if read > 0 else 0)
+        left -= read
+        w5 = w5 if 0 < w5 < left else (left if w5 > 0 else 0)
+        left -= w5
+        w1 = w1 if 0 < w1 < left else (left if w1 > 0 else 0)
+        left -= w1
+        audio_in = audio_in if 0 < audio_in < left else (left if audio_in > 0 else 0)
+        left -= audio_in
+        audio_out = audio_out if 0 < audio_out < total_out else (total_out if audio_out > 0 else 0)
+        return (left * self.input_pico + read * self.cached_pico + w5 * self.write_5m_pico + w1 * self.write_1h_pico
+                + audio_in * self.audio_in_pico + (total_out - audio_out) * self.output_pico
+                + audio_out * self.audio_out_pico)
 
     @property
     def dearest_input_pico(self) -> int:
         """The most one input token of any class can cost (budget reservations)."""
-        inp = self.input_pico
-        own = max(inp, self.cached_pico, self._rate(self.write_5m_pico, inp), self._rate(self.write_1h_pico, inp),
-                  self._rate(self.audio_in_pico, inp))
+        own = max(self.input_pico, self.cached_pico, self.write_5m_pico, self.write_1h_pico, self.audio_in_pico)
         return max(own, self.above.dearest_input_pico) if self.above is not None else own
 
     @property
     def dearest_output_pico(self) -> int:
-        own = max(self.output_pico, self._rate(self.audio_out_pico, self.output_pico))
+        own = max(self.output_pico, self.audio_out_pico)
         return max(own, self.above.dearest_output_pico) if self.above is not None else own
 
 

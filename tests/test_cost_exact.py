@@ -268,3 +268,19 @@ def test_negative_usage_never_gives_negative_cost() -> None:
     p = Price(1, 1, 1, "v")
     assert p.cost_pico(Usage(input_tokens=-10, output_tokens=-10, cached_input_tokens=-5)) == 0
     assert format_usd(-5) == "0.000000000000"
+
+
+def test_a_stream_the_scanner_cannot_read_becomes_an_upstream_error() -> None:
+    from dataplane.attempt import _feed
+    from dataplane.gateway_errors import GatewayError
+
+    class Broken:
+        usage = Usage()
+        events = 0
+
+        def feed(self, chunk: bytes) -> bytes:
+            raise ValueError("bad bytes")
+
+    with pytest.raises(GatewayError) as exc:
+        _feed(Broken(), b"data: {}\n\n")  # type: ignore[arg-type]
+    assert exc.value.status == 502 and exc.value.kind == "upstream_error" and "incomplete" in exc.value.message

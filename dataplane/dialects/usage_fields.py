@@ -17,6 +17,8 @@ MAX_COUNT = 10**12  # no request holds a trillion tokens: larger figures are cla
 
 def count(v: Any) -> int:
     """A token count from JSON: a non-negative int no larger than MAX_COUNT; anything else is 0."""
+    if type(v) is int:  # the usual case first (`type is` also keeps bool, an int subclass, out)
+        return v if 0 <= v <= MAX_COUNT else (MAX_COUNT if v > 0 else 0)
     if isinstance(v, bool):
         return 0
     if isinstance(v, int):
