@@ -3,8 +3,9 @@ provider, which models Anthropic prompt caching and keeps its own record of ever
 
 - Claude Code over a multi-turn session (a tool round trip, then a resumed session) writes and reads the
   prompt cache: the sum of the events' costs equals Anthropic's formula applied to the fake's own record.
-- Token counting across APIs: the CLIs on models served by a provider of another API get answers, and the
-  event says whether the count is the provider's or the gateway's estimate.
+- Token counting across APIs: Claude Code (`/context`) and Gemini CLI (media prompts) on models served by a
+  provider of another API get answers, and the event says whether the count is the provider's or the
+  gateway's estimate.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from controlplane.policy.model import Price
 from tests.fixtures.agents import (
     CLAUDE_MODEL,
     CODEX_MODEL,
+    GEMINI_MODEL,
     agent_binary,
     agent_policy,
     assert_only_gateway,
@@ -128,3 +130,24 @@ async def test_gemini_cli_counts_tokens_on_a_model_of_another_api(
         assert e.status == 200 and e.provider == provider and e.counted_tokens > 0
         assert e.count_estimated is (count_path is None) and e.cost_usd == "0.000000000000"
     assert len(sent) == (len(counts) if count_path else 0)
+
+
+@pytest.mark.parametrize(("model", "provider", "count_path"), [
+    (GEMINI_MODEL, "fg", f"/v1beta/models/{GEMINI_MODEL}:countTokens"),  # Gemini provider: its countTokens
+    (CODEX_MODEL, "fo", None),  # OpenAI-compatible provider: no counting endpoint, the gateway estimates
+], ids=["gemini-provider", "openai-provider"])
+async def test_claude_code_context_counts_tokens_on_a_model_of_another_api(
+        agent_gateway: Gateway, fake_provider: FakeProvider, tmp_path: Path, model: str, provider: str,
+        count_path: str | None) -> None:
+    """`claude -p /context` sizes the system prompt, tools and memory with count_tokens calls."""
+    run, result = await run_claude(agent_gateway, tmp_path, "/context", model=model)
+    assert result["is_error"] is False, run.describe()
+    assert_only_gateway(run, agent_gateway)
+    counts = [e for e in agent_gateway.sink.events if e.endpoint == "/v1/messages/count_tokens"]
+    assert len(counts) >= 3, [(e.endpoint, e.status) for e in agent_gateway.sink.events]
+    for e in counts:
+        assert e.status == 200 and e.provider == provider and e.counted_tokens > 0, (e.status, e.error_class)
+        assert e.count_estimated is (count_path is None) and e.cost_usd == "0.000000000000"
+    sent = [h for h in fake_provider.stats()["history"] if h["path"] == count_path]
+    assert len(sent) == (len(counts) if count_path else 0)
+    assert fake_provider.stats()["total"] == len(sent)  # counting only: nothing generated, nothing billed
