@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from controlplane.policy.model import Price
+from controlplane.policy.model import CircuitBreaker, Model, Price
 from tests.fixtures.agents import (
     CLAUDE_MODEL,
     CODEX_MODEL,
@@ -151,3 +151,24 @@ async def test_claude_code_context_counts_tokens_on_a_model_of_another_api(
     sent = [h for h in fake_provider.stats()["history"] if h["path"] == count_path]
     assert len(sent) == (len(counts) if count_path else 0)
     assert fake_provider.stats()["total"] == len(sent)  # counting only: nothing generated, nothing billed
+
+
+async def test_claude_code_context_when_the_anthropic_primary_answers_529(
+        fake_provider: FakeProvider, tmp_path: Path) -> None:
+    """The primary (Anthropic API) is overloaded and the fallback speaks the OpenAI API: Claude Code's counts
+    come from the fallback (estimated), never the misleading 'cannot be translated' 400."""
+    policy = agent_policy(fake_provider.base_url)
+    policy = policy.model_copy(update={"models": [*policy.models, Model(
+        name="claude-flaky", provider="fa", upstream="claude-up", price=SONNET, fallback=[CODEX_MODEL],
+        circuit=CircuitBreaker(enabled=False))]})
+    fake_provider.add_fault(status=529, count=None, path="/v1/messages/count_tokens")
+    with tempfile.TemporaryDirectory() as state:
+        async with running_gateway(fake_provider.base_url, Path(state), policy=policy) as gw:
+            run, result = await run_claude(gw, tmp_path, "/context", model="claude-flaky")
+            assert result["is_error"] is False, run.describe()
+            counts = [e for e in gw.sink.events if e.endpoint == "/v1/messages/count_tokens"]
+    assert counts
+    for e in counts:
+        assert e.status == 200 and e.count_estimated and e.counted_tokens > 0
+        assert [(a.provider, a.status) for a in e.attempts] == [("fa", 529), ("fo", 200)]
+    assert {h["status"] for h in fake_provider.stats()["history"]} == {529}  # the primary really failed each time
