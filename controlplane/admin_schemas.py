@@ -120,6 +120,10 @@ class ModelOut(BaseModel):
     input_per_mtok: str
     output_per_mtok: str
     cached_input_per_mtok: str
+    cache_write_per_mtok: str = ""
+    price_source: str = "policy"
+    price_source_url: str = ""
+    price_read_on: str = ""
 
     @classmethod
     def of(cls, m: ModelInfo) -> ModelOut:

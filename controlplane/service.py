@@ -19,6 +19,7 @@ from .audit import Actor, AuditAction, PolicyAuditRecord, build_record, encode_r
 from .budget.runkeys import MAX_RUN_KEY_DEPTH, RunKeySpec, check_run_key, prunable, run_key_record
 from .diff import plan_apply
 from .errors import Conflict, NotFound, PolicyInvalid
+from .model_listing import model_infos
 from .nodes import read_node_status
 from .policy.compiler import resolve_aliases, validate
 from .policy.model import Budget, KeyRecord, PolicyDocument, Project, RateLimit, Team, User
@@ -283,22 +284,7 @@ class StorePolicyService:
     # -- read models ----------------------------------------------------------
 
     async def list_models(self) -> list[ModelInfo]:
-        doc = (await load_state(self._kv)).document()
-        models = {m.name: m for m in doc.models}
-        flat, _ = resolve_aliases(doc)  # dangling aliases (only in a broken store) are left out
-        out = []
-        for name, target in [(m, m) for m in models] + list(flat.items()):
-            m = models[target]
-            price = m.price
-            out.append(
-                ModelInfo(
-                    name=name, kind="model" if name == target else "alias", provider=m.provider or ",".join(d.provider for d in m.deployments),
-                    upstream=m.upstream or m.name, target=target, input_per_mtok=price.input,
-                    output_per_mtok=price.output,
-                    cached_input_per_mtok=price.cached_input if price.cached_input is not None else price.input,
-                )
-            )
-        return sorted(out, key=lambda i: i.name)
+        return model_infos((await load_state(self._kv)).document())
 
     async def policy_log(self, since_ms: int | None = None, limit: int = 100) -> list[PolicyAuditRecord]:
         """Recorded policy changes, newest first (see controlplane/audit.py)."""

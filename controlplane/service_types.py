@@ -56,6 +56,10 @@ class ModelInfo:
     input_per_mtok: str
     output_per_mtok: str
     cached_input_per_mtok: str
+    cache_write_per_mtok: str = ""  # "" = the input price
+    price_source: str = "policy"  # "policy" | "catalog:<version>" (| "+policy" when figures override it)
+    price_source_url: str = ""
+    price_read_on: str = ""  # the date the catalog's source page was read
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from ingest.queries import (
     parse_where,
     parse_window,
 )
-from ingest.query_service import AuditTrail, SpendReport, Totals, UsageQueryService, UsageStoreMissing, share
+from ingest.query_service import AuditRow, AuditTrail, SpendReport, Totals, UsageQueryService, UsageStoreMissing, share
 
 from .admin_api import PREFIX
 from .admin_auth import Role, requires
@@ -125,6 +125,7 @@ class StepOut(BaseModel):
     share_pct: str
     first: str
     last: str
+    cache_write_tokens: int = 0  # 5-minute + 1-hour prompt-cache writes
 
 
 class TaskCostOut(BaseModel):
@@ -133,6 +134,12 @@ class TaskCostOut(BaseModel):
     step_key: str
     total: TotalsOut
     rows: list[StepOut]
+
+
+def _token_classes(r: AuditRow) -> dict[str, Any]:
+    return {f: getattr(r, f) for f in ("cached_input_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens",
+                                       "reasoning_tokens", "audio_input_tokens", "audio_output_tokens",
+                                       "usage_estimated", "price_version", "counted_tokens", "count_estimated")}
 
 
 class AuditRowOut(BaseModel):
@@ -158,6 +165,17 @@ class AuditRowOut(BaseModel):
     ttfb_ms: int
     stream: bool
     client_disconnected: bool
+    # token classes billed apart (issue 14), subsets of input/output tokens; price_version: catalog:<v> or policy
+    cached_input_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+    audio_input_tokens: int = 0
+    audio_output_tokens: int = 0
+    usage_estimated: bool = False
+    price_version: str = ""
+    counted_tokens: int = 0
+    count_estimated: bool = False
 
 
 class AuditOut(BaseModel):
@@ -174,7 +192,7 @@ class AuditOut(BaseModel):
                             attempts=r.attempts, status=r.status, error_class=r.error_class,
                             input_tokens=r.input_tokens, output_tokens=r.output_tokens, cost_usd=_money(r.cost_usd),
                             latency_ms=r.latency_ms, ttfb_ms=r.ttfb_ms, stream=r.stream,
-                            client_disconnected=r.client_disconnected) for r in t.rows]
+                            client_disconnected=r.client_disconnected, **_token_classes(r)) for r in t.rows]
         return cls(window=WindowOut.of(since, t.window), where=where, truncated=t.truncated, rows=rows)
 
 
@@ -235,7 +253,8 @@ def create_usage_router(query_service: UsageQueryService) -> APIRouter:
         rows = [StepOut(step=s.step, model=s.model, requests=s.requests, errors=s.errors, input_tokens=s.input_tokens,
                         output_tokens=s.output_tokens, cached_input_tokens=s.cached_input_tokens,
                         cost_usd=_money(s.cost_usd), share_pct=str(share(s.cost_usd, total)),
-                        first=_iso(s.first_us), last=_iso(s.last_us)) for s in bill.rows]
+                        first=_iso(s.first_us), last=_iso(s.last_us),
+                        cache_write_tokens=s.cache_write_5m_tokens + s.cache_write_1h_tokens) for s in bill.rows]
         return TaskCostOut(task=task, tag_key=tag_key, step_key=step_key, total=TotalsOut.of(bill.total), rows=rows)
 
     @r.get("/audit", summary="The request trail, newest first: routing, status, tokens, cost, latency")

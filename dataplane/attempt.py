@@ -22,6 +22,7 @@ from dataplane.routing.report import AttemptRecord, route_headers
 from dataplane.routing.table import Plan, RuntimeDeployment
 from dataplane.translate.base import Params
 from dataplane.translate.binding import Translation, Translations
+from dataplane.translate.count_tokens import COUNT, COUNT_HEADER, CountTranslation, counted
 from dataplane.upstream import PASSTHROUGH_RESPONSE_HEADERS, Upstream, UpstreamResponse
 from dataplane.usage_event import RequestRecord
 
@@ -111,11 +112,13 @@ class Forwarder:
             return Outcome(503, "unavailable", True, exc=GatewayError(
                 503, ErrorKind.UNAVAILABLE, f"model {requested!r} is unavailable on this node: {prov.unavailable}"))
         adapter = prov.adapter
-        xl: Translation | None = None  # cross-API translation (dataplane/translate/) when the dialects differ
+        xl: Translation | CountTranslation | None = None  # cross-API translation (dataplane/translate/)
         if self._translations is not None and self._translations.needed(ep.dialect, ep.operation, adapter):
             xl = self._translations.bind(ep.dialect, ep.operation, adapter, Params(
-                requested, stream, int(self._clock()), adapter.kind, m.max_output_tokens))
+                requested, stream, int(self._clock()), adapter.kind, m.max_output_tokens, m.upstream_name))
             body = xl.request(body)
+            if isinstance(xl, CountTranslation) and xl.local:  # no counting endpoint: a marked local estimate
+                return self._count_locally(resp, rec, dep, xl, body, started)
         elif adapter.dialect != ep.dialect.name:
             raise bad_request(f"model {requested!r} is served by a provider speaking the {adapter.dialect} API; "
                               f"this endpoint speaks {ep.dialect.name} (cross-API translation is not enabled)")
@@ -156,7 +159,10 @@ class Forwarder:
                     return Outcome(status, cls, True, retry_after_s(upstream.headers, self._clock()), out, ctype, extra)
                 rec.first_byte_s = self._clock()
                 rec.status, rec.error_class = status, cls
-                if status == 200:
+                if status == 200 and ep.operation == COUNT:  # a count is not usage: nothing is billed
+                    rec.counted_tokens = counted((xl.provider if xl else ep.dialect).name, payload)
+                    extra.append((COUNT_HEADER, "provider"))
+                elif status == 200:
                     rec.usage = _usage_of(xl.provider if xl else ep.dialect, payload)  # the provider's own report
                 rec.response_bytes = len(out)
                 resp.send(status, ctype, out, [*extra, *route_headers(rec.route_rule, rec.attempts)])
@@ -169,6 +175,16 @@ class Forwarder:
             cls = exception_class(exc)
             self.note(rec, dep, err.status, cls, started)
             return Outcome(err.status, cls, cls in plan.retryable, exc=err)
+
+    def _count_locally(self, resp: Responder, rec: RequestRecord, dep: RuntimeDeployment, xl: CountTranslation,
+                       body: dict[str, Any], started: float) -> Outcome:
+        out, n = xl.estimate_answer(body)
+        self.note(rec, dep, 200, "", started)
+        rec.first_byte_s = self._clock()
+        rec.status, rec.counted_tokens, rec.count_estimated, rec.response_bytes = 200, n, True, len(out)
+        resp.send(200, "application/json", out, [("x-interlock-request-id", rec.event_id), (COUNT_HEADER, "estimated"),
+                                                 *route_headers(rec.route_rule, rec.attempts)])
+        return OK
 
     def note(self, rec: RequestRecord, dep: RuntimeDeployment, status: int, cls: str, started: float) -> None:
         m = dep.model
@@ -185,7 +201,7 @@ class Forwarder:
         try:
             if first:  # read before the response started (see attempt); the rest is the plain relay loop
                 rec.first_byte_s = self._clock()
-                out = scanner.feed(first)
+                out = _feed(scanner, first)
                 if resp.disconnected:
                     rec.client_disconnected = True
                 else:
@@ -194,7 +210,7 @@ class Forwarder:
                 async for chunk in chunks:
                     if not rec.first_byte_s:
                         rec.first_byte_s = self._clock()
-                    out = scanner.feed(chunk)
+                    out = _feed(scanner, chunk)
                     if resp.disconnected:
                         rec.client_disconnected = True
                         break  # leaving the context closes the upstream connection: the provider stops generating
@@ -203,6 +219,16 @@ class Forwarder:
             rec.usage = scanner.usage if scanner.usage.reported else _estimate(rec, scanner.usage, scanner.events)
             rec.response_bytes = resp.bytes_sent
         resp.end_stream()
+
+
+def _feed(scanner: StreamUsageScanner, chunk: bytes) -> bytes:
+    """A stream the scanner cannot read (malformed or hostile upstream bytes) ends with an error event in the
+    client's dialect and is recorded as a failure, instead of a dropped connection."""
+    try:
+        return scanner.feed(chunk)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError, ArithmeticError) as exc:
+        raise GatewayError(502, ErrorKind.UPSTREAM, f"the provider's stream could not be read ({type(exc).__name__}); "
+                           "the answer is incomplete") from exc
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
@@ -225,6 +251,7 @@ def _estimate(rec: RequestRecord, partial: Usage, events: int) -> Usage:
     return Usage(
         input_tokens=partial.input_tokens or rec.request_bytes // 4, cached_input_tokens=partial.cached_input_tokens,
         output_tokens=max(partial.output_tokens, events), reported=False,
+        cache_write_5m_tokens=partial.cache_write_5m_tokens, cache_write_1h_tokens=partial.cache_write_1h_tokens,
     )
 
 

@@ -107,8 +107,8 @@ class AttemptLoop:
                 return
             planner.failed(dep, outcome.retry_after_s)
             last = outcome
-        if last is None:
-            raise refused or self._nothing_tried(rec, planner)
+        if last is None:  # an open circuit is the real failure; a deployment that cannot serve this is not
+            raise self._nothing_tried(rec, planner) if planner.skipped_open or refused is None else refused
         self._send_last(resp, rec, last)
 
     def _settle_breaker(self, breaker: CircuitBreaker, outcome: Outcome | None) -> None:

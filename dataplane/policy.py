@@ -16,7 +16,7 @@ import orjson
 from dataplane.budget.index import BudgetIndex, build_index
 from dataplane.errors import SnapshotRejected
 from dataplane.loopguard.index import LoopIndex
-from dataplane.pricing import Price, per_token_pico
+from dataplane.pricing import Price, price_from_proto
 from dataplane.providers.base import ProviderAdapter, ProviderConfigError
 from dataplane.routing.table import RoutingTable
 from interlock.keys import HASH_SCHEME
@@ -145,12 +145,7 @@ class CompiledPolicy:
             prov = providers.get(m.provider)
             if prov is None:
                 raise SnapshotRejected(f"model {m.name!r} names unknown provider {m.provider!r}")
-            price = Price(
-                input_pico=per_token_pico(m.price.input_per_mtok),
-                output_pico=per_token_pico(m.price.output_per_mtok),
-                cached_pico=per_token_pico(m.price.cached_input_per_mtok or m.price.input_per_mtok),
-                version=m.price.version,
-            )
+            price = price_from_proto(m.price)
             rm = RuntimeModel(m.name, m.upstream_name or m.name, prov, price, m.max_output_tokens)
             routes[m.name] = Route(rm, "")
         aliases_of: dict[str, list[str]] = {}

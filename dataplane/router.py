@@ -37,6 +37,8 @@ class Router:
             ("POST", "/v1/embeddings"): Endpoint(openai, "embeddings", "/v1/embeddings"),
             ("POST", "/v1/messages"): Endpoint(anthropic, "messages", "/v1/messages"),
             ("POST", "/v1/messages/count_tokens"): Endpoint(anthropic, "count_tokens", "/v1/messages/count_tokens"),
+            ("POST", "/v1/responses/input_tokens"): Endpoint(dialects["openai_responses"], "count_tokens",
+                                                             "/v1/responses/input_tokens"),
         }
         # Gemini names the model in the path: /v1beta/models/{model}:{method}. ep.path is the template.
         self._gemini = {

@@ -39,6 +39,8 @@ class RequestRecord:
         "budget",
         "client_disconnected",
         "cost_pico",
+        "count_estimated",
+        "counted_tokens",
         "dialect",
         "done_s",
         "endpoint",
@@ -79,6 +81,8 @@ class RequestRecord:
         self.stream = self.client_disconnected = False
         self.usage = Usage()
         self.cost_pico = 0
+        self.counted_tokens = 0  # count_tokens: the count answered; count_estimated: ours, not the provider's
+        self.count_estimated = False
         self.price: Price | None = None
         self.policy_version = 0
         self.response_bytes = 0
@@ -103,6 +107,9 @@ class RequestRecord:
             ttfb_ms=ms(self.first_byte_s), stream=self.stream, client_disconnected=self.client_disconnected,
             policy_version=self.policy_version, request_bytes=self.request_bytes, response_bytes=self.response_bytes,
             route_rule=self.route_rule, fallback=len(self.attempts) > 1,
+            cache_write_5m_tokens=u.cache_write_5m_tokens, cache_write_1h_tokens=u.cache_write_1h_tokens,
+            audio_input_tokens=u.audio_input_tokens, audio_output_tokens=u.audio_output_tokens,
+            counted_tokens=self.counted_tokens, count_estimated=self.count_estimated,
         )
         for a in self.attempts:  # add() builds in place: a constructor list would build then copy each message
             ev.attempts.add(provider=a.provider, deployment=a.deployment, upstream_model=a.upstream_model,

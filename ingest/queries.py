@@ -219,7 +219,7 @@ def task_cost(database: str, task: str, tag_key: str = "task", step_key: str = "
               window: Window | None = None) -> Query:
     """One task's bill: every event tagged `tag_key=task`, by `step_key` tag and model, steps in
     the order they started. Columns: step, model, requests, errors, in_tokens, out_tokens,
-    cached_tokens, cost, first_us, last_us."""
+    cached_tokens, cost, first_us, last_us, write_5m, write_1h."""
     for key in (tag_key, step_key):
         if not _TAG_NAME.match(key):
             raise InvalidQuery(f"tag key {key!r} must be 1-64 of A-Z a-z 0-9 _ . : / -")
@@ -230,7 +230,8 @@ def task_cost(database: str, task: str, tag_key: str = "task", step_key: str = "
     cond = _conditions(window, ((Dimension(TAG_PREFIX + tag_key, tag=tag_key), task),), bind)
     sql = (
         f"SELECT {step} AS step, model, {_SUMS}, toUnixTimestamp64Micro(min(received_at)) AS first_us, "
-        f"toUnixTimestamp64Micro(max(received_at)) AS last_us FROM {check_identifier(database)}.{BY_TIME_TABLE} FINAL "
+        f"toUnixTimestamp64Micro(max(received_at)) AS last_us, "
+        f"sum(cache_write_5m_tokens) AS write_5m, sum(cache_write_1h_tokens) AS write_1h FROM {check_identifier(database)}.{BY_TIME_TABLE} FINAL "
         f"WHERE {cond} GROUP BY step, model ORDER BY first_us, step, model LIMIT {MAX_LIMIT}"
     )
     return Query(sql, bind.parameters, dict(BY_TIME_SETTINGS))
@@ -240,6 +241,8 @@ AUDIT_COLUMNS: tuple[str, ...] = (
     "time_us", "event_id", "team_id", "user_id", "key_id", "requested_model", "alias", "model", "provider",
     "upstream_model", "route_rule", "fallback", "attempts", "status", "error_class", "input_tokens", "output_tokens",
     "cost_usd", "latency_ms", "ttfb_ms", "stream", "client_disconnected",
+    "cached_input_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "reasoning_tokens", "audio_input_tokens",
+    "audio_output_tokens", "usage_estimated", "price_version", "counted_tokens", "count_estimated",
 )  # fmt: skip
 
 

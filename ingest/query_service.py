@@ -81,6 +81,8 @@ class StepCost:
     cost_usd: Decimal
     first_us: int
     last_us: int
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,16 @@ class AuditRow:
     ttfb_ms: int
     stream: bool
     client_disconnected: bool
+    cached_input_tokens: int = 0  # cache reads; the rest: token classes billed apart (issue 14)
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+    audio_input_tokens: int = 0
+    audio_output_tokens: int = 0
+    usage_estimated: bool = False
+    price_version: str = ""
+    counted_tokens: int = 0
+    count_estimated: bool = False
 
 
 @dataclass(frozen=True)
@@ -185,7 +197,7 @@ class UsageQueryService:
         window = self.window(since) if since is not None else None
         rows = self._run(queries.task_cost(self._database, task, tag_key, step_key, window), "task cost")
         steps = [StepCost(str(r[0]), str(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]), Decimal(r[7]),
-                          int(r[8]), int(r[9])) for r in rows]
+                          int(r[8]), int(r[9]), int(r[10]), int(r[11])) for r in rows]
         return TaskCost(task, tag_key, step_key, steps, _totals(steps))
 
     def audit(self, since: timedelta, where: Filters = (), limit: int = 100) -> AuditTrail:

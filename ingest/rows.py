@@ -58,6 +58,12 @@ COLUMNS: tuple[str, ...] = (
     "guardrail_outcome",
     "request_bytes",
     "response_bytes",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "audio_input_tokens",
+    "audio_output_tokens",
+    "counted_tokens",
+    "count_estimated",
 )
 
 
@@ -142,6 +148,12 @@ def event_to_row(ev: usage_pb2.UsageEvent) -> tuple[Any, ...]:
         ev.guardrail_outcome,
         ev.request_bytes,
         ev.response_bytes,
+        ev.cache_write_5m_tokens,
+        ev.cache_write_1h_tokens,
+        ev.audio_input_tokens,
+        ev.audio_output_tokens,
+        ev.counted_tokens,
+        ev.count_estimated,
     )
 
 

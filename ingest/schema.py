@@ -222,6 +222,35 @@ ORDER BY version
 """
 
 
+# Issue 14: the token classes billed apart (subsets of input/output tokens) and count_tokens answers.
+_TOKEN_CLASSES = """
+ALTER TABLE {db}.usage_events
+    ADD COLUMN IF NOT EXISTS cache_write_5m_tokens UInt64 DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS cache_write_1h_tokens UInt64 DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS audio_input_tokens UInt64 DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS audio_output_tokens UInt64 DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS counted_tokens UInt64 DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS count_estimated Bool DEFAULT false
+"""
+
+_BY_TIME_CACHE_WRITES = """
+ALTER TABLE {db}.usage_by_time
+    ADD COLUMN IF NOT EXISTS cache_write_5m_tokens UInt64 DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS cache_write_1h_tokens UInt64 DEFAULT 0
+"""
+
+_BY_TIME_COLUMNS_V140 = _BY_TIME_COLUMNS + ", cache_write_5m_tokens, cache_write_1h_tokens"
+
+# The new view is created before the old one is dropped: an event inserted in between reaches
+# usage_by_time twice, which its ReplacingMergeTree (read with FINAL) collapses; none is lost.
+_USAGE_BY_TIME_MV_V140 = f"""
+CREATE MATERIALIZED VIEW IF NOT EXISTS {{db}}.usage_by_time_mv140 TO {{db}}.usage_by_time AS
+SELECT {_BY_TIME_COLUMNS_V140} FROM {{db}}.usage_events
+"""
+
+_DROP_USAGE_BY_TIME_MV = "DROP VIEW IF EXISTS {db}.usage_by_time_mv"
+
+
 def check_identifier(name: str) -> str:
     """Database names are interpolated into DDL, so only plain identifiers pass."""
     if not _IDENT.match(name):
@@ -238,7 +267,9 @@ def migrations(database: str = DEFAULT_DATABASE, ttl_days: int = DEFAULT_TTL_DAY
     return [
         (version, sql.format(**args).strip())
         for version, sql in ((1, _USAGE_EVENTS), (2, _SPEND_DAILY), (3, _SPEND_DAILY_MV), (4, _USAGE_BY_TIME),
-                             (5, _USAGE_BY_TIME_MV), (6, _USAGE_BY_TIME_BACKFILL), (7, _WIRE_TIMESTAMPS))
+                             (5, _USAGE_BY_TIME_MV), (6, _USAGE_BY_TIME_BACKFILL), (7, _WIRE_TIMESTAMPS),
+                             (140, _TOKEN_CLASSES), (141, _BY_TIME_CACHE_WRITES), (142, _USAGE_BY_TIME_MV_V140),
+                             (143, _DROP_USAGE_BY_TIME_MV))
     ]
 
 

@@ -14,7 +14,8 @@ from fastapi import APIRouter
 from controlplane.admin_api import create_admin_app
 from controlplane.admin_auth import Role, requires
 from controlplane.errors import Conflict, NotFound, StoreUnavailable
-from controlplane.policy.compiler import compile_snapshot, resolve_aliases, validate
+from controlplane.model_listing import model_infos
+from controlplane.policy.compiler import compile_snapshot, validate
 from controlplane.policy.model import SECTIONS, KeyRecord, PolicyDocument, record_key
 from controlplane.service_types import ApplyResult, Change, CreatedKey, KeySpec, ModelInfo, NodeStatus
 from interlock.keys import display_hint, hash_key, new_key_id, new_secret
@@ -81,15 +82,7 @@ class MemoryPolicyService:
         return self.keys[key_id]
 
     async def list_models(self) -> list[ModelInfo]:
-        flat, _ = resolve_aliases(self.doc)
-        models = {m.name: m for m in self.doc.models}
-        out = []
-        for name, target in [(n, n) for n in models] + sorted(flat.items()):
-            m, p = models[target], models[target].price
-            cached = p.input if p.cached_input is None else p.cached_input
-            kind: Literal["model", "alias"] = "model" if name == target else "alias"
-            out.append(ModelInfo(name, kind, m.provider, m.upstream or m.name, target, p.input, p.output, cached))
-        return out
+        return model_infos(self.doc)  # the real service's listing, catalog prices included
 
     async def node_status(self) -> list[NodeStatus]:
         return list(self.nodes)

@@ -541,6 +541,7 @@ async def test_anthropic_stream_exact_event_sequence(fake_provider: FakeProvider
         "output_tokens": 1,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 0,
+        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
     }
     assert [d["delta"] for d in data[3:6]] == [{"type": "text_delta", "text": t} for t in ("Echo:", " hello", " there")]
     assert data[7] == {

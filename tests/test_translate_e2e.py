@@ -168,9 +168,9 @@ async def test_openai_n_greater_than_one_is_refused_before_reaching_anthropic(ga
 
 
 async def test_apis_without_a_translation_are_refused_in_the_clients_dialect(gateway: Gateway, fake_provider) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(anthropic.BadRequestError) as a_exc:  # count_tokens is not a chat turn: no translation
-        await anth(gateway).messages.count_tokens(model="gpt-t", messages=[{"role": "user", "content": "hi"}])
-    assert "'count_tokens'" in a_exc.value.message
+    # count_tokens on a model of an API without a counting endpoint: a local estimate (tests/test_count_tokens.py)
+    counted = await anth(gateway).messages.count_tokens(model="gpt-t", messages=[{"role": "user", "content": "hi"}])
+    assert counted.input_tokens > 0
     with pytest.raises(openai.BadRequestError) as o_exc:
         await oai(gateway).embeddings.create(model="claude-t", input="hi")
     assert "'embeddings'" in o_exc.value.message

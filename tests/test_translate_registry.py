@@ -31,10 +31,7 @@ def test_when_translation_applies(dialect: str, operation: str, kind: str, neede
     assert T.needed(D[dialect], operation, P[kind]) is needed
 
 
-@pytest.mark.parametrize(("dialect", "operation", "kind"), [
-    ("anthropic", "count_tokens", "openai_compatible"), ("openai", "embeddings", "anthropic"),
-    ("gemini", "count_tokens", "anthropic"),
-])
+@pytest.mark.parametrize(("dialect", "operation", "kind"), [("openai", "embeddings", "anthropic")])
 def test_apis_that_are_not_a_chat_turn_are_refused_with_a_400(dialect: str, operation: str, kind: str) -> None:
     with pytest.raises(GatewayError) as exc:
         T.bind(D[dialect], operation, P[kind], params())

@@ -7,7 +7,6 @@ invalid policy is never published.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 
 from interlock.keys import HASH_SCHEME
@@ -19,6 +18,7 @@ from ..errors import PolicyInvalid
 from .budgets import compile_budget_policy, revoked_ids, validate_budgets
 from .loop import compile_loop_breakers
 from .model import KeyRecord, PolicyDocument
+from .prices import compile_price, price_errors, resolve_prices
 from .routing import compile_model_routing, compile_rules, compile_team_routing, fallback_chains, validate_routing
 
 
@@ -107,6 +107,7 @@ def validate(doc: PolicyDocument, keys: Iterable[KeyRecord]) -> dict[str, str]:
             errors += [f"{where}: allowed model {n!r} is not a model or alias" for n in k.allowed_models if n not in routable]
     errors += validate_budgets(doc, keys, routable)
     errors += validate_routing(doc, flat)
+    errors += price_errors(doc)
     if errors:
         raise PolicyInvalid(errors)
     return flat
@@ -117,6 +118,7 @@ def compile_snapshot(
 ) -> policy_pb2.PolicySnapshot:
     keys = sorted(keys, key=lambda k: k.id)
     flat = validate(doc, keys)
+    doc = resolve_prices(doc)  # catalog prices as figures, for models and budgets alike
     s = policy_pb2.PolicySnapshot(version=version, created_unix_ms=now_ms, key_hash_scheme=HASH_SCHEME)
     for p in sorted(doc.providers, key=lambda p: p.name):
         s.providers.add(
@@ -127,14 +129,9 @@ def compile_snapshot(
     providers = {p.name: p for p in doc.providers}
     chains, _ = fallback_chains(doc, flat)
     for m in sorted(doc.models, key=lambda m: m.name):
-        pr = m.price
-        cached = pr.cached_input if pr.cached_input is not None else pr.input
-        price_version = hashlib.sha256(f"{pr.input}|{pr.output}|{cached}".encode()).hexdigest()[:12]
         s.models.add(
             name=m.name, provider=m.provider or m.deployments[0].provider, upstream_name=m.upstream or m.name,
-            price=policy_pb2.Price(
-                input_per_mtok=pr.input, output_per_mtok=pr.output, cached_input_per_mtok=cached, version=price_version
-            ),
+            price=compile_price(m.price),
             max_output_tokens=m.max_output_tokens, context_window=m.context_window,
         )
         compile_model_routing(m, providers, chains[m.name], s.models[-1])

@@ -64,14 +64,47 @@ def _decimal(v: object) -> str:
     return format(d.normalize(), "f")
 
 
+class PriceTier(_Frozen):
+    """Above `input_tokens` input tokens the whole request is priced with these figures (long context)."""
+
+    input_tokens: int = Field(gt=0)
+    input: str
+    output: str
+    cached_input: str | None = None
+    cache_write: str | None = None
+    cache_write_1h: str | None = None
+
+    @field_validator("input", "output", "cached_input", "cache_write", "cache_write_1h", mode="before")
+    @classmethod
+    def _exact(cls, v: object) -> str | None:
+        return None if v is None else _decimal(v)
+
+
 class Price(_Frozen):
-    """USD per 1M tokens, kept as exact decimal strings."""
+    """USD per 1M tokens, kept as exact decimal strings. Unset class prices fall back: cache writes and
+    audio input to `input`, audio output to `output`, cached_input to `input`.
+
+    `catalog`: take the figures from the shipped price catalog ("latest" or a pinned version like
+    "2026-12-06"); any figure given alongside overrides the catalog's. `catalog_model`: the catalog's
+    name for the model when the upstream name is not (an Azure deployment name, say).
+    `source*` are filled in from the catalog; they say where the figures came from."""
 
     input: str = "0"
     output: str = "0"
     cached_input: str | None = None
+    cache_write: str | None = None  # prompt-cache write, default (5-minute) TTL
+    cache_write_1h: str | None = None
+    audio_input: str | None = None
+    audio_output: str | None = None
+    above: PriceTier | None = None
+    catalog: str | None = Field(default=None, pattern=r"^(latest|\d{4}-\d{2}-\d{2})$")
+    catalog_model: str | None = None
+    source: str | None = None  # "policy" | "catalog:<version>" (set when the catalog is applied)
+    source_url: str | None = None
+    source_date: str | None = None
 
-    @field_validator("input", "output", "cached_input", mode="before")
+    @field_validator("input", "output", "cached_input", "cache_write", "cache_write_1h", "audio_input", "audio_output",
+                     mode="before")
     @classmethod
     def _exact(cls, v: object) -> str | None:
         return None if v is None else _decimal(v)
@@ -81,13 +114,19 @@ class Model(_Frozen):
     name: Name
     provider: Name | None = None  # the single deployment; or list several under `deployments`
     upstream: str | None = None
-    price: Price = Field(default_factory=Price)
+    price: Price = Field(default_factory=Price)  # `price: catalog` = the shipped catalog's figures
     max_output_tokens: int = Field(default=0, ge=0)
     context_window: int = Field(default=0, ge=0)
     free: bool = False  # a zero price is 'unpriced' (budgets charge a conservative default) unless free
     deployments: list[Deployment] = Field(default_factory=list)  # routing: weighted provider deployments
     circuit: CircuitBreaker = Field(default_factory=CircuitBreaker)
     fallback: list[Name] = Field(default_factory=list)  # routing: default fallback chain (models or aliases)
+
+
+    @field_validator("price", mode="before")
+    @classmethod
+    def _catalog_shorthand(cls, v: object) -> object:
+        return {"catalog": "latest"} if v == "catalog" else v
 
 
 class Alias(_Frozen):

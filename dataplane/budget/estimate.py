@@ -12,8 +12,8 @@ Output tokens: the client's cap (max_tokens / max_completion_tokens / max_output
 dialect), clamped to the model's maximum; the model's maximum when the client sent none; the
 configured default when the model has none either. Multiplied by the number of choices (`n`).
 
-Cost: every input token at the dearer of the input and cached-input price (cache reads are never
-dearer, so this bounds any split), every output token at the output price. A model without a price
+Cost: every input token at the dearest input class (plain, cache read or write, audio, long-context
+tier), so this bounds any split, every output token at the output price. A model without a price
 uses the policy's conservative default price: an unpriced model is never free.
 """
 
@@ -71,5 +71,6 @@ def output_tokens_upper_bound(requested: int | None, body: dict[str, Any], model
 
 
 def worst_case(input_tokens: int, output_tokens: int, price: Price) -> Estimate:
-    per_input = max(price.input_pico, price.cached_pico)
-    return Estimate(input_tokens, output_tokens, input_tokens * per_input + output_tokens * price.output_pico)
+    # the dearest class each token could fall in (cache writes, audio, a long-context tier): never under-reserve
+    return Estimate(input_tokens, output_tokens,
+                    input_tokens * price.dearest_input_pico + output_tokens * price.dearest_output_pico)

@@ -11,9 +11,9 @@ Rules (the contract in proto/interlock/v1/policy.proto and /tmp/coord/BUDGETS.md
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from dataplane.pricing import Price, per_token_pico
+from dataplane.pricing import Price, per_token_pico, price_from_proto
 from interlock.v1 import budget_pb2, policy_pb2
 
 # Lease kinds as plain ints (the proto enum values), used as dict keys on the request path.
@@ -108,7 +108,8 @@ class BudgetIndex:
 
 def _price(p: policy_pb2.Price) -> Price:
     inp = per_token_pico(p.input_per_mtok)
-    return Price(inp, per_token_pico(p.output_per_mtok), per_token_pico(p.cached_input_per_mtok) or inp, p.version)
+    price = price_from_proto(p)
+    return replace(price, cached_pico=per_token_pico(p.cached_input_per_mtok) or inp)
 
 
 def build_index(snap: policy_pb2.PolicySnapshot) -> BudgetIndex:

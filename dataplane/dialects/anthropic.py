@@ -8,6 +8,7 @@ import orjson
 
 from .base import ErrorKind, ModelInBody, Usage
 from .sse import SSEScanner, usage_events
+from .usage_fields import merge_anthropic as _merge
 
 _TYPES = {
     ErrorKind.INVALID_REQUEST: "invalid_request_error",
@@ -23,18 +24,6 @@ _TYPES = {
     ErrorKind.UNAVAILABLE: "api_error",
     ErrorKind.INTERNAL: "api_error",
 }
-
-
-def _merge(usage: Usage, u: dict[str, Any]) -> None:
-    # message_start carries input (and cache) counts; message_delta carries the cumulative output count.
-    # Anthropic's input_tokens excludes cache reads and writes; ours is the total, with reads also in cached.
-    if "input_tokens" in u:
-        read = int(u.get("cache_read_input_tokens") or 0)
-        written = int(u.get("cache_creation_input_tokens") or 0)
-        usage.input_tokens = int(u.get("input_tokens") or 0) + read + written
-        usage.cached_input_tokens = read
-    if "output_tokens" in u:
-        usage.output_tokens = int(u.get("output_tokens") or 0)
 
 
 class AnthropicStreamScanner(SSEScanner):

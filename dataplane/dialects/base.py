@@ -8,11 +8,19 @@ from typing import Any, Protocol
 
 @dataclass(slots=True)
 class Usage:
+    """Token classes as billed. input_tokens counts every input token; cached_input_tokens (cache reads),
+    the cache writes and audio_input_tokens are subsets of it. output_tokens counts every output token;
+    reasoning and audio_output_tokens are subsets. Field mapping per dialect: docs/cost.md."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
     reasoning_tokens: int = 0
     reported: bool = False  # the provider's final figure (vs. partial, or estimated by us)
+    cache_write_5m_tokens: int = 0  # prompt-cache writes at the default (5-minute) TTL
+    cache_write_1h_tokens: int = 0  # prompt-cache writes with a 1-hour TTL
+    audio_input_tokens: int = 0
+    audio_output_tokens: int = 0
 
 
 class StreamUsageScanner(Protocol):

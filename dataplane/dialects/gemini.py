@@ -16,6 +16,7 @@ import orjson
 
 from .base import ErrorKind, Usage
 from .sse import SSEScanner, usage_events
+from .usage_fields import from_gemini
 
 # google-genai >= 3 defaults to v1, older SDKs and Gemini CLI to v1beta; POST /v1/models/{m}:{method}
 # cannot be an OpenAI path (those have no ':' method suffix), so both are served.
@@ -52,16 +53,7 @@ def split_target(path: str) -> tuple[str, str]:
 
 
 def usage_from_meta(meta: Any) -> Usage:
-    if not isinstance(meta, dict):
-        return Usage()
-    thoughts = int(meta.get("thoughtsTokenCount") or 0)
-    return Usage(
-        input_tokens=int(meta.get("promptTokenCount") or 0) + int(meta.get("toolUsePromptTokenCount") or 0),
-        output_tokens=int(meta.get("candidatesTokenCount") or 0) + thoughts,
-        cached_input_tokens=int(meta.get("cachedContentTokenCount") or 0),
-        reasoning_tokens=thoughts,
-        reported=True,
-    )
+    return from_gemini(meta)
 
 
 def _finished(payload: dict[str, Any]) -> bool:

@@ -8,6 +8,7 @@ import orjson
 
 from .base import ErrorKind, ModelInBody, Usage
 from .sse import SSEScanner, cut, usage_events
+from .usage_fields import CHAT_FIELDS, from_openai
 
 _TYPES = {
     ErrorKind.INVALID_REQUEST: ("invalid_request_error", None),
@@ -25,23 +26,11 @@ _TYPES = {
 }
 
 
-# (input, input details, output, output details) field names: chat's; the Responses API says input/output
-CHAT_USAGE_FIELDS = ("prompt_tokens", "prompt_tokens_details", "completion_tokens", "completion_tokens_details")
+CHAT_USAGE_FIELDS = CHAT_FIELDS
 
 
-def usage_from_obj(u: Any, fields: tuple[str, str, str, str] = CHAT_USAGE_FIELDS) -> Usage:
-    if not isinstance(u, dict):
-        return Usage()
-    inp, inp_details, out, out_details = fields
-    cached = (u.get(inp_details) or {}).get("cached_tokens") or 0
-    reasoning = (u.get(out_details) or {}).get("reasoning_tokens") or 0
-    return Usage(
-        input_tokens=int(u.get(inp) or 0),
-        output_tokens=int(u.get(out) or 0),
-        cached_input_tokens=int(cached),
-        reasoning_tokens=int(reasoning),
-        reported=True,
-    )
+def usage_from_obj(u: Any, fields: tuple[str, str, str, str] = CHAT_FIELDS) -> Usage:
+    return from_openai(u, fields)
 
 
 class OpenAIStreamScanner(SSEScanner):

@@ -30,8 +30,8 @@ class OpenAICompatible(ProviderAdapter):
 
 def adapters() -> list[ProviderAdapter]:
     return [
-        ProviderAdapter(
-            kind="openai", dialect="openai", paths=OPENAI_PATHS,
+        ProviderAdapter(  # OpenAI itself counts input tokens; compatible servers do not (counted by the gateway)
+            kind="openai", dialect="openai", paths={**OPENAI_PATHS, "count_tokens": "/responses/input_tokens"},
             auth_header="authorization", auth_prefix="Bearer ",
             forward_headers=frozenset({"openai-organization", "openai-project"}),
             needs_usage_option=True,

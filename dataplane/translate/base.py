@@ -30,6 +30,7 @@ class Params:
     created: int  # unix seconds, for OpenAI-shaped responses (the data plane's clock)
     provider_kind: str = ""  # adapter kind, e.g. "openai" vs "openai_compatible" (max-token field name)
     max_output_tokens: int = 0  # the model's policy limit, used when the target API requires a value
+    upstream_model: str = ""  # the provider's name for the model (count requests that name it in the body)
 
 
 class EventTranslator(Protocol):

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from dataplane.dialects.base import Usage
+from dataplane.dialects.usage_fields import from_converse
 
 from .base import EventTranslator, Params, Session, StatelessSession
 from .bedrock_converse_request import translate_request as anthropic_to_converse
@@ -26,11 +27,7 @@ NAME = "bedrock_converse"
 
 
 def converse_usage(u: Any) -> Usage:
-    """Ours counts every input token (cache reads in cached_input_tokens too); Converse's inputTokens excludes cache."""
-    u = u if isinstance(u, dict) else {}
-    read = int(u.get("cacheReadInputTokens") or 0)
-    return Usage(input_tokens=int(u.get("inputTokens") or 0) + read + int(u.get("cacheWriteInputTokens") or 0),
-                 output_tokens=int(u.get("outputTokens") or 0), cached_input_tokens=read, reported=True)
+    return from_converse(u)
 
 
 class ConverseStreamScanner:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from dataplane.dialects.usage_fields import from_converse, to_anthropic
+
 from .base import DONE, Event, Params
 
 # Converse stopReason -> Anthropic stop_reason
@@ -22,15 +24,9 @@ STOP = {
 }
 
 
-def anthropic_usage(u: Any) -> dict[str, int]:
+def anthropic_usage(u: Any) -> dict[str, Any]:
     """Converse's inputTokens, like Anthropic's input_tokens, excludes cache reads and writes."""
-    u = u if isinstance(u, dict) else {}
-    return {
-        "input_tokens": int(u.get("inputTokens") or 0),
-        "cache_creation_input_tokens": int(u.get("cacheWriteInputTokens") or 0),
-        "cache_read_input_tokens": int(u.get("cacheReadInputTokens") or 0),
-        "output_tokens": int(u.get("outputTokens") or 0),
-    }
+    return to_anthropic(from_converse(u))
 
 
 def message_id() -> str:

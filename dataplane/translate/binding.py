@@ -17,6 +17,7 @@ from dataplane.gateway_errors import GatewayError, bad_request
 from dataplane.providers.base import ProviderAdapter
 
 from .base import EventTranslator, Params, Session, Translator, Untranslatable
+from .count_tokens import COUNT, CountTranslation, bind_count
 from .sse import EventParser, Writer
 
 # A body of the right JSON kind can still hold a wrong type anywhere (a number where a list of blocks
@@ -130,12 +131,17 @@ class Translations:
         """Another API family, or the same family without this API (a chat-only server for a Responses client)."""
         if adapter.dialect != client.name:
             return True
+        if operation == COUNT:  # the same API without a counting endpoint: counted here
+            return COUNT not in adapter.paths
         return operation not in adapter.paths and (client.name, operation, adapter.dialect) in self._translators
 
-    def bind(self, client: Dialect, operation: str, adapter: ProviderAdapter, params: Params) -> Translation:
+    def bind(self, client: Dialect, operation: str, adapter: ProviderAdapter,
+             params: Params) -> Translation | CountTranslation:
         """`operation`: the client endpoint's (Endpoint.operation), since one family has several APIs."""
         provider_dialect = adapter.dialect
         params = replace(params, provider_kind=adapter.kind)
+        if operation == COUNT:
+            return bind_count(self._translators, self._dialects, client, adapter, params)
         t = self._translators.get((client.name, operation, provider_dialect))
         provider = self._dialects.get(provider_dialect)
         write = self._writers.get(operation) or self._writers.get(client.name)

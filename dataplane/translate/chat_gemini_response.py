@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from dataplane.dialects.usage_fields import from_gemini, to_openai_chat
+
 from .base import DONE, Event, Params, stream_error_message
 from .chat_gemini_request import pack_id
 
@@ -21,13 +23,7 @@ FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "R
 
 
 def chat_usage(meta: Any) -> dict[str, Any]:
-    meta = meta if isinstance(meta, dict) else {}
-    prompt = int(meta.get("promptTokenCount") or 0) + int(meta.get("toolUsePromptTokenCount") or 0)
-    thoughts = int(meta.get("thoughtsTokenCount") or 0)
-    completion = int(meta.get("candidatesTokenCount") or 0) + thoughts
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": int(meta.get("cachedContentTokenCount") or 0)},
-            "completion_tokens_details": {"reasoning_tokens": thoughts}}
+    return to_openai_chat(from_gemini(meta))
 
 
 class _Parts:

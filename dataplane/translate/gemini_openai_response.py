@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dataplane.dialects.usage_fields import from_openai, to_gemini
+
 from .base import ChatStreamTranslator, Event, Params
 from .mapping import parse_arguments
 
@@ -19,18 +21,7 @@ FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "functio
 
 
 def usage_metadata(u: Any) -> dict[str, int]:
-    u = u if isinstance(u, dict) else {}
-    prompt = int(u.get("prompt_tokens") or 0)
-    completion = int(u.get("completion_tokens") or 0)
-    reasoning = int((u.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0)
-    cached = int((u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
-    meta = {"promptTokenCount": prompt, "candidatesTokenCount": completion - reasoning,
-            "totalTokenCount": prompt + completion}
-    if cached:
-        meta["cachedContentTokenCount"] = cached  # a subset of promptTokenCount, as in OpenAI
-    if reasoning:
-        meta["thoughtsTokenCount"] = reasoning
-    return meta
+    return to_gemini(from_openai(u))
 
 
 def _call_part(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:

@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 
+from dataplane.dialects.usage_fields import from_anthropic, from_openai, to_anthropic, to_openai_chat
+
 from .base import Params
 
 # OpenAI finish_reason -> Anthropic stop_reason
@@ -30,30 +32,13 @@ ANTHROPIC_TO_OPENAI_STOP = {
 }
 
 
-def openai_to_anthropic_usage(u: Any) -> dict[str, int]:
+def openai_to_anthropic_usage(u: Any) -> dict[str, Any]:
     """OpenAI's prompt_tokens includes cached tokens; Anthropic's input_tokens excludes cache reads."""
-    u = u if isinstance(u, dict) else {}
-    prompt = int(u.get("prompt_tokens") or 0)
-    cached = int((u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
-    return {
-        "input_tokens": max(prompt - cached, 0),
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": cached,
-        "output_tokens": int(u.get("completion_tokens") or 0),
-    }
+    return to_anthropic(from_openai(u))
 
 
 def anthropic_to_openai_usage(u: Any) -> dict[str, Any]:
-    u = u if isinstance(u, dict) else {}
-    read = int(u.get("cache_read_input_tokens") or 0)
-    prompt = int(u.get("input_tokens") or 0) + read + int(u.get("cache_creation_input_tokens") or 0)
-    out = int(u.get("output_tokens") or 0)
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": out,
-        "total_tokens": prompt + out,
-        "prompt_tokens_details": {"cached_tokens": read},
-    }
+    return to_openai_chat(from_anthropic(u))
 
 
 def parse_arguments(raw: Any) -> dict[str, Any]:

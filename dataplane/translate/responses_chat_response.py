@@ -12,22 +12,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from dataplane.dialects.usage_fields import from_openai
+
 from .base import ChatStreamTranslator, Event, Params
 from .mapping import parse_arguments
 from .responses_chat_request import CUSTOM_INPUT
 
 
 def responses_usage(u: Any) -> dict[str, Any]:
-    u = u if isinstance(u, dict) else {}
-    prompt, completion = int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0)
+    x = from_openai(u)
     return {
-        "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": int((u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
-                                 "cache_write_tokens": 0},  # chat usage does not report cache writes
-        "output_tokens": completion,
-        "output_tokens_details": {
-            "reasoning_tokens": int((u.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0)},
-        "total_tokens": prompt + completion,
+        "input_tokens": x.input_tokens,
+        "input_tokens_details": {"cached_tokens": x.cached_input_tokens, "cache_write_tokens": 0},  # chat reports no writes
+        "output_tokens": x.output_tokens,
+        "output_tokens_details": {"reasoning_tokens": x.reasoning_tokens},
+        "total_tokens": x.input_tokens + x.output_tokens,
     }
 
 

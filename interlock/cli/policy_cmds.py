@@ -8,7 +8,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 import click
@@ -19,6 +19,8 @@ from rich.markup import escape
 
 from controlplane.admin_schemas import KeyCreateIn
 from controlplane.policy.model import SECTION_TYPES, PolicyDocument
+from controlplane.policy.prices import resolve_prices, stale_prices
+from controlplane.price_catalog import CatalogError
 from interlock.settings import CliSettings, SettingsError
 
 from . import render
@@ -78,6 +80,14 @@ def _dump(items: list[Any]) -> list[dict[str, Any]]:
 # -- apply ----------------------------------------------------------------------------
 
 
+def catalog_warnings(doc: PolicyDocument, today: date, max_age_days: int) -> list[str]:
+    """Stale catalog prices in `doc` (the catalog shipped with this CLI; the control plane checks entries too)."""
+    try:
+        return stale_prices(resolve_prices(doc), today, max_age_days)
+    except CatalogError:
+        return []  # the control plane reports a catalog miss as a policy error, with the fix
+
+
 def load_policy(path: str) -> PolicyDocument:
     """Read and validate a policy file, with errors that point at the field to fix."""
     try:
@@ -110,11 +120,16 @@ def load_policy(path: str) -> PolicyDocument:
 @click.option("-f", "--file", "path", required=True, metavar="FILE", help="Policy YAML ('-' reads stdin)")
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing")
 @click.option("-y", "--yes", is_flag=True, help="Apply without asking (implied when stdin is not a terminal)")
+@click.option("--max-price-age", type=click.IntRange(1), default=90, show_default=True, metavar="DAYS",
+              envvar="INTERLOCK_MAX_PRICE_AGE_DAYS", help="Warn about catalog prices read longer ago than this")
 @admin_options
-def apply_cmd(path: str, dry_run: bool, yes: bool, admin_url: str | None, admin_token: str | None) -> None:
+def apply_cmd(path: str, dry_run: bool, yes: bool, max_price_age: int, admin_url: str | None,
+              admin_token: str | None) -> None:
     """Make the control plane's policy equal FILE; items not in FILE are deleted."""
     doc = load_policy(path)
     out = _console()
+    for warning in catalog_warnings(doc, datetime.now(UTC).date(), max_price_age):
+        click.echo(f"warning: {warning}", err=True)
     interactive = not (yes or dry_run) and _stdin_is_tty()
     with _client(admin_url, admin_token) as api:
         preview = None

@@ -230,14 +230,24 @@ def keys_table(keys: list[KeyOut], now_ms: int) -> Table:
     return t
 
 
+def route_cell(route: str, m: ModelOut) -> Text:
+    """Where the model routes, and where its price comes from (a dim second line)."""
+    cell = Text(route)
+    # the page's read date, when it differs from the catalog version's own date
+    read = f" read {m.price_read_on}" if m.price_read_on and not m.price_source.endswith(m.price_read_on) else ""
+    cell.append(f"\nprice: {m.price_source}{read}", style="dim")
+    return cell
+
+
 def models_table(models: list[ModelOut]) -> Table:
-    t = table("NAME", "KIND!", "ROUTES TO", "INPUT!", "OUTPUT!", "CACHED!", caption="prices: USD per 1M tokens")
+    t = table("NAME", "KIND!", "ROUTES TO", "INPUT!", "OUTPUT!", "CACHED!",
+              caption="prices: USD per 1M tokens; all token classes: -o json")
     for col in t.columns[3:]:
         col.justify = "right"
     for m in sorted(models, key=lambda m: (m.kind != "model", m.name)):
         route = f"{m.provider}/{m.upstream}" if m.kind == "model" else f"→ {m.target} ({m.provider})"
         add_row(
-            t, Text(m.name, style="bold"), m.kind, route,
+            t, Text(m.name, style="bold"), m.kind, route_cell(route, m),
             price(m.input_per_mtok), price(m.output_per_mtok), price(m.cached_input_per_mtok),
         )
     return t

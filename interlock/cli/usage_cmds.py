@@ -227,9 +227,9 @@ def cost_cmd(task: str, tag_key: str, step_key: str, since: str | None, output: 
     with _client(admin_url, admin_token) as api:
         r = api.task_cost(**params)
     header = ["step", "model", "requests", "errors", "input_tokens", "output_tokens", "cost_usd", "share_pct",
-              "first", "last"]
+              "first", "last", "cache_read_tokens", "cache_write_tokens"]
     rows = [[s.step, s.model, s.requests, s.errors, s.input_tokens, s.output_tokens, s.cost_usd, s.share_pct,
-             s.first, s.last] for s in r.rows]
+             s.first, s.last, s.cached_input_tokens, s.cache_write_tokens] for s in r.rows]
 
     def table() -> None:
         out = _console()
@@ -237,13 +237,16 @@ def cost_cmd(task: str, tag_key: str, step_key: str, since: str | None, output: 
         if not r.rows:
             out.print(f"no requests tagged {escape(tag_key)}={escape(task)}")
             return
-        t = _table("STEP", "MODEL", "REQUESTS>", "INPUT TOK>", "OUTPUT TOK>", "COST (USD)>", "SHARE>", "STARTED")
+        t = _table("STEP", "MODEL", "REQUESTS>", "INPUT TOK>", "CACHE R/W>", "OUTPUT TOK>", "COST (USD)>", "SHARE>",
+                   "STARTED", caption="input includes cache reads (R) and writes (W), each billed at its own price")
         for s in r.rows:
-            _row(t, _v(s.step), s.model, _n(s.requests), _n(s.input_tokens), _n(s.output_tokens), money(s.cost_usd),
+            _row(t, _v(s.step), s.model, _n(s.requests), _n(s.input_tokens),
+                 f"{_n(s.cached_input_tokens)}/{_n(s.cache_write_tokens)}", _n(s.output_tokens), money(s.cost_usd),
                  f"{s.share_pct}%", s.first[:19].replace("T", " "))
         t.add_section()
-        _row(t, "TOTAL", "", _n(r.total.requests), _n(r.total.input_tokens), _n(r.total.output_tokens),
-             money(r.total.cost_usd), "", "", style="bold")
+        reads, writes = sum(s.cached_input_tokens for s in r.rows), sum(s.cache_write_tokens for s in r.rows)
+        _row(t, "TOTAL", "", _n(r.total.requests), _n(r.total.input_tokens), f"{_n(reads)}/{_n(writes)}",
+             _n(r.total.output_tokens), money(r.total.cost_usd), "", "", style="bold")
         out.print(t)
 
     _emit(output, r.model_dump(mode="json"), header, rows, table)
@@ -282,7 +285,8 @@ def audit_cmd(ctx: click.Context, key: str | None, where: tuple[str, ...], since
         more = f"only the newest {limit}: narrow --since or raise --limit; " if r.truncated else ""
         t = _table("TIME (UTC)!", "EVENT!", "MODEL / ROUTE", "STATUS!", "TOKENS IN/OUT>",
                    "COST (USD)>", "LATENCY>", "FLAGS!",
-                   caption=f"{more}flags: S stream, D client disconnected, F fallback (attempts); exact: -o json|csv")
+                   caption=f"{more}flags: S stream, D client disconnected, F fallback (attempts); tokens: r/w cache "
+                           "reads/writes, cnt counted (~ estimated); exact: -o json|csv")
         for x in r.rows:
             route = Text(x.model if x.requested_model in ("", x.model) else f"{x.requested_model} → {x.model}")
             route.append(f"\n{x.provider}/{x.upstream_model}", style="dim")
@@ -291,8 +295,14 @@ def audit_cmd(ctx: click.Context, key: str | None, where: tuple[str, ...], since
             flags = "".join(f for f, on in (("S", x.stream), ("D", x.client_disconnected),
                                             (f"F{x.attempts}", x.fallback)) if on)
             status = Text(str(x.status), style="red" if x.status >= 400 else "green")
-            _row(t, x.time[5:19].replace("T", " "), x.event_id, route, status,
-                 f"{_n(x.input_tokens)}/{_n(x.output_tokens)}", money(x.cost_usd), f"{x.latency_ms:,}ms", flags or "—")
+            tokens = f"{_n(x.input_tokens)}/{_n(x.output_tokens)}"
+            writes = x.cache_write_5m_tokens + x.cache_write_1h_tokens
+            if x.cached_input_tokens or writes:
+                tokens += f"\nr {_n(x.cached_input_tokens)}\nw {_n(writes)}"  # one short line each: 80 columns
+            if x.counted_tokens:
+                tokens += f"\ncnt {_n(x.counted_tokens)}{'~' if x.count_estimated else ''}"
+            _row(t, x.time[5:19].replace("T", " "), x.event_id, route, status, tokens, money(x.cost_usd),
+                 f"{x.latency_ms:,}ms", flags or "—")
         out.print(t)
 
     _emit(output, r.model_dump(mode="json"), fields, rows, table)

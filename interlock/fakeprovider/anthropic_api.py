@@ -135,11 +135,15 @@ def count_tokens(turn: Turn) -> dict[str, Any]:
 
 def usage(reply: Reply) -> dict[str, Any]:
     # Anthropic's input_tokens excludes cache reads; they are reported separately. Thinking is output.
+    # Cache writes are reported apart too, with their split by TTL.
+    writes = reply.cache_write_5m + reply.cache_write_1h
     return {
-        "input_tokens": reply.input_tokens - reply.cached_tokens,
+        "input_tokens": reply.input_tokens - reply.cached_tokens - writes,
         "output_tokens": reply.output_tokens + reply.reasoning_tokens,
-        "cache_creation_input_tokens": 0,
+        "cache_creation_input_tokens": writes,
         "cache_read_input_tokens": reply.cached_tokens,
+        "cache_creation": {"ephemeral_5m_input_tokens": reply.cache_write_5m,
+                           "ephemeral_1h_input_tokens": reply.cache_write_1h},
     }
 
 

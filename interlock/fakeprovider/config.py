@@ -106,6 +106,7 @@ class FakeProviderConfig:
     embedding_dimensions: int = 256
     models: tuple[str, ...] = DEFAULT_MODELS
     history_size: int = 100  # requests kept for /_fake/stats
+    prompt_cache: bool = False  # model Anthropic prompt caching (cache_control): report cache reads and writes
 
     def __post_init__(self) -> None:
         if not 1 <= self.output_tokens <= MAX_OUTPUT_TOKENS:

@@ -99,11 +99,16 @@ async def generate(request: web.Request, dialect: Dialect, parse: Callable[[Any]
     if opts.status is not None:
         return error_response(dialect, entry, state, opts.status)
     reply = build_reply(turn, opts.output_tokens, opts.cached_tokens)
+    if state.config.prompt_cache and dialect is ANTHROPIC:
+        reply = state.prompt_cache.apply(admitted.body, reply, time.monotonic())
     entry.status = 200
     entry.usage = {
         "input_tokens": reply.input_tokens,
         "output_tokens": reply.output_tokens,
         "cached_tokens": reply.cached_tokens,
+        "cache_write_5m_tokens": reply.cache_write_5m,
+        "cache_write_1h_tokens": reply.cache_write_1h,
+        "reasoning_tokens": reply.reasoning_tokens,
     }
     rid, created = state.next_id(), int(time.time())
     headers = {dialect.request_id_header: f"req_{rid}"} if dialect.request_id_header else {}

@@ -59,6 +59,8 @@ class Reply:
     cached_tokens: int
     truncated: bool  # stopped by max_tokens
     reasoning: tuple[str, ...] = ()  # thinking words, when the turn asked for reasoning
+    cache_write_5m: int = 0  # prompt-cache writes (part of input_tokens), FakeProviderConfig.prompt_cache
+    cache_write_1h: int = 0
 
     @property
     def reasoning_tokens(self) -> int:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .config import FakeProviderConfig, FaultRule
+from .prompt_cache import PromptCache
 
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie",
                             "x-amz-security-token"})  # the last: an AWS STS session token, sent next to SigV4
@@ -129,6 +130,7 @@ class ProviderState:
         self.config = config
         self.faults = FaultSchedule(config.faults)
         self.stats = Stats(history_size=config.history_size)
+        self.prompt_cache = PromptCache()  # used when config.prompt_cache (Anthropic messages)
         self._ids = itertools.count(1)
 
     def next_id(self) -> str:

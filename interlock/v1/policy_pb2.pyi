@@ -7,16 +7,34 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Price(_message.Message):
-    __slots__ = ("input_per_mtok", "output_per_mtok", "cached_input_per_mtok", "version")
+    __slots__ = ("input_per_mtok", "output_per_mtok", "cached_input_per_mtok", "version", "cache_write_per_mtok", "cache_write_1h_per_mtok", "audio_input_per_mtok", "audio_output_per_mtok", "above_input_tokens", "above", "source", "source_url", "source_date")
     INPUT_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
     CACHED_INPUT_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    CACHE_WRITE_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
+    CACHE_WRITE_1H_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_INPUT_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_OUTPUT_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
+    ABOVE_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    ABOVE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_URL_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_DATE_FIELD_NUMBER: _ClassVar[int]
     input_per_mtok: str
     output_per_mtok: str
     cached_input_per_mtok: str
     version: str
-    def __init__(self, input_per_mtok: _Optional[str] = ..., output_per_mtok: _Optional[str] = ..., cached_input_per_mtok: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+    cache_write_per_mtok: str
+    cache_write_1h_per_mtok: str
+    audio_input_per_mtok: str
+    audio_output_per_mtok: str
+    above_input_tokens: int
+    above: Price
+    source: str
+    source_url: str
+    source_date: str
+    def __init__(self, input_per_mtok: _Optional[str] = ..., output_per_mtok: _Optional[str] = ..., cached_input_per_mtok: _Optional[str] = ..., version: _Optional[str] = ..., cache_write_per_mtok: _Optional[str] = ..., cache_write_1h_per_mtok: _Optional[str] = ..., audio_input_per_mtok: _Optional[str] = ..., audio_output_per_mtok: _Optional[str] = ..., above_input_tokens: _Optional[int] = ..., above: _Optional[_Union[Price, _Mapping]] = ..., source: _Optional[str] = ..., source_url: _Optional[str] = ..., source_date: _Optional[str] = ...) -> None: ...
 
 class Provider(_message.Message):
     __slots__ = ("name", "kind", "base_url", "credential_ref", "headers", "timeout_ms", "options", "region")

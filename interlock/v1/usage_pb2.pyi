@@ -23,7 +23,7 @@ class Attempt(_message.Message):
     def __init__(self, provider: _Optional[str] = ..., deployment: _Optional[str] = ..., upstream_model: _Optional[str] = ..., status: _Optional[int] = ..., error_class: _Optional[str] = ..., latency_ms: _Optional[int] = ...) -> None: ...
 
 class UsageEvent(_message.Message):
-    __slots__ = ("event_id", "received_unix_us", "first_byte_unix_us", "done_unix_us", "node_id", "key_id", "team_id", "user_id", "project_id", "tags", "dialect", "endpoint", "requested_model", "alias", "provider", "upstream_model", "model", "route_rule", "attempts", "fallback", "status", "error_class", "input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens", "usage_estimated", "cost_usd", "price_version", "latency_ms", "ttfb_ms", "stream", "client_disconnected", "policy_version", "guardrail_outcome", "request_bytes", "response_bytes")
+    __slots__ = ("event_id", "received_unix_us", "first_byte_unix_us", "done_unix_us", "node_id", "key_id", "team_id", "user_id", "project_id", "tags", "dialect", "endpoint", "requested_model", "alias", "provider", "upstream_model", "model", "route_rule", "attempts", "fallback", "status", "error_class", "input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens", "usage_estimated", "cost_usd", "price_version", "latency_ms", "ttfb_ms", "stream", "client_disconnected", "policy_version", "guardrail_outcome", "request_bytes", "response_bytes", "cache_write_5m_tokens", "cache_write_1h_tokens", "audio_input_tokens", "audio_output_tokens", "counted_tokens", "count_estimated")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +68,12 @@ class UsageEvent(_message.Message):
     GUARDRAIL_OUTCOME_FIELD_NUMBER: _ClassVar[int]
     REQUEST_BYTES_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CACHE_WRITE_5M_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_WRITE_1H_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COUNTED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_ESTIMATED_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     received_unix_us: int
     first_byte_unix_us: int
@@ -105,4 +111,10 @@ class UsageEvent(_message.Message):
     guardrail_outcome: str
     request_bytes: int
     response_bytes: int
-    def __init__(self, event_id: _Optional[str] = ..., received_unix_us: _Optional[int] = ..., first_byte_unix_us: _Optional[int] = ..., done_unix_us: _Optional[int] = ..., node_id: _Optional[str] = ..., key_id: _Optional[str] = ..., team_id: _Optional[str] = ..., user_id: _Optional[str] = ..., project_id: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., dialect: _Optional[str] = ..., endpoint: _Optional[str] = ..., requested_model: _Optional[str] = ..., alias: _Optional[str] = ..., provider: _Optional[str] = ..., upstream_model: _Optional[str] = ..., model: _Optional[str] = ..., route_rule: _Optional[str] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., fallback: _Optional[bool] = ..., status: _Optional[int] = ..., error_class: _Optional[str] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., usage_estimated: _Optional[bool] = ..., cost_usd: _Optional[str] = ..., price_version: _Optional[str] = ..., latency_ms: _Optional[int] = ..., ttfb_ms: _Optional[int] = ..., stream: _Optional[bool] = ..., client_disconnected: _Optional[bool] = ..., policy_version: _Optional[int] = ..., guardrail_outcome: _Optional[str] = ..., request_bytes: _Optional[int] = ..., response_bytes: _Optional[int] = ...) -> None: ...
+    cache_write_5m_tokens: int
+    cache_write_1h_tokens: int
+    audio_input_tokens: int
+    audio_output_tokens: int
+    counted_tokens: int
+    count_estimated: bool
+    def __init__(self, event_id: _Optional[str] = ..., received_unix_us: _Optional[int] = ..., first_byte_unix_us: _Optional[int] = ..., done_unix_us: _Optional[int] = ..., node_id: _Optional[str] = ..., key_id: _Optional[str] = ..., team_id: _Optional[str] = ..., user_id: _Optional[str] = ..., project_id: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., dialect: _Optional[str] = ..., endpoint: _Optional[str] = ..., requested_model: _Optional[str] = ..., alias: _Optional[str] = ..., provider: _Optional[str] = ..., upstream_model: _Optional[str] = ..., model: _Optional[str] = ..., route_rule: _Optional[str] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., fallback: _Optional[bool] = ..., status: _Optional[int] = ..., error_class: _Optional[str] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., usage_estimated: _Optional[bool] = ..., cost_usd: _Optional[str] = ..., price_version: _Optional[str] = ..., latency_ms: _Optional[int] = ..., ttfb_ms: _Optional[int] = ..., stream: _Optional[bool] = ..., client_disconnected: _Optional[bool] = ..., policy_version: _Optional[int] = ..., guardrail_outcome: _Optional[str] = ..., request_bytes: _Optional[int] = ..., response_bytes: _Optional[int] = ..., cache_write_5m_tokens: _Optional[int] = ..., cache_write_1h_tokens: _Optional[int] = ..., audio_input_tokens: _Optional[int] = ..., audio_output_tokens: _Optional[int] = ..., counted_tokens: _Optional[int] = ..., count_estimated: _Optional[bool] = ...) -> None: ...
