@@ -17,6 +17,8 @@ from typing import TypeVar
 
 import yaml
 
+from dataplane.http.limits import HttpLimits
+
 T = TypeVar("T")
 PREFIX = "INTERLOCK_"
 
@@ -121,6 +123,7 @@ class DataPlaneSettings:
     control_plane_cert: Path | None = None  # this node's client certificate (mutual TLS)
     control_plane_key: Path | None = None
     node_token: bytes | None = field(default=None, repr=False)
+    http: HttpLimits = field(default_factory=HttpLimits)  # client connection limits (INTERLOCK_HTTP_*)
 
     @property
     def snapshot_path(self) -> Path:
@@ -181,10 +184,17 @@ class DataPlaneSettings:
             control_plane_cert=_get(env, "CONTROL_PLANE_CERT", None, _path),
             control_plane_key=_get(env, "CONTROL_PLANE_KEY", None, _path),
             node_token=_secret(env, "NODE_TOKEN"),
+            http=_http_limits(env),
         )
-        if problem := settings.control_channel_problem():
+        if problem := settings.control_channel_problem() or settings.http.problem():
             raise SettingsError(problem)
         return settings
+
+
+def _http_limits(env: Mapping[str, str]) -> HttpLimits:
+    d = HttpLimits()
+    return HttpLimits(**{name: _get(env, f"HTTP_{name.upper()}", getattr(d, name), type(getattr(d, name)))
+                         for name in d.__dataclass_fields__})
 
 
 ADMIN_ROLES = ("viewer", "operator", "admin")  # ordered: each role includes the ones before it
