@@ -37,9 +37,9 @@ def port(gw: Gateway) -> int:
     return gw.node.port
 
 
-async def read_response(reader: asyncio.StreamReader, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+async def read_response(reader: asyncio.StreamReader, within: float = 5.0) -> tuple[int, dict[str, str], bytes]:
     """One response (content-length or chunked); status 0 if the connection closed first."""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(within):
         line = await reader.readline()
         if not line:
             return 0, {}, b""
@@ -59,9 +59,9 @@ async def read_response(reader: asyncio.StreamReader, timeout: float = 5.0) -> t
         return status, headers, await reader.readexactly(int(headers.get("content-length", 0)))
 
 
-async def closed(reader: asyncio.StreamReader, timeout: float) -> bool:
+async def closed(reader: asyncio.StreamReader, within: float) -> bool:
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             return await reader.read() == b""
     except ConnectionResetError:
         return True
@@ -86,7 +86,7 @@ async def test_one_byte_per_second_headers_are_cut_within_the_header_timeout(fas
             break
         sent += 1
         try:
-            status, _, _ = await read_response(reader, timeout=1.0)  # = 1 byte/s
+            status, _, _ = await read_response(reader, within=1.0)  # = 1 byte/s
             break
         except TimeoutError:
             continue
@@ -109,7 +109,7 @@ async def test_body_shorter_than_its_content_length_gets_408(fast_gateway: Gatew
     reader, writer = await asyncio.open_connection("127.0.0.1", port(fast_gateway))
     writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"model\"")
     t0 = time.monotonic()
-    status, _, body = await read_response(reader, timeout=3.0)
+    status, _, body = await read_response(reader, within=3.0)
     assert status == 408 and b"no request body data" in body and time.monotonic() - t0 < 2.0
     assert fake_provider.stats()["total"] == before  # nothing went upstream
     writer.close()
@@ -132,7 +132,7 @@ async def test_a_100mb_header_gets_431_right_after_the_limit_with_bounded_memory
     rss0 = rss_bytes()
     writer.write(b"GET /healthz HTTP/1.1\r\nx-big: ")
     sent, passed_at = 0, 0.0
-    response = asyncio.create_task(read_response(reader, timeout=10.0))
+    response = asyncio.create_task(read_response(reader, within=10.0))
     try:
         while sent < 100 * 1024 * 1024 and not response.done():
             writer.write(chunk)
@@ -170,7 +170,7 @@ async def test_expect_100_continue_is_answered_before_the_body(gateway: Gateway)
     req = chat_request(gateway, extra=b"expect: 100-continue\r\n")
     head, _, body = req.partition(b"\r\n\r\n")
     writer.write(head + b"\r\n\r\n")
-    status, _, _ = await read_response(reader, timeout=2.0)
+    status, _, _ = await read_response(reader, within=2.0)
     assert status == 100
     writer.write(body)
     status, _, resp = await read_response(reader)
@@ -238,7 +238,7 @@ async def test_above_the_connection_cap_new_clients_get_503_and_streams_in_fligh
     gw = capped_gateway
     r1, w1 = await asyncio.open_connection("127.0.0.1", port(gw))
     w1.write(chat_request(gw, stream=True))
-    stream = asyncio.create_task(read_response(r1, timeout=10.0))
+    stream = asyncio.create_task(read_response(r1, within=10.0))
     others = [await asyncio.open_connection("127.0.0.1", port(gw)) for _ in range(2)]
     await asyncio.sleep(0.1)
     refused_r, refused_w = await asyncio.open_connection("127.0.0.1", port(gw))
