@@ -20,6 +20,7 @@ from dataplane.dialects.base import ErrorKind
 from dataplane.gateway_errors import GatewayError, bad_request
 from dataplane.http.messages import Request, Responder
 from dataplane.policy import CompiledPolicy, Route
+from dataplane.request_validation import validate as validate_request
 from dataplane.routing.breaker import Breakers
 from dataplane.routing.report import route_headers
 from dataplane.routing.select import plan_for
@@ -87,7 +88,8 @@ class Proxy:
         rec.key = key
         rec.tags = key.tags  # what the event carries if the body turns out unusable (not mutated: no copy)
         body = parse_body(req.body)
-        rec.tags = request_tags(key.tags, req.headers, body)
+        validate_request(ep.dialect.name, ep.operation, req.body, body)  # typed fields: forwarded = metered
+        rec.tags = request_tags(key.tags, req.headers, body, key.locked_tags)
         if key.required_tags and (absent := missing(key.required_tags, rec.tags)):
             raise bad_request(
                 f"team {key.team_id!r} requires the tags {', '.join(absent)}: send them as "

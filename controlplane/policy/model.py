@@ -95,14 +95,22 @@ class Alias(_Frozen):
     target: Name
 
 
+# Attribution tags as dataplane/tags.py accepts them from clients: names of letters, digits and _ . : -; values
+# up to 256 characters without control characters (they reach terminals and CSV exports).
+TagName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+TagValue = Annotated[str, Field(max_length=256, pattern=r"^[^\x00-\x1f\x7f]*$")]
+
+
 class Team(_Frozen):
     id: Ident
     name: str = ""
     allowed_models: list[Name] = Field(default_factory=list)
-    default_tags: dict[str, str] = Field(default_factory=dict)
+    default_tags: dict[TagName, TagValue] = Field(default_factory=dict)
     required_tags: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]] = Field(default_factory=list)
     allowed_regions: list[Region] = Field(default_factory=list)  # routing never leaves these (empty = any)
     allowed_providers: list[Name] = Field(default_factory=list)  # routing never leaves these (empty = any)
+    # Default tags a client may override (header, metadata, labels); all others are authoritative.
+    overridable_tags: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]] = Field(default_factory=list)
 
 
 class User(_Frozen):
@@ -195,7 +203,7 @@ class KeyRecord(_Frozen):
     revoked: bool = False
     revoked_at_unix_ms: int = 0
     created_at_unix_ms: int = 0
-    default_tags: dict[str, str] = Field(default_factory=dict)
+    default_tags: dict[TagName, TagValue] = Field(default_factory=dict)
     parent: str = ""
     budget_usd: str = ""  # per-run keys: implicit lifetime budget ("" = none)
     max_concurrency: int = 0  # per-run keys: implicit concurrency limit (0 = none)

@@ -1,0 +1,100 @@
+"""Typed fields checked at the boundary, so what is forwarded is what is metered.
+
+An upstream that coerces types (vLLM/pydantic turn `"stream": "true"` or `1` into True) would otherwise
+stream an answer the gateway relays as non-streaming and meters as nothing; a string `max_tokens` would
+skip the budget's worst-case reservation. Each API's fields that steer metering, budgets or routing must
+have the type the API defines, or the request is refused with a 400 in the client's dialect.
+
+Nesting: orjson parses 1,024 levels but serialises at most 254, and the body is re-serialised for the
+provider (after translation, which can add a few levels), so deeper bodies are refused here, not with a 500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dataplane.gateway_errors import bad_request
+
+MAX_DEPTH = 128
+
+_BOOL = (bool,)
+_STR = (str,)
+_INT = (int,)  # bool is an int subclass: refused separately
+_NUM = (int, float)
+_OBJ = (dict,)
+_LIST = (list,)
+_TEXT_OR_LIST = (str, list)
+_WHAT = {_BOOL: "a boolean (true or false)", _STR: "a string", _INT: "an integer", _NUM: "a number",
+         _OBJ: "an object", _LIST: "an array", _TEXT_OR_LIST: "a string or an array"}
+
+# field -> allowed JSON types (null is always allowed: the APIs treat it as absent)
+_CHAT = {"model": _STR, "stream": _BOOL, "messages": _LIST, "max_tokens": _INT, "max_completion_tokens": _INT,
+         "n": _INT, "temperature": _NUM, "top_p": _NUM, "stream_options": _OBJ, "metadata": _OBJ, "tools": _LIST,
+         "user": _STR}
+_RESPONSES = {"model": _STR, "stream": _BOOL, "input": _TEXT_OR_LIST, "max_output_tokens": _INT,
+              "temperature": _NUM, "metadata": _OBJ, "tools": _LIST, "instructions": _STR}
+_EMBEDDINGS = {"model": _STR, "input": _TEXT_OR_LIST, "dimensions": _INT}
+_MESSAGES = {"model": _STR, "stream": _BOOL, "messages": _LIST, "max_tokens": _INT, "metadata": _OBJ,
+             "system": _TEXT_OR_LIST, "temperature": _NUM, "tools": _LIST}
+_COUNT = {"model": _STR, "messages": _LIST, "system": _TEXT_OR_LIST, "tools": _LIST}
+_GEMINI = {"contents": _LIST, "generationConfig": _OBJ, "systemInstruction": _OBJ, "labels": _OBJ, "tools": _LIST}
+_GEMINI_CONFIG = {"maxOutputTokens": _INT, "candidateCount": _INT, "temperature": _NUM}
+
+# (dialect family, endpoint operation) -> field types; the Gemini streaming switch is the URL method
+# (streamGenerateContent, with alt=sse enforced by the router), so it has no body field to check.
+SCHEMAS: Mapping[tuple[str, str], Mapping[str, tuple[type, ...]]] = {
+    ("openai", "chat"): _CHAT,
+    ("openai", "responses"): _RESPONSES,
+    ("openai", "embeddings"): _EMBEDDINGS,
+    ("anthropic", "messages"): _MESSAGES,
+    ("anthropic", "count_tokens"): _COUNT,
+    ("gemini", "generate"): _GEMINI,
+    ("gemini", "count_tokens"): {"contents": _LIST, "generateContentRequest": _OBJ},
+}
+_NESTED = {("gemini", "generate"): ("generationConfig", _GEMINI_CONFIG)}
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    return {int: "a number", float: "a number", dict: "an object", list: "an array"}.get(type(value), type(value).__name__)
+
+
+def _check_fields(body: Mapping[str, Any], schema: Mapping[str, tuple[type, ...]], where: str) -> None:
+    for name, types in schema.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise bad_request(f"{where}{name!r} must be {_WHAT[types]}, got {_describe(value)}")
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether a parsed JSON value nests deeper than `limit` (iterative: no recursion limit to hit)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(v, dict):
+            stack.extend((c, depth + 1) for c in v.values() if isinstance(c, (dict, list)))
+        elif isinstance(v, list):
+            stack.extend((c, depth + 1) for c in v if isinstance(c, (dict, list)))
+    return False
+
+
+def validate(family: str, operation: str, raw: bytes, body: Mapping[str, Any]) -> None:
+    """Raise a 400 GatewayError when a typed field has the wrong type or the body nests too deeply."""
+    schema = SCHEMAS.get((family, operation))
+    if schema is not None:
+        _check_fields(body, schema, "")
+        nested = _NESTED.get((family, operation))
+        if nested is not None and isinstance(sub := body.get(nested[0]), dict):
+            _check_fields(sub, nested[1], f"{nested[0]}.")
+    # Counting brackets is C-speed; only a body that could be that deep is walked.
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and too_deep(body):
+        raise bad_request(f"the request body nests JSON more than {MAX_DEPTH} levels deep")
+
