@@ -72,7 +72,8 @@ async def start_backend(
     kv = kv if kv is not None else open_store(settings.store, settings.etcd_prefix, etcd_security=etcd_security(settings))
     publisher = SnapshotPublisher(kv, clock=clock)
     service = StorePolicyService(
-        kv, settings.key_pepper, clock, published=lambda: publisher.current.snapshot if publisher.current else None
+        kv, settings.key_pepper, clock, published=lambda: publisher.current.snapshot if publisher.current else None,
+        credential_rules=settings.credentials,
     )
     ledger = Ledger(kv, clock=clock, lease_ttl_s=settings.budget_lease_ttl_s,
                     limits=PublishedLimits(lambda: publisher.current.snapshot if publisher.current else None))

@@ -13,6 +13,7 @@ import random
 from collections.abc import Callable
 
 from interlock import keys as vkeys
+from interlock.credential_refs import CredentialRules
 from interlock.v1 import policy_pb2
 
 from .audit import Actor, AuditAction, PolicyAuditRecord, build_record, encode_record, read_policy_log, record_key
@@ -36,10 +37,12 @@ class StorePolicyService:
     def __init__(
         self, kv: KV, key_pepper: bytes, clock: Callable[[], float],
         published: Callable[[], policy_pb2.PolicySnapshot | None] = lambda: None,
+        credential_rules: CredentialRules | None = None,
     ):
         if not key_pepper:
             raise ValueError("key_pepper must not be empty")
         self._published = published
+        self._credential_rules = credential_rules or CredentialRules()
         self._kv = kv
         self._pepper = key_pepper
         self._clock = clock
@@ -69,6 +72,8 @@ class StorePolicyService:
         state = await load_state(self._kv)
         # Unreadable policy items are replaced by the apply; unreadable keys would survive it, so they block.
         key_errors = list(state.unreadable.get(KEYS, {}).values())
+        key_errors += [f"provider {p.name!r}: {problem}" for p in doc.providers
+                       if p.credential and (problem := self._credential_rules.problem(p.credential))]
         try:
             validate(doc, state.keys.values())
         except PolicyInvalid as exc:

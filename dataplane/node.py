@@ -42,7 +42,7 @@ class DataPlaneNode:
     ):
         self.settings = settings
         self.sink = sink
-        self.holder = PolicyHolder(adapters or default_providers(), env_and_file_credentials(env))
+        self.holder = PolicyHolder(adapters or default_providers(), env_and_file_credentials(env, settings.credentials))
         self.upstream = Upstream(pool_size=settings.upstream_pool_size, connect_timeout_s=settings.upstream_connect_timeout_s,
                                  impl=settings.upstream_client)
         dialects = default_dialects()

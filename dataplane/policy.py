@@ -7,9 +7,9 @@ the node's policy is a single reference assignment.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import orjson
 
@@ -18,6 +18,7 @@ from dataplane.errors import SnapshotRejected
 from dataplane.pricing import Price, per_token_pico
 from dataplane.providers.base import ProviderAdapter, ProviderConfigError
 from dataplane.routing.table import RoutingTable
+from interlock.credential_refs import CredentialRules
 from interlock.keys import HASH_SCHEME
 from interlock.v1 import policy_pb2
 
@@ -68,18 +69,34 @@ class KeyEntry:
     locked_tags: frozenset[str] = frozenset()  # default tags a client cannot override (dataplane/tags.py)
 
 
+log = logging.getLogger(__name__)
 CredentialResolver = Callable[[str], "str | None"]
 
 
-def env_and_file_credentials(env: Mapping[str, str]) -> CredentialResolver:
-    """Resolve `env:NAME` from the node's environment and `file:/path` from its filesystem."""
+def env_and_file_credentials(env: Mapping[str, str], rules: CredentialRules | None = None) -> CredentialResolver:
+    """Resolve `env:NAME` from the node's environment and `file:/path` from its filesystem, only where the
+    node's CredentialRules allow (interlock/credential_refs.py); a refused reference resolves to nothing."""
+    rules = rules or CredentialRules()
+    warned: set[str] = set()
+
+    def refused(ref: str, why: str) -> None:
+        if ref not in warned:  # re-resolved every credential refresh: say it once
+            warned.add(ref)
+            log.warning("not resolving %s", why)
 
     def resolve(ref: str) -> str | None:
+        if problem := rules.problem(ref):
+            refused(ref, problem)
+            return None
         if ref.startswith("env:"):
             return env.get(ref[4:]) or None
         if ref.startswith("file:"):
+            real = rules.resolved_file(ref[5:])
+            if real is None:
+                refused(ref, f"credential {ref!r}: a symlink leads outside the allowed directories")
+                return None
             try:
-                return Path(ref[5:]).read_text().strip() or None
+                return real.read_text().strip() or None
             except OSError:
                 return None
         return None

@@ -12,7 +12,7 @@ from controlplane.usage_api import create_usage_router
 from dataplane.node import DataPlaneNode
 from dataplane.usage_sink import ClickHouseSink, NullSink, UsageSink
 from ingest.query_service import UsageQueryService
-from interlock.devmode import banner, ensure_policy_and_key, load_secrets
+from interlock.devmode import banner, dev_credential_rules, ensure_policy_and_key, load_secrets
 from interlock.fakeprovider.config import FakeProviderConfig
 from interlock.fakeprovider.server import start_fake_provider
 from interlock.settings import ControlPlaneSettings, DataPlaneSettings, DevSettings
@@ -51,7 +51,8 @@ class DevStack:
         self._stops.append(fake_runner.cleanup)
         cp = ControlPlaneSettings(key_pepper=sec.key_pepper, admin_token=sec.admin_token.encode(),
                                   store=f"sqlite:///{data_dir / 'policy.db'}", admin_host=s.host,
-                                  admin_port=s.admin_port, grpc_host="127.0.0.1", grpc_port=s.grpc_port)
+                                  admin_port=s.admin_port, grpc_host="127.0.0.1", grpc_port=s.grpc_port,
+                                  credentials=dev_credential_rules(data_dir))
         self.backend = await start_backend(cp)
         self._stops.append(self.backend.close)
         self.virtual_key = await ensure_policy_and_key(self.backend.service, data_dir, fake_url, sec, self._env)
@@ -71,7 +72,7 @@ class DevStack:
         self._stops.append(stop_admin)
         dp = replace(DataPlaneSettings(node_id="dev-node", key_pepper=sec.key_pepper),
                      host=s.host, port=s.port, control_plane=f"127.0.0.1:{self.backend.grpc_port}",
-                     state_dir=data_dir / "dataplane")
+                     state_dir=data_dir / "dataplane", credentials=dev_credential_rules(data_dir))
         sink: UsageSink = (ClickHouseSink.from_dsn(f"chdb://{data_dir / 'clickhouse'}") if s.with_usage else NullSink())
         self.node = DataPlaneNode(dp, sink=sink, env=self._env)
         await self.node.start()

@@ -18,6 +18,7 @@ from typing import TypeVar
 import yaml
 
 from dataplane.http.limits import HttpLimits
+from interlock.credential_refs import CredentialRules
 
 T = TypeVar("T")
 PREFIX = "INTERLOCK_"
@@ -124,6 +125,7 @@ class DataPlaneSettings:
     control_plane_key: Path | None = None
     node_token: bytes | None = field(default=None, repr=False)
     http: HttpLimits = field(default_factory=HttpLimits)  # client connection limits (INTERLOCK_HTTP_*)
+    credentials: CredentialRules = field(default_factory=CredentialRules)  # allowed credential refs
 
     @property
     def snapshot_path(self) -> Path:
@@ -185,6 +187,7 @@ class DataPlaneSettings:
             control_plane_key=_get(env, "CONTROL_PLANE_KEY", None, _path),
             node_token=_secret(env, "NODE_TOKEN"),
             http=_http_limits(env),
+            credentials=CredentialRules.from_env(env),
         )
         if problem := settings.control_channel_problem() or settings.http.problem():
             raise SettingsError(problem)
@@ -284,6 +287,8 @@ class ControlPlaneSettings:
     etcd_password: bytes | None = field(default=None, repr=False)
     # Admin API identities (controlplane/admin_auth.py); INTERLOCK_ADMIN_TOKEN is the first, named admin-token.
     admin_credentials: tuple[AdminCredential, ...] = ()
+    credentials: CredentialRules = field(default_factory=CredentialRules)  # credential refs `apply` accepts
+    grpc_allow_unauthenticated_nodes: bool = False  # TLS without node token/client CA off loopback (issue 10)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ControlPlaneSettings:
@@ -319,6 +324,9 @@ class ControlPlaneSettings:
             etcd_key=_get(env, "ETCD_KEY", None, _path),
             etcd_username=_get(env, "ETCD_USERNAME", cls.etcd_username, str),
             etcd_password=_secret(env, "ETCD_PASSWORD"),
+            credentials=CredentialRules.from_env(env),
+            grpc_allow_unauthenticated_nodes=_get(env, "GRPC_ALLOW_UNAUTHENTICATED_NODES",
+                                                  cls.grpc_allow_unauthenticated_nodes, _bool),
         )
         if problem := settings.grpc_security_problem():
             raise SettingsError(problem)
@@ -337,6 +345,13 @@ class ControlPlaneSettings:
                     f"from the network: set {PREFIX}GRPC_TLS_CERT and {PREFIX}GRPC_TLS_KEY (and {PREFIX}NODE_TOKEN "
                     f"or {PREFIX}GRPC_CLIENT_CA to authenticate nodes), or {PREFIX}GRPC_ALLOW_INSECURE=true if "
                     f"something else (a service mesh) encrypts and authenticates this traffic")
+        if (self.grpc_tls_cert is not None and not is_loopback_host(self.grpc_host) and not self.node_token
+                and self.grpc_client_ca is None and not self.grpc_allow_unauthenticated_nodes):
+            # TLS hides the traffic but anyone who reaches the port could still Subscribe (key HMACs, provider
+            # headers, credential refs) and call BudgetService.Sync.
+            return (f"gRPC on {self.grpc_host or '0.0.0.0'}:{self.grpc_port} has TLS but no node authentication: "
+                    f"set {PREFIX}NODE_TOKEN (or {PREFIX}NODE_TOKEN_FILE) or {PREFIX}GRPC_CLIENT_CA, or "
+                    f"{PREFIX}GRPC_ALLOW_UNAUTHENTICATED_NODES=true if something else authenticates the nodes")
         if problem := _cert_key_problem("ETCD", self.etcd_cert, self.etcd_key, "etcd client certificate and its key"):
             return problem
         if bool(self.etcd_username) != bool(self.etcd_password):

@@ -19,6 +19,8 @@ NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$"
 ID_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 Name = Annotated[str, Field(pattern=NAME_RE)]
 Ident = Annotated[str, Field(pattern=ID_RE)]
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")
+_HEADER_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # tab is allowed
 CREDENTIAL_RE = re.compile(r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)?$")
 
 
@@ -44,6 +46,17 @@ class Provider(_Frozen):
                 "credential must be a reference like 'env:OPENAI_API_KEY' or 'file:/run/secrets/openai', "
                 "never the key itself"
             )
+        return v
+
+    @field_validator("headers")
+    @classmethod
+    def _header_fields(cls, v: dict[str, str]) -> dict[str, str]:
+        # A CR/LF would split the upstream request (every request to the provider would then fail, or worse).
+        for name, value in v.items():
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"header name {name[:70]!r} must be letters, digits and !#$%&'*+-.^_`|~")
+            if _HEADER_VALUE_BAD.search(value):
+                raise ValueError(f"header {name!r}: the value must not contain CR, LF or other control characters")
         return v
 
     @field_validator("base_url")
