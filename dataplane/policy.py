@@ -118,8 +118,10 @@ def _provider(p: policy_pb2.Provider, adapters: Mapping[str, ProviderAdapter], c
         adapter = adapter.bind(dict(p.options), secret)
     except ProviderConfigError as exc:
         unavailable = unavailable or f"provider {p.name!r}: {exc}"
-    headers = (("content-type", "application/json"), *adapter.static_headers, *sorted(p.headers.items()),
-               *adapter.auth_headers(secret))
+    # One value per name (later wins: policy headers over the kind's defaults, the credential over both).
+    merged = {n.lower(): (n, v) for n, v in (("content-type", "application/json"), *adapter.static_headers,
+                                             *sorted(p.headers.items()), *adapter.auth_headers(secret))}
+    headers = tuple(merged.values())
     return RuntimeProvider(
         name=p.name, adapter=adapter, base_url=p.base_url.rstrip("/"), headers=headers,
         timeout_s=(p.timeout_ms or 600_000) / 1000, unavailable=unavailable,

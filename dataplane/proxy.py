@@ -84,7 +84,9 @@ class Proxy:
             raise GatewayError(503, ErrorKind.UNAVAILABLE, "this gateway node has no valid policy yet; retry shortly",
                                (("retry-after", "1"),))
         rec.policy_version = policy.version
-        key = authenticate(policy, self._pepper, presented_key(req.headers, req.query), int(self._clock() * 1000))
+        # ?key= only where Google's API puts it: elsewhere it would land keys in URLs and access logs
+        query = req.query if ep.dialect.name == "gemini" else ""
+        key = authenticate(policy, self._pepper, presented_key(req.headers, query), int(self._clock() * 1000))
         rec.key = key
         rec.tags = key.tags  # what the event carries if the body turns out unusable (not mutated: no copy)
         body = parse_body(req.body)

@@ -41,7 +41,8 @@ class DevStack:
 
         s = self.settings
         data_dir = s.data_dir.resolve()
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        data_dir.chmod(0o700)  # also for data dirs created by earlier versions with 0755
         sec = load_secrets(data_dir)
         self._admin_token = sec.admin_token
         fake_runner, fake_url = await start_fake_provider(

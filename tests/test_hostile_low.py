@@ -1,0 +1,53 @@
+"""The issue's Low findings that live on the request path: ?key= only on Gemini routes, each upstream header
+sent once."""
+
+from __future__ import annotations
+
+import aiohttp
+import orjson
+
+from controlplane.policy.compiler import compile_snapshot
+from controlplane.policy.model import Model, PolicyDocument, Provider
+from dataplane.policy import CompiledPolicy
+from dataplane.providers.registry import default_providers
+from tests.fixtures.gateway import Gateway
+
+
+async def test_query_key_is_accepted_only_on_gemini_routes(gateway: Gateway, fake_provider) -> None:  # type: ignore[no-untyped-def]
+    body = orjson.dumps({"model": "gpt-t", "messages": [{"role": "user", "content": "hi"}]})
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{gateway.url}/v1/chat/completions?key={gateway.key}", data=body) as r:
+            assert r.status == 401 and "missing virtual key" in (await r.json())["error"]["message"]
+        gem = {"contents": [{"parts": [{"text": "hi"}]}]}
+        async with s.post(f"{gateway.url}/v1beta/models/gpt-t:generateContent?key={gateway.key}", json=gem) as r:
+            assert r.status == 200, await r.text()
+    assert fake_provider.stats()["total"] == 1
+
+
+def _provider(headers: dict[str, str]) -> CompiledPolicy:
+    doc = PolicyDocument(providers=[Provider(name="a", kind="anthropic", base_url="https://x", credential="env:K",
+                                             headers=headers)],
+                         models=[Model(name="c", provider="a")])
+    return CompiledPolicy.from_snapshot(compile_snapshot(doc, [], version=1, now_ms=0), adapters=default_providers(),
+                                        credentials=lambda ref: "sk-secret")
+
+
+def test_anthropic_version_is_sent_once_with_the_clients_value() -> None:
+    prov = _provider({}).providers["a"]
+    _, headers, _ = prov.adapter.build_request(prov, "messages", "c", False, {"model": "c"},
+                                               {"anthropic-version": "2024-01-01", "anthropic-beta": "b1"})
+    names = [n.lower() for n, _ in headers]
+    assert len(names) == len(set(names))  # no header twice
+    assert dict(headers)["anthropic-version"] == "2024-01-01" and dict(headers)["anthropic-beta"] == "b1"
+    _, headers, _ = prov.adapter.build_request(prov, "messages", "c", False, {"model": "c"}, {})
+    assert dict(headers)["anthropic-version"] == "2023-06-01"
+
+
+def test_a_header_the_policy_sets_is_not_overridden_by_the_client() -> None:
+    prov = _provider({"anthropic-beta": "policy-beta", "x-api-key": "ignored"}).providers["a"]
+    _, headers, _ = prov.adapter.build_request(prov, "messages", "c", False, {"model": "c"},
+                                               {"anthropic-beta": "client-beta"})
+    names = [n.lower() for n, _ in headers]
+    assert len(names) == len(set(names))
+    assert dict(headers)["anthropic-beta"] == "policy-beta"
+    assert dict(headers)["x-api-key"] == "sk-secret"  # the credential wins over a configured header of that name
