@@ -116,7 +116,7 @@ def banner(*, gateway: str, admin: str, admin_token: str, vkey: str, data_dir: P
 Interlock dev gateway is running.
 
   gateway (OpenAI/Anthropic/Gemini)  {gateway}
-  admin API (docs at /docs)          {admin}
+  admin API (/openapi.json)          {admin}
   data directory                     {data_dir}
   models                             {", ".join(models)}
 
