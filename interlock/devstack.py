@@ -46,7 +46,8 @@ class DevStack:
         sec = load_secrets(data_dir)
         self._admin_token = sec.admin_token
         fake_runner, fake_url = await start_fake_provider(
-            FakeProviderConfig(api_key=sec.provider_key_path.read_text().strip(), latency_ms=50, chunk_delay_ms=20),
+            FakeProviderConfig(api_key=sec.provider_key_path.read_text().strip(), latency_ms=50, chunk_delay_ms=20,
+                               admin_token=sec.provider_key_path.read_text().strip()),
             port=s.fake_provider_port,
         )
         self._stops.append(fake_runner.cleanup)

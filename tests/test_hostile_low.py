@@ -51,3 +51,18 @@ def test_a_header_the_policy_sets_is_not_overridden_by_the_client() -> None:
     assert len(names) == len(set(names))
     assert dict(headers)["anthropic-beta"] == "policy-beta"
     assert dict(headers)["x-api-key"] == "sk-secret"  # the credential wins over a configured header of that name
+
+
+async def test_fake_provider_admin_is_bound_to_its_token(fake_provider_factory) -> None:  # type: ignore[no-untyped-def]
+    from interlock.fakeprovider.config import FakeProviderConfig
+
+    fake = await fake_provider_factory(FakeProviderConfig(admin_token="fake-admin"))
+    async with aiohttp.ClientSession() as s:
+        for headers in ({}, {"authorization": "Bearer wrong"}):
+            async with s.get(f"{fake.base_url}/_fake/stats", headers=headers) as r:
+                assert r.status == 401 and "history" not in await r.text()
+            async with s.post(f"{fake.base_url}/_fake/faults", json={"status": 529}, headers=headers) as r:
+                assert r.status == 401
+        async with s.get(f"{fake.base_url}/_fake/stats", headers={"authorization": "Bearer fake-admin"}) as r:
+            assert r.status == 200 and "history" in await r.json()
+    assert fake.state.faults.snapshot() == []
