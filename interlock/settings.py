@@ -212,6 +212,8 @@ class AdminCredential:
     name: str
     role: str  # one of ADMIN_ROLES
     token_sha256: bytes = field(repr=False)
+    # Teams whose keys an operator may mint run keys from ("*" = any). Admins may act for every team.
+    teams: tuple[str, ...] = ()
 
 
 def admin_token_digest(token: bytes) -> bytes:
@@ -232,8 +234,13 @@ def _admin_credentials(env: Mapping[str, str], legacy_token: bytes | None) -> tu
         raise SettingsError(f"{var} must be a list of {{name, role, token_sha256 | token_secret}}")
     for i, item in enumerate(items):
         where = f"{var}[{i}]"
-        if not isinstance(item, dict) or set(item) - {"name", "role", "token_sha256", "token_secret"}:
-            raise SettingsError(f"{where} must be a mapping with keys name, role and token_sha256 or token_secret")
+        if not isinstance(item, dict) or set(item) - {"name", "role", "token_sha256", "token_secret", "teams"}:
+            raise SettingsError(f"{where} must be a mapping with keys name, role, token_sha256 or token_secret, "
+                                f"and (operators) teams")
+        teams = item.get("teams", [])
+        teams = [teams] if isinstance(teams, str) else teams
+        if not isinstance(teams, list) or not all(isinstance(t, str) and t for t in teams):
+            raise SettingsError(f"{where}.teams must be a list of team ids (or \"*\" for every team)")
         name, role = str(item.get("name") or "").strip(), str(item.get("role") or "")
         if not name or not name.isprintable() or len(name) > 64:
             raise SettingsError(f"{where}.name must be 1-64 printable characters")
@@ -256,7 +263,7 @@ def _admin_credentials(env: Mapping[str, str], legacy_token: bytes | None) -> tu
                 raise SettingsError(f"{where}.token_sha256 must be 64 hex digits: printf %s \"$TOKEN\" | sha256sum")
         if any(c.token_sha256 == digest for c in creds):
             raise SettingsError(f"{where} ({name}): this token is already used by another admin identity")
-        creds.append(AdminCredential(name, role, digest))
+        creds.append(AdminCredential(name, role, digest, tuple(teams)))
     return tuple(creds)
 
 
