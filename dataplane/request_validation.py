@@ -17,6 +17,7 @@ from typing import Any
 from dataplane.gateway_errors import bad_request
 
 MAX_DEPTH = 128
+MAX_MODEL = 256  # longer than any policy name (128): refused rather than stored in every usage event
 
 _BOOL = (bool,)
 _STR = (str,)
@@ -94,6 +95,9 @@ def validate(family: str, operation: str, raw: bytes, body: Mapping[str, Any]) -
         nested = _NESTED.get((family, operation))
         if nested is not None and isinstance(sub := body.get(nested[0]), dict):
             _check_fields(sub, nested[1], f"{nested[0]}.")
+    model = body.get("model")
+    if isinstance(model, str) and len(model) > MAX_MODEL:
+        raise bad_request(f"'model' is longer than {MAX_MODEL} characters")
     # Counting brackets is C-speed; only a body that could be that deep is walked.
     if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and too_deep(body):
         raise bad_request(f"the request body nests JSON more than {MAX_DEPTH} levels deep")

@@ -66,3 +66,29 @@ async def test_fake_provider_admin_is_bound_to_its_token(fake_provider_factory) 
         async with s.get(f"{fake.base_url}/_fake/stats", headers={"authorization": "Bearer fake-admin"}) as r:
             assert r.status == 200 and "history" in await r.json()
     assert fake.state.faults.snapshot() == []
+
+
+def test_cli_tables_escape_control_characters() -> None:
+    from rich.console import Console
+
+    from interlock.cli import render
+
+    t = render.table("tag", "model")
+    render.add_row(t, "a\x1b]52;c;aGk=\x07b", "m\x1b[2J\x9b")
+    console = Console(record=True, width=80, color_system=None)
+    console.print(t)
+    out = console.export_text()
+    assert "\x1b" not in out and "\x07" not in out and "\x9b" not in out
+    assert "a\\x1b]52;c;aGk=\\x07b" in out and "m\\x1b[2J\\x9b" in out
+    assert render.safe("plain tag") == "plain tag"
+
+
+async def test_an_overlong_model_name_is_refused_not_stored(gateway: Gateway) -> None:
+    body = orjson.dumps({"model": "m" * (1 << 20), "messages": [{"role": "user", "content": "hi"}]})
+    async with aiohttp.ClientSession() as s, s.post(f"{gateway.url}/v1/chat/completions", data=body,
+                                                    headers={"authorization": f"Bearer {gateway.key}"}) as r:
+        assert r.status == 400 and "'model' is longer than 256" in (await r.json())["error"]["message"]
+    from tests.fixtures.gateway import wait_events
+
+    (ev,) = await wait_events(gateway, 1)
+    assert len(ev.requested_model) <= 256
