@@ -92,3 +92,15 @@ async def test_an_overlong_model_name_is_refused_not_stored(gateway: Gateway) ->
 
     (ev,) = await wait_events(gateway, 1)
     assert len(ev.requested_model) <= 256
+
+
+def test_an_sse_event_over_1_mib_reaches_the_client_when_usage_is_stripped() -> None:
+    from dataplane.dialects.openai import OpenAIDialect
+
+    big = b'data: {"choices":[{"delta":{"content":"' + b"x" * (3 << 20) + b'"}}]}\n\n'
+    usage = b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":7}}\n\n'
+    stream = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n' + big + usage + b"data: [DONE]\n\n"
+    scanner = OpenAIDialect().stream_scanner(strip_usage=True)
+    out = b"".join(scanner.feed(stream[i:i + 65536]) for i in range(0, len(stream), 65536))
+    assert out == stream.replace(usage, b"")  # every byte but the injected usage chunk, in order
+    assert (scanner.usage.input_tokens, scanner.usage.output_tokens) == (3, 7)
