@@ -23,6 +23,7 @@ from dataplane.routing.table import Plan, RuntimeDeployment
 from dataplane.translate.base import Params
 from dataplane.translate.binding import Translation, Translations
 from dataplane.upstream import PASSTHROUGH_RESPONSE_HEADERS, Upstream, UpstreamResponse
+from dataplane.upstream_body import read_bounded
 from dataplane.usage_event import RequestRecord
 
 
@@ -142,7 +143,7 @@ class Forwarder:
                     rec.status = 200
                     await self._relay_stream(upstream, resp, scanner, rec, extra, first, chunks)
                     return OK
-                payload = await upstream.read()
+                payload = await read_bounded(upstream, prov.name)  # bounded: dataplane/upstream_body.py
                 cls = status_class(status, payload) if status != 200 else ""
                 ctype = upstream.headers.get("content-type", "application/json")
                 if status != 200 and (own := adapter.error_payload(status, payload)) is not None:

@@ -104,3 +104,45 @@ def test_an_sse_event_over_1_mib_reaches_the_client_when_usage_is_stripped() -> 
     out = b"".join(scanner.feed(stream[i:i + 65536]) for i in range(0, len(stream), 65536))
     assert out == stream.replace(usage, b"")  # every byte but the injected usage chunk, in order
     assert (scanner.usage.input_tokens, scanner.usage.output_tokens) == (3, 7)
+
+
+async def test_an_endless_upstream_body_is_cut_at_the_limit(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from aiohttp import web
+
+    import dataplane.upstream_body
+    from tests.fixtures.gateway import gateway_policy, running_gateway, wait_events
+
+    monkeypatch.setattr(dataplane.upstream_body, "MAX_UPSTREAM_BODY", 1 << 20)
+    sent = 0
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        nonlocal sent
+        resp = web.StreamResponse(headers={"content-type": "application/json"})
+        await resp.prepare(request)
+        try:
+            for _ in range(4096):  # up to 256 MB, far more than the limit
+                await resp.write(b" " * 65536)
+                sent += 65536
+        except (ConnectionResetError, RuntimeError):
+            pass
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", endless)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    try:
+        async with running_gateway(base, tmp_path, policy=gateway_policy(base)) as gw, aiohttp.ClientSession() as s:
+            body = orjson.dumps({"model": "gpt-t", "messages": [{"role": "user", "content": "hi"}]})
+            async with s.post(f"{gw.url}/v1/chat/completions", data=body,
+                              headers={"authorization": f"Bearer {gw.key}"}) as r:
+                doc = await r.json()
+            assert r.status == 502 and "over the 1 MiB limit" in doc["error"]["message"]
+            (ev,) = await wait_events(gw, 1)
+            assert ev.status == 502
+    finally:
+        await runner.cleanup()
+    assert sent < 64 << 20  # the gateway stopped reading long before the end
