@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
 import subprocess
 import sys
@@ -23,10 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from overhead.gateway import _control_plane_off, _env, write_snapshot  # noqa: E402
-from overhead.procs import free_port  # noqa: E402
+from overhead.gateway import _control_plane_off, _env, write_snapshot
+from overhead.procs import free_port
 
 LIMIT = 64 * 1024
 
@@ -105,7 +102,39 @@ async def _big_header(port: int, pid: int) -> tuple[float, int, int, int]:
     return took, _status(pid, "VmRSS") - rss0, _status(pid, "VmHWM"), sent
 
 
-async def main(args: argparse.Namespace) -> None:
+async def measure(args: argparse.Namespace, port: int, secret: str, pid: int) -> None:
+    for _ in range(200):
+        try:
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            w.close()
+            break
+        except OSError:
+            await asyncio.sleep(0.1)
+    await _latencies(port, secret, 100)  # warm-up
+    base = await _latencies(port, secret, args.requests)
+    print(f"normal client alone:        p50 {_p(base, .5):6.2f} ms  p99 {_p(base, .99):6.2f} ms")
+    idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(args.idle)]
+    stop = asyncio.Event()
+    loris = [asyncio.create_task(_slowloris(port, stop)) for _ in range(args.slowloris)]
+    await asyncio.sleep(0.5)
+    loaded = await _latencies(port, secret, args.requests)
+    stop.set()
+    await asyncio.gather(*loris)
+    for _, w in idle:
+        w.close()
+    p99 = _p(loaded, .99)
+    print(f"+{args.idle} idle +{args.slowloris} slowloris: p50 {_p(loaded, .5):6.2f} ms  p99 {p99:6.2f} ms  "
+          f"(x{p99 / _p(base, .99):.2f} of alone; target p99 <= 20 ms: {'met' if p99 <= 20 else 'NOT met'})")
+    await asyncio.sleep(0.5)
+    took, growth, hwm, sent = await _big_header(port, pid)
+    print(f"100 MB header: 431 after {took * 1000:.1f} ms past the 64 KB limit (target <= 100 ms: "
+          f"{'met' if took <= 0.1 else 'NOT met'}); client got to send {sent >> 10} KB; "
+          f"node RSS growth {growth / 1e6:+.1f} MB, peak RSS {hwm / 1e6:.0f} MB")
+
+
+def main(args: argparse.Namespace) -> None:
+    import uvloop
+
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp) / "dataplane"
         pepper = secrets.token_hex(32)
@@ -116,33 +145,7 @@ async def main(args: argparse.Namespace) -> None:
         cli = [sys.executable, "-c", "from interlock.cli.main import main; main()", "dataplane", "--log-level", "WARNING"]
         proc = subprocess.Popen(cli, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            for _ in range(200):
-                try:
-                    _, w = await asyncio.open_connection("127.0.0.1", port)
-                    w.close()
-                    break
-                except OSError:
-                    await asyncio.sleep(0.1)
-            await _latencies(port, secret, 100)  # warm-up
-            base = await _latencies(port, secret, args.requests)
-            print(f"normal client alone:        p50 {_p(base, .5):6.2f} ms  p99 {_p(base, .99):6.2f} ms")
-            idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(args.idle)]
-            stop = asyncio.Event()
-            loris = [asyncio.create_task(_slowloris(port, stop)) for _ in range(args.slowloris)]
-            await asyncio.sleep(0.5)
-            loaded = await _latencies(port, secret, args.requests)
-            stop.set()
-            await asyncio.gather(*loris)
-            for _, w in idle:
-                w.close()
-            p99 = _p(loaded, .99)
-            print(f"+{args.idle} idle +{args.slowloris} slowloris: p50 {_p(loaded, .5):6.2f} ms  p99 {p99:6.2f} ms  "
-                  f"(x{p99 / _p(base, .99):.2f} of alone; target p99 <= 20 ms: {'met' if p99 <= 20 else 'NOT met'})")
-            await asyncio.sleep(0.5)
-            took, growth, hwm, sent = await _big_header(port, proc.pid)
-            print(f"100 MB header: 431 after {took * 1000:.1f} ms past the 64 KB limit (target <= 100 ms: "
-                  f"{'met' if took <= 0.1 else 'NOT met'}); client got to send {sent >> 10} KB; "
-                  f"node RSS growth {growth / 1e6:+.1f} MB, peak RSS {hwm / 1e6:.0f} MB")
+            uvloop.run(measure(args, port, secret, proc.pid))
         finally:
             proc.terminate()
             proc.wait(10)
@@ -153,6 +156,4 @@ if __name__ == "__main__":
     ap.add_argument("--idle", type=int, default=2000)
     ap.add_argument("--slowloris", type=int, default=4)
     ap.add_argument("--requests", type=int, default=500)
-    import uvloop
-
-    uvloop.run(main(ap.parse_args()))
+    main(ap.parse_args())
