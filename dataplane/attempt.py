@@ -122,8 +122,11 @@ class Forwarder:
                               f"this endpoint speaks {ep.dialect.name} (cross-API translation is not enabled)")
         operation = xl.operation if xl else ep.operation
         strip_usage = adapter.prepare_body(body, m.upstream_name, stream, operation)
-        url, headers, payload = adapter.build_request(  # URL, auth and signing over the final body bytes
-            prov, operation, m.upstream_name, stream, body, req.headers, m.url_model)
+        try:
+            url, headers, payload = adapter.build_request(  # URL, auth and signing over the final body bytes
+                prov, operation, m.upstream_name, stream, body, req.headers, m.url_model)
+        except orjson.JSONEncodeError as exc:  # orjson parses 1,024 levels of nesting but writes only 254
+            raise bad_request(f"the request body cannot be forwarded: JSON nested too deeply ({exc})") from None
         timeout_s = prov.timeout_s if deadline == math.inf else max(0.001, min(prov.timeout_s, deadline - started))
         limit: _Deadline = asyncio.timeout(plan.attempt_timeout_s) if plan.attempt_timeout_s else _NO_LIMIT
         try:

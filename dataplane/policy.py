@@ -66,7 +66,8 @@ class KeyEntry:
     revoked: bool
     tags: Mapping[str, str]
     required_tags: frozenset[str] = frozenset()
-    locked_tags: frozenset[str] = frozenset()  # default tags a client cannot override (dataplane/tags.py)
+    # the default tags a client cannot override, with their values (dataplane/tags.py); precomputed per snapshot
+    locked_tags: Mapping[str, str] = field(default_factory=dict)
 
 
 log = logging.getLogger(__name__)
@@ -191,7 +192,7 @@ class CompiledPolicy:
                 id=k.id, team_id=k.team_id, user_id=k.user_id, project_id=k.project_id, allowed=allowed,
                 expires_at_ms=k.expires_at_unix_ms, revoked=k.revoked, tags=tags,
                 required_tags=frozenset(team.required_tags) if team else frozenset(),
-                locked_tags=frozenset(tags) - frozenset(team.overridable_tags if team else ()),
+                locked_tags={n: v for n, v in tags.items() if not team or n not in team.overridable_tags},
             )
         return cls(snap.version, snap.content_hash, keys, routes, providers, budgets=build_index(snap), routing=routing)
 

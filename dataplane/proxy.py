@@ -90,7 +90,7 @@ class Proxy:
         rec.key = key
         rec.tags = key.tags  # what the event carries if the body turns out unusable (not mutated: no copy)
         body = parse_body(req.body)
-        validate_request(ep.dialect.name, ep.operation, req.body, body)  # typed fields: forwarded = metered
+        validate_request(ep.dialect.name, ep.operation, body)  # typed fields: forwarded = metered
         rec.tags = request_tags(key.tags, req.headers, body, key.locked_tags)
         if key.required_tags and (absent := missing(key.required_tags, rec.tags)):
             raise bad_request(

@@ -77,29 +77,33 @@ def _claude_session(user_id: str) -> str | None:
     return m.group(1) if m else None
 
 
+def _meta_tags(meta: Mapping[str, Any], tags: dict[str, str]) -> None:
+    for key, value in meta.items():
+        if key == "user_id" and isinstance(value, str):
+            if (session := _claude_session(value)) and valid_value(session):
+                tags["session"] = session
+        elif isinstance(value, str) and _KEY.match(key) and valid_value(value) and len(tags) < MAX_TAGS:
+            tags[key] = value  # metadata is the SDK's, not ours: skip what doesn't fit rather than refuse
+
+
 def from_body(body: Mapping[str, Any]) -> dict[str, str]:
     """Tags from body metadata: OpenAI `metadata` string entries; Anthropic `metadata.user_id` (its session);
     Gemini (Vertex) `labels`."""
     tags: dict[str, str] = {}
-    for field in ("metadata", "labels"):
-        meta = body.get(field)
-        if not isinstance(meta, dict):
-            continue
-        for key, value in meta.items():
-            if key == "user_id" and isinstance(value, str):
-                if session := _claude_session(value):
-                    if valid_value(session):
-                        tags["session"] = session
-            elif isinstance(value, str) and _KEY.match(key) and valid_value(value) and len(tags) < MAX_TAGS:
-                tags[key] = value  # metadata is the SDK's, not ours: skip what doesn't fit rather than refuse
+    if isinstance(meta := body.get("metadata"), dict):
+        _meta_tags(meta, tags)
+    if isinstance(labels := body.get("labels"), dict):
+        _meta_tags(labels, tags)
     return tags
 
 
+_NONE: Mapping[str, str] = {}
+
+
 def request_tags(
-    defaults: Mapping[str, str], headers: Mapping[str, str], body: Mapping[str, Any],
-    locked: frozenset[str] = frozenset(),
+    defaults: Mapping[str, str], headers: Mapping[str, str], body: Mapping[str, Any], locked: Mapping[str, str] = _NONE,
 ) -> dict[str, str]:
-    """`locked`: default tags the client may not change (KeyEntry.locked_tags)."""
+    """`locked`: the default tags a client may not change, with their values (KeyEntry.locked_tags)."""
     tags = from_body(body)
     for name in _SESSION_HEADERS:
         if (session := headers.get(name)) and valid_value(session):
@@ -108,19 +112,13 @@ def request_tags(
     raw = headers.get(TAGS_HEADER)
     if raw:
         sent = parse_header(raw)
-        for key in locked.intersection(sent):
-            if sent[key] != defaults[key]:
-                raise bad_request(f"{TAGS_HEADER}: tag {key!r} is set by policy to {defaults[key]!r} for this key; "
-                                  f"it cannot be overridden (a team admin can list it in overridable_tags)")
+        if locked:
+            for key in locked.keys() & sent.keys():
+                if sent[key] != locked[key]:
+                    raise bad_request(f"{TAGS_HEADER}: tag {key!r} is set by policy to {locked[key]!r} for this key; "
+                                      f"it cannot be overridden (a team admin can list it in overridable_tags)")
         tags.update(sent)
-    if not defaults:
-        return tags
-    if not locked:
-        return {**defaults, **tags}
-    merged = {**defaults, **tags}
-    for key in locked:
-        merged[key] = defaults[key]  # authoritative
-    return merged
+    return {**defaults, **tags, **locked}  # policy-set tags last: authoritative
 
 
 def missing(required: frozenset[str], tags: Mapping[str, str]) -> list[str]:

@@ -1,7 +1,8 @@
 """The node's open client connections: the connection cap and one periodic sweep that enforces every timeout.
 
-One sweep task per server instead of a timer per request keeps the request path free of timer churn; a deadline
-is honoured to within one sweep interval (a quarter of the shortest timeout).
+One sweep task per server instead of a timer per request keeps the request path free of timer churn, and
+connections stamp their events with `now`, the clock as of the last sweep, instead of reading the clock per
+request: a deadline is honoured to within one sweep interval (a quarter of the shortest timeout).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class ConnectionGuard:
     def __init__(self, limits: HttpLimits, clock: Callable[[], float] = time.monotonic):
         self.limits = limits
         self.clock = clock
+        self.now = clock()  # coarse: refreshed by every sweep (and when a connection is admitted)
         self.open: set[Guarded] = set()
         self.refused: set[Guarded] = set()  # refused above the cap, lingering until the client or the sweep closes them
         self.refused_total = 0
@@ -29,6 +31,7 @@ class ConnectionGuard:
         self._task: asyncio.Task[None] | None = None
 
     def admit(self, conn: Guarded) -> bool:
+        self.now = self.clock()
         if len(self.open) >= self.limits.max_connections:
             self.refused_total += 1
             self.refused.add(conn)
@@ -51,6 +54,6 @@ class ConnectionGuard:
             self.sweep()
 
     def sweep(self) -> None:
-        now = self.clock()
+        now = self.now = self.clock()
         for conn in [*self.open, *self.refused]:
             conn.check_deadline(now)

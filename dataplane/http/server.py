@@ -63,7 +63,6 @@ class HttpConnection(asyncio.Protocol, ConnectionLike):
         self._url: list[bytes] = []
         self._url_len = 0
         self._headers: dict[str, str] = {}
-        self._header_count = 0
         self._body: list[bytes] = []
         self._body_size = 0
         self._queue: deque[Request] = deque()
@@ -76,12 +75,12 @@ class HttpConnection(asyncio.Protocol, ConnectionLike):
         self.closed = False
         # Head accounting: bytes the current request head may still use; -1 while its body is being read.
         self._head_room = limits.max_header_bytes
-        # Deadlines (time.monotonic): see check_deadline.
+        # Deadlines (the guard's coarse monotonic clock): see check_deadline.
         self._in_message = False
         self._headers_done = False
         self._served = 0
         self._began = False
-        self._opened = self._idle_since = self._msg_start = self._last_rx = time.monotonic()
+        self._opened = self._idle_since = self._msg_start = self._last_rx = self._guard.now
 
     # --- transport callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -91,6 +90,7 @@ class HttpConnection(asyncio.Protocol, ConnectionLike):
             self._refuse_over_capacity()
             return
         self._admitted = True
+        self._opened = self._idle_since = self._msg_start = self._last_rx = self._guard.now  # admit() refreshed it
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -105,7 +105,7 @@ class HttpConnection(asyncio.Protocol, ConnectionLike):
     def data_received(self, data: bytes) -> None:
         if self._rejected:
             return
-        self._last_rx = time.monotonic()
+        self._last_rx = self._guard.now
         try:
             while True:
                 room = self._head_room
@@ -150,13 +150,12 @@ class HttpConnection(asyncio.Protocol, ConnectionLike):
         self._url = []
         self._url_len = 0
         self._headers = {}
-        self._header_count = 0
         self._body = []
         self._body_size = 0
         self._in_message = True
         self._headers_done = False
         # The first request's header clock started when the connection opened (no free extra period for slowloris).
-        self._msg_start = time.monotonic() if self._began else self._opened
+        self._msg_start = self._guard.now if self._began else self._opened
         self._began = True
 
     def on_url(self, url: bytes) -> None:
@@ -167,15 +166,15 @@ class HttpConnection(asyncio.Protocol, ConnectionLike):
             raise _Stop
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        if self._header_count > self._limits.max_headers:
-            self._reject(431, f"the request has more than {self._limits.max_headers} header fields")
-            raise _Stop
         self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
         self._head_room = -1
         self._headers_done = True
+        # Counted once here, not per field: the head byte limit already bounds what repeated fields can cost.
+        if len(self._headers) > self._limits.max_headers:
+            self._reject(431, f"the request has more than {self._limits.max_headers} header fields")
+            raise _Stop
         length = self._headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self._max_body:
             self._reject(413, f"request body exceeds the {self._max_body} byte limit")
@@ -248,7 +247,8 @@ class HttpConnection(asyncio.Protocol, ConnectionLike):
                 self._close()
                 break
         self._task = None
-        self._idle_since = self._last_rx = time.monotonic()
+        # Reading was paused while requests were answered: a pipelined request's clocks restart now.
+        self._idle_since = self._last_rx = self._msg_start = self._guard.now
         if self._pending_refusal is not None:
             # Bytes after the answered requests were refused: the earlier responses went first, now the refusal.
             self.write(self._pending_refusal)
