@@ -256,3 +256,17 @@ async def test_above_the_connection_cap_new_clients_get_503_and_streams_in_fligh
     assert (await read_response(r))[0] == 200
     for wr in (w, w1, refused_w, others[1][1]):
         wr.close()
+
+
+def test_limits_are_read_from_the_environment_and_checked() -> None:
+    from interlock.settings import DataPlaneSettings, SettingsError
+
+    env = {"INTERLOCK_KEY_PEPPER": "p", "INTERLOCK_HTTP_MAX_CONNECTIONS": "10", "INTERLOCK_HTTP_HEADER_TIMEOUT_S": "2.5"}
+    http = DataPlaneSettings.from_env(env).http
+    assert (http.max_connections, http.header_timeout_s, http.max_header_bytes) == (10, 2.5, 64 * 1024)
+    with pytest.raises(SettingsError, match="INTERLOCK_HTTP_MAX_CONNECTIONS must be positive"):
+        DataPlaneSettings.from_env({**env, "INTERLOCK_HTTP_MAX_CONNECTIONS": "0"})
+    with pytest.raises(SettingsError, match="INTERLOCK_HTTP_MAX_URL_BYTES cannot exceed"):
+        DataPlaneSettings.from_env({**env, "INTERLOCK_HTTP_MAX_URL_BYTES": "100000"})
+    with pytest.raises(SettingsError, match="INTERLOCK_HTTP_BODY_TIMEOUT_S"):
+        DataPlaneSettings.from_env({**env, "INTERLOCK_HTTP_BODY_TIMEOUT_S": "soon"})
