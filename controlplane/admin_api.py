@@ -29,6 +29,7 @@ from interlock.settings import AdminCredential
 
 from .admin_auth import AdminAuth, Forbidden, Principal, Role, assert_guarded, requires
 from .admin_auth import Unauthorized as Unauthorized  # re-exported: the error type of a bad token
+from .admin_body_gate import AuthBeforeBody
 from .admin_schemas import (
     ApplyOut,
     ChangeOut,
@@ -194,9 +195,13 @@ def create_admin_app(
         description="Policy, virtual keys, models and data-plane status. Authenticate with an admin token; "
                     "roles: viewer (read), operator (+ per-run keys), admin (+ policy and keys).",
         version="1",
-        docs_url="/docs",
+        # No Swagger UI/ReDoc: FastAPI loads them from an unpinned CDN on the page where admins paste tokens.
+        # The schema stays at /openapi.json for local tools.
+        docs_url=None, redoc_url=None,
     )
     app.state.admin_auth = auth
+    app.add_middleware(AuthBeforeBody, auth=auth,  # type: ignore[arg-type]
+                       refuse=lambda msg: _error(401, "Unauthorized", msg, None, {"WWW-Authenticate": "Bearer"}))
     _install_error_handlers(app)
     guarded: dict[int | str, dict[str, Any]] = {
         401: {"model": ErrorOut, "description": "Missing or invalid admin token"},

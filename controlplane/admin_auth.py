@@ -68,6 +68,7 @@ class Principal:
 
     name: str
     role: Role
+    teams: frozenset[str] | None = None  # teams this identity may mint run keys for; None = every team
 
     def actor(self, request: Request) -> Actor:
         """The audit actor: this identity, plus the client's declared name as an unverified extra."""
@@ -78,11 +79,15 @@ class Principal:
         return Actor(name=self.name, role=self.role.label, on_behalf_of=claim if claim != self.name else "")
 
 
+def _teams(c: AdminCredential) -> frozenset[str] | None:
+    return None if c.role == "admin" or "*" in c.teams else frozenset(c.teams)
+
+
 class AdminAuth:
     """The set of admin credentials an app accepts."""
 
     def __init__(self, credentials: Iterable[AdminCredential]):
-        self._creds = tuple((c.token_sha256, Principal(c.name, Role[c.role.upper()])) for c in credentials)
+        self._creds = tuple((c.token_sha256, Principal(c.name, Role[c.role.upper()], _teams(c))) for c in credentials)
         if not self._creds:
             raise ValueError("the admin API needs at least one admin credential: it controls policy and keys")
 

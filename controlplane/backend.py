@@ -94,7 +94,8 @@ async def start_backend(
         published_version=lambda: publisher.current.snapshot.version if publisher.current else 0)
     publisher = SnapshotPublisher(kv, clock=clock, on_publish=metrics.observe_publish)
     service = StorePolicyService(
-        kv, settings.key_pepper, clock, published=lambda: publisher.current.snapshot if publisher.current else None
+        kv, settings.key_pepper, clock, published=lambda: publisher.current.snapshot if publisher.current else None,
+        credential_rules=settings.credentials,
     )
     ledger = Ledger(kv, clock=clock, lease_ttl_s=settings.budget_lease_ttl_s,
                     limits=PublishedLimits(lambda: publisher.current.snapshot if publisher.current else None))

@@ -13,8 +13,10 @@ import random
 from collections.abc import Callable
 
 from interlock import keys as vkeys
+from interlock.credential_refs import CredentialRules
 from interlock.v1 import policy_pb2
 
+from .admin_auth import Forbidden
 from .audit import Actor, AuditAction, PolicyAuditRecord, build_record, encode_record, read_policy_log, record_key
 from .budget.runkeys import MAX_RUN_KEY_DEPTH, RunKeySpec, check_run_key, prunable, run_key_record
 from .diff import plan_apply
@@ -37,10 +39,12 @@ class StorePolicyService:
     def __init__(
         self, kv: KV, key_pepper: bytes, clock: Callable[[], float],
         published: Callable[[], policy_pb2.PolicySnapshot | None] = lambda: None,
+        credential_rules: CredentialRules | None = None,
     ):
         if not key_pepper:
             raise ValueError("key_pepper must not be empty")
         self._published = published
+        self._credential_rules = credential_rules or CredentialRules()
         self._kv = kv
         self._pepper = key_pepper
         self._clock = clock
@@ -70,6 +74,8 @@ class StorePolicyService:
         state = await load_state(self._kv)
         # Unreadable policy items are replaced by the apply; unreadable keys would survive it, so they block.
         key_errors = list(state.unreadable.get(KEYS, {}).values())
+        key_errors += [f"provider {p.name!r}: {problem}" for p in doc.providers
+                       if p.credential and (problem := self._credential_rules.problem(p.credential))]
         try:
             validate(doc, state.keys.values())
         except PolicyInvalid as exc:
@@ -139,9 +145,11 @@ class StorePolicyService:
             return CreatedKey(record=record, secret=secret)
         raise AssertionError("unreachable")
 
-    async def mint_run_key(self, spec: RunKeySpec, *, actor: str | Actor = "admin") -> CreatedKey:
+    async def mint_run_key(self, spec: RunKeySpec, *, actor: str | Actor = "admin",
+                           teams: frozenset[str] | None = None) -> CreatedKey:
         """A per-run key bounded by its parent (controlplane/budget/runkeys.py). Cheap: it reads the parent, its
-        team, the budgets and the model names, never the whole key set, and writes one key in one commit."""
+        team, the budgets and the model names, never the whole key set, and writes one key in one commit.
+        `teams`: the caller may mint only from keys of these teams (None = any), else Forbidden (403)."""
         secret = vkeys.new_secret()
         key_id = vkeys.new_key_id()
         key_hash = vkeys.hash_key(self._pepper, secret).hex()
@@ -149,6 +157,11 @@ class StorePolicyService:
         for attempt in range(MINT_ATTEMPTS):
             version, parent_entry, team_models, routable, budgets = await self._mint_context(parent_key)
             parent = KeyRecord.model_validate_json(parent_entry.value) if parent_entry else None
+            if parent is not None and teams is not None and parent.team not in teams:
+                # An operator acting as another team would spend that team's budgets under its name.
+                raise Forbidden(f"this identity may mint run keys only from keys of team(s) "
+                                f"{', '.join(sorted(teams)) or '(none)'}; key {parent.id} belongs to team "
+                                f"{parent.team!r} (an admin can add it to the credential's teams)")
             now = self._now_ms()
             errors = check_run_key(spec, parent, budgets, now_ms=now) + await self._ancestor_errors(parent)
             allowed = (parent.allowed_models if parent else []) or team_models

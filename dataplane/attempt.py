@@ -24,6 +24,7 @@ from dataplane.translate.base import Params
 from dataplane.translate.binding import Translation, Translations
 from dataplane.translate.count_tokens import COUNT, COUNT_HEADER, CountTranslation, counted
 from dataplane.upstream import PASSTHROUGH_RESPONSE_HEADERS, Upstream, UpstreamResponse
+from dataplane.upstream_body import read_bounded
 from dataplane.usage_event import RequestRecord
 
 
@@ -124,8 +125,11 @@ class Forwarder:
                               f"this endpoint speaks {ep.dialect.name} (cross-API translation is not enabled)")
         operation = xl.operation if xl else ep.operation
         strip_usage = adapter.prepare_body(body, m.upstream_name, stream, operation)
-        url, headers, payload = adapter.build_request(  # URL, auth and signing over the final body bytes
-            prov, operation, m.upstream_name, stream, body, req.headers, m.url_model)
+        try:
+            url, headers, payload = adapter.build_request(  # URL, auth and signing over the final body bytes
+                prov, operation, m.upstream_name, stream, body, req.headers, m.url_model)
+        except orjson.JSONEncodeError as exc:  # orjson parses 1,024 levels of nesting but writes only 254
+            raise bad_request(f"the request body cannot be forwarded: JSON nested too deeply ({exc})") from None
         timeout_s = prov.timeout_s if deadline == math.inf else max(0.001, min(prov.timeout_s, deadline - started))
         limit: _Deadline = asyncio.timeout(plan.attempt_timeout_s) if plan.attempt_timeout_s else _NO_LIMIT
         try:
@@ -145,7 +149,7 @@ class Forwarder:
                     rec.status = 200
                     await self._relay_stream(upstream, resp, scanner, rec, extra, first, chunks)
                     return OK
-                payload = await upstream.read()
+                payload = await read_bounded(upstream, prov.name)  # bounded: dataplane/upstream_body.py
                 cls = status_class(status, payload) if status != 200 else ""
                 ctype = upstream.headers.get("content-type", "application/json")
                 if status != 200 and (own := adapter.error_payload(status, payload)) is not None:

@@ -54,7 +54,7 @@ class DataPlaneNode:
     ):
         self.settings = settings
         self.sink = sink
-        self.holder = PolicyHolder(adapters or default_providers(), env_and_file_credentials(env))
+        self.holder = PolicyHolder(adapters or default_providers(), env_and_file_credentials(env, settings.credentials))
         self.upstream = Upstream(pool_size=settings.upstream_pool_size, connect_timeout_s=settings.upstream_connect_timeout_s,
                                  impl=settings.upstream_client)
         dialects = default_dialects()
@@ -118,7 +118,8 @@ class DataPlaneNode:
         else:
             self._load_disk_only()
         self._server = await serve(self.router, self.settings.host, self.settings.port, max_body=self.settings.max_body_bytes,
-                                   on_error=self._on_error, render_error=self.router.render_error, reuse_port=reuse_port)
+                                   on_error=self._on_error, render_error=self.router.render_error, reuse_port=reuse_port,
+                                   limits=self.settings.http)
         self._port = int(self._server.sockets[0].getsockname()[1])
         if self.settings.credential_refresh_s > 0:
             self._refresh_task = asyncio.get_running_loop().create_task(self._refresh_credentials(), name="credentials")

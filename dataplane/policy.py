@@ -7,9 +7,9 @@ the node's policy is a single reference assignment.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import orjson
 
@@ -19,6 +19,7 @@ from dataplane.loopguard.index import LoopIndex
 from dataplane.pricing import Price, price_from_proto
 from dataplane.providers.base import ProviderAdapter, ProviderConfigError
 from dataplane.routing.table import RoutingTable
+from interlock.credential_refs import CredentialRules
 from interlock.keys import HASH_SCHEME
 from interlock.v1 import policy_pb2
 
@@ -67,20 +68,38 @@ class KeyEntry:
     tags: Mapping[str, str]
     required_tags: frozenset[str] = frozenset()
     paused: str = ""  # why the loop breaker paused it ("" = not paused)
+    # the default tags a client cannot override, with their values (dataplane/tags.py); precomputed per snapshot
+    locked_tags: Mapping[str, str] = field(default_factory=dict)
 
 
+log = logging.getLogger(__name__)
 CredentialResolver = Callable[[str], "str | None"]
 
 
-def env_and_file_credentials(env: Mapping[str, str]) -> CredentialResolver:
-    """Resolve `env:NAME` from the node's environment and `file:/path` from its filesystem."""
+def env_and_file_credentials(env: Mapping[str, str], rules: CredentialRules | None = None) -> CredentialResolver:
+    """Resolve `env:NAME` from the node's environment and `file:/path` from its filesystem, only where the
+    node's CredentialRules allow (interlock/credential_refs.py); a refused reference resolves to nothing."""
+    rules = rules or CredentialRules()
+    warned: set[str] = set()
+
+    def refused(ref: str, why: str) -> None:
+        if ref not in warned:  # re-resolved every credential refresh: say it once
+            warned.add(ref)
+            log.warning("not resolving %s", why)
 
     def resolve(ref: str) -> str | None:
+        if problem := rules.problem(ref):
+            refused(ref, problem)
+            return None
         if ref.startswith("env:"):
             return env.get(ref[4:]) or None
         if ref.startswith("file:"):
+            real = rules.resolved_file(ref[5:])
+            if real is None:
+                refused(ref, f"credential {ref!r}: a symlink leads outside the allowed directories")
+                return None
             try:
-                return Path(ref[5:]).read_text().strip() or None
+                return real.read_text().strip() or None
             except OSError:
                 return None
         return None
@@ -102,8 +121,10 @@ def _provider(p: policy_pb2.Provider, adapters: Mapping[str, ProviderAdapter], c
         adapter = adapter.bind(dict(p.options), secret)
     except ProviderConfigError as exc:
         unavailable = unavailable or f"provider {p.name!r}: {exc}"
-    headers = (("content-type", "application/json"), *adapter.static_headers, *sorted(p.headers.items()),
-               *adapter.auth_headers(secret))
+    # One value per name (later wins: policy headers over the kind's defaults, the credential over both).
+    merged = {n.lower(): (n, v) for n, v in (("content-type", "application/json"), *adapter.static_headers,
+                                             *sorted(p.headers.items()), *adapter.auth_headers(secret))}
+    headers = tuple(merged.values())
     return RuntimeProvider(
         name=p.name, adapter=adapter, base_url=p.base_url.rstrip("/"), headers=headers,
         timeout_s=(p.timeout_ms or 600_000) / 1000, unavailable=unavailable,
@@ -170,6 +191,7 @@ class CompiledPolicy:
                 expires_at_ms=k.expires_at_unix_ms, revoked=k.revoked, tags=tags,
                 required_tags=frozenset(team.required_tags) if team else frozenset(),
                 paused=(k.paused_reason or "paused") if k.paused else "",
+                locked_tags={n: v for n, v in tags.items() if not team or n not in team.overridable_tags},
             )
         return cls(snap.version, snap.content_hash, keys, routes, providers, budgets=build_index(snap), routing=routing,
                    loops=LoopIndex.build(snap))

@@ -20,6 +20,7 @@ from dataplane.dialects.base import ErrorKind
 from dataplane.gateway_errors import GatewayError, bad_request
 from dataplane.http.messages import Request, Responder
 from dataplane.policy import CompiledPolicy, Route
+from dataplane.request_validation import validate as validate_request
 from dataplane.routing.breaker import Breakers
 from dataplane.routing.report import route_headers
 from dataplane.routing.select import plan_for
@@ -96,11 +97,14 @@ class Proxy:
             raise GatewayError(503, ErrorKind.UNAVAILABLE, "this gateway node has no valid policy yet; retry shortly",
                                (("retry-after", "1"),))
         rec.policy_version = policy.version
-        key = authenticate(policy, self._pepper, presented_key(req.headers, req.query), int(self._clock() * 1000))
+        # ?key= only where Google's API puts it: elsewhere it would land keys in URLs and access logs
+        query = req.query if ep.dialect.name == "gemini" else ""
+        key = authenticate(policy, self._pepper, presented_key(req.headers, query), int(self._clock() * 1000))
         rec.key = key
         rec.tags = key.tags  # what the event carries if the body turns out unusable (not mutated: no copy)
         body = parse_body(req.body)
-        rec.tags = request_tags(key.tags, req.headers, body)
+        validate_request(ep.dialect.name, ep.operation, body)  # typed fields: forwarded = metered
+        rec.tags = request_tags(key.tags, req.headers, body, key.locked_tags)
         if key.required_tags and (absent := missing(key.required_tags, rec.tags)):
             raise bad_request(
                 f"team {key.team_id!r} requires the tags {', '.join(absent)}: send them as "

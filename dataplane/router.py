@@ -16,6 +16,9 @@ from dataplane.http.messages import Request, Responder
 from dataplane.policy import CompiledPolicy
 from dataplane.proxy import Endpoint, Proxy
 
+# Protocol-level refusals from dataplane/http/server.py that are not plain invalid requests.
+_REFUSAL_KINDS = {413: ErrorKind.TOO_LARGE, 414: ErrorKind.TOO_LARGE, 431: ErrorKind.TOO_LARGE,
+                  408: ErrorKind.TIMEOUT, 503: ErrorKind.OVERLOADED}
 _GEMINI_METHODS = (":generateContent", f":{STREAM_METHOD}", ":countTokens")
 
 
@@ -71,7 +74,7 @@ class Router:
         return ep
 
     def render_error(self, path: str, status: int, message: str) -> bytes:
-        kind = ErrorKind.TOO_LARGE if status == 413 else ErrorKind.INVALID_REQUEST
+        kind = _REFUSAL_KINDS.get(status, ErrorKind.INVALID_REQUEST)
         return self.dialect_for(path).error_body(status, kind, message)
 
     async def __call__(self, req: Request, resp: Responder) -> None:

@@ -43,7 +43,7 @@ def save(path: Path, snapshot: policy_pb2.PolicySnapshot) -> None:
     data = snapshot.SerializeToString(deterministic=True)
     tmp_name = ""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # Same directory so os.replace is a rename within one filesystem; mkstemp creates
         # the file 0600, which suits a file holding key hashes.
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -72,8 +72,8 @@ class Spool:
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self.max_record_bytes = max_record_bytes
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(self.dir / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock_fd = os.open(self.dir / "LOCK", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -111,11 +111,11 @@ class Spool:
                 self._sizes[seg] = p.stat().st_size
         if not self._sizes:
             self._sizes[cursor.segment] = 0
-            self._path(cursor.segment).touch()
+            self._path(cursor.segment).touch(mode=0o600)
             _fsync_dir(self.dir)
         last = max(self._sizes)
         self._sizes[last] = self._valid_length(last)
-        self._fd = os.open(self._path(last), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(self._path(last), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         first = min(self._sizes)
         if cursor.segment < first:
             cursor = Cursor(first, 0)
@@ -229,7 +229,7 @@ class Spool:
         """Close the active segment (already fsync'd) and start the next one."""
         os.close(self._fd)
         seg = max(self._sizes) + 1
-        self._fd = os.open(self._path(seg), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+        self._fd = os.open(self._path(seg), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
         self._sizes[seg] = 0
         _fsync_dir(self.dir)
 
@@ -280,7 +280,7 @@ class Spool:
         if c == self._cursor:
             return
         tmp = self.dir / "cursor.tmp"
-        with open(tmp, "w") as f:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
             f.write(f"{c.segment} {c.offset}\n")
             f.flush()
             os.fsync(f.fileno())

@@ -1,8 +1,13 @@
 """Attribution tags for a request: pure functions over headers and the parsed body.
 
-Precedence, lowest first: team defaults, key defaults (both precomputed in the
-policy), body metadata the SDKs already send, the `x-interlock-tags` header.
-Coding agents' session ids are captured automatically as the `session` tag.
+Precedence, lowest first: body metadata the SDKs already send (OpenAI/Anthropic
+`metadata`, Gemini `labels`), the `x-interlock-tags` header; team and key default
+tags (precomputed in the policy) are authoritative over both: a client may add
+tags but not change a default one, unless the team lists it in `overridable_tags`
+(otherwise a tag budget such as env=prod could be escaped by sending env=dev).
+A header that tries is refused (400); body metadata that tries is ignored (it is
+the SDK's, not sent for us). Coding agents' session ids are captured
+automatically as the `session` tag.
 """
 
 from __future__ import annotations
@@ -25,11 +30,21 @@ _LEGACY_SESSION = re.compile(r"_session_([0-9A-Za-z-]{8,64})$")
 _SESSION_HEADERS = ("x-claude-code-session-id", "session-id", "session_id", "x-session-id", "conversation_id")
 
 
+# Control characters in a value would reach terminals (escape sequences) and CSV exports.
+_BAD_VALUE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def valid_value(value: str) -> bool:
+    return len(value) <= MAX_VALUE and not _BAD_VALUE.search(value)
+
+
 def _check(key: str, value: str, source: str) -> None:
     if not _KEY.match(key):
         raise bad_request(f"{source}: tag name {key[:70]!r} must be 1-64 characters of letters, digits, _ . : -")
     if len(value) > MAX_VALUE:
         raise bad_request(f"{source}: the value of tag {key!r} is longer than {MAX_VALUE} characters")
+    if _BAD_VALUE.search(value):
+        raise bad_request(f"{source}: the value of tag {key!r} contains control characters")
 
 
 def parse_header(raw: str) -> dict[str, str]:
@@ -62,31 +77,48 @@ def _claude_session(user_id: str) -> str | None:
     return m.group(1) if m else None
 
 
-def from_body(body: Mapping[str, Any]) -> dict[str, str]:
-    """Tags from body metadata: OpenAI `metadata` string entries; Anthropic `metadata.user_id` (its session)."""
-    meta = body.get("metadata")
-    if not isinstance(meta, dict):
-        return {}
-    tags: dict[str, str] = {}
+def _meta_tags(meta: Mapping[str, Any], tags: dict[str, str]) -> None:
     for key, value in meta.items():
         if key == "user_id" and isinstance(value, str):
-            if session := _claude_session(value):
+            if (session := _claude_session(value)) and valid_value(session):
                 tags["session"] = session
-        elif isinstance(value, str) and _KEY.match(key) and len(value) <= MAX_VALUE and len(tags) < MAX_TAGS:
+        elif isinstance(value, str) and _KEY.match(key) and valid_value(value) and len(tags) < MAX_TAGS:
             tags[key] = value  # metadata is the SDK's, not ours: skip what doesn't fit rather than refuse
+
+
+def from_body(body: Mapping[str, Any]) -> dict[str, str]:
+    """Tags from body metadata: OpenAI `metadata` string entries; Anthropic `metadata.user_id` (its session);
+    Gemini (Vertex) `labels`."""
+    tags: dict[str, str] = {}
+    if isinstance(meta := body.get("metadata"), dict):
+        _meta_tags(meta, tags)
+    if isinstance(labels := body.get("labels"), dict):
+        _meta_tags(labels, tags)
     return tags
 
 
-def request_tags(defaults: Mapping[str, str], headers: Mapping[str, str], body: Mapping[str, Any]) -> dict[str, str]:
-    tags = {**defaults, **from_body(body)}
+_NONE: Mapping[str, str] = {}
+
+
+def request_tags(
+    defaults: Mapping[str, str], headers: Mapping[str, str], body: Mapping[str, Any], locked: Mapping[str, str] = _NONE,
+) -> dict[str, str]:
+    """`locked`: the default tags a client may not change, with their values (KeyEntry.locked_tags)."""
+    tags = from_body(body)
     for name in _SESSION_HEADERS:
-        if session := headers.get(name):
-            tags["session"] = session[:MAX_VALUE]
+        if (session := headers.get(name)) and valid_value(session):
+            tags["session"] = session
             break
     raw = headers.get(TAGS_HEADER)
     if raw:
-        tags.update(parse_header(raw))
-    return tags
+        sent = parse_header(raw)
+        if locked:
+            for key in locked.keys() & sent.keys():
+                if sent[key] != locked[key]:
+                    raise bad_request(f"{TAGS_HEADER}: tag {key!r} is set by policy to {locked[key]!r} for this key; "
+                                      f"it cannot be overridden (a team admin can list it in overridable_tags)")
+        tags.update(sent)
+    return {**defaults, **tags, **locked}  # policy-set tags last: authoritative
 
 
 def missing(required: frozenset[str], tags: Mapping[str, str]) -> list[str]:

@@ -95,7 +95,7 @@ class Wal(Spool):
 
     def _roll(self) -> None:
         seg = self._active + 1
-        fd = os.open(self._path(seg), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(self._path(seg), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
         self._retired.append(self._fd)
         self._fd = fd
         self._sizes[seg] = 0
@@ -121,7 +121,8 @@ class Wal(Spool):
         if c == self._cursor:
             return
         tmp = self.dir / "cursor.tmp"
-        tmp.write_text(f"{c.segment} {c.offset}\n")
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(f"{c.segment} {c.offset}\n")
         os.replace(tmp, self.dir / "cursor")
         self._cursor = c
         for seg in sorted(s for s in self._sizes.copy() if s < c.segment):

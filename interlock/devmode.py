@@ -16,6 +16,7 @@ from pathlib import Path
 
 from controlplane.policy.model import Alias, Model, PolicyDocument, Price, Project, Provider, Team, User
 from controlplane.service_types import KeySpec, PolicyService
+from interlock.credential_refs import DEFAULT_DIRS, CredentialRules
 
 DEV_TEAM, DEV_USER, DEV_PROJECT = "dev", "you", "sandbox"
 FAKE_GPT, FAKE_CLAUDE = "interlock-dev-gpt", "interlock-dev-claude"
@@ -42,12 +43,19 @@ def _secret_file(path: Path, make: int = 32) -> bytes:
 
 def load_secrets(data_dir: Path) -> DevSecrets:
     sdir = data_dir / "secrets"
-    _secret_file(sdir / "fake-provider-key")
+    # Provider credentials live apart from the gateway's own secrets: the credential rules allow this directory
+    # (dev_credential_rules), never the one holding the key pepper.
+    cdir = data_dir / "credentials"
+    _secret_file(cdir / "fake-provider-key")
     return DevSecrets(
         key_pepper=_secret_file(sdir / "key-pepper"),
         admin_token="adm-" + _secret_file(sdir / "admin-token").decode(),
-        provider_key_path=(sdir / "fake-provider-key").resolve(),
+        provider_key_path=(cdir / "fake-provider-key").resolve(),
     )
+
+
+def dev_credential_rules(data_dir: Path) -> CredentialRules:
+    return CredentialRules(dirs=((data_dir / "credentials").resolve(), *DEFAULT_DIRS))
 
 
 def bootstrap_policy(fake_base_url: str, provider_key_path: Path, env: Mapping[str, str]) -> PolicyDocument:
@@ -108,7 +116,7 @@ def banner(*, gateway: str, admin: str, admin_token: str, vkey: str, data_dir: P
 Interlock dev gateway is running.
 
   gateway (OpenAI/Anthropic/Gemini)  {gateway}
-  admin API (docs at /docs)          {admin}
+  admin API (/openapi.json)          {admin}
   data directory                     {data_dir}
   models                             {", ".join(models)}
 

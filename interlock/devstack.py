@@ -12,7 +12,7 @@ from controlplane.usage_api import create_usage_router
 from dataplane.node import DataPlaneNode
 from dataplane.usage_sink import ClickHouseSink, NullSink, UsageSink
 from ingest.query_service import UsageQueryService
-from interlock.devmode import banner, ensure_policy_and_key, load_secrets
+from interlock.devmode import banner, dev_credential_rules, ensure_policy_and_key, load_secrets
 from interlock.fakeprovider.config import FakeProviderConfig
 from interlock.fakeprovider.server import start_fake_provider
 from interlock.settings import ControlPlaneSettings, DataPlaneSettings, DevSettings
@@ -41,17 +41,20 @@ class DevStack:
 
         s = self.settings
         data_dir = s.data_dir.resolve()
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        data_dir.chmod(0o700)  # also for data dirs created by earlier versions with 0755
         sec = load_secrets(data_dir)
         self._admin_token = sec.admin_token
         fake_runner, fake_url = await start_fake_provider(
-            FakeProviderConfig(api_key=sec.provider_key_path.read_text().strip(), latency_ms=50, chunk_delay_ms=20),
+            FakeProviderConfig(api_key=sec.provider_key_path.read_text().strip(), latency_ms=50, chunk_delay_ms=20,
+                               admin_token=sec.provider_key_path.read_text().strip()),
             port=s.fake_provider_port,
         )
         self._stops.append(fake_runner.cleanup)
         cp = ControlPlaneSettings(key_pepper=sec.key_pepper, admin_token=sec.admin_token.encode(),
                                   store=f"sqlite:///{data_dir / 'policy.db'}", admin_host=s.host,
-                                  admin_port=s.admin_port, grpc_host="127.0.0.1", grpc_port=s.grpc_port)
+                                  admin_port=s.admin_port, grpc_host="127.0.0.1", grpc_port=s.grpc_port,
+                                  credentials=dev_credential_rules(data_dir))
         self.backend = await start_backend(cp)
         self._stops.append(self.backend.close)
         self.virtual_key = await ensure_policy_and_key(self.backend.service, data_dir, fake_url, sec, self._env)
@@ -71,7 +74,7 @@ class DevStack:
         self._stops.append(stop_admin)
         dp = replace(DataPlaneSettings(node_id="dev-node", key_pepper=sec.key_pepper),
                      host=s.host, port=s.port, control_plane=f"127.0.0.1:{self.backend.grpc_port}",
-                     state_dir=data_dir / "dataplane")
+                     state_dir=data_dir / "dataplane", credentials=dev_credential_rules(data_dir))
         sink: UsageSink = (ClickHouseSink.from_dsn(f"chdb://{data_dir / 'clickhouse'}") if s.with_usage else NullSink())
         self.node = DataPlaneNode(dp, sink=sink, env=self._env)
         await self.node.start()

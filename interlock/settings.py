@@ -17,6 +17,9 @@ from typing import TypeVar
 
 import yaml
 
+from dataplane.http.limits import HttpLimits
+from interlock.credential_refs import CredentialRules
+
 T = TypeVar("T")
 PREFIX = "INTERLOCK_"
 
@@ -142,6 +145,8 @@ class DataPlaneSettings:
     spool_alert_bytes: int = 100 << 20  # usage spool above this: a usage_spool_high alert (0 = never)
     trace_sample: float = 0.0  # OpenTelemetry head sampling, 0..1; 0 = tracing off (dataplane/observe/tracing.py)
     otlp_endpoint: str = ""  # OTLP/gRPC collector, e.g. http://otel-collector:4317 ("" = the SDK's default)
+    http: HttpLimits = field(default_factory=HttpLimits)  # client connection limits (INTERLOCK_HTTP_*)
+    credentials: CredentialRules = field(default_factory=CredentialRules)  # allowed credential refs
 
     @property
     def snapshot_path(self) -> Path:
@@ -207,10 +212,18 @@ class DataPlaneSettings:
             trace_sample=_get(env, "TRACE_SAMPLE", cls.trace_sample, _fraction),
             spool_alert_bytes=_get(env, "SPOOL_ALERT_BYTES", cls.spool_alert_bytes, int),
             otlp_endpoint=_get(env, "OTLP_ENDPOINT", cls.otlp_endpoint, str),
+            http=_http_limits(env),
+            credentials=CredentialRules.from_env(env),
         )
-        if problem := settings.control_channel_problem():
+        if problem := settings.control_channel_problem() or settings.http.problem():
             raise SettingsError(problem)
         return settings
+
+
+def _http_limits(env: Mapping[str, str]) -> HttpLimits:
+    d = HttpLimits()
+    return HttpLimits(**{name: _get(env, f"HTTP_{name.upper()}", getattr(d, name), type(getattr(d, name)))
+                         for name in d.__dataclass_fields__})
 
 
 ADMIN_ROLES = ("viewer", "operator", "admin")  # ordered: each role includes the ones before it
@@ -225,6 +238,8 @@ class AdminCredential:
     name: str
     role: str  # one of ADMIN_ROLES
     token_sha256: bytes = field(repr=False)
+    # Teams whose keys an operator may mint run keys from ("*" = any). Admins may act for every team.
+    teams: tuple[str, ...] = ()
 
 
 def admin_token_digest(token: bytes) -> bytes:
@@ -245,8 +260,13 @@ def _admin_credentials(env: Mapping[str, str], legacy_token: bytes | None) -> tu
         raise SettingsError(f"{var} must be a list of {{name, role, token_sha256 | token_secret}}")
     for i, item in enumerate(items):
         where = f"{var}[{i}]"
-        if not isinstance(item, dict) or set(item) - {"name", "role", "token_sha256", "token_secret"}:
-            raise SettingsError(f"{where} must be a mapping with keys name, role and token_sha256 or token_secret")
+        if not isinstance(item, dict) or set(item) - {"name", "role", "token_sha256", "token_secret", "teams"}:
+            raise SettingsError(f"{where} must be a mapping with keys name, role, token_sha256 or token_secret, "
+                                f"and (operators) teams")
+        teams = item.get("teams", [])
+        teams = [teams] if isinstance(teams, str) else teams
+        if not isinstance(teams, list) or not all(isinstance(t, str) and t for t in teams):
+            raise SettingsError(f"{where}.teams must be a list of team ids (or \"*\" for every team)")
         name, role = str(item.get("name") or "").strip(), str(item.get("role") or "")
         if not name or not name.isprintable() or len(name) > 64:
             raise SettingsError(f"{where}.name must be 1-64 printable characters")
@@ -269,7 +289,7 @@ def _admin_credentials(env: Mapping[str, str], legacy_token: bytes | None) -> tu
                 raise SettingsError(f"{where}.token_sha256 must be 64 hex digits: printf %s \"$TOKEN\" | sha256sum")
         if any(c.token_sha256 == digest for c in creds):
             raise SettingsError(f"{where} ({name}): this token is already used by another admin identity")
-        creds.append(AdminCredential(name, role, digest))
+        creds.append(AdminCredential(name, role, digest, tuple(teams)))
     return tuple(creds)
 
 
@@ -300,6 +320,8 @@ class ControlPlaneSettings:
     etcd_password: bytes | None = field(default=None, repr=False)
     # Admin API identities (controlplane/admin_auth.py); INTERLOCK_ADMIN_TOKEN is the first, named admin-token.
     admin_credentials: tuple[AdminCredential, ...] = ()
+    credentials: CredentialRules = field(default_factory=CredentialRules)  # credential refs `apply` accepts
+    grpc_allow_unauthenticated_nodes: bool = False  # TLS without node token/client CA off loopback (issue 10)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ControlPlaneSettings:
@@ -335,6 +357,9 @@ class ControlPlaneSettings:
             etcd_key=_get(env, "ETCD_KEY", None, _path),
             etcd_username=_get(env, "ETCD_USERNAME", cls.etcd_username, str),
             etcd_password=_secret(env, "ETCD_PASSWORD"),
+            credentials=CredentialRules.from_env(env),
+            grpc_allow_unauthenticated_nodes=_get(env, "GRPC_ALLOW_UNAUTHENTICATED_NODES",
+                                                  cls.grpc_allow_unauthenticated_nodes, _bool),
         )
         if problem := settings.grpc_security_problem():
             raise SettingsError(problem)
@@ -353,6 +378,13 @@ class ControlPlaneSettings:
                     f"from the network: set {PREFIX}GRPC_TLS_CERT and {PREFIX}GRPC_TLS_KEY (and {PREFIX}NODE_TOKEN "
                     f"or {PREFIX}GRPC_CLIENT_CA to authenticate nodes), or {PREFIX}GRPC_ALLOW_INSECURE=true if "
                     f"something else (a service mesh) encrypts and authenticates this traffic")
+        if (self.grpc_tls_cert is not None and not is_loopback_host(self.grpc_host) and not self.node_token
+                and self.grpc_client_ca is None and not self.grpc_allow_unauthenticated_nodes):
+            # TLS hides the traffic but anyone who reaches the port could still Subscribe (key HMACs, provider
+            # headers, credential refs) and call BudgetService.Sync.
+            return (f"gRPC on {self.grpc_host or '0.0.0.0'}:{self.grpc_port} has TLS but no node authentication: "
+                    f"set {PREFIX}NODE_TOKEN (or {PREFIX}NODE_TOKEN_FILE) or {PREFIX}GRPC_CLIENT_CA, or "
+                    f"{PREFIX}GRPC_ALLOW_UNAUTHENTICATED_NODES=true if something else authenticates the nodes")
         if problem := _cert_key_problem("ETCD", self.etcd_cert, self.etcd_key, "etcd client certificate and its key"):
             return problem
         if bool(self.etcd_username) != bool(self.etcd_password):

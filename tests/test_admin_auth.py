@@ -87,7 +87,7 @@ def control_plane_env(tmp_path: Path) -> dict[str, str]:
     creds = tmp_path / "admins.yaml"
     creds.write_text(
         f"- {{name: alice, role: admin, token_sha256: {sha(TOKENS['alice'])}}}\n"
-        "- {name: orchestrator, role: operator, token_secret: ORCH_TOKEN}\n"
+        "- {name: orchestrator, role: operator, token_secret: ORCH_TOKEN, teams: [t1]}\n"
         f"- {{name: grafana, role: viewer, token_sha256: {sha(TOKENS['grafana']).upper()}}}\n"
     )
     return {"INTERLOCK_KEY_PEPPER": "pepper-" * 6, "INTERLOCK_ADMIN_TOKEN": LEGACY,
@@ -354,3 +354,28 @@ async def test_single_legacy_token_still_is_a_full_admin(tmp_path: Path) -> None
             assert {r["actor"] for r in log} == {"admin-token"} and len(log) == 4
     finally:
         await backend.close(0)
+
+
+async def test_an_operator_mints_only_from_keys_of_the_teams_its_identity_may_act_for(stack: Stack) -> None:
+    policy = {**POLICY, "teams": [{"id": "t1", "allowed_models": ["m1"]}, {"id": "t2", "allowed_models": ["m1"]}]}
+    async with stack.client("alice") as alice:
+        assert (await alice.post("/admin/v1/policy/apply", json=policy)).status_code == 200
+        mine = (await alice.post("/admin/v1/keys", json={"team": "t1", "name": "ci"})).json()
+        other = (await alice.post("/admin/v1/keys", json={"team": "t2", "name": "payments"})).json()
+    async with stack.client("orchestrator") as orch:
+        refused = await orch.post("/admin/v1/keys/mint", json={"parent": other["id"], "ttl_s": 60, "budget_usd": 1})
+        assert refused.status_code == 403, refused.text
+        assert "only from keys of team(s) t1" in refused.json()["error"]["message"]
+        ok = await orch.post("/admin/v1/keys/mint", json={"parent": mine["id"], "ttl_s": 60, "budget_usd": 1})
+        assert ok.status_code == 201 and ok.json()["team"] == "t1"
+    async with stack.client("alice") as alice:  # admins act for every team
+        ok = await alice.post("/admin/v1/keys/mint", json={"parent": other["id"], "ttl_s": 60, "budget_usd": 1})
+        assert ok.status_code == 201
+    keys = [k for k in await _keys(stack) if k.get("parent")]
+    assert sorted(k["team"] for k in keys) == ["t1", "t2"]  # the refused mint created nothing
+
+
+async def _keys(stack: Stack) -> list[dict[str, Any]]:
+    async with stack.client("grafana") as http:
+        doc = (await http.get("/admin/v1/keys")).json()
+        return list(doc["keys"] if isinstance(doc, dict) else doc)

@@ -17,6 +17,7 @@ from dataplane.policy import env_and_file_credentials
 from dataplane.policy_holder import PolicyHolder
 from dataplane.providers.registry import default_providers
 from dataplane.usage_sink import MemorySink
+from interlock.credential_refs import CredentialRules
 from interlock.keys import hash_key, new_secret
 from interlock.settings import DataPlaneSettings
 from interlock.v1 import policy_pb2
@@ -37,7 +38,7 @@ def _snapshot(token_file: Path) -> policy_pb2.PolicySnapshot:
 def test_a_rotated_token_file_is_picked_up_and_an_unchanged_one_costs_no_swap(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("ya29.first\n")
-    holder = PolicyHolder(default_providers(), env_and_file_credentials({}))
+    holder = PolicyHolder(default_providers(), env_and_file_credentials({}, CredentialRules(dirs=(tmp_path,))))
     swaps: list[int] = []
     holder.on_swap(lambda p: swaps.append(p.version))
     holder.apply(_snapshot(token))
@@ -68,7 +69,8 @@ async def test_the_node_re_reads_a_rotated_token_in_the_background(fake_provider
     )
     snapshot_file.save(tmp_path / "snapshot.pb", compile_snapshot(doc, [key], version=1, now_ms=0))
     settings = DataPlaneSettings(node_id="n", key_pepper=PEPPER, port=0, control_plane="", state_dir=tmp_path,
-                                 tune_gc=False, credential_refresh_s=0.05)
+                                 tune_gc=False, credential_refresh_s=0.05,
+                                 credentials=CredentialRules(dirs=(tmp_path,)))
     node = DataPlaneNode(settings, sink=MemorySink(), env={})
     await node.start()
     try:

@@ -26,7 +26,8 @@ from .visibility import budget_rows
 
 
 class RunKeyMinter(Protocol):
-    async def mint_run_key(self, spec: RunKeySpec, *, actor: str | Actor = "admin") -> CreatedKey: ...
+    async def mint_run_key(self, spec: RunKeySpec, *, actor: str | Actor = "admin",
+                           teams: frozenset[str] | None = None) -> CreatedKey: ...
 
 
 class RunKeyIn(BaseModel):
@@ -105,7 +106,7 @@ def create_budget_router(
         spec = RunKeySpec(parent=body.parent, ttl_ms=body.ttl_s * 1000, budget_usd=body.budget_usd,
                           max_concurrency=body.max_concurrency, tags=body.tags, allowed_models=body.allowed_models,
                           name=body.name)
-        created = await minter.mint_run_key(spec, actor=who.actor(request))
+        created = await minter.mint_run_key(spec, actor=who.actor(request), teams=who.teams)
         response.headers["Cache-Control"] = "no-store"
         k = created.record
         return RunKeyOut(id=k.id, secret=created.secret, parent=k.parent, name=k.name, team=k.team, user=k.user,

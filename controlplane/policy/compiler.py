@@ -139,7 +139,7 @@ def compile_snapshot(
         s.aliases.add(name=name, target=flat[name])
     for t in sorted(doc.teams, key=lambda t: t.id):
         s.teams.add(id=t.id, name=t.name, allowed_models=sorted(t.allowed_models), default_tags=t.default_tags,
-                    required_tags=sorted(set(t.required_tags)))
+                    required_tags=sorted(set(t.required_tags)), overridable_tags=sorted(set(t.overridable_tags)))
         compile_team_routing(t, s.teams[-1])
     for u in sorted(doc.users, key=lambda u: u.id):
         s.users.add(id=u.id, team_id=u.team, name=u.name)

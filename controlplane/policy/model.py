@@ -19,6 +19,8 @@ NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$"
 ID_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 Name = Annotated[str, Field(pattern=NAME_RE)]
 Ident = Annotated[str, Field(pattern=ID_RE)]
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")
+_HEADER_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # tab is allowed
 CREDENTIAL_RE = re.compile(r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)?$")
 
 
@@ -44,6 +46,17 @@ class Provider(_Frozen):
                 "credential must be a reference like 'env:OPENAI_API_KEY' or 'file:/run/secrets/openai', "
                 "never the key itself"
             )
+        return v
+
+    @field_validator("headers")
+    @classmethod
+    def _header_fields(cls, v: dict[str, str]) -> dict[str, str]:
+        # A CR/LF would split the upstream request (every request to the provider would then fail, or worse).
+        for name, value in v.items():
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"header name {name[:70]!r} must be letters, digits and !#$%&'*+-.^_`|~")
+            if _HEADER_VALUE_BAD.search(value):
+                raise ValueError(f"header {name!r}: the value must not contain CR, LF or other control characters")
         return v
 
     @field_validator("base_url")
@@ -134,14 +147,22 @@ class Alias(_Frozen):
     target: Name
 
 
+# Attribution tags as dataplane/tags.py accepts them from clients: names of letters, digits and _ . : -; values
+# up to 256 characters without control characters (they reach terminals and CSV exports).
+TagName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+TagValue = Annotated[str, Field(max_length=256, pattern=r"^[^\x00-\x1f\x7f]*$")]
+
+
 class Team(_Frozen):
     id: Ident
     name: str = ""
     allowed_models: list[Name] = Field(default_factory=list)
-    default_tags: dict[str, str] = Field(default_factory=dict)
+    default_tags: dict[TagName, TagValue] = Field(default_factory=dict)
     required_tags: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]] = Field(default_factory=list)
     allowed_regions: list[Region] = Field(default_factory=list)  # routing never leaves these (empty = any)
     allowed_providers: list[Name] = Field(default_factory=list)  # routing never leaves these (empty = any)
+    # Default tags a client may override (header, metadata, labels); all others are authoritative.
+    overridable_tags: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]] = Field(default_factory=list)
 
 
 class User(_Frozen):
@@ -294,7 +315,7 @@ class KeyRecord(_Frozen):
     revoked: bool = False
     revoked_at_unix_ms: int = 0
     created_at_unix_ms: int = 0
-    default_tags: dict[str, str] = Field(default_factory=dict)
+    default_tags: dict[TagName, TagValue] = Field(default_factory=dict)
     parent: str = ""
     budget_usd: str = ""  # per-run keys: implicit lifetime budget ("" = none)
     max_concurrency: int = 0  # per-run keys: implicit concurrency limit (0 = none)

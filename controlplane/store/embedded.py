@@ -13,6 +13,7 @@ each commit, with a slow poll as a fallback for writes from another process.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -55,7 +56,10 @@ class SqliteKV:
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
             if self._path != ":memory:":
-                Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+                Path(self._path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                # key HMACs, provider headers, the audit log: owner-only (SQLite gives -wal/-shm the same mode)
+                os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
+                os.chmod(self._path, 0o600)  # a database created by an earlier version with 0644
             db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=5.0)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # WAL+NORMAL survives process crashes, fine for dev

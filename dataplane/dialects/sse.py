@@ -26,12 +26,17 @@ class SSEBuffer:
         self.events = 0
 
     def complete(self, chunk: bytes) -> bytes:
-        """Return the complete events in pending+chunk; keep the unterminated tail."""
+        """Return the complete events in pending+chunk; keep the unterminated tail. An event that outgrows
+        _MAX_PENDING is returned as it arrives instead (callers forward what this returns, so dropping it would
+        truncate the client's stream); it cannot carry usage, and scanning skips unterminated bytes."""
         buf = self._pending + chunk if self._pending else chunk
         cut = buf.rfind(b"\n\n")
         if cut < 0:
-            self._pending = buf if len(buf) < _MAX_PENDING else b""
-            return b""
+            if len(buf) < _MAX_PENDING:
+                self._pending = buf
+                return b""
+            self._pending = b""
+            return buf
         self._pending = buf[cut + 2 :]
         done = buf[: cut + 2]
         self.events += done.count(b"data:")
@@ -65,7 +70,9 @@ def usage_events(done: bytes, marker: re.Pattern[bytes] = _USAGE_OBJ) -> Iterato
             continue  # a second match inside an event already handled
         before = done.rfind(b"\n\n", 0, m.start())
         start = 0 if before < 0 else before + 2
-        end = done.find(b"\n\n", m.end()) + 2  # `done` always ends with a blank line
+        end = done.find(b"\n\n", m.end()) + 2
+        if end < 2:
+            break  # inside the unterminated part of an oversized event (SSEBuffer.complete)
         next_from = end
         for line in done[start:end].split(b"\n"):
             if line.startswith(b"data:"):

@@ -124,7 +124,8 @@ class ProviderAdapter:
         """URL, headers and body bytes for the upstream. `body` is final (in this provider's dialect,
         after prepare_body); signing kinds sign exactly the bytes returned. `url_model`: the model's
         precomputed url_model(model) (the proxy passes RuntimeModel.url_model), else computed here."""
-        headers = [*prov.headers, *((h, client_headers[h]) for h in self.forward_headers if h in client_headers)]
+        forwarded = [(h, client_headers[h]) for h in self.forward_headers if h in client_headers]
+        headers = _with_forwarded(prov.headers, forwarded, self.static_headers) if forwarded else list(prov.headers)
         path = self.path(operation, self.url_model(model) if url_model is None else url_model, stream)
         return prov.base_url + path, headers, orjson.dumps(body)
 
@@ -136,6 +137,18 @@ class ProviderAdapter:
     def stream_decoder(self) -> StreamDecoder | None:
         """None: the upstream already streams SSE of `dialect` (relayed as is)."""
         return None
+
+
+def _with_forwarded(
+    configured: tuple[tuple[str, str], ...], forwarded: list[tuple[str, str]], defaults: tuple[tuple[str, str], ...],
+) -> Headers:
+    """Each header once: a client's forwarded header replaces the kind's default (anthropic-version) but not a
+    header the policy set."""
+    default_names = {n for n, _ in defaults}
+    by_policy = {n.lower() for n, _ in configured} - default_names
+    forwarded = [(h, v) for h, v in forwarded if h not in by_policy]
+    names = {h for h, _ in forwarded}
+    return [*((n, v) for n, v in configured if n.lower() not in names), *forwarded]
 
 
 def unsupported(adapter: ProviderAdapter, operation: str) -> Exception:

@@ -72,7 +72,7 @@ def _fmt(v: Any) -> str:
     if v is None:
         return "(unset)"
     if isinstance(v, str):
-        return v if v else '""'
+        return safe(v) if v else '""'
     if isinstance(v, bool):
         return str(v).lower()
     if isinstance(v, list):
@@ -195,9 +195,26 @@ def table(*columns: str, caption: str | None = None, title: str | None = None) -
     return t
 
 
+# C0/C1 controls and DEL: an ESC in a tag or model name would otherwise drive the terminal (clear the screen,
+# OSC 52 writes to the clipboard). Shown escaped, like Python's repr does.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def safe(s: str) -> str:
+    """`s` with control characters shown as \\xNN, so client-supplied text prints literally and harmlessly."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", s) if _CONTROL.search(s) else s
+
+
+def cell(c: str | Text) -> Text:
+    """A table cell: plain Text, never markup, with control characters escaped."""
+    if isinstance(c, str):
+        return Text(safe(c))
+    return Text(safe(c.plain), style=c.style) if _CONTROL.search(c.plain) else c
+
+
 def add_row(t: Table, *cells: str | Text) -> None:
     # Plain Text, never markup: names and reasons come from users and must print literally.
-    t.add_row(*(Text(c) if isinstance(c, str) else c for c in cells))
+    t.add_row(*(cell(c) for c in cells))
 
 
 def _owner(k: KeyOut) -> str:

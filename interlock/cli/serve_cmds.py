@@ -31,6 +31,10 @@ def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     """Run `main(stop_event)` on uvloop; SIGINT/SIGTERM set the event for a clean shutdown."""
     import uvloop
 
+    # Everything a service creates (policy.db, snapshots, WAL/spool segments, chDB files) holds key HMACs,
+    # provider headers or usage: owner-only, including files third-party engines create.
+    os.umask(0o077)
+
     async def runner() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

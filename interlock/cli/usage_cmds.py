@@ -27,6 +27,7 @@ from controlplane.usage_api import AuditOut, SpendOut, TaskCostOut
 from ingest.queries import InvalidQuery, parse_group_by, parse_where, parse_window
 from interlock.settings import CliSettings, SettingsError
 
+from . import render
 from .admin_client import AdminClient
 from .audit_cmds import policy_log_cmd
 from .policy_cmds import admin_options
@@ -113,7 +114,7 @@ def _table(*columns: str, caption: str | None = None) -> Table:
 
 
 def _row(t: Table, *cells: str | Text, style: str = "") -> None:
-    t.add_row(*(Text(c) if isinstance(c, str) else c for c in cells), style=style or None)  # user text: no markup
+    t.add_row(*(render.cell(c) for c in cells), style=style or None)  # user text: no markup, controls escaped
 
 
 def _emit(output: str, data: Any, header: Sequence[str], rows: Sequence[Sequence[Any]], table: Callable[[], None]) -> None:

@@ -1,10 +1,13 @@
 """Test-control endpoints under /_fake/: fault schedule and request statistics.
 
-Unauthenticated by design (a loopback test tool) and never counted in the stats.
+Open by default (a loopback test tool); bound to FakeProviderConfig.admin_token when one is set, because the
+stats show recent prompts. Never counted in the stats.
 """
 
 from __future__ import annotations
 
+import hmac
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -55,9 +58,25 @@ async def reset(request: web.Request) -> web.Response:
     return json_response({"ok": True})
 
 
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def _guarded(handler: Handler) -> Handler:
+    async def guarded(request: web.Request) -> web.Response:
+        token = request.app[STATE].config.admin_token
+        if token:
+            scheme, _, sent = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode(), token.encode()):
+                return json_response({"error": {"message": "/_fake needs 'Authorization: Bearer <admin token>'",
+                                                "type": "authentication_error"}}, 401)
+        return await handler(request)
+
+    return guarded
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/_fake/stats", get_stats)
-    app.router.add_get("/_fake/faults", get_faults)
-    app.router.add_post("/_fake/faults", add_faults)
-    app.router.add_delete("/_fake/faults", clear_faults)
-    app.router.add_post("/_fake/reset", reset)
+    app.router.add_get("/_fake/stats", _guarded(get_stats))
+    app.router.add_get("/_fake/faults", _guarded(get_faults))
+    app.router.add_post("/_fake/faults", _guarded(add_faults))
+    app.router.add_delete("/_fake/faults", _guarded(clear_faults))
+    app.router.add_post("/_fake/reset", _guarded(reset))

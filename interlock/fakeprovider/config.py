@@ -107,6 +107,9 @@ class FakeProviderConfig:
     models: tuple[str, ...] = DEFAULT_MODELS
     history_size: int = 100  # requests kept for /_fake/stats
     prompt_cache: bool = False  # model Anthropic prompt caching (cache_control): report cache reads and writes
+    # /_fake/* (recent prompts, fault injection) needs 'Authorization: Bearer <admin_token>' when set; unset = open,
+    # for tests on loopback. `interlock dev` sets it to the provider key (a 0600 file), so other local users can't.
+    admin_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not 1 <= self.output_tokens <= MAX_OUTPUT_TOKENS:

@@ -199,7 +199,7 @@ class Alias(_message.Message):
     def __init__(self, name: _Optional[str] = ..., target: _Optional[str] = ...) -> None: ...
 
 class Team(_message.Message):
-    __slots__ = ("id", "name", "allowed_models", "default_tags", "required_tags", "allowed_regions", "allowed_providers")
+    __slots__ = ("id", "name", "allowed_models", "default_tags", "required_tags", "allowed_regions", "allowed_providers", "overridable_tags")
     class DefaultTagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -214,6 +214,7 @@ class Team(_message.Message):
     REQUIRED_TAGS_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_REGIONS_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    OVERRIDABLE_TAGS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     allowed_models: _containers.RepeatedScalarFieldContainer[str]
@@ -221,7 +222,8 @@ class Team(_message.Message):
     required_tags: _containers.RepeatedScalarFieldContainer[str]
     allowed_regions: _containers.RepeatedScalarFieldContainer[str]
     allowed_providers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., default_tags: _Optional[_Mapping[str, str]] = ..., required_tags: _Optional[_Iterable[str]] = ..., allowed_regions: _Optional[_Iterable[str]] = ..., allowed_providers: _Optional[_Iterable[str]] = ...) -> None: ...
+    overridable_tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., default_tags: _Optional[_Mapping[str, str]] = ..., required_tags: _Optional[_Iterable[str]] = ..., allowed_regions: _Optional[_Iterable[str]] = ..., allowed_providers: _Optional[_Iterable[str]] = ..., overridable_tags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class User(_message.Message):
     __slots__ = ("id", "team_id", "name")
