@@ -12,6 +12,7 @@ MODULES = (
     "interlock.cli.explain_cmd",   # explain (routing)
     "interlock.cli.fake_cmd",      # interlock fake-provider
     "interlock.cli.ingest_cmd",    # ingest (Kafka -> ClickHouse)
+    "interlock.cli.kafka_cmd",     # kafka init (usage topics)
     "interlock.cli.policy_cmds",   # apply, keys, models, status
     "interlock.cli.serve_cmds",    # dev, dataplane, controlplane
     "interlock.cli.usage_cmds",    # spend, top, cost, audit

@@ -259,3 +259,25 @@ def nodes_table(nodes: list[NodeOut], version: int, now_ms: int) -> Table:
             ago(n.last_seen_unix_ms, now_ms), Text(rejection, style="red" if n.rejected_version else ""),
         )
     return t
+
+
+def emit_rows(output: str, header: list[str], rows: list[list[str]], *, title: str | None = None) -> None:
+    """Print rows as `-o table|csv|json` (json: a list of objects keyed by the lower-cased header)."""
+    import csv
+    import json
+    import sys
+
+    from rich.console import Console
+
+    if output == "json":
+        keys = [h.lower().replace(" ", "_") for h in header]
+        sys.stdout.write(json.dumps([dict(zip(keys, r, strict=True)) for r in rows], indent=2) + "\n")
+    elif output == "csv":
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+    else:
+        t = table(*header, title=title)
+        for r in rows:
+            add_row(t, *r)
+        Console(soft_wrap=False).print(t)
