@@ -194,7 +194,7 @@ write_env() {
         echo "export INTERLOCK_ADMIN_TOKEN=\"\$(cat '$DIR/secrets/admin-token')\""
         echo "export INTERLOCK_GATEWAYS=\"${urls# }\""
         echo "export ETCDCTL_ENDPOINTS=127.0.0.1:$ETCD_PORT INTERLOCK_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT"
-        echo "export INTERLOCK_CLICKHOUSE_DSN=chdb://$DIR/clickhouse"
+        echo "export INTERLOCK_INGEST_URL=http://127.0.0.1:$INGEST_PORT INTERLOCK_CLICKHOUSE_DSN=chdb://$DIR/clickhouse"
     } > "$DIR/env"
 }
 

@@ -43,7 +43,7 @@ async def ensure_topics(bootstrap: str, topics: list[str], partitions: int, repl
             await asyncio.wait_for(admin.start(), timeout_s)
             cluster = await admin.describe_cluster()
             existing = set(await admin.list_topics())
-        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+        except (KafkaError, OSError) as exc:  # TimeoutError is an OSError
             raise KafkaInitError(f"cannot reach Kafka at {bootstrap}: {exc!r}; check INTERLOCK_KAFKA_BOOTSTRAP "
                                  "(host:port of a broker, comma-separated)") from exc
         brokers = len(cluster.get("brokers", [])) or 1
