@@ -140,6 +140,9 @@ def test_production_walkthrough_as_documented(tmp_path: Path) -> None:
                            timeout=5).json()
         assert served["total"] == 2, served
         _wait_ingested(stack["INTERLOCK_INGEST_URL"], 2)
+        nodes = httpx.get(f"{stack['INTERLOCK_ADMIN_URL']}/admin/v1/nodes", timeout=5,
+                          headers={"Authorization": f"Bearer {stack['INTERLOCK_ADMIN_TOKEN']}"}).json()["nodes"]
+        assert sorted((n["node_id"], n["usage_sink"]) for n in nodes) == [("dp-0", "kafka"), ("dp-1", "kafka")], nodes
     finally:
         _run(readme["production-down"], cwd, env, "README: prod-local.sh down")
 

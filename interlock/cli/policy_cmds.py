@@ -16,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
 from controlplane.admin_schemas import KeyCreateIn
 from controlplane.policy.model import SECTION_TYPES, PolicyDocument
@@ -288,3 +289,5 @@ def status(output: str, admin_url: str | None, admin_token: str | None) -> None:
     style = "green" if in_sync == len(nodes.nodes) else "yellow"
     out.print(f"[{style}]{in_sync} of {len(nodes.nodes)} nodes in sync[/]")
     out.print(render.nodes_table(nodes.nodes, nodes.version, nodes.server_time_unix_ms))
+    if warning := render.usage_sink_warning(nodes.nodes):
+        out.print(Text(warning, style="yellow"))

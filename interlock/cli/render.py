@@ -261,6 +261,16 @@ def nodes_table(nodes: list[NodeOut], version: int, now_ms: int) -> Table:
     return t
 
 
+def usage_sink_warning(nodes: list[NodeOut]) -> str:
+    """A warning naming the nodes that record no usage (INTERLOCK_USAGE_SINK=none); '' when there are none."""
+    off = sorted(n.node_id for n in nodes if n.usage_sink == "none")
+    if not off:
+        return ""
+    return (f"warning: {len(off)} node{'s' if len(off) > 1 else ''} record no usage (INTERLOCK_USAGE_SINK=none): "
+            f"{', '.join(off)}. No spend, budgets reports or audit trail come from them; "
+            "set INTERLOCK_USAGE_SINK=kafka in production.")
+
+
 def emit_rows(output: str, header: list[str], rows: list[list[str]], *, title: str | None = None) -> None:
     """Print rows as `-o table|csv|json` (json: a list of objects keyed by the lower-cased header)."""
     import csv
