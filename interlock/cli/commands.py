@@ -14,6 +14,7 @@ MODULES = (
     "interlock.cli.ingest_cmd",    # ingest (Kafka -> ClickHouse)
     "interlock.cli.kafka_cmd",     # kafka init (usage topics)
     "interlock.cli.policy_cmds",   # apply, keys, models, status
+    "interlock.cli.policy_get_cmd",  # policy get (export for edit-and-apply)
     "interlock.cli.serve_cmds",    # dev, dataplane, controlplane
     "interlock.cli.usage_cmds",    # spend, top, cost, audit
     "interlock.cli.whoami_cmd",    # whoami (admin identity and role)

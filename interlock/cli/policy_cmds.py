@@ -115,6 +115,22 @@ def load_policy(path: str) -> PolicyDocument:
 def apply_cmd(path: str, dry_run: bool, yes: bool, admin_url: str | None, admin_token: str | None) -> None:
     """Make the control plane's policy equal FILE; items not in FILE are deleted."""
     doc = load_policy(path)
+    try:
+        _apply_now(doc, dry_run, yes, admin_url, admin_token)
+    except AdminError as exc:
+        if any("which the policy no longer defines" in e for e in exc.errors):
+            exc.message += "\n" + KEY_OWNER_HINT
+        raise
+
+
+KEY_OWNER_HINT = (
+    "Existing virtual keys (revoked ones too) belong to teams, users and projects by id, and a policy that drops "
+    "a key's owner is refused. To keep them, start from the live policy: `interlock policy get > policy.yaml`, "
+    "edit it, `interlock apply -f policy.yaml`; or add the owners listed above to your file."
+)
+
+
+def _apply_now(doc: PolicyDocument, dry_run: bool, yes: bool, admin_url: str | None, admin_token: str | None) -> None:
     out = _console()
     interactive = not (yes or dry_run) and _stdin_is_tty()
     with _client(admin_url, admin_token) as api:
