@@ -1,11 +1,10 @@
 #!/bin/sh
-# Install the pinned helm (and kubeconform) used by deploy/helm/validate.sh into .cache/tools/bin,
+# Install the pinned helm used by deploy/helm/validate.sh into .cache/tools/bin,
 # built with `go install` from the Go module proxy. Idempotent: a binary already at the pinned version
 # makes a rerun instant. Needs Go (1.22+). Prints the bin dir to put on PATH.
 set -eu
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 HELM_VERSION="${HELM_VERSION:-v3.19.0}"
-KUBECONFORM_VERSION="${KUBECONFORM_VERSION:-v0.7.0}"
 BIN="$ROOT/.cache/tools/bin"
 mkdir -p "$BIN"
 command -v go >/dev/null 2>&1 || { echo "helm: Go is required to build helm (https://go.dev/dl/)" >&2; exit 1; }
@@ -17,5 +16,4 @@ build() {  # name, module@version, stamp
     echo "$2" > "$BIN/.$1.version"
 }
 build helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-build kubeconform "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
 echo "$BIN"
