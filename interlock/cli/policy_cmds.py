@@ -26,7 +26,7 @@ from . import render
 from .admin_client import AdminClient, AdminError
 
 F = TypeVar("F", bound=Callable[..., Any])
-OUTPUT = click.Choice(["table", "json"])
+OUTPUT = click.Choice(["table", "json", "csv"])
 
 
 def register(group: click.Group) -> None:
@@ -236,6 +236,8 @@ def keys_list(output: str, admin_url: str | None, admin_token: str | None) -> No
         items = api.list_keys()
     if output == "json":
         _echo_json(_dump(items))
+    elif output == "csv":
+        render.emit_models_csv(list(items))
     elif not items:
         _console().print("no virtual keys yet; create one with `interlock keys create --name NAME`")
     else:
@@ -277,6 +279,8 @@ def models_list(output: str, admin_url: str | None, admin_token: str | None) -> 
         items = api.list_models()
     if output == "json":
         _echo_json(_dump(items))
+    elif output == "csv":
+        render.emit_models_csv(list(items))
     elif not items:
         _console().print("no models yet; add some to your policy and run `interlock apply -f policy.yaml`")
     else:
@@ -292,6 +296,9 @@ def status(output: str, admin_url: str | None, admin_token: str | None) -> None:
         nodes, snap = api.nodes(), api.snapshot()
     if output == "json":
         _echo_json({"snapshot": snap.model_dump(mode="json"), **nodes.model_dump(mode="json")})
+        return
+    if output == "csv":  # one row per node (its applied version, sync state, usage sink)
+        render.emit_models_csv(list(nodes.nodes))
         return
     out, c = _console(), snap.counts
     out.print(f"policy version [bold]{nodes.version}[/] (hash {nodes.content_hash[:12] or '—'})")

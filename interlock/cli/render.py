@@ -329,6 +329,24 @@ def usage_sink_warning(nodes: list[NodeOut]) -> str:
             "set INTERLOCK_USAGE_SINK=kafka in production.")
 
 
+def csv_cell(v: Any) -> str:
+    """A CSV cell for an API value: lists joined with ';', mappings as k=v;k=v, booleans lower-case."""
+    if isinstance(v, list):
+        return ";".join(csv_cell(x) for x in v)
+    if isinstance(v, dict):
+        return ";".join(f"{k}={csv_cell(x)}" for k, x in v.items())
+    if isinstance(v, bool):
+        return str(v).lower()
+    return "" if v is None else str(v)
+
+
+def emit_models_csv(items: list[BaseModel]) -> None:
+    """API objects as CSV: one row each, the columns of their JSON form (secrets are never in API output)."""
+    dumped = [i.model_dump(mode="json") for i in items]
+    header = list(dumped[0]) if dumped else []
+    emit_rows("csv", header, [[csv_cell(d.get(h)) for h in header] for d in dumped])
+
+
 def emit_rows(output: str, header: list[str], rows: list[list[str]], *, title: str | None = None) -> None:
     """Print rows as `-o table|csv|json` (json: a list of objects keyed by the lower-cased header)."""
     import csv
