@@ -144,6 +144,7 @@ class NodeOut(BaseModel):
     last_seen_unix_ms: int
     rejected_version: int
     reject_reason: str
+    usage_sink: str = Field("", description="INTERLOCK_USAGE_SINK the node runs with; 'none' records no usage")
 
     @classmethod
     def of(cls, n: NodeStatus, version: int, content_hash: str) -> NodeOut:
@@ -153,7 +154,7 @@ class NodeOut(BaseModel):
         return cls(
             node_id=n.node_id, address=n.address, version=n.version, content_hash=n.content_hash, in_sync=in_sync,
             connected=n.connected, last_seen_unix_ms=n.last_seen_unix_ms, rejected_version=n.rejected_version,
-            reject_reason=n.reject_reason,
+            reject_reason=n.reject_reason, usage_sink=n.usage_sink,
         )
 
 

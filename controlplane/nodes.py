@@ -36,6 +36,7 @@ class NodeRecord(BaseModel):
     rejected_version: int = 0
     reject_reason: str = ""
     last_seen_unix_ms: int = 0
+    usage_sink: str = ""  # "" = a node too old to report it
 
 
 def _live_value(now_ms: int) -> bytes:
@@ -62,7 +63,7 @@ async def read_node_status(kv: KV) -> list[NodeStatus]:
             NodeStatus(
                 node_id=node_id, version=rec.version, content_hash=rec.content_hash, connected=beat is not None,
                 last_seen_unix_ms=seen, address=rec.address, rejected_version=rec.rejected_version,
-                reject_reason=rec.reject_reason,
+                reject_reason=rec.reject_reason, usage_sink=rec.usage_sink,
             )
         )
     return out
@@ -83,6 +84,7 @@ class NodeSession:
         self.record = NodeRecord(
             node_id=hello.node_id, version=hello.last_version, content_hash=hello.last_content_hash,
             address=hello.listen_address or peer, software_version=hello.software_version,
+            usage_sink=hello.usage_sink,
         )
         self._record_dirty = True
         self._live_dirty = True

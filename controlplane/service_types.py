@@ -72,6 +72,7 @@ class NodeStatus:
     address: str = ""
     rejected_version: int = 0  # last version the node rejected, with why
     reject_reason: str = ""
+    usage_sink: str = ""  # INTERLOCK_USAGE_SINK the node reported; "" = unknown (older node)
 
 
 class PolicyService(Protocol):

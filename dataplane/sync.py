@@ -65,6 +65,7 @@ class SnapshotSync:
         software_version: str | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         rng: random.Random | None = None,
+        usage_sink: str = "",
     ) -> None:
         """`idle_timeout_s`: reconnect when the control plane sends nothing (not even a
         heartbeat) for this long; catches a wedged server that still answers pings.
@@ -77,6 +78,7 @@ class SnapshotSync:
         self._path = Path(snapshot_path)
         self._clock = clock
         self._listen_address = listen_address
+        self._usage_sink = usage_sink
         self._backoff_min_s = backoff_min_s
         self._backoff_max_s = backoff_max_s
         self._idle_timeout_s = idle_timeout_s
@@ -201,6 +203,7 @@ class SnapshotSync:
                 last_content_hash=self.applied_hash,
                 software_version=self._software_version,
                 listen_address=self._listen_address,
+                usage_sink=self._usage_sink,
             )
             async with asyncio.timeout(self._idle_timeout_s or None):
                 await call.write(control_pb2.NodeMessage(hello=hello))

@@ -269,6 +269,8 @@ class ClickHouseSink:
 def make_usage_sink(settings: DataPlaneSettings) -> UsageSink:
     """The sink selected by INTERLOCK_USAGE_SINK."""
     if settings.usage_sink == "none":
+        log.warning("INTERLOCK_USAGE_SINK=none: this node records NO usage (no spend, no budgets reports, no request "
+                    "audit trail); set INTERLOCK_USAGE_SINK=kafka (with INTERLOCK_KAFKA_BOOTSTRAP) in production")
         return NullSink()
     if settings.usage_sink == "clickhouse":
         if not settings.clickhouse_dsn:

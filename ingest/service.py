@@ -89,6 +89,11 @@ class IngestService:
         scopes = contextlib.ExitStack()
         try:
             await self._admin.start()
+            if s.kafka_topic not in set(await self._admin.list_topics()):
+                # Kafka's own "Topic ... not found" says nothing about whose job the topic is
+                log.warning("topic %s does not exist: create it (and its DLQ) with `interlock kafka init "
+                            "--partitions N` (N = the most ingest replicas you will run); consuming once it exists",
+                            s.kafka_topic)
             await self._producer.start()
             self._consumer.subscribe([s.kafka_topic], listener=RebalanceHandler(self.on_revoked, self.on_assigned))
             await self._consumer.start()

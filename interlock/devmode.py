@@ -129,6 +129,7 @@ Try it:
        -H 'content-type: application/json' \\
        -d '{{"model":"{FAKE_GPT}","messages":[{{"role":"user","content":"hello"}}]}}'
 
+  pip install -q openai    # the official OpenAI SDK: a client of the gateway, not an interlock dependency
   python -c 'import openai; c=openai.OpenAI(base_url="{gateway}/v1", api_key="'$INTERLOCK_KEY'");\\
 print(c.chat.completions.create(model="{FAKE_GPT}", messages=[{{"role":"user","content":"hi"}}]).choices[0].message.content)'
 

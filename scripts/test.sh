@@ -21,8 +21,13 @@ bash scripts/install-kafka.sh
 step "installing the pinned coding-agent CLIs (Claude Code, Codex, Gemini CLI) for tests/test_agent_clis.py"
 bash scripts/install-agent-clis.sh
 
-step "installing interlock with test dependencies"
-python3 -m pip install --disable-pip-version-check -q -e '.[test]'
+step "installing interlock with test dependencies (versions pinned by constraints.txt)"
+. scripts/venv.sh  # the active virtualenv, or ./.venv (INTERLOCK_NO_VENV=1: python3 as it is)
+python3 -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[test]'
+
+step "helm chart: pinned helm (scripts/install-helm.sh, cached in .cache/tools), deploy/helm/validate.sh"
+bash scripts/install-helm.sh >/dev/null
+REQUIRE_SCHEMA=1 bash deploy/helm/validate.sh
 
 step "checking generated protobuf code for drift"
 python3 scripts/gen_proto.py --check

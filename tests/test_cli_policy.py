@@ -123,7 +123,7 @@ def test_keys_create_list_revoke(admin: Admin) -> None:
     assert as_json["secret"].startswith("sk-il-") and as_json["team"] == "payments"
 
     table = _ok(admin.run("keys", "list")).stdout
-    assert record.id in table and "platform/alice" in table and "29d left" in table and secret not in table
+    assert record.id in table and "platform/alice" in table and "30d left" in table and secret not in table
     listed = json.loads(_ok(admin.run("keys", "list", "-o", "json")).stdout)
     assert {k["name"] for k in listed} == {"ci", "bot"}
     assert all("secret" not in k and "key_hash" not in k for k in listed)

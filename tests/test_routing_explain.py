@@ -84,5 +84,7 @@ def test_explain_table_and_errors(admin: Admin) -> None:
     assert r.exit_code != 0 and "no virtual key with id 'vk_nope'" in r.output
     r = admin.run("explain", "--key", kid, "--model", "claude-x", "--header", "novalue")
     assert r.exit_code != 0 and "name=value" in r.output
-    r = ok(admin.run("explain", "--key", kid, "--model", "unknown-model", "-o", "json"))
-    assert json.loads(r.stdout)["refused"]["status"] == 404
+    r = admin.run("explain", "--key", kid, "--model", "unknown-model", "-o", "json")
+    assert r.exit_code == 1 and json.loads(r.stdout)["refused"]["status"] == 404  # refused: not a success
+    r = admin.run("explain", "--key", kid, "--model", "unknown-model")
+    assert r.exit_code == 1 and "refused (404)" in r.stdout, r.output

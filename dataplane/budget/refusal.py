@@ -39,13 +39,22 @@ def _openai_reset(seconds: float) -> str:
     return f"{s // 60}m{s % 60}s" if s >= 60 else f"{s}s"
 
 
+def _window(spec: BudgetSpec, window_key: str) -> str:
+    """'month 2026-12', or just 'lifetime' (its window key is 'lifetime' too)."""
+    return spec.window if window_key in ("", spec.window) else f"{spec.window} {window_key}"
+
+
 def budget_exhausted(
     spec: BudgetSpec, window_key: str, reset_ms: int, remaining_pico: int, worst_pico: int, now_ms: int,
 ) -> GatewayError:
     when = _iso(reset_ms) if reset_ms else "never (lifetime budget)"
-    msg = (f"{spec.label} ({spec.window} {window_key}) is exhausted: {_usd(remaining_pico)} of {_usd(spec.limit_pico)} "
-           f"left, and this request may cost up to {_usd(worst_pico)}; resets {when}. "
-           "Lower max_tokens or ask your platform team to raise the budget.")
+    where = f"{spec.label} ({_window(spec, window_key)})"
+    if remaining_pico <= 0:
+        what = f"{where} is exhausted: $0 of {_usd(spec.limit_pico)} left"
+    else:  # money is left, just not enough for this request's worst case
+        what = (f"{where} cannot cover this request: it may cost up to {_usd(worst_pico)}, and "
+                f"{_usd(remaining_pico)} of {_usd(spec.limit_pico)} is left")
+    msg = f"{what}; resets {when}. Lower max_tokens or ask your platform team to raise the budget."
     headers: list[tuple[str, str]] = [
         ("x-interlock-limit-scope", f"{spec.scope}:{spec.scope_id}"), ("x-interlock-limit-id", spec.id),
         ("x-interlock-budget-remaining-usd", format_usd(max(0, remaining_pico))),
@@ -57,7 +66,7 @@ def budget_exhausted(
 
 
 def budget_busy(spec: BudgetSpec, window_key: str, remaining_pico: int) -> GatewayError:
-    msg = (f"{spec.label} ({spec.window} {window_key}) has {_usd(remaining_pico)} left, but it is reserved by "
+    msg = (f"{spec.label} ({_window(spec, window_key)}) has {_usd(remaining_pico)} left, but it is reserved by "
            "requests in flight; retry in a moment")
     headers = (("retry-after", "1"), ("x-interlock-limit-scope", f"{spec.scope}:{spec.scope_id}"),
                ("x-interlock-limit-id", spec.id), ("x-interlock-budget-remaining-usd", format_usd(max(0, remaining_pico))))

@@ -54,7 +54,7 @@ def actor_cell(r: PolicyAuditOut) -> Text:
 def policy_log_table(log: PolicyAuditLogOut) -> Table:
     caption = ("older records exist: widen --since or raise --limit; " if log.truncated else "") + \
         "* unverified: the name the client declared (INTERLOCK_ACTOR); full diffs: --diff or -o json"
-    t = render.table("TIME (UTC)!", "VERSION!", "ACTOR!", "ON BEHALF OF*", "ACTION!", "CHANGES", caption=caption)
+    t = render.table("TIME (UTC)!", "VERSION!~2", "ACTOR!", "ON BEHALF OF*~1", "ACTION!", "CHANGES", caption=caption)
     for r in log.records:
         # Plain Text, never markup: actors and names come from users and must print literally.
         t.add_row(Text(r.at[:19].replace("T", " ")), Text(str(r.version)), actor_cell(r),

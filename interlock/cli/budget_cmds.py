@@ -88,8 +88,9 @@ def _fmt(value: str, unit: str) -> str:
 
 
 def budgets_table(data: BudgetListOut) -> Table:
-    t = render.table("SCOPE", "LIMIT ID", "KIND", "WINDOW", "LIMIT>", "SETTLED>", "RESERVED>", "LEASED>", "REMAINING>",
-                     "OVERSHOOT>", "RESETS")
+    # at 80 columns the in-flight detail (reserved, leased), overshoot, kind and scope give way first
+    t = render.table("SCOPE~3", "LIMIT ID", "KIND~2", "WINDOW", "LIMIT>", "SETTLED>", "RESERVED>~1", "LEASED>~1",
+                     "REMAINING>", "OVERSHOOT>~2", "RESETS")
     for r in data.budgets:
         remaining = Text(_fmt(r.remaining, r.unit), style="red" if r.remaining == "0" else "")
         overshoot = Text(_fmt(r.overshoot, r.unit), style="yellow" if r.overshoot != "0" else "dim")
@@ -99,17 +100,25 @@ def budgets_table(data: BudgetListOut) -> Table:
     return t
 
 
+CSV_FIELDS = ("scope", "scope_id", "limit_id", "kind", "window_key", "unit", "limit", "settled", "reserved", "leased",
+              "remaining", "overshoot", "resets_unix_ms", "current")
+
+
 @click.command("budgets")
 @click.option("--history", is_flag=True, help="Also list past windows")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table")
+@click.option("-o", "--output", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option("--json", "as_json", is_flag=True, hidden=True, help="Same as -o json (kept for old scripts)")
 @admin_options
-def budgets(history: bool, as_json: bool, admin_url: str | None, admin_token: str | None) -> None:
+def budgets(history: bool, output: str, as_json: bool, admin_url: str | None, admin_token: str | None) -> None:
     """Budgets and rate limits: limit, settled spend, reserved by requests in flight, leased to data planes,
     remaining, overshoot, reset time."""
     with policy_cmds._client(admin_url, admin_token) as api:
         data = api.budgets(history=history)
-    if as_json:
+    if as_json or output == "json":
         click.echo(json.dumps(data.model_dump(mode="json"), indent=2))
+    elif output == "csv":
+        rows = [r.model_dump(mode="json") for r in data.budgets]
+        render.emit_rows("csv", list(CSV_FIELDS), [[str(r.get(f, "")) for f in CSV_FIELDS] for r in rows])
     elif not data.budgets:
         Console().print("no budgets or rate limits yet; add `budgets:` or `rate_limits:` to your policy and "
                         "`interlock apply -f policy.yaml` (see README 'Budgets and rate limits')")

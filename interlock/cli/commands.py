@@ -13,7 +13,9 @@ MODULES = (
     "interlock.cli.explain_cmd",   # explain (routing)
     "interlock.cli.fake_cmd",      # interlock fake-provider
     "interlock.cli.ingest_cmd",    # ingest (Kafka -> ClickHouse)
+    "interlock.cli.kafka_cmd",     # kafka init (usage topics)
     "interlock.cli.policy_cmds",   # apply, keys, models, status
+    "interlock.cli.policy_get_cmd",  # policy get (export for edit-and-apply)
     "interlock.cli.serve_cmds",    # dev, dataplane, controlplane
     "interlock.cli.usage_cmds",    # spend, top, cost, audit
     "interlock.cli.whoami_cmd",    # whoami (admin identity and role)

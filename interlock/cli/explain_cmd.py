@@ -50,7 +50,8 @@ def render(e: dict[str, Any], console: Console) -> None:
                                 ("  (no rule matched: the model's defaults)" if e["rule"] == "default" else "", "dim")))
     if e["constraints"]:
         console.print(Text.assemble("team limits: ", (e["constraints"], "yellow")))
-    t = table("ORDER!", "MODEL!", "DEPLOYMENT!", "PROVIDER!", "UPSTREAM!", "REGION!", "WEIGHT!", "FIRST PICK!", "CIRCUIT!")
+    t = table("ORDER!", "MODEL!", "DEPLOYMENT!", "PROVIDER!~5", "UPSTREAM~4", "REGION!~2", "WEIGHT!~1", "FIRST PICK",
+              "CIRCUIT!~3")
     for target in e["targets"]:
         for d in target["deployments"]:
             excluded = d["excluded"]
@@ -85,7 +86,9 @@ def render(e: dict[str, Any], console: Console) -> None:
 @admin_options
 def explain_cmd(key: str, model: str, headers: tuple[str, ...], tags: tuple[str, ...], tools: bool, input_tokens: int,
                 output: str, admin_url: str | None, admin_token: str | None) -> None:
-    """Show the route a request would take under the current policy, without sending it."""
+    """Show the route a request would take under the current policy, without sending it.
+
+    Exit code 0: the request would be served; 1: it would be refused (the reason and status are printed)."""
     query = {"key": key, "model": model, "headers": _pairs(headers, "--header"), "tags": _pairs(tags, "--tag"),
              "has_tools": tools, "input_tokens": input_tokens}
     try:
@@ -96,9 +99,10 @@ def explain_cmd(key: str, model: str, headers: tuple[str, ...], tags: tuple[str,
         explanation = api.explain(query)
     if output == "json":
         click.echo(json.dumps(explanation, indent=2, ensure_ascii=False))
-        return
-    console = Console(highlight=False, width=160)
-    render(explanation, console)
+    else:
+        render(explanation, Console(highlight=False))
+    if "refused" in explanation:
+        raise SystemExit(1)  # scripts can tell "would be refused" from "would be served"
 
 
 def register(group: click.Group) -> None:

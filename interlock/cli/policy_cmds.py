@@ -16,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
 from controlplane.admin_schemas import KeyCreateIn
 from controlplane.policy.model import SECTION_TYPES, PolicyDocument
@@ -27,7 +28,7 @@ from . import render
 from .admin_client import AdminClient, AdminError
 
 F = TypeVar("F", bound=Callable[..., Any])
-OUTPUT = click.Choice(["table", "json"])
+OUTPUT = click.Choice(["table", "json", "csv"])
 
 
 def register(group: click.Group) -> None:
@@ -127,9 +128,25 @@ def apply_cmd(path: str, dry_run: bool, yes: bool, max_price_age: int, admin_url
               admin_token: str | None) -> None:
     """Make the control plane's policy equal FILE; items not in FILE are deleted."""
     doc = load_policy(path)
-    out = _console()
     for warning in catalog_warnings(doc, datetime.now(UTC).date(), max_price_age):
         click.echo(f"warning: {warning}", err=True)
+    try:
+        _apply_now(doc, dry_run, yes, admin_url, admin_token)
+    except AdminError as exc:
+        if any("which the policy no longer defines" in e for e in exc.errors):
+            exc.message += "\n" + KEY_OWNER_HINT
+        raise
+
+
+KEY_OWNER_HINT = (
+    "Existing virtual keys (revoked ones too) belong to teams, users and projects by id, and a policy that drops "
+    "a key's owner is refused. To keep them, start from the live policy: `interlock policy get > policy.yaml`, "
+    "edit it, `interlock apply -f policy.yaml`; or add the owners listed above to your file."
+)
+
+
+def _apply_now(doc: PolicyDocument, dry_run: bool, yes: bool, admin_url: str | None, admin_token: str | None) -> None:
+    out = _console()
     interactive = not (yes or dry_run) and _stdin_is_tty()
     with _client(admin_url, admin_token) as api:
         preview = None
@@ -234,6 +251,8 @@ def keys_list(output: str, admin_url: str | None, admin_token: str | None) -> No
         items = api.list_keys()
     if output == "json":
         _echo_json(_dump(items))
+    elif output == "csv":
+        render.emit_models_csv(list(items))
     elif not items:
         _console().print("no virtual keys yet; create one with `interlock keys create --name NAME`")
     else:
@@ -293,6 +312,8 @@ def models_list(output: str, admin_url: str | None, admin_token: str | None) -> 
         items = api.list_models()
     if output == "json":
         _echo_json(_dump(items))
+    elif output == "csv":
+        render.emit_models_csv(list(items))
     elif not items:
         _console().print("no models yet; add some to your policy and run `interlock apply -f policy.yaml`")
     else:
@@ -309,6 +330,9 @@ def status(output: str, admin_url: str | None, admin_token: str | None) -> None:
     if output == "json":
         _echo_json({"snapshot": snap.model_dump(mode="json"), **nodes.model_dump(mode="json")})
         return
+    if output == "csv":  # one row per node (its applied version, sync state, usage sink)
+        render.emit_models_csv(list(nodes.nodes))
+        return
     out, c = _console(), snap.counts
     out.print(f"policy version [bold]{nodes.version}[/] (hash {nodes.content_hash[:12] or '—'})")
     counts = (("provider", c.providers), ("model", c.models), ("alias", c.aliases), ("team", c.teams),
@@ -321,3 +345,5 @@ def status(output: str, admin_url: str | None, admin_token: str | None) -> None:
     style = "green" if in_sync == len(nodes.nodes) else "yellow"
     out.print(f"[{style}]{in_sync} of {len(nodes.nodes)} nodes in sync[/]")
     out.print(render.nodes_table(nodes.nodes, nodes.version, nodes.server_time_unix_ms))
+    if warning := render.usage_sink_warning(nodes.nodes):
+        out.print(Text(warning, style="yellow"))

@@ -45,10 +45,17 @@ def until(ms: int, now_ms: int) -> str:
 
 
 def _span(ms: int) -> str:
-    s = ms // 1000
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s >= size:
-            return f"{s // size}{unit}"
+    """'45s', '5m', '1h30m', '2h', '29d4h': rounded to the nearest minute / hour, so a key minted with
+    --ttl 2h a moment ago shows '2h', not '1h' (truncation did)."""
+    s = (ms + 500) // 1000
+    if s >= 86400:
+        d, h = divmod((s + 1800) // 3600, 24)
+        return f"{d}d{h}h" if h else f"{d}d"
+    if s >= 3600:
+        h, m = divmod((s + 30) // 60, 60)
+        return f"{h}h{m}m" if m else f"{h}h"
+    if s >= 60:
+        return f"{(s + 30) // 60}m"
     return f"{s}s"
 
 
@@ -182,16 +189,67 @@ def validation_problems(data: Any, exc: ValidationError) -> list[str]:
 # -- tables -----------------------------------------------------------------------
 
 
-def table(*columns: str, caption: str | None = None, title: str | None = None) -> Table:
+# SIMPLE_HEAD with a gap in the rule under the header, so every column's width shows (and tests can read it).
+_BOX = box.Box("    \n    \n ─  \n    \n    \n    \n    \n    \n")
+_SPEC = re.compile(r"^(?P<name>.*?)(?P<flag>[!>]?)(?:~(?P<rank>\d))?$")
+MIN_COLUMN = 4  # narrower than this a column is fragments, not text: drop a column instead
+_WRAP_WORD_CAP = 12  # a wrapping column needs about its longest word, up to this
+
+
+class FitTable(Table):
+    """A Table that fits the console: when the columns cannot all get a readable width, it drops the
+    droppable ones (declared `NAME~1`, `NAME~2`, ...: lowest rank first) and says so in the caption."""
+
+    drop_ranks: dict[int, int]  # column index -> rank
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        self.fit(options.max_width)
+        return super().__rich_console__(console, options)
+
+    def _need(self, i: int) -> int:
+        col = self.columns[i]
+        cells = [c.plain if isinstance(c, Text) else str(c) for c in col._cells]
+        header = str(col.header)
+        if col.no_wrap:
+            width = max([len(header), *(len(c) for c in cells)])
+        else:
+            words = [len(w) for text in [header, *cells] for w in text.split()] or [0]
+            width = min(max(words), _WRAP_WORD_CAP)
+        return max(width, MIN_COLUMN) + 2  # right padding + the gap
+
+    def fit(self, width: int) -> None:
+        dropped: list[str] = []
+        order = sorted(self.drop_ranks, key=lambda i: (self.drop_ranks[i], -i))
+        keep = list(range(len(self.columns)))
+        while sum(self._need(i) for i in keep) > width + 1 and order:
+            victim = order.pop(0)
+            keep.remove(victim)
+            dropped.append(str(self.columns[victim].header))
+        if dropped:
+            self.columns = [self.columns[i] for i in keep]
+            self.drop_ranks = {}
+            note = f"hidden at {width} columns: {', '.join(dropped)} (wider terminal or -o json shows all)"
+            self.caption = f"{self.caption}\n{note}" if self.caption else note
+        for c in self.columns:
+            c.min_width = MIN_COLUMN
+
+
+def table(*columns: str, caption: str | None = None, title: str | None = None) -> FitTable:
     """The CLI's table style. Columns named with a trailing '!' never wrap (ids, times, statuses), with '>'
-    are right-aligned figures kept on one line; the rest share what is left."""
+    are right-aligned figures kept on one line; the rest share what is left. A trailing '~N' (after the
+    flag) marks a column that may be dropped when the terminal is too narrow, rank 1 first."""
     # Edges off and one space of padding: with the separator column that leaves a 2-space gap.
-    t = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0), header_style="bold", caption=caption,
-              caption_justify="left", title=title, title_justify="left")
-    for c in columns:
-        one_line = c[-1] in "!>"
-        t.add_column(c.rstrip("!>"), justify="right" if c.endswith(">") else "left", no_wrap=one_line,
-                     overflow="ellipsis" if c.endswith("!") else "fold")
+    t = FitTable(box=_BOX, show_edge=False, padding=(0, 1, 0, 0), header_style="bold", caption=caption,
+                 caption_justify="left", title=title, title_justify="left")
+    t.drop_ranks = {}
+    for i, spec in enumerate(columns):
+        m = _SPEC.match(spec)
+        assert m is not None
+        flag = m["flag"]
+        t.add_column(m["name"], justify="right" if flag == ">" else "left", no_wrap=bool(flag),
+                     overflow="ellipsis" if flag == "!" else "fold")
+        if m["rank"]:
+            t.drop_ranks[i] = int(m["rank"])
     return t
 
 
@@ -237,7 +295,7 @@ def key_status(k: KeyOut, now_ms: int) -> Text:
 
 def keys_table(keys: list[KeyOut], now_ms: int) -> Table:
     """OWNER is team/user/project, whichever are set; MODELS empty means the team's allowlist."""
-    t = table("ID!", "NAME", "HINT!", "OWNER", "MODELS", "STATUS!", "CREATED!")
+    t = table("ID!", "NAME", "HINT!~2", "OWNER", "MODELS~3", "STATUS!", "CREATED!~1")
     for k in sorted(keys, key=lambda k: (k.revoked, -k.created_at_unix_ms)):
         add_row(
             t, k.id, k.name or "—", k.hint.removeprefix(KEY_PREFIX), _owner(k),
@@ -257,7 +315,7 @@ def route_cell(route: str, m: ModelOut) -> Text:
 
 
 def models_table(models: list[ModelOut]) -> Table:
-    t = table("NAME", "KIND!", "ROUTES TO", "INPUT!", "OUTPUT!", "CACHED!",
+    t = table("NAME", "KIND!~2", "ROUTES TO", "INPUT!", "OUTPUT!", "CACHED!~1",
               caption="prices: USD per 1M tokens; all token classes: -o json")
     for col in t.columns[3:]:
         col.justify = "right"
@@ -279,7 +337,7 @@ def sync_cell(n: NodeOut, version: int) -> Text:
 
 
 def nodes_table(nodes: list[NodeOut], version: int, now_ms: int) -> Table:
-    t = table("NODE!", "ADDRESS!", "APPLIED!", "SYNC!", "CONNECTED!", "LAST SEEN!", "LAST REJECTION")
+    t = table("NODE!", "ADDRESS!~2", "APPLIED!", "SYNC!", "CONNECTED!~3", "LAST SEEN!~1", "LAST REJECTION")
     for n in sorted(nodes, key=lambda n: n.node_id):
         rejection = f"v{n.rejected_version}: {n.reject_reason}" if n.rejected_version else "—"
         add_row(
@@ -288,3 +346,53 @@ def nodes_table(nodes: list[NodeOut], version: int, now_ms: int) -> Table:
             ago(n.last_seen_unix_ms, now_ms), Text(rejection, style="red" if n.rejected_version else ""),
         )
     return t
+
+
+def usage_sink_warning(nodes: list[NodeOut]) -> str:
+    """A warning naming the nodes that record no usage (INTERLOCK_USAGE_SINK=none); '' when there are none."""
+    off = sorted(n.node_id for n in nodes if n.usage_sink == "none")
+    if not off:
+        return ""
+    return (f"warning: {len(off)} node{'s' if len(off) > 1 else ''} record no usage (INTERLOCK_USAGE_SINK=none): "
+            f"{', '.join(off)}. No spend, budgets reports or audit trail come from them; "
+            "set INTERLOCK_USAGE_SINK=kafka in production.")
+
+
+def csv_cell(v: Any) -> str:
+    """A CSV cell for an API value: lists joined with ';', mappings as k=v;k=v, booleans lower-case."""
+    if isinstance(v, list):
+        return ";".join(csv_cell(x) for x in v)
+    if isinstance(v, dict):
+        return ";".join(f"{k}={csv_cell(x)}" for k, x in v.items())
+    if isinstance(v, bool):
+        return str(v).lower()
+    return "" if v is None else str(v)
+
+
+def emit_models_csv(items: list[BaseModel]) -> None:
+    """API objects as CSV: one row each, the columns of their JSON form (secrets are never in API output)."""
+    dumped = [i.model_dump(mode="json") for i in items]
+    header = list(dumped[0]) if dumped else []
+    emit_rows("csv", header, [[csv_cell(d.get(h)) for h in header] for d in dumped])
+
+
+def emit_rows(output: str, header: list[str], rows: list[list[str]], *, title: str | None = None) -> None:
+    """Print rows as `-o table|csv|json` (json: a list of objects keyed by the lower-cased header)."""
+    import csv
+    import json
+    import sys
+
+    from rich.console import Console
+
+    if output == "json":
+        keys = [h.lower().replace(" ", "_") for h in header]
+        sys.stdout.write(json.dumps([dict(zip(keys, r, strict=True)) for r in rows], indent=2) + "\n")
+    elif output == "csv":
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+    else:
+        t = table(*header, title=title)
+        for r in rows:
+            add_row(t, *r)
+        Console(soft_wrap=False).print(t)

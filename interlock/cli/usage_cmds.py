@@ -17,7 +17,6 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import click
-from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -104,13 +103,8 @@ def _v(s: str) -> str:
 
 
 def _table(*columns: str, caption: str | None = None) -> Table:
-    """Columns ending in '>' are right-aligned numbers, in '!' never wrap (ids, times); both keep to one line."""
-    t = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0), header_style="bold", caption=caption,
-              caption_justify="left", show_footer=False)
-    for c in columns:
-        t.add_column(c.rstrip(">!"), justify="right" if c.endswith(">") else "left", no_wrap=c[-1] in ">!",
-                     overflow="fold")
-    return t
+    """render.table: '>' right-aligned numbers, '!' never wraps, '~N' dropped (rank 1 first) when too narrow."""
+    return render.table(*columns, caption=caption)
 
 
 def _row(t: Table, *cells: str | Text, style: str = "") -> None:
@@ -152,8 +146,8 @@ def _print_spend(r: SpendOut, title: str) -> None:
         out.print("no requests in this window" + (" matching the filters" if r.where else ""))
         return
     more = f"showing {len(r.rows)} of {r.groups} groups (raise --limit for more); " if r.groups > len(r.rows) else ""
-    t = _table(*(d.upper() for d in r.by), "REQUESTS>", "ERRORS>", "INPUT TOK>", "OUTPUT TOK>", "COST (USD)>",
-               "SHARE>", caption=f"{more}costs from usage_events FINAL, shown to 6 places (exact: -o json|csv); share of total cost")
+    t = _table(*(d.upper() for d in r.by), "REQUESTS>", "ERRORS>~2", "INPUT TOK>~3", "OUTPUT TOK>~3",
+               "COST (USD)>", "SHARE>~1", caption=f"{more}costs from usage_events FINAL, shown to 6 places (exact: -o json|csv); share of total cost")
     for x in r.rows:
         _row(t, *(_v(x.group[d]) for d in r.by), _n(x.requests), _n(x.errors), _n(x.input_tokens),
              _n(x.output_tokens), money(x.cost_usd), f"{x.share_pct}%")
@@ -238,8 +232,9 @@ def cost_cmd(task: str, tag_key: str, step_key: str, since: str | None, output: 
         if not r.rows:
             out.print(f"no requests tagged {escape(tag_key)}={escape(task)}")
             return
-        t = _table("STEP", "MODEL", "REQUESTS>", "INPUT TOK>", "CACHE R/W>", "OUTPUT TOK>", "COST (USD)>", "SHARE>",
-                   "STARTED", caption="input includes cache reads (R) and writes (W), each billed at its own price")
+        t = _table("STEP", "MODEL", "REQUESTS>", "INPUT TOK>~3", "CACHE R/W>~4", "OUTPUT TOK>~3", "COST (USD)>",
+                   "SHARE>~1", "STARTED~2",
+                   caption="input includes cache reads (R) and writes (W), each billed at its own price")
         for s in r.rows:
             _row(t, _v(s.step), s.model, _n(s.requests), _n(s.input_tokens),
                  f"{_n(s.cached_input_tokens)}/{_n(s.cache_write_tokens)}", _n(s.output_tokens), money(s.cost_usd),
@@ -284,8 +279,8 @@ def audit_cmd(ctx: click.Context, key: str | None, where: tuple[str, ...], since
         if not r.rows:
             return
         more = f"only the newest {limit}: narrow --since or raise --limit; " if r.truncated else ""
-        t = _table("TIME (UTC)!", "EVENT!", "MODEL / ROUTE", "STATUS!", "TOKENS IN/OUT>",
-                   "COST (USD)>", "LATENCY>", "FLAGS!",
+        t = _table("TIME (UTC)!", "EVENT!~3", "MODEL / ROUTE", "STATUS!", "TOKENS IN/OUT>~2",
+                   "COST (USD)>", "LATENCY>~1", "FLAGS!",
                    caption=f"{more}flags: S stream, D client disconnected, F fallback (attempts); tokens: r/w cache "
                            "reads/writes, cnt counted (~ estimated); exact: -o json|csv")
         for x in r.rows:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 
 import orjson
@@ -10,6 +11,7 @@ from aiohttp import web
 
 from .config import RequestOptions
 
+log = logging.getLogger(__name__)
 _FLUSH_POLLS = 1000  # ~1 s upper bound on waiting for written bytes to leave before a cut
 
 
@@ -68,12 +70,17 @@ async def send_stream(
         resp.charset = content_type.split("charset=")[1]
     resp.enable_chunked_encoding()
     await resp.prepare(request)
-    for index, event in enumerate(events):
-        if opts.fail_after_chunks is not None and index >= opts.fail_after_chunks:
-            await cut_connection(request)
-            return resp
-        if index:
-            await sleep_ms(opts.chunk_delay_ms)
-        await resp.write(event)
-    await resp.write_eof()
+    try:
+        for index, event in enumerate(events):
+            if opts.fail_after_chunks is not None and index >= opts.fail_after_chunks:
+                await cut_connection(request)
+                return resp
+            if index:
+                await sleep_ms(opts.chunk_delay_ms)
+            await resp.write(event)
+        await resp.write_eof()
+    except ConnectionResetError:  # aiohttp's ClientConnectionResetError too
+        # A client that stops reading mid-stream is normal (the gateway cancels, a user hits Ctrl-C):
+        # one line, not aiohttp's "Error handling request" traceback.
+        log.info("%s %s: client disconnected mid-stream", request.method, request.path)
     return resp

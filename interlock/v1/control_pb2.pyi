@@ -7,18 +7,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Hello(_message.Message):
-    __slots__ = ("node_id", "last_version", "last_content_hash", "software_version", "listen_address")
+    __slots__ = ("node_id", "last_version", "last_content_hash", "software_version", "listen_address", "usage_sink")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     LAST_VERSION_FIELD_NUMBER: _ClassVar[int]
     LAST_CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
     SOFTWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
     LISTEN_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    USAGE_SINK_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     last_version: int
     last_content_hash: str
     software_version: str
     listen_address: str
-    def __init__(self, node_id: _Optional[str] = ..., last_version: _Optional[int] = ..., last_content_hash: _Optional[str] = ..., software_version: _Optional[str] = ..., listen_address: _Optional[str] = ...) -> None: ...
+    usage_sink: str
+    def __init__(self, node_id: _Optional[str] = ..., last_version: _Optional[int] = ..., last_content_hash: _Optional[str] = ..., software_version: _Optional[str] = ..., listen_address: _Optional[str] = ..., usage_sink: _Optional[str] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("version", "content_hash", "accepted", "reason")
