@@ -47,8 +47,8 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield u
 
 
-def run(url: str, *args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), env=admin_cli_env(url, TOKEN, columns=80))
+def run(url: str, *args: str, columns: int = 80) -> Result:
+    return CliRunner().invoke(cli, list(args), env=admin_cli_env(url, TOKEN, columns=columns))
 
 
 def test_cost_and_audit_show_every_token_class(url: str) -> None:
@@ -65,5 +65,6 @@ def test_cost_and_audit_show_every_token_class(url: str) -> None:
             second["reasoning_tokens"]) == (11_000, 7, 3, 50)
     assert first["price_version"] == "catalog:2026-12-06@abc"
     assert (counted["counted_tokens"], counted["count_estimated"], counted["input_tokens"]) == (4_321, True, 0)
-    audit = cli_ok(run(url, "audit", "--since", "1h")).stdout
+    # at 80 columns the token column is dropped by priority (interlock/cli/render.py); a wide terminal shows it
+    audit = cli_ok(run(url, "audit", "--since", "1h", columns=200)).stdout
     assert "r 11,000" in audit and "w 400" in audit and "cnt 4,321~" in audit
