@@ -16,6 +16,7 @@ from dataplane.control_channel import channel_credentials
 from dataplane.dialects.registry import default_dialects
 from dataplane.errors import DataPlaneError, SnapshotRejected
 from dataplane.gateway_errors import GatewayError
+from dataplane.guardrails.stage import Guardrails
 from dataplane.http.messages import Request, Responder
 from dataplane.http.server import serve
 from dataplane.policy import env_and_file_credentials
@@ -55,8 +56,10 @@ class DataPlaneNode:
             self.leases = LeaseClient(self.budget_table, target=settings.control_plane, node_id=settings.node_id,
                                       tick_s=settings.budget_tick_s, credentials=channel_credentials(settings))
             self.budget_gate.attach(self.leases)
+        self.guardrails = Guardrails()  # input/output guardrail stages; outcome counters for /metrics
         self.proxy = Proxy(policy=self.holder.current, pepper=settings.key_pepper, upstream=self.upstream, sink=sink,
-                           node_id=settings.node_id, clock=now, budgets=self.budget_gate, translations=default_translations(dialects))
+                           node_id=settings.node_id, clock=now, budgets=self.budget_gate, translations=default_translations(dialects),
+                           guardrails=self.guardrails)
         self.router = Router(proxy=self.proxy, dialects=dialects, policy=self.holder.current, pepper=settings.key_pepper,
                              clock=now, ready=lambda: self.holder.policy is not None)
         self.router.metrics = self._metrics
@@ -100,7 +103,8 @@ class DataPlaneNode:
 
     def _metrics(self) -> bytes:
         leases = self.leases
-        return budget_metrics.render(self.budget_table, leases.failures if leases else 0, self.budget_table.online)
+        return budget_metrics.render(self.budget_table, leases.failures if leases else 0,
+                                     self.budget_table.online) + self.guardrails.counters.render()
 
     def _load_disk_only(self) -> None:
         try:

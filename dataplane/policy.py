@@ -15,6 +15,7 @@ import orjson
 
 from dataplane.budget.index import BudgetIndex, build_index
 from dataplane.errors import SnapshotRejected
+from dataplane.guardrails.compiled import GuardrailSet
 from dataplane.pricing import Price, per_token_pico
 from dataplane.providers.base import ProviderAdapter, ProviderConfigError
 from dataplane.routing.table import RoutingTable
@@ -128,6 +129,7 @@ class CompiledPolicy:
     providers: Mapping[str, RuntimeProvider]
     budgets: BudgetIndex = field(default_factory=BudgetIndex)  # which budgets/rate limits apply to what
     routing: RoutingTable = field(default_factory=RoutingTable.empty)  # rules, deployments, team constraints
+    guardrails: GuardrailSet = field(default_factory=GuardrailSet)  # compiled scanners, attachments (issue 12)
     _models_json: dict[frozenset[str] | None, bytes] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -172,7 +174,8 @@ class CompiledPolicy:
                 expires_at_ms=k.expires_at_unix_ms, revoked=k.revoked, tags=tags,
                 required_tags=frozenset(team.required_tags) if team else frozenset(),
             )
-        return cls(snap.version, snap.content_hash, keys, routes, providers, budgets=build_index(snap), routing=routing)
+        return cls(snap.version, snap.content_hash, keys, routes, providers, budgets=build_index(snap), routing=routing,
+                   guardrails=GuardrailSet.from_snapshot(snap))
 
     def models_json(self, allowed: frozenset[str] | None) -> bytes:
         """OpenAI-style model list for a key; memoised per distinct allowlist (the policy is immutable)."""

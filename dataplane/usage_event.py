@@ -8,6 +8,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from dataplane.dialects.base import Usage
 from dataplane.policy import KeyEntry
 from dataplane.pricing import Price, format_usd
@@ -45,6 +47,7 @@ class RequestRecord:
         "error_class",
         "event_id",
         "first_byte_s",
+        "guardrails",
         "key",
         "model",
         "policy_version",
@@ -85,6 +88,7 @@ class RequestRecord:
         self.budget: Any = None  # the budget Ticket reserved at admission, settled when the request ends
         self.route_rule = ""  # the routing rule that chose the deployments ("default" = none matched)
         self.attempts: list[AttemptRecord] = []  # every upstream attempt, in order (fallback visible here)
+        self.guardrails: list[dict[str, Any]] = []  # guardrail outcomes (ids, rules, counts; never matched text)
 
     def to_event(self, node_id: str) -> usage_pb2.UsageEvent:
         u = self.usage
@@ -103,6 +107,7 @@ class RequestRecord:
             ttfb_ms=ms(self.first_byte_s), stream=self.stream, client_disconnected=self.client_disconnected,
             policy_version=self.policy_version, request_bytes=self.request_bytes, response_bytes=self.response_bytes,
             route_rule=self.route_rule, fallback=len(self.attempts) > 1,
+            guardrail_outcome=orjson.dumps(self.guardrails).decode() if self.guardrails else "",
         )
         for a in self.attempts:  # add() builds in place: a constructor list would build then copy each message
             ev.attempts.add(provider=a.provider, deployment=a.deployment, upstream_model=a.upstream_model,

@@ -17,6 +17,7 @@ from interlock.v1 import policy_pb2
 
 from ..errors import PolicyInvalid
 from .budgets import compile_budget_policy, revoked_ids, validate_budgets
+from .guardrails import compile_guardrails, validate_guardrails
 from .model import KeyRecord, PolicyDocument
 from .routing import compile_model_routing, compile_rules, compile_team_routing, fallback_chains, validate_routing
 
@@ -106,6 +107,8 @@ def validate(doc: PolicyDocument, keys: Iterable[KeyRecord]) -> dict[str, str]:
             errors += [f"{where}: allowed model {n!r} is not a model or alias" for n in k.allowed_models if n not in routable]
     errors += validate_budgets(doc, keys, routable)
     errors += validate_routing(doc, flat)
+    errors += validate_guardrails(doc.guardrails, teams=teams, projects=set(projects), models=routable,
+                                  rules={r.id for r in doc.routes})
     if errors:
         raise PolicyInvalid(errors)
     return flat
@@ -156,5 +159,6 @@ def compile_snapshot(
         )
     s.budget_policy.CopyFrom(compile_budget_policy(doc, keys))
     compile_rules(doc, flat, s)
+    compile_guardrails(doc.guardrails, s)
     s.content_hash = snapshot_content_hash(s)
     return s

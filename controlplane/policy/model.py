@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .guardrails import Guardrail
 from .routing_model import CircuitBreaker, Deployment, Region, RoutingRule
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$"
@@ -178,6 +179,7 @@ class PolicyDocument(_Frozen):
     budgets: list[Budget] = Field(default_factory=list)
     rate_limits: list[RateLimit] = Field(default_factory=list)
     routes: list[RoutingRule] = Field(default_factory=list)
+    guardrails: list[Guardrail] = Field(default_factory=list)
 
 
 class KeyRecord(_Frozen):
@@ -202,10 +204,10 @@ class KeyRecord(_Frozen):
 
 
 SectionName = Literal[
-    "providers", "models", "aliases", "teams", "users", "projects", "budgets", "rate_limits", "routes",
+    "providers", "models", "aliases", "teams", "users", "projects", "budgets", "rate_limits", "routes", "guardrails",
 ]
 SECTIONS: tuple[SectionName, ...] = (
-    "providers", "models", "aliases", "teams", "users", "projects", "budgets", "rate_limits", "routes",
+    "providers", "models", "aliases", "teams", "users", "projects", "budgets", "rate_limits", "routes", "guardrails",
 )
 SECTION_TYPES: dict[str, type[BaseModel]] = {
     "providers": Provider,
@@ -217,6 +219,7 @@ SECTION_TYPES: dict[str, type[BaseModel]] = {
     "budgets": Budget,
     "rate_limits": RateLimit,
     "routes": RoutingRule,
+    "guardrails": Guardrail,
 }
 
 

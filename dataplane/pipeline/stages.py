@@ -36,6 +36,8 @@ class GuardrailStage(Protocol):
 
     def check_input(self, ctx: RequestContext) -> None: ...
 
+    def check_routed_input(self, ctx: RequestContext) -> None: ...
+
     def attach_output(self, ctx: RequestContext) -> None: ...
 
 
@@ -52,13 +54,16 @@ class Pipeline:
     async def run(self, ctx: RequestContext) -> None:
         self.authenticate(ctx)
         self.tags(ctx)
-        if self.guardrails is not None:
-            self.guardrails.check_input(ctx)
+        guardrails = self.guardrails
+        if guardrails is not None:
+            guardrails.check_input(ctx)
         self.route(ctx)
+        if guardrails is not None:
+            guardrails.check_routed_input(ctx)  # guardrails attached to the routing rule just chosen
         if self._budgets is not None and ctx.policy is not None and not ctx.policy.budgets.empty:
             await self.admit(ctx)
-        if self.guardrails is not None:
-            self.guardrails.attach_output(ctx)
+        if guardrails is not None:
+            guardrails.attach_output(ctx)
         await self._loop.run(ctx)
 
     # 1
