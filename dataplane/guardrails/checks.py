@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections import Counter
@@ -38,9 +39,10 @@ def generic_secret_ok(v: str) -> bool:
     """A value assigned to a secret-sounding name: random-looking, not code, not a path, not a placeholder.
 
     Identifiers (camelCase, snake_case, dotted member access, calls) are code; a real value mixes character
-    classes and has high entropy. Short passwords (8-11 chars) need three character classes."""
+    classes and has high entropy. Short passwords (8-11 chars) need three character classes. Past 256 chars
+    it is a blob (minified code, base64 data), not an assigned secret."""
     v = v.rstrip(".,;:")
-    if len(v) < 8 or _placeholder(v) or _PATHLIKE.search(v):
+    if not 8 <= len(v) <= 256 or _placeholder(v) or _PATHLIKE.search(v):
         return False
     classes = sum((any(c.islower() for c in v), any(c.isupper() for c in v), any(c.isdigit() for c in v),
                    any(not c.isalnum() for c in v)))
@@ -101,3 +103,21 @@ def ipv4_ok(v: str) -> bool:
 def phone_ok(v: str) -> bool:
     digits = sum(c.isdigit() for c in v)
     return 10 <= digits <= 15
+
+
+_FAKE_MARKERS = ("EXAMPLE", "example", "XXXXXX", "xxxxxx", "123456789", "abcdefgh", "ABCDEFGH", "000000", "DUMMY",
+                 "dummy", "FAKE", "fake", "sample", "SAMPLE",
+                 "sk_test_", "pk_test_", "rk_test_", "whsec_test")  # test-mode keys are meant to be shared
+
+
+def looks_fake(v: str) -> bool:
+    """Documented example keys (AWS's ...EXAMPLE), placeholders and test fixtures are not secrets: a marker
+    word, a long run of one character or an ascending run."""
+    if any(m in v for m in _FAKE_MARKERS):
+        return True
+    run = 1
+    for a, b in itertools.pairwise(v):
+        run = run + 1 if a == b else 1
+        if run >= 6:
+            return True
+    return False

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dataplane.guardrails.checks import looks_fake
 from dataplane.guardrails.rules import CHECKS, Rule
 
 try:  # optional: the engine is chosen by what is installed, the results are the same
@@ -32,52 +33,68 @@ class Finding:
 
 
 class Scanner:
-    """Finds every rule's matches in a text; immutable once built."""
+    """Finds every rule's matches in a text; immutable once built.
 
-    __slots__ = ("_checks", "_combined", "_engine", "_rules", "_single", "engine", "rule_ids")
+    Two steps, the second only on candidates (rare): (1) one pass of the combined alternation (each rule a named
+    group: which one matched); (2) that rule alone, in Python re, for where the secret is, then its validator."""
+
+    __slots__ = ("_checks", "_combined", "_fake", "_rules", "_single", "engine", "rule_ids")
 
     def __init__(self, rules: Sequence[Rule], *, engine: str = "auto") -> None:
         self._rules = tuple(rules)
         self.rule_ids = tuple(r.id for r in rules)
-        parts = []
-        for i, r in enumerate(self._rules):
+        bodies = []
+        for r in self._rules:
             body = _SECRET_GROUP.sub("(?:", r.pattern)
             if _INLINE_FLAGS.match(body):  # a scoped flag group works in both engines, a global one does not
                 body = "(?i:" + body[4:] + ")"
-            parts.append(f"(?P<r{i}>{body})")
-        combined = "|".join(parts) or "(?!)"
-        use_re2 = _re2 is not None and engine in ("auto", "re2")
-        if use_re2:
+            bodies.append(body)
+        combined = "|".join(f"(?P<r{i}>{b})" for i, b in enumerate(bodies)) or "(?!)"
+        self._single = tuple(re.compile(r.pattern) for r in self._rules)
+        if _re2 is not None and engine in ("auto", "re2"):
             opts = _re2.Options()
             opts.max_mem = 64 << 20  # the DFA for ~70 rules fits comfortably; RE2 falls back to NFA beyond it
-            self._combined: Any = _re2.compile(combined, opts)
+            self._combined: Any = _re2.compile(combined.encode(), opts)  # bytes: no re-encoding per call
             self.engine = "re2"
         else:
-            self._combined = re.compile(combined)
+            self._combined = re.compile(combined.encode())
             self.engine = "re"
-        self._single = tuple(re.compile(r.pattern) for r in self._rules)
         self._checks: tuple[Callable[[str], bool] | None, ...] = tuple(CHECKS.get(r.check) for r in self._rules)
+        self._fake = tuple(r.category == "secret" for r in self._rules)  # example/test keys are not findings
 
     def scan(self, text: str) -> list[Finding]:
+        """Every confirmed finding, left to right. A candidate its validator rejects (e.g. `password = getPassword()`)
+        does not hide what follows inside it: that span is scanned again from its second character."""
+        raw = text.encode("utf-8", "surrogatepass")
         out: list[Finding] = []
-        rules, single, checks = self._rules, self._single, self._checks
-        for m in self._combined.finditer(text):
+        self._scan(raw, 0, text, len(raw) == len(text), out, 0)
+        return out
+
+    def _scan(self, raw: bytes, base: int, text: str, ascii_only: bool, out: list[Finding], depth: int) -> None:
+        """`raw` is the text's UTF-8 from byte `base` on (a short slice when rescanning a rejected candidate)."""
+        rules, single, checks, fake = self._rules, self._single, self._checks, self._fake
+        for m in self._combined.finditer(raw):
             name = m.lastgroup
-            if name is None:  # re2 reports the outermost named group of the alternative that matched
+            if name is None:
                 continue
             i = int(name[1:])
-            start = m.start()
+            bstart, bend = m.start() + base, m.end() + base
+            start = bstart if ascii_only else len(text.encode("utf-8", "surrogatepass")[:bstart].decode("utf-8", "ignore"))
+            if out and start < out[-1].end:
+                continue  # already found by the rescan of an earlier rejected candidate
             sm = single[i].match(text, start)  # the rule alone, at the same place: where the secret is
             if sm is None:
-                sm = single[i].search(text, start, m.end())
-                if sm is None:
-                    continue
+                continue
             s, e = (sm.start("s"), sm.end("s")) if "s" in sm.re.groupindex else sm.span()
+            v = text[s:e]
             chk = checks[i]
-            if chk is not None and not chk(text[s:e]):
+            if (chk is not None and not chk(v)) or (fake[i] and looks_fake(v)):
+                if depth < 2 and bend - bstart > 1:
+                    lo = bstart + 1 - base
+                    # bounded: a secret hidden in a rejected candidate starts within its first bytes
+                    self._scan(raw[lo:lo + min(bend - bstart, 256) + 255], bstart + 1, text, ascii_only, out, depth + 1)
                 continue
             out.append(Finding(rules[i].id, s, e))
-        return out
 
 
 def redact(text: str, findings: Iterable[Finding]) -> str:

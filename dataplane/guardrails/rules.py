@@ -22,8 +22,12 @@ from dataplane.guardrails.checks import (
 
 _T = r"(?:[^0-9A-Za-z_\-]|$)"  # end of a token whose alphabet includes _ and -
 _Q = r"""["']?"""
-_ASSIGN = r"""["']?\s*[:=]\s*["']?"""  # KEY = "value", key: value, "key": "value"
+# KEY = "value", key: value, "key": "value", and Kubernetes/compose env lists (- name: KEY\n  value: "...")
+_ASSIGN = r"""["']?(?:\s*[:=]\s*|\s*\n\s*value:\s*)["']?"""
 _B64 = "A-Za-z0-9+/"
+# a generic secret value: no whitespace, quotes or brackets; the rule also wants one digit or symbol in it, so
+# identifiers (getPassword, self.api_key) are not even candidates; length and entropy are the validator's
+_V = r"""[^\s"'`,;)(\]\[{}<>]"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +137,7 @@ SECRET_RULES: tuple[Rule, ...] = (
     # Generic assignments: the name says secret, the value must look random (entropy, character mix)
     Rule("generic-secret-assignment", "secret",
          r"(?i)(?:password|passwd|pwd|secret|secret_?key|api_?key|apikey|access_?token|auth_?token|client_?secret"
-         r"|private_?key|token)[a-z_]{0,12}" + _ASSIGN + r"(?P<s>[^\s\"'`,;)(\]\[{}<>]{8,})", "generic"),
+         r"|private_?key|token)[a-z_]{0,12}" + _ASSIGN + rf"(?P<s>{_V}*[0-9!#%^&*+@$~|?=\-]{_V}*)", "generic"),
 )
 
 PII_RULES: tuple[Rule, ...] = (
