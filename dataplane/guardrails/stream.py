@@ -173,8 +173,10 @@ class OutputGuard:
         all_findings = [f for _, fs in per_guard for f in fs]
         cut = _safe_cut(text, all_findings, final)
         n = 0
-        while n < len(held) and held[n].end <= cut and not any(f.start < held[n].end < f.end for f in all_findings):
+        while n < len(held) and held[n].end <= cut:
             n += 1
+        while n and any(f.start < held[n - 1].end < f.end for f in all_findings):
+            n -= 1  # never release part of a finding: its placeholder goes where it starts
         if n == 0:
             return b""
         limit = held[n - 1].end
