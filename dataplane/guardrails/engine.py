@@ -62,6 +62,10 @@ class Scanner:
         self._checks: tuple[Callable[[str], bool] | None, ...] = tuple(CHECKS.get(r.check) for r in self._rules)
         self._fake = tuple(r.category == "secret" for r in self._rules)  # example/test keys are not findings
 
+    def maybe(self, raw: bytes) -> bool:
+        """Whether any rule has a candidate in these bytes (one DFA pass, no validation): the cheap pre-check."""
+        return self._combined.search(raw) is not None
+
     def scan(self, text: str) -> list[Finding]:
         """Every confirmed finding, left to right. A candidate its validator rejects (e.g. `password = getPassword()`)
         does not hide what follows inside it: that span is scanned again from its second character."""

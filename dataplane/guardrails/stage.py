@@ -16,7 +16,7 @@ from dataplane.gateway_errors import GatewayError
 from dataplane.guardrails.compiled import INPUT, OUTPUT, CompiledGuardrail
 from dataplane.guardrails.engine import Finding
 from dataplane.guardrails.metrics import GuardrailCounters
-from dataplane.guardrails.walk import TextIndex
+from dataplane.guardrails.walk import TextIndex, raw_text
 
 if TYPE_CHECKING:
     from dataplane.pipeline.context import RequestContext
@@ -67,6 +67,12 @@ class Guardrails:
             self._input(ctx, gs)
 
     def _input(self, ctx: RequestContext, gs: list[CompiledGuardrail]) -> None:
+        raw = raw_text(ctx.req.body)
+        try:
+            if not any(g.scanner.maybe(raw) for g in gs):
+                return  # no candidate anywhere in the body (the common case): no walk, nothing to record
+        except Exception:  # the full scan below applies each guardrail's fail mode
+            pass
         index = TextIndex(ctx.body)
         changed = False
         for g in gs:
