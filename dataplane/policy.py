@@ -120,6 +120,13 @@ def _requestable(entries: list[str], aliases_of: Mapping[str, list[str]]) -> fro
     return frozenset(names)
 
 
+def _guardrails(snap: policy_pb2.PolicySnapshot) -> GuardrailSet:
+    try:
+        return GuardrailSet.from_snapshot(snap)
+    except Exception as exc:  # a pattern the control plane let through but this node cannot compile
+        raise SnapshotRejected(f"guardrails do not compile on this node: {exc}") from exc
+
+
 @dataclass(frozen=True)
 class CompiledPolicy:
     version: int
@@ -175,7 +182,7 @@ class CompiledPolicy:
                 required_tags=frozenset(team.required_tags) if team else frozenset(),
             )
         return cls(snap.version, snap.content_hash, keys, routes, providers, budgets=build_index(snap), routing=routing,
-                   guardrails=GuardrailSet.from_snapshot(snap))
+                   guardrails=_guardrails(snap))
 
     def models_json(self, allowed: frozenset[str] | None) -> bytes:
         """OpenAI-style model list for a key; memoised per distinct allowlist (the policy is immutable)."""

@@ -90,3 +90,23 @@ def test_explain_shows_which_guardrails_apply() -> None:
         assert not gs["other-model"]["applies"]
         table = CliRunner().invoke(cli, ["explain", "--key", created.record.id, "--model", "gpt-5"], env=env)
         assert table.exit_code == 0 and "guardrails" in table.output and "pii-eng" in table.output
+
+
+def test_the_documented_policy_example_compiles() -> None:
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from controlplane.policy.compiler import compile_snapshot
+    from controlplane.policy.model import PolicyDocument
+    from dataplane.guardrails.compiled import GuardrailSet
+
+    doc_md = (Path(__file__).resolve().parent.parent / "docs" / "guardrails.md").read_text()
+    block = re.search(r"```yaml\n(.*?)```", doc_md, re.S)
+    assert block is not None
+    policy = {**yaml.safe_load(block.group(1)), "teams": [{"id": "payments"}]}
+    snap = compile_snapshot(PolicyDocument.model_validate(policy), [], version=1, now_ms=0)
+    gs = GuardrailSet.from_snapshot(snap).guardrails
+    assert [g.id for g in gs] == ["no-secrets", "pii-payments"] and gs[1].sampling == 25 and gs[1].audit_only
+    assert "custom:internal-host" in gs[1].scanner.rule_ids
