@@ -174,9 +174,14 @@ async def test_output_block_on_a_stream_ends_it_with_the_dialects_error_event(fa
             aiohttp.ClientSession() as s:
         r = await s.post(gw.url + "/v1/chat/completions", data=orjson.dumps(body), headers=auth(gw, "/v1"))
         text = await r.text()
+        (ev,) = await wait_events(gw, 1)
     assert r.status == 200 and AWS_ID not in text
     last = [ln for ln in text.splitlines() if ln.startswith("data:")][-1]
     assert "no-secrets" in last and "error" in last
+    delivered = sum(1 for ln in text.splitlines() if ln.startswith("data:") and '"content":"' in ln
+                    and '"content":""' not in ln)
+    assert fake_provider.last_request["usage"]["output_tokens"] == 20  # what the provider generated
+    assert ev.output_tokens == delivered < 20 and ev.usage_estimated  # billed: what the client received
 
 
 def test_apply_rejects_a_bad_regex_with_its_position(fake_provider) -> None:  # type: ignore[no-untyped-def]

@@ -13,10 +13,12 @@ terminal error event, and only what was delivered was written.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from dataplane.dialects.base import Usage
 from dataplane.guardrails.compiled import OUTPUT, CompiledGuardrail
 from dataplane.guardrails.engine import Finding
 from dataplane.guardrails.walk import TextIndex
@@ -103,6 +105,14 @@ class OutputGuard:
         self._held: list[_Event] = []
         self._found: dict[str, Counter[str]] = {}
         self._actions: dict[str, str] = {}
+        self.blocked = False
+        self._delivered_text = 0  # events with text that reached the client: what a blocked stream is billed
+
+    def bill(self, usage: Usage) -> Usage:
+        """A stream ended by `block`: output billed as what was delivered (one token per text event at least as
+        the proxy estimates elsewhere), never more than the provider reported."""
+        out = min(usage.output_tokens, self._delivered_text) if usage.reported else self._delivered_text
+        return replace(usage, output_tokens=out, reasoning_tokens=min(usage.reasoning_tokens, out), reported=False)
 
     # -- whole answers
     def body(self, ctx: RequestContext, status: int, payload: bytes) -> bytes:
@@ -128,6 +138,7 @@ class OutputGuard:
 
         action = self._g.record(ctx.rec, g, OUTPUT, g.action, rules)
         if action == "block":
+            self.blocked = True
             raise blocked(g, rules, "model's answer")
         return action
 
@@ -168,6 +179,7 @@ class OutputGuard:
         text = "".join(parts)
         if not text:
             self._held = []
+            self._delivered_text += sum(1 for ev in held if ev.slots)
             return b"".join(ev.encode(False) for ev in held)
         per_guard = [(g, self._g.scan_output(ctx, g, text)) for g in self._gs]
         all_findings = [f for _, fs in per_guard for f in fs]
@@ -194,6 +206,7 @@ class OutputGuard:
             if action == "redact":
                 redact += mine
         out = b"".join(_apply(ev, redact) for ev in held[:n])
+        self._delivered_text += sum(1 for ev in held[:n] if ev.slots)
         self._held = held[n:]
         return out
 

@@ -15,6 +15,7 @@ from dataplane.routing.report import route_headers
 
 if TYPE_CHECKING:
     from dataplane.attempt import Endpoint
+    from dataplane.dialects.base import Usage
     from dataplane.http.messages import Request, Responder
     from dataplane.policy import CompiledPolicy, KeyEntry
     from dataplane.routing.table import Constraint, Plan
@@ -29,6 +30,11 @@ class OutputFilter(Protocol):
     def chunk(self, ctx: RequestContext, data: bytes) -> bytes: ...
 
     def flush(self, ctx: RequestContext) -> bytes: ...
+
+    @property
+    def blocked(self) -> bool: ...
+
+    def bill(self, usage: Usage) -> Usage: ...
 
 
 class RequestContext:
@@ -94,5 +100,7 @@ class RequestContext:
                             (("x-interlock-request-id", rec.event_id), *exc.headers,
                              *route_headers(rec.route_rule, rec.attempts)))
         else:
+            if self.output is not None and self.output.blocked:
+                rec.usage = self.output.bill(rec.usage)  # a stream ended by a guardrail: bill what was delivered
             await self._resp.write(dialect.stream_error_event(exc.kind, exc.message))
             self._resp.end_stream()
