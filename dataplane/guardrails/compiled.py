@@ -78,9 +78,13 @@ class GuardrailSet:
     guardrails: tuple[CompiledGuardrail, ...] = ()
     _memo: dict[tuple[str, str, str, int], tuple[CompiledGuardrail, ...]] = field(default_factory=dict, repr=False)
 
+    by_rule: bool = False  # some guardrail is attached to a routing rule (else the post-route check is skipped)
+    outputs: bool = False  # some guardrail scans output (else no output filter is ever looked up)
+
     @classmethod
     def from_snapshot(cls, snap: policy_pb2.PolicySnapshot) -> GuardrailSet:
-        return cls(tuple(compile_guardrail(g) for g in snap.guardrails))
+        gs = tuple(compile_guardrail(g) for g in snap.guardrails)
+        return cls(gs, by_rule=any(g.routing_rules for g in gs), outputs=any(g.directions & OUTPUT for g in gs))
 
     def applicable(self, key: KeyEntry, requested: str, rule: str, direction: int) -> tuple[CompiledGuardrail, ...]:
         k = (key.id, requested, rule, direction)

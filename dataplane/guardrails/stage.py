@@ -57,7 +57,7 @@ class Guardrails:
     def check_routed_input(self, ctx: RequestContext) -> None:
         """Guardrails attached only to a routing rule run once the rule is known (right after the route plan)."""
         policy, key, plan = ctx.policy, ctx.key, ctx.plan
-        if policy is None or key is None or plan is None or not policy.guardrails.guardrails or not plan.rule_id:
+        if policy is None or key is None or plan is None or not policy.guardrails.by_rule or not plan.rule_id:
             return
         requested = ctx.rec.requested_model
         before = set(policy.guardrails.applicable(key, requested, "", INPUT))
@@ -99,7 +99,7 @@ class Guardrails:
     # -- stage 7: output (installed on the context before the attempts)
     def attach_output(self, ctx: RequestContext) -> None:
         policy, key = ctx.policy, ctx.key
-        if policy is None or key is None or not policy.guardrails.guardrails:
+        if policy is None or key is None or not policy.guardrails.outputs:
             return
         rule = ctx.plan.rule_id if ctx.plan is not None else ""
         gs = [g for g in policy.guardrails.applicable(key, ctx.rec.requested_model, rule, OUTPUT)
