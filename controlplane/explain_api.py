@@ -14,6 +14,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from dataplane.errors import SnapshotRejected
+from dataplane.guardrails.explain import describe as describe_guardrails
 from dataplane.policy import CompiledPolicy, KeyEntry
 from dataplane.providers.registry import default_providers
 from dataplane.routing.explain import explain
@@ -76,6 +77,8 @@ def create_explain_router(service: PolicyService, key_pepper: bytes) -> APIRoute
         # body size is what the data plane estimates tokens from (bytes / 4)
         body: dict[str, Any] = {"tools": [{}]} if q.has_tools else {}
         f = facts_of(key, q.model, headers, tags, body, q.input_tokens * 4)
-        return ExplainOut(explanation=explain(policy, key, f))
+        out = explain(policy, key, f)
+        out["guardrails"] = describe_guardrails(policy, key, q.model, str(out.get("rule", "")))
+        return ExplainOut(explanation=out)
 
     return r

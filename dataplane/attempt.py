@@ -13,7 +13,7 @@ import orjson
 
 from dataplane.dialects.base import Dialect, ErrorKind, StreamUsageScanner, Usage
 from dataplane.gateway_errors import GatewayError, bad_request
-from dataplane.http.messages import Request, Responder
+from dataplane.pipeline.context import RequestContext
 from dataplane.policy import RuntimeModel
 from dataplane.providers.base import DecodingScanner
 from dataplane.routing.backoff import retry_after_s
@@ -100,9 +100,9 @@ class Forwarder:
         self._monotonic = monotonic
 
     async def attempt(
-        self, req: Request, resp: Responder, ep: Endpoint, rec: RequestRecord, body: dict[str, Any],
-        dep: RuntimeDeployment, stream: bool, plan: Plan, deadline: float,
+        self, ctx: RequestContext, body: dict[str, Any], dep: RuntimeDeployment, plan: Plan, deadline: float,
     ) -> Outcome:
+        rec, ep, stream = ctx.rec, ctx.ep, ctx.stream
         m = dep.model
         record_model(rec, m)
         requested = rec.requested_model
@@ -119,7 +119,7 @@ class Forwarder:
                 requested, stream, int(self._clock()), adapter.kind, m.max_output_tokens, m.upstream_name))
             body = xl.request(body)
             if isinstance(xl, CountTranslation) and xl.local:  # no counting endpoint: a marked local estimate
-                return self._count_locally(resp, rec, dep, xl, body, started)
+                return self._count_locally(ctx, dep, xl, body, started)
         elif adapter.dialect != ep.dialect.name:
             raise bad_request(f"model {requested!r} is served by a provider speaking the {adapter.dialect} API; "
                               f"this endpoint speaks {ep.dialect.name} (cross-API translation is not enabled)")
@@ -127,7 +127,7 @@ class Forwarder:
         strip_usage = adapter.prepare_body(body, m.upstream_name, stream, operation)
         try:
             url, headers, payload = adapter.build_request(  # URL, auth and signing over the final body bytes
-                prov, operation, m.upstream_name, stream, body, req.headers, m.url_model)
+                prov, operation, m.upstream_name, stream, body, ctx.req.headers, m.url_model)
         except orjson.JSONEncodeError as exc:  # orjson parses 1,024 levels of nesting but writes only 254
             raise bad_request(f"the request body cannot be forwarded: JSON nested too deeply ({exc})") from None
         timeout_s = prov.timeout_s if deadline == math.inf else max(0.001, min(prov.timeout_s, deadline - started))
@@ -147,7 +147,7 @@ class Forwarder:
                     self.note(rec, dep, 200, "", started)
                     extra += route_headers(rec.route_rule, rec.attempts)
                     rec.status = 200
-                    await self._relay_stream(upstream, resp, scanner, rec, extra, first, chunks)
+                    await self._relay_stream(upstream, ctx, scanner, extra, first, chunks)
                     return OK
                 payload = await read_bounded(upstream, prov.name)  # bounded: dataplane/upstream_body.py
                 cls = status_class(status, payload) if status != 200 else ""
@@ -168,11 +168,10 @@ class Forwarder:
                     extra.append((COUNT_HEADER, "provider"))
                 elif status == 200:
                     rec.usage = _usage_of(xl.provider if xl else ep.dialect, payload)  # the provider's own report
-                rec.response_bytes = len(out)
-                resp.send(status, ctype, out, [*extra, *route_headers(rec.route_rule, rec.attempts)])
+                ctx.send(status, ctype, out, extra)
                 return OK if status == 200 else Outcome(status, cls, False)
         except (TimeoutError, GatewayError) as exc:
-            if resp.started or (isinstance(exc, GatewayError) and exc.kind not in _UPSTREAM_KINDS):
+            if ctx.started or (isinstance(exc, GatewayError) and exc.kind not in _UPSTREAM_KINDS):
                 raise
             err = exc if isinstance(exc, GatewayError) else GatewayError(
                 504, ErrorKind.TIMEOUT, f"provider {prov.name!r} did not answer within {plan.attempt_timeout_s:g}s")
@@ -180,14 +179,14 @@ class Forwarder:
             self.note(rec, dep, err.status, cls, started)
             return Outcome(err.status, cls, cls in plan.retryable, exc=err)
 
-    def _count_locally(self, resp: Responder, rec: RequestRecord, dep: RuntimeDeployment, xl: CountTranslation,
+    def _count_locally(self, ctx: RequestContext, dep: RuntimeDeployment, xl: CountTranslation,
                        body: dict[str, Any], started: float) -> Outcome:
+        rec = ctx.rec
         out, n = xl.estimate_answer(body)
         self.note(rec, dep, 200, "", started)
         rec.first_byte_s = self._clock()
-        rec.status, rec.counted_tokens, rec.count_estimated, rec.response_bytes = 200, n, True, len(out)
-        resp.send(200, "application/json", out, [("x-interlock-request-id", rec.event_id), (COUNT_HEADER, "estimated"),
-                                                 *route_headers(rec.route_rule, rec.attempts)])
+        rec.status, rec.counted_tokens, rec.count_estimated = 200, n, True
+        ctx.send(200, "application/json", out, [("x-interlock-request-id", rec.event_id), (COUNT_HEADER, "estimated")])
         return OK
 
     def note(self, rec: RequestRecord, dep: RuntimeDeployment, status: int, cls: str, started: float) -> None:
@@ -196,33 +195,34 @@ class Forwarder:
                                           int((self._monotonic() - started) * 1000)))
 
     async def _relay_stream(
-        self, upstream: UpstreamResponse, resp: Responder, scanner: StreamUsageScanner, rec: RequestRecord,
+        self, upstream: UpstreamResponse, ctx: RequestContext, scanner: StreamUsageScanner,
         extra: list[tuple[str, str]], first: bytes, chunks: AsyncIterator[bytes],
     ) -> None:
+        rec = ctx.rec
         decoded = isinstance(scanner, DecodingScanner)  # e.g. Bedrock: event-stream in, SSE out
-        resp.start_stream(200, "text/event-stream" if decoded else upstream.headers.get("content-type", "text/event-stream"),
+        ctx.start_stream(200, "text/event-stream" if decoded else upstream.headers.get("content-type", "text/event-stream"),
                           extra)
         try:
             if first:  # read before the response started (see attempt); the rest is the plain relay loop
                 rec.first_byte_s = self._clock()
                 out = _feed(scanner, first)
-                if resp.disconnected:
+                if ctx.disconnected:
                     rec.client_disconnected = True
                 else:
-                    await resp.write(out)
+                    await ctx.write(out)
             if not rec.client_disconnected:
                 async for chunk in chunks:
                     if not rec.first_byte_s:
                         rec.first_byte_s = self._clock()
                     out = _feed(scanner, chunk)
-                    if resp.disconnected:
+                    if ctx.disconnected:
                         rec.client_disconnected = True
                         break  # leaving the context closes the upstream connection: the provider stops generating
-                    await resp.write(out)
+                    await ctx.write(out)
+            await ctx.end_stream()
         finally:
             rec.usage = scanner.usage if scanner.usage.reported else _estimate(rec, scanner.usage, scanner.events)
-            rec.response_bytes = resp.bytes_sent
-        resp.end_stream()
+            rec.response_bytes = ctx.bytes_sent
 
 
 def _feed(scanner: StreamUsageScanner, chunk: bytes) -> bytes:

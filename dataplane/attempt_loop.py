@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from dataplane.attempt import Endpoint, Forwarder, Outcome, parse_body
+from dataplane.attempt import Forwarder, Outcome, parse_body
 from dataplane.dialects.base import ErrorKind
 from dataplane.gateway_errors import GatewayError
-from dataplane.http.messages import Request, Responder
+from dataplane.pipeline.context import RequestContext
 from dataplane.routing.attempts import AttemptPlanner
 from dataplane.routing.breaker import Breakers, CircuitBreaker
 from dataplane.routing.failure import UNHEALTHY
-from dataplane.routing.report import route_headers
 from dataplane.routing.select import session_of
-from dataplane.routing.table import Constraint, Plan, RuntimeDeployment
+from dataplane.routing.table import Plan, RuntimeDeployment
 from dataplane.usage_event import RequestRecord
 
 
@@ -35,52 +34,47 @@ class AttemptLoop:
         self._sleep = sleep
         self._rng = rng
 
-    async def run(
-        self, req: Request, resp: Responder, ep: Endpoint, rec: RequestRecord, body: dict[str, Any], plan: Plan,
-        constraint: Constraint | None, stream: bool, tags: Mapping[str, str],
-    ) -> None:
+    async def run(self, ctx: RequestContext) -> None:
+        plan, constraint = ctx.plan, ctx.constraint
+        assert plan is not None
         if plan.single is not None and constraint is None:
-            return await self._once(req, resp, ep, rec, body, plan.single, stream, plan)
+            return await self._once(ctx, plan.single, plan)
         deadline = self._monotonic() + plan.total_timeout_s if plan.total_timeout_s else math.inf
         planner = AttemptPlanner(plan, constraint=constraint, breakers=self.breakers, rng=self._rng,
-                                 session=session_of(req.headers, tags) if plan.sticky else "", deadline=deadline)
-        await self._attempts(req, resp, ep, rec, body, planner, stream, deadline)
+                                 session=session_of(ctx.req.headers, ctx.rec.tags) if plan.sticky else "",
+                                 deadline=deadline)
+        await self._attempts(ctx, planner, deadline)
 
-    async def _once(
-        self, req: Request, resp: Responder, ep: Endpoint, rec: RequestRecord, body: dict[str, Any],
-        dep: RuntimeDeployment, stream: bool, plan: Plan,
-    ) -> None:
+    async def _once(self, ctx: RequestContext, dep: RuntimeDeployment, plan: Plan) -> None:
         """The loop below for a plan of one attempt: an open circuit (or a half-open probe already taken)
         answers 503 as if the planner had skipped it; a retryable failure is sent as the last one."""
         breaker = self.breakers.get(dep.id, dep.breaker)
         if breaker is not None and not breaker.allow(self._monotonic()):
-            raise self._circuit_open(rec, [dep])
+            raise self._circuit_open(ctx.rec, [dep])
         started = self._monotonic()
         outcome: Outcome | None = None
         try:
-            outcome = await self._fwd.attempt(req, resp, ep, rec, body, dep, stream, plan, math.inf)
+            outcome = await self._fwd.attempt(ctx, ctx.body, dep, plan, math.inf)
         except GatewayError as exc:
-            if not resp.started:
-                self._fwd.note(rec, dep, exc.status, exc.kind, started)  # e.g. no translation to this API
+            if not ctx.started:
+                self._fwd.note(ctx.rec, dep, exc.status, exc.kind, started)  # e.g. no translation to this API
             raise
         finally:
             if breaker is not None:
                 self._settle_breaker(breaker, outcome)
         if outcome.retry:
-            self._send_last(resp, rec, outcome)
+            self._send_last(ctx, outcome)
 
-    async def _attempts(
-        self, req: Request, resp: Responder, ep: Endpoint, rec: RequestRecord, body: dict[str, Any],
-        planner: AttemptPlanner, stream: bool, deadline: float,
-    ) -> None:
+    async def _attempts(self, ctx: RequestContext, planner: AttemptPlanner, deadline: float) -> None:
         """Try deployments in the planner's order until one answers; a retryable failure moves on only while
         nothing has reached the client. Each attempt picks its own adapter and translation."""
+        rec = ctx.rec
         last: Outcome | None = None
         refused: GatewayError | None = None  # the first deployment that cannot serve this request (e.g. no translation)
         while (nxt := planner.next(self._monotonic())) is not None:
             if nxt.delay_s:
                 await self._sleep(nxt.delay_s)
-            if last is not None and resp.disconnected:  # the client left while we were failing over
+            if last is not None and ctx.disconnected:  # the client left while we were failing over
                 rec.client_disconnected = True
                 break
             dep = nxt.deployment
@@ -89,13 +83,13 @@ class AttemptLoop:
                 planner.skipped_open.append(dep)  # another request holds the half-open probe
                 continue
             # the first attempt may consume the parsed body; later ones get a fresh copy (adapters rewrite it)
-            attempt_body = body if not rec.attempts else parse_body(req.body)
+            attempt_body: dict[str, Any] = ctx.body if not rec.attempts else parse_body(ctx.req.body)
             started = self._monotonic()
             outcome: Outcome | None = None
             try:
-                outcome = await self._fwd.attempt(req, resp, ep, rec, attempt_body, dep, stream, planner.plan, deadline)
+                outcome = await self._fwd.attempt(ctx, attempt_body, dep, planner.plan, deadline)
             except GatewayError as exc:
-                if resp.started:
+                if ctx.started:
                     raise
                 self._fwd.note(rec, dep, exc.status, exc.kind, started)  # e.g. no translation to this deployment's API
                 refused = refused or exc
@@ -109,7 +103,7 @@ class AttemptLoop:
             last = outcome
         if last is None:  # an open circuit is the real failure; a deployment that cannot serve this is not
             raise self._nothing_tried(rec, planner) if planner.skipped_open or refused is None else refused
-        self._send_last(resp, rec, last)
+        self._send_last(ctx, last)
 
     def _settle_breaker(self, breaker: CircuitBreaker, outcome: Outcome | None) -> None:
         if outcome is None or outcome.error_class == "unavailable":  # the deployment was not asked
@@ -117,14 +111,14 @@ class AttemptLoop:
         else:
             breaker.record(outcome.error_class not in UNHEALTHY, self._monotonic())
 
-    def _send_last(self, resp: Responder, rec: RequestRecord, last: Outcome) -> None:
+    def _send_last(self, ctx: RequestContext, last: Outcome) -> None:
         """No attempt is left: answer with the last retryable failure."""
+        rec = ctx.rec
         rec.status, rec.error_class = last.status, last.error_class
         rec.first_byte_s = self._clock()
         if last.exc is not None:
             raise last.exc
-        resp.send(last.status, last.ctype, last.payload, [*last.extra, *route_headers(rec.route_rule, rec.attempts)])
-        rec.response_bytes = len(last.payload)
+        ctx.send(last.status, last.ctype, last.payload, last.extra)
 
     def _nothing_tried(self, rec: RequestRecord, planner: AttemptPlanner) -> GatewayError:
         if planner.skipped_open:

@@ -16,6 +16,7 @@ from dataplane.control_channel import channel_credentials
 from dataplane.dialects.registry import default_dialects
 from dataplane.errors import DataPlaneError, SnapshotRejected
 from dataplane.gateway_errors import GatewayError
+from dataplane.guardrails.stage import Guardrails
 from dataplane.http.messages import Request, Responder
 from dataplane.http.server import serve
 from dataplane.loopguard.guard import LoopGuard, Trip
@@ -67,6 +68,7 @@ class DataPlaneNode:
             self.leases = LeaseClient(self.budget_table, target=settings.control_plane, node_id=settings.node_id,
                                       tick_s=settings.budget_tick_s, credentials=channel_credentials(settings))
             self.budget_gate.attach(self.leases)
+        self.guardrails = Guardrails()  # input/output guardrail stages; outcome counters for /metrics
         access = AccessLog(settings.access_log, settings.node_id) if settings.access_log != "off" else None
         self.registry, request_metrics = node_registry(
             metrics_on=settings.metrics, in_flight=lambda: self.router.in_flight,
@@ -85,7 +87,8 @@ class DataPlaneNode:
                                endpoint=settings.otlp_endpoint) if settings.trace_sample > 0 else None
         self.proxy = Proxy(policy=self.holder.current, pepper=settings.key_pepper, upstream=self.upstream, sink=sink,
                            node_id=settings.node_id, clock=now, budgets=self.budget_gate, translations=default_translations(dialects),
-                           observer=self.observer, loops=LoopStage(self.loop_guard), tracing=self.tracing)
+                           observer=self.observer, loops=LoopStage(self.loop_guard), tracing=self.tracing,
+                           guardrails=self.guardrails)
         self.router = Router(proxy=self.proxy, dialects=dialects, policy=self.holder.current, pepper=settings.key_pepper,
                              clock=now, ready=lambda: self.holder.policy is not None)
         self.router.metrics = self.registry.render
@@ -135,7 +138,8 @@ class DataPlaneNode:
 
     def _budget_metrics(self) -> bytes:
         leases = self.leases
-        return budget_metrics.render(self.budget_table, leases.failures if leases else 0, self.budget_table.online)
+        return budget_metrics.render(self.budget_table, leases.failures if leases else 0,
+                                     self.budget_table.online) + self.guardrails.counters.render()
 
     def _load_disk_only(self) -> None:
         try:

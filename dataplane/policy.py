@@ -15,6 +15,7 @@ import orjson
 
 from dataplane.budget.index import BudgetIndex, build_index
 from dataplane.errors import SnapshotRejected
+from dataplane.guardrails.compiled import GuardrailSet
 from dataplane.loopguard.index import LoopIndex
 from dataplane.pricing import Price, price_from_proto
 from dataplane.providers.base import ProviderAdapter, ProviderConfigError
@@ -142,6 +143,13 @@ def _requestable(entries: list[str], aliases_of: Mapping[str, list[str]]) -> fro
     return frozenset(names)
 
 
+def _guardrails(snap: policy_pb2.PolicySnapshot) -> GuardrailSet:
+    try:
+        return GuardrailSet.from_snapshot(snap)
+    except Exception as exc:  # a pattern the control plane let through but this node cannot compile
+        raise SnapshotRejected(f"guardrails do not compile on this node: {exc}") from exc
+
+
 @dataclass(frozen=True)
 class CompiledPolicy:
     version: int
@@ -152,6 +160,7 @@ class CompiledPolicy:
     budgets: BudgetIndex = field(default_factory=BudgetIndex)  # which budgets/rate limits apply to what
     routing: RoutingTable = field(default_factory=RoutingTable.empty)  # rules, deployments, team constraints
     loops: LoopIndex = field(default_factory=LoopIndex)  # runaway-loop breakers (dataplane/loopguard/)
+    guardrails: GuardrailSet = field(default_factory=GuardrailSet)  # compiled scanners, attachments (issue 12)
     _models_json: dict[frozenset[str] | None, bytes] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -194,7 +203,7 @@ class CompiledPolicy:
                 locked_tags={n: v for n, v in tags.items() if not team or n not in team.overridable_tags},
             )
         return cls(snap.version, snap.content_hash, keys, routes, providers, budgets=build_index(snap), routing=routing,
-                   loops=LoopIndex.build(snap))
+                   loops=LoopIndex.build(snap), guardrails=_guardrails(snap))
 
     def models_json(self, allowed: frozenset[str] | None) -> bytes:
         """OpenAI-style model list for a key; memoised per distinct allowlist (the policy is immutable)."""

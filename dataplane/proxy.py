@@ -1,6 +1,7 @@
-"""The governed pass-through: authenticate, admit, forward, stream back, capture usage, emit one event.
+"""The governed pass-through: run the request pipeline (dataplane/pipeline/stages.py), settle, emit one event.
 
-The attempt loop (fallback, retries, breakers) is dataplane/attempt_loop.py; one attempt against one
+The stages are authenticate, tags, input guardrails, route plan, budget admission, attempts, output guardrails,
+over one RequestContext (dataplane/pipeline/context.py), the only writer of the response. The attempt loop (fallback, retries, breakers) is dataplane/attempt_loop.py; one attempt against one
 deployment (translation, provider request, relay) is dataplane/attempt.py.
 """
 
@@ -12,19 +13,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from dataplane.admission import authenticate, presented_key
-from dataplane.attempt import Endpoint, Forwarder, parse_body, record_model
+from dataplane.attempt import Endpoint, Forwarder
 from dataplane.attempt_loop import AttemptLoop
 from dataplane.budget.gate import BudgetGate
-from dataplane.dialects.base import ErrorKind
-from dataplane.gateway_errors import GatewayError, bad_request
+from dataplane.gateway_errors import GatewayError
 from dataplane.http.messages import Request, Responder
-from dataplane.policy import CompiledPolicy, Route
-from dataplane.request_validation import validate as validate_request
+from dataplane.pipeline.context import RequestContext
+from dataplane.pipeline.stages import GuardrailStage, Pipeline
+from dataplane.policy import CompiledPolicy
 from dataplane.routing.breaker import Breakers
-from dataplane.routing.report import route_headers
-from dataplane.routing.select import plan_for
-from dataplane.tags import TAGS_HEADER, missing, request_tags
 from dataplane.translate.binding import Translations
 from dataplane.upstream import Upstream
 from dataplane.usage_event import EventIds, RequestRecord
@@ -44,11 +41,9 @@ class Proxy:
         node_id: str, clock: Callable[[], float] = time.time,
         budgets: BudgetGate | None = None, translations: Translations | None = None,
         monotonic: Callable[[], float] = time.monotonic, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        rng: random.Random | None = None, breakers: Breakers | None = None,
+        rng: random.Random | None = None, breakers: Breakers | None = None, guardrails: GuardrailStage | None = None,
         observer: RequestObserver | None = None, loops: LoopStage | None = None, tracing: Tracing | None = None,
     ):
-        self._policy = policy
-        self._pepper = pepper
         self._sink = sink
         self._node_id = node_id
         self._clock = clock
@@ -61,28 +56,23 @@ class Proxy:
         self._loop = AttemptLoop(forwarder, breakers=breakers or Breakers(monotonic), clock=clock, monotonic=monotonic,
                                  sleep=sleep, rng=rng or random.Random())
         self.breakers = self._loop.breakers  # per node, kept across snapshot swaps
+        self.pipeline = Pipeline(policy=policy, pepper=pepper, clock=clock, loop=self._loop, budgets=budgets,
+                                 guardrails=guardrails, loops=loops)
 
     async def handle(self, req: Request, resp: Responder, ep: Endpoint) -> None:
         rec = RequestRecord(self._ids, ep.dialect.name, ep.path, len(req.body))
+        ctx = RequestContext(req, resp, ep, rec)
         try:
-            await self._forward(req, resp, ep, rec)
+            await self.pipeline.run(ctx)
         except GatewayError as exc:
-            rec.status = exc.status
-            rec.error_class = rec.error_class or exc.kind
-            if not resp.started:
-                resp.send(exc.status, "application/json", ep.dialect.error_body(exc.status, exc.kind, exc.message),
-                          (("x-interlock-request-id", rec.event_id), *exc.headers,
-                           *route_headers(rec.route_rule, rec.attempts)))
-            else:
-                await resp.write(ep.dialect.stream_error_event(exc.kind, exc.message))
-                resp.end_stream()
+            await ctx.fail(exc)
         finally:
             rec.done_s = self._clock()
             rec.client_disconnected = rec.client_disconnected or resp.disconnected
             if rec.price is not None:
                 rec.cost_pico = rec.price.cost_pico(rec.usage)
             if self._loops is not None and rec.cost_pico:
-                self._loops.settle(self._policy(), rec.key, rec.cost_pico)
+                self._loops.settle(ctx.policy, rec.key, rec.cost_pico)
             if rec.budget is not None and self._budgets is not None:
                 self._budgets.settle(rec.budget, rec.usage, rec.model, rec.price)  # bill what was produced, free the rest
             self._sink.emit(rec.to_event(self._node_id))
@@ -90,44 +80,3 @@ class Proxy:
                 self._observer.done(rec)
             if self._tracing is not None:
                 self._tracing.done(rec, req.headers)
-
-    async def _forward(self, req: Request, resp: Responder, ep: Endpoint, rec: RequestRecord) -> None:
-        policy = self._policy()
-        if policy is None:
-            raise GatewayError(503, ErrorKind.UNAVAILABLE, "this gateway node has no valid policy yet; retry shortly",
-                               (("retry-after", "1"),))
-        rec.policy_version = policy.version
-        # ?key= only where Google's API puts it: elsewhere it would land keys in URLs and access logs
-        query = req.query if ep.dialect.name == "gemini" else ""
-        key = authenticate(policy, self._pepper, presented_key(req.headers, query), int(self._clock() * 1000))
-        rec.key = key
-        rec.tags = key.tags  # what the event carries if the body turns out unusable (not mutated: no copy)
-        body = parse_body(req.body)
-        validate_request(ep.dialect.name, ep.operation, body)  # typed fields: forwarded = metered
-        rec.tags = request_tags(key.tags, req.headers, body, key.locked_tags)
-        if key.required_tags and (absent := missing(key.required_tags, rec.tags)):
-            raise bad_request(
-                f"team {key.team_id!r} requires the tags {', '.join(absent)}: send them as "
-                f"'{TAGS_HEADER}: " + ",".join(f"{t}=..." for t in absent) + "'"
-            )
-        requested = ep.dialect.requested_model(req.path, body)  # Gemini names it in the URL, others in the body
-        if not requested:
-            raise bad_request("the request body must name a model, e.g. {\"model\": \"...\"}")
-        stream = ep.dialect.wants_stream(req.path, body)
-        rec.requested_model, rec.stream = requested, stream
-        if self._loops is not None:
-            self._loops.admit(policy, key, requested, body)
-        plan = plan_for(policy, key, requested, req.headers, rec.tags, body, len(req.body))
-        rec.route_rule = plan.rule_id
-        named = policy.routes.get(requested)
-        rec.alias = named.alias if named is not None else ""
-        first = plan.targets[0].deployments[0].model  # the first choice (budgets reserve for it)
-        record_model(rec, first)
-        # budgets and rate limits (dataplane/budget/): reserve the worst case or refuse; nothing to do (no
-        # coroutine, no argument building) when the policy has no limit at all
-        if self._budgets is not None and not policy.budgets.empty:
-            rec.budget = await self._budgets.admit(policy.budgets, key.id, rec.tags, requested, Route(first, rec.alias),
-                                                   req.body, body, ep.dialect.max_output_tokens(body), ep.dialect.name,
-                                                   ep.operation, [d.model for t in plan.targets for d in t.deployments])
-        await self._loop.run(req, resp, ep, rec, body, plan, policy.routing.constraints.get(key.team_id), stream,
-                             rec.tags)

@@ -8,6 +8,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from dataplane.dialects.base import Usage
 from dataplane.policy import KeyEntry
 from dataplane.pricing import Price, format_usd
@@ -47,6 +49,7 @@ class RequestRecord:
         "error_class",
         "event_id",
         "first_byte_s",
+        "guardrails",
         "key",
         "model",
         "policy_version",
@@ -89,6 +92,7 @@ class RequestRecord:
         self.budget: Any = None  # the budget Ticket reserved at admission, settled when the request ends
         self.route_rule = ""  # the routing rule that chose the deployments ("default" = none matched)
         self.attempts: list[AttemptRecord] = []  # every upstream attempt, in order (fallback visible here)
+        self.guardrails: list[dict[str, Any]] = []  # guardrail outcomes (ids, rules, counts; never matched text)
 
     def to_event(self, node_id: str) -> usage_pb2.UsageEvent:
         u = self.usage
@@ -110,6 +114,7 @@ class RequestRecord:
             cache_write_5m_tokens=u.cache_write_5m_tokens, cache_write_1h_tokens=u.cache_write_1h_tokens,
             audio_input_tokens=u.audio_input_tokens, audio_output_tokens=u.audio_output_tokens,
             counted_tokens=self.counted_tokens, count_estimated=self.count_estimated,
+            guardrail_outcome=orjson.dumps(self.guardrails).decode() if self.guardrails else "",
         )
         for a in self.attempts:  # add() builds in place: a constructor list would build then copy each message
             ev.attempts.add(provider=a.provider, deployment=a.deployment, upstream_model=a.upstream_model,

@@ -45,6 +45,9 @@ DIMENSIONS: dict[str, str] = {
     "provider": "provider", "alias": "alias", "upstream": "upstream_model", "requested": "requested_model",
     "route": "route_rule", "endpoint": "endpoint", "dialect": "dialect", "node": "node_id", "error": "error_class",
 }  # fmt: skip
+# Guardrail outcomes (issue 12) are on usage_events only: the first guardrail that acted, for `audit --where`.
+DIMENSIONS["guardrail"] = "JSONExtractString(guardrail_outcome, 1, 'id')"
+AUDIT_ONLY = frozenset({"guardrail"})
 TAG_PREFIX = "tag:"
 ORDERS: dict[str, str] = {"cost": "cost", "requests": "requests", "tokens": "in_tokens + out_tokens",
                           "errors": "errors"}
@@ -201,6 +204,8 @@ def spend(database: str, by: Sequence[Dimension], window: Window, where: Sequenc
     total_output, total_cost, groups."""
     if not 1 <= len(by) <= MAX_DIMENSIONS or order not in ORDERS:
         raise InvalidQuery(f"group by 1 to {MAX_DIMENSIONS} dimensions, order by one of {', '.join(ORDERS)}")
+    if bad := [d.name for d in (*by, *(d for d, _ in where)) if d.name in AUDIT_ONLY]:
+        raise InvalidQuery(f"{bad[0]!r} filters the audit trail only (`interlock audit --where {bad[0]}=ID`)")
     bind = _Binder()
     keys = ", ".join(f"{_expr(d, bind)} AS g{i}" for i, d in enumerate(by))
     names = ", ".join(f"g{i}" for i in range(len(by)))

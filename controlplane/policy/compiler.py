@@ -16,6 +16,7 @@ from interlock.v1 import policy_pb2
 
 from ..errors import PolicyInvalid
 from .budgets import compile_budget_policy, revoked_ids, validate_budgets
+from .guardrails import compile_guardrails, validate_guardrails
 from .loop import compile_loop_breakers
 from .model import KeyRecord, PolicyDocument
 from .prices import compile_price, price_errors, resolve_prices
@@ -108,6 +109,8 @@ def validate(doc: PolicyDocument, keys: Iterable[KeyRecord]) -> dict[str, str]:
     errors += validate_budgets(doc, keys, routable)
     errors += validate_routing(doc, flat)
     errors += price_errors(doc)
+    errors += validate_guardrails(doc.guardrails, teams=teams, projects=set(projects), models=routable,
+                                  rules={r.id for r in doc.routes})
     if errors:
         raise PolicyInvalid(errors)
     return flat
@@ -156,5 +159,6 @@ def compile_snapshot(
     s.budget_policy.CopyFrom(compile_budget_policy(doc, keys))
     compile_rules(doc, flat, s)
     compile_loop_breakers(doc, s)
+    compile_guardrails(doc.guardrails, s)
     s.content_hash = snapshot_content_hash(s)
     return s

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .guardrails import Guardrail
 from .routing_model import CircuitBreaker, Deployment, Region, RoutingRule
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$"
@@ -298,6 +299,7 @@ class PolicyDocument(_Frozen):
     routes: list[RoutingRule] = Field(default_factory=list)
     destinations: list[Destination] = Field(default_factory=list)  # where alerts go (controlplane/alerts/)
     loop_breakers: list[LoopBreaker] = Field(default_factory=list)  # runaway-loop detection (issue 15)
+    guardrails: list[Guardrail] = Field(default_factory=list)
 
 
 class KeyRecord(_Frozen):
@@ -326,11 +328,11 @@ class KeyRecord(_Frozen):
 
 SectionName = Literal[
     "providers", "models", "aliases", "teams", "users", "projects", "budgets", "rate_limits", "routes",
-    "destinations", "loop_breakers",
+    "destinations", "loop_breakers", "guardrails",
 ]
 SECTIONS: tuple[SectionName, ...] = (
     "providers", "models", "aliases", "teams", "users", "projects", "budgets", "rate_limits", "routes",
-    "destinations", "loop_breakers",
+    "destinations", "loop_breakers", "guardrails",
 )
 SECTION_TYPES: dict[str, type[BaseModel]] = {
     "providers": Provider,
@@ -344,6 +346,7 @@ SECTION_TYPES: dict[str, type[BaseModel]] = {
     "routes": RoutingRule,
     "destinations": Destination,
     "loop_breakers": LoopBreaker,
+    "guardrails": Guardrail,
 }
 
 

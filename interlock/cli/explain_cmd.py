@@ -73,6 +73,17 @@ def render(e: dict[str, Any], console: Console) -> None:
                        style="dim"))
     if "refused" in e:
         console.print(Text(f"refused ({e['refused']['status']}): {e['refused']['message']}", style="red"))
+    _guardrails(e.get("guardrails") or [], console)
+
+
+def _guardrails(gs: list[dict[str, Any]], console: Console) -> None:
+    if not gs:
+        return
+    t = table("GUARDRAIL!", "APPLIES", "DIRECTION!", "ACTION!", "MODE!", "SAMPLING>", title="guardrails")
+    for g in gs:
+        t.add_row(Text(g["id"]), Text(g["why"], style="green" if g["applies"] else "dim"), Text(g["direction"]),
+                  Text(g["action"]), Text(g["mode"]), Text(f"{g['sampling_percent']}%"))
+    console.print(t)
 
 
 @click.command("explain")

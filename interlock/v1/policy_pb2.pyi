@@ -339,7 +339,7 @@ class BudgetPolicy(_message.Message):
     def __init__(self, budgets: _Optional[_Iterable[_Union[Budget, _Mapping]]] = ..., rate_limits: _Optional[_Iterable[_Union[RateLimit, _Mapping]]] = ..., unpriced_price: _Optional[_Union[Price, _Mapping]] = ..., unpriced_models: _Optional[_Iterable[str]] = ..., default_max_output_tokens: _Optional[int] = ...) -> None: ...
 
 class PolicySnapshot(_message.Message):
-    __slots__ = ("version", "content_hash", "created_unix_ms", "key_hash_scheme", "providers", "models", "aliases", "teams", "users", "projects", "keys", "budget_policy", "routing_rules", "loop_breakers")
+    __slots__ = ("version", "content_hash", "created_unix_ms", "key_hash_scheme", "providers", "models", "aliases", "teams", "users", "projects", "keys", "budget_policy", "routing_rules", "loop_breakers", "guardrails")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
@@ -354,6 +354,7 @@ class PolicySnapshot(_message.Message):
     BUDGET_POLICY_FIELD_NUMBER: _ClassVar[int]
     ROUTING_RULES_FIELD_NUMBER: _ClassVar[int]
     LOOP_BREAKERS_FIELD_NUMBER: _ClassVar[int]
+    GUARDRAILS_FIELD_NUMBER: _ClassVar[int]
     version: int
     content_hash: str
     created_unix_ms: int
@@ -368,7 +369,8 @@ class PolicySnapshot(_message.Message):
     budget_policy: BudgetPolicy
     routing_rules: _containers.RepeatedCompositeFieldContainer[RoutingRule]
     loop_breakers: _containers.RepeatedCompositeFieldContainer[LoopBreaker]
-    def __init__(self, version: _Optional[int] = ..., content_hash: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., key_hash_scheme: _Optional[str] = ..., providers: _Optional[_Iterable[_Union[Provider, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., aliases: _Optional[_Iterable[_Union[Alias, _Mapping]]] = ..., teams: _Optional[_Iterable[_Union[Team, _Mapping]]] = ..., users: _Optional[_Iterable[_Union[User, _Mapping]]] = ..., projects: _Optional[_Iterable[_Union[Project, _Mapping]]] = ..., keys: _Optional[_Iterable[_Union[VirtualKey, _Mapping]]] = ..., budget_policy: _Optional[_Union[BudgetPolicy, _Mapping]] = ..., routing_rules: _Optional[_Iterable[_Union[RoutingRule, _Mapping]]] = ..., loop_breakers: _Optional[_Iterable[_Union[LoopBreaker, _Mapping]]] = ...) -> None: ...
+    guardrails: _containers.RepeatedCompositeFieldContainer[Guardrail]
+    def __init__(self, version: _Optional[int] = ..., content_hash: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., key_hash_scheme: _Optional[str] = ..., providers: _Optional[_Iterable[_Union[Provider, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., aliases: _Optional[_Iterable[_Union[Alias, _Mapping]]] = ..., teams: _Optional[_Iterable[_Union[Team, _Mapping]]] = ..., users: _Optional[_Iterable[_Union[User, _Mapping]]] = ..., projects: _Optional[_Iterable[_Union[Project, _Mapping]]] = ..., keys: _Optional[_Iterable[_Union[VirtualKey, _Mapping]]] = ..., budget_policy: _Optional[_Union[BudgetPolicy, _Mapping]] = ..., routing_rules: _Optional[_Iterable[_Union[RoutingRule, _Mapping]]] = ..., loop_breakers: _Optional[_Iterable[_Union[LoopBreaker, _Mapping]]] = ..., guardrails: _Optional[_Iterable[_Union[Guardrail, _Mapping]]] = ...) -> None: ...
 
 class LoopBreaker(_message.Message):
     __slots__ = ("id", "scope", "scope_id", "identical_requests", "identical_window_s", "max_pico_per_minute", "velocity_window_s", "action")
@@ -389,3 +391,43 @@ class LoopBreaker(_message.Message):
     velocity_window_s: int
     action: str
     def __init__(self, id: _Optional[str] = ..., scope: _Optional[str] = ..., scope_id: _Optional[str] = ..., identical_requests: _Optional[int] = ..., identical_window_s: _Optional[int] = ..., max_pico_per_minute: _Optional[int] = ..., velocity_window_s: _Optional[int] = ..., action: _Optional[str] = ...) -> None: ...
+
+class GuardrailPattern(_message.Message):
+    __slots__ = ("id", "regex", "keywords")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REGEX_FIELD_NUMBER: _ClassVar[int]
+    KEYWORDS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    regex: str
+    keywords: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., regex: _Optional[str] = ..., keywords: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Guardrail(_message.Message):
+    __slots__ = ("id", "detectors", "custom", "action", "direction", "sampling_percent", "mode", "fail_mode", "teams", "keys", "projects", "models", "routing_rules")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DETECTORS_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    FAIL_MODE_FIELD_NUMBER: _ClassVar[int]
+    TEAMS_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    PROJECTS_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_RULES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    detectors: _containers.RepeatedScalarFieldContainer[str]
+    custom: _containers.RepeatedCompositeFieldContainer[GuardrailPattern]
+    action: str
+    direction: str
+    sampling_percent: int
+    mode: str
+    fail_mode: str
+    teams: _containers.RepeatedScalarFieldContainer[str]
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    projects: _containers.RepeatedScalarFieldContainer[str]
+    models: _containers.RepeatedScalarFieldContainer[str]
+    routing_rules: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., detectors: _Optional[_Iterable[str]] = ..., custom: _Optional[_Iterable[_Union[GuardrailPattern, _Mapping]]] = ..., action: _Optional[str] = ..., direction: _Optional[str] = ..., sampling_percent: _Optional[int] = ..., mode: _Optional[str] = ..., fail_mode: _Optional[str] = ..., teams: _Optional[_Iterable[str]] = ..., keys: _Optional[_Iterable[str]] = ..., projects: _Optional[_Iterable[str]] = ..., models: _Optional[_Iterable[str]] = ..., routing_rules: _Optional[_Iterable[str]] = ...) -> None: ...

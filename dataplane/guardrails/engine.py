@@ -1,0 +1,135 @@
+"""One multi-pattern scan over a text: every enabled rule compiled into a single alternation, once per snapshot.
+
+The engine is RE2 (google-re2) when installed: linear time in the text whatever the patterns (a custom regex
+in policy cannot make the scan catastrophic), and one DFA pass for the whole rule set. Python's re is the
+fallback (and is what validates rules, since it reports error positions). docs/guardrails.md has the figures.
+Each candidate is then confirmed with its own rule (the secret's span) and validator.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dataplane.guardrails.checks import looks_fake
+from dataplane.guardrails.rules import CHECKS, Rule
+
+try:  # optional: the engine is chosen by what is installed, the results are the same
+    import re2 as _re2
+except ImportError:  # pragma: no cover - exercised where google-re2 is not installed
+    _re2 = None
+
+_SECRET_GROUP = re.compile(r"\(\?P<s>")
+_INLINE_FLAGS = re.compile(r"^\(\?i\)")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    rule: str
+    start: int
+    end: int
+
+
+class Scanner:
+    """Finds every rule's matches in a text; immutable once built.
+
+    Two steps, the second only on candidates (rare): (1) one pass of the combined alternation (each rule a named
+    group: which one matched); (2) that rule alone, in Python re, for where the secret is, then its validator."""
+
+    __slots__ = ("_checks", "_combined", "_fake", "_pre", "_rules", "_single", "engine", "rule_ids")
+
+    def __init__(self, rules: Sequence[Rule], *, engine: str = "auto") -> None:
+        self._rules = tuple(rules)
+        self.rule_ids = tuple(r.id for r in rules)
+        bodies = []
+        for r in self._rules:
+            body = _SECRET_GROUP.sub("(?:", r.pattern)
+            if _INLINE_FLAGS.match(body):  # a scoped flag group works in both engines, a global one does not
+                body = "(?i:" + body[4:] + ")"
+            bodies.append(body)
+        combined = "|".join(f"(?P<r{i}>{b})" for i, b in enumerate(bodies)) or "(?!)"
+        self._single = tuple(re.compile(r.pattern) for r in self._rules)
+        if _re2 is not None and engine in ("auto", "re2"):
+            opts = _re2.Options()
+            opts.max_mem = 64 << 20  # the DFA for ~70 rules fits comfortably; RE2 falls back to NFA beyond it
+            self._combined: Any = _re2.compile(combined.encode(), opts)  # bytes: no re-encoding per call
+            # the yes/no pre-check: no groups, so RE2 answers from its DFA without building 60 spans
+            pre = _re2.compile("|".join(f"(?:{b})" for b in bodies).encode(), opts)._regexp
+            unanchored = _re2._re2.RE2.Anchor.UNANCHORED
+            self._pre: Callable[[bytes], bool] = lambda raw: pre.Match(unanchored, raw, 0, len(raw))[0][0] >= 0
+            self.engine = "re2"
+        else:
+            self._combined = re.compile(combined.encode())
+            search = self._combined.search
+            self._pre = lambda raw: search(raw) is not None
+            self.engine = "re"
+        self._checks: tuple[Callable[[str], bool] | None, ...] = tuple(CHECKS.get(r.check) for r in self._rules)
+        self._fake = tuple(r.category == "secret" for r in self._rules)  # example/test keys are not findings
+
+    def maybe(self, raw: bytes) -> bool:
+        """Whether any rule has a candidate in these bytes (one DFA pass, no validation): the cheap pre-check."""
+        return self._pre(raw)
+
+    def scan(self, text: str) -> list[Finding]:
+        """Every confirmed finding, left to right. A candidate its validator rejects (e.g. `password = getPassword()`)
+        does not hide what follows inside it: that span is scanned again from its second character."""
+        raw = text.encode("utf-8", "surrogatepass")
+        out: list[Finding] = []
+        self._scan(raw, 0, text, len(raw) == len(text), out, 0)
+        return out
+
+    def _scan(self, raw: bytes, base: int, text: str, ascii_only: bool, out: list[Finding], depth: int) -> None:
+        """`raw` is the text's UTF-8 from byte `base` on (a short slice when rescanning a rejected candidate)."""
+        rules, single, checks, fake = self._rules, self._single, self._checks, self._fake
+        for m in self._combined.finditer(raw):
+            name = m.lastgroup
+            if name is None:
+                continue
+            i = int(name[1:])
+            bstart, bend = m.start() + base, m.end() + base
+            start = bstart if ascii_only else len(text.encode("utf-8", "surrogatepass")[:bstart].decode("utf-8", "ignore"))
+            if out and start < out[-1].end:
+                continue  # already found by the rescan of an earlier rejected candidate
+            sm = single[i].match(text, start)  # the rule alone, at the same place: where the secret is
+            if sm is None:
+                continue
+            s, e = (sm.start("s"), sm.end("s")) if "s" in sm.re.groupindex else sm.span()
+            v = text[s:e]
+            chk = checks[i]
+            if (chk is not None and not chk(v)) or (fake[i] and looks_fake(v)):
+                if depth < 2 and bend - bstart > 1:
+                    lo = bstart + 1 - base
+                    # bounded: a secret hidden in a rejected candidate starts within its first bytes
+                    self._scan(raw[lo:lo + min(bend - bstart, 256) + 255], bstart + 1, text, ascii_only, out, depth + 1)
+                continue
+            out.append(Finding(rules[i].id, s, e))
+
+
+def redact(text: str, findings: Iterable[Finding]) -> str:
+    """Each finding replaced by a typed placeholder; overlapping findings merge into the first."""
+    parts = []
+    pos = 0
+    for f in sorted(findings, key=lambda f: f.start):
+        if f.start < pos:
+            continue
+        parts.append(text[pos:f.start])
+        parts.append(f"[REDACTED:{f.rule}]")
+        pos = f.end
+    parts.append(text[pos:])
+    return "".join(parts)
+
+
+def validate_pattern(pattern: str) -> str | None:
+    """None if the pattern compiles in both engines, else an error naming the position."""
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        return f"{exc.msg} at position {exc.pos}"
+    if _re2 is not None:
+        try:
+            _re2.compile(pattern)
+        except Exception as exc:  # re2 raises its own error type
+            return f"not supported by the linear-time engine (no lookaround or backreferences): {exc}"
+    return None

@@ -1,0 +1,31 @@
+"""Guardrail outcome counters of this node, in the Prometheus text format (appended to GET /metrics)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+
+def _label(v: str) -> str:
+    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class GuardrailCounters:
+    def __init__(self) -> None:
+        self.outcomes: Counter[tuple[str, str, str]] = Counter()  # (guardrail, direction, action) -> outcomes
+        self.findings: Counter[tuple[str, str, str]] = Counter()  # (guardrail, direction, rule) -> findings
+
+    def count(self, guardrail: str, direction: str, action: str, rules: Counter[str]) -> None:
+        self.outcomes[(guardrail, direction, action)] += 1
+        for rule, n in rules.items():
+            self.findings[(guardrail, direction, rule)] += n
+
+    def render(self) -> bytes:
+        out = ["# HELP interlock_guardrail_outcomes_total Requests where a guardrail found something (or failed), "
+               "by the action taken.", "# TYPE interlock_guardrail_outcomes_total counter"]
+        out += [f'interlock_guardrail_outcomes_total{{guardrail="{_label(g)}",direction="{d}",action="{a}"}} {n}'
+                for (g, d, a), n in sorted(self.outcomes.items())]
+        out += ["# HELP interlock_guardrail_findings_total Findings per detection rule (never the matched text).",
+                "# TYPE interlock_guardrail_findings_total counter"]
+        out += [f'interlock_guardrail_findings_total{{guardrail="{_label(g)}",direction="{d}",rule="{_label(r)}"}} {n}'
+                for (g, d, r), n in sorted(self.findings.items())]
+        return ("\n".join(out) + "\n").encode()

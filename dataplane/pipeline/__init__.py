@@ -1,0 +1,1 @@
+"""The request pipeline: explicit stages over one per-request context (see stages.py)."""
