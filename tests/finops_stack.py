@@ -14,12 +14,14 @@ import subprocess
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.fixtures.cluster import ADMIN_TOKEN, Cluster, Proc, chat_body, free_port, wait_until
 
@@ -135,3 +137,24 @@ def build(tmp: Path, etcd: Any, kafka_bootstrap: str) -> FinOpsStack:
     c.wait_in_sync()
     time.sleep(0.5)
     return stack
+
+
+PLAN = [("alice", "m-a", "task=T-1,step=plan"), ("alice", "m-b", "task=T-1,step=code"),
+        ("bob", "m-a", "task=T-2,step=plan"), ("carol", "fast", "task=T-3,step=code")] * 6
+
+
+@pytest.fixture(scope="session")
+def finops(etcd_server: Any, kafka_broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FinOpsStack]:
+    """The stack after PLAN's traffic, all of it in ClickHouse; shared by the usage-API and console tests."""
+    etcd_server.start()
+    kafka_broker.start()
+    s = build(tmp_path_factory.mktemp("finops"), etcd_server, kafka_broker.bootstrap)
+    try:
+        s.drive(PLAN)
+        s.wait_ingested(len(PLAN))
+        yield s
+    except BaseException:
+        print(s.cluster.dump_logs())
+        raise
+    finally:
+        s.cluster.stop_all()

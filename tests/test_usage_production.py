@@ -7,7 +7,6 @@ on ClickHouse. The browser tests of the console (tests/test_console_browser.py) 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,26 +14,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.finops_stack import VIEWER_TOKEN, FinOpsStack, build
-
-PLAN = [("alice", "m-a", "task=T-1,step=plan"), ("alice", "m-b", "task=T-1,step=code"),
-        ("bob", "m-a", "task=T-2,step=plan"), ("carol", "fast", "task=T-3,step=code")] * 6
+from tests.finops_stack import PLAN, VIEWER_TOKEN, FinOpsStack
 
 
-@pytest.fixture(scope="module")
-def stack(etcd_server: Any, kafka_broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FinOpsStack]:
-    etcd_server.start()
-    kafka_broker.start()
-    s = build(tmp_path_factory.mktemp("finops"), etcd_server, kafka_broker.bootstrap)
-    try:
-        s.drive(PLAN)
-        s.wait_ingested(len(PLAN))
-        yield s
-    except BaseException:
-        print(s.cluster.dump_logs())
-        raise
-    finally:
-        s.cluster.stop_all()
+@pytest.fixture
+def stack(finops: FinOpsStack) -> FinOpsStack:
+    return finops
 
 
 def _sql_by(stack: FinOpsStack, expr: str) -> dict[str, tuple[int, int, int, Decimal]]:

@@ -78,6 +78,7 @@ def controlplane_cmd(log_level: str) -> None:
     """Run the control plane: admin API + snapshot gRPC service over etcd (INTERLOCK_STORE)."""
     from controlplane.admin_api import create_admin_app
     from controlplane.backend import start_backend
+    from controlplane.console import mount_console
     from controlplane.usage_mount import usage_routers
     from controlplane.usage_source import UsageSourceSettings, open_usage_queries
     from ingest.clickhouse_writer import IngestError
@@ -98,6 +99,7 @@ def controlplane_cmd(log_level: str) -> None:
         routers = [*backend.admin_routers(settings.key_pepper), *usage_routers(backend, queries)]
         app = create_admin_app(backend.service, settings.admin_token, credentials=settings.admin_credentials,
                                extra_routers=routers)
+        mount_console(app, backend, queries, settings.key_pepper)
         server, task = await serve_admin(app, settings.admin_host, settings.admin_port)
         click.echo(f"interlock control plane: admin http://{settings.admin_host}:{settings.admin_port} "
                    f"(console /ui) gRPC {settings.grpc_host}:{backend.grpc_port} "
