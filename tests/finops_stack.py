@@ -64,11 +64,18 @@ class FinOpsStack:
     def admin_url(self) -> str:
         return self.cluster.admin_url
 
-    def cli(self, *args: str, token: str = ADMIN_TOKEN) -> Any:
+    def cli(self, *args: str, token: str = ADMIN_TOKEN, json_flags: tuple[str, ...] = ("-o", "json")) -> Any:
         env = {**self.cluster._base_env(), "INTERLOCK_ADMIN_URL": self.admin_url, "INTERLOCK_ADMIN_TOKEN": token}
-        r = subprocess.run(["interlock", *args, "-o", "json"], env=env, capture_output=True, text=True, timeout=60)
+        r = subprocess.run(["interlock", *args, *json_flags], env=env, capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, f"interlock {' '.join(args)}: {r.stdout}\n{r.stderr}"
         return json.loads(r.stdout)
+
+    def budgets(self) -> Any:
+        """`interlock budgets` as JSON (--json today; -o json once the CLI's outputs are unified)."""
+        try:
+            return self.cli("budgets", json_flags=("--json",))
+        except AssertionError:
+            return self.cli("budgets")
 
     def drive(self, plan: list[tuple[str, str, str]]) -> None:
         """plan: (key name, model, tags header) per request, spread over both nodes."""

@@ -117,8 +117,9 @@ class ConsoleData:
         if not rows:
             return None
         d = dict(zip(cq.DETAIL_COLUMNS, rows[0], strict=True))
-        d["attempts"] = [dict(zip(("provider", "deployment", "upstream_model", "status", "error_class", "latency_ms"),
-                                  a, strict=True)) for a in d["attempts"]]
+        names = ("provider", "deployment", "upstream_model", "status", "error_class", "latency_ms")
+        # named tuples arrive as dicts from some drivers and as tuples from others
+        d["attempts"] = [dict(a) if isinstance(a, dict) else dict(zip(names, a, strict=True)) for a in d["attempts"]]
         return d
 
     def burn(self, start_us: int, where: Filters, step_s: int) -> list[tuple[int, Decimal]]:

@@ -19,8 +19,8 @@ def exact(value: Decimal | str) -> str:
     return format(Decimal(value), "f")
 
 
-def n(v: int) -> str:
-    return f"{v:,}"
+def n(v: int | str) -> str:
+    return f"{int(v):,}"
 
 
 def when_us(us: int) -> str:
