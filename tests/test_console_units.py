@@ -3,6 +3,7 @@ the usage-store settings, budget projection, and the console on the dev shape (i
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -127,8 +128,12 @@ async def test_console_on_the_dev_shape(tmp_path: Path) -> None:
         admin = f"http://127.0.0.1:{stack.settings.admin_port}"
         token = stack._admin_token
         async with httpx.AsyncClient(base_url=admin, timeout=30) as h:
-            spend = (await h.get("/admin/v1/usage/spend", params={"since": "1h"},
-                                 headers={"Authorization": f"Bearer {token}"})).json()
+            for _ in range(100):  # the usage sink writes in batches: wait for the row to land
+                spend = (await h.get("/admin/v1/usage/spend", params={"since": "1h"},
+                                     headers={"Authorization": f"Bearer {token}"})).json()
+                if spend.get("total", {}).get("requests"):
+                    break
+                await asyncio.sleep(0.1)
             assert spend["total"]["requests"] == 1
             csrf = re.search(r'name="csrf" value="([^"]+)"', (await h.get("/ui/login")).text)[1]  # type: ignore[index]
             assert (await h.post("/ui/login", data={"csrf": csrf, "secret": token})).status_code == 303
