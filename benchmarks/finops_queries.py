@@ -146,6 +146,7 @@ def console_questions(svc: UsageQueryService, k: str) -> list[tuple[str, Callabl
         ("console overview: requests, errors, fallbacks, p50/p99 24h", lambda: d.health(day)),
         ("console overview: spend by team, 7d hourly series", lambda: d.top_series("team", week, "hour")),
         ("console overview: spend by model, 7d hourly series", lambda: d.top_series("model", week, "hour")),
+        ("console explorer: tag:task 7d hourly series", lambda: d.top_series("tag:task", week, "hour")),
         ("console explorer: tag:task 30d daily series", lambda: d.top_series("tag:task", month, "day")),
         ("console explorer: key where team=team-3 7d hourly", lambda: d.top_series("key", week, "hour", team3)),
         ("console trail: status=error, 24h", lambda: d.trail(day, (), status="error")),
