@@ -95,6 +95,9 @@ class FinOpsStack:
                     s.output_tokens += usage["completion_tokens"]
                     s.request_ids.append(r.headers["x-interlock-request-id"])
 
+    def inserted(self) -> int:
+        return int(httpx.get(f"http://127.0.0.1:{self.ingest_port}/metrics", timeout=2).json()["inserted"])
+
     def wait_ingested(self, n: int, timeout_s: float = 90) -> None:
         def done() -> bool:
             m = httpx.get(f"http://127.0.0.1:{self.ingest_port}/metrics", timeout=2).json()
@@ -127,6 +130,8 @@ def build(tmp: Path, etcd: Any, kafka_bootstrap: str) -> FinOpsStack:
     c.start_control_plane()
     doc = c.policy()
     doc["teams"].append({"id": "ml", "name": "ML", "allowed_models": ["m-a", "m-b", "fast"]})
+    # keys that tests create later (tests/test_console_browser.py) live here, apart from PLAN's teams
+    doc["teams"].append({"id": "sandbox", "name": "Sandbox", "allowed_models": ["m-a"]})
     doc["users"] = [{"id": "alice", "team": "eng"}, {"id": "bob", "team": "eng"}, {"id": "carol", "team": "ml"}]
     doc["budgets"] = [{"id": "eng-monthly", "scope": "team", "scope_id": "eng", "window": "month", "limit_usd": "5"}]
     doc["rate_limits"] = [{"id": "ml-rpm", "scope": "team", "scope_id": "ml", "requests_per_minute": 10_000}]

@@ -143,3 +143,18 @@ async def test_console_on_the_dev_shape(tmp_path: Path) -> None:
             assert spend["total"]["cost_usd"] in page.text
     finally:
         await stack.stop()
+
+
+def test_burn_chart_spans_the_window_and_carries_running_spend() -> None:
+    from controlplane.console.budgets import PICO, burn_chart
+
+    day = 86_400_000
+    row = _budget(settled=int(2 * PICO), limit=int(10 * PICO), resets=10 * day)
+    burn = [(1 * day * 1000, Decimal(1)), (3 * day * 1000, Decimal(2))]  # running sums at days 1 and 3 (µs)
+    ch = burn_chart(row, 0, 4 * day + 5, 86_400, burn)
+    spent, projected, limit = (d["data"] for d in ch["data"]["datasets"])
+    assert len(ch["data"]["labels"]) == 11  # days 0..10: the whole window, not only the part with data
+    assert spent[:6] == [0.0, 1.0, 1.0, 2.0, 2.0, None]  # carried across day 2 and 4, nothing after now
+    assert all(v is None for v in spent[5:])
+    assert limit == [10.0] * 11
+    assert projected[-1] == pytest.approx(2 / (4 * day + 5) * 11 * day)  # the rate so far, extended

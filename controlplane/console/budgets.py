@@ -37,7 +37,10 @@ class BudgetView:
 
     @property
     def used_pct(self) -> str:
-        return f"{self.row.settled * 100 / self.row.limit:.1f}%" if self.row.limit else "—"
+        if not self.row.limit:
+            return "—"
+        pct = self.row.settled * 100 / self.row.limit
+        return "<0.1%" if 0 < pct < 0.1 else f"{pct:.1f}%"
 
 
 def amount(value: int, unit: str) -> str:
@@ -64,6 +67,34 @@ def project(row: BudgetRow, start_ms: int, now_ms: int) -> int:
     return at if not row.resets_unix_ms or at < row.resets_unix_ms else 0
 
 
+def burn_chart(row: BudgetRow, start_ms: int, now_ms: int, step_s: int,
+               burn: list[tuple[int, Decimal]]) -> dict[str, Any]:
+    """The whole window on the x axis: running spend up to now (ClickHouse's running sums, carried across
+    empty buckets), the limit, and the average rate so far extended to the window's end."""
+    end_ms = row.resets_unix_ms or now_ms
+    step_ms = step_s * 1000
+    first = start_ms - start_ms % step_ms
+    buckets = list(range(first, max(end_ms, now_ms) + 1, step_ms))[:800]
+    running = dict((b // 1000, v) for b, v in burn)
+    spent: list[float | None] = []
+    last = 0.0
+    for b in buckets:
+        if b > now_ms:
+            spent.append(None)
+            continue
+        last = float(running.get(b, Decimal(last)))
+        spent.append(last)
+    limit = float(Decimal(row.limit) / PICO)
+    rate = float(Decimal(row.settled) / PICO) / max(1, now_ms - start_ms)  # USD per ms so far
+    projection = [round(rate * max(0, b + step_ms - start_ms), 12) for b in buckets]
+    labels = [time.strftime("%m-%d %H:%M", time.gmtime(b / 1000)) for b in buckets]
+    return chart("line", labels, [
+        {"label": "spent (running)", "data": spent},
+        {"label": "projected at the rate so far", "data": projection},
+        {"label": "limit", "data": [limit] * len(buckets)},
+    ])
+
+
 async def budget_views(c: Console, rows: list[BudgetRow]) -> list[BudgetView]:
     now_s = time.time()
     out = []
@@ -74,16 +105,11 @@ async def budget_views(c: Console, rows: list[BudgetRow]) -> list[BudgetView]:
         filters = _filters(row)
         ch = None
         if row.unit == "usd" and c.data is not None and filters is not None:
-            step = 3600 if now_s * 1000 - start_ms <= 8 * 86_400_000 else 86_400
+            step = 3600 if (row.resets_unix_ms or now_s * 1000) - start_ms <= 8 * 86_400_000 else 86_400
             try:
                 burn = await asyncio.to_thread(c.data.burn, start_ms * 1000, filters, step)
             except IngestError:
                 burn = []
-            labels = [time.strftime("%m-%d %H:%M", time.gmtime(b / 1e6)) for b, _ in burn]
-            limit = float(Decimal(row.limit) / PICO)
-            ch = chart("line", labels, [
-                {"label": "spent (running)", "data": [float(v) for _, v in burn]},
-                {"label": "limit", "data": [limit] * len(burn)},
-            ])
+            ch = burn_chart(row, start_ms, int(now_s * 1000), step, burn)
         out.append(BudgetView(row, amount, start_ms, projected, ch))
     return out

@@ -11,7 +11,11 @@
     cfg.data.datasets.forEach((ds, i) => {
       const c = ds.label === "(other)" ? "#b0b7c3" : palette[i % palette.length];
       ds.backgroundColor = c; ds.borderColor = c;
-      if (cfg.type === "line") { ds.fill = false; ds.pointRadius = 0; if (ds.label === "limit") ds.borderDash = [6, 4]; }
+      if (cfg.type === "line") {
+        ds.fill = false; ds.pointRadius = ds.label.startsWith("spent") ? 2 : 0;
+        if (ds.label === "limit") ds.borderDash = [6, 4];
+        if (ds.label.startsWith("projected")) ds.borderDash = [2, 3];
+      }
     });
     const tick = cfg.money ? { callback: (v) => usd(v) } : {};
     new Chart(canvas, {
