@@ -96,7 +96,7 @@ def controlplane_cmd(log_level: str) -> None:
         except IngestError as exc:
             raise click.ClickException(f"INTERLOCK_USAGE_STORE: {exc}") from exc
         backend = await start_backend(settings)
-        routers = [*backend.admin_routers(settings.key_pepper), *usage_routers(backend, queries)]
+        routers = [*backend.admin_routers(settings.key_pepper), *usage_routers(queries)]
         app = create_admin_app(backend.service, settings.admin_token, credentials=settings.admin_credentials,
                                extra_routers=routers)
         mount_console(app, backend, queries, settings.key_pepper)
