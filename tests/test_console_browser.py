@@ -237,6 +237,12 @@ def test_viewer_and_operator_cannot_create_or_revoke(page: Any, finops: FinOpsSt
 def test_self_service_sees_only_its_own_key(page: Any, finops: FinOpsStack) -> None:
     s = finops
     carol, alice = s.keys["carol"], s.keys["alice"]
+    minted = {}
+    for owner in (carol, alice):
+        r = s.cluster.admin("POST", "/keys/mint", json={"parent": owner["id"], "ttl_s": 3600, "budget_usd": "1",
+                                                         "name": f"run-of-{owner['user']}"})
+        assert r.status_code == 201, r.text
+        minted[owner["user"]] = r.json()["id"]
     sign_in(page, s, carol["secret"])
     assert page.url.endswith("/ui/me")
     assert page.inner_text("[data-testid=my-key]") == carol["id"]
@@ -245,6 +251,10 @@ def test_self_service_sees_only_its_own_key(page: Any, finops: FinOpsStack) -> N
         Decimal("0.000000000001")), "f")
     events = rows(page, "trail", "event")
     assert sorted(events) == sorted(s.served["carol"].request_ids)
+    run_keys = page.inner_text("[data-testid=run-keys]")
+    assert minted["carol"] in run_keys and minted["alice"] not in run_keys
+    budgets = page.inner_text("[data-testid=budgets]")
+    assert "eng-monthly" not in budgets and "ml-rpm" not in budgets  # team limits: not this key's to see
     shot(page, "self-service")
     assert carol["secret"] not in page.content()
     # another key's data stays out of reach, whatever the URL says
