@@ -64,10 +64,10 @@ def check_query(body: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
 class QueryEndpoint:
     """The POST /query/v1 handler; `run` executes one query (blocking, called in a worker thread)."""
 
-    def __init__(self, token_sha256: bytes, run: Runner) -> None:
+    def __init__(self, token_sha256: bytes, run: Runner, close: Callable[[], None] = lambda: None) -> None:
         if len(token_sha256) != 32:
             raise ValueError("the query endpoint needs the SHA-256 digest of a token")
-        self._digest, self._run = token_sha256, run
+        self._digest, self._run, self.close = token_sha256, run, close
         self._lock = asyncio.Lock()
 
     def _authorized(self, request: web.Request) -> bool:
@@ -122,4 +122,4 @@ def query_endpoint_from_env(dsn: str, env: Mapping[str, str] | None = None) -> Q
         return None
     with translate_errors(f"opening {redact_dsn(dsn)} for queries"):
         client = clickhouse_connect.get_client(dsn=dsn)
-    return QueryEndpoint(hashlib.sha256(token).digest(), client_runner(client))
+    return QueryEndpoint(hashlib.sha256(token).digest(), client_runner(client), client.close)

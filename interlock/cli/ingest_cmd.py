@@ -24,7 +24,11 @@ async def serve_ingest(settings: object, stop: asyncio.Event) -> None:
     except IngestError as exc:
         raise click.ClickException(str(exc)) from exc
     service = IngestService(settings, writer, ping=lambda: writer.client.command("SELECT 1"))
-    endpoint = query_endpoint_from_env(settings.clickhouse_dsn)
+    try:
+        endpoint = query_endpoint_from_env(settings.clickhouse_dsn)
+    except IngestError as exc:
+        await asyncio.to_thread(writer.close)
+        raise click.ClickException(f"INTERLOCK_INGEST_QUERY_TOKEN: {exc}") from exc
     health = HealthServer(service.stats, settings.health_host, settings.health_port,
                           extra_routes=endpoint.add_to if endpoint is not None else None)
     try:
@@ -36,6 +40,8 @@ async def serve_ingest(settings: object, stop: asyncio.Event) -> None:
         await service.run(stop)
     finally:
         await health.close()
+        if endpoint is not None:
+            await asyncio.to_thread(endpoint.close)
         await asyncio.to_thread(writer.close)
 
 
