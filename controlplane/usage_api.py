@@ -216,9 +216,22 @@ Since = Annotated[str, Query(description=_SINCE)]
 Where = Annotated[list[str], Query(description=_WHERE)]
 
 
-def create_usage_router(query_service: UsageQueryService) -> APIRouter:
-    """Routes under /admin/v1/usage; pass to create_admin_app(extra_routers=...) for auth and errors."""
-    qs = query_service
+NOT_CONFIGURED = ("usage queries are not configured on this control plane: set INTERLOCK_USAGE_STORE to "
+                  "ingest+http://HOST:PORT (interlock ingest's health port, with INTERLOCK_USAGE_STORE_TOKEN) or "
+                  "http(s)://CLICKHOUSE:8123 (see docs/console.md)")
+
+
+class _Unconfigured:
+    """Stands in for the query service when no usage store is configured: every question is a 503."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise UsageStoreMissing(NOT_CONFIGURED)
+
+
+def create_usage_router(query_service: UsageQueryService | None) -> APIRouter:
+    """Routes under /admin/v1/usage; pass to create_admin_app(extra_routers=...) for auth and errors.
+    Without a query service (no INTERLOCK_USAGE_STORE) the routes exist and answer 503 with what to set."""
+    qs: Any = query_service if query_service is not None else _Unconfigured()
     errors: dict[int | str, dict[str, Any]] = {c: {"model": ErrorOut} for c in (422, 503)}
     r = APIRouter(prefix=f"{PREFIX}/usage", tags=["usage"], responses=errors, dependencies=[requires(Role.VIEWER)])
 

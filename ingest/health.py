@@ -4,11 +4,14 @@ GET /healthz  200 when the poll loop ran recently and ClickHouse answered recent
 GET /metrics  Prometheus text (ingest/metrics.py): rows, DLQ, errors, lag per partition, batch latency.
 GET /stats    the same counters as JSON: consumed, inserted, dlq, duplicates, errors, wire_batches/fallbacks,
               lag per partition, last_insert_age_s.
+POST /query/v1  read-only usage queries for the control plane, when INTERLOCK_INGEST_QUERY_TOKEN is set
+              (ingest/query_endpoint.py)
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,9 +83,11 @@ def healthy(stats: IngestStats, policy: HealthPolicy, now: float | None = None) 
 
 
 class HealthServer:
-    def __init__(self, stats: IngestStats, host: str, port: int, policy: HealthPolicy | None = None) -> None:
+    def __init__(self, stats: IngestStats, host: str, port: int, policy: HealthPolicy | None = None,
+                 extra_routes: Callable[[web.Application], None] | None = None) -> None:
         self._stats, self._host, self._port = stats, host, port
         self._policy = policy or HealthPolicy()
+        self._extra_routes = extra_routes  # e.g. the usage query endpoint (ingest/query_endpoint.py)
         self._runner: web.AppRunner | None = None
         self._registry: Registry | None = None
         self.port = port
@@ -104,6 +109,8 @@ class HealthServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/stats", self._stats_json)
+        if self._extra_routes is not None:
+            self._extra_routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)

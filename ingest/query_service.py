@@ -208,6 +208,13 @@ class UsageQueryService:
 
     # -- plumbing ----------------------------------------------------------------------
 
+    def now_us(self) -> int:
+        return int(self._clock() * 1_000_000)
+
+    def rows(self, query: Query, what: str) -> list[Sequence[Any]]:
+        """Run a builder's query (ingest.console_queries) with this service's client, lock and errors."""
+        return self._run(query, what)
+
     def _run(self, query: Query, what: str) -> list[Sequence[Any]]:
         try:
             with self._lock, translate_errors(f"{what} query on {self._database}.usage_events"):

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from controlplane.admin_api import create_admin_app
 from controlplane.backend import ControlPlaneBackend, start_backend
+from controlplane.console import mount_console
 from controlplane.usage_api import create_usage_router
 from dataplane.node import DataPlaneNode
 from dataplane.usage_sink import ClickHouseSink, NullSink, UsageSink
@@ -59,12 +60,14 @@ class DevStack:
         self._stops.append(self.backend.close)
         self.virtual_key = await ensure_policy_and_key(self.backend.service, data_dir, fake_url, sec, self._env)
         routers = self.backend.admin_routers(cp.key_pepper)  # explain, budgets, keys mint
+        queries = None
         if s.with_usage:
             # same chDB path as the usage sink: one engine per process, many clients are fine
             queries = UsageQueryService.from_dsn(f"chdb://{data_dir / 'clickhouse'}")
             self._stops.append(_async(queries.close))
-            routers.append(create_usage_router(queries))
+        routers.append(create_usage_router(queries))
         app = create_admin_app(self.backend.service, cp.admin_token, extra_routers=routers)
+        mount_console(app, self.backend, queries, cp.key_pepper)
         server, task = await serve_admin(app, s.host, s.admin_port)
 
         async def stop_admin() -> None:

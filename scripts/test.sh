@@ -15,6 +15,12 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq nginx-light
 fi
 
+step "installing Debian chromium + chromedriver (console browser tests drive it with Playwright; no browser download)"
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium chromium-driver
+fi
+
 step "installing Apache Kafka (KRaft, jars from Maven Central) for the usage-pipeline tests"
 bash scripts/install-kafka.sh
 

@@ -12,6 +12,7 @@ pytest_plugins = [
         "tests.fixtures.cluster",
         "tests.fixtures.kafka",
         "tests.fixtures.agents",
+        "tests.finops_stack",
     )
     if importlib.util.find_spec(name) is not None
 ]

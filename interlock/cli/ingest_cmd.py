@@ -15,6 +15,7 @@ async def serve_ingest(settings: object, stop: asyncio.Event) -> None:
     """Open (and migrate) ClickHouse, serve health, run the consumer until `stop`."""
     from ingest.clickhouse_writer import IngestError, open_clickhouse, redact_dsn
     from ingest.health import HealthServer
+    from ingest.query_endpoint import query_endpoint_from_env
     from ingest.service import IngestService
     from interlock.settings import IngestSettings
 
@@ -24,15 +25,24 @@ async def serve_ingest(settings: object, stop: asyncio.Event) -> None:
     except IngestError as exc:
         raise click.ClickException(str(exc)) from exc
     service = IngestService(settings, writer, ping=lambda: writer.client.command("SELECT 1"))
-    health = HealthServer(service.stats, settings.health_host, settings.health_port)
+    try:
+        endpoint = query_endpoint_from_env(settings.clickhouse_dsn)
+    except IngestError as exc:
+        await asyncio.to_thread(writer.close)
+        raise click.ClickException(f"INTERLOCK_INGEST_QUERY_TOKEN: {exc}") from exc
+    health = HealthServer(service.stats, settings.health_host, settings.health_port,
+                          extra_routes=endpoint.add_to if endpoint is not None else None)
     try:
         await health.start()
         click.echo(f"interlock ingest: {settings.kafka_bootstrap}/{settings.kafka_topic} (group "
                    f"{settings.kafka_group}) -> {redact_dsn(settings.clickhouse_dsn)}; "
-                   f"health http://{settings.health_host}:{health.port}/healthz")  # fmt: skip
+                   f"health http://{settings.health_host}:{health.port}/healthz"
+                   + (f", usage queries http://{settings.health_host}:{health.port}/query/v1" if endpoint else ""))
         await service.run(stop)
     finally:
         await health.close()
+        if endpoint is not None:
+            await asyncio.to_thread(endpoint.close)
         await asyncio.to_thread(writer.close)
 
 

@@ -95,24 +95,39 @@ def controlplane_cmd(log_level: str) -> None:
     """Run the control plane: admin API + snapshot gRPC service over etcd (INTERLOCK_STORE)."""
     from controlplane.admin_api import create_admin_app
     from controlplane.backend import start_backend
+    from controlplane.console import mount_console
+    from controlplane.usage_mount import usage_routers
+    from controlplane.usage_source import UsageSourceSettings, open_usage_queries
+    from ingest.clickhouse_writer import IngestError
     from interlock.settings import ControlPlaneSettings
 
     logsetup.configure(log_level, repeat_interval_s=repeat_interval())
     settings = _settings_or_exit(ControlPlaneSettings.from_env)
     assert isinstance(settings, ControlPlaneSettings)
     logsetup.log_effective(log, "control plane", settings)
+    usage = _settings_or_exit(UsageSourceSettings.from_env)
+    assert isinstance(usage, UsageSourceSettings)
 
     async def main(stop: asyncio.Event) -> None:
+        try:
+            queries = open_usage_queries(usage)
+        except IngestError as exc:
+            raise click.ClickException(f"INTERLOCK_USAGE_STORE: {exc}") from exc
         backend = await start_backend(settings)
+        routers = [*backend.admin_routers(settings.key_pepper), *usage_routers(queries)]
         app = create_admin_app(backend.service, settings.admin_token, credentials=settings.admin_credentials,
-                               extra_routers=backend.admin_routers(settings.key_pepper))
+                               extra_routers=routers)
+        mount_console(app, backend, queries, settings.key_pepper)
         server, task = await serve_admin(app, settings.admin_host, settings.admin_port)
         click.echo(f"interlock control plane: admin http://{settings.admin_host}:{settings.admin_port} "
-                   f"gRPC {settings.grpc_host}:{backend.grpc_port} store {settings.store.split('@')[-1]}")
+                   f"(console /ui) gRPC {settings.grpc_host}:{backend.grpc_port} "
+                   f"store {settings.store.split('@')[-1]} usage {usage.describe()}")
         await stop.wait()
         server.should_exit = True  # type: ignore[attr-defined]
         await task
         await backend.close()
+        if queries is not None:
+            queries.close()
 
     run_until_signal(main)
 
