@@ -125,6 +125,7 @@ up() {
     local il; il="$(interlock_bin)"
     mkdir -p "$RUN" "$LOGS" "$DIR/secrets"
     secret "$DIR/secrets/admin-token"; secret "$DIR/secrets/key-pepper"; secret "$DIR/secrets/fake-provider-key"
+    secret "$DIR/secrets/ingest-query-token"  # the control plane's read-only usage queries to ingest
     echo "$dps" > "$RUN/data-planes"
 
     say "etcd on 127.0.0.1:$ETCD_PORT"
@@ -148,11 +149,15 @@ up() {
         write_fake_policy
     fi
     say "control plane: admin http://127.0.0.1:$ADMIN_PORT, gRPC 127.0.0.1:$GRPC_PORT"
+    # usage queries (interlock spend/top/cost/audit, the console) go to ingest, which owns the chDB directory
     INTERLOCK_STORE="etcd://127.0.0.1:$ETCD_PORT" INTERLOCK_ADMIN_TOKEN_FILE="$DIR/secrets/admin-token" \
+        INTERLOCK_USAGE_STORE="ingest+http://127.0.0.1:$INGEST_PORT" \
+        INTERLOCK_USAGE_STORE_TOKEN_FILE="$DIR/secrets/ingest-query-token" \
         INTERLOCK_ADMIN_PORT=$ADMIN_PORT INTERLOCK_GRPC_PORT=$GRPC_PORT start controlplane "$il" controlplane
     say "ingest: $TOPIC -> chdb://$DIR/clickhouse"
     INTERLOCK_KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT" INTERLOCK_KAFKA_TOPIC="$TOPIC" INTERLOCK_INGEST_BATCH_MS=500 \
         INTERLOCK_CLICKHOUSE_DSN="chdb://$DIR/clickhouse" INTERLOCK_INGEST_HEALTH_PORT=$INGEST_PORT \
+        INTERLOCK_INGEST_QUERY_TOKEN_FILE="$DIR/secrets/ingest-query-token" \
         start ingest "$il" ingest
     wait_for controlplane 60 http_ok "http://127.0.0.1:$ADMIN_PORT/healthz"
     local i

@@ -5,8 +5,8 @@ scripts/prod-local.sh. A documented command that fails fails the test (bash -e, 
 
 Independent truth: what the client received (the usage in each response curl printed) and what the
 fake provider says it served, against the rows that landed in ClickHouse (direct SQL on the chDB
-directory after `down`). When the control plane serves the production usage routes, `interlock spend`
-is asserted too (see `check_spend`).
+directory after `down`), and `interlock spend` from the control plane (which reads ClickHouse through
+ingest's query endpoint) against those rows (see `check_spend`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from tests.fixtures.docblocks import doc_blocks
+from tests.fixtures.requires import missing_service
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_PORTS = (2379, 2380, 9092, 9093, 8081, 50051, 8090, 9099, 8100, 8101)
@@ -89,7 +90,7 @@ def _wait_ingested(ingest_url: str, want: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     metrics: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        metrics = httpx.get(f"{ingest_url}/metrics", timeout=2).json()
+        metrics = httpx.get(f"{ingest_url}/stats", timeout=2).json()
         if metrics["inserted"] + metrics["duplicates"] >= want:
             return
         time.sleep(0.3)
@@ -108,16 +109,25 @@ def _usage_rows(dsn: str) -> list[tuple[Any, ...]]:
         writer.close()
 
 
-def check_spend(env: dict[str, str], cwd: Path, want_usd: Decimal, want_requests: int) -> None:
-    """`interlock spend` against the control plane: asserted once the production usage routes exist."""
-    # Issue 13 adds the usage routes to `interlock controlplane`; then this becomes:
-    #   assert_spend(_cli(["spend", "--by", "node", "-o", "json"], env, cwd), want_usd, want_requests)
-    return None
+def spend_by_node(cwd: Path, env: dict[str, str]) -> dict[str, Any]:
+    """The README's production-spend block as written (it must exit 0), then the same query as JSON."""
+    readme = doc_blocks(ROOT / "README.md")
+    _run("source .interlock/prod-local/env\n" + readme["production-spend"], cwd, env, "README: interlock spend")
+    out = _run("source .interlock/prod-local/env\ninterlock spend --by node --since 1h -o json", cwd, env,
+               "interlock spend -o json")
+    return json.loads(out)
 
 
-@pytest.mark.skipif(shutil.which("etcd") is None or shutil.which("java") is None or shutil.which("etcdctl") is None,
-                    reason="needs etcd + etcdctl (scripts/install-etcd.sh) and a JDK (Kafka)")
+def check_spend(spend: dict[str, Any], rows: list[tuple[Any, ...]]) -> None:
+    """`interlock spend` from the control plane equals what landed in ClickHouse, per data plane."""
+    got = {r["group"]["node"]: (r["requests"], Decimal(r["cost_usd"])) for r in spend["rows"]}
+    want = {row[0]: (1, Decimal(row[5])) for row in rows}
+    assert got == want, (got, want)
+
+
 def test_production_walkthrough_as_documented(tmp_path: Path) -> None:
+    if shutil.which("etcd") is None or shutil.which("java") is None or shutil.which("etcdctl") is None:
+        missing_service("needs etcd + etcdctl (scripts/install-etcd.sh) and a JDK (Kafka)")
     readme = doc_blocks(ROOT / "README.md")
     deploy = doc_blocks(ROOT / "deploy" / "README.md")
     cwd = _checkout(tmp_path)
@@ -143,6 +153,7 @@ def test_production_walkthrough_as_documented(tmp_path: Path) -> None:
         nodes = httpx.get(f"{stack['INTERLOCK_ADMIN_URL']}/admin/v1/nodes", timeout=5,
                           headers={"Authorization": f"Bearer {stack['INTERLOCK_ADMIN_TOKEN']}"}).json()["nodes"]
         assert sorted((n["node_id"], n["usage_sink"]) for n in nodes) == [("dp-0", "kafka"), ("dp-1", "kafka")], nodes
+        spend = spend_by_node(cwd, env)
     finally:
         _run(readme["production-down"], cwd, env, "README: prod-local.sh down")
 
@@ -158,5 +169,6 @@ def test_production_walkthrough_as_documented(tmp_path: Path) -> None:
         cost = (Decimal(usage["prompt_tokens"]) * 1 + Decimal(usage["completion_tokens"]) * 2) / 1_000_000
         assert Decimal(row[5]) == cost, (row, cost)
         want_usd += cost
-    check_spend(env, cwd, want_usd, 2)
+    check_spend(spend, rows)
+    assert sum(Decimal(r["cost_usd"]) for r in spend["rows"]) == want_usd
     print(f"production shape up + walkthrough in {up_s:.1f}s")
