@@ -22,8 +22,10 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 
+from interlock.snapshot_state import SnapshotState
 from interlock.v1 import control_pb2, policy_pb2
 
+from .delta_history import DeltaHistory
 from .errors import Conflict, PolicyInvalid, StoreUnavailable
 from .store.base import KV
 from .store.layout import POLICY, VERSION_KEY, compile_state, load_state, version_marker
@@ -34,7 +36,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Published:
     snapshot: policy_pb2.PolicySnapshot
-    message: bytes  # serialised ControlMessage(snapshot=...)
+    state: SnapshotState  # the same content, indexed for deltas (interlock/snapshot_state.py)
 
     @property
     def ident(self) -> tuple[int, str]:
@@ -66,6 +68,7 @@ class SnapshotPublisher:
         self._tasks: list[asyncio.Task[None]] = []
         self._watch_from = 0
         self.current: Published | None = None
+        self.history = DeltaHistory()  # what each subscriber is sent: a delta from its version, or everything
         self.errors: list[str] = []  # why the stored state is not what is published ([] = it is)
 
     # -- subscribers ----------------------------------------------------------
@@ -90,7 +93,8 @@ class SnapshotPublisher:
             state = await load_state(self._kv)
             self._watch_from = max(self._watch_from, state.revision)
             try:
-                snapshot = compile_state(state, int(self._clock() * 1000))
+                # Off the event loop: with 100k keys a full compile takes seconds (see _compile).
+                snapshot = await asyncio.to_thread(compile_state, state, int(self._clock() * 1000))
             except PolicyInvalid as exc:
                 if exc.errors != self.errors:
                     log.error("stored policy does not compile; still serving version %s: %s",
@@ -110,7 +114,7 @@ class SnapshotPublisher:
                     return False
                 if snapshot.version < current.snapshot.version:
                     return False  # a stale read must never roll nodes back
-            self._publish(snapshot)
+            await self._publish(snapshot)
             return True
 
     async def _bump_version(self, seen: int) -> None:
@@ -122,8 +126,11 @@ class SnapshotPublisher:
             await self._kv.commit({VERSION_KEY: version_marker(now_ms, "publisher: unversioned change")},
                                   if_revision_of={VERSION_KEY: seen})
 
-    def _publish(self, snapshot: policy_pb2.PolicySnapshot) -> None:
-        item = Published(snapshot, control_pb2.ControlMessage(snapshot=snapshot).SerializeToString())
+    async def _publish(self, snapshot: policy_pb2.PolicySnapshot) -> None:
+        previous = self.current.state if self.current else None
+        state, delta = await asyncio.to_thread(_index, snapshot, previous)
+        item = Published(snapshot, state)
+        self.history.publish(state, delta, snapshot)
         self.current = item
         for sub in self._subs:
             sub.offer(item)
@@ -179,3 +186,10 @@ class SnapshotPublisher:
                 log.exception("refreshing the policy snapshot failed; still serving the last good snapshot")
                 await asyncio.sleep(self._retry_s)
                 self._dirty.set()
+
+
+def _index(snapshot: policy_pb2.PolicySnapshot,
+           previous: SnapshotState | None) -> tuple[SnapshotState, control_pb2.PolicyDelta | None]:
+    """Index the new snapshot (reusing the previous digests) and diff it against the previous one."""
+    state = SnapshotState.from_snapshot(snapshot, reuse=previous)
+    return state, (previous.delta_to(state) if previous is not None else None)
