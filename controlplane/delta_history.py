@@ -23,6 +23,7 @@ class DeltaHistory:
         self._hashes: dict[int, str] = {}  # version -> content hash, for versions the history can start from
         self._memo: dict[tuple[int, str], bytes | None] = {}
         self.current: SnapshotState | None = None
+        self._ident: tuple[int, str] | None = None
         self._full: bytes | None = None
         self._snapshot: policy_pb2.PolicySnapshot | None = None
 
@@ -41,8 +42,9 @@ class DeltaHistory:
                 base, (_, dropped) = self._deltas.popitem(last=False)
                 self._bytes -= dropped
                 self._hashes.pop(base, None)
-        if self.current is not None and delta is not None:
-            self._hashes[self.current.version] = self.current.content_hash
+        if self._ident is not None and delta is not None:
+            self._hashes[self._ident[0]] = self._ident[1]
+        self._ident = (state.version, state.content_hash)  # kept apart: the state object may be updated in place
         self.current = state
         self._snapshot = snapshot
         self._memo.clear()

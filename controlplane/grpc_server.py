@@ -53,7 +53,7 @@ class ControlPlaneServicer:
     def _heartbeat(self) -> bytes:
         current = self._publisher.current
         beat = control_pb2.Heartbeat(
-            current_version=current.snapshot.version if current else 0, server_time_unix_ms=int(self._clock() * 1000)
+            current_version=current.version if current else 0, server_time_unix_ms=int(self._clock() * 1000)
         )
         return control_pb2.ControlMessage(heartbeat=beat).SerializeToString()
 
@@ -108,7 +108,7 @@ class ControlPlaneServicer:
             message = history.full_message()
             wants.full = False
         else:
-            wants.delta_version = current.snapshot.version
+            wants.delta_version = current.version
         return message, current.ident
 
     async def _stream(

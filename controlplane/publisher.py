@@ -20,27 +20,37 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
 
 from interlock.snapshot_state import SnapshotState
 from interlock.v1 import control_pb2, policy_pb2
 
 from .delta_history import DeltaHistory
 from .errors import Conflict, PolicyInvalid, StoreUnavailable
+from .key_deltas import KeyDeltaSource
 from .store.base import KV
 from .store.layout import POLICY, VERSION_KEY, compile_state, load_state, version_marker
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
 class Published:
-    snapshot: policy_pb2.PolicySnapshot
-    state: SnapshotState  # the same content, indexed for deltas (interlock/snapshot_state.py)
+    """One published version. `state` is the content indexed for deltas (interlock/snapshot_state.py); the
+    full `snapshot` is built from it on first use when the version came from a key delta."""
+
+    def __init__(self, state: SnapshotState, snapshot: policy_pb2.PolicySnapshot | None = None):
+        self.state = state
+        self.version, self.content_hash = state.version, state.content_hash
+        self._snapshot = snapshot
+
+    @property
+    def snapshot(self) -> policy_pb2.PolicySnapshot:
+        if self._snapshot is None:
+            self._snapshot = self.state.to_snapshot()
+        return self._snapshot
 
     @property
     def ident(self) -> tuple[int, str]:
-        return self.snapshot.version, self.snapshot.content_hash
+        return self.version, self.content_hash
 
 
 class Subscription:
@@ -59,6 +69,7 @@ class Subscription:
 class SnapshotPublisher:
     def __init__(self, kv: KV, *, clock: Callable[[], float] = time.time, retry_s: float = 1.0, resync_s: float = 60.0):
         self._kv = kv
+        self.kv = kv
         self._clock = clock
         self._retry_s = retry_s
         self._resync_s = resync_s  # safety net: re-read even without watch events
@@ -69,6 +80,9 @@ class SnapshotPublisher:
         self._watch_from = 0
         self.current: Published | None = None
         self.history = DeltaHistory()  # what each subscriber is sent: a delta from its version, or everything
+        self._keys_only: KeyDeltaSource | None = None  # follows key-only changes in O(change) (issue 16)
+        self.full_compiles = 0  # observable: how versions were built (benchmarks, tests)
+        self.key_deltas = 0
         self.errors: list[str] = []  # why the stored state is not what is published ([] = it is)
 
     # -- subscribers ----------------------------------------------------------
@@ -90,31 +104,40 @@ class SnapshotPublisher:
     async def refresh(self) -> bool:
         """Re-read and recompile; publish if it compiles and differs. Raises StoreUnavailable."""
         async with self._lock:
+            if self._keys_only is not None:
+                outcome = await self._keys_only.refresh(self)
+                if outcome is not None:
+                    return outcome
+                self._keys_only = None  # not a key-only change: the full compile below, then follow again
             state = await load_state(self._kv)
             self._watch_from = max(self._watch_from, state.revision)
             try:
                 # Off the event loop: with 100k keys a full compile takes seconds (see _compile).
+                self.full_compiles += 1
                 snapshot = await asyncio.to_thread(compile_state, state, int(self._clock() * 1000))
+                follower = await asyncio.to_thread(KeyDeltaSource.follow, state)
             except PolicyInvalid as exc:
                 if exc.errors != self.errors:
                     log.error("stored policy does not compile; still serving version %s: %s",
-                              self.current.snapshot.version if self.current else "none", "; ".join(exc.errors))
+                              self.current.version if self.current else "none", "; ".join(exc.errors))
                 self.errors = exc.errors
                 return False
             self.errors = []
             current = self.current
             if snapshot.version == 0 and not (state.keys or any(state.sections.values())):
                 return False  # nothing was ever written: nodes have nothing to apply yet
-            if snapshot.version == 0 or (current and current.snapshot.version == snapshot.version
-                                         and current.snapshot.content_hash != snapshot.content_hash):
+            if snapshot.version == 0 or (current and current.version == snapshot.version
+                                         and current.content_hash != snapshot.content_hash):
                 await self._bump_version(state.version)
                 return False
             if current is not None:
                 if (snapshot.version, snapshot.content_hash) == current.ident:
+                    self._keys_only = follower
                     return False
-                if snapshot.version < current.snapshot.version:
+                if snapshot.version < current.version:
                     return False  # a stale read must never roll nodes back
             await self._publish(snapshot)
+            self._keys_only = follower
             return True
 
     async def _bump_version(self, seen: int) -> None:
@@ -129,13 +152,24 @@ class SnapshotPublisher:
     async def _publish(self, snapshot: policy_pb2.PolicySnapshot) -> None:
         previous = self.current.state if self.current else None
         state, delta = await asyncio.to_thread(_index, snapshot, previous)
-        item = Published(snapshot, state)
+        item = Published(state, snapshot)
         self.history.publish(state, delta, snapshot)
         self.current = item
         for sub in self._subs:
             sub.offer(item)
         log.info("published policy version %d (%s) to %d subscriber(s)",
                  snapshot.version, snapshot.content_hash[:12], len(self._subs))
+
+    def publish_delta(self, state: SnapshotState, delta: control_pb2.PolicyDelta) -> None:
+        """A version built by applying `delta` to the current state in place (KeyDeltaSource)."""
+        item = Published(state)
+        self.key_deltas += 1
+        self.history.publish(state, delta)
+        self.current = item
+        for sub in self._subs:
+            sub.offer(item)
+        log.debug("published policy version %d (%s) as a delta of %d key(s)",
+                  state.version, state.content_hash[:12], len(delta.upsert_keys) + len(delta.removed_keys))
 
     # -- lifecycle --------------------------------------------------------------
 

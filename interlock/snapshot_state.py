@@ -105,8 +105,9 @@ class SnapshotState:
 
     # -- apply (data plane) -------------------------------------------------------
 
-    def apply(self, delta: control_pb2.PolicyDelta) -> None:
-        """Apply in O(delta), or raise DeltaMismatch leaving the state untouched."""
+    def apply(self, delta: control_pb2.PolicyDelta, *, fill_hash: bool = False) -> None:
+        """Apply in O(delta), or raise DeltaMismatch leaving the state untouched. `fill_hash` (the control
+        plane, building a delta): set delta.content_hash to the resulting hash instead of checking it."""
         if delta.base_version != self.version:
             raise DeltaMismatch(f"delta is based on version {delta.base_version}, this node holds {self.version}")
         if delta.version <= self.version:
@@ -143,6 +144,8 @@ class SnapshotState:
                 _copy_section(delta.sections, body, name)
             body_hex = body_digest(body)
         total %= MOD
+        if fill_hash:
+            delta.content_hash = combine(body_hex, total)
         if combine(body_hex, total) != delta.content_hash:
             raise DeltaMismatch(f"content hash mismatch for version {delta.version}: delta claims "
                                 f"{delta.content_hash[:12] or '(empty)'}, the resulting state hashes to "

@@ -46,9 +46,12 @@ class Plane:
     target: str
 
 
-@pytest.fixture
-async def cp(tmp_path: Path, store_prefix: str) -> AsyncIterator[Plane]:
-    kv = open_store(f"sqlite:///{tmp_path}/policy.db", store_prefix)
+@pytest.fixture(params=["sqlite", "etcd"])
+async def cp(request: pytest.FixtureRequest, tmp_path: Path, store_prefix: str) -> AsyncIterator[Plane]:
+    if request.param == "etcd":
+        kv = open_store(request.getfixturevalue("etcd_url"), store_prefix)
+    else:
+        kv = open_store(f"sqlite:///{tmp_path}/policy.db", store_prefix)
     publisher = SnapshotPublisher(kv, retry_s=0.1)
     service = StorePolicyService(kv, PEPPER, time.time)
     await service.apply(policy())
@@ -84,7 +87,7 @@ async def wait_version(plane: Plane, node: Node, timeout_s: float = 10.0) -> Non
     want = await independent_hash(plane)
     async with asyncio.timeout(timeout_s):
         while node.sync.applied_hash != want:
-            await asyncio.sleep(0.01)
+            await node.sync.wait_for_version(node.sync.applied_version + 1, 0.05)
 
 
 async def independent_hash(plane: Plane) -> str:
@@ -102,6 +105,7 @@ async def test_mints_and_revokes_arrive_as_deltas_and_the_node_holds_exactly_the
     minted = [await cp.service.mint_run_key(RunKeySpec(parent=parent.record.id, ttl_ms=60_000, budget_usd="1",
                                                        max_concurrency=2)) for _ in range(5)]
     await wait_version(cp, node)
+    assert cp.publisher.key_deltas >= 1  # compiled alone on the control plane, not by a full recompile
     assert all(node.accepts(m.secret) for m in minted)
     assert node.sync.deltas_applied >= 1 and node.sync.updates_applied > full_before
     policy = node.holder.policy
@@ -187,3 +191,25 @@ async def test_a_tampered_delta_log_is_not_replayed_past_the_tampering(cp: Plane
     restarted = Node(cp.target, tmp_path)
     assert restarted.sync.load_from_disk()
     assert restarted.sync.applied_hash == base  # the snapshot file's state, not the tampered one
+
+
+async def test_pruned_run_keys_leave_the_node_and_the_control_plane_follows_deletes(cp: Plane, tmp_path: Path) -> None:
+    parent = await cp.service.create_key(KeySpec(name="orchestrator", team="t1"))
+    node = Node(cp.target, tmp_path)
+    node.start()
+    await wait_version(cp, node)
+    runs = [await cp.service.mint_run_key(RunKeySpec(parent=parent.record.id, ttl_ms=60_000, budget_usd="1"))
+            for _ in range(3)]
+    await cp.service.revoke_key(runs[0].record.id)
+    await wait_version(cp, node)
+    full = cp.publisher.full_compiles
+    pruned = await cp.service.prune_run_keys(older_than_ms=-1)
+    assert pruned == [runs[0].record.id]
+    await wait_version(cp, node)
+    assert cp.publisher.full_compiles == full  # the delete was followed as a key delta
+    policy = node.holder.policy
+    assert policy is not None
+    assert runs[0].record.id not in {e.id for e in policy.keys.values()}  # gone from memory, not just revoked
+    assert all(node.accepts(r.secret) for r in runs[1:])
+    assert node.sync.applied_hash == await independent_hash(cp)
+    await node.stop()
