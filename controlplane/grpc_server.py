@@ -49,6 +49,7 @@ class ControlPlaneServicer:
         self._clock = clock
         self._streams: dict[str, int] = {}  # node_id -> open streams here (a reconnect may overlap the old one)
         self._closing: set[asyncio.Task[None]] = set()
+        self.policy_bytes_sent = 0  # snapshot and delta bytes written to all streams (benchmarks)
 
     def _heartbeat(self) -> bytes:
         current = self._publisher.current
@@ -109,6 +110,7 @@ class ControlPlaneServicer:
             wants.full = False
         else:
             wants.delta_version = current.version
+        self.policy_bytes_sent += len(message)
         return message, current.ident
 
     async def _stream(
