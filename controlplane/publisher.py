@@ -108,6 +108,7 @@ class SnapshotPublisher:
                 outcome = await self._keys_only.refresh(self)
                 if outcome is not None:
                     return outcome
+                self._keys_only.close()
                 self._keys_only = None  # not a key-only change: the full compile below, then follow again
             state = await load_state(self._kv)
             self._watch_from = max(self._watch_from, state.revision)
@@ -183,7 +184,13 @@ class SnapshotPublisher:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._watch()), loop.create_task(self._refresher())]
 
+    def wake(self) -> None:
+        """Re-read soon (the key delta watch saw a change)."""
+        self._dirty.set()
+
     async def stop(self) -> None:
+        if self._keys_only is not None:
+            self._keys_only.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

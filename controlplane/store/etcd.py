@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from typing import Any, TypeVar
 
@@ -22,7 +22,7 @@ from aetcd import rpc
 from aetcd import watcher as aetcd_watcher
 
 from ..errors import Conflict, PolicyInvalid, StoreUnavailable
-from .base import Changes, Entry, join_root, prefix_end
+from .base import Entry, join_root
 from .etcd_security import EtcdSecurity
 
 log = logging.getLogger(__name__)
@@ -185,32 +185,24 @@ class EtcdKV:
         cut = len(self._kb(""))
         return {kv.key[cut:].decode(): Entry(kv.value, kv.mod_revision) for kv in res.kvs}, res.header.revision
 
-    async def changes_since(self, prefix: str, since: int, known: Collection[str]) -> Changes:
-        """What changed under `prefix` after revision `since` (issue 16: the publisher reads O(change), not the
-        whole policy). Puts come from one ranged read filtered on mod_revision; deletes are detected by the live
-        count at the same revision and, only when it says something went, a keys-only listing."""
-        start = self._kb(prefix)
-        end = self._kb(prefix_end(prefix))
+    async def watch_events(self, prefix: str, start_revision: int) -> AsyncIterator[tuple[str, Entry | None]]:
+        """Every change under `prefix` after `start_revision`, as (relative key, entry or None = deleted), in
+        revision order; one transaction's events arrive together. Raises StoreUnavailable when the watch
+        breaks or history was compacted: the caller starts over from a full read (issue 16's key deltas)."""
         cut = len(self._kb(""))
-
-        async def op(c: aetcd.Client) -> Changes:
-            await c.connect()
-            # aetcd's request builder drops min_mod_revision/count_only: build the RangeRequest directly.
-            req = rpc.RangeRequest(key=start, range_end=end, min_mod_revision=since + 1)
-            res = await c.kvstub.Range(req, timeout=c._timeout, metadata=c.metadata)
-            rev = int(res.header.revision)
-            puts = {kv.key[cut:].decode(): Entry(kv.value, kv.mod_revision) for kv in res.kvs}
-            count_req = rpc.RangeRequest(key=start, range_end=end, revision=rev, count_only=True)
-            count = int((await c.kvstub.Range(count_req, timeout=c._timeout, metadata=c.metadata)).count)
-            deleted: set[str] = set()
-            if count != len(known) + sum(1 for k in puts if k not in known):
-                keys_req = rpc.RangeRequest(key=start, range_end=end, revision=rev, keys_only=True)
-                listed = await c.kvstub.Range(keys_req, timeout=c._timeout, metadata=c.metadata)
-                live = {kv.key[cut:].decode() for kv in listed.kvs}
-                deleted = {k for k in known if k not in live}
-            return Changes(puts, deleted, rev)
-
-        return await self._call(op, idempotent=True)
+        try:
+            watch = await self._client.watch_prefix(self._kb(prefix), start_revision=start_revision + 1)
+        except Exception as exc:
+            raise StoreUnavailable(f"cannot watch {prefix} at {self._where()}: {exc}") from exc
+        try:
+            async for event in watch:
+                entry = Entry(event.kv.value, event.kv.mod_revision) if event.kind == "PUT" else None
+                yield event.kv.key[cut:].decode(), entry
+        except Exception as exc:
+            raise StoreUnavailable(f"watch on {prefix} at {self._where()} broke: {exc}") from exc
+        finally:
+            with suppress(Exception):
+                await watch.cancel()
 
     async def _revision(self) -> int:
         root = self._kb("")
