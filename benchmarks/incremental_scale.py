@@ -77,7 +77,9 @@ async def subscribers(target: str, nodes: int, base: Path, want_version: int, st
     print(json.dumps({"ready_s": time.time() - t0}), flush=True)
     lags: list[tuple[float, float]] = []  # (wall time, lateness of a 1 ms timer)
     loop = asyncio.get_running_loop()
-    while not stop_file.exists():
+    probes = 0
+    while probes % 500 or not await asyncio.to_thread(stop_file.exists):
+        probes += 1
         t = loop.time()
         await asyncio.sleep(0.001)
         lags.append((time.time(), loop.time() - t - 0.001))
@@ -225,7 +227,8 @@ async def run(ns: argparse.Namespace) -> None:
             "from dataplane.sync import SnapshotSync;h=PolicyHolder(default_providers(),lambda r:None);"
             f"s=SnapshotSync('127.0.0.1:9','cold',h.apply,'{tmp}/n0/snapshot.pb',holder=h);"
             "ok=s.load_from_disk();print(ok,len(h.policy.keys) if h.policy else 0,time.perf_counter()-t)")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    res = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", code], capture_output=True, text=True,
+                                  check=True)
     ok, nkeys, secs = res.stdout.split()
     log = tmp / "n0" / "snapshot.pb.deltas"
     print(f"cold start from disk (new process incl. imports): {float(secs):.2f}s for {nkeys} keys "

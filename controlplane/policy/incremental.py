@@ -37,7 +37,8 @@ class KeyCompiler:
         self._teams = {t.id for t in doc.teams}
         self._users = {u.id for u in doc.users}
         self._projects = {p.id for p in doc.projects}
-        self._named = {x.scope_id for x in [*doc.budgets, *doc.rate_limits] if x.scope == "key"}
+        self._named = {b.scope_id for b in doc.budgets if b.scope == "key"}
+        self._named |= {r.scope_id for r in doc.rate_limits if r.scope == "key"}
         self._keys: dict[str, KeyRecord] = dict(keys)
         self._children: dict[str, set[str]] = {}
         for k in self._keys.values():
@@ -88,23 +89,23 @@ class KeyCompiler:
             if i not in puts and (old := self._keys.pop(i, None)) is not None:
                 self._unlink(old)
         for k in puts.values():
-            if (old := self._keys.get(k.id)) is not None:
-                self._unlink(old)
+            if (previous := self._keys.get(k.id)) is not None:
+                self._unlink(previous)
             self._keys[k.id] = k
             if k.parent:
                 self._children.setdefault(k.parent, set()).add(k.id)
         out = KeyChanges()
         for i in sorted(affected):
             limit_id = implicit_limit_id(i)
-            k = self._keys.get(i)
-            if k is None:
+            rec = self._keys.get(i)
+            if rec is None:
                 out.removed_keys.add(i)
                 out.removed_budgets.add(limit_id)
                 out.removed_rates.add(limit_id)
                 continue
-            revoked = self._revoked(k)
-            out.keys[i] = key_pb(k, revoked=revoked)
-            budgets, rates = implicit_limits([] if revoked else [k])
+            revoked = self._revoked(rec)
+            out.keys[i] = key_pb(rec, revoked=revoked)
+            budgets, rates = implicit_limits([] if revoked else [rec])
             if budgets:
                 out.budgets[limit_id] = _budget_pb(budgets[0])
             else:
