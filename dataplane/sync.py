@@ -366,14 +366,15 @@ class SnapshotSync:
             self._log.exception("applying delta to version %d failed", delta.version)
             ack.reason = f"the node failed to apply it: {type(exc).__name__}"
             return ack
-        self._mark_applied_version(delta.version, delta.content_hash)
-        self.deltas_applied += 1
-        self._log.debug("applied delta %d -> %d (%s)", delta.base_version, delta.version, delta.content_hash[:12])
         try:  # durability, not service: a failed append is logged and the delta still acked
             await asyncio.to_thread(self._delta_log.append, delta)
         except SnapshotFileError as exc:
             self.save_failures += 1
             self._log.error("%s; still serving version %d from memory", exc, delta.version)
+        # Marked after the append, so an applied version is also on disk (a restart comes back to it).
+        self._mark_applied_version(delta.version, delta.content_hash)
+        self.deltas_applied += 1
+        self._log.debug("applied delta %d -> %d (%s)", delta.base_version, delta.version, delta.content_hash[:12])
         ack.accepted = True
         return ack
 

@@ -184,8 +184,11 @@ async def test_a_tampered_delta_log_is_not_replayed_past_the_tampering(cp: Plane
     base = node.sync.applied_hash
     await cp.service.mint_run_key(RunKeySpec(parent=parent.record.id, ttl_ms=60_000))
     await wait_version(cp, node)
-    await node.stop()
     log = tmp_path / "n1" / "snapshot.pb.deltas"
+    async with asyncio.timeout(10):  # appended (in a thread) right after the delta is applied
+        while not await asyncio.to_thread(log.exists):
+            await node.sync.wait_for_version(node.sync.applied_version + 1, 0.05)
+    await node.stop()
     data = bytearray(log.read_bytes())
     data[-3] ^= 0xFF  # flip a byte inside the key record: the hash no longer matches
     log.write_bytes(bytes(data))
