@@ -141,7 +141,9 @@ async def run(ns: argparse.Namespace) -> None:
     assert child.stdout is not None
     ready = json.loads(await child.stdout.readline())
     print(f"{ns.nodes} nodes hold the initial snapshot after {ready['ready_s']:.1f}s", file=sys.stderr, flush=True)
-    await asyncio.sleep(2.0)  # quiet baseline for the loop-lag probe
+    idle_cpu0, idle_t0 = time.process_time(), time.perf_counter()
+    await asyncio.sleep(5.0)  # quiet baseline: loop-lag probe, and the control plane's idle CPU (heartbeats, status)
+    idle_cpu_per_s = (time.process_time() - idle_cpu0) / (time.perf_counter() - idle_t0)
     quiet_end = time.time()
 
     # Phase 1: steady minting at --rate for --seconds.
@@ -158,6 +160,7 @@ async def run(ns: argparse.Namespace) -> None:
         mints.append((t0, (await kv.get(VERSION_KEY)).mod_revision))  # type: ignore[union-attr]
     await asyncio.sleep(1.5)
     cpu = time.process_time() - cpu0
+    cpu_above_idle = cpu - idle_cpu_per_s * (time.time() - phase1_start)
     sent = servicer.policy_bytes_sent - bytes0
     full = publisher.full_compiles - full0
     phase1_end = time.time()
@@ -183,7 +186,7 @@ async def run(ns: argparse.Namespace) -> None:
     burst_s = time.perf_counter() - b0
     burst_end = time.time()
     burst_version = (await kv.get(VERSION_KEY)).mod_revision  # type: ignore[union-attr]
-    await asyncio.sleep(3.0)
+    await asyncio.sleep(10.0)
     stop_file.touch()
     out = json.loads(await child.stdout.readline())
     await child.wait()
@@ -206,8 +209,9 @@ async def run(ns: argparse.Namespace) -> None:
     print(f"phase 1: {n} mints at {ns.rate}/s; full compiles on the control plane during it: {full}")
     print(f"  propagation mint -> ALL nodes: p50 {statistics.median(prop):.0f} ms, p99 {pct(prop, .99):.0f} ms, "
           f"max {max(prop):.0f} ms   bar p99 <= 1000 ms -> {'PASS' if pct(prop, .99) <= 1000 else 'SHORT'}")
-    print(f"  control-plane CPU per mint: {cpu / n * 1000:.2f} ms   bar <= 5 ms -> "
-          f"{'PASS' if cpu / n * 1000 <= 5 else 'SHORT'}")
+    print(f"  control-plane CPU per mint: {cpu_above_idle / n * 1000:.2f} ms above idle ({cpu / n * 1000:.2f} ms "
+          f"total; idle = {idle_cpu_per_s * 1000:.0f} ms CPU/s for heartbeats and node status)   bar <= 5 ms -> "
+          f"{'PASS' if cpu_above_idle / n * 1000 <= 5 else 'SHORT'}")
     print(f"  policy bytes per mint per node: {sent / n / ns.nodes:.0f} B   bar <= 2048 B -> "
           f"{'PASS' if sent / n / ns.nodes <= 2048 else 'SHORT'}")
     print(f"  full snapshot for comparison: {len(publisher.history.full_message())} B per node")

@@ -74,7 +74,7 @@ class NodeSession:
 
     def __init__(
         self, kv: KV, clock: Callable[[], float], hello: control_pb2.Hello, *, peer: str, ttl_s: float,
-        retry_s: float = 1.0, min_interval_s: float = 0.5,
+        retry_s: float = 1.0, min_interval_s: float = 1.0,
     ):
         self._kv = kv
         # At most one status write per interval: with a mint every 100 ms, 100 nodes acking each version
