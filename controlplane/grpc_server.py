@@ -49,11 +49,12 @@ class ControlPlaneServicer:
         self._clock = clock
         self._streams: dict[str, int] = {}  # node_id -> open streams here (a reconnect may overlap the old one)
         self._closing: set[asyncio.Task[None]] = set()
+        self.policy_bytes_sent = 0  # snapshot and delta bytes written to all streams (benchmarks)
 
     def _heartbeat(self) -> bytes:
         current = self._publisher.current
         beat = control_pb2.Heartbeat(
-            current_version=current.snapshot.version if current else 0, server_time_unix_ms=int(self._clock() * 1000)
+            current_version=current.version if current else 0, server_time_unix_ms=int(self._clock() * 1000)
         )
         return control_pb2.ControlMessage(heartbeat=beat).SerializeToString()
 
@@ -73,11 +74,12 @@ class ControlPlaneServicer:
         session = NodeSession(self._kv, self._clock, hello, peer=context.peer(), ttl_s=max(3 * self._heartbeat_s, 2.0))
         self._streams[node_id] = self._streams.get(node_id, 0) + 1
         sub = self._publisher.subscribe()  # before reading `current`, so nothing published in between is missed
-        reader = asyncio.get_running_loop().create_task(self._read(incoming, session))
+        wants = _NodeWants(deltas=hello.accepts_deltas)
+        reader = asyncio.get_running_loop().create_task(self._read(incoming, session, sub, wants))
         session.start()
         log.info("node %s subscribed (has version %d) from %s", node_id, hello.last_version, context.peer())
         try:
-            async for message in self._stream(hello, sub, reader, session):
+            async for message in self._stream(hello, sub, reader, session, wants):
                 yield message
         finally:
             reader.cancel()
@@ -92,15 +94,34 @@ class ControlPlaneServicer:
             task.add_done_callback(self._closing.discard)
             log.info("node %s disconnected", node_id)
 
+    def _update_for(self, sent: tuple[int, str], wants: _NodeWants) -> tuple[bytes | None, tuple[int, str]]:
+        """What takes a node holding `sent` to the current version: a delta when it takes them and the history
+        reaches back to its version, else the full snapshot (first connect, gap, or the node asked)."""
+        current = self._publisher.current
+        if current is None or current.ident == sent:
+            return None, sent
+        history = self._publisher.history
+        message = None
+        if wants.deltas and not wants.full and sent[0]:
+            message = history.delta_message(*sent)
+        wants.delta_version = 0
+        if message is None:
+            message = history.full_message()
+            wants.full = False
+        else:
+            wants.delta_version = current.version
+        self.policy_bytes_sent += len(message)
+        return message, current.ident
+
     async def _stream(
-        self, hello: control_pb2.Hello, sub: Subscription, reader: asyncio.Task[None], session: NodeSession
+        self, hello: control_pb2.Hello, sub: Subscription, reader: asyncio.Task[None], session: NodeSession,
+        wants: _NodeWants,
     ) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
         sent: tuple[int, str] = (hello.last_version, hello.last_content_hash)
-        current = self._publisher.current
-        if current is not None and current.ident != sent:
-            yield current.message
-            sent = current.ident
+        message, sent = self._update_for(sent, wants)
+        if message is not None:
+            yield message
         next_beat = loop.time()  # first heartbeat right away: tells the node the current version
         pending: asyncio.Task[Published] | None = None
         try:
@@ -112,11 +133,13 @@ class ControlPlaneServicer:
                 if reader in done:
                     return  # the node closed its side, or the stream broke
                 if pending in done:
-                    item = pending.result()
+                    pending.result()
                     pending = None
-                    if item.ident != sent:
-                        yield item.message
-                        sent = item.ident
+                    if wants.full:
+                        sent = (0, "")  # the node rejected what it was sent: it gets everything again
+                    message, sent = self._update_for(sent, wants)
+                    if message is not None:
+                        yield message
                 if loop.time() >= next_beat:
                     yield self._heartbeat()
                     session.touch()
@@ -125,7 +148,8 @@ class ControlPlaneServicer:
             if pending is not None:
                 pending.cancel()
 
-    async def _read(self, requests: AsyncIterator[control_pb2.NodeMessage], session: NodeSession) -> None:
+    async def _read(self, requests: AsyncIterator[control_pb2.NodeMessage], session: NodeSession,
+                    sub: Subscription, wants: _NodeWants) -> None:
         node_id = session.record.node_id
         with suppress(grpc.RpcError, asyncio.CancelledError):
             async for message in requests:
@@ -134,6 +158,9 @@ class ControlPlaneServicer:
                     ack = message.ack
                     if not ack.accepted:
                         log.warning("node %s rejected version %d: %s", node_id, ack.version, ack.reason[:200])
+                        if ack.version == wants.delta_version and self._publisher.current is not None:
+                            wants.full = True  # resend the full snapshot (a rejected full one is not resent)
+                            sub.offer(self._publisher.current)
                     session.ack(ack)
                     session.touch()
                 else:
@@ -143,6 +170,15 @@ class ControlPlaneServicer:
         """Wait for pending disconnect writes (used on shutdown)."""
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+class _NodeWants:
+    """Per stream: whether the node takes deltas, and whether it asked for a full snapshot (by rejecting one)."""
+
+    def __init__(self, deltas: bool):
+        self.deltas = deltas
+        self.full = False
+        self.delta_version = 0  # version of the last delta sent (rejecting it asks for everything)
 
 
 def add_to_server(servicer: ControlPlaneServicer, server: grpc.aio.Server) -> None:

@@ -75,9 +75,12 @@ class NodeSession:
 
     def __init__(
         self, kv: KV, clock: Callable[[], float], hello: control_pb2.Hello, *, peer: str, ttl_s: float,
-        retry_s: float = 1.0,
+        retry_s: float = 1.0, min_interval_s: float = 1.0,
     ):
         self._kv = kv
+        # At most one status write per interval: with a mint every 100 ms, 100 nodes acking each version
+        # would otherwise cost the control plane 1,000 store writes a second (issue 16).
+        self._min_interval_s = min_interval_s
         self._clock = clock
         self._ttl_s = ttl_s
         self._retry_s = retry_s
@@ -122,6 +125,7 @@ class NodeSession:
                 if not self._healthy:
                     log.info("node %s: status writes recovered", self.record.node_id)
                 self._healthy = True
+                await asyncio.sleep(self._min_interval_s)  # acks arriving meanwhile coalesce into one write
             except ControlPlaneError as exc:
                 if self._healthy:  # log the transition, not every retry
                     log.warning("node %s: cannot record status (%s); retrying", self.record.node_id, exc)

@@ -54,7 +54,7 @@ class StorePolicyService:
 
     async def _write(self, state: StoredState, puts: dict[str, bytes], deletes: list[str], reason: str,
                      *, audit: tuple[AuditAction, str | Actor, list[Change], str],
-                     extra_guards: dict[str, int] | None = None) -> int:
+                     extra_guards: dict[str, int] | None = None, guard_version: bool = True) -> int:
         """One atomic commit that also rewrites the version key and adds the audit record (action, actor,
         changes, subject), guarded on the version we read: the change and its record land together or not at all."""
         action, actor, changes, subject = audit
@@ -62,7 +62,8 @@ class StorePolicyService:
         record = build_record(action=action, actor=actor, changes=changes, base_version=state.version, now_ms=now,
                               subject=subject)
         puts = {**puts, VERSION_KEY: version_marker(now, reason), record_key(record): encode_record(record)}
-        return await self._kv.commit(puts, deletes, if_revision_of={VERSION_KEY: state.version, **(extra_guards or {})})
+        guards = {VERSION_KEY: state.version} if guard_version else {}
+        return await self._kv.commit(puts, deletes, if_revision_of={**guards, **(extra_guards or {})})
 
     # -- declarative policy ---------------------------------------------------
 
@@ -155,7 +156,7 @@ class StorePolicyService:
         key_hash = vkeys.hash_key(self._pepper, secret).hex()
         parent_key = item_key(KEYS, spec.parent)
         for attempt in range(MINT_ATTEMPTS):
-            version, parent_entry, team_models, routable, budgets = await self._mint_context(parent_key)
+            version, parent_entry, team_models, routable, budgets, read = await self._mint_context(parent_key)
             parent = KeyRecord.model_validate_json(parent_entry.value) if parent_entry else None
             if parent is not None and teams is not None and parent.team not in teams:
                 # An operator acting as another team would spend that team's budgets under its name.
@@ -174,10 +175,18 @@ class StorePolicyService:
                                     hint=vkeys.display_hint(secret), now_ms=now)
             state = StoredState(sections={}, keys={}, version=version, revision=0)
             change = Change(KEYS, key_id, "create", after=record.model_dump(mode="json"))
+            # Guarded on what this mint read (parent, its team, the models it names), not on the global version:
+            # parallel mints never conflict with each other, and an edit that removes what the key relies on
+            # still makes the mint retry against the new state. The version key is still rewritten: each mint
+            # is a version of its own.
+            relied_on = {*(item_key(s, m) for s in ("models", "aliases") for m in spec.allowed_models),
+                         *(item_key("budgets", b.id) for b in budgets), item_key("teams", parent.team)}
+            guards = {item_key(KEYS, key_id): 0, parent_key: parent_entry.mod_revision,
+                      **{k: rev for k, rev in read.items() if k in relied_on}}
             try:
                 await self._write(state, {item_key(KEYS, key_id): encode(record)}, [], f"mint run key {key_id}",
-                                  audit=("create_key", actor, [change], key_id),
-                                  extra_guards={item_key(KEYS, key_id): 0, parent_key: parent_entry.mod_revision})
+                                  audit=("create_key", actor, [change], key_id), extra_guards=guards,
+                                  guard_version=False)
             except Conflict:
                 if attempt + 1 == MINT_ATTEMPTS:
                     raise
@@ -200,20 +209,26 @@ class StorePolicyService:
             depth += 1
         return []
 
-    async def _mint_context(self, parent_key: str) -> tuple[int, Entry | None, list[str], set[str], list[Budget]]:
+    async def _mint_context(
+        self, parent_key: str
+    ) -> tuple[int, Entry | None, list[str], set[str], list[Budget], dict[str, int]]:
+        """(version, parent, team models, routable names, parent budgets, mod revisions of the items read)."""
         version, parent, models, aliases, budget_entries = await asyncio.gather(
             self._kv.get(VERSION_KEY), self._kv.get(parent_key), self._kv.get_prefix(item_key("models", "")),
             self._kv.get_prefix(item_key("aliases", "")), self._kv.get_prefix(item_key("budgets", "")),
         )
         team_models: list[str] = []
+        read = {k: e.mod_revision for k, e in [*models[0].items(), *aliases[0].items(), *budget_entries[0].items()]}
         if parent is not None:
             team_id = KeyRecord.model_validate_json(parent.value).team
             team = await self._kv.get(item_key("teams", team_id)) if team_id else None
             team_models = Team.model_validate_json(team.value).allowed_models if team else []
+            if team is not None:
+                read[item_key("teams", team_id)] = team.mod_revision
         routable = {k.rsplit("/", 1)[-1] for k in [*models[0], *aliases[0]]}
         budgets = [b for b in (Budget.model_validate_json(e.value) for e in budget_entries[0].values())
                    if b.scope == "key" and parent is not None and b.scope_id == parent_key.rsplit("/", 1)[-1]]
-        return (version.mod_revision if version else 0), parent, team_models, routable, budgets
+        return (version.mod_revision if version else 0), parent, team_models, routable, budgets, read
 
     async def prune_run_keys(self, *, older_than_ms: int, actor: str = "interlock") -> list[str]:
         """Delete per-run keys that expired or were revoked more than `older_than_ms` ago, so one key per task does

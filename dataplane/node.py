@@ -96,7 +96,7 @@ class DataPlaneNode:
         if settings.control_plane:
             self.sync = SnapshotSync(settings.control_plane, settings.node_id, self.holder.apply, settings.snapshot_path,
                                      listen_address=f"{settings.host}:{settings.port}", usage_sink=settings.usage_sink,
-                                     credentials=channel_credentials(settings))
+                                     credentials=channel_credentials(settings), holder=self.holder)
         if settings.tune_gc:
             self.holder.on_swap(lambda _policy: gc_tuning.freeze_long_lived())
         self._server: asyncio.Server | None = None

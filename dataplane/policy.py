@@ -150,6 +150,30 @@ def _guardrails(snap: policy_pb2.PolicySnapshot) -> GuardrailSet:
         raise SnapshotRejected(f"guardrails do not compile on this node: {exc}") from exc
 
 
+def aliases_by_target(snap: policy_pb2.PolicySnapshot) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for a in snap.aliases:
+        out.setdefault(a.target, []).append(a.name)
+    return out
+
+
+def key_entry(k: policy_pb2.VirtualKey, teams: Mapping[str, policy_pb2.Team],
+              aliases_of: Mapping[str, list[str]]) -> KeyEntry:
+    """One key's index entry (also used to apply key deltas in place, dataplane/key_delta.py)."""
+    team = teams.get(k.team_id)
+    key_set = _requestable(list(k.allowed_models), aliases_of)
+    team_set = _requestable(list(team.allowed_models), aliases_of) if team else None
+    allowed = key_set if team_set is None else (team_set if key_set is None else key_set & team_set)
+    tags = {**(dict(team.default_tags) if team else {}), **dict(k.default_tags)}
+    return KeyEntry(
+        id=k.id, team_id=k.team_id, user_id=k.user_id, project_id=k.project_id, allowed=allowed,
+        expires_at_ms=k.expires_at_unix_ms, revoked=k.revoked, tags=tags,
+        required_tags=frozenset(team.required_tags) if team else frozenset(),
+        paused=(k.paused_reason or "paused") if k.paused else "",
+        locked_tags={n: v for n, v in tags.items() if not team or n not in team.overridable_tags},
+    )
+
+
 @dataclass(frozen=True)
 class CompiledPolicy:
     version: int
@@ -190,18 +214,7 @@ class CompiledPolicy:
         teams = {t.id: t for t in snap.teams}
         keys: dict[bytes, KeyEntry] = {}
         for k in snap.keys:
-            team = teams.get(k.team_id)
-            key_set = _requestable(list(k.allowed_models), aliases_of)
-            team_set = _requestable(list(team.allowed_models), aliases_of) if team else None
-            allowed = key_set if team_set is None else (team_set if key_set is None else key_set & team_set)
-            tags = {**(dict(team.default_tags) if team else {}), **dict(k.default_tags)}
-            keys[bytes(k.key_hash)] = KeyEntry(
-                id=k.id, team_id=k.team_id, user_id=k.user_id, project_id=k.project_id, allowed=allowed,
-                expires_at_ms=k.expires_at_unix_ms, revoked=k.revoked, tags=tags,
-                required_tags=frozenset(team.required_tags) if team else frozenset(),
-                paused=(k.paused_reason or "paused") if k.paused else "",
-                locked_tags={n: v for n, v in tags.items() if not team or n not in team.overridable_tags},
-            )
+            keys[bytes(k.key_hash)] = key_entry(k, teams, aliases_of)
         return cls(snap.version, snap.content_hash, keys, routes, providers, budgets=build_index(snap), routing=routing,
                    loops=LoopIndex.build(snap), guardrails=_guardrails(snap))
 

@@ -62,8 +62,9 @@ def save(path: Path, snapshot: policy_pb2.PolicySnapshot) -> None:
                 os.unlink(tmp_name)
 
 
-def load(path: Path) -> policy_pb2.PolicySnapshot | None:
+def load(path: Path, *, verify_hash: bool = True) -> policy_pb2.PolicySnapshot | None:
     """The verified snapshot stored at `path`, or None if there is no file.
+    `verify_hash=False`: the caller verifies it (SnapshotSync does, through the indexed state's hash).
 
     Raises SnapshotFileError if the file exists but cannot be read, parsed or verified.
     """
@@ -82,7 +83,8 @@ def load(path: Path) -> policy_pb2.PolicySnapshot | None:
     except DecodeError as exc:
         raise SnapshotFileError(f"snapshot file {path} is corrupt (not a PolicySnapshot): {exc}") from exc
     try:
-        verify(snapshot)
+        if verify_hash:
+            verify(snapshot)
     except SnapshotRejected as exc:
         raise SnapshotFileError(f"snapshot file {path} is corrupt: {exc.reason}") from exc
     return snapshot

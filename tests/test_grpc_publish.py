@@ -20,6 +20,7 @@ from controlplane.service import StorePolicyService
 from controlplane.service_types import NodeStatus
 from controlplane.store import KV, open_store
 from controlplane.store.layout import VERSION_KEY
+from interlock.snapshot_state import SnapshotState
 from interlock.v1 import control_pb2, control_pb2_grpc, policy_pb2
 from tests.fixtures.etcd import EtcdServer
 
@@ -246,8 +247,8 @@ def test_slow_subscriber_holds_only_the_latest_snapshot() -> None:
     async def run() -> None:
         sub = Subscription()
         for v in range(1, 101):
-            sub.offer(Published(policy_pb2.PolicySnapshot(version=v), b""))
-        assert (await sub.get()).snapshot.version == 100
+            sub.offer(Published(SnapshotState(version=v)))
+        assert (await sub.get()).version == 100
         assert sub._slot.qsize() == 0
 
     asyncio.run(run())

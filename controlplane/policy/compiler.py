@@ -116,6 +116,16 @@ def validate(doc: PolicyDocument, keys: Iterable[KeyRecord]) -> dict[str, str]:
     return flat
 
 
+def key_pb(k: KeyRecord, *, revoked: bool) -> policy_pb2.VirtualKey:
+    """One key as the snapshot carries it (also compiled alone for deltas: controlplane/policy/incremental.py)."""
+    return policy_pb2.VirtualKey(
+        id=k.id, key_hash=bytes.fromhex(k.key_hash), name=k.name, team_id=k.team, user_id=k.user,
+        project_id=k.project, allowed_models=sorted(k.allowed_models), expires_at_unix_ms=k.expires_at_unix_ms,
+        revoked=revoked, default_tags=k.default_tags, parent_key_id=k.parent,
+        paused=k.paused, paused_reason=k.paused_reason,
+    )
+
+
 def compile_snapshot(
     doc: PolicyDocument, keys: Iterable[KeyRecord], *, version: int, now_ms: int
 ) -> policy_pb2.PolicySnapshot:
@@ -149,13 +159,7 @@ def compile_snapshot(
     for pj in sorted(doc.projects, key=lambda p: p.id):
         s.projects.add(id=pj.id, team_id=pj.team, name=pj.name)
     revoked = revoked_ids(keys)  # revoking a parent key revokes the run keys minted from it
-    for k in keys:
-        s.keys.add(
-            id=k.id, key_hash=bytes.fromhex(k.key_hash), name=k.name, team_id=k.team, user_id=k.user,
-            project_id=k.project, allowed_models=sorted(k.allowed_models), expires_at_unix_ms=k.expires_at_unix_ms,
-            revoked=k.id in revoked, default_tags=k.default_tags, parent_key_id=k.parent,
-            paused=k.paused, paused_reason=k.paused_reason,
-        )
+    s.keys.extend(key_pb(k, revoked=k.id in revoked) for k in keys)
     s.budget_policy.CopyFrom(compile_budget_policy(doc, keys))
     compile_rules(doc, flat, s)
     compile_loop_breakers(doc, s)

@@ -23,6 +23,15 @@ class Entry:
     mod_revision: int
 
 
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What changed under a prefix since a revision (KV implementations may offer `changes_since`)."""
+
+    puts: dict[str, Entry]  # created or modified, relative keys
+    deleted: set[str]
+    revision: int  # store revision of the read
+
+
 class KV(Protocol):
     async def get(self, key: str) -> Entry | None:
         """The live value of one key, or None."""

@@ -16,14 +16,14 @@ import asyncio
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import Conflict, StoreUnavailable
-from .base import Entry, join_root, prefix_end
+from .base import Changes, Entry, join_root, prefix_end
 
 T = TypeVar("T")
 
@@ -111,6 +111,25 @@ class SqliteKV:
 
     async def get_prefix(self, prefix: str) -> tuple[dict[str, Entry], int]:
         return await self._run(self._get_prefix_sync, self._k(prefix))
+
+    def _changes_sync(self, start: str, since: int) -> Changes:
+        db = self._conn()
+        db.execute("BEGIN")
+        try:
+            rows = db.execute(
+                "SELECT key, value, mod_revision, expires_at FROM kv WHERE key >= ? AND key < ? AND mod_revision > ?",
+                (start, prefix_end(start), since),
+            ).fetchall()
+            (rev,) = db.execute("SELECT revision FROM store_revision").fetchone()
+        finally:
+            db.execute("COMMIT")
+        cut, now = len(self._k("")), self._clock()
+        puts = {k[cut:]: Entry(v, r) for k, v, r, exp in rows if v is not None and (exp is None or exp > now)}
+        return Changes(puts, {k[cut:] for k, v, _, exp in rows if k[cut:] not in puts}, rev)
+
+    async def changes_since(self, prefix: str, since: int, known: Collection[str]) -> Changes:
+        """Puts and deletes (tombstones) under `prefix` after revision `since`; `known` is not needed here."""
+        return await self._run(self._changes_sync, self._k(prefix), since)
 
     # -- writes ---------------------------------------------------------------
 

@@ -185,6 +185,25 @@ class EtcdKV:
         cut = len(self._kb(""))
         return {kv.key[cut:].decode(): Entry(kv.value, kv.mod_revision) for kv in res.kvs}, res.header.revision
 
+    async def watch_events(self, prefix: str, start_revision: int) -> AsyncIterator[tuple[str, Entry | None]]:
+        """Every change under `prefix` after `start_revision`, as (relative key, entry or None = deleted), in
+        revision order; one transaction's events arrive together. Raises StoreUnavailable when the watch
+        breaks or history was compacted: the caller starts over from a full read (issue 16's key deltas)."""
+        cut = len(self._kb(""))
+        try:
+            watch = await self._client.watch_prefix(self._kb(prefix), start_revision=start_revision + 1)
+        except Exception as exc:
+            raise StoreUnavailable(f"cannot watch {prefix} at {self._where()}: {exc}") from exc
+        try:
+            async for event in watch:
+                entry = Entry(event.kv.value, event.kv.mod_revision) if event.kind == "PUT" else None
+                yield event.kv.key[cut:].decode(), entry
+        except Exception as exc:
+            raise StoreUnavailable(f"watch on {prefix} at {self._where()} broke: {exc}") from exc
+        finally:
+            with suppress(Exception):
+                await watch.cancel()
+
     async def _revision(self) -> int:
         root = self._kb("")
         res = await self._call(lambda c: c.get_range(root, root + b"\0"), idempotent=True)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from interlock.v1 import policy_pb2 as interlock_dot_v1_dot_policy__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ainterlock/v1/control.proto\x12\x0cinterlock.v1\x1a\x19interlock/v1/policy.proto\"\x90\x01\n\x05Hello\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x14\n\x0clast_version\x18\x02 \x01(\x04\x12\x19\n\x11last_content_hash\x18\x03 \x01(\t\x12\x18\n\x10software_version\x18\x04 \x01(\t\x12\x16\n\x0elisten_address\x18\x05 \x01(\t\x12\x13\n\nusage_sink\x18\xa4\r \x01(\t\"N\n\x03\x41\x63k\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x14\n\x0c\x63ontent_hash\x18\x02 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\\\n\x0bNodeMessage\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x13.interlock.v1.HelloH\x00\x12 \n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x11.interlock.v1.AckH\x00\x42\x05\n\x03msg\"A\n\tHeartbeat\x12\x17\n\x0f\x63urrent_version\x18\x01 \x01(\x04\x12\x1b\n\x13server_time_unix_ms\x18\x02 \x01(\x03\"w\n\x0e\x43ontrolMessage\x12\x30\n\x08snapshot\x18\x01 \x01(\x0b\x32\x1c.interlock.v1.PolicySnapshotH\x00\x12,\n\theartbeat\x18\x02 \x01(\x0b\x32\x17.interlock.v1.HeartbeatH\x00\x42\x05\n\x03msg2X\n\x0c\x43ontrolPlane\x12H\n\tSubscribe\x12\x19.interlock.v1.NodeMessage\x1a\x1c.interlock.v1.ControlMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ainterlock/v1/control.proto\x12\x0cinterlock.v1\x1a\x19interlock/v1/policy.proto\"\xa9\x01\n\x05Hello\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x14\n\x0clast_version\x18\x02 \x01(\x04\x12\x19\n\x11last_content_hash\x18\x03 \x01(\t\x12\x18\n\x10software_version\x18\x04 \x01(\t\x12\x16\n\x0elisten_address\x18\x05 \x01(\t\x12\x13\n\nusage_sink\x18\xa4\r \x01(\t\x12\x17\n\x0e\x61\x63\x63\x65pts_deltas\x18\xc0\x0c \x01(\x08\"N\n\x03\x41\x63k\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x14\n\x0c\x63ontent_hash\x18\x02 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\\\n\x0bNodeMessage\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x13.interlock.v1.HelloH\x00\x12 \n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x11.interlock.v1.AckH\x00\x42\x05\n\x03msg\"A\n\tHeartbeat\x12\x17\n\x0f\x63urrent_version\x18\x01 \x01(\x04\x12\x1b\n\x13server_time_unix_ms\x18\x02 \x01(\x03\"\xa4\x01\n\x0e\x43ontrolMessage\x12\x30\n\x08snapshot\x18\x01 \x01(\x0b\x32\x1c.interlock.v1.PolicySnapshotH\x00\x12,\n\theartbeat\x18\x02 \x01(\x0b\x32\x17.interlock.v1.HeartbeatH\x00\x12+\n\x05\x64\x65lta\x18\xc0\x0c \x01(\x0b\x32\x19.interlock.v1.PolicyDeltaH\x00\x42\x05\n\x03msg\"\x8c\x03\n\x0bPolicyDelta\x12\x14\n\x0c\x62\x61se_version\x18\x01 \x01(\x04\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x14\n\x0c\x63ontent_hash\x18\x03 \x01(\t\x12\x17\n\x0f\x63reated_unix_ms\x18\x04 \x01(\x03\x12-\n\x0bupsert_keys\x18\x05 \x03(\x0b\x32\x18.interlock.v1.VirtualKey\x12\x14\n\x0cremoved_keys\x18\x06 \x03(\t\x12,\n\x0eupsert_budgets\x18\x07 \x03(\x0b\x32\x14.interlock.v1.Budget\x12\x17\n\x0fremoved_budgets\x18\x08 \x03(\t\x12\x33\n\x12upsert_rate_limits\x18\t \x03(\x0b\x32\x17.interlock.v1.RateLimit\x12\x1b\n\x13removed_rate_limits\x18\n \x03(\t\x12.\n\x08sections\x18\x0b \x01(\x0b\x32\x1c.interlock.v1.PolicySnapshot\x12\x19\n\x11replaced_sections\x18\x0c \x03(\t2X\n\x0c\x43ontrolPlane\x12H\n\tSubscribe\x12\x19.interlock.v1.NodeMessage\x1a\x1c.interlock.v1.ControlMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,15 +33,17 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'interlock.v1.control_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_HELLO']._serialized_start=72
-  _globals['_HELLO']._serialized_end=216
-  _globals['_ACK']._serialized_start=218
-  _globals['_ACK']._serialized_end=296
-  _globals['_NODEMESSAGE']._serialized_start=298
-  _globals['_NODEMESSAGE']._serialized_end=390
-  _globals['_HEARTBEAT']._serialized_start=392
-  _globals['_HEARTBEAT']._serialized_end=457
-  _globals['_CONTROLMESSAGE']._serialized_start=459
-  _globals['_CONTROLMESSAGE']._serialized_end=578
-  _globals['_CONTROLPLANE']._serialized_start=580
-  _globals['_CONTROLPLANE']._serialized_end=668
+  _globals['_HELLO']._serialized_end=241
+  _globals['_ACK']._serialized_start=243
+  _globals['_ACK']._serialized_end=321
+  _globals['_NODEMESSAGE']._serialized_start=323
+  _globals['_NODEMESSAGE']._serialized_end=415
+  _globals['_HEARTBEAT']._serialized_start=417
+  _globals['_HEARTBEAT']._serialized_end=482
+  _globals['_CONTROLMESSAGE']._serialized_start=485
+  _globals['_CONTROLMESSAGE']._serialized_end=649
+  _globals['_POLICYDELTA']._serialized_start=652
+  _globals['_POLICYDELTA']._serialized_end=1048
+  _globals['_CONTROLPLANE']._serialized_start=1050
+  _globals['_CONTROLPLANE']._serialized_end=1138
 # @@protoc_insertion_point(module_scope)
