@@ -96,9 +96,12 @@ async def ensure_policy_and_key(service: PolicyService, data_dir: Path, fake_bas
     if not doc.providers:
         await service.apply(bootstrap_policy(fake_base_url, secrets_.provider_key_path, env))
     else:
-        # The fake provider may come up on another port than last run; keep the user's other edits.
+        # The fake provider may come up on another port than last run, and data dirs made before provider
+        # credentials moved out of secrets/ (credential-ref rules) still name the old file; keep other edits.
         wanted = {"fake-openai": f"{fake_base_url}/v1", "fake-anthropic": fake_base_url}
-        providers = [p.model_copy(update={"base_url": wanted[p.name]}) if p.name in wanted else p for p in doc.providers]
+        cred = f"file:{secrets_.provider_key_path}"
+        providers = [p.model_copy(update={"base_url": wanted[p.name], "credential": cred}) if p.name in wanted else p
+                     for p in doc.providers]
         if providers != doc.providers:
             await service.apply(doc.model_copy(update={"providers": providers}))
     key_file = data_dir / "secrets" / "dev-virtual-key"

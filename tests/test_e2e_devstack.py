@@ -95,3 +95,33 @@ async def test_devstack_restart_with_another_fake_provider_port(tmp_path: Path) 
     finally:
         await stack2.stop()
     assert resp.choices[0].message.content
+
+
+
+async def test_dev_policy_from_before_the_credential_rules_is_repointed(tmp_path: Path) -> None:
+    """A data dir whose stored policy names the fake provider's key under secrets/ (before provider credentials
+    moved to credentials/, away from the pepper; `apply` now refuses the old path) is re-pointed on start."""
+    from controlplane.policy.model import PolicyDocument
+    from interlock.devmode import bootstrap_policy, ensure_policy_and_key, load_secrets
+
+    data_dir = tmp_path / "dev"
+    (data_dir / "secrets").mkdir(parents=True)
+    sec = load_secrets(data_dir)
+    old = bootstrap_policy("http://127.0.0.1:1", (data_dir / "secrets" / "fake-provider-key").resolve(), {})
+    (data_dir / "secrets" / "dev-virtual-key").write_text("vk_existing")
+
+    class Service:  # the stored document as an older build left it; records what start-up applies
+        applied: list[PolicyDocument] = []
+
+        async def get_document(self) -> tuple[PolicyDocument, int]:
+            return old, 1
+
+        async def apply(self, doc: PolicyDocument) -> None:
+            self.applied.append(doc)
+
+    svc = Service()
+    assert await ensure_policy_and_key(svc, data_dir, "http://127.0.0.1:2", sec, {}) == "vk_existing"  # type: ignore[arg-type]
+    [doc] = svc.applied
+    fakes = [p for p in doc.providers if p.name.startswith("fake-")]
+    assert fakes and all(p.credential == f"file:{sec.provider_key_path}" for p in fakes)
+    assert all(p.base_url.startswith("http://127.0.0.1:2") for p in fakes)
