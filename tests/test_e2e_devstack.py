@@ -111,7 +111,8 @@ async def test_dev_policy_from_before_the_credential_rules_is_repointed(tmp_path
     (data_dir / "secrets" / "dev-virtual-key").write_text("vk_existing")
 
     class Service:  # the stored document as an older build left it; records what start-up applies
-        applied: list[PolicyDocument] = []
+        def __init__(self) -> None:
+            self.applied: list[PolicyDocument] = []
 
         async def get_document(self) -> tuple[PolicyDocument, int]:
             return old, 1
