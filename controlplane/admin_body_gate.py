@@ -37,6 +37,30 @@ def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
     return False
 
 
+# The web console (/ui, controlplane/console/) authenticates by session cookie + CSRF token, not a bearer
+# token, and its sign-in form carries the credential in the body. Its forms are small, so instead of a token
+# its bodies are bounded by declared length before anything reads them.
+CONSOLE_PREFIX = "/ui"
+CONSOLE_MAX_BODY = 64 * 1024
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
+    body = (b"console form bodies are limited to %d bytes and must declare Content-Length" % CONSOLE_MAX_BODY)
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
 class AuthBeforeBody:
     def __init__(self, app: ASGIApp, *, auth: AdminAuth, refuse: Refusal):
         self.app = app
@@ -44,6 +68,14 @@ class AuthBeforeBody:
         self.refuse = refuse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if (path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")) and _has_body(scope["headers"]):
+            length = _content_length(scope["headers"])
+            if length is None or length > CONSOLE_MAX_BODY:
+                await _too_large(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
         if scope["type"] == "http" and scope["path"] not in PUBLIC_PATHS and _has_body(scope["headers"]):
             token = _bearer(scope["headers"])
             if token is None:

@@ -96,11 +96,11 @@ class FinOpsStack:
                     s.request_ids.append(r.headers["x-interlock-request-id"])
 
     def inserted(self) -> int:
-        return int(httpx.get(f"http://127.0.0.1:{self.ingest_port}/metrics", timeout=2).json()["inserted"])
+        return int(httpx.get(f"http://127.0.0.1:{self.ingest_port}/stats", timeout=2).json()["inserted"])
 
     def wait_ingested(self, n: int, timeout_s: float = 90) -> None:
         def done() -> bool:
-            m = httpx.get(f"http://127.0.0.1:{self.ingest_port}/metrics", timeout=2).json()
+            m = httpx.get(f"http://127.0.0.1:{self.ingest_port}/stats", timeout=2).json()
             return int(m["inserted"]) >= n and m["lag_total"] == 0
 
         wait_until(done, timeout_s, f"ingest to insert {n} events", interval=0.25)

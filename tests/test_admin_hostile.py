@@ -32,11 +32,11 @@ async def admin_port(tmp_path: Path) -> AsyncIterator[int]:
         await kv.close()
 
 
-async def _post_huge(port: int, auth: bytes) -> bytes:
+async def _post_huge(port: int, auth: bytes, path: bytes = b"/admin/v1/policy/apply") -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     # Announces 200 MB and sends 10 bytes: a server that reads the body first never answers.
-    writer.write(b"POST /admin/v1/policy/apply HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n%s"
-                 b"content-length: 200000000\r\n\r\n{\"a\": 1, " % auth)
+    writer.write(b"POST %s HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n%s"
+                 b"content-length: 200000000\r\n\r\n{\"a\": 1, " % (path, auth))
     await writer.drain()
     try:
         async with asyncio.timeout(3):
@@ -52,6 +52,13 @@ async def test_unauthenticated_bodies_are_refused_before_they_are_read(admin_por
     assert head.startswith(b"HTTP/1.1 401")
     with pytest.raises(TimeoutError):  # the valid token's request waits for its body, as it should
         await _post_huge(admin_port, b"authorization: Bearer %s\r\n" % TOKEN.encode())
+
+
+async def test_console_bodies_are_bounded_before_they_are_read(admin_port: int) -> None:
+    """The console's forms authenticate by cookie + CSRF (the sign-in form carries its credential in the body),
+    so its bodies are bounded by declared length instead of a bearer token."""
+    head = await _post_huge(admin_port, b"", path=b"/ui/login")
+    assert head.startswith(b"HTTP/1.1 413"), head
 
 
 async def test_no_swagger_page_from_a_cdn(admin_port: int) -> None:

@@ -88,7 +88,7 @@ async def test_budget_refusal_on_every_generating_route_in_the_clients_dialect(b
             else:
                 assert doc["error"]["status"] == "RESOURCE_EXHAUSTED" and doc["error"]["code"] == 402
                 msg = doc["error"]["message"]
-            assert "team 'eng' budget 'tiny' (month " in msg and "$0.000000000001 of $0.000000000001 left" in msg
+            assert "team 'eng' budget 'tiny' (month " in msg and "cannot cover this request" in msg and "$0.000000000001 of $0.000000000001 is left" in msg
             assert "resets " in msg
     assert fake_provider.stats()["total"] == 0  # nothing reached the provider
     assert len(gw.sink.events) == len(GENERATING) and {e.status for e in gw.sink.events} == {402}
