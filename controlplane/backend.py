@@ -74,7 +74,7 @@ async def start_backend(
     service = StorePolicyService(
         kv, settings.key_pepper, clock, published=lambda: publisher.current.snapshot if publisher.current else None
     )
-    ledger = Ledger(kv, clock=clock, lease_ttl_s=settings.budget_lease_ttl_s,
+    ledger = Ledger(kv, clock=clock, lease_ttl_s=settings.budget_lease_ttl_s, reconcile_s=settings.budget_reconcile_s,
                     limits=PublishedLimits(lambda: publisher.current.snapshot if publisher.current else None))
     await publisher.start()
     try:

@@ -36,7 +36,7 @@ class BudgetServicer(budget_pb2_grpc.BudgetServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_OPS} ops per Sync")
         self._ledger.maybe_collect()
         try:
-            grants = await self._ledger.sync(request.node_id, request.seq, request.ops)
+            grants = await self._ledger.sync(request.node_id, request.seq, request.ops, request.incarnation)
         except StoreUnavailable as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"budget ledger unavailable: {exc}")
         except Conflict:

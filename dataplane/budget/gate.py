@@ -72,12 +72,23 @@ class PoolTable:
         # Lifetime counters per (kind, limit id), exported as metrics; pools come and go with windows.
         self.overshoot: dict[tuple[int, str], int] = {}
         self.refused: dict[tuple[int, str], int] = {}
+        # Acknowledged cumulative spend of pools dropped while idle, restored if the same window's pool comes back
+        # (the ledger remembers this process's totals; restarting them at 0 would hide new spend).
+        self.acked: dict[tuple[int, str, str], tuple[int, int]] = {}
+
+    def drop(self, key: tuple[int, str, str]) -> None:
+        """Forget an idle pool, keeping its acknowledged totals (only the latest window's, per limit)."""
+        p = self.pools.pop(key)
+        for old in [k for k in self.acked if k[:2] == key[:2] and k != key]:
+            del self.acked[old]
+        self.acked[key] = (p.acked_settled, p.acked_overshoot)
 
     def pool(self, kind: int, spec: BudgetSpec | RateSpec, window_key: str, now_ms: int) -> LeasePool:
         p = self.pools.get((kind, spec.id, window_key))
         if p is None:
             p = LeasePool(PoolKey(kind, spec.id, window_key), spec.offline_mode,
                           spec.optimistic_pico if isinstance(spec, BudgetSpec) else 0)
+            p.acked_settled, p.acked_overshoot = self.acked.get((kind, spec.id, window_key), (0, 0))
             if not self.online:
                 p.go_offline(now_ms)
             self.pools[(kind, spec.id, window_key)] = p

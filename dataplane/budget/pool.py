@@ -26,6 +26,8 @@ class PoolKey:
 
 class LeasePool:
     __slots__ = (
+        "acked_overshoot",
+        "acked_settled",
         "allowance",
         "floor",
         "flow_since_ms",
@@ -67,6 +69,10 @@ class LeasePool:
         self.waiting_max = 0  # the largest of those
         self.overshoot_total = 0  # lifetime sum of (actual - reserved) where positive: exported as a metric
         self.ledger: LedgerView | None = None  # the ledger figures of the last grant (refusal messages, CLI)
+        # Cumulative spend the control plane acknowledged for this lease (this process lifetime): reports carry
+        # acked + spent, so a retried or duplicated Sync is applied once, with current figures.
+        self.acked_settled = 0
+        self.acked_overshoot = 0
 
     def available(self, now_ms: int) -> int:
         if now_ms >= self.usable_until_ms:
@@ -98,14 +104,18 @@ class LeasePool:
 
     # ---- lease client side -----------------------------------------------------------------------------
     def begin_report(self, want_total: int) -> tuple[int, int]:
-        """Start a sync (or retry the one whose outcome is unknown): returns (settled_delta, overshoot_delta)."""
-        if self.floor is None:  # a new report; a retry resends the same deltas and keeps its floor
-            self.in_report, self.in_report_overshoot = self.spent, self.overshoot
-            self.floor = self.in_report + want_total
-        return self.in_report, self.in_report_overshoot
+        """Start a sync, or retry one whose outcome is unknown WITH CURRENT FIGURES: returns the cumulative
+        (settled_total, overshoot_total). While any attempt may still be applied, admission stays under the
+        smallest lease one of them asked to keep (pre-settlement terms)."""
+        self.in_report, self.in_report_overshoot = self.spent, self.overshoot
+        floor = self.in_report + want_total
+        self.floor = floor if self.floor is None else min(self.floor, floor)
+        return self.acked_settled + self.in_report, self.acked_overshoot + self.in_report_overshoot
 
     def finish_report(self, lease: int, ledger: LedgerView | None) -> None:
         """The control plane applied the report and says the lease is now `lease` (unsettled part only)."""
+        self.acked_settled += self.in_report
+        self.acked_overshoot += self.in_report_overshoot
         self.spent -= self.in_report
         self.overshoot -= self.in_report_overshoot
         self.in_report = self.in_report_overshoot = 0
