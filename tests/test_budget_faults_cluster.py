@@ -1,0 +1,102 @@
+"""Budgets that hold under faults, on the production shape (etcd, control plane, 3 nodes, fake provider).
+
+Every bound is checked on the fake provider's count of requests it received x the fixed cost per request
+(what the provider would bill, including answers nobody received) and on what clients received.
+The seed sweep with more seeds is benchmarks/budget_faults.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.budget_faults import (
+    TTL_S,
+    Outcome,
+    apply_budgets,
+    budget,
+    control_plane_outage,
+    crash_and_restart,
+    fake_latency,
+    link_cut,
+    measure,
+    request_cost,
+    seeded,
+    start_cluster,
+)
+from tests.fixtures.cluster import Cluster
+
+pytestmark = pytest.mark.integration
+CRASH_SEEDS = 10
+
+
+def _check(o: Outcome, what: str, extra: int = 0) -> None:
+    print(f"{what}: provider {o.ratio:.4f} x budget, clients {o.received / o.limit:.4f}, refused {o.refused}")
+    assert o.provider_spend <= o.limit + extra, f"{what}: provider billed {o.ratio:.4f} x the budget"
+    assert o.received <= o.limit + extra, f"{what}: clients received {o.received / o.limit:.4f} x the budget"
+    assert o.refused > 0, f"{what}: demand never exceeded the budget"
+
+
+def test_node_kill9_mid_burst_and_restart_with_same_id(cluster_factory: Callable[..., Cluster]) -> None:
+    c = cluster_factory(3, setup=False)
+    start_cluster(c)
+    cost = request_cost(c)
+    limits = {s: seeded(s).randint(50, 90) * cost for s in range(CRASH_SEEDS)}
+    apply_budgets(c, [budget(f"crash{s}", f"crash{s}", lim) for s, lim in limits.items()]
+                  + [budget("long", "long", 60 * cost)])
+    for s in range(CRASH_SEEDS):
+        rng = seeded(s)
+        fake_latency(c, rng.uniform(100, 300))
+        victim = c.nodes[rng.randrange(3)]
+        o = measure(c, f"crash{s}", limits[s], cost, 4.0, workers=6,
+                    faults=[(rng.uniform(0.2, 0.8), crash_and_restart(c, victim))])
+        _check(o, f"seed {s} kill -9 {victim.node_id}")
+        for n in c.nodes:
+            c.wait_ready(n)
+    # 40 long (3 s) requests in flight on the victim when it dies
+    fake_latency(c, 3000)
+    victim = c.nodes[0]
+    o = measure(c, "long", 60 * cost, cost, 5.0, workers=14, faults=[(1.5, crash_and_restart(c, victim))])
+    _check(o, "kill -9 with long requests in flight")
+    fake_latency(c, None)
+
+
+@pytest.mark.parametrize("mode", ["fail_closed", "safe_share", "optimistic"])
+def test_control_plane_kill9_for_twice_the_lease_ttl(cluster_factory: Callable[..., Cluster], mode: str) -> None:
+    c = cluster_factory(3, setup=False)
+    start_cluster(c)
+    cost = request_cost(c)
+    allowance = 3 * cost if mode == "optimistic" else 0
+    seeds = 2
+    limits = {s: seeded(s).randint(150, 220) * cost for s in range(seeds)}
+    apply_budgets(c, [budget(f"cp{s}", f"cp{s}", lim, mode, allowance) for s, lim in limits.items()]
+                  + [budget("thrice", "thrice", 300 * cost, mode, allowance)])
+    fake_latency(c, 100)
+    for s in range(seeds):
+        o = measure(c, f"cp{s}", limits[s], cost, 2 * TTL_S + 3, workers=3, allowance=allowance,
+                    faults=[(0.5, control_plane_outage(c, 2 * TTL_S))])
+        _check(o, f"{mode} seed {s}", 3 * allowance)
+        c.wait_in_sync()
+    if mode == "optimistic":  # three outages in one window: the allowance is per node per window, not per outage
+        o = measure(c, "thrice", 300 * cost, cost, 3 * (2 * TTL_S + 1.5) + 1, workers=3, allowance=allowance,
+                    faults=[(0.5 + i * (2 * TTL_S + 1.5), control_plane_outage(c, 2 * TTL_S)) for i in range(3)])
+        _check(o, "optimistic x3 outages", 3 * allowance)
+
+
+def test_one_node_grpc_link_cut_for_twice_the_lease_ttl(cluster_factory: Callable[..., Cluster]) -> None:
+    c = cluster_factory(3, setup=False)
+    [proxy] = start_cluster(c, proxied=1)
+    try:
+        cost = request_cost(c)
+        limits = {s: seeded(s).randint(120, 180) * cost for s in range(2)}
+        apply_budgets(c, [budget(f"cut{s}", f"cut{s}", lim) for s, lim in limits.items()])
+        fake_latency(c, 100)
+        for s in range(2):
+            o = measure(c, f"cut{s}", limits[s], cost, 2 * TTL_S + 3, workers=3,
+                        faults=[(0.5, link_cut(proxy, 2 * TTL_S))])
+            _check(o, f"link cut seed {s}")
+            time.sleep(1)
+    finally:
+        proxy.close()
