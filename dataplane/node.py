@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from dataplane import gc_tuning, snapshot_file
 from dataplane.budget import metrics as budget_metrics
+from dataplane.budget.allowance import AllowanceBook
 from dataplane.budget.gate import BudgetGate, PoolTable
 from dataplane.budget.lease_client import LeaseClient
 from dataplane.control_channel import channel_credentials
@@ -48,7 +49,7 @@ class DataPlaneNode:
         dialects = default_dialects()
         now = time.time
         # Budgets and rate limits: local pools reserved on the request path, leases synced in the background.
-        self.budget_table = PoolTable()
+        self.budget_table = PoolTable(AllowanceBook(settings.state_dir / "budget-allowance.json"))
         self.budget_gate = BudgetGate(self.budget_table, clock=now, wait_s=settings.budget_wait_s)
         self.leases: LeaseClient | None = None
         if settings.control_plane:

@@ -128,7 +128,7 @@ async def _worker(s: aiohttp.ClientSession, node: Node, secret: str, tag: str, e
                     continue
                 assert r.status in (402, 429, 503), (r.status, body[:300])
                 tally["refused"] += 1
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             pass  # the node is down (killed, restarting): a closed-loop client just retries
         await asyncio.sleep(0.05)
 

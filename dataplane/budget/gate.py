@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from dataplane.budget.allowance import AllowanceBook
 from dataplane.budget.estimate import input_tokens_upper_bound, output_tokens_upper_bound, worst_case
 from dataplane.budget.index import BUDGET, CONCURRENCY, REQUESTS, TOKENS, BudgetIndex, BudgetSpec, RateSpec
 from dataplane.budget.pool import LeasePool, PoolKey
@@ -66,7 +67,8 @@ class Syncer(Protocol):
 class PoolTable:
     """Every lease pool this node holds, shared by the gate (creates, reserves) and the lease client (syncs)."""
 
-    def __init__(self) -> None:
+    def __init__(self, allowances: AllowanceBook | None = None) -> None:
+        self.allowances = allowances if allowances is not None else AllowanceBook(None)
         self.pools: dict[tuple[int, str, str], LeasePool] = {}  # (kind, limit id, window key): tuple hashing is cheap
         self.online = False
         # Lifetime counters per (kind, limit id), exported as metrics; pools come and go with windows.
@@ -88,7 +90,11 @@ class PoolTable:
         if p is None:
             p = LeasePool(PoolKey(kind, spec.id, window_key), spec.offline_mode,
                           spec.optimistic_pico if isinstance(spec, BudgetSpec) else 0)
-            p.acked_settled, p.acked_overshoot = self.acked.get((kind, spec.id, window_key), (0, 0))
+            key = (kind, spec.id, window_key)
+            p.acked_settled, p.acked_overshoot = self.acked.get(key, (0, 0))
+            if p.optimistic:
+                p.allowance_used = self.allowances.used(key)
+                p.on_draw = lambda amount: self.allowances.draw(key, amount)
             if not self.online:
                 p.go_offline(now_ms)
             self.pools[(kind, spec.id, window_key)] = p
@@ -268,5 +274,5 @@ def _reserve(claims: list[Claim], now_ms: int) -> Claim | None:
         if c.pool.available(now_ms) < c.amount:
             return c
     for c in claims:
-        c.pool.take(c.amount)
+        c.pool.take(c.amount, now_ms)
     return None

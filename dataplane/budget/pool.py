@@ -14,6 +14,7 @@ admitted meanwhile may rely on the part being handed back.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -29,6 +30,7 @@ class LeasePool:
         "acked_overshoot",
         "acked_settled",
         "allowance",
+        "allowance_used",
         "floor",
         "flow_since_ms",
         "in_report",
@@ -38,6 +40,7 @@ class LeasePool:
         "lease",
         "ledger",
         "mode",
+        "on_draw",
         "optimistic",
         "overshoot",
         "overshoot_total",
@@ -61,6 +64,8 @@ class LeasePool:
         self.in_report_overshoot = 0
         self.floor: int | None = None  # lease the node promised to keep while a sync is in flight
         self.allowance = 0  # extra the offline mode lets this node spend beyond its lease (optimistic)
+        self.allowance_used = 0  # drawn from it in this window, over every outage (and restart: AllowanceBook)
+        self.on_draw: Callable[[int], None] | None = None  # persists a draw on the allowance
         self.usable_until_ms = 0  # local time after which the lease may not be used (expiry, offline mode)
         self.largest = 0  # largest single reservation seen: the smallest useful grant
         self.reserved_flow = 0  # amount reserved since flow_since_ms (demand estimate; the lease client resets it)
@@ -74,14 +79,29 @@ class LeasePool:
         self.acked_settled = 0
         self.acked_overshoot = 0
 
-    def available(self, now_ms: int) -> int:
+    def _lease_room(self, now_ms: int) -> int:
+        """What the lease still covers; 0 past its deadline (what was taken from it stays covered by it)."""
         if now_ms >= self.usable_until_ms:
-            return self.allowance - self.reserved - self.spent if self.allowance else 0
+            return 0
         cap = self.lease if self.floor is None else min(self.lease, self.floor)
-        return cap + self.allowance - self.reserved - self.spent
+        return cap - self.reserved - self.spent
 
-    def take(self, amount: int) -> None:
-        """Reserve `amount` (the caller checked available())."""
+    def available(self, now_ms: int) -> int:
+        room = self._lease_room(now_ms)
+        if not self.allowance:
+            return room
+        # spend beyond the lease is already counted in allowance_used: a negative room must not count it twice
+        return max(0, room) + max(0, self.allowance - self.allowance_used)
+
+    def take(self, amount: int, now_ms: int | None = None) -> None:
+        """Reserve `amount` (the caller checked available()). Offline, what the lease cannot cover is drawn
+        from the optimistic allowance, once per window however many outages there are."""
+        if self.allowance and now_ms is not None:
+            drawn = amount - max(0, min(amount, self._lease_room(now_ms)))
+            if drawn > 0:
+                self.allowance_used += drawn
+                if self.on_draw is not None:
+                    self.on_draw(drawn)
         self.reserved += amount
         self.reserved_flow += amount
         if amount > self.largest:
