@@ -13,6 +13,7 @@ from dataplane.budget import metrics as budget_metrics
 from dataplane.budget.allowance import AllowanceBook
 from dataplane.budget.gate import BudgetGate, PoolTable
 from dataplane.budget.lease_client import LeaseClient
+from dataplane.budget.staleness import ControlPlaneContact
 from dataplane.control_channel import channel_credentials
 from dataplane.dialects.registry import default_dialects
 from dataplane.errors import DataPlaneError, SnapshotRejected
@@ -66,6 +67,10 @@ class DataPlaneNode:
             self.sync = SnapshotSync(settings.control_plane, settings.node_id, self.holder.apply, settings.snapshot_path,
                                      listen_address=f"{settings.host}:{settings.port}",
                                      credentials=channel_credentials(settings))
+        if self.sync is not None and self.leases is not None:
+            sync, leases = self.sync, self.leases
+            contact = ControlPlaneContact([lambda: sync.last_contact_monotonic, lambda: leases.last_ok_monotonic])
+            self.budget_gate.attach_contact(contact.age_s)
         if settings.tune_gc:
             self.holder.on_swap(lambda _policy: gc_tuning.freeze_long_lived())
         self._server: asyncio.Server | None = None

@@ -141,6 +141,8 @@ class Budget(_Frozen):
     timezone: str = "UTC"
     offline_mode: OfflineMode = "safe_share"
     optimistic_overshoot_usd: str = "0"
+    # cut off from the control plane this long, a node refuses requests under this budget (0 = last-known-good)
+    max_staleness_s: float = Field(default=0, ge=0, le=86_400)
 
     @field_validator("limit_usd", mode="before")
     @classmethod

@@ -27,7 +27,7 @@ from dataplane.budget.allowance import AllowanceBook
 from dataplane.budget.estimate import input_tokens_upper_bound, output_tokens_upper_bound, worst_case
 from dataplane.budget.index import BUDGET, CONCURRENCY, REQUESTS, TOKENS, BudgetIndex, BudgetSpec, RateSpec
 from dataplane.budget.pool import LeasePool, PoolKey
-from dataplane.budget.refusal import budget_busy, budget_exhausted, budget_offline, rate_limited
+from dataplane.budget.refusal import budget_busy, budget_exhausted, budget_offline, budget_stale, rate_limited
 from dataplane.dialects.base import Usage
 from dataplane.gateway_errors import GatewayError
 from dataplane.policy import Route, RuntimeModel
@@ -108,10 +108,15 @@ class BudgetGate:
         self._clock = clock
         self._wait_s = wait_s
         self._syncer = syncer
+        self._contact_age_s: Callable[[], float] | None = None
         self._windows: dict[tuple[str, str], Window] = {}
 
     def attach(self, syncer: Syncer) -> None:
         self._syncer = syncer
+
+    def attach_contact(self, contact_age_s: Callable[[], float]) -> None:
+        """Seconds since the control plane was last heard from (staleness; None = no control plane)."""
+        self._contact_age_s = contact_age_s
 
     def _window(self, window: str, tz: str, now_s: float, now_ms: int) -> Window:
         w = self._windows.get((window, tz))
@@ -138,6 +143,10 @@ class BudgetGate:
         rates = idx.rates_for(key_id, requested, model.name) if idx.rates else ()
         if not budgets and not rates:
             return None
+        if self._contact_age_s is not None:
+            for b in budgets:
+                if b.max_staleness_ms and (age := self._contact_age_s()) * 1000 > b.max_staleness_ms:
+                    raise budget_stale(b, age, b.max_staleness_ms / 1000)
         now_s = self._clock()
         now_ms = int(now_s * 1000)
         price = idx.price_for(model.name, model.price)

@@ -56,7 +56,8 @@ class LeaseClient:
         self.incarnation = incarnation if incarnation is not None else time.time_ns() // 1000
         self._pending: tuple[budget_pb2.LeaseSyncRequest, list[LeasePool]] | None = None
         self._closing = False  # the final call of a graceful shutdown: hand every lease back
-        self.last_ok_s = 0.0  # local time of the last successful Sync (staleness)
+        self.last_ok_s = 0.0  # local time of the last successful Sync
+        self.last_ok_monotonic: float | None = None  # time.monotonic() of it (staleness)
         self._wake = asyncio.Event()
         self._synced = asyncio.Event()
         self._channel: grpc.aio.Channel | None = None
@@ -114,6 +115,7 @@ class LeaseClient:
         else:
             self._pending = None
             self.last_ok_s = sent_ms / 1000
+            self.last_ok_monotonic = time.monotonic()
             self._apply(resp, pools, sent_ms, req)
         finally:
             done, self._synced = self._synced, asyncio.Event()
