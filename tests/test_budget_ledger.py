@@ -225,3 +225,19 @@ async def test_a_node_with_hundreds_of_leases_syncs_in_one_call(kv: KV) -> None:
     assert [g.lease for g in grants[:250]] == [100] * 250 and [g.limit_id for g in grants[:3]] == ["b0", "b1", "b2"]
     assert grants[250].status == budget_pb2.LEASE_STATUS_INVALID and "twice" in grants[250].error
     assert len(await led.rows()) == 250
+
+
+@pytest.mark.integration
+async def test_new_incarnation_seen_anywhere_supersedes_the_old_lease(kv: KV) -> None:
+    clock = Clock()
+    led = Ledger(kv, clock=clock, lease_ttl_s=10, limits=lambda: book(), reconcile_s=60)
+    await led.sync("dp-1", 1, [cop(want=LIMIT // 2, reserved=50_000)], incarnation=5)
+    clock.t += 1
+    assert await led.sync("dp-1", 2, [], incarnation=6) == []  # restarted; announces itself, holds nothing yet
+    clock.t += 9.5  # the old lease expired; no need to wait for the reconciliation window
+    g = await _drain(led, "other", range(1, 30))
+    assert g.settled == 50_000 and g.lease == LIMIT - 50_000
+    # a control plane restarted meanwhile knows it too (the latest incarnation is in the store)
+    led2 = Ledger(kv, clock=clock, lease_ttl_s=10, limits=lambda: book(), reconcile_s=60)
+    await led2.sync("dp-2", 1, [], incarnation=1)
+    assert led2._latest("dp-1") == 6

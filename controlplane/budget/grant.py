@@ -7,6 +7,7 @@ reserved (overshoot), which is counted so it can be exported and checked.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .record import Lease, LedgerRecord, Stranded
@@ -54,11 +55,14 @@ def holder_of(node_id: str, incarnation: int) -> str:
     return f"{node_id}@{incarnation}" if incarnation else node_id
 
 
-def _superseded(holder: str, rec: LedgerRecord) -> bool:
-    """A later incarnation of the same node has synced this record: the holder's process is gone for good."""
+def _superseded(holder: str, rec: LedgerRecord, latest: Callable[[str], int] | None = None) -> bool:
+    """A later incarnation of the same node has synced (this record, or, per `latest`, anything): the holder's
+    process is gone for good."""
     node, sep, inc = holder.rpartition("@")
     if not sep:
         return False
+    if latest is not None and latest(node) > int(inc):
+        return True
     for other in rec.seqs:
         o_node, o_sep, o_inc = other.rpartition("@")
         if o_sep and o_node == node and int(o_inc) > int(inc):
@@ -82,7 +86,8 @@ def grant_size(*, ask: int, available: int, min_grant: int, limit: int, other_ho
     return size if size >= min_grant else 0
 
 
-def expire(rec: LedgerRecord, now_ms: int, ttl_ms: int, reconcile_ms: int = 0) -> None:
+def expire(rec: LedgerRecord, now_ms: int, ttl_ms: int, reconcile_ms: int = 0,
+           latest: Callable[[str], int] | None = None) -> None:
     """Leases of holders that stopped renewing are NOT returned as unspent: they are stranded (still counted as
     held) until the holder reports late, or `reconcile_ms` after expiry. Then, unreported:
     - a holder superseded by a later incarnation of its node (it crashed and restarted; no report can ever come)
@@ -95,7 +100,7 @@ def expire(rec: LedgerRecord, now_ms: int, ttl_ms: int, reconcile_ms: int = 0) -
         rec.stranded[node] = Stranded(lease.amount, min(lease.reserved, lease.amount), lease.expires_ms + reconcile_ms)
     for node in list(rec.stranded):
         s = rec.stranded[node]
-        dead = _superseded(node, rec)
+        dead = _superseded(node, rec, latest)
         if s.until_ms > now_ms and not dead:
             continue
         del rec.stranded[node]
@@ -124,10 +129,11 @@ def _deltas(rec: LedgerRecord, op: Op) -> tuple[int, int]:
     return settled, over
 
 
-def apply_op(rec: LedgerRecord, op: Op, *, now_ms: int, ttl_ms: int, current: bool, reconcile_ms: int = 0) -> Outcome:
+def apply_op(rec: LedgerRecord, op: Op, *, now_ms: int, ttl_ms: int, current: bool, reconcile_ms: int = 0,
+             latest: Callable[[str], int] | None = None) -> Outcome:
     """Apply one node's report and request to `rec` (mutated). `current` = the op's window is the open one;
     for a closed window the spend is recorded and the node's lease returned."""
-    expire(rec, now_ms, ttl_ms, reconcile_ms)
+    expire(rec, now_ms, ttl_ms, reconcile_ms, latest)
     held = rec.leases.get(op.node_id)
     before = held.amount if held else 0
     last = rec.seqs.get(op.node_id)

@@ -27,6 +27,7 @@ from .record import KIND_NAMES, LEDGER, LedgerRecord, ledger_key, parse_ledger_k
 log = logging.getLogger(__name__)
 WINDOW_KEY_RE = re.compile(r"^[0-9A-Za-z:TZW-]{1,32}$")
 SYNC_ATTEMPTS = 30  # contention between nodes on one hot budget is expected; each retry re-reads fresh state
+NODES = "budget-nodes/"  # {node_id} -> latest incarnation (outside budget/: not a ledger record)
 TXN_OPS = 100  # leases per transaction: etcd allows 128 operations per transaction by default
 
 
@@ -51,6 +52,7 @@ class Ledger:
         # How long an expired lease waits for its holder's late report before a presumption is made (grant.expire)
         self._reconcile_ms = int((3 * lease_ttl_s if reconcile_s is None else reconcile_s) * 1000)
         self._limits = limits
+        self._incarnations: dict[str, int] | None = None  # node id -> latest incarnation seen (loaded lazily)
         self._next_collect = 0.0
         self._collecting: asyncio.Task[None] | None = None
 
@@ -69,6 +71,8 @@ class Ledger:
         holder is node_id@incarnation and the ops carry cumulative totals (grant.apply_op)."""
         holder = holder_of(node_id, incarnation)
         cumulative = incarnation != 0
+        if incarnation:
+            await self._note_incarnation(node_id, incarnation)
         seen: set[str] = set()
         reasons = [self._check(op, seen) for op in ops]
         grants = [budget_pb2.LeaseGrant(kind=op.kind, limit_id=op.limit_id, window_key=op.window_key) for op in ops]
@@ -89,6 +93,19 @@ class Ledger:
             for i, grant in zip(chunk, applied, strict=True):
                 grants[i] = grant
         return grants
+
+    def _latest(self, node_id: str) -> int:
+        return (self._incarnations or {}).get(node_id, 0)
+
+    async def _note_incarnation(self, node_id: str, incarnation: int) -> None:
+        """Remember the newest incarnation of every node (in the store, so a restarted control plane knows too):
+        a lease of an older one can never be reported on again, so it is reconciled as soon as it expires."""
+        if self._incarnations is None:
+            entries, _ = await self._kv.get_prefix(NODES)
+            self._incarnations = {k.removeprefix(NODES): int(e.value) for k, e in entries.items() if e.value.isdigit()}
+        if incarnation > self._incarnations.get(node_id, 0):
+            self._incarnations[node_id] = incarnation
+            await self._kv.commit({f"{NODES}{node_id}": str(incarnation).encode()})
 
     def _check(self, op: budget_pb2.LeaseOp, seen: set[str]) -> str:
         if op.kind not in (budget_pb2.LEASE_KIND_BUDGET, budget_pb2.LEASE_KIND_REQUESTS, budget_pb2.LEASE_KIND_TOKENS,
@@ -130,7 +147,7 @@ class Ledger:
             if current and spec is not None:
                 rec.limit = spec.limit  # a changed limit applies from the next grant on
             out = apply_op(rec, _op(node_id, seq, op, cumulative), now_ms=now_ms, ttl_ms=self._ttl_ms, current=current,
-                           reconcile_ms=self._reconcile_ms)
+                           reconcile_ms=self._reconcile_ms, latest=self._latest)
             if entry is not None or rec.settled or rec.leases:  # idle asks create no empty records
                 puts[key] = rec.encode()
                 guards[key] = entry.mod_revision if entry else 0
@@ -218,7 +235,7 @@ class Ledger:
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("ignoring unreadable ledger record %s: %s", key, exc)
                 continue
-            expire(rec, now_ms, self._ttl_ms, self._reconcile_ms)
+            expire(rec, now_ms, self._ttl_ms, self._reconcile_ms, self._latest)
             out.append(LedgerRow(*parsed, rec))
         return out
 

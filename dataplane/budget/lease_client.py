@@ -92,7 +92,7 @@ class LeaseClient:
             except TimeoutError:
                 pass
             self._wake.clear()
-            if self._table.pools or self._pending is not None:
+            if self._table.pools or self._pending is not None or not self.syncs:  # first: announce this incarnation
                 try:
                     await self.sync_once()
                 except Exception:  # a bug here must not stop lease renewal for the node's lifetime
