@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.budget_faults import (  # noqa: E402
+from tests.budget_faults import (
     TTL_S,
     Outcome,
     apply_budgets,
@@ -43,8 +43,8 @@ from tests.budget_faults import (  # noqa: E402
     seeded,
     start_cluster,
 )
-from tests.fixtures.cluster import Cluster  # noqa: E402
-from tests.fixtures.etcd import EtcdServer  # noqa: E402
+from tests.fixtures.cluster import Cluster
+from tests.fixtures.etcd import EtcdServer
 
 SCENARIOS = ("crash", "cp-fail_closed", "cp-safe_share", "cp-optimistic", "cut")
 
