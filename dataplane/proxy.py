@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from dataplane.admission import authenticate, presented_key
 from dataplane.attempt import Endpoint, Forwarder, parse_body, record_model
 from dataplane.attempt_loop import AttemptLoop
+from dataplane.budget.bound import bound_output
 from dataplane.budget.gate import BudgetGate
 from dataplane.dialects.base import ErrorKind
 from dataplane.gateway_errors import GatewayError, bad_request
@@ -110,5 +111,7 @@ class Proxy:
             rec.budget = await self._budgets.admit(policy.budgets, key.id, rec.tags, requested, Route(first, rec.alias),
                                                    req.body, body, ep.dialect.max_output_tokens(body), ep.dialect.name,
                                                    ep.operation, [d.model for t in plan.targets for d in t.deployments])
+            if rec.budget is not None:  # the provider may not produce more output than was reserved
+                bound_output(ep.operation, body, ep.dialect.max_output_tokens(body), rec.budget.output_tokens)
         await self._loop.run(req, resp, ep, rec, body, plan, policy.routing.constraints.get(key.team_id), stream,
                              rec.tags)

@@ -185,33 +185,34 @@ def metric(text: str, name: str, **labels: str) -> int:
     return total
 
 
-def test_overshoot_metric_equals_the_sum_of_excesses(cluster_factory) -> None:  # type: ignore[no-untyped-def]
-    """No max_tokens: the reservation uses the model's max_output_tokens (5); the provider returns 20 tokens."""
+def test_provider_output_is_bounded_by_the_reservation(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+    """No max_tokens: the reservation uses the model's max_output_tokens (5) and the request sent upstream is
+    bounded to it (the fake would otherwise answer 20 tokens), so nothing overshoots (dataplane/budget/bound.py)."""
     c = start(cluster_factory, 2)
     secret = c.key["secret"]  # type: ignore[attr-defined]
     apply(c, policy(c, budgets=[{"id": "big", "scope": "team", "scope_id": "eng", "window": "day", "limit_usd": "100"}]))
     rng = random.Random(7)
 
     async def run() -> int:
-        excess = 0
+        spent = 0
         async with aiohttp.ClientSession() as s:
-            for i in range(30):
+            for i in range(20):
                 text = "word " * rng.randint(1, 30)
                 raw = orjson.dumps({"model": "m-short", "messages": [{"role": "user", "content": text}]})
                 status, body, _ = await post(s, c.nodes[i % 2].url, secret, raw)
                 assert status == 200, body
-                assert body["usage"]["completion_tokens"] == 20
-                reserved = input_tokens_upper_bound(raw) * IN_PICO + 5 * OUT_PICO  # no max_tokens: the model's 5
-                excess += max(0, cost_of(body) - reserved)
-        return excess
+                assert body["usage"]["completion_tokens"] == 5  # bounded upstream to the reserved output
+                spent += cost_of(body)
+        return spent
 
-    excess = asyncio.run(run())
-    assert excess > 0
+    spent = asyncio.run(run())
+    last = httpx.get(f"{c.fake_url}/_fake/stats").json()["last"]["body"]
+    assert last.get("max_completion_tokens") == 5 and "max_tokens" not in last
     exported = sum(metric(httpx.get(f"{n.url}/metrics").text, "interlock_budget_overshoot_total", kind="budget",
                           limit_id="big") for n in c.nodes)
-    assert exported == excess
-    wait_until(lambda: pico(next(b for k, b in budget_rows(c).items() if k.startswith("budget:big:"))["overshoot"])
-               == excess, 10, "the ledger's overshoot")
+    assert exported == 0
+    wait_until(lambda: pico(next(b for k, b in budget_rows(c).items() if k.startswith("budget:big:"))["settled"])
+               == spent, 10, "the ledger's settled spend")
 
 
 def test_killed_node_with_open_reservations_frees_the_budget_within_ttl(cluster_factory) -> None:  # type: ignore[no-untyped-def]

@@ -51,6 +51,7 @@ class Ticket:
     claims: list[Claim]
     price: Price  # the reserved model's budget price (settle uses the served model's when told)
     index: BudgetIndex
+    output_tokens: int = 0  # the output the reservation covers (bound.bound_output caps the request at it)
 
 
 class Syncer(Protocol):
@@ -182,7 +183,7 @@ class BudgetGate:
                 syncer = self._syncer
                 if syncer is not None and any(c.pool.available(now_ms) < c.amount for c in claims):
                     syncer.wake()  # low-water mark: top the lease up before the next such request has to wait
-                return Ticket(claims, price, idx)
+                return Ticket(claims, price, idx, out_tok if any(c.spec in budgets for c in claims) else 0)
             hopeless = self._hopeless(short, now_ms, dialect)
             if hopeless is not None:
                 raise hopeless
