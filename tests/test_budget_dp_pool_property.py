@@ -10,10 +10,8 @@ after a partition heals, crashes (kill -9: the requests in flight are still answ
 and restarts with the same node id (a new incarnation).
 
 Provider-side spend is modelled independently of the ledger: every settled request, plus every request a
-crashed node had in flight. Invariant: provider spend (+ what live nodes may still spend) <= limit + `lost`,
-where `lost` is what a crashed incarnation committed after its last report the ledger applied (settled but
-unreported, or reserved since) -- the documented bound of docs/budget-faults.md. Partitions, lost responses,
-retries and late reports add nothing to it."""
+crashed node had in flight (billed in full). Invariant: provider spend (+ what live nodes may still spend)
+<= limit, with no allowance for anything: crashes, partitions, lost responses, retries and late reports."""
 
 from __future__ import annotations
 
@@ -68,7 +66,6 @@ class LeaseMachine(RuleBasedStateMachine):
             NODE_IDS[id(node)] = n
         self.served = 0  # provider-side spend: every settled request + what crashed nodes had in flight
         self.reported = 0  # spend the nodes know the ledger applied
-        self.lost = 0  # committed by crashed incarnations after their last applied report (documented bound)
 
     @rule(n=st.sampled_from(NODES), amount=st.integers(1, 1500))
     def reserve(self, n: str, amount: int) -> None:
@@ -144,12 +141,6 @@ class LeaseMachine(RuleBasedStateMachine):
         if not node.alive:
             return
         node.alive = False
-        committed = node.pool.acked_settled + node.pool.spent + node.pool.reserved
-        known = self.rec.reported.get(node.holder, (0, 0))[0]
-        lease = self.rec.leases.get(node.holder)
-        stranded = self.rec.stranded.get(node.holder)
-        known += lease.reserved if lease else stranded.reserved if stranded else 0
-        self.lost += max(0, committed - known)
         if node.applied:  # its last report was applied although it never learnt so
             self.reported += node.pool.in_report
         self.served += sum(node.open)
@@ -167,7 +158,7 @@ class LeaseMachine(RuleBasedStateMachine):
     @invariant()
     def provider_spend_within_the_limit(self) -> None:
         held = sum(n.pool.reserved for n in self.nodes.values() if n.alive)
-        assert self.served + held <= LIMIT + self.lost
+        assert self.served + held <= LIMIT
 
     @invariant()
     def ledger_never_forgets_reported_spend(self) -> None:

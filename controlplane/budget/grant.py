@@ -89,11 +89,11 @@ def grant_size(*, ask: int, available: int, min_grant: int, limit: int, other_ho
 def expire(rec: LedgerRecord, now_ms: int, ttl_ms: int, reconcile_ms: int = 0,
            latest: Callable[[str], int] | None = None) -> None:
     """Leases of holders that stopped renewing are NOT returned as unspent: they are stranded (still counted as
-    held) until the holder reports late, or `reconcile_ms` after expiry. Then, unreported:
-    - a holder superseded by a later incarnation of its node (it crashed and restarted; no report can ever come)
-      is presumed to have spent what it had in flight at its last report; the rest returns to the pool. This may
-      happen as soon as the lease expires;
-    - a holder of unknown fate (partitioned, or gone for good) is presumed to have spent the whole lease.
+    held) until the holder reports late, or `reconcile_ms` after expiry, when the holder is presumed to have
+    spent the whole lease (a node never commits more than its lease, so this is an upper bound: what it settled
+    unreported plus what it had in flight, which the provider may bill although no client got the answer).
+    A holder superseded by a later incarnation of its node (it crashed and restarted: no report can ever come)
+    is resolved as soon as its lease expires, without waiting for the window.
     A presumption is undone by a later report from the holder (`apply_op`). Stale retry seqs are forgotten."""
     for node in [n for n, lease in rec.leases.items() if lease.expires_ms <= now_ms]:
         lease = rec.leases.pop(node)
@@ -104,7 +104,7 @@ def expire(rec: LedgerRecord, now_ms: int, ttl_ms: int, reconcile_ms: int = 0,
         if s.until_ms > now_ms and not dead:
             continue
         del rec.stranded[node]
-        spent = s.reserved if dead else s.amount
+        spent = s.amount
         rec.settled += spent
         rec.presumed_total += spent
         rec.presumed[node] = rec.presumed.get(node, 0) + spent
