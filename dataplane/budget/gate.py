@@ -183,7 +183,7 @@ class BudgetGate:
                 syncer = self._syncer
                 if syncer is not None and any(c.pool.available(now_ms) < c.amount for c in claims):
                     syncer.wake()  # low-water mark: top the lease up before the next such request has to wait
-                return Ticket(claims, price, idx, out_tok if any(c.spec in budgets for c in claims) else 0)
+                return Ticket(claims, price, idx, out_tok if budgets else 0)
             hopeless = self._hopeless(short, now_ms, dialect)
             if hopeless is not None:
                 raise hopeless
