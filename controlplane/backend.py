@@ -97,7 +97,7 @@ async def start_backend(
         kv, settings.key_pepper, clock, published=lambda: publisher.current.snapshot if publisher.current else None,
         credential_rules=settings.credentials,
     )
-    ledger = Ledger(kv, clock=clock, lease_ttl_s=settings.budget_lease_ttl_s,
+    ledger = Ledger(kv, clock=clock, lease_ttl_s=settings.budget_lease_ttl_s, reconcile_s=settings.budget_reconcile_s,
                     limits=PublishedLimits(lambda: publisher.current.snapshot if publisher.current else None))
     alerts = AlertService(kv, ledger_rows=ledger.rows, nodes=service.node_status, clock=clock,
                           published_version=lambda: publisher.current.snapshot.version if publisher.current else 0,

@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING
 
 from dataplane import gc_tuning, snapshot_file
 from dataplane.budget import metrics as budget_metrics
+from dataplane.budget.allowance import AllowanceBook
 from dataplane.budget.gate import BudgetGate, PoolTable
 from dataplane.budget.lease_client import LeaseClient
+from dataplane.budget.staleness import ControlPlaneContact
 from dataplane.control_channel import channel_credentials
 from dataplane.dialects.registry import default_dialects
 from dataplane.errors import DataPlaneError, SnapshotRejected
@@ -61,7 +63,7 @@ class DataPlaneNode:
         dialects = default_dialects()
         now = time.time
         # Budgets and rate limits: local pools reserved on the request path, leases synced in the background.
-        self.budget_table = PoolTable()
+        self.budget_table = PoolTable(AllowanceBook(settings.state_dir / "budget-allowance.json"))
         self.budget_gate = BudgetGate(self.budget_table, clock=now, wait_s=settings.budget_wait_s)
         self.leases: LeaseClient | None = None
         if settings.control_plane:
@@ -97,6 +99,10 @@ class DataPlaneNode:
             self.sync = SnapshotSync(settings.control_plane, settings.node_id, self.holder.apply, settings.snapshot_path,
                                      listen_address=f"{settings.host}:{settings.port}", usage_sink=settings.usage_sink,
                                      credentials=channel_credentials(settings), holder=self.holder)
+        if self.sync is not None and self.leases is not None:
+            sync, leases = self.sync, self.leases
+            contact = ControlPlaneContact([lambda: sync.last_contact_monotonic, lambda: leases.last_ok_monotonic])
+            self.budget_gate.attach_contact(contact.age_s)
         if settings.tune_gc:
             self.holder.on_swap(lambda _policy: gc_tuning.freeze_long_lived())
         self._server: asyncio.Server | None = None

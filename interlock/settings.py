@@ -304,7 +304,9 @@ class ControlPlaneSettings:
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50051
     heartbeat_s: float = 5.0
-    budget_lease_ttl_s: float = 20.0  # a crashed node's budget leases return to the pool after this
+    budget_lease_ttl_s: float = 20.0  # a node's budget leases expire this long after its last Sync
+    # An expired lease stays counted as spent this long awaiting a late report (None = 3 x TTL); docs/budget-faults.md
+    budget_reconcile_s: float | None = None
     run_key_prune_after_s: float = 86_400.0  # ended per-run keys are deleted this long after (0 = keep)
     # Who may use the gRPC port (Subscribe + BudgetService), see controlplane/grpc_auth.py.
     grpc_tls_cert: Path | None = None  # server certificate chain (PEM); with grpc_tls_key enables TLS
@@ -346,6 +348,7 @@ class ControlPlaneSettings:
             grpc_port=_get(env, "GRPC_PORT", cls.grpc_port, int),
             heartbeat_s=_get(env, "HEARTBEAT_S", cls.heartbeat_s, float),
             budget_lease_ttl_s=_get(env, "BUDGET_LEASE_TTL_S", cls.budget_lease_ttl_s, float),
+            budget_reconcile_s=_get(env, "BUDGET_RECONCILE_S", None, float),
             run_key_prune_after_s=_get(env, "RUN_KEY_PRUNE_AFTER_S", cls.run_key_prune_after_s, float),
             grpc_tls_cert=_get(env, "GRPC_TLS_CERT", None, _path),
             grpc_tls_key=_get(env, "GRPC_TLS_KEY", None, _path),

@@ -81,26 +81,85 @@ async def test_overshoot_is_counted_and_retry_is_applied_once(kv: KV) -> None:
     assert row.record.overshoot == 400 and row.record.settled == 1300 and not row.record.leases
 
 
+def cop(want: int = 0, settled: int = 0, overshoot: int = 0, reserved: int = 0) -> budget_pb2.LeaseOp:
+    """A cumulative op (incarnation != 0): settled/overshoot are the holder's lifetime totals."""
+    return budget_pb2.LeaseOp(kind=B, limit_id="b1", window_key="lifetime", settled_total=settled,
+                              overshoot_total=overshoot, want_total=want, reserved=reserved)
+
+
+async def _drain(led: Ledger, node: str, seqs: range, inc: int = 7) -> budget_pb2.LeaseGrant:
+    for seq in seqs:
+        [g] = await led.sync(node, seq, [cop(want=LIMIT)], incarnation=inc)
+    return g
+
+
 @pytest.mark.integration
-async def test_crashed_node_lease_returns_after_ttl(kv: KV) -> None:
+async def test_expired_lease_is_held_until_a_late_report_reconciles_it(kv: KV) -> None:
     clock = Clock()
-    led = ledger(kv, clock, ttl_s=10)
+    led = Ledger(kv, clock=clock, lease_ttl_s=10, limits=lambda: book(), reconcile_s=30)
+    [g] = await led.sync("cut", 1, [cop(want=LIMIT // 2, reserved=1000)], incarnation=5)
+    assert g.lease == LIMIT // 2
+    clock.t += 10.001  # expired: NOT back in the pool, the cut-off node may have spent it
+    g = await _drain(led, "live", range(1, 40))
+    assert g.lease == LIMIT // 2 and g.remaining == 0
+    [row] = [r for r in await led.rows()]
+    assert row.record.stranded["cut@5"].amount == LIMIT // 2 and row.record.reclaimed == 0
+    clock.t += 5
+    # late report (cumulative: what it spent while cut off) reconciles it: in-flight stays covered, the rest returns
+    [late] = await led.sync("cut", 2, [cop(settled=200_000, want=0)], incarnation=5)
+    assert late.settled == 200_000 and late.lease == 0
+    rec = (await led.rows())[0].record
+    assert rec.overshoot == 0 and rec.reclaimed == LIMIT // 2 - 200_000 and not rec.stranded
+    g = await _drain(led, "live", range(40, 80))
+    assert g.lease == LIMIT - 200_000  # the unspent rest is usable again
+    # a retry of the same report (or a later one with the same totals) is never counted twice
+    [again] = await led.sync("cut", 3, [cop(settled=200_000, want=0)], incarnation=5)
+    assert again.settled == 200_000
+
+
+@pytest.mark.integration
+async def test_crash_and_restart_with_same_id_never_inherits_the_lease(kv: KV) -> None:
+    clock = Clock()
+    led = Ledger(kv, clock=clock, lease_ttl_s=10, limits=lambda: book(), reconcile_s=30)
+    [g] = await led.sync("dp-1", 1, [cop(want=LIMIT // 2, settled=0, reserved=100_000)], incarnation=5)
+    assert g.lease == LIMIT // 2
+    clock.t += 1  # kill -9; restarted as a new incarnation with the same node id
+    [g] = await led.sync("dp-1", 2, [cop(want=LIMIT)], incarnation=6)
+    assert 0 < g.lease < LIMIT // 2 and g.leased == LIMIT // 2 + g.lease  # a share of the rest, not the old half
+    clock.t += 9.5  # the old lease expires: superseded, so it is resolved at once, presumed spent (an upper bound)
+    [g] = await led.sync("dp-1", 3, [cop(want=LIMIT)], incarnation=6)
+    rec = (await led.rows())[0].record
+    assert rec.settled == LIMIT // 2 and rec.presumed_total == LIMIT // 2 and not rec.stranded
+    assert g.remaining + g.leased + g.settled == LIMIT
+
+
+@pytest.mark.integration
+async def test_a_node_of_unknown_fate_is_presumed_to_have_spent_its_lease(kv: KV) -> None:
+    clock = Clock()
+    led = Ledger(kv, clock=clock, lease_ttl_s=10, limits=lambda: book(), reconcile_s=30)
+    await led.sync("gone", 1, [cop(want=LIMIT // 2)], incarnation=5)
+    clock.t += 40.01  # expired + reconciliation window, no report
+    g = await _drain(led, "live", range(1, 30))
+    assert g.settled == LIMIT // 2 and g.lease == LIMIT // 2
+    # it was only cut off: its report undoes the presumption (but the pool it freed meanwhile is spoken for)
+    [late] = await led.sync("gone", 2, [cop(settled=10_000, want=0)], incarnation=5)
+    rec = (await led.rows())[0].record
+    assert late.settled == 10_000 and rec.presumed_total == 0 and rec.overshoot == 0
+
+
+@pytest.mark.integration
+async def test_legacy_delta_node_lease_is_held_then_presumed_spent(kv: KV) -> None:
+    clock = Clock()
+    led = ledger(kv, clock, ttl_s=10)  # reconciliation window defaults to 3 x TTL
     [g] = await led.sync("dead", 1, [op(want=LIMIT // 2)])
     assert g.lease == LIMIT // 2 and g.lease_expires_unix_ms == int(clock.t * 1000) + 10_000
-    clock.t += 9
+    clock.t += 10.001
     for seq in range(1, 40):
         [g] = await led.sync("live", seq, [op(want=LIMIT)])
-    assert g.lease == LIMIT // 2  # the dead node's half is still held
-    clock.t += 1.001
-    for seq in range(40, 80):
-        [g] = await led.sync("live", seq, [op(want=LIMIT)])
-    assert g.lease == LIMIT  # it expired and went back to the pool
-    [row] = await led.rows()
-    assert row.record.reclaimed == LIMIT // 2
-    clock.t += 1
-    [late] = await led.sync("dead", 2, [op(settled=500, want=0)])  # came back: its spend is beyond the pool now
-    assert late.settled == 500
-    assert (await led.rows())[0].record.overshoot == 500
+    assert g.lease == LIMIT // 2  # expired but still held
+    clock.t += 30
+    [g] = await led.sync("live", 40, [op(want=LIMIT)])
+    assert g.settled == LIMIT // 2 and g.leased + g.remaining == LIMIT // 2  # presumed spent, never re-granted
 
 
 @pytest.mark.integration
@@ -166,3 +225,19 @@ async def test_a_node_with_hundreds_of_leases_syncs_in_one_call(kv: KV) -> None:
     assert [g.lease for g in grants[:250]] == [100] * 250 and [g.limit_id for g in grants[:3]] == ["b0", "b1", "b2"]
     assert grants[250].status == budget_pb2.LEASE_STATUS_INVALID and "twice" in grants[250].error
     assert len(await led.rows()) == 250
+
+
+@pytest.mark.integration
+async def test_new_incarnation_seen_anywhere_supersedes_the_old_lease(kv: KV) -> None:
+    clock = Clock()
+    led = Ledger(kv, clock=clock, lease_ttl_s=10, limits=lambda: book(), reconcile_s=60)
+    await led.sync("dp-1", 1, [cop(want=LIMIT // 2, reserved=50_000)], incarnation=5)
+    clock.t += 1
+    assert await led.sync("dp-1", 2, [], incarnation=6) == []  # restarted; announces itself, holds nothing yet
+    clock.t += 9.5  # the old lease expired; no need to wait for the reconciliation window
+    g = await _drain(led, "other", range(1, 30))
+    assert g.settled == LIMIT // 2 and g.lease == LIMIT // 2  # resolved at expiry, not after the 60 s window
+    # a control plane restarted meanwhile knows it too (the latest incarnation is in the store)
+    led2 = Ledger(kv, clock=clock, lease_ttl_s=10, limits=lambda: book(), reconcile_s=60)
+    await led2.sync("dp-2", 1, [], incarnation=1)
+    assert led2._latest("dp-1") == 6

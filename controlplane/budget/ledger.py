@@ -20,13 +20,14 @@ from interlock.v1 import budget_pb2
 
 from ..errors import Conflict, ControlPlaneError
 from ..store.base import KV, Entry
-from .grant import Op, apply_op, expire, invalid_reason
+from .grant import Op, apply_op, expire, holder_of, invalid_reason
 from .limits import LimitBook
 from .record import KIND_NAMES, LEDGER, LedgerRecord, ledger_key, parse_ledger_key
 
 log = logging.getLogger(__name__)
 WINDOW_KEY_RE = re.compile(r"^[0-9A-Za-z:TZW-]{1,32}$")
 SYNC_ATTEMPTS = 30  # contention between nodes on one hot budget is expected; each retry re-reads fresh state
+NODES = "budget-nodes/"  # {node_id} -> latest incarnation (outside budget/: not a ledger record)
 TXN_OPS = 100  # leases per transaction: etcd allows 128 operations per transaction by default
 
 
@@ -41,13 +42,17 @@ class LedgerRow:
 
 
 class Ledger:
-    def __init__(self, kv: KV, *, clock: Callable[[], float], lease_ttl_s: float, limits: Callable[[], LimitBook]):
+    def __init__(self, kv: KV, *, clock: Callable[[], float], lease_ttl_s: float, limits: Callable[[], LimitBook],
+                 reconcile_s: float | None = None):
         if lease_ttl_s <= 0:
             raise ValueError("the budget lease TTL must be more than 0 s (INTERLOCK_BUDGET_LEASE_TTL_S)")
         self._kv = kv
         self._clock = clock
         self._ttl_ms = int(lease_ttl_s * 1000)
+        # How long an expired lease waits for its holder's late report before a presumption is made (grant.expire)
+        self._reconcile_ms = int((3 * lease_ttl_s if reconcile_s is None else reconcile_s) * 1000)
         self._limits = limits
+        self._incarnations: dict[str, int] | None = None  # node id -> latest incarnation seen (loaded lazily)
         self._next_collect = 0.0
         self._collecting: asyncio.Task[None] | None = None
 
@@ -55,9 +60,19 @@ class Ledger:
     def lease_ttl_ms(self) -> int:
         return self._ttl_ms
 
-    async def sync(self, node_id: str, seq: int, ops: Sequence[budget_pb2.LeaseOp]) -> list[budget_pb2.LeaseGrant]:
+    @property
+    def reconcile_ms(self) -> int:
+        return self._reconcile_ms
+
+    async def sync(self, node_id: str, seq: int, ops: Sequence[budget_pb2.LeaseOp],
+                   incarnation: int = 0) -> list[budget_pb2.LeaseGrant]:
         """Apply one node's batch; one grant per op, same order. Each run of up to TXN_OPS leases is one
-        transaction (etcd caps operations per transaction), retried on a lost CAS race."""
+        transaction (etcd caps operations per transaction), retried on a lost CAS race. With an incarnation the
+        holder is node_id@incarnation and the ops carry cumulative totals (grant.apply_op)."""
+        holder = holder_of(node_id, incarnation)
+        cumulative = incarnation != 0
+        if incarnation:
+            await self._note_incarnation(node_id, incarnation)
         seen: set[str] = set()
         reasons = [self._check(op, seen) for op in ops]
         grants = [budget_pb2.LeaseGrant(kind=op.kind, limit_id=op.limit_id, window_key=op.window_key) for op in ops]
@@ -69,7 +84,7 @@ class Ledger:
             chunk = valid[start:start + TXN_OPS]
             for attempt in range(SYNC_ATTEMPTS):
                 try:
-                    applied = await self._apply(node_id, seq, [ops[i] for i in chunk])
+                    applied = await self._apply(holder, seq, [ops[i] for i in chunk], cumulative)
                     break
                 except Conflict:
                     if attempt + 1 == SYNC_ATTEMPTS:
@@ -78,6 +93,19 @@ class Ledger:
             for i, grant in zip(chunk, applied, strict=True):
                 grants[i] = grant
         return grants
+
+    def _latest(self, node_id: str) -> int:
+        return (self._incarnations or {}).get(node_id, 0)
+
+    async def _note_incarnation(self, node_id: str, incarnation: int) -> None:
+        """Remember the newest incarnation of every node (in the store, so a restarted control plane knows too):
+        a lease of an older one can never be reported on again, so it is reconciled as soon as it expires."""
+        if self._incarnations is None:
+            entries, _ = await self._kv.get_prefix(NODES)
+            self._incarnations = {k.removeprefix(NODES): int(e.value) for k, e in entries.items() if e.value.isdigit()}
+        if incarnation > self._incarnations.get(node_id, 0):
+            self._incarnations[node_id] = incarnation
+            await self._kv.commit({f"{NODES}{node_id}": str(incarnation).encode()})
 
     def _check(self, op: budget_pb2.LeaseOp, seen: set[str]) -> str:
         if op.kind not in (budget_pb2.LEASE_KIND_BUDGET, budget_pb2.LEASE_KIND_REQUESTS, budget_pb2.LEASE_KIND_TOKENS,
@@ -91,10 +119,10 @@ class Ledger:
         seen.add(key)
         if op.kind == budget_pb2.LEASE_KIND_CONCURRENCY and op.settled_delta:
             return "concurrency slots are never settled: return them by lowering want_total"
-        return invalid_reason(Op(node_id="", seq=0, settled_delta=op.settled_delta, overshoot_delta=op.overshoot_delta,
-                                 want_total=op.want_total, min_grant=op.min_grant, reserved=op.reserved))
+        return invalid_reason(_op("", 0, op, cumulative=True))
 
-    async def _apply(self, node_id: str, seq: int, ops: Sequence[budget_pb2.LeaseOp]) -> list[budget_pb2.LeaseGrant]:
+    async def _apply(self, node_id: str, seq: int, ops: Sequence[budget_pb2.LeaseOp],
+                     cumulative: bool) -> list[budget_pb2.LeaseGrant]:
         """Read, apply and commit (guarded on every record's revision) valid ops naming distinct records."""
         now_s = self._clock()
         now_ms = int(now_s * 1000)
@@ -118,9 +146,8 @@ class Ledger:
             current = spec is not None and window is not None and window.key == op.window_key
             if current and spec is not None:
                 rec.limit = spec.limit  # a changed limit applies from the next grant on
-            out = apply_op(rec, Op(node_id, seq, op.settled_delta, op.overshoot_delta, op.want_total, op.min_grant,
-                                   op.reserved),
-                           now_ms=now_ms, ttl_ms=self._ttl_ms, current=current)
+            out = apply_op(rec, _op(node_id, seq, op, cumulative), now_ms=now_ms, ttl_ms=self._ttl_ms, current=current,
+                           reconcile_ms=self._reconcile_ms, latest=self._latest)
             if entry is not None or rec.settled or rec.leases:  # idle asks create no empty records
                 puts[key] = rec.encode()
                 guards[key] = entry.mod_revision if entry else 0
@@ -208,9 +235,14 @@ class Ledger:
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("ignoring unreadable ledger record %s: %s", key, exc)
                 continue
-            expire(rec, now_ms, self._ttl_ms)
+            expire(rec, now_ms, self._ttl_ms, self._reconcile_ms, self._latest)
             out.append(LedgerRow(*parsed, rec))
         return out
+
+
+def _op(holder: str, seq: int, op: budget_pb2.LeaseOp, cumulative: bool) -> Op:
+    return Op(holder, seq, op.settled_delta, op.overshoot_delta, op.want_total, op.min_grant, op.reserved,
+              cumulative=cumulative, settled_total=op.settled_total, overshoot_total=op.overshoot_total)
 
 
 def _minute_start_s(window_key: str) -> float | None:

@@ -45,16 +45,32 @@ class Lease:
 
 
 @dataclass
+class Stranded:
+    """An expired lease, still counted as spent: its holder may report late until `until_ms`."""
+
+    amount: int
+    reserved: int  # in flight at the holder's last report: presumed spent if it never reports again
+    until_ms: int
+
+
+@dataclass
 class LedgerRecord:
     limit: int
     settled: int = 0
     overshoot: int = 0  # spend reported beyond reservations (+ settles that arrived after their lease expired)
-    reclaimed: int = 0  # lease amounts returned to the pool because their node stopped renewing (crashed)
+    reclaimed: int = 0  # unspent rest of expired leases returned to the pool after reconciliation
+    presumed_total: int = 0  # lifetime: spend presumed (in `settled`) for holders that never reported back
     leases: dict[str, Lease] = field(default_factory=dict)
-    seqs: dict[str, tuple[int, int]] = field(default_factory=dict)  # node -> (last applied seq, when, ms)
+    seqs: dict[str, tuple[int, int]] = field(default_factory=dict)  # holder -> (last applied seq, when, ms)
+    # holder (node@incarnation) -> expired lease awaiting a late report (counted in leased())
+    stranded: dict[str, Stranded] = field(default_factory=dict)
+    presumed: dict[str, int] = field(default_factory=dict)  # holder -> spend presumed into `settled`, pending report
+    reported: dict[str, tuple[int, int]] = field(default_factory=dict)  # holder -> cumulative (settled, overshoot)
 
     def leased(self, now_ms: int) -> int:
-        return sum(lease.amount for lease in self.leases.values() if lease.expires_ms > now_ms)
+        """Held for nodes: unexpired leases plus expired ones awaiting reconciliation (still presumed spendable)."""
+        live = sum(lease.amount for lease in self.leases.values() if lease.expires_ms > now_ms)
+        return live + sum(s.amount for s in self.stranded.values())
 
     def reserved(self, now_ms: int) -> int:
         return sum(lease.reserved for lease in self.leases.values() if lease.expires_ms > now_ms)
@@ -66,8 +82,12 @@ class LedgerRecord:
         return json.dumps(
             {
                 "limit": self.limit, "settled": self.settled, "overshoot": self.overshoot, "reclaimed": self.reclaimed,
+                "presumed_total": self.presumed_total,
                 "leases": {n: [x.amount, x.expires_ms, x.reserved] for n, x in sorted(self.leases.items())},
                 "seqs": {n: list(s) for n, s in sorted(self.seqs.items())},
+                "stranded": {n: [x.amount, x.reserved, x.until_ms] for n, x in sorted(self.stranded.items())},
+                "presumed": dict(sorted(self.presumed.items())),
+                "reported": {n: list(r) for n, r in sorted(self.reported.items())},
             },
             separators=(",", ":"),
         ).encode()
@@ -80,4 +100,8 @@ class LedgerRecord:
             reclaimed=int(d.get("reclaimed", 0)),
             leases={n: Lease(*(int(v) for v in x)) for n, x in d["leases"].items()},
             seqs={n: (int(s), int(t)) for n, (s, t) in d.get("seqs", {}).items()},
+            presumed_total=int(d.get("presumed_total", 0)),
+            stranded={n: Stranded(*(int(v) for v in x)) for n, x in d.get("stranded", {}).items()},
+            presumed={n: int(v) for n, v in d.get("presumed", {}).items()},
+            reported={n: (int(a), int(b)) for n, (a, b) in d.get("reported", {}).items()},
         )

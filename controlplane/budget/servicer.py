@@ -40,7 +40,7 @@ class BudgetServicer(budget_pb2_grpc.BudgetServiceServicer):
         self._ledger.maybe_collect()
         started, outcome = time.monotonic(), "ok"
         try:
-            grants = await self._ledger.sync(request.node_id, request.seq, request.ops)
+            grants = await self._ledger.sync(request.node_id, request.seq, request.ops, request.incarnation)
         except StoreUnavailable as exc:
             outcome = "unavailable"
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"budget ledger unavailable: {exc}")

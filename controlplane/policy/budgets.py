@@ -140,6 +140,7 @@ def _budget_pb(b: Budget) -> policy_pb2.Budget:
         id=b.id, scope=b.scope, scope_id=b.scope_id, window=b.window, limit_pico=usd_to_pico(b.limit_usd),
         timezone=b.timezone, offline_mode=b.offline_mode,
         optimistic_overshoot_pico=usd_to_pico(b.optimistic_overshoot_usd), limit_usd=b.limit_usd,
+        max_staleness_ms=int(b.max_staleness_s * 1000),
     )
 
 

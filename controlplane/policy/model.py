@@ -204,6 +204,8 @@ class Budget(_Frozen):
     optimistic_overshoot_usd: str = "0"
     # percent of the window's limit at which destinations are notified ([] = each destination's default)
     alert_thresholds: list[Annotated[int, Field(ge=1, le=1000)]] = Field(default_factory=list)
+    # cut off from the control plane this long, a node refuses requests under this budget (0 = last-known-good)
+    max_staleness_s: float = Field(default=0, ge=0, le=86_400)
 
     @field_validator("limit_usd", mode="before")
     @classmethod

@@ -23,10 +23,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from dataplane.budget.allowance import AllowanceBook
 from dataplane.budget.estimate import input_tokens_upper_bound, output_tokens_upper_bound, worst_case
 from dataplane.budget.index import BUDGET, CONCURRENCY, REQUESTS, TOKENS, BudgetIndex, BudgetSpec, RateSpec
 from dataplane.budget.pool import LeasePool, PoolKey
-from dataplane.budget.refusal import budget_busy, budget_exhausted, budget_offline, rate_limited
+from dataplane.budget.refusal import budget_busy, budget_exhausted, budget_offline, budget_stale, rate_limited
 from dataplane.dialects.base import Usage
 from dataplane.gateway_errors import GatewayError
 from dataplane.policy import Route, RuntimeModel
@@ -50,6 +51,7 @@ class Ticket:
     claims: list[Claim]
     price: Price  # the reserved model's budget price (settle uses the served model's when told)
     index: BudgetIndex
+    output_tokens: int = 0  # the output the reservation covers (bound.bound_output caps the request at it)
 
 
 class Syncer(Protocol):
@@ -66,18 +68,34 @@ class Syncer(Protocol):
 class PoolTable:
     """Every lease pool this node holds, shared by the gate (creates, reserves) and the lease client (syncs)."""
 
-    def __init__(self) -> None:
+    def __init__(self, allowances: AllowanceBook | None = None) -> None:
+        self.allowances = allowances if allowances is not None else AllowanceBook(None)
         self.pools: dict[tuple[int, str, str], LeasePool] = {}  # (kind, limit id, window key): tuple hashing is cheap
         self.online = False
         # Lifetime counters per (kind, limit id), exported as metrics; pools come and go with windows.
         self.overshoot: dict[tuple[int, str], int] = {}
         self.refused: dict[tuple[int, str], int] = {}
+        # Acknowledged cumulative spend of pools dropped while idle, restored if the same window's pool comes back
+        # (the ledger remembers this process's totals; restarting them at 0 would hide new spend).
+        self.acked: dict[tuple[int, str, str], tuple[int, int]] = {}
+
+    def drop(self, key: tuple[int, str, str]) -> None:
+        """Forget an idle pool, keeping its acknowledged totals (only the latest window's, per limit)."""
+        p = self.pools.pop(key)
+        for old in [k for k in self.acked if k[:2] == key[:2] and k != key]:
+            del self.acked[old]
+        self.acked[key] = (p.acked_settled, p.acked_overshoot)
 
     def pool(self, kind: int, spec: BudgetSpec | RateSpec, window_key: str, now_ms: int) -> LeasePool:
         p = self.pools.get((kind, spec.id, window_key))
         if p is None:
             p = LeasePool(PoolKey(kind, spec.id, window_key), spec.offline_mode,
                           spec.optimistic_pico if isinstance(spec, BudgetSpec) else 0)
+            key = (kind, spec.id, window_key)
+            p.acked_settled, p.acked_overshoot = self.acked.get(key, (0, 0))
+            if p.optimistic:
+                p.allowance_used = self.allowances.used(key)
+                p.on_draw = lambda amount: self.allowances.draw(key, amount)
             if not self.online:
                 p.go_offline(now_ms)
             self.pools[(kind, spec.id, window_key)] = p
@@ -91,10 +109,15 @@ class BudgetGate:
         self._clock = clock
         self._wait_s = wait_s
         self._syncer = syncer
+        self._contact_age_s: Callable[[], float] | None = None
         self._windows: dict[tuple[str, str], Window] = {}
 
     def attach(self, syncer: Syncer) -> None:
         self._syncer = syncer
+
+    def attach_contact(self, contact_age_s: Callable[[], float]) -> None:
+        """Seconds since the control plane was last heard from (staleness; None = no control plane)."""
+        self._contact_age_s = contact_age_s
 
     def _window(self, window: str, tz: str, now_s: float, now_ms: int) -> Window:
         w = self._windows.get((window, tz))
@@ -121,6 +144,10 @@ class BudgetGate:
         rates = idx.rates_for(key_id, requested, model.name) if idx.rates else ()
         if not budgets and not rates:
             return None
+        if self._contact_age_s is not None:
+            for b in budgets:
+                if b.max_staleness_ms and (age := self._contact_age_s()) * 1000 > b.max_staleness_ms:
+                    raise budget_stale(b, age, b.max_staleness_ms / 1000)
         now_s = self._clock()
         now_ms = int(now_s * 1000)
         price = idx.price_for(model.name, model.price)
@@ -156,7 +183,7 @@ class BudgetGate:
                 syncer = self._syncer
                 if syncer is not None and any(c.pool.available(now_ms) < c.amount for c in claims):
                     syncer.wake()  # low-water mark: top the lease up before the next such request has to wait
-                return Ticket(claims, price, idx)
+                return Ticket(claims, price, idx, out_tok if budgets else 0)
             hopeless = self._hopeless(short, now_ms, dialect)
             if hopeless is not None:
                 raise hopeless
@@ -257,5 +284,5 @@ def _reserve(claims: list[Claim], now_ms: int) -> Claim | None:
         if c.pool.available(now_ms) < c.amount:
             return c
     for c in claims:
-        c.pool.take(c.amount)
+        c.pool.take(c.amount, now_ms)
     return None

@@ -35,6 +35,7 @@ class BudgetSpec:
     limit_usd: str
     offline_mode: str
     optimistic_pico: int
+    max_staleness_ms: int = 0  # refuse after this long without word from the control plane (0 = never)
 
     @property
     def label(self) -> str:
@@ -117,7 +118,7 @@ def build_index(snap: policy_pb2.PolicySnapshot) -> BudgetIndex:
     if not bp.budgets and not bp.rate_limits and not bp.unpriced_models:
         return BudgetIndex(default_max_output_tokens=bp.default_max_output_tokens)
     budgets = {b.id: BudgetSpec(b.id, b.scope, b.scope_id, b.window, b.timezone or "UTC", b.limit_pico, b.limit_usd,
-                                b.offline_mode or "safe_share", b.optimistic_overshoot_pico) for b in bp.budgets}
+                                b.offline_mode or "safe_share", b.optimistic_overshoot_pico, b.max_staleness_ms) for b in bp.budgets}
     rates = {r.id: RateSpec(r.id, r.scope, r.scope_id, frozenset(r.models), r.requests_per_minute, r.tokens_per_minute,
                             r.max_concurrent, r.offline_mode or "safe_share") for r in bp.rate_limits}
     by_scope: dict[tuple[str, str], list[BudgetSpec]] = {}

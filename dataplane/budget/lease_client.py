@@ -3,9 +3,11 @@
 Off the request path. Each tick it reports the spend settled locally since the last acknowledged report,
 asks for the lease it wants to hold (reserved + waiting + headroom; lower = hand back unused budget;
 0 when idle = return everything) and renews every lease it names. A request that finds its lease short
-wakes it early. A call whose outcome is unknown (timeout, control plane down) is retried with the same
-seq and the same deltas, so spend is never reported twice; until it succeeds every pool follows its
-offline mode (fail_closed: refuse; safe_share: only the unexpired lease; optimistic: a bounded extra).
+wakes it early. Reports are cumulative per process incarnation (node id + boot epoch): a call whose outcome
+is unknown (timeout, control plane down) is retried with a new seq and CURRENT totals, and the ledger applies
+only what the totals add, so spend is never reported twice nor reported stale. Until a call succeeds every
+pool follows its offline mode (fail_closed: refuse; safe_share: only the unexpired lease; optimistic: a
+bounded extra). The node stops using a lease a safety margin before the ledger's expiry (docs/budget-faults.md).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from interlock.v1 import budget_pb2, budget_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-EXPIRY_GUARD_MS = 1000  # stop using a lease this long before the control plane may hand it to another node
+EXPIRY_GUARD_MS = 1000  # stop using a lease this long (at most TTL/4) before the ledger's expiry
 # gRPC's default reconnect backoff grows to minutes; leases expire in seconds, so reconnect promptly instead.
 CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 200),
@@ -39,6 +41,7 @@ class LeaseClient:
         self, table: PoolTable, *, target: str, node_id: str, tick_s: float = 0.5, rpc_timeout_s: float = 2.0,
         min_interval_s: float = 0.02,
         clock: Callable[[], float] = time.time, credentials: grpc.ChannelCredentials | None = None,
+        incarnation: int | None = None,
     ) -> None:
         self._table = table
         self._target = target
@@ -49,7 +52,12 @@ class LeaseClient:
         self._clock = clock
         self._credentials = credentials
         self._seq = int(clock() * 1000)
+        # Boot epoch: larger after every restart, so the ledger treats a restarted node as a new lease holder.
+        self.incarnation = incarnation if incarnation is not None else time.time_ns() // 1000
         self._pending: tuple[budget_pb2.LeaseSyncRequest, list[LeasePool]] | None = None
+        self._closing = False  # the final call of a graceful shutdown: hand every lease back
+        self.last_ok_s = 0.0  # local time of the last successful Sync
+        self.last_ok_monotonic: float | None = None  # time.monotonic() of it (staleness)
         self._wake = asyncio.Event()
         self._synced = asyncio.Event()
         self._channel: grpc.aio.Channel | None = None
@@ -84,7 +92,7 @@ class LeaseClient:
             except TimeoutError:
                 pass
             self._wake.clear()
-            if self._table.pools or self._pending is not None:
+            if self._table.pools or self._pending is not None or not self.syncs:  # first: announce this incarnation
                 try:
                     await self.sync_once()
                 except Exception:  # a bug here must not stop lease renewal for the node's lifetime
@@ -93,8 +101,7 @@ class LeaseClient:
 
     async def sync_once(self) -> None:
         stub = self._connect()
-        if self._pending is None:
-            self._pending = self._build()
+        self._pending = self._build()  # a retry too: current cumulative totals, a fresh seq
         req, pools = self._pending
         sent_ms = int(self._clock() * 1000)
         try:
@@ -107,6 +114,8 @@ class LeaseClient:
             self._set_offline(sent_ms)
         else:
             self._pending = None
+            self.last_ok_s = sent_ms / 1000
+            self.last_ok_monotonic = time.monotonic()
             self._apply(resp, pools, sent_ms, req)
         finally:
             done, self._synced = self._synced, asyncio.Event()
@@ -124,11 +133,15 @@ class LeaseClient:
             pool.waiting = pool.waiting_max = 0
             k = pool.key
             ops.append(budget_pb2.LeaseOp(kind=k.kind, limit_id=k.limit_id, window_key=k.window_key,  # type: ignore[arg-type]
-                                          settled_delta=settled, overshoot_delta=overshoot, want_total=want,
+                                          settled_total=settled, overshoot_total=overshoot, want_total=want,
                                           min_grant=min_grant, reserved=pool.reserved))
             pools.append(pool)
+        if self._closing:
+            for op in ops:
+                op.want_total = 0
         self._seq += 1
-        return budget_pb2.LeaseSyncRequest(node_id=self._node_id, ops=ops, seq=self._seq), pools
+        return budget_pb2.LeaseSyncRequest(node_id=self._node_id, ops=ops, seq=self._seq,
+                                           incarnation=self.incarnation), pools
 
     def _apply(self, resp: budget_pb2.LeaseSyncResponse, pools: list[LeasePool], sent_ms: int,
                req: budget_pb2.LeaseSyncRequest) -> None:
@@ -146,14 +159,15 @@ class LeaseClient:
             ledger = LedgerView(g.limit, g.settled, g.leased, g.remaining, g.window_resets_unix_ms) if ok else None
             pool.finish_report(g.lease if ok else 0, ledger)
             # The lease is good until the server's expiry, measured from when we SENT the call (conservative).
-            expires_local = g.lease_expires_unix_ms + min(skew, 0) - EXPIRY_GUARD_MS if ok else 0
+            guard = min(EXPIRY_GUARD_MS, resp.lease_ttl_ms // 4) if resp.lease_ttl_ms else EXPIRY_GUARD_MS
+            expires_local = g.lease_expires_unix_ms + min(skew, 0) - guard if ok else 0
             pool.go_online(expires_local)
         # Drop pools that held, owed and asked for nothing. One that asked and got nothing is kept a round: its
         # ledger view (e.g. "spent out") is what lets its waiters be refused with the right answer.
         sent = {id(p) for p, op in zip(pools, req.ops, strict=False) if op.want_total == 0}
         for key, pool in list(self._table.pools.items()):
             if pool.idle and id(pool) in sent:
-                del self._table.pools[key]  # nothing held, nothing owed: stop renewing it
+                self._table.drop(key)  # nothing held, nothing owed: stop renewing it
 
     def _set_offline(self, now_ms: int) -> None:
         self.online = self._table.online = False
@@ -165,13 +179,8 @@ class LeaseClient:
         every lease back in one call; then close the channel."""
         try:
             if self._stub is not None and self._table.pools:
-                if self._pending is not None:
-                    await self.sync_once()  # the retry first: its deltas must not be lost or doubled
-                if self._pending is None:
-                    self._pending = self._build()
-                    for op in self._pending[0].ops:
-                        op.want_total = 0
-                    await self.sync_once()
+                self._closing = True
+                await self.sync_once()
         finally:
             if self._channel is not None:
                 await self._channel.close()

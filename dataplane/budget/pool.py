@@ -14,6 +14,7 @@ admitted meanwhile may rely on the part being handed back.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -26,7 +27,10 @@ class PoolKey:
 
 class LeasePool:
     __slots__ = (
+        "acked_overshoot",
+        "acked_settled",
         "allowance",
+        "allowance_used",
         "floor",
         "flow_since_ms",
         "in_report",
@@ -36,6 +40,7 @@ class LeasePool:
         "lease",
         "ledger",
         "mode",
+        "on_draw",
         "optimistic",
         "overshoot",
         "overshoot_total",
@@ -59,6 +64,8 @@ class LeasePool:
         self.in_report_overshoot = 0
         self.floor: int | None = None  # lease the node promised to keep while a sync is in flight
         self.allowance = 0  # extra the offline mode lets this node spend beyond its lease (optimistic)
+        self.allowance_used = 0  # drawn from it in this window, over every outage (and restart: AllowanceBook)
+        self.on_draw: Callable[[int], None] | None = None  # persists a draw on the allowance
         self.usable_until_ms = 0  # local time after which the lease may not be used (expiry, offline mode)
         self.largest = 0  # largest single reservation seen: the smallest useful grant
         self.reserved_flow = 0  # amount reserved since flow_since_ms (demand estimate; the lease client resets it)
@@ -67,15 +74,34 @@ class LeasePool:
         self.waiting_max = 0  # the largest of those
         self.overshoot_total = 0  # lifetime sum of (actual - reserved) where positive: exported as a metric
         self.ledger: LedgerView | None = None  # the ledger figures of the last grant (refusal messages, CLI)
+        # Cumulative spend the control plane acknowledged for this lease (this process lifetime): reports carry
+        # acked + spent, so a retried or duplicated Sync is applied once, with current figures.
+        self.acked_settled = 0
+        self.acked_overshoot = 0
+
+    def _lease_room(self, now_ms: int) -> int:
+        """What the lease still covers; 0 past its deadline (what was taken from it stays covered by it)."""
+        if now_ms >= self.usable_until_ms:
+            return 0
+        cap = self.lease if self.floor is None else min(self.lease, self.floor)
+        return cap - self.reserved - self.spent
 
     def available(self, now_ms: int) -> int:
-        if now_ms >= self.usable_until_ms:
-            return self.allowance - self.reserved - self.spent if self.allowance else 0
-        cap = self.lease if self.floor is None else min(self.lease, self.floor)
-        return cap + self.allowance - self.reserved - self.spent
+        room = self._lease_room(now_ms)
+        if not self.allowance:
+            return room
+        # spend beyond the lease is already counted in allowance_used: a negative room must not count it twice
+        return max(0, room) + max(0, self.allowance - self.allowance_used)
 
-    def take(self, amount: int) -> None:
-        """Reserve `amount` (the caller checked available())."""
+    def take(self, amount: int, now_ms: int | None = None) -> None:
+        """Reserve `amount` (the caller checked available()). Offline, what the lease cannot cover is drawn
+        from the optimistic allowance, once per window however many outages there are."""
+        if self.allowance and now_ms is not None:
+            drawn = amount - max(0, min(amount, self._lease_room(now_ms)))
+            if drawn > 0:
+                self.allowance_used += drawn
+                if self.on_draw is not None:
+                    self.on_draw(drawn)
         self.reserved += amount
         self.reserved_flow += amount
         if amount > self.largest:
@@ -98,14 +124,18 @@ class LeasePool:
 
     # ---- lease client side -----------------------------------------------------------------------------
     def begin_report(self, want_total: int) -> tuple[int, int]:
-        """Start a sync (or retry the one whose outcome is unknown): returns (settled_delta, overshoot_delta)."""
-        if self.floor is None:  # a new report; a retry resends the same deltas and keeps its floor
-            self.in_report, self.in_report_overshoot = self.spent, self.overshoot
-            self.floor = self.in_report + want_total
-        return self.in_report, self.in_report_overshoot
+        """Start a sync, or retry one whose outcome is unknown WITH CURRENT FIGURES: returns the cumulative
+        (settled_total, overshoot_total). While any attempt may still be applied, admission stays under the
+        smallest lease one of them asked to keep (pre-settlement terms)."""
+        self.in_report, self.in_report_overshoot = self.spent, self.overshoot
+        floor = self.in_report + want_total
+        self.floor = floor if self.floor is None else min(self.floor, floor)
+        return self.acked_settled + self.in_report, self.acked_overshoot + self.in_report_overshoot
 
     def finish_report(self, lease: int, ledger: LedgerView | None) -> None:
         """The control plane applied the report and says the lease is now `lease` (unsettled part only)."""
+        self.acked_settled += self.in_report
+        self.acked_overshoot += self.in_report_overshoot
         self.spent -= self.in_report
         self.overshoot -= self.in_report_overshoot
         self.in_report = self.in_report_overshoot = 0

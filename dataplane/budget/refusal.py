@@ -79,6 +79,13 @@ def budget_offline(spec: BudgetSpec) -> GatewayError:
     return GatewayError(429, ErrorKind.RATE_LIMIT, msg, (("retry-after", "5"), ("x-interlock-limit-id", spec.id)))
 
 
+def budget_stale(spec: BudgetSpec, age_s: float, max_s: float) -> GatewayError:
+    msg = (f"{spec.label} cannot be checked: this gateway node has not heard from the control plane for "
+           f"{age_s:.0f} s (policy staleness.max_staleness_s = {max_s:g}), so it cannot know whether the key was "
+           f"revoked or the budget paused; retry shortly")
+    return GatewayError(503, ErrorKind.UNAVAILABLE, msg, (("retry-after", "5"), ("x-interlock-limit-id", spec.id)))
+
+
 _UNIT = {REQUESTS: "requests", TOKENS: "tokens", CONCURRENCY: "concurrent requests"}
 
 

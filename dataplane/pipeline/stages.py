@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 from dataplane.admission import authenticate, presented_key
 from dataplane.attempt import parse_body, record_model
 from dataplane.attempt_loop import AttemptLoop
+from dataplane.budget.bound import bound_output
 from dataplane.dialects.base import ErrorKind
 from dataplane.gateway_errors import GatewayError, bad_request
 from dataplane.pipeline.context import RequestContext
@@ -126,3 +127,5 @@ class Pipeline:
             policy.budgets, key.id, rec.tags, rec.requested_model, Route(first, rec.alias), ctx.req.body, ctx.body,
             ep.dialect.max_output_tokens(ctx.body), ep.dialect.name, ep.operation,
             [d.model for t in plan.targets for d in t.deployments])
+        if rec.budget is not None:  # the provider may not produce more output than was reserved
+            bound_output(ep.operation, ctx.body, ep.dialect.max_output_tokens(ctx.body), rec.budget.output_tokens)

@@ -24,25 +24,25 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19interlock/v1/budget.proto\x12\x0cinterlock.v1\"\xbf\x01\n\x07LeaseOp\x12%\n\x04kind\x18\x01 \x01(\x0e\x32\x17.interlock.v1.LeaseKind\x12\x10\n\x08limit_id\x18\x02 \x01(\t\x12\x12\n\nwindow_key\x18\x03 \x01(\t\x12\x15\n\rsettled_delta\x18\x04 \x01(\x03\x12\x17\n\x0fovershoot_delta\x18\x05 \x01(\x03\x12\x12\n\nwant_total\x18\x06 \x01(\x03\x12\x11\n\tmin_grant\x18\x07 \x01(\x03\x12\x10\n\x08reserved\x18\x08 \x01(\x03\"T\n\x10LeaseSyncRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\"\n\x03ops\x18\x02 \x03(\x0b\x32\x15.interlock.v1.LeaseOp\x12\x0b\n\x03seq\x18\x03 \x01(\x04\"\xba\x02\n\nLeaseGrant\x12%\n\x04kind\x18\x01 \x01(\x0e\x32\x17.interlock.v1.LeaseKind\x12\x10\n\x08limit_id\x18\x02 \x01(\t\x12\x12\n\nwindow_key\x18\x03 \x01(\t\x12)\n\x06status\x18\x04 \x01(\x0e\x32\x19.interlock.v1.LeaseStatus\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\r\n\x05lease\x18\x06 \x01(\x03\x12\x15\n\rgranted_delta\x18\x07 \x01(\x03\x12\x1d\n\x15lease_expires_unix_ms\x18\x08 \x01(\x03\x12\r\n\x05limit\x18\t \x01(\x03\x12\x0f\n\x07settled\x18\n \x01(\x03\x12\x0e\n\x06leased\x18\x0b \x01(\x03\x12\x11\n\tremaining\x18\x0c \x01(\x03\x12\x1d\n\x15window_resets_unix_ms\x18\r \x01(\x03\"p\n\x11LeaseSyncResponse\x12(\n\x06grants\x18\x01 \x03(\x0b\x32\x18.interlock.v1.LeaseGrant\x12\x1b\n\x13server_time_unix_ms\x18\x02 \x01(\x03\x12\x14\n\x0clease_ttl_ms\x18\x03 \x01(\r*\x8a\x01\n\tLeaseKind\x12\x1a\n\x16LEASE_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11LEASE_KIND_BUDGET\x10\x01\x12\x17\n\x13LEASE_KIND_REQUESTS\x10\x02\x12\x15\n\x11LEASE_KIND_TOKENS\x10\x03\x12\x1a\n\x16LEASE_KIND_CONCURRENCY\x10\x04*|\n\x0bLeaseStatus\x12\x13\n\x0fLEASE_STATUS_OK\x10\x00\x12\x1e\n\x1aLEASE_STATUS_UNKNOWN_LIMIT\x10\x01\x12\x1e\n\x1aLEASE_STATUS_WINDOW_CLOSED\x10\x02\x12\x18\n\x14LEASE_STATUS_INVALID\x10\x03\x32X\n\rBudgetService\x12G\n\x04Sync\x12\x1e.interlock.v1.LeaseSyncRequest\x1a\x1f.interlock.v1.LeaseSyncResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19interlock/v1/budget.proto\x12\x0cinterlock.v1\"\xf1\x01\n\x07LeaseOp\x12%\n\x04kind\x18\x01 \x01(\x0e\x32\x17.interlock.v1.LeaseKind\x12\x10\n\x08limit_id\x18\x02 \x01(\t\x12\x12\n\nwindow_key\x18\x03 \x01(\t\x12\x15\n\rsettled_delta\x18\x04 \x01(\x03\x12\x17\n\x0fovershoot_delta\x18\x05 \x01(\x03\x12\x12\n\nwant_total\x18\x06 \x01(\x03\x12\x11\n\tmin_grant\x18\x07 \x01(\x03\x12\x10\n\x08reserved\x18\x08 \x01(\x03\x12\x16\n\rsettled_total\x18\x84\x07 \x01(\x03\x12\x18\n\x0fovershoot_total\x18\x85\x07 \x01(\x03\"j\n\x10LeaseSyncRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\"\n\x03ops\x18\x02 \x03(\x0b\x32\x15.interlock.v1.LeaseOp\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x14\n\x0bincarnation\x18\x84\x07 \x01(\x04\"\xba\x02\n\nLeaseGrant\x12%\n\x04kind\x18\x01 \x01(\x0e\x32\x17.interlock.v1.LeaseKind\x12\x10\n\x08limit_id\x18\x02 \x01(\t\x12\x12\n\nwindow_key\x18\x03 \x01(\t\x12)\n\x06status\x18\x04 \x01(\x0e\x32\x19.interlock.v1.LeaseStatus\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\r\n\x05lease\x18\x06 \x01(\x03\x12\x15\n\rgranted_delta\x18\x07 \x01(\x03\x12\x1d\n\x15lease_expires_unix_ms\x18\x08 \x01(\x03\x12\r\n\x05limit\x18\t \x01(\x03\x12\x0f\n\x07settled\x18\n \x01(\x03\x12\x0e\n\x06leased\x18\x0b \x01(\x03\x12\x11\n\tremaining\x18\x0c \x01(\x03\x12\x1d\n\x15window_resets_unix_ms\x18\r \x01(\x03\"p\n\x11LeaseSyncResponse\x12(\n\x06grants\x18\x01 \x03(\x0b\x32\x18.interlock.v1.LeaseGrant\x12\x1b\n\x13server_time_unix_ms\x18\x02 \x01(\x03\x12\x14\n\x0clease_ttl_ms\x18\x03 \x01(\r*\x8a\x01\n\tLeaseKind\x12\x1a\n\x16LEASE_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11LEASE_KIND_BUDGET\x10\x01\x12\x17\n\x13LEASE_KIND_REQUESTS\x10\x02\x12\x15\n\x11LEASE_KIND_TOKENS\x10\x03\x12\x1a\n\x16LEASE_KIND_CONCURRENCY\x10\x04*|\n\x0bLeaseStatus\x12\x13\n\x0fLEASE_STATUS_OK\x10\x00\x12\x1e\n\x1aLEASE_STATUS_UNKNOWN_LIMIT\x10\x01\x12\x1e\n\x1aLEASE_STATUS_WINDOW_CLOSED\x10\x02\x12\x18\n\x14LEASE_STATUS_INVALID\x10\x03\x32X\n\rBudgetService\x12G\n\x04Sync\x12\x1e.interlock.v1.LeaseSyncRequest\x1a\x1f.interlock.v1.LeaseSyncResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'interlock.v1.budget_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LEASEKIND']._serialized_start=755
-  _globals['_LEASEKIND']._serialized_end=893
-  _globals['_LEASESTATUS']._serialized_start=895
-  _globals['_LEASESTATUS']._serialized_end=1019
+  _globals['_LEASEKIND']._serialized_start=827
+  _globals['_LEASEKIND']._serialized_end=965
+  _globals['_LEASESTATUS']._serialized_start=967
+  _globals['_LEASESTATUS']._serialized_end=1091
   _globals['_LEASEOP']._serialized_start=44
-  _globals['_LEASEOP']._serialized_end=235
-  _globals['_LEASESYNCREQUEST']._serialized_start=237
-  _globals['_LEASESYNCREQUEST']._serialized_end=321
-  _globals['_LEASEGRANT']._serialized_start=324
-  _globals['_LEASEGRANT']._serialized_end=638
-  _globals['_LEASESYNCRESPONSE']._serialized_start=640
-  _globals['_LEASESYNCRESPONSE']._serialized_end=752
-  _globals['_BUDGETSERVICE']._serialized_start=1021
-  _globals['_BUDGETSERVICE']._serialized_end=1109
+  _globals['_LEASEOP']._serialized_end=285
+  _globals['_LEASESYNCREQUEST']._serialized_start=287
+  _globals['_LEASESYNCREQUEST']._serialized_end=393
+  _globals['_LEASEGRANT']._serialized_start=396
+  _globals['_LEASEGRANT']._serialized_end=710
+  _globals['_LEASESYNCRESPONSE']._serialized_start=712
+  _globals['_LEASESYNCRESPONSE']._serialized_end=824
+  _globals['_BUDGETSERVICE']._serialized_start=1093
+  _globals['_BUDGETSERVICE']._serialized_end=1181
 # @@protoc_insertion_point(module_scope)

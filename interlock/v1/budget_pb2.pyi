@@ -32,7 +32,7 @@ LEASE_STATUS_WINDOW_CLOSED: LeaseStatus
 LEASE_STATUS_INVALID: LeaseStatus
 
 class LeaseOp(_message.Message):
-    __slots__ = ("kind", "limit_id", "window_key", "settled_delta", "overshoot_delta", "want_total", "min_grant", "reserved")
+    __slots__ = ("kind", "limit_id", "window_key", "settled_delta", "overshoot_delta", "want_total", "min_grant", "reserved", "settled_total", "overshoot_total")
     KIND_FIELD_NUMBER: _ClassVar[int]
     LIMIT_ID_FIELD_NUMBER: _ClassVar[int]
     WINDOW_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +41,8 @@ class LeaseOp(_message.Message):
     WANT_TOTAL_FIELD_NUMBER: _ClassVar[int]
     MIN_GRANT_FIELD_NUMBER: _ClassVar[int]
     RESERVED_FIELD_NUMBER: _ClassVar[int]
+    SETTLED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    OVERSHOOT_TOTAL_FIELD_NUMBER: _ClassVar[int]
     kind: LeaseKind
     limit_id: str
     window_key: str
@@ -49,17 +51,21 @@ class LeaseOp(_message.Message):
     want_total: int
     min_grant: int
     reserved: int
-    def __init__(self, kind: _Optional[_Union[LeaseKind, str]] = ..., limit_id: _Optional[str] = ..., window_key: _Optional[str] = ..., settled_delta: _Optional[int] = ..., overshoot_delta: _Optional[int] = ..., want_total: _Optional[int] = ..., min_grant: _Optional[int] = ..., reserved: _Optional[int] = ...) -> None: ...
+    settled_total: int
+    overshoot_total: int
+    def __init__(self, kind: _Optional[_Union[LeaseKind, str]] = ..., limit_id: _Optional[str] = ..., window_key: _Optional[str] = ..., settled_delta: _Optional[int] = ..., overshoot_delta: _Optional[int] = ..., want_total: _Optional[int] = ..., min_grant: _Optional[int] = ..., reserved: _Optional[int] = ..., settled_total: _Optional[int] = ..., overshoot_total: _Optional[int] = ...) -> None: ...
 
 class LeaseSyncRequest(_message.Message):
-    __slots__ = ("node_id", "ops", "seq")
+    __slots__ = ("node_id", "ops", "seq", "incarnation")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     OPS_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     ops: _containers.RepeatedCompositeFieldContainer[LeaseOp]
     seq: int
-    def __init__(self, node_id: _Optional[str] = ..., ops: _Optional[_Iterable[_Union[LeaseOp, _Mapping]]] = ..., seq: _Optional[int] = ...) -> None: ...
+    incarnation: int
+    def __init__(self, node_id: _Optional[str] = ..., ops: _Optional[_Iterable[_Union[LeaseOp, _Mapping]]] = ..., seq: _Optional[int] = ..., incarnation: _Optional[int] = ...) -> None: ...
 
 class LeaseGrant(_message.Message):
     __slots__ = ("kind", "limit_id", "window_key", "status", "error", "lease", "granted_delta", "lease_expires_unix_ms", "limit", "settled", "leased", "remaining", "window_resets_unix_ms")

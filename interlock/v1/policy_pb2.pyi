@@ -283,7 +283,7 @@ class VirtualKey(_message.Message):
     def __init__(self, id: _Optional[str] = ..., key_hash: _Optional[bytes] = ..., name: _Optional[str] = ..., team_id: _Optional[str] = ..., user_id: _Optional[str] = ..., project_id: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., expires_at_unix_ms: _Optional[int] = ..., revoked: _Optional[bool] = ..., default_tags: _Optional[_Mapping[str, str]] = ..., parent_key_id: _Optional[str] = ..., paused: _Optional[bool] = ..., paused_reason: _Optional[str] = ...) -> None: ...
 
 class Budget(_message.Message):
-    __slots__ = ("id", "scope", "scope_id", "window", "limit_pico", "timezone", "offline_mode", "optimistic_overshoot_pico", "limit_usd")
+    __slots__ = ("id", "scope", "scope_id", "window", "limit_pico", "timezone", "offline_mode", "optimistic_overshoot_pico", "limit_usd", "max_staleness_ms")
     ID_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     SCOPE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -293,6 +293,7 @@ class Budget(_message.Message):
     OFFLINE_MODE_FIELD_NUMBER: _ClassVar[int]
     OPTIMISTIC_OVERSHOOT_PICO_FIELD_NUMBER: _ClassVar[int]
     LIMIT_USD_FIELD_NUMBER: _ClassVar[int]
+    MAX_STALENESS_MS_FIELD_NUMBER: _ClassVar[int]
     id: str
     scope: str
     scope_id: str
@@ -302,7 +303,8 @@ class Budget(_message.Message):
     offline_mode: str
     optimistic_overshoot_pico: int
     limit_usd: str
-    def __init__(self, id: _Optional[str] = ..., scope: _Optional[str] = ..., scope_id: _Optional[str] = ..., window: _Optional[str] = ..., limit_pico: _Optional[int] = ..., timezone: _Optional[str] = ..., offline_mode: _Optional[str] = ..., optimistic_overshoot_pico: _Optional[int] = ..., limit_usd: _Optional[str] = ...) -> None: ...
+    max_staleness_ms: int
+    def __init__(self, id: _Optional[str] = ..., scope: _Optional[str] = ..., scope_id: _Optional[str] = ..., window: _Optional[str] = ..., limit_pico: _Optional[int] = ..., timezone: _Optional[str] = ..., offline_mode: _Optional[str] = ..., optimistic_overshoot_pico: _Optional[int] = ..., limit_usd: _Optional[str] = ..., max_staleness_ms: _Optional[int] = ...) -> None: ...
 
 class RateLimit(_message.Message):
     __slots__ = ("id", "scope", "scope_id", "models", "requests_per_minute", "tokens_per_minute", "max_concurrent", "offline_mode")
