@@ -16,7 +16,7 @@ import orjson
 from dataplane.dialects.base import ErrorKind
 from dataplane.gateway_errors import GatewayError
 from dataplane.guardrails.compiled import INPUT, OUTPUT, CompiledGuardrail
-from dataplane.guardrails.engine import Finding
+from dataplane.guardrails.engine import SLOW_ENGINE_WARNING, Finding, linear_engine
 from dataplane.guardrails.metrics import GuardrailCounters
 from dataplane.guardrails.walk import TextIndex
 
@@ -45,9 +45,13 @@ class Guardrails:
 
     def __init__(self, counters: GuardrailCounters | None = None, *, scan_budget_s: float = 0.25,
                  clock: Callable[[], float] = time.perf_counter) -> None:
-        self.counters = counters or GuardrailCounters()
+        self.counters = counters or GuardrailCounters(fallback_engine=not linear_engine())
         self.scan_budget_s = scan_budget_s  # per guardrail per scan; past it the fail mode applies (ScanTimeout)
         self.clock = clock
+
+    def startup_warning(self) -> str | None:
+        """What the node logs at start when guardrails would scan with the slow fallback engine."""
+        return SLOW_ENGINE_WARNING if self.counters.fallback_engine else None
 
     # -- stage 3: input
     def check_input(self, ctx: RequestContext) -> None:
