@@ -3,6 +3,7 @@
 
     python benchmarks/dataplane_overhead.py [--quick] [--duration S] [--open-duration S]
     python benchmarks/dataplane_overhead.py --observe [--rounds N]   # cost of metrics/access log/tracing
+    python benchmarks/dataplane_overhead.py --guardrails [--rounds N] # default guardrail on vs off (1 KB)
 
 Gateway (`interlock dataplane`) on core 0; nginx (recorded responses) and the load
 tool on core 1. See benchmarks/README.md for the method and what each figure means.
@@ -143,9 +144,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--observe", action="store_true",
                     help="only compare observability settings (all off vs metrics + access log vs tracing), "
                          "interleaved rounds, same run")
-    ap.add_argument("--rounds", type=int, default=3, help="with --observe: interleaved rounds per configuration")
-    ap.add_argument("--observe-scenarios", default="nonstream_1k,stream_20", help="with --observe: scenario names")
+    ap.add_argument("--guardrails", action="store_true",
+                    help="only compare the default guardrail (secret detectors on every request's input, redact) "
+                         "off vs on, interleaved rounds, same run (--observe-scenarios, default nonstream_1k)")
+    ap.add_argument("--rounds", type=int, default=3, help="with --observe/--guardrails: interleaved rounds per config")
+    ap.add_argument("--observe-scenarios", help="with --observe (default nonstream_1k,stream_20) or --guardrails "
+                                                "(default nonstream_1k): scenario names")
     args = ap.parse_args(argv)
+    args.observe_scenarios = args.observe_scenarios or ("nonstream_1k" if args.guardrails else "nonstream_1k,stream_20")
     args.duration = args.duration or (4.0 if args.quick else 10.0)
     args.open_duration = args.open_duration or (5.0 if args.quick else 15.0)
     args.warmup = args.warmup or (1.0 if args.quick else 2.0)
@@ -163,6 +169,33 @@ def _observe(args: argparse.Namespace, work: Path, up: Upstream, env: dict[str, 
               "settings": {"duration_s": args.duration, "rounds": args.rounds, "connections": CONNECTIONS,
                            "configs": observe.CONFIGS}, "results": res}
     path = write_json(REPO / "benchmarks" / "results", record, suffix="-observe")
+    print(f"\nresults: {path.relative_to(REPO)}  ({record['elapsed_s']}s)")
+    return 0
+
+
+GUARDRAIL_CONFIGS = {"off": observe.OFF, "guardrail": observe.OFF, "off_control": observe.OFF}
+
+
+def _guardrails(args: argparse.Namespace, work: Path, up: Upstream, env: dict[str, Any], started: float) -> int:
+    """Same node and settings, the only difference the default guardrail in the snapshot; rounds interleaved."""
+    print(f"guardrail cost: wrk -t1 -c{CONNECTIONS} {args.duration:g}s x {args.rounds} interleaved rounds "
+          "(off, default guardrail, off again)", flush=True)
+    scen = [s for s in SCENARIOS if s.name in args.observe_scenarios.split(",")]
+    res = observe.observe_compare(args, work, up, scen, gateway_core=GATEWAY_CORE, load_core=LOAD_CORE,
+                                  connections=CONNECTIONS, rounds=args.rounds, configs=GUARDRAIL_CONFIGS,
+                                  guarded=frozenset({"guardrail"}))
+    print("\n" + observe.table(res))
+    for name, r in res.items():
+        on = r["guardrail"]
+        print(f"{name}: default guardrail on/off throughput ratio {on['rps_vs_off']:.3f} "
+              f"(drop {100 * (1 - on['rps_vs_off']):.1f}%; per gateway core {on['per_core_vs_off']:.3f}); "
+              f"off_control/off {r['off_control']['rps_vs_off']:.3f} is the noise floor")
+    record = {"benchmark": "dataplane_overhead_guardrails", "env": env,
+              "elapsed_s": round(time.monotonic() - started, 1),
+              "settings": {"duration_s": args.duration, "rounds": args.rounds, "connections": CONNECTIONS,
+                           "guardrail": "default-secrets: detect [secrets], action redact, input, every request"},
+              "results": res}
+    path = write_json(REPO / "benchmarks" / "results", record, suffix="-guardrails")
     print(f"\nresults: {path.relative_to(REPO)}  ({record['elapsed_s']}s)")
     return 0
 
@@ -186,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         up = start_nginx(procs, work, LOAD_CORE)
         if args.observe:
             return _observe(args, work, up, env, started)
+        if args.guardrails:
+            return _guardrails(args, work, up, env, started)
         sink_env: dict[str, str] = {}
         if args.usage_sink == "kafka":
             broker = start_kafka(work, LOAD_CORE)

@@ -71,7 +71,12 @@ def main() -> None:
     walk = _p50(lambda: TextIndex(body), args.runs)
     text = TextIndex(body).text
     scan = _p50(lambda: scanner.scan(text), args.runs)
-    both = _p50(lambda: scanner.scan(TextIndex(body).text), args.runs)
+
+    def stage() -> None:  # what the input stage does: walk, one DFA pre-check, then the scan only on a candidate
+        t = TextIndex(body).text
+        if scanner.maybe(t.encode("utf-8", "surrogatepass")):
+            scanner.scan(t)
+    both = _p50(stage, args.runs)
     print(f"\n{len(raw) / 1000:.0f} KB request: parse (baseline, the proxy does it anyway) {parse:.3f} ms p50; "
           f"walk {walk:.3f} ms; scan {scan:.3f} ms; walk+scan (added by the input guardrail) {both:.3f} ms p50 "
           f"= {both / parse:.1f}x the parse")

@@ -138,6 +138,8 @@ class DataPlaneNode:
             self.events.start()
         log.info("data plane %s listening on %s:%d (policy v%s)", self.settings.node_id, self.settings.host, self.port,
                  self.holder.policy.version if self.holder.policy else "none")
+        if warning := self.guardrails.startup_warning():
+            log.warning("%s", warning)
 
     def proxy_breakers_states(self) -> list[tuple[str, str]]:
         return self.proxy.breakers.states()

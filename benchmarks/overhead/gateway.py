@@ -19,6 +19,7 @@ from pathlib import Path
 import orjson
 
 from controlplane.policy.compiler import compile_snapshot
+from controlplane.policy.guardrails import Guardrail
 from controlplane.policy.model import Alias, KeyRecord, Model, PolicyDocument, Price, Provider, Team
 from dataplane import snapshot_file
 from interlock.keys import hash_key, new_key_id, new_secret
@@ -42,8 +43,10 @@ class Gateway:
     note: str  # workarounds the harness had to apply ("" = none: `interlock dataplane` exactly as briefed)
 
 
-def write_snapshot(state_dir: Path, upstream_port: int, pepper: bytes) -> str:
-    """Compile the benchmark policy, save it where the node looks, return the virtual key's secret."""
+def write_snapshot(state_dir: Path, upstream_port: int, pepper: bytes, guardrail: bool = False) -> str:
+    """Compile the benchmark policy, save it where the node looks, return the virtual key's secret.
+
+    guardrail: add the default guardrail (the secret detectors on every request's input, redact)."""
     base = f"http://127.0.0.1:{upstream_port}/v1"
     price = Price(input="0.15", output="0.60")
     doc = PolicyDocument(
@@ -58,6 +61,7 @@ def write_snapshot(state_dir: Path, upstream_port: int, pepper: bytes) -> str:
         ],
         aliases=[Alias(name=ALIAS, target="bench-gpt"), Alias(name=STREAM_ALIAS, target="bench-gpt-sse")],
         teams=[Team(id="bench", allowed_models=[ALIAS, STREAM_ALIAS], default_tags={"env": "bench"})],
+        guardrails=[Guardrail(id="default-secrets", detect=["secrets"], action="redact")] if guardrail else [],
     )
     secret = new_secret()
     key = KeyRecord(id=new_key_id(), key_hash=hash_key(pepper, secret).hex(), team="bench", name="bench")
@@ -105,10 +109,11 @@ def _interlock_cli() -> str:
     return str(exe)
 
 
-def start_gateway(procs: Procs, work: Path, upstream_port: int, core: int, extra_env: dict[str, str] | None = None) -> Gateway:
+def start_gateway(procs: Procs, work: Path, upstream_port: int, core: int, extra_env: dict[str, str] | None = None,
+                  *, guardrail: bool = False) -> Gateway:
     state_dir = work / "dataplane"
     pepper = secrets.token_hex(32)
-    secret = write_snapshot(state_dir, upstream_port, pepper.encode())
+    secret = write_snapshot(state_dir, upstream_port, pepper.encode(), guardrail)
     port = free_port()
     control_plane, cp_note = _control_plane_off()
     env = _env(state_dir, port, pepper, control_plane, extra_env or {})

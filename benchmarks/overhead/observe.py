@@ -36,7 +36,9 @@ def _per_core(pt: Point) -> float:
 
 def observe_compare(args: Any, work: Path, up: Upstream, scenarios: Sequence[Scenario], *, gateway_core: int,
                     load_core: int, connections: int, rounds: int,
-                    configs: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+                    configs: dict[str, dict[str, str]] | None = None,
+                    guarded: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """guarded: the configurations whose snapshot carries the default guardrail (the rest have none)."""
     configs = configs or CONFIGS
     gateways: dict[str, Gateway] = {}
     procs: list[Procs] = []
@@ -51,7 +53,7 @@ def observe_compare(args: Any, work: Path, up: Upstream, scenarios: Sequence[Sce
             d.mkdir()
             p = Procs(d)
             procs.append(p)
-            gateways[name] = start_gateway(p, d, up.port, gateway_core, env)
+            gateways[name] = start_gateway(p, d, up.port, gateway_core, env, guardrail=name in guarded)
         out: dict[str, Any] = {}
         for s in scenarios:
             body_path = work / f"{s.name}.json"

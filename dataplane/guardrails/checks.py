@@ -44,12 +44,13 @@ def generic_secret_ok(v: str) -> bool:
     v = v.rstrip(".,;:")
     if not 8 <= len(v) <= 256 or _placeholder(v) or _PATHLIKE.search(v):
         return False
-    classes = sum((any(c.islower() for c in v), any(c.isupper() for c in v), any(c.isdigit() for c in v),
-                   any(not c.isalnum() for c in v)))
-    if _IDENT.match(v) and not any(c.isdigit() for c in v):
-        return False  # e.g. password=getPassword, token=self.auth_token
+    # the cheap rejections first (most candidates on source code are identifiers); all of them are "no"
     if v.isdigit() or (v.isalpha() and v.islower()):
         return False
+    digit = any(map(str.isdigit, v))
+    if not digit and _IDENT.match(v):
+        return False  # e.g. password=getPassword, token=self.auth_token
+    classes = sum((any(map(str.islower, v)), any(map(str.isupper, v)), digit, not v.isalnum()))
     e = entropy(v)
     if len(v) < 12:
         return classes >= 3 and e >= 2.5

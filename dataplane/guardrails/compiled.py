@@ -80,11 +80,21 @@ class GuardrailSet:
 
     by_rule: bool = False  # some guardrail is attached to a routing rule (else the post-route check is skipped)
     outputs: bool = False  # some guardrail scans output (else no output filter is ever looked up)
+    # Precomputed so the common cases cost nothing per request: no input guardrail before routing at all, or
+    # only ones attached everywhere (then there is nothing to look up), and whether any samples.
+    inputs: bool = False
+    universal_input: tuple[CompiledGuardrail, ...] = ()
+    sampled: bool = False
 
     @classmethod
     def from_snapshot(cls, snap: policy_pb2.PolicySnapshot) -> GuardrailSet:
         gs = tuple(compile_guardrail(g) for g in snap.guardrails)
-        return cls(gs, by_rule=any(g.routing_rules for g in gs), outputs=any(g.directions & OUTPUT for g in gs))
+        pre_route = [g for g in gs if g.directions & INPUT and not (g.routing_rules and not (
+            g.teams or g.keys or g.projects or g.models))]
+        universal = tuple(g for g in pre_route if g.everywhere)
+        return cls(gs, by_rule=any(g.routing_rules for g in gs), outputs=any(g.directions & OUTPUT for g in gs),
+                   inputs=bool(pre_route), universal_input=universal if len(universal) == len(pre_route) else (),
+                   sampled=any(g.sampling < 100 for g in gs))
 
     def applicable(self, key: KeyEntry, requested: str, rule: str, direction: int) -> tuple[CompiledGuardrail, ...]:
         k = (key.id, requested, rule, direction)

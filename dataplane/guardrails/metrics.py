@@ -10,7 +10,8 @@ def _label(v: str) -> str:
 
 
 class GuardrailCounters:
-    def __init__(self) -> None:
+    def __init__(self, *, fallback_engine: bool = False) -> None:
+        self.fallback_engine = fallback_engine  # scanning with Python re (google-re2 missing): slow, alert on it
         self.outcomes: Counter[tuple[str, str, str]] = Counter()  # (guardrail, direction, action) -> outcomes
         self.findings: Counter[tuple[str, str, str]] = Counter()  # (guardrail, direction, rule) -> findings
 
@@ -28,4 +29,7 @@ class GuardrailCounters:
                 "# TYPE interlock_guardrail_findings_total counter"]
         out += [f'interlock_guardrail_findings_total{{guardrail="{_label(g)}",direction="{d}",rule="{_label(r)}"}} {n}'
                 for (g, d, r), n in sorted(self.findings.items())]
+        out += ["# HELP interlock_guardrail_engine_fallback 1 when google-re2 is missing and guardrails scan with "
+                "Python's re (50-300x slower), else 0.", "# TYPE interlock_guardrail_engine_fallback gauge",
+                f"interlock_guardrail_engine_fallback {int(self.fallback_engine)}"]
         return ("\n".join(out) + "\n").encode()

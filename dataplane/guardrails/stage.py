@@ -6,7 +6,9 @@ rule ids, action, counts; never the matched text.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -14,9 +16,9 @@ import orjson
 from dataplane.dialects.base import ErrorKind
 from dataplane.gateway_errors import GatewayError
 from dataplane.guardrails.compiled import INPUT, OUTPUT, CompiledGuardrail
-from dataplane.guardrails.engine import Finding
+from dataplane.guardrails.engine import SLOW_ENGINE_WARNING, Finding, linear_engine
 from dataplane.guardrails.metrics import GuardrailCounters
-from dataplane.guardrails.walk import TextIndex, raw_text
+from dataplane.guardrails.walk import TextIndex
 
 if TYPE_CHECKING:
     from dataplane.pipeline.context import RequestContext
@@ -41,16 +43,31 @@ def _failed(g: CompiledGuardrail, exc: Exception) -> GatewayError:
 class Guardrails:
     """Implements dataplane.pipeline.stages.GuardrailStage."""
 
-    def __init__(self, counters: GuardrailCounters | None = None) -> None:
-        self.counters = counters or GuardrailCounters()
+    def __init__(self, counters: GuardrailCounters | None = None, *, scan_budget_s: float = 0.25,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.counters = counters or GuardrailCounters(fallback_engine=not linear_engine())
+        self.scan_budget_s = scan_budget_s  # per guardrail per scan; past it the fail mode applies (ScanTimeout)
+        self.clock = clock
+
+    def startup_warning(self) -> str | None:
+        """What the node logs at start when guardrails would scan with the slow fallback engine."""
+        return SLOW_ENGINE_WARNING if self.counters.fallback_engine else None
 
     # -- stage 3: input
     def check_input(self, ctx: RequestContext) -> None:
         policy = ctx.policy
-        if policy is None or not policy.guardrails.guardrails or ctx.key is None:
+        if policy is None or ctx.key is None:
             return
-        requested = ctx.ep.dialect.requested_model(ctx.req.path, ctx.body) or ""
-        gs = [g for g in policy.guardrails.applicable(ctx.key, requested, "", INPUT) if g.sampled(ctx.rec.event_id)]
+        gset = policy.guardrails
+        if gset.universal_input:  # precomputed per snapshot: the guardrails every request gets (the default)
+            gs = gset.universal_input
+        elif gset.inputs:
+            requested = ctx.ep.dialect.requested_model(ctx.req.path, ctx.body) or ""
+            gs = gset.applicable(ctx.key, requested, "", INPUT)
+        else:
+            return  # no input guardrail in this snapshot, or only ones attached to routing rules
+        if gset.sampled:
+            gs = tuple(g for g in gs if g.sampled(ctx.rec.event_id))
         if gs:
             self._input(ctx, gs)
 
@@ -61,25 +78,26 @@ class Guardrails:
             return
         requested = ctx.rec.requested_model
         before = set(policy.guardrails.applicable(key, requested, "", INPUT))
-        gs = [g for g in policy.guardrails.applicable(key, requested, plan.rule_id, INPUT)
-              if g not in before and g.sampled(ctx.rec.event_id)]
+        gs = tuple(g for g in policy.guardrails.applicable(key, requested, plan.rule_id, INPUT)
+                   if g not in before and g.sampled(ctx.rec.event_id))
         if gs:
             self._input(ctx, gs)
 
-    def _input(self, ctx: RequestContext, gs: list[CompiledGuardrail]) -> None:
-        raw = raw_text(ctx.req.body)
+    def _input(self, ctx: RequestContext, gs: tuple[CompiledGuardrail, ...]) -> None:
+        # One walk: every string of the body joined, so each guardrail is one RE2 call over one buffer.
+        index = TextIndex(ctx.body)
+        raw = index.text.encode("utf-8", "surrogatepass")
         try:
             if not any(g.scanner.maybe(raw) for g in gs):
-                return  # no candidate anywhere in the body (the common case): no walk, nothing to record
+                return  # no candidate anywhere (the common case): nothing to validate, record or re-serialise
         except Exception:  # the full scan below applies each guardrail's fail mode
             pass
-        index = TextIndex(ctx.body)
         changed = False
         for g in gs:
             try:
-                findings = g.scanner.scan(index.text)
+                findings = g.scanner.scan(index.text, self.clock() + self.scan_budget_s, self.clock)
             except Exception as exc:  # a detector failure: the guardrail's fail mode decides
-                self.record(ctx.rec, g, INPUT, "error", Counter())
+                self.record(ctx.rec, g, INPUT, "error", Counter(), exc)
                 if not g.fail_open:
                     raise _failed(g, exc) from exc
                 continue
@@ -110,13 +128,16 @@ class Guardrails:
             ctx.output = OutputGuard(self, gs)
 
     def record(self, rec: RequestRecord, g: CompiledGuardrail, direction: int, action: str,
-               rules: Counter[str]) -> str:
+               rules: Counter[str], error: Exception | None = None) -> str:
         """Record an outcome; returns the action actually taken (audit_only turns block/redact into audit)."""
         taken = "audit" if g.audit_only and action in ("block", "redact") else action
         entry: dict[str, Any] = {"id": g.id, "direction": _DIR_NAME[direction], "action": taken,
                                  "rules": dict(sorted(rules.items())), "count": sum(rules.values())}
         if taken != action:
             entry["would"] = action
+        if error is not None:  # which failure, and what the fail mode did with the request
+            entry["error"] = type(error).__name__
+            entry["fail"] = "open" if g.fail_open else "closed"
         rec.guardrails.append(entry)
         self.counters.count(g.id, _DIR_NAME[direction], taken, rules)
         return taken
@@ -124,9 +145,9 @@ class Guardrails:
     def scan_output(self, ctx: RequestContext, g: CompiledGuardrail, text: str) -> list[Finding]:
         """One guardrail over output text; a detector failure follows the guardrail's fail mode."""
         try:
-            return g.scanner.scan(text)
+            return g.scanner.scan(text, self.clock() + self.scan_budget_s, self.clock)
         except Exception as exc:
-            self.record(ctx.rec, g, OUTPUT, "error", Counter())
+            self.record(ctx.rec, g, OUTPUT, "error", Counter(), exc)
             if not g.fail_open:
                 raise _failed(g, exc) from exc
             return []

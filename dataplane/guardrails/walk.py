@@ -7,7 +7,6 @@ skipped: base64 media and opaque signatures, by key.
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_right
 from typing import Any
 
@@ -74,15 +73,3 @@ def _collect(v: Any, out: list[tuple[Any, Any, str]]) -> None:
                     out.append((v, i, x))
             elif isinstance(x, (dict, list)):
                 _collect(x, out)
-
-
-_UNICODE_ESCAPE = re.compile(rb"\\u[0-9a-fA-F]{4}")
-
-
-def raw_text(body: bytes) -> bytes:
-    """The request's JSON bytes with the escapes undone that rules depend on (newlines, quotes, tabs);
-    a \\uXXXX escape becomes one non-ASCII byte, which the byte-mode rules treat like the character it stands for.
-    Every match in the walked text also matches here (plus some in keys and media), so no candidate here means
-    no finding: the common case then skips the walk altogether."""
-    b = body.replace(b"\\n", b"\n").replace(b'\\"', b'"').replace(b"\\t", b"\t")  # what the rules' context needs
-    return _UNICODE_ESCAPE.sub(b"\x80", b) if b"\\u" in b else b
