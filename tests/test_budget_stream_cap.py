@@ -136,3 +136,45 @@ def test_cut_mid_chunk_delivers_the_prefix_then_ends() -> None:
     billed = cap.bill(Usage(input_tokens=3, output_tokens=0, reported=False))
     assert (billed.input_tokens, billed.output_tokens) == (3, 2)
     assert cap.bill(Usage(output_tokens=1, reported=True)).output_tokens == 1  # never above what was reported
+
+
+class _Inner:
+    """An output guardrail stand-in: redacts 'secret', blocks on 'BLOCK' (the OutputGuard contract)."""
+
+    def __init__(self) -> None:
+        self.blocked = False
+
+    def body(self, ctx: Any, status: int, payload: bytes) -> bytes:
+        return payload.replace(b"secret", b"[R]")
+
+    def chunk(self, ctx: Any, data: bytes) -> bytes:
+        if b"BLOCK" in data:
+            from dataplane.gateway_errors import GatewayError
+
+            self.blocked = True
+            raise GatewayError(400, "invalid_request", "blocked by guardrail")
+        return data.replace(b"secret", b"[R]")
+
+    def flush(self, ctx: Any) -> bytes:
+        return b""
+
+    def bill(self, usage: Any) -> Any:
+        from dataclasses import replace
+
+        return replace(usage, output_tokens=99)
+
+
+def test_chained_after_an_output_guardrail() -> None:
+    """The cap counts what the guardrail released; a guardrail block is billed by the guardrail."""
+    from dataplane.budget.stream_cap import OutputCap
+    from dataplane.dialects.base import Usage
+    from dataplane.gateway_errors import GatewayError
+
+    ctx: Any = _Ctx()
+    inner = _Inner()
+    cap = OutputCap(3, inner)
+    assert cap.body(ctx, 200, b'{"a":"secret"}') == b'{"a":"[R]"}'
+    assert cap.chunk(ctx, b'data: {"delta":{"text":"a secret"}}\n\n') == b'data: {"delta":{"text":"a [R]"}}\n\n'
+    with pytest.raises(GatewayError):
+        cap.chunk(ctx, b'data: {"delta":{"text":"BLOCK"}}\n\n')
+    assert cap.blocked and cap.bill(Usage()).output_tokens == 99
