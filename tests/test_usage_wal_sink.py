@@ -158,3 +158,58 @@ async def test_kill_9_of_interlock_dev_loses_no_usage_event(tmp_path: Path) -> N
     stored = [str(r[0]) for r in rows]
     assert len(stored) == len(set(stored)) == 45  # no duplicate
     assert set(stored) == set(served)  # no loss, nothing the clients did not receive
+
+
+class _FlakyWriter:
+    """Refuses the first `fail` inserts (as ClickHouse down would), then keeps what it is given."""
+
+    def __init__(self, fail: int) -> None:
+        self.fail, self.ids = fail, list[str]()
+
+    def insert_wire(self, values: list[bytes], *, dedup_token: str | None = None) -> int:
+        from ingest.clickhouse_writer import IngestError
+        from interlock.v1 import usage_pb2
+
+        if self.fail:
+            self.fail -= 1
+            raise IngestError("connection refused", retryable=True)
+        self.ids += [usage_pb2.UsageEvent.FromString(v).event_id for v in values]
+        return len(values)
+
+    def insert_events(self, events: list, *, dedup_token: str | None = None) -> int:
+        self.ids += [e.event_id for e in events]
+        return len(events)
+
+    def close(self) -> None:
+        pass
+
+
+async def test_a_refused_batch_stays_in_the_wal_and_lands_later(tmp_path: Path) -> None:
+    writer = _FlakyWriter(fail=3)
+    sink = WalClickHouseSink(lambda: writer, tmp_path / "wal", stored=lambda w: lambda ids: set(),
+                             batch_size=50, flush_interval_ms=10, retry_backoff_s=0.01)  # fmt: skip
+    await sink.start()
+    events = make_events(120, seed=9)
+    for ev in events:
+        sink.emit(ev)
+    await sink.close()
+    assert sink.failed_batches == 3 and sink.dropped == 0 and sink.written == 120
+    assert sorted(writer.ids) == sorted(e.event_id for e in events)  # each once, none lost
+
+
+async def test_close_leaves_what_cannot_be_written_in_the_wal(tmp_path: Path) -> None:
+    """ClickHouse down at shutdown: close() gives up after close_timeout_s; the next start ships it."""
+    down = _FlakyWriter(fail=10**9)
+    sink = WalClickHouseSink(lambda: down, tmp_path / "wal", stored=lambda w: lambda ids: set(),
+                             flush_interval_ms=10, retry_backoff_s=0.01, close_timeout_s=0.2)  # fmt: skip
+    await sink.start()
+    events = make_events(30, seed=4)
+    for ev in events:
+        sink.emit(ev)
+    await sink.close()
+    assert sink.written == 0 and sink.dropped == 0 and not sink.spool_empty
+    up = _FlakyWriter(fail=0)
+    again = WalClickHouseSink(lambda: up, tmp_path / "wal", stored=lambda w: lambda ids: set(), flush_interval_ms=10)
+    await again.start()
+    await again.close()
+    assert (again.written, again.replayed) == (30, 30) and sorted(up.ids) == sorted(e.event_id for e in events)
