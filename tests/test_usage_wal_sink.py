@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import clickhouse_connect
@@ -22,9 +23,10 @@ import pytest
 from dataplane.usage_sink import ClickHouseSink
 from dataplane.usage_wal_sink import WalClickHouseSink
 from dataplane.wal import Wal
-from ingest.clickhouse_writer import open_clickhouse
+from ingest.clickhouse_writer import IngestError, open_clickhouse
 from ingest.schema import DEFAULT_DATABASE
 from interlock.devmode import FAKE_GPT
+from interlock.v1 import usage_pb2
 from tests.fixtures.cluster import free_port
 from tests.test_usage_clickhouse import make_events, total_cost
 
@@ -166,17 +168,14 @@ class _FlakyWriter:
     def __init__(self, fail: int) -> None:
         self.fail, self.ids = fail, list[str]()
 
-    def insert_wire(self, values: list[bytes], *, dedup_token: str | None = None) -> int:
-        from ingest.clickhouse_writer import IngestError
-        from interlock.v1 import usage_pb2
-
+    def insert_wire(self, values: Sequence[bytes], *, dedup_token: str | None = None) -> int:
         if self.fail:
             self.fail -= 1
             raise IngestError("connection refused", retryable=True)
         self.ids += [usage_pb2.UsageEvent.FromString(v).event_id for v in values]
         return len(values)
 
-    def insert_events(self, events: list, *, dedup_token: str | None = None) -> int:
+    def insert_events(self, events: Sequence[usage_pb2.UsageEvent], *, dedup_token: str | None = None) -> int:
         self.ids += [e.event_id for e in events]
         return len(events)
 
