@@ -178,3 +178,31 @@ def test_chained_after_an_output_guardrail() -> None:
     with pytest.raises(GatewayError):
         cap.chunk(ctx, b'data: {"delta":{"text":"BLOCK"}}\n\n')
     assert cap.blocked and cap.bill(Usage()).output_tokens == 99
+
+
+class _Holder(_Inner):
+    """A guardrail that holds everything back until the end (a possible secret never settled)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = b""
+
+    def chunk(self, ctx: Any, data: bytes) -> bytes:
+        self.held += data
+        return b""
+
+    def flush(self, ctx: Any) -> bytes:
+        return self.held
+
+
+def test_a_cut_found_at_the_end_bills_only_what_was_written() -> None:
+    from dataplane.budget.stream_cap import OutputCap
+    from dataplane.gateway_errors import GatewayError
+
+    cap = OutputCap(2, _Holder())
+    ctx: Any = _Ctx()
+    ev = [b'data: {"choices":[{"delta":{"content":"w%d "}}]}\n\n' % i for i in range(3)]
+    assert cap.chunk(ctx, b"".join(ev)) == b""
+    with pytest.raises(GatewayError):
+        cap.flush(ctx)  # nothing released at the end is written: the error event ends the stream
+    assert cap.delivered == 0 and cap.blocked

@@ -81,6 +81,7 @@ class OutputCap:
     def flush(self, ctx: RequestContext) -> bytes:
         if self.cut:
             raise self._error()
+        before = self.delivered
         out = self._count(self._inner.flush(ctx)) if self._inner is not None else b""
         rest, self._buf = self._buf, b""
         if rest.strip() and not self.cut:  # a last event without its blank line
@@ -88,7 +89,8 @@ class OutputCap:
             out += self._buf
             self._buf = b""
         if self.cut:
-            raise self._error()  # nothing after the cut point may follow it
+            self.delivered = before  # `out` is never written: the error event must be the last one
+            raise self._error()
         return out
 
     def _count(self, data: bytes) -> bytes:
