@@ -275,7 +275,10 @@ def make_usage_sink(settings: DataPlaneSettings) -> UsageSink:
     if settings.usage_sink == "clickhouse":
         if not settings.clickhouse_dsn:
             raise SettingsError("INTERLOCK_CLICKHOUSE_DSN must be set when INTERLOCK_USAGE_SINK=clickhouse")
-        return ClickHouseSink.from_dsn(settings.clickhouse_dsn)
+        from dataplane.usage_wal_sink import WalClickHouseSink  # write-ahead, as durable as the Kafka sink
+
+        return WalClickHouseSink.from_dsn(settings.clickhouse_dsn, settings.usage_spool_dir,
+                                          max_bytes=settings.spool_max_bytes)
     if settings.usage_sink == "kafka":
         if not settings.kafka_bootstrap:
             raise SettingsError("INTERLOCK_KAFKA_BOOTSTRAP must be set when INTERLOCK_USAGE_SINK=kafka")

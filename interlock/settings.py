@@ -420,6 +420,7 @@ class DevSettings:
     grpc_port: int = 50051
     fake_provider_port: int = 9099
     with_usage: bool = True
+    usage_flush_ms: int = 200  # the usage WAL is shipped to chDB this often
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DevSettings:
@@ -432,6 +433,7 @@ class DevSettings:
             grpc_port=_get(env, "GRPC_PORT", cls.grpc_port, int),
             fake_provider_port=_get(env, "FAKE_PROVIDER_PORT", cls.fake_provider_port, int),
             with_usage=_get(env, "DEV_USAGE", cls.with_usage, _bool),
+            usage_flush_ms=_get(env, "DEV_USAGE_FLUSH_MS", cls.usage_flush_ms, int),
         )
 
 

@@ -681,6 +681,7 @@ def test_cli_serves_until_sigint() -> None:
         str(port),
         "--output-tokens",
         "4",
+        "--ignore-max-tokens",
     ]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1]
@@ -692,6 +693,9 @@ def test_cli_serves_until_sigint() -> None:
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
         r = client.chat.completions.create(model="m", messages=USER)
         assert r.choices[0].message.content == "Echo: hello there friend"
+        capped = client.chat.completions.create(model="m", messages=USER, max_tokens=1)  # ignored, as asked
+        assert capped.usage is not None and capped.usage.completion_tokens == 4
+        assert capped.choices[0].finish_reason == "stop"
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
     finally:

@@ -22,6 +22,7 @@ import clickhouse_connect
 import pytest
 
 from dataplane.usage_sink import ClickHouseSink, MemorySink, NullSink, UsageSink, make_usage_sink
+from dataplane.usage_wal_sink import WalClickHouseSink
 from ingest.clickhouse_writer import ClickHouseWriter, IngestError, open_clickhouse, redact_dsn
 from ingest.rows import COLUMNS, InvalidEvent, event_to_row, events_to_batch, parse_cost
 from ingest.schema import DEFAULT_TTL_DAYS, create_database, migrate, migrations
@@ -318,7 +319,7 @@ async def test_sink_retries_lifecycle_simple_sinks_and_factory() -> None:
     assert len(memory.events) == memory.written == 3
     settings = functools.partial(DataPlaneSettings, node_id="n1", key_pepper=b"p" * 32)
     assert isinstance(make_usage_sink(settings()), NullSink)
-    assert isinstance(make_usage_sink(settings(usage_sink="clickhouse", clickhouse_dsn="chdb:///x")), ClickHouseSink)
+    assert isinstance(make_usage_sink(settings(usage_sink="clickhouse", clickhouse_dsn="chdb:///x")), WalClickHouseSink)
     for bad in (settings(usage_sink="clickhouse"), settings(usage_sink="carrier-pigeon")):
         with pytest.raises(SettingsError):
             make_usage_sink(bad)

@@ -21,6 +21,7 @@ from dataplane.admission import authenticate, presented_key
 from dataplane.attempt import parse_body, record_model
 from dataplane.attempt_loop import AttemptLoop
 from dataplane.budget.bound import bound_output
+from dataplane.budget.stream_cap import attach_output_cap
 from dataplane.dialects.base import ErrorKind
 from dataplane.gateway_errors import GatewayError, bad_request
 from dataplane.pipeline.context import RequestContext
@@ -69,6 +70,8 @@ class Pipeline:
             await self.admit(ctx)
         if guardrails is not None:
             guardrails.attach_output(ctx)
+        if ctx.rec.budget is not None and ctx.stream:
+            attach_output_cap(ctx)  # a stream past its reserved output is cut there (dataplane/budget/stream_cap.py)
         await self._loop.run(ctx)
 
     # 1

@@ -46,6 +46,7 @@ def _write_nginx(directory: Path, port: int) -> None:
 @click.option("--chunk-delay-ms", default=0.0, show_default=True, type=float, help="Delay between stream events.")
 @click.option("--output-tokens", default=20, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--api-key", default=None, envvar="INTERLOCK_FAKE_API_KEY", help="Require this key (default: any key).")
+@click.option("--ignore-max-tokens", is_flag=True, help="Misbehave: answer --output-tokens whatever limit was asked.")
 @click.option(
     "--write-nginx",
     "nginx_dir",
@@ -61,6 +62,7 @@ def fake_provider(
     chunk_delay_ms: float,
     output_tokens: int,
     api_key: str | None,
+    ignore_max_tokens: bool,
     nginx_dir: Path | None,
     nginx_port: int,
 ) -> None:
@@ -70,7 +72,8 @@ def fake_provider(
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     config = FakeProviderConfig(
-        latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms, output_tokens=output_tokens, api_key=api_key or None
+        latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms, output_tokens=output_tokens, api_key=api_key or None,
+        ignore_max_tokens=ignore_max_tokens,
     )
     import uvloop  # imported here so `--write-nginx` and --help work without it
 

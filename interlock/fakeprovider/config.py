@@ -100,6 +100,9 @@ class FakeProviderConfig:
     latency_ms: float = 0.0  # before the first response byte (headers included)
     chunk_delay_ms: float = 0.0  # between consecutive stream events
     output_tokens: int = 20  # = words/content chunks in a text reply
+    # a misbehaving provider: answer with `output_tokens` whatever max_tokens the request set (a budget's output
+    # bound must then be enforced by the gateway); the recorded usage shows what was produced
+    ignore_max_tokens: bool = False
     api_key: str | None = field(default=None, repr=False)  # None: any non-empty key is accepted
     faults: tuple[FaultRule, ...] = ()  # initial fault schedule
     retry_after_ms: int = 1000  # sent as retry-after (s, rounded up) and retry-after-ms on 429/503/529

@@ -3,6 +3,7 @@ apply the fault/latency options and render in the request's dialect."""
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import math
 import time
@@ -98,6 +99,8 @@ async def generate(request: web.Request, dialect: Dialect, parse: Callable[[Any]
     opts = await apply_faults(request, admitted)
     if opts.status is not None:
         return error_response(dialect, entry, state, opts.status)
+    if state.config.ignore_max_tokens:
+        turn = dataclasses.replace(turn, max_tokens=None)
     reply = build_reply(turn, opts.output_tokens, opts.cached_tokens)
     if state.config.prompt_cache and dialect is ANTHROPIC:
         reply = state.prompt_cache.apply(admitted.body, reply, time.monotonic())
