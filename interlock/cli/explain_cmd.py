@@ -17,7 +17,7 @@ from interlock.settings import CliSettings, SettingsError
 
 from .admin_client import AdminClient
 from .policy_cmds import admin_options
-from .render import table
+from .render import emit_rows, safe_tree, table
 
 _CIRCUIT_STYLE = {"closed": "green", "open": "red", "half_open": "yellow"}
 
@@ -86,6 +86,17 @@ def _guardrails(gs: list[dict[str, Any]], console: Console) -> None:
     console.print(t)
 
 
+CSV_FIELDS = ("rule", "role", "model", "deployment", "provider", "upstream_model", "region", "weight", "share_pct",
+              "excluded", "circuit")
+
+
+def deployment_rows(e: dict[str, Any]) -> list[list[str]]:
+    """One CSV row per candidate deployment, in the order they would be tried (none when refused outright)."""
+    return [[e.get("rule", ""), t["role"], t["model"], d["deployment"], d["provider"], d["upstream_model"],
+             d["region"] or "", str(d["weight"]), f"{d['share']:g}", d["excluded"] or "", d["circuit"]]
+            for t in e.get("targets") or [] for d in t["deployments"]]
+
+
 @click.command("explain")
 @click.option("--key", "key", required=True, help="virtual key id (vk_...) or the key itself (never printed)")
 @click.option("--model", required=True, help="the model name the client would ask for")
@@ -93,7 +104,8 @@ def _guardrails(gs: list[dict[str, Any]], console: Console) -> None:
 @click.option("--tag", "tags", multiple=True, metavar="NAME=VALUE", help="an attribution tag (repeatable)")
 @click.option("--tools", is_flag=True, help="the request carries tools")
 @click.option("--input-tokens", type=click.IntRange(0), default=0, help="estimated prompt size in tokens")
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("-o", "--output", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
+              help="csv: one row per candidate deployment")
 @admin_options
 def explain_cmd(key: str, model: str, headers: tuple[str, ...], tags: tuple[str, ...], tools: bool, input_tokens: int,
                 output: str, admin_url: str | None, admin_token: str | None) -> None:
@@ -110,8 +122,10 @@ def explain_cmd(key: str, model: str, headers: tuple[str, ...], tags: tuple[str,
         explanation = api.explain(query)
     if output == "json":
         click.echo(json.dumps(explanation, indent=2, ensure_ascii=False))
+    elif output == "csv":
+        emit_rows("csv", list(CSV_FIELDS), deployment_rows(explanation))
     else:
-        render(explanation, Console(highlight=False))
+        render(safe_tree(explanation), Console(highlight=False))  # model names and tags are client text
     if "refused" in explanation:
         raise SystemExit(1)  # scripts can tell "would be refused" from "would be served"
 
