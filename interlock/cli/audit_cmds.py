@@ -34,12 +34,13 @@ def _console() -> Console:
 
 
 def changes_cell(r: PolicyAuditOut) -> Text:
-    """'~ models/gpt-4o, - aliases/fast, … (+3 more)'; styled like the apply diff."""
+    """'~models/gpt-4o', '-aliases/fast', … (+3 more), one per line; styled like the apply diff. No space after
+    the mark and no commas: at 80 columns a wrap there left a lone '+' or ', -' on its own line."""
     cell = Text()
     for i, c in enumerate(r.changes[:_SHOWN_CHANGES]):
-        cell.append(", " if i else "")
+        cell.append("\n" if i else "")
         mark, style = _MARK[c.action]
-        cell.append(f"{mark} {c.section}/{c.name}", style=style)
+        cell.append(f"{mark}{c.section}/{c.name}", style=style)
     if len(r.changes) > _SHOWN_CHANGES:
         cell.append(f" (+{len(r.changes) - _SHOWN_CHANGES} more)", style="dim")
     return cell

@@ -50,8 +50,10 @@ def render(e: dict[str, Any], console: Console) -> None:
                                 ("  (no rule matched: the model's defaults)" if e["rule"] == "default" else "", "dim")))
     if e["constraints"]:
         console.print(Text.assemble("team limits: ", (e["constraints"], "yellow")))
-    t = table("ORDER!", "MODEL!", "DEPLOYMENT!", "PROVIDER!~5", "UPSTREAM~4", "REGION!~2", "WEIGHT!~1", "FIRST PICK",
-              "CIRCUIT!~3")
+    # narrow terminals lose the circuit first (the control plane only knows it as 'unknown'), then the weight
+    # (FIRST PICK shows its effect), region, provider (often the deployment's name)
+    t = table("ORDER!", "MODEL!", "DEPLOYMENT!", "PROVIDER!~4", "UPSTREAM~5", "REGION!~3", "WEIGHT!~2", "FIRST PICK",
+              "CIRCUIT!~1")
     for target in e["targets"]:
         for d in target["deployments"]:
             excluded = d["excluded"]
