@@ -1,4 +1,4 @@
-"""Key ids for `interlock keys revoke` / `resume`: from arguments, or from stdin when an argument is '-'.
+"""Key ids for `interlock keys revoke`: from arguments, or from stdin when an argument is '-'.
 
 Stdin takes what `interlock keys list -o csv` (or `-o json | jq -r '.[].id'`) prints, filtered or not: one key
 per line, its id the first CSV field; the CSV header, blank lines and `#` comments are skipped. Every id is
