@@ -42,6 +42,19 @@ def invocations(markdown: str) -> set[tuple[str, ...]]:
     return {tuple(m.group(1).split()) for m in _CALL.finditer(code_text(markdown))}
 
 
+_LINE = re.compile(r"(?:^|[$|;&(][ \t]*|^[ \t]*)interlock((?:[ \t]+[^\s|;&#)`]+)+)", re.MULTILINE)
+
+
+def documented_options(markdown: str) -> set[tuple[tuple[str, ...], str]]:
+    """(command words, '--flag') for every long option written after an `interlock` call, up to a pipe or comment."""
+    out = set()
+    for m in _LINE.finditer(code_text(markdown)):
+        tokens = m.group(1).split()
+        words = tuple(t for t in tokens[:2] if re.fullmatch(r"[a-z][a-z0-9-]*", t))
+        out |= {(words, t.split("=", 1)[0]) for t in tokens if re.fullmatch(r"--[a-z][a-z0-9-]*(=.*)?", t)}
+    return out
+
+
 def resolve(words: tuple[str, ...]) -> list[str] | None:
     """The command path the words name (a second word that is no subcommand is taken as an argument, when the
     command takes arguments), or None when the first word is no command or a group's word is unknown."""
@@ -74,6 +87,8 @@ def test_the_extractor_reads_shell_calls_not_prose() -> None:
     assert invocations(md) == {("keys", "revoke"), ("audit", "policy"), ("keys", "list"), ("keys", "mint")}
     assert resolve(("keys", "revoke")) == ["keys", "revoke"] and resolve(("nope",)) is None
     assert resolve(("keys", "nope")) is None and resolve(("status", "now")) == ["status"]
+    # options up to the pipe belong to their own call: `-o csv` is short, `--parent` is mint's
+    assert documented_options(md) == {(("audit", "policy"), "--since"), (("keys", "mint"), "--parent")}
 
 
 def test_every_documented_command_exists() -> None:
@@ -85,6 +100,22 @@ def test_every_documented_command_exists() -> None:
     for path in sorted({tuple(resolve(w) or ()) for w in found}):
         result = runner.invoke(cli, [*path, "--help"])
         assert result.exit_code == 0 and "Usage:" in result.output, (path, result.output)
+
+
+def test_every_documented_option_exists() -> None:
+    """`interlock budgets --json`-style drift: a flag the docs show that the command no longer takes."""
+    unknown = []
+    for doc in DOCS:
+        for words, flag in documented_options(doc.read_text(encoding="utf-8")):
+            path = resolve(words)
+            cmd: click.Command | None = cli
+            for w in path or ():
+                cmd = cmd.commands.get(w) if isinstance(cmd, click.Group) else cmd
+            assert cmd is not None
+            opts = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)} | {"--help"}
+            if flag not in opts:
+                unknown.append(f"{doc.relative_to(ROOT)}: interlock {' '.join(path or words)} {flag}")
+    assert not unknown, "documented options the command does not take:\n" + "\n".join(sorted(unknown))
 
 
 def _code_corpus() -> str:
