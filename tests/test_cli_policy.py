@@ -219,3 +219,31 @@ def test_user_text_is_printed_literally(admin: Admin) -> None:
     assert weird in created.stdout
     assert weird in _ok(admin.run("keys", "list")).stdout
 
+
+
+def test_keys_revoke_reads_ids_from_a_pipe(admin: Admin) -> None:
+    """`interlock keys list -o csv | grep ci- | interlock keys revoke -`: the README's pipe, as written."""
+    _ok(admin.run("apply", "-f", str(EXAMPLE)))
+    for name in ("ci-a", "ci-b", "laptop"):
+        _ok(admin.run("keys", "create", "--name", name, "--team", "platform"))
+    listed = _ok(admin.run("keys", "list", "-o", "csv")).stdout
+    ci_lines = [line for line in listed.splitlines() if "ci-" in line]
+    ids = {k.name: k.id for k in admin.service.keys.values()}
+    out = _ok(admin.run("keys", "revoke", "-", stdin="\n".join(ci_lines) + "\n")).stdout
+    assert f"revoked {ids['ci-a']} (ci-a)" in out and f"revoked {ids['ci-b']} (ci-b)" in out
+    assert {k.name for k in admin.service.keys.values() if k.revoked} == {"ci-a", "ci-b"}
+    # the whole CSV, header included, and bare ids (jq -r '.[].id'); an id given twice is revoked once
+    again = _ok(admin.run("keys", "revoke", "-", ids["laptop"], stdin=listed + f"\n{ids['laptop']}\n")).stdout
+    assert again.count(f"revoked {ids['laptop']}") == 1 and all(k.revoked for k in admin.service.keys.values())
+    # a secret or a non-id line anywhere: nothing is revoked, exit 2, and the line is named
+    _ok(admin.run("keys", "create", "--name", "kept", "--team", "platform"))
+    kept = next(k for k in admin.service.keys.values() if k.name == "kept")
+    for bad, msg in ((f"{kept.id}\nsk-il-abcdef\n", "stdin line 2: that looks like a key's secret"),
+                     (f"{kept.id}\nNAME  KEY\n", "stdin line 2: 'NAME  KEY' is not a key id"), ("\n\n", "no key ids")):
+        result = admin.run("keys", "revoke", "-", stdin=bad)
+        assert result.exit_code == 2 and msg in result.stderr, result.stderr
+    assert not admin.service.keys[kept.id].revoked
+    # an unknown id: the others are still revoked, exit 1 names it
+    partial = admin.run("keys", "revoke", "-", stdin=f"vk_nope\n{kept.id}\n")
+    assert partial.exit_code == 1 and "1 of 2 keys not revoked: vk_nope" in partial.stderr
+    assert admin.service.keys[kept.id].revoked

@@ -228,8 +228,8 @@ def test_cli_audit_policy(admin_url: str) -> None:
 
     out = run("audit", "policy", "--since", "7d")
     assert "policy audit, last 7d: 2 changes, newest first" in out
-    for needle in ("TIME (UTC)", "VERSION", "ACTOR", "deploy-bot", "admin-token", "create key", "+ keys/vk_",
-                   "+ providers/openai", "(+4 more)"):
+    for needle in ("TIME (UTC)", "VERSION", "ACTOR", "deploy-bot", "admin-token", "create key", "+keys/vk_",
+                   "+providers/openai", "(+4 more)"):
         assert needle in out, needle
     assert out.index("admin-token") < out.index("deploy-bot")  # newest first
     data = json.loads(run("audit", "policy", "-o", "json", "--limit", "1"))

@@ -34,12 +34,13 @@ def _console() -> Console:
 
 
 def changes_cell(r: PolicyAuditOut) -> Text:
-    """'~ models/gpt-4o, - aliases/fast, … (+3 more)'; styled like the apply diff."""
+    """'~models/gpt-4o', '-aliases/fast', … (+3 more), one per line; styled like the apply diff. No space after
+    the mark and no commas: at 80 columns a wrap there left a lone '+' or ', -' on its own line."""
     cell = Text()
     for i, c in enumerate(r.changes[:_SHOWN_CHANGES]):
-        cell.append(", " if i else "")
+        cell.append("\n" if i else "")
         mark, style = _MARK[c.action]
-        cell.append(f"{mark} {c.section}/{c.name}", style=style)
+        cell.append(f"{mark}{c.section}/{c.name}", style=style)
     if len(r.changes) > _SHOWN_CHANGES:
         cell.append(f" (+{len(r.changes) - _SHOWN_CHANGES} more)", style="dim")
     return cell
@@ -62,11 +63,15 @@ def policy_log_table(log: PolicyAuditLogOut) -> Table:
     return t
 
 
+CSV_FIELDS = ("at", "version", "actor", "actor_role", "actor_verified", "on_behalf_of_unverified", "action", "changes")
+
+
 @click.command("policy")
 @click.option("--since", default=None, help=f"only this window ({SINCE_FORMAT}); default: all recorded changes")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--diff", "show_diff", is_flag=True, help="print each change's field-level diff under the table")
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("-o", "--output", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
+              help="csv: one row per change record, changes as action:section/name;...")
 @admin_options
 def policy_log_cmd(since: str | None, limit: int, show_diff: bool, output: str, admin_url: str | None,
                    admin_token: str | None) -> None:
@@ -84,6 +89,11 @@ def policy_log_cmd(since: str | None, limit: int, show_diff: bool, output: str, 
         log = api.policy_log(since=since, limit=limit)
     if output == "json":
         click.echo(json.dumps(log.model_dump(mode="json"), indent=2, ensure_ascii=False))
+        return
+    if output == "csv":
+        render.emit_rows("csv", list(CSV_FIELDS), [
+            [r.at, str(r.version), r.actor, r.actor_role, str(r.actor_verified).lower(), r.on_behalf_of_unverified,
+             r.action, ";".join(f"{c.action}:{c.section}/{c.name}" for c in r.changes)] for r in log.records])
         return
     out = _console()
     window = f"last {escape(since)}" if since else "all recorded"

@@ -17,7 +17,7 @@ from interlock.settings import CliSettings, SettingsError
 
 from .admin_client import AdminClient
 from .policy_cmds import admin_options
-from .render import table
+from .render import emit_rows, safe_tree, table
 
 _CIRCUIT_STYLE = {"closed": "green", "open": "red", "half_open": "yellow"}
 
@@ -50,8 +50,10 @@ def render(e: dict[str, Any], console: Console) -> None:
                                 ("  (no rule matched: the model's defaults)" if e["rule"] == "default" else "", "dim")))
     if e["constraints"]:
         console.print(Text.assemble("team limits: ", (e["constraints"], "yellow")))
-    t = table("ORDER!", "MODEL!", "DEPLOYMENT!", "PROVIDER!~5", "UPSTREAM~4", "REGION!~2", "WEIGHT!~1", "FIRST PICK",
-              "CIRCUIT!~3")
+    # narrow terminals lose the circuit first (the control plane only knows it as 'unknown'), then the weight
+    # (FIRST PICK shows its effect), region, provider (often the deployment's name)
+    t = table("ORDER!", "MODEL!", "DEPLOYMENT!", "PROVIDER!~4", "UPSTREAM~5", "REGION!~3", "WEIGHT!~2", "FIRST PICK",
+              "CIRCUIT!~1")
     for target in e["targets"]:
         for d in target["deployments"]:
             excluded = d["excluded"]
@@ -86,6 +88,17 @@ def _guardrails(gs: list[dict[str, Any]], console: Console) -> None:
     console.print(t)
 
 
+CSV_FIELDS = ("rule", "role", "model", "deployment", "provider", "upstream_model", "region", "weight", "share_pct",
+              "excluded", "circuit")
+
+
+def deployment_rows(e: dict[str, Any]) -> list[list[str]]:
+    """One CSV row per candidate deployment, in the order they would be tried (none when refused outright)."""
+    return [[e.get("rule", ""), t["role"], t["model"], d["deployment"], d["provider"], d["upstream_model"],
+             d["region"] or "", str(d["weight"]), f"{d['share']:g}", d["excluded"] or "", d["circuit"]]
+            for t in e.get("targets") or [] for d in t["deployments"]]
+
+
 @click.command("explain")
 @click.option("--key", "key", required=True, help="virtual key id (vk_...) or the key itself (never printed)")
 @click.option("--model", required=True, help="the model name the client would ask for")
@@ -93,7 +106,8 @@ def _guardrails(gs: list[dict[str, Any]], console: Console) -> None:
 @click.option("--tag", "tags", multiple=True, metavar="NAME=VALUE", help="an attribution tag (repeatable)")
 @click.option("--tools", is_flag=True, help="the request carries tools")
 @click.option("--input-tokens", type=click.IntRange(0), default=0, help="estimated prompt size in tokens")
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("-o", "--output", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
+              help="csv: one row per candidate deployment")
 @admin_options
 def explain_cmd(key: str, model: str, headers: tuple[str, ...], tags: tuple[str, ...], tools: bool, input_tokens: int,
                 output: str, admin_url: str | None, admin_token: str | None) -> None:
@@ -110,8 +124,10 @@ def explain_cmd(key: str, model: str, headers: tuple[str, ...], tags: tuple[str,
         explanation = api.explain(query)
     if output == "json":
         click.echo(json.dumps(explanation, indent=2, ensure_ascii=False))
+    elif output == "csv":
+        emit_rows("csv", list(CSV_FIELDS), deployment_rows(explanation))
     else:
-        render(explanation, Console(highlight=False))
+        render(safe_tree(explanation), Console(highlight=False))  # model names and tags are client text
     if "refused" in explanation:
         raise SystemExit(1)  # scripts can tell "would be refused" from "would be served"
 

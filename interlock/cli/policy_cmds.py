@@ -260,21 +260,29 @@ def keys_list(output: str, admin_url: str | None, admin_token: str | None) -> No
 
 
 @keys.command("revoke")
-@click.argument("key_id")
+@click.argument("key_ids", metavar="KEY_ID...", nargs=-1, required=True)
 @admin_options
-def keys_revoke(key_id: str, admin_url: str | None, admin_token: str | None) -> None:
-    """Revoke the virtual key KEY_ID (the id from `interlock keys list`, not the secret)."""
-    if key_id.startswith("sk-"):
-        raise click.BadParameter("that looks like a key's secret; pass its id (vk_…) from `interlock keys list`")
-    try:
-        with _client(admin_url, admin_token) as api:
-            k = api.revoke_key(key_id)
-    except AdminError as exc:
-        if exc.status == 404:
-            exc.message += " (see `interlock keys list` for ids)"
-        raise
-    _console().print(f"revoked [bold]{escape(k.id)}[/]{escape(f' ({k.name})') if k.name else ''}; data-plane nodes "
-                     "stop accepting it as soon as they apply the next snapshot")
+def keys_revoke(key_ids: tuple[str, ...], admin_url: str | None, admin_token: str | None) -> None:
+    """Revoke virtual keys by id (from `interlock keys list`, not the secret). KEY_ID '-' reads ids from stdin,
+    one per line or as `keys list -o csv` prints them: `interlock keys list -o csv | grep ci- | interlock keys
+    revoke -`. Exit 1 when any key could not be revoked (the others still are)."""
+    from .key_ids import key_ids as read_ids
+
+    ids, failed = read_ids(key_ids, sys.stdin), []
+    with _client(admin_url, admin_token) as api:
+        for key_id in ids:
+            try:
+                k = api.revoke_key(key_id)
+            except AdminError as exc:
+                if exc.status != 404:
+                    raise  # auth, connection: the rest would fail the same way
+                failed.append(key_id)
+                click.echo(f"Error: {exc.message} (see `interlock keys list` for ids)", err=True)
+                continue
+            _console().print(f"revoked [bold]{escape(k.id)}[/]{escape(f' ({k.name})') if k.name else ''}")
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(ids)} keys not revoked: {', '.join(failed)}")
+    click.echo("data-plane nodes stop accepting revoked keys as soon as they apply the next snapshot", err=True)
 
 
 @keys.command("resume")

@@ -202,6 +202,10 @@ class FitTable(Table):
 
     drop_ranks: dict[int, int]  # column index -> rank
 
+    def add_row(self, *renderables: Any, **kw: Any) -> None:
+        # Every row, however it is built: client-supplied text (tags, model names) never reaches the terminal raw.
+        super().add_row(*(cell(r) if isinstance(r, str | Text) else r for r in renderables), **kw)
+
     def __rich_console__(self, console: Any, options: Any) -> Any:
         self.fit(options.max_width)
         return super().__rich_console__(console, options)
@@ -261,6 +265,17 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 def safe(s: str) -> str:
     """`s` with control characters shown as \\xNN, so client-supplied text prints literally and harmlessly."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", s) if _CONTROL.search(s) else s
+
+
+def safe_tree(v: Any) -> Any:
+    """An API answer (dicts, lists, strings) with every string made `safe`, for printing outside a table."""
+    if isinstance(v, str):
+        return safe(v)
+    if isinstance(v, dict):
+        return {k: safe_tree(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [safe_tree(x) for x in v]
+    return v
 
 
 def cell(c: str | Text) -> Text:

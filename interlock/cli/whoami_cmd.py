@@ -7,6 +7,7 @@ import json
 import click
 
 from .policy_cmds import _client, admin_options
+from .render import emit_rows
 
 # What each role may do (controlplane/admin_auth.py), for a human reading the answer.
 _MAY = {
@@ -17,7 +18,8 @@ _MAY = {
 
 
 @click.command("whoami")
-@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("-o", "--output", type=click.Choice(["table", "text", "json", "csv"]), default="table",
+              show_default=True, help="table and text: one readable line")
 @admin_options
 def whoami(output: str, admin_url: str | None, admin_token: str | None) -> None:
     """The admin identity and role your token has (as the audit log will name you)."""
@@ -25,6 +27,9 @@ def whoami(output: str, admin_url: str | None, admin_token: str | None) -> None:
         me = api.whoami()
     if output == "json":
         click.echo(json.dumps(me.model_dump(mode="json")))
+        return
+    if output == "csv":
+        emit_rows("csv", ["name", "role", "may"], [[me.name, me.role, _MAY.get(me.role, "")]])
         return
     click.echo(f"{me.name} (role {me.role}): may {_MAY.get(me.role, 'see the control plane for details')}")
 
