@@ -71,11 +71,13 @@ class Proxy:
             rec.client_disconnected = rec.client_disconnected or resp.disconnected
             if rec.price is not None:
                 rec.cost_pico = rec.price.cost_pico(rec.usage)
+            # the event first: once the client has its answer, the usage record is what a kill -9 must not lose,
+            # so nothing else runs between the last byte and the WAL append
+            self._sink.emit(rec.to_event(self._node_id))
             if self._loops is not None and rec.cost_pico:
                 self._loops.settle(ctx.policy, rec.key, rec.cost_pico)
             if rec.budget is not None and self._budgets is not None:
                 self._budgets.settle(rec.budget, rec.usage, rec.model, rec.price)  # bill what was produced, free the rest
-            self._sink.emit(rec.to_event(self._node_id))
             if self._observer is not None:
                 self._observer.done(rec)
             if self._tracing is not None:
