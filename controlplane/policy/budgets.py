@@ -8,7 +8,7 @@ never appears in declared ids), so the data plane handles one kind of limit.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from decimal import Decimal
 
 from interlock.v1 import policy_pb2
@@ -77,10 +77,11 @@ def _rate_errors(r: RateLimit, refs: dict[str, Collection[str]]) -> list[str]:
     return errors
 
 
-def _key_errors(k: KeyRecord, key_ids: Collection[str]) -> list[str]:
+def key_limit_errors(k: KeyRecord, parent_exists: Callable[[str], bool]) -> list[str]:
+    """A key's parent and its own limits (also checked alone for key deltas: controlplane/policy/incremental.py)."""
     where = f"virtual key {k.id}"
     errors = []
-    if k.parent and k.parent not in key_ids:
+    if k.parent and not parent_exists(k.parent):
         errors.append(f"{where}: parent key {k.parent!r} does not exist")
     if k.budget_usd:
         try:
@@ -115,7 +116,7 @@ def validate_budgets(
     for r in doc.rate_limits:
         errors += _rate_errors(r, refs)
     for k in keys:
-        errors += _key_errors(k, key_ids)
+        errors += key_limit_errors(k, key_ids.__contains__)
     return errors
 
 

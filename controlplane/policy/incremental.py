@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 from interlock.v1 import policy_pb2
 
-from .budgets import _budget_pb, _rate_pb, implicit_limit_id, implicit_limits
+from .budgets import _budget_pb, _rate_pb, implicit_limit_id, implicit_limits, key_limit_errors
 from .compiler import key_pb, resolve_aliases
 from .model import KeyRecord, PolicyDocument
 
@@ -62,16 +61,7 @@ class KeyCompiler:
             if not k.revoked:
                 errors += [f"{where}: allowed model {n!r} is not a model or alias"
                            for n in k.allowed_models if n not in self._routable]
-            if k.parent and not exists(k.parent):
-                errors.append(f"{where}: parent key {k.parent!r} does not exist")
-            if k.budget_usd:
-                try:
-                    if Decimal(k.budget_usd) <= 0:
-                        errors.append(f"{where}: budget_usd must be more than 0")
-                except ArithmeticError:
-                    errors.append(f"{where}: budget_usd {k.budget_usd!r} is not a decimal number")
-            if k.max_concurrency < 0:
-                errors.append(f"{where}: max_concurrency must not be negative")
+            errors += key_limit_errors(k, exists)
         for i in deleted:
             if i in self._named:
                 errors.append(f"key {i!r} is named by a budget or rate limit")
