@@ -33,6 +33,7 @@ from tests.fixtures.cluster import Cluster, wait_until
 
 pytestmark = pytest.mark.integration
 CRASH_SEEDS = 10
+OUTAGE_SEEDS = 5  # per offline mode, and for the link cut (the bar); benchmarks/budget_faults.py sweeps more
 
 
 def _check(o: Outcome, what: str, extra: int = 0) -> None:
@@ -72,7 +73,7 @@ def test_control_plane_kill9_for_twice_the_lease_ttl(cluster_factory: Callable[.
     start_cluster(c)
     cost = request_cost(c)
     allowance = 3 * cost if mode == "optimistic" else 0
-    seeds = 1  # benchmarks/budget_faults.py sweeps more
+    seeds = OUTAGE_SEEDS
     limits = {s: seeded(s).randint(50, 80) * cost for s in range(seeds)}
     apply_budgets(c, [budget(f"cp{s}", f"cp{s}", lim, mode, allowance) for s, lim in limits.items()]
                   + [budget("thrice", "thrice", 90 * cost, mode, allowance)])
@@ -98,10 +99,10 @@ def test_one_node_grpc_link_cut_for_twice_the_lease_ttl(cluster_factory: Callabl
     [proxy] = start_cluster(c, proxied=1)
     try:
         cost = request_cost(c)
-        limits = {s: seeded(s).randint(60, 90) * cost for s in range(2)}
+        limits = {s: seeded(s).randint(60, 90) * cost for s in range(OUTAGE_SEEDS)}
         apply_budgets(c, [budget(f"cut{s}", f"cut{s}", lim) for s, lim in limits.items()])
         fake_latency(c, 100)
-        for s in range(2):
+        for s in range(OUTAGE_SEEDS):
             o = measure(c, f"cut{s}", limits[s], cost, 2 * TTL_S + 3, workers=5,
                         faults=[(0.5, link_cut(proxy, 2 * TTL_S))])
             _check(o, f"link cut seed {s}")
