@@ -37,6 +37,7 @@ from aiokafka import AIOKafkaProducer
 from google.protobuf.message import DecodeError
 
 from dataplane.wal import Cursor, Wal
+from dataplane.wal_front import WalFront
 from interlock.v1 import usage_pb2
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def _acked(fut: Fut | None) -> bool:
     return fut is not None and fut.done() and not fut.cancelled() and fut.exception() is None
 
 
-class KafkaUsageSink:
+class KafkaUsageSink(WalFront):
     def __init__(
         self, bootstrap: str, spool_dir: Path, *, topic: str = DEFAULT_TOPIC, spool_max_bytes: int = 1 << 30,
         spool_segment_bytes: int = 8 << 20, batch_size: int = 1000, linger_ms: int = 5, max_buffer: int = 100_000,
@@ -75,7 +76,7 @@ class KafkaUsageSink:
         self._wal_args: dict[str, Any] = dict(directory=Path(spool_dir), max_bytes=spool_max_bytes,
                                               segment_bytes=spool_segment_bytes)  # fmt: skip
         self._topic, self._batch_size, self._linger_s = topic, batch_size, linger_ms / 1000
-        self._max_buffer, self._sync_s, self._log_interval_s = max_buffer, sync_interval_ms / 1000, log_interval_s
+        self._max_early, self._sync_s, self._log_interval_s = max_buffer, sync_interval_ms / 1000, log_interval_s
         self._send_timeout_s, self._close_timeout_s = send_timeout_s, close_timeout_s
         self._max_backoff_s = max_backoff_s
         self._early: deque[usage_pb2.UsageEvent] = deque()  # emitted before start(): written to the WAL by it
@@ -97,10 +98,6 @@ class KafkaUsageSink:
         return self._overflow + self._lost
 
     @property
-    def spool_bytes(self) -> int:
-        return self._wal.size_bytes if self._wal is not None else 0
-
-    @property
     def direct(self) -> bool:
         """Connected, and the last delivery succeeded: events reach Kafka as they are emitted."""
         return self._producer is not None and self._healthy
@@ -110,24 +107,9 @@ class KafkaUsageSink:
         """Every record in the WAL was acked by Kafka."""
         return self._wal is None or self._wal.empty
 
-    def emit(self, event: usage_pb2.UsageEvent) -> None:
-        self.emitted += 1
-        wal = self._wal
-        if wal is None or self._closed:
-            if self._closed or len(self._early) >= self._max_buffer:
-                self._overflow += 1
-                if self._closed and not self._late_logged:
-                    self._late_logged = True  # once: emit is on the hot path
-                    log.error("usage event emitted after the sink closed: dropped, as will be every later one")
-            else:
-                self._early.append(event)
-            return
-        if wal.write(event.SerializeToString()):
-            self.spooled += 1
-            if not self._wake.is_set():
-                self._wake.set()
-        else:
-            self._lost += 1
+    def _spooled_one(self) -> None:
+        if not self._wake.is_set():
+            self._wake.set()
 
     async def start(self) -> None:
         """Open (and recover) the WAL, then start shipping. Raises OSError for an unusable spool dir;

@@ -36,6 +36,7 @@ from typing import Protocol
 from google.protobuf.message import DecodeError
 
 from dataplane.wal import Cursor, Wal
+from dataplane.wal_front import WalFront
 from ingest import wire
 from ingest.clickhouse_writer import ClickHouseWriter, IngestError, open_clickhouse
 from ingest.schema import DEFAULT_DATABASE, DEFAULT_TTL_DAYS
@@ -66,7 +67,7 @@ def stored_ids(writer: ClickHouseWriter, ids: list[str]) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
-class WalClickHouseSink:
+class WalClickHouseSink(WalFront):
     def __init__(
         self, open_writer: Callable[[], BatchWriter], wal_dir: Path, *, stored: Callable[[BatchWriter], StoredIds],
         batch_size: int = 1000, flush_interval_ms: int = 200, max_bytes: int = 1 << 30,
@@ -110,30 +111,9 @@ class WalClickHouseSink:
         return self._overflow + self._lost + self._rejected
 
     @property
-    def spool_bytes(self) -> int:
-        return self._wal.size_bytes if self._wal is not None else 0
-
-    @property
     def spool_empty(self) -> bool:
         """Every record in the WAL is in ClickHouse."""
         return self._wal is None or self._wal.empty
-
-    def emit(self, event: usage_pb2.UsageEvent) -> None:
-        self.emitted += 1
-        wal = self._wal
-        if wal is None or self._closed:
-            if self._closed or len(self._early) >= self._max_early:
-                self._overflow += 1
-                if self._closed and not self._late_logged:
-                    self._late_logged = True  # once: emit is on the hot path
-                    log.error("usage event emitted after the sink closed: dropped, as will be every later one")
-            else:
-                self._early.append(event)
-            return
-        if wal.write(event.SerializeToString()):
-            self.spooled += 1
-        else:
-            self._lost += 1
 
     async def start(self) -> None:
         """Open (and recover) the WAL, open the writer (connect + migrate), start flushing.
