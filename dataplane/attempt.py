@@ -219,10 +219,12 @@ class Forwarder:
                         rec.client_disconnected = True
                         break  # leaving the context closes the upstream connection: the provider stops generating
                     await ctx.write(out)
-            await ctx.end_stream()
-        finally:
             rec.usage = scanner.usage if scanner.usage.reported else _estimate(rec, scanner.usage, scanner.events)
-            rec.response_bytes = ctx.bytes_sent
+            await ctx.end_stream()  # the record is final here: end_stream seals it before the last bytes
+        finally:
+            if not ctx.sealed:  # the relay failed: usage so far, and what the client got, go on the failure's event
+                rec.usage = scanner.usage if scanner.usage.reported else _estimate(rec, scanner.usage, scanner.events)
+                rec.response_bytes = ctx.bytes_sent
 
 
 def _feed(scanner: StreamUsageScanner, chunk: bytes) -> bytes:

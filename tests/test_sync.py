@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from dataplane.errors import SnapshotFileError, SnapshotRejected
 from dataplane.sync import SnapshotSync
 from interlock.snapshot_hash import snapshot_content_hash
 from interlock.v1 import control_pb2, control_pb2_grpc, policy_pb2
+from tests.fixtures.ports import free_port
 
 pytestmark = pytest.mark.integration
 WAIT_S = 5.0
@@ -162,13 +162,6 @@ async def until(condition: Callable[[], bool]) -> None:
     async with asyncio.timeout(WAIT_S):
         while not condition():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def saved_version(sync_path: Path) -> int:
