@@ -39,6 +39,7 @@ def default_translators() -> dict[tuple[str, str, str], Translator]:
     return {(t.client, t.client_operation, t.provider): t for t in ts}
 
 
-def default_translations(dialects: Mapping[str, Dialect]) -> Translations:
+def default_translations(dialects: Mapping[str, Dialect],
+                         translators: Mapping[tuple[str, str, str], Translator] | None = None) -> Translations:
     # provider-only APIs (no client speaks them) join the client dialects' families here
-    return Translations(default_translators(), {**by_family(dialects), CONVERSE: ConverseDialect()})
+    return Translations(translators or default_translators(), {**by_family(dialects), CONVERSE: ConverseDialect()})
