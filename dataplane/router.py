@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 import orjson
 
 from dataplane.admission import authenticate, presented_key
-from dataplane.dialects.base import Dialect, EndpointSpec, ErrorKind
+from dataplane.dialects.base import Dialect, ErrorKind
 from dataplane.gateway_errors import GatewayError
 from dataplane.http.messages import Request, Responder
 from dataplane.policy import CompiledPolicy
@@ -37,13 +37,15 @@ class Router:
         self._all = tuple(ordered)
         # Built once per node: (method, path) -> Endpoint; templated endpoints (the model in the path) by spec.
         self._endpoints: dict[tuple[str, str], Endpoint] = {}
-        self._templated: dict[tuple[str, EndpointSpec], Endpoint] = {}
+        # keyed by the spec object's identity: dialects return their own long-lived specs from match(), and
+        # hashing a dataclass per request would cost more than the lookup
+        self._templated: dict[int, Endpoint] = {}
         self._matchers: list[Dialect] = []
         for d in ordered:
             for spec in d.endpoints():
                 ep = Endpoint(d, spec.operation, spec.path)
                 if "{" in spec.path:
-                    self._templated[(d.name, spec)] = ep
+                    self._templated[id(spec)] = ep
                 else:
                     self._endpoints[(spec.method, spec.path)] = ep
             if any("{" in spec.path for spec in d.endpoints()):
@@ -70,7 +72,7 @@ class Router:
             for d in self._matchers:
                 spec = d.match(req.method, req.path)
                 if spec is not None:
-                    return self._templated.get((d.name, spec))
+                    return self._templated.get(id(spec))
         return ep
 
     def render_error(self, path: str, status: int, message: str) -> bytes:
