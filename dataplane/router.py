@@ -59,6 +59,10 @@ class Router:
         self.idle = asyncio.Event()  # set whenever in_flight drops to 0
         self.idle.set()
 
+    def endpoints(self) -> list[Endpoint]:
+        """Every proxied endpoint; a templated one's path is its template (/v1beta/models/{model}:generateContent)."""
+        return [*self._endpoints.values(), *self._templated.values()]
+
     def dialect_for(self, path: str, headers: Mapping[str, str] | None = None, query: str = "") -> Dialect:
         """The API a request that matched no endpoint speaks, for its error or model-list shape."""
         for d in self._claimants:

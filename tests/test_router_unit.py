@@ -62,6 +62,7 @@ async def test_every_dialects_endpoints_are_served(router: Any, path: str, name:
     (ep,) = proxy.handled
     assert (ep.dialect.name, ep.operation, ep.path) == (name, operation, recorded)
     assert r.in_flight == 0 and r.idle.is_set()
+    assert recorded in {e.path for e in r.endpoints()}
 
 
 async def test_a_dialect_rejects_what_it_cannot_serve_before_the_proxy(router: Any) -> None:
