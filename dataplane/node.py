@@ -41,7 +41,6 @@ from interlock.settings import DataPlaneSettings
 
 if TYPE_CHECKING:
     from dataplane.dialects.base import Dialect
-    from dataplane.translate.base import Translator
     from dataplane.usage_sink import UsageSink
 
 log = logging.getLogger(__name__)
@@ -56,10 +55,8 @@ class DataPlaneNode:
     def __init__(
         self, settings: DataPlaneSettings, *, sink: UsageSink, env: Mapping[str, str],
         adapters: Mapping[str, ProviderAdapter] | None = None, dialects: Mapping[str, Dialect] | None = None,
-        translators: Mapping[tuple[str, str, str], Translator] | None = None,
     ):
-        """`dialects`/`translators`: the client APIs served and the translators between them and the providers'
-        (default: dataplane/dialects/registry.py, dataplane/translate/registry.py)."""
+        """`dialects`: the client APIs served (default: dataplane/dialects/registry.py)."""
         self.settings = settings
         self.sink = sink
         self.holder = PolicyHolder(adapters or default_providers(), env_and_file_credentials(env, settings.credentials))
@@ -93,7 +90,7 @@ class DataPlaneNode:
         self.tracing = Tracing(sample=settings.trace_sample, node_id=settings.node_id,
                                endpoint=settings.otlp_endpoint) if settings.trace_sample > 0 else None
         self.proxy = Proxy(policy=self.holder.current, pepper=settings.key_pepper, upstream=self.upstream, sink=sink,
-                           node_id=settings.node_id, clock=now, budgets=self.budget_gate, translations=default_translations(dialects, translators),
+                           node_id=settings.node_id, clock=now, budgets=self.budget_gate, translations=default_translations(dialects),
                            observer=self.observer, loops=LoopStage(self.loop_guard), tracing=self.tracing,
                            guardrails=self.guardrails)
         self.router = Router(proxy=self.proxy, dialects=dialects, policy=self.holder.current, pepper=settings.key_pepper,

@@ -4,8 +4,9 @@ end by a real in-process gateway in front of the fake provider.
 The toy API has its own endpoint (POST /toy/v1/ask), request shape ({"use", "say", "flow", "cap"}), answer
 shape ({"answer", "spent"}), stream framing (`piece {...}` / `end {...}` blocks, not SSE `data:` lines),
 error shape ({"oops": {...}}), rate-limit headers and model list (GET /toy/models). The fake provider only
-speaks the real APIs, so the toy module also brings its translator to OpenAI chat (one more registry line,
-in the translator registry). Nothing in dataplane/ names it.
+speaks the real APIs, so the toy module also brings its translators (Dialect.translators): to OpenAI chat, and
+through it to Anthropic messages. The one registry line is `{**default_dialects(), "toy": ToyDialect()}`;
+nothing in dataplane/ names the toy.
 """
 
 from __future__ import annotations
@@ -20,14 +21,15 @@ import orjson
 import pytest
 
 from controlplane.policy.compiler import compile_snapshot
-from controlplane.policy.model import KeyRecord, PolicyDocument, RateLimit
+from controlplane.policy.model import KeyRecord, Model, PolicyDocument, Price, RateLimit
 from dataplane import snapshot_file
-from dataplane.dialects.base import ClientAPI, EndpointSpec, Event, Models, Usage
+from dataplane.dialects.base import ClientAPI, ClientTranslator, EndpointSpec, Event, Models, Usage
 from dataplane.dialects.registry import default_dialects
 from dataplane.dialects.sse import SSEScanner
 from dataplane.node import DataPlaneNode
 from dataplane.translate.base import ChatStreamTranslator, Params, Session, StatelessSession
-from dataplane.translate.registry import default_translators
+from dataplane.translate.chain import Chained
+from dataplane.translate.openai_to_anthropic import OpenAIToAnthropic
 from dataplane.usage_sink import MemorySink
 from interlock.keys import hash_key, new_secret
 from interlock.settings import DataPlaneSettings
@@ -83,6 +85,10 @@ class ToyDialect(ClientAPI):
         cap = body.get("cap")
         return cap if isinstance(cap, int) else None
 
+    def translators(self) -> Sequence[ClientTranslator]:
+        # to OpenAI chat providers, and through OpenAI chat to Anthropic ones: each rule written once
+        return (ToyToOpenAI(), Chained(ToyToOpenAI(), OpenAIToAnthropic()))
+
 
 def _toy_request(body: dict[str, Any], p: Params) -> dict[str, Any]:
     out: dict[str, Any] = {"model": p.upstream_model or body["use"],
@@ -134,13 +140,11 @@ class ToyToOpenAI:
         return StatelessSession(params, _toy_request, _toy_response, ChatToToyStream)
 
 
-# ---- the registry lines (what a dialect author adds to dialects/registry.py and translate/registry.py) -------
+# ---- the registry line (what a dialect author adds to default_dialects() in dataplane/dialects/registry.py) ----
 
 
-def toy_registries() -> tuple[dict[str, Any], dict[tuple[str, str, str], Any]]:
-    dialects: dict[str, Any] = {**default_dialects(), "toy": ToyDialect()}
-    translators: dict[tuple[str, str, str], Any] = {**default_translators(), ("toy", "ask", "openai"): ToyToOpenAI()}
-    return dialects, translators
+def toy_registry() -> dict[str, Any]:
+    return {**default_dialects(), "toy": ToyDialect()}
 
 
 # ---- served end to end ----------------------------------------------------------------------------------
@@ -167,16 +171,14 @@ async def _events(sink: MemorySink, n: int) -> None:
 async def toy_gateway(fake_provider, tmp_path: Path):  # type: ignore[no-untyped-def]
     secret = new_secret()
     key = KeyRecord(id="vk_toy", key_hash=hash_key(PEPPER, secret).hex(), team="eng")
-    base = gateway_policy(fake_provider.base_url)
-    # a rate limit on claude-t this node (offline: no control plane to lease from) cannot grant: refused in toy shape
+    base = gateway_policy(fake_provider.base_url, models=[Model(name="limited-t", provider="fo", price=Price(input="1"))])
+    # a rate limit this node (offline: no control plane to lease from) cannot grant: refused in the toy's shape
     doc = PolicyDocument(**{**base.model_dump(), "rate_limits": [
-        RateLimit(id="rl_toy", scope="key", scope_id="vk_toy", models=["claude-t"], requests_per_minute=2)]})
+        RateLimit(id="rl_toy", scope="key", scope_id="vk_toy", models=["limited-t"], requests_per_minute=2)]})
     snapshot_file.save(tmp_path / "snapshot.pb", compile_snapshot(doc, [key], version=3, now_ms=0))
     settings = DataPlaneSettings(node_id="toy-node", key_pepper=PEPPER, port=0, control_plane="", state_dir=tmp_path,
                                  tune_gc=False)
-    dialects, translators = toy_registries()
-    node = DataPlaneNode(settings, sink=MemorySink(), env={"FAKE_KEY": "fake-secret"}, dialects=dialects,
-                         translators=translators)
+    node = DataPlaneNode(settings, sink=MemorySink(), env={"FAKE_KEY": "fake-secret"}, dialects=toy_registry())
     await node.start()
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{node.port}",
@@ -218,12 +220,25 @@ async def test_toy_dialect_answers_streams_lists_and_errs_in_its_own_shapes(toy_
 
     # a rate-limited model: refused in the toy's error shape, with the toy's rate-limit headers
     served = fake_provider.stats()["total"]
-    r = await client.post("/toy/v1/ask", json={"use": "claude-t", "say": "again"})
+    r = await client.post("/toy/v1/ask", json={"use": "limited-t", "say": "again"})
     assert r.status_code == 429
     assert r.json()["oops"]["why"] == "rate_limit" and "2 requests per minute" in r.json()["oops"]["text"]
     assert r.headers["toy-requests-cap"] == "2" and r.headers["toy-requests-left"] == "0"
     assert "x-ratelimit-limit-requests" not in r.headers and "anthropic-ratelimit-requests-limit" not in r.headers
     assert fake_provider.stats()["total"] == served  # nothing reached the provider
+
+    # an Anthropic provider through the chained translator the toy brought: answer and stream in toy shapes
+    r = await client.post("/toy/v1/ask", json={"use": "claude-t", "say": "hello claude", "cap": 30})
+    assert r.status_code == 200, r.text
+    sent = fake_provider.last_request
+    assert sent["path"] == "/v1/messages" and sent["body"]["max_tokens"] == 30
+    (msg,) = sent["body"]["messages"]
+    assert msg["role"] == "user" and "hello claude" in orjson.dumps(msg["content"]).decode()
+    whole = r.json()
+    assert whole["answer"] and whole["spent"]["out"] == sent["usage"]["output_tokens"]
+    r = await client.post("/toy/v1/ask", json={"use": "claude-t", "say": "hello claude", "cap": 30, "flow": True})
+    blocks = _blocks(r.content)
+    assert blocks[-1][0] == "end" and "".join(d["t"] for n, d in blocks if n == "piece") == whole["answer"]
 
 
 async def test_toy_dialect_errors_and_model_list(toy_gateway, fake_provider) -> None:
@@ -253,13 +268,13 @@ async def test_toy_dialect_errors_and_model_list(toy_gateway, fake_provider) -> 
     r = await client.get("/toy/models")
     assert r.status_code == 200
     assert r.json() == {"toys": [{"toy": "claude-t", "maker": "fa"}, {"toy": "fast", "maker": "fo"},
-                                 {"toy": "gpt-t", "maker": "fo"}]}
+                                 {"toy": "gpt-t", "maker": "fo"}, {"toy": "limited-t", "maker": "fo"}]}
     r = await client.get("/toy/models/gpt-t")
     assert r.json() == {"toy": "gpt-t", "maker": "fo"}
     r = await client.get("/toy/models/absent")
     assert r.status_code == 404 and set(r.json()) == {"oops"}
     r = await client.get("/v1/models")
-    assert r.json()["object"] == "list" and [m["id"] for m in r.json()["data"]] == ["claude-t", "fast", "gpt-t"]
+    assert r.json()["object"] == "list" and [m["id"] for m in r.json()["data"]] == ["claude-t", "fast", "gpt-t", "limited-t"]
     r = await client.get("/v1/models", headers={"anthropic-version": "2023-06-01"})
     assert r.json()["data"][0] == {"type": "model", "id": "claude-t", "display_name": "claude-t",
                                    "created_at": "1970-01-01T00:00:00Z"}

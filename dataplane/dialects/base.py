@@ -108,6 +108,18 @@ class WireAPI(Protocol):
     def max_output_tokens(self, body: dict[str, Any]) -> int | None: ...
 
 
+class ClientTranslator(Protocol):
+    """A translator a dialect brings to reach providers of another family (the whole protocol, with typed
+    params and session, is dataplane/translate/base.Translator; dialects do not import translate)."""
+
+    client: str  # the dialect's family
+    client_operation: str  # its EndpointSpec.operation
+    provider: str  # the provider family reached
+    operation: str  # the provider adapter's path key
+
+    def open(self, params: Any) -> Any: ...
+
+
 class Dialect(WireAPI, Protocol):
     """One client-facing wire API, and everything the gateway needs to serve it: its endpoints, how a request
     names its model and asks for a stream, its error, stream and model-list shapes and its rate-limit headers.
@@ -153,6 +165,11 @@ class Dialect(WireAPI, Protocol):
         """The rate-limit headers this API's SDKs read, for a 429 on `dim` ("requests" or "tokens")."""
         ...
 
+    def translators(self) -> Sequence[ClientTranslator]:
+        """Translators to provider families, for a family no built-in translator serves (a new API no
+        provider speaks); the built-in families' are in dataplane/translate/registry.py."""
+        ...
+
 
 class ClientAPI:
     """Defaults of the optional parts of a Dialect: exact endpoints only, claims nothing, rejects nothing."""
@@ -172,6 +189,9 @@ class ClientAPI:
 
     def unknown_method(self, method: str, path: str) -> str | None:
         return None
+
+    def translators(self) -> Sequence[ClientTranslator]:
+        return ()
 
 
 class ModelInBody(ClientAPI):

@@ -39,7 +39,8 @@ def default_translators() -> dict[tuple[str, str, str], Translator]:
     return {(t.client, t.client_operation, t.provider): t for t in ts}
 
 
-def default_translations(dialects: Mapping[str, Dialect],
-                         translators: Mapping[tuple[str, str, str], Translator] | None = None) -> Translations:
+def default_translations(dialects: Mapping[str, Dialect]) -> Translations:
+    # translators the dialects bring (new families) join the built-in ones, which win a collision
+    brought = {(t.client, t.client_operation, t.provider): t for d in dialects.values() for t in d.translators()}
     # provider-only APIs (no client speaks them) join the client dialects' families here
-    return Translations(translators or default_translators(), {**by_family(dialects), CONVERSE: ConverseDialect()})
+    return Translations({**brought, **default_translators()}, {**by_family(dialects), CONVERSE: ConverseDialect()})
