@@ -60,7 +60,7 @@ class Proxy:
                                  guardrails=guardrails, loops=loops)
 
     async def handle(self, req: Request, resp: Responder, ep: Endpoint) -> None:
-        rec = RequestRecord(self._ids, ep.dialect.name, ep.path, len(req.body))
+        rec = RequestRecord(self._ids, ep.dialect.family, ep.path, len(req.body))
         ctx = RequestContext(req, resp, ep, rec, self._seal)
         try:
             await self.pipeline.run(ctx)
