@@ -1,9 +1,9 @@
-"""Scan only what was not scanned before: a bounded cache of each string's findings, keyed by its digest.
+"""Scan only what was not scanned before: a bounded cache of each string's findings, keyed by a hash of it.
 
 Agents resend the whole conversation every turn, so turn N's body is turn N-1's plus a few new strings. Each
-string of the walked body (TextIndex.parts) is looked up by a SHA-256 digest of its UTF-8; only the strings not
-seen before (and the short ones, cheaper to scan than to hash) are joined and scanned, and each one's findings
-are stored under its digest. What is stored is the digest and the findings' (rule, start, end) within the
+string of the walked body (TextIndex.parts) is looked up by a keyed hash of it (see `digests`); only the strings
+not seen before (and the short ones, cheaper to scan than to hash) are joined and scanned, and each one's
+findings are stored under its key. What is stored is the key and the findings' (rule, start, end) within the
 string, never the text. One cache per compiled guardrail, so a new snapshot (new rules, new guardrail policy)
 starts empty: a result is never reused across a policy change.
 
@@ -15,6 +15,7 @@ are scanned together; such a finding is kept, and the strings it touches are not
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 from bisect import bisect_right
 from collections import OrderedDict
@@ -23,20 +24,22 @@ from collections.abc import Callable
 from dataplane.guardrails.engine import Finding, Scanner
 from dataplane.guardrails.walk import SEP, TextIndex
 
-_ENTRY_BYTES = 200  # an entry's approximate footprint: dict slot, 32-byte digest, empty tuple, LRU links
+_ENTRY_BYTES = 200  # an entry's approximate footprint: dict slot, key, empty tuple, LRU links
 _FINDING_BYTES = 120  # each stored (rule, start, end)
 
 Stored = tuple[tuple[str, int, int], ...]
+Key = int | bytes
+_MASK64 = (1 << 64) - 1
 
 
 class ScanCache:
-    """LRU of digest -> findings within that string; bounded by an estimate of its memory in bytes."""
+    """LRU of key -> findings within that string; bounded by an estimate of its memory in bytes."""
 
     __slots__ = ("_entries", "_used", "hits", "max_bytes", "misses")
 
     def __init__(self, max_bytes: int = 8 << 20) -> None:
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[bytes, Stored] = OrderedDict()
+        self._entries: OrderedDict[Key, Stored] = OrderedDict()
         self._used = 0
         self.hits = self.misses = 0
 
@@ -47,7 +50,7 @@ class ScanCache:
     def used_bytes(self) -> int:
         return self._used
 
-    def get(self, key: bytes) -> Stored | None:
+    def get(self, key: Key) -> Stored | None:
         got = self._entries.get(key)
         if got is None:
             self.misses += 1
@@ -56,7 +59,7 @@ class ScanCache:
         self.hits += 1
         return got
 
-    def put(self, key: bytes, found: Stored) -> None:
+    def put(self, key: Key, found: Stored) -> None:
         if key in self._entries:
             return
         cost = _ENTRY_BYTES + _FINDING_BYTES * len(found)
@@ -72,12 +75,20 @@ class ScanCache:
 MIN_CHARS = 256  # shorter strings are scanned every time: hashing and looking one up costs about as much
 
 
-def digests(index: TextIndex) -> list[bytes | None]:
-    """Each part's digest (None for a short one), computed once per walked body whatever the guardrail count."""
+def digests(index: TextIndex) -> list[Key | None]:
+    """Each part's key (None for a short one), computed once per walked body whatever the guardrail count.
+
+    The key is the string's length and its SipHash-1-3 (Python's own str hash, keyed by the process's random
+    hash secret: ~3x cheaper than SHA-256, and no one outside the process can make two strings collide on
+    purpose); where hash randomisation is off (PYTHONHASHSEED set) that secret is known, so SHA-256 instead."""
     if index.digests is None:
-        sha = hashlib.sha256
-        index.digests = [sha(p.encode("utf-8", "surrogatepass")).digest() if len(p) >= MIN_CHARS else None
-                         for p in index.parts]
+        parts = index.parts
+        if sys.flags.hash_randomization and sys.hash_info.algorithm.startswith("siphash"):
+            index.digests = [(hash(p) & _MASK64) << 32 | len(p) if len(p) >= MIN_CHARS else None for p in parts]
+        else:
+            sha = hashlib.sha256
+            index.digests = [sha(p.encode("utf-8", "surrogatepass")).digest() if len(p) >= MIN_CHARS else None
+                             for p in parts]
     return index.digests
 
 
@@ -90,7 +101,7 @@ def scan_index(scanner: Scanner, cache: ScanCache | None, index: TextIndex, dead
     parts, starts = index.parts, index.starts
     known: list[Finding] = []
     todo: list[int] = []  # parts to scan, in order
-    keys: dict[int, bytes] = {}
+    keys: dict[int, Key] = {}
     for i, k in enumerate(digests(index)):
         if k is None:
             todo.append(i)

@@ -45,7 +45,7 @@ class TextIndex:
         self._prefix = prefix
         self.parts = parts  # each string as scanned (`name=` + value for a named value); text = SEP.join(parts)
         self.text = SEP.join(parts)
-        self.digests: list[bytes | None] | None = None  # filled by scancache.digests, once per body
+        self.digests: list[int | bytes | None] | None = None  # filled by scancache.digests, once per body
 
     @property
     def starts(self) -> list[int]:
