@@ -17,7 +17,7 @@ from dataplane.gateway_errors import GatewayError
 from dataplane.guardrails.catalog import expand
 from dataplane.guardrails.compiled import GuardrailSet
 from dataplane.guardrails.engine import Scanner, linear_engine
-from dataplane.guardrails.scancache import MIN_CHARS, ScanCache, scan_index
+from dataplane.guardrails.scancache import MIN_CHARS, SMALL_BODY, ScanCache, scan_index
 from dataplane.guardrails.stage import Guardrails
 from dataplane.guardrails.walk import TextIndex
 from dataplane.http.messages import Request
@@ -60,7 +60,7 @@ def test_cached_scan_equals_the_plain_scan_turn_after_turn() -> None:
 
 def test_the_cache_holds_digests_and_offsets_never_text() -> None:
     scanner, cache = Scanner(expand(["secrets"])), ScanCache()
-    text = "x" * MIN_CHARS + f"\nAWS_ACCESS_KEY_ID={SECRET}\n"
+    text = "x" * SMALL_BODY + f"\nAWS_ACCESS_KEY_ID={SECRET}\n"
     index = TextIndex({"messages": [{"role": "user", "content": text}]})
     found = scan_index(scanner, cache, index)
     assert [index.text[f.start:f.end] for f in found] == [SECRET]
@@ -72,11 +72,18 @@ def test_the_cache_holds_digests_and_offsets_never_text() -> None:
     assert SECRET not in repr(entries)
 
 
-def test_short_strings_are_scanned_every_time_not_cached() -> None:
+def test_short_strings_and_small_bodies_are_scanned_every_time_not_cached() -> None:
     scanner, cache = Scanner(expand(["secrets"])), ScanCache()
-    index = TextIndex({"messages": [{"role": "user", "content": f"key {SECRET}"}]})
-    assert [f.rule for f in scan_index(scanner, cache, index)] == ["aws-access-key-id"]
-    assert len(cache) == 0
+    long = "y" * SMALL_BODY
+    index = TextIndex({"messages": [{"role": "user", "content": f"key {SECRET}"}, {"role": "user", "content": long}]})
+    for _ in range(2):
+        found = scan_index(scanner, cache, index)
+        assert [(f.rule, index.text[f.start:f.end]) for f in found] == [("aws-access-key-id", SECRET)]
+    assert len(cache) == 1 and cache.hits == 1  # only the long string, clean
+    small = TextIndex({"messages": [{"role": "user", "content": "z" * MIN_CHARS + f" key {SECRET}"}]})
+    small_cache = ScanCache()
+    assert [f.rule for f in scan_index(scanner, small_cache, small)] == ["aws-access-key-id"]
+    assert len(small_cache) == 0  # a small body is one DFA pass: not worth hashing
 
 
 def test_the_cache_is_bounded_in_bytes_and_keeps_the_recently_used() -> None:
@@ -92,8 +99,8 @@ def test_the_cache_is_bounded_in_bytes_and_keeps_the_recently_used() -> None:
 
 def test_a_custom_match_across_two_strings_is_kept_and_not_cached() -> None:
     scanner, cache = Scanner([*expand(["secrets"]), _custom(r"alpha[\s\S]{0,9}omega")]), ScanCache()
-    body = {"messages": [{"role": "user", "content": "x" * 300 + " alpha"},
-                         {"role": "user", "content": "omega " + "y" * 300}]}
+    body = {"messages": [{"role": "user", "content": "x" * SMALL_BODY + " alpha"},
+                         {"role": "user", "content": "omega " + "y" * SMALL_BODY}]}
     index = TextIndex(body)
     want = scanner.scan(index.text)
     assert [f.rule for f in want] == ["custom:span"]
@@ -155,7 +162,7 @@ def _ctx(gset: GuardrailSet, body: dict[str, Any]) -> RequestContext:
 
 def _tool_result(text: str) -> dict[str, Any]:
     return {"model": "m", "messages": [{"role": "user", "content": [
-        {"type": "tool_result", "tool_use_id": "t", "content": "log line\n" * 40 + text}]}]}
+        {"type": "tool_result", "tool_use_id": "t", "content": "log line\n" * (SMALL_BODY // 8) + text}]}]}
 
 
 def test_a_new_snapshot_never_reuses_an_answer_from_the_old_one() -> None:

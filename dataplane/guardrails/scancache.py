@@ -60,19 +60,21 @@ class ScanCache:
         return got
 
     def put(self, key: Key, found: Stored) -> None:
-        if key in self._entries:
-            return
-        cost = _ENTRY_BYTES + _FINDING_BYTES * len(found)
-        if cost > self.max_bytes:
-            return
-        self._entries[key] = found
-        self._used += cost
-        while self._used > self.max_bytes:
-            _, old = self._entries.popitem(last=False)
+        self.put_many({key: found})
+
+    def put_many(self, items: dict[Key, Stored]) -> None:
+        """Store answers (one dict update), then drop the least recently used past the byte bound."""
+        entries = self._entries
+        items = {k: v for k, v in items.items() if k not in entries}
+        self._used += sum(_ENTRY_BYTES + _FINDING_BYTES * len(v) for v in items.values())
+        entries.update(items)
+        while self._used > self.max_bytes and entries:
+            _, old = entries.popitem(last=False)
             self._used -= _ENTRY_BYTES + _FINDING_BYTES * len(old)
 
 
 MIN_CHARS = 256  # shorter strings are scanned every time: hashing and looking one up costs about as much
+SMALL_BODY = 8192  # below this the whole text is one cheap DFA pass: the cache would only add work
 
 
 def digests(index: TextIndex) -> list[Key | None]:
@@ -96,7 +98,7 @@ def scan_index(scanner: Scanner, cache: ScanCache | None, index: TextIndex, dead
                clock: Callable[[], float] = time.perf_counter) -> list[Finding]:
     """The scanner's findings in index.text (same offsets as scanner.scan(index.text)), scanning only the
     strings the cache has no answer for; the answers for those are then stored."""
-    if cache is None:
+    if cache is None or len(index.text) < SMALL_BODY:
         return _scan_all(scanner, index.text, deadline, clock)
     parts, starts = index.parts, index.starts
     known: list[Finding] = []
@@ -137,9 +139,7 @@ def scan_index(scanner: Scanner, cache: ScanCache | None, index: TextIndex, dead
             per.setdefault(i, []).append((f.rule, s, e))
         else:  # a custom pattern matched across strings: neither string's answer stands on its own
             spanning.update(todo[a:b + 1])
-    for i, k in keys.items():
-        if i not in spanning:
-            cache.put(k, tuple(per.get(i, ())))
+    cache.put_many({k: tuple(per.get(i, ())) for i, k in keys.items() if i not in spanning})
     if known and found:
         out.sort(key=lambda f: f.start)
     return out
