@@ -198,6 +198,9 @@ def test_the_action_comes_from_the_current_policy_and_repeats_are_answered_the_s
         stage.check_input(ctx)
         assert SECRET.encode() not in ctx.req.body and b"[REDACTED:aws-access-key-id]" in ctx.req.body
     assert redact.guardrails[0].cache is not None and redact.guardrails[0].cache.hits >= 1
+    metrics = stage.counters.render().decode()  # 4 requests, one 8 KB+ string each: scanned twice, then hits
+    assert 'interlock_guardrail_scan_cache_total{result="hit"} 2' in metrics
+    assert 'interlock_guardrail_scan_cache_total{result="miss"} 2' in metrics
 
 
 @pytest.mark.parametrize("text", [f"head {SECRET} tail", SECRET, f"{SECRET} tail", f"head {SECRET}"])

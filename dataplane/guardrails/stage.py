@@ -91,13 +91,19 @@ class Guardrails:
         index = TextIndex(ctx.body)
         changed = False
         for g in gs:
+            cache = g.cache
+            seen = (cache.hits, cache.misses) if cache is not None else (0, 0)
             try:
-                findings = scan_index(g.scanner, g.cache, index, self.clock() + self.scan_budget_s, self.clock)
+                findings = scan_index(g.scanner, cache, index, self.clock() + self.scan_budget_s, self.clock)
             except Exception as exc:  # a detector failure: the guardrail's fail mode decides
                 self.record(ctx.rec, g, INPUT, "error", Counter(), exc)
                 if not g.fail_open:
                     raise _failed(g, exc) from exc
                 continue
+            finally:
+                if cache is not None:
+                    self.counters.cache["hit"] += cache.hits - seen[0]
+                    self.counters.cache["miss"] += cache.misses - seen[1]
             if not findings:
                 continue
             rules = Counter(f.rule for f in findings)
