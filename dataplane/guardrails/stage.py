@@ -101,7 +101,7 @@ class Guardrails:
                     raise _failed(g, exc) from exc
                 continue
             finally:
-                if cache is not None:
+                if cache is not None and (cache.hits != seen[0] or cache.misses != seen[1]):  # 8 KB+ bodies only
                     self.counters.cache["hit"] += cache.hits - seen[0]
                     self.counters.cache["miss"] += cache.misses - seen[1]
             if not findings:
