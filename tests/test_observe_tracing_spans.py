@@ -6,16 +6,13 @@ from __future__ import annotations
 import random
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
 
-pytest.importorskip("opentelemetry.sdk")
-
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
-from opentelemetry.trace import SpanKind, StatusCode  # noqa: E402
-
-from dataplane.dialects.base import Usage  # noqa: E402
-from dataplane.observe.tracing import Tracing  # noqa: E402
-from dataplane.routing.report import AttemptRecord  # noqa: E402
-from dataplane.usage_event import EventIds, RequestRecord  # noqa: E402
+from dataplane.dialects.base import Usage
+from dataplane.observe.tracing import Tracing
+from dataplane.routing.report import AttemptRecord
+from dataplane.usage_event import EventIds, RequestRecord
 
 TRACE, PARENT = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 
