@@ -133,18 +133,51 @@ _B = {True: "true", False: "false"}
 
 
 class JsonFormatter:
-    """JSON lines via orjson (measured faster than any Python-level templating of the same line)."""
+    """JSON lines via orjson (measured faster than any Python-level templating of the same line).
+
+    The fields a kind of request repeats (node, key ids, dialect, endpoint, models, route, status, error) sit in a
+    cached dict per shape; a line copies it and sets the fields that vary (a copy is cheaper than building all
+    27 entries, and keeps the order)."""
 
     def __init__(self, node_id: str) -> None:
         self._node = node_id
+        self._shapes: dict[tuple[Any, ...], tuple[object, dict[str, Any]]] = {}
+
+    def _line(self, t: Line) -> dict[str, Any]:
+        (received, rid, key, dialect, endpoint, requested, model, provider, route, status, error, done, fb, attempts,
+         stream, tok_in, tok_out, cost, b_in, b_out, disconnected, version) = t
+        sk = (id(key), dialect, endpoint, requested, model, provider, route, status, error)
+        hit = self._shapes.get(sk)
+        if hit is None or hit[0] is not key:  # the key is held with it, so its id() is not reused while cached
+            if len(self._shapes) >= _CACHE_LIMIT:
+                self._shapes.clear()
+            hit = self._shapes[sk] = (key, line_fields(t, self._node))
+            return hit[1]  # computed from this line: complete
+        d = hit[1].copy()
+        d["ts"] = received
+        d["request_id"] = rid
+        d["latency_ms"] = int((done - received) * 1e6) / 1000 if done else 0
+        d["ttfb_ms"] = int((fb - received) * 1e6) / 1000 if fb else 0
+        d["attempts"] = len(attempts)
+        d["route_attempts"] = f"{attempts[0].deployment}:{attempts[0].status}" if len(attempts) == 1 \
+            else _route_attempts(attempts)
+        d["stream"] = stream
+        d["input_tokens"] = tok_in
+        d["output_tokens"] = tok_out
+        d["cost_usd"] = cost / 1e12
+        d["bytes_in"] = b_in
+        d["bytes_out"] = b_out
+        d["client_disconnected"] = disconnected
+        d["policy_version"] = version
+        return d
 
     def __call__(self, batch: list[Line]) -> bytes:
-        dumps, fields_of, node = orjson.dumps, line_fields, self._node
+        dumps, line = orjson.dumps, self._line
         try:
             # `+ b"\n"` rather than OPT_APPEND_NEWLINE: orjson's keyword-argument path costs more than the concat
-            return b"".join([dumps(fields_of(t, node)) + b"\n" for t in batch])
+            return b"".join([dumps(line(t)) + b"\n" for t in batch])
         except orjson.JSONEncodeError:  # a lone surrogate somewhere: line by line, those through the stdlib
-            return b"".join([_json_line(fields_of(t, node)) for t in batch])
+            return b"".join([_json_line(line_fields(t, self._node)) for t in batch])
 
 
 class LogfmtFormatter:
