@@ -195,14 +195,16 @@ async def test_a_stalled_stdout_bounds_memory_and_counts_drops_without_blocking(
     assert len(out.data) > 32 * 1024  # what fitted in the bounds (64 KB of lines) was kept
 
 
-def test_a_broken_stdout_does_not_raise() -> None:
+def test_a_broken_stdout_does_not_raise_and_counts_what_it_lost() -> None:
     class Broken(io.RawIOBase):
         def write(self, b: Any) -> int:
             raise BrokenPipeError("reader went away")
 
     log = AccessLog("json", "node-a", Broken())
-    log.write(_record(EventIds(), 1))
+    for i in range(3):
+        log.write(_record(EventIds(), i))  # no loop: each one is a chunk of its own
     log.close()
+    assert log.dropped == 3  # lost lines are counted, and the writer kept going after the first failure
 
 
 def test_dropped_lines_are_a_metric() -> None:

@@ -214,22 +214,22 @@ class _Writer:
     def __init__(self, stream: Stream, max_bytes: int) -> None:
         self._stream = stream
         self._max = max_bytes
-        self._chunks: deque[bytes] = deque()
+        self._chunks: deque[tuple[bytes, int]] = deque()
         self._queued = 0
         self._cv = threading.Condition()
         self._closing = False
         self._thread: threading.Thread | None = None
-        self.errors = 0
+        self.lost_lines = 0  # in chunks whose write failed (a closed or broken stdout)
 
     @property
     def queued_bytes(self) -> int:
         return self._queued
 
-    def put(self, data: bytes) -> bool:
+    def put(self, data: bytes, lines: int) -> bool:
         with self._cv:
             if self._closing or self._queued + len(data) > self._max:
                 return False
-            self._chunks.append(data)
+            self._chunks.append((data, lines))
             self._queued += len(data)
             if self._thread is None:  # started by the first chunk: nothing runs for a node that logs nothing
                 self._thread = threading.Thread(target=self._run, name="access-log-writer", daemon=True)
@@ -244,12 +244,12 @@ class _Writer:
                     self._cv.wait()
                 if not self._chunks:
                     return
-                data = self._chunks.popleft()
+                data, lines = self._chunks.popleft()
             try:
                 self._stream.write(data)
                 self._stream.flush()
-            except (OSError, ValueError):  # a closed or broken stdout must not take the node down
-                self.errors += 1
+            except Exception:  # a closed or broken stdout must not stop the writer (or take the node down)
+                self.lost_lines += lines
             with self._cv:
                 self._queued -= len(data)
 
@@ -276,14 +276,14 @@ class AccessLog:
         self._max_lines = max_lines
         self._buf: list[Line] = []
         self._timer: asyncio.TimerHandle | None = None
-        self.dropped = 0  # lines lost: buffer full (the writer is stalled) or written after close
+        self._dropped = 0  # lines refused: buffer full (the writer is stalled) or logged after close
         self._closed = False
 
     def write(self, rec: RequestRecord) -> None:
         """On the request path: one tuple appended; formatting and I/O happen later, in batches."""
         buf = self._buf
         if len(buf) >= self._max_lines or self._closed:
-            self.dropped += 1
+            self._dropped += 1
             return
         buf.append(capture(rec))
         if self._timer is None:
@@ -302,8 +302,13 @@ class AccessLog:
         if not self._buf:
             return
         batch, self._buf = self._buf, []
-        if not self._writer.put(self._format(batch)):
-            self.dropped += len(batch)
+        if not self._writer.put(self._format(batch), len(batch)):
+            self._dropped += len(batch)
+
+    @property
+    def dropped(self) -> int:
+        """Lines that never reached the stream: refused (buffers full, after close) or in a failed write."""
+        return self._dropped + self._writer.lost_lines
 
     @property
     def pending_lines(self) -> int:

@@ -69,7 +69,7 @@ def node_registry(
     req = RequestMetrics(reg) if metrics_on else None
     if metrics_on and access is not None:
         reg.counter("interlock_access_log_dropped_lines", "Access-log lines dropped because stdout could not keep "
-                    "up (the buffer was full) or came after shutdown.", (), _one(lambda: access.dropped))
+                    "up (buffer full, or a failed write) or came after shutdown.", (), _one(lambda: access.dropped))
     if metrics_on:
         reg.gauge("interlock_requests_in_flight", "Proxied requests not finished yet.", (), _one(in_flight))
         reg.gauge("interlock_circuit_state", "Circuit breaker state per deployment (1 = current state).",
