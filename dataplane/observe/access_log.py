@@ -52,34 +52,40 @@ Line = tuple[Any, ...]  # what capture() takes from a record: raw fields, format
 
 
 def capture(rec: RequestRecord) -> Line:
-    """The raw fields of one line, in `line_fields()` order; cheap (no formatting, no dict)."""
+    """The raw fields of one line, in `line_fields()` order; cheap (no dict, no JSON).
+
+    Only strings and numbers: a tuple of those is untracked by the cyclic GC, so lines waiting for the next
+    flush add nothing to its collections (holding the key entry or attempt objects would)."""
     u = rec.usage
-    return (rec.received_s, rec.event_id, rec.key, rec.dialect, rec.endpoint, rec.requested_model, rec.model,
-            rec.provider, rec.route_rule, rec.status, rec.error_class, rec.done_s, rec.first_byte_s,
-            rec.attempts, rec.stream, u.input_tokens, u.output_tokens, rec.cost_pico, rec.request_bytes,
-            rec.response_bytes, rec.client_disconnected, rec.policy_version)
-
-
-def _route_attempts(attempts: list[Any]) -> str:
+    key = rec.key
+    attempts = rec.attempts
     if len(attempts) == 1:
         a = attempts[0]
-        return f"{a.deployment}:{a.status}"
-    return ",".join([f"{a.deployment}:{a.status}" for a in attempts])
+        route_attempts = f"{a.deployment}:{a.status}"
+    else:
+        route_attempts = ",".join([f"{a.deployment}:{a.status}" for a in attempts])
+    if key is None:
+        kid = team = user = project = ""
+    else:
+        kid, team, user, project = key.id, key.team_id, key.user_id, key.project_id
+    return (rec.received_s, rec.event_id, kid, team, user, project, rec.dialect, rec.endpoint, rec.requested_model,
+            rec.model, rec.provider, rec.route_rule, rec.status, rec.error_class, rec.done_s, rec.first_byte_s,
+            len(attempts), route_attempts, rec.stream, u.input_tokens, u.output_tokens, rec.cost_pico,
+            rec.request_bytes, rec.response_bytes, rec.client_disconnected, rec.policy_version)
 
 
 def line_fields(t: Line, node_id: str) -> dict[str, Any]:
     """The line's fields, in order. Times in ms with µs resolution, cost in USD."""
-    (received, rid, key, dialect, endpoint, requested, model, provider, route, status, error, done, fb, attempts,
-     stream, tok_in, tok_out, cost, b_in, b_out, disconnected, version) = t
+    (received, rid, kid, team, user, project, dialect, endpoint, requested, model, provider, route, status, error,
+     done, fb, attempts, route_attempts, stream, tok_in, tok_out, cost, b_in, b_out, disconnected, version) = t
     return {
         "ts": received, "msg": "access", "request_id": rid, "node": node_id,
-        "key_id": key.id if key is not None else "", "team": key.team_id if key is not None else "",
-        "user": key.user_id if key is not None else "", "project": key.project_id if key is not None else "",
+        "key_id": kid, "team": team, "user": user, "project": project,
         "dialect": dialect, "endpoint": endpoint, "requested_model": requested[:200], "model": model,
         "provider": provider, "route": route, "status": status, "error": error,
         "latency_ms": int((done - received) * 1e6) / 1000 if done else 0,
-        "ttfb_ms": int((fb - received) * 1e6) / 1000 if fb else 0, "attempts": len(attempts),
-        "route_attempts": _route_attempts(attempts), "stream": stream, "input_tokens": tok_in,
+        "ttfb_ms": int((fb - received) * 1e6) / 1000 if fb else 0, "attempts": attempts,
+        "route_attempts": route_attempts, "stream": stream, "input_tokens": tok_in,
         "output_tokens": tok_out, "cost_usd": cost / 1e12, "bytes_in": b_in, "bytes_out": b_out,
         "client_disconnected": disconnected, "policy_version": version,
     }
@@ -141,26 +147,25 @@ class JsonFormatter:
 
     def __init__(self, node_id: str) -> None:
         self._node = node_id
-        self._shapes: dict[tuple[Any, ...], tuple[object, dict[str, Any]]] = {}
+        self._shapes: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     def _line(self, t: Line) -> dict[str, Any]:
-        (received, rid, key, dialect, endpoint, requested, model, provider, route, status, error, done, fb, attempts,
-         stream, tok_in, tok_out, cost, b_in, b_out, disconnected, version) = t
-        sk = (id(key), dialect, endpoint, requested, model, provider, route, status, error)
-        hit = self._shapes.get(sk)
-        if hit is None or hit[0] is not key:  # the key is held with it, so its id() is not reused while cached
+        (received, rid, kid, team, user, project, dialect, endpoint, requested, model, provider, route, status, error,
+         done, fb, attempts, route_attempts, stream, tok_in, tok_out, cost, b_in, b_out, disconnected, version) = t
+        sk = (kid, team, user, project, dialect, endpoint, requested, model, provider, route, status, error)
+        base = self._shapes.get(sk)
+        if base is None:
             if len(self._shapes) >= _CACHE_LIMIT:
                 self._shapes.clear()
-            hit = self._shapes[sk] = (key, line_fields(t, self._node))
-            return hit[1]  # computed from this line: complete
-        d = hit[1].copy()
+            base = self._shapes[sk] = line_fields(t, self._node)
+            return base  # computed from this line: complete
+        d = base.copy()
         d["ts"] = received
         d["request_id"] = rid
         d["latency_ms"] = int((done - received) * 1e6) / 1000 if done else 0
         d["ttfb_ms"] = int((fb - received) * 1e6) / 1000 if fb else 0
-        d["attempts"] = len(attempts)
-        d["route_attempts"] = f"{attempts[0].deployment}:{attempts[0].status}" if len(attempts) == 1 \
-            else _route_attempts(attempts)
+        d["attempts"] = attempts
+        d["route_attempts"] = route_attempts
         d["stream"] = stream
         d["input_tokens"] = tok_in
         d["output_tokens"] = tok_out
