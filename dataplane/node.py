@@ -78,7 +78,8 @@ class DataPlaneNode:
             metrics_on=settings.metrics, in_flight=lambda: self.router.in_flight,
             circuits=lambda: self.proxy.breakers.states(), sink=sink,
             policy_version=lambda: self.holder.policy.version if self.holder.policy else 0,
-            snapshot_created_ms=lambda: self.holder.snapshot_created_ms, budget_section=self._budget_metrics)
+            snapshot_created_ms=lambda: self.holder.snapshot_created_ms, budget_section=self._budget_metrics,
+            access=access)
         self.observer = RequestObserver(request_metrics, access) if (request_metrics or access) else None
         self.trips = TripReporter(settings.control_plane, settings.node_id, channel_credentials(settings)) \
             if settings.control_plane else None
@@ -195,7 +196,7 @@ class DataPlaneNode:
         await self.upstream.close()
         await self.sink.close()
         if self.observer is not None:
-            self.observer.flush()
+            await self.observer.aclose()
         if self.events is not None:
             await self.events.stop()
         if self.trips is not None:
