@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import os
+import pstats
 import secrets
 import statistics
 import subprocess
@@ -149,6 +151,9 @@ async def run(ns: argparse.Namespace) -> None:
     # Phase 1: steady minting at --rate for --seconds.
     mints: list[tuple[float, int]] = []  # (start wall time, version)
     bytes0, cpu0, full0 = servicer.policy_bytes_sent, time.process_time(), publisher.full_compiles
+    profile = cProfile.Profile() if ns.profile else None
+    if profile is not None:
+        profile.enable()
     phase1_start = time.time()
     interval = 1.0 / ns.rate
     next_at = time.perf_counter()
@@ -160,6 +165,9 @@ async def run(ns: argparse.Namespace) -> None:
         mints.append((t0, (await kv.get(VERSION_KEY)).mod_revision))  # type: ignore[union-attr]
     await asyncio.sleep(1.5)
     cpu = time.process_time() - cpu0
+    if profile is not None:
+        profile.disable()
+        pstats.Stats(profile, stream=sys.stderr).sort_stats("tottime").print_stats(40)
     cpu_above_idle = cpu - idle_cpu_per_s * (time.time() - phase1_start)
     sent = servicer.policy_bytes_sent - bytes0
     full = publisher.full_compiles - full0
@@ -249,6 +257,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--callers", type=int, default=16)
     ap.add_argument("--burst-seconds", type=float, default=10.0)
+    ap.add_argument("--profile", action="store_true", help="cProfile the control plane during phase 1 (stderr)")
     ap.add_argument("--subscribe", help=argparse.SUPPRESS)
     ap.add_argument("--dir", help=argparse.SUPPRESS)
     ap.add_argument("--want", type=int, help=argparse.SUPPRESS)

@@ -11,7 +11,7 @@ field is a "section" replaced whole when it changes, so fields other issues add 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
@@ -50,7 +50,7 @@ class SnapshotState:
     body: policy_pb2.PolicySnapshot = field(default_factory=policy_pb2.PolicySnapshot)
     body_hex: str = ""
     resources: dict[str, dict[str, Message]] = field(default_factory=lambda: {k: {} for k in DELTA_FIELDS})
-    digests: dict[str, dict[str, int]] = field(default_factory=lambda: {k: {} for k in DELTA_FIELDS})
+    digests: dict[str, MutableMapping[str, int]] = field(default_factory=lambda: {k: {} for k in DELTA_FIELDS})
     total: int = 0
 
     # -- building ---------------------------------------------------------------
@@ -71,6 +71,23 @@ class SnapshotState:
             state.digests[kind][ident] = d
             state.total += d
         state.total %= MOD
+        return state
+
+    @classmethod
+    def from_trusted(cls, snapshot: policy_pb2.PolicySnapshot, total: int) -> SnapshotState:
+        """Index a snapshot whose resource digests are known to sum to `total` (dataplane/state_sum.py: this
+        node verified these exact bytes before). O(resources) dict inserts, no hashing: each resource's digest
+        is computed when a delta first touches it. The caller still checks computed_hash()."""
+        body = body_of(snapshot)
+        state = cls(version=snapshot.version, content_hash=snapshot.content_hash,
+                    created_unix_ms=snapshot.created_unix_ms, body=body, body_hex=body_digest(body), total=total % MOD)
+        bp = snapshot.budget_policy
+        for kind, items in ((KIND_KEY, snapshot.keys), (KIND_BUDGET, bp.budgets), (KIND_RATE, bp.rate_limits)):
+            table: dict[str, Message] = {m.id: m for m in items}
+            if len(table) != len(items):
+                raise DeltaMismatch(f"snapshot lists a {kind} more than once")
+            state.resources[kind] = table
+            state.digests[kind] = _LazyDigests(kind, table)
         return state
 
     def computed_hash(self) -> str:
@@ -157,6 +174,35 @@ class SnapshotState:
                 self.resources[kind][ident], self.digests[kind][ident] = msg, d
         self.body, self.body_hex, self.total = body, body_hex, total
         self.version, self.content_hash, self.created_unix_ms = delta.version, delta.content_hash, delta.created_unix_ms
+
+
+class _LazyDigests(MutableMapping[str, int]):
+    """Resource digests computed on first use from the resources they describe (SnapshotState.from_trusted)."""
+
+    def __init__(self, kind: str, resources: dict[str, Message]):
+        self._kind, self._resources = kind, resources
+        self._known: dict[str, int] = {}
+
+    def __getitem__(self, ident: str) -> int:
+        d = self._known.get(ident)
+        if d is None:
+            d = self._known[ident] = resource_digest(self._kind, self._resources[ident])
+        return d
+
+    def __contains__(self, ident: object) -> bool:
+        return ident in self._resources
+
+    def __setitem__(self, ident: str, digest: int) -> None:
+        self._known[ident] = digest
+
+    def __delitem__(self, ident: str) -> None:
+        self._known.pop(ident, None)  # apply() removes the resource first
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._resources)
+
+    def __len__(self) -> int:
+        return len(self._resources)
 
 
 def section_names() -> list[str]:
