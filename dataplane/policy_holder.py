@@ -86,9 +86,12 @@ class PolicyHolder:
         self.install(await asyncio.to_thread(self.prepare, snapshot), state)
 
     def warm_indexer(self) -> None:
-        """Build deferred key-delta indexes (blocking, O(keys): run it in a thread before deltas arrive)."""
+        """Build deferred key-delta indexes and the state's resource index (blocking, O(keys): run it in a
+        thread before deltas arrive)."""
         if self._indexer is not None:
             self._indexer.warm()
+        if self._state is not None:
+            self._state.index()
 
     def on_swap(self, listener: Callable[[CompiledPolicy], None]) -> None:
         self._listeners.append(listener)

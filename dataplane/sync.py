@@ -187,7 +187,11 @@ class SnapshotSync:
 
     async def _loop(self) -> None:
         if self._holder is not None:  # booted from disk: the key-delta indexes, off the loop, before any delta
-            await asyncio.to_thread(self._holder.warm_indexer)
+            try:
+                await asyncio.to_thread(self._holder.warm_indexer)
+            except Exception:  # the first delta is then refused and the full snapshot sent: still correct
+                self._log.exception("indexing the snapshot loaded from disk failed")
+                self._state = None
         while True:
             try:
                 await self._session()

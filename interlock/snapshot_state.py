@@ -52,6 +52,7 @@ class SnapshotState:
     resources: dict[str, dict[str, Message]] = field(default_factory=lambda: {k: {} for k in DELTA_FIELDS})
     digests: dict[str, MutableMapping[str, int]] = field(default_factory=lambda: {k: {} for k in DELTA_FIELDS})
     total: int = 0
+    unindexed: policy_pb2.PolicySnapshot | None = field(default=None, repr=False)  # from_trusted: index later
 
     # -- building ---------------------------------------------------------------
 
@@ -75,26 +76,36 @@ class SnapshotState:
 
     @classmethod
     def from_trusted(cls, snapshot: policy_pb2.PolicySnapshot, total: int) -> SnapshotState:
-        """Index a snapshot whose resource digests are known to sum to `total` (dataplane/state_sum.py: this
-        node verified these exact bytes before). O(resources) dict inserts, no hashing: each resource's digest
-        is computed when a delta first touches it. The caller still checks computed_hash()."""
+        """A snapshot whose resource digests are known to sum to `total` (dataplane/state_sum.py: this node
+        verified these exact bytes before): no hashing, and the per-resource index is built by index() (a
+        thread after boot, or the first apply), not before serving. The caller still checks computed_hash()."""
         body = body_of(snapshot)
-        state = cls(version=snapshot.version, content_hash=snapshot.content_hash,
-                    created_unix_ms=snapshot.created_unix_ms, body=body, body_hex=body_digest(body), total=total % MOD)
+        return cls(version=snapshot.version, content_hash=snapshot.content_hash,
+                   created_unix_ms=snapshot.created_unix_ms, body=body, body_hex=body_digest(body), total=total % MOD,
+                   unindexed=snapshot)
+
+    def index(self) -> None:
+        """Index the resources of a from_trusted state (O(resources), no hashing: each digest is computed when a
+        delta first touches its resource). Raises DeltaMismatch if an id is listed twice."""
+        snapshot = self.unindexed
+        if snapshot is None:
+            return
         bp = snapshot.budget_policy
+        resources: dict[str, dict[str, Message]] = {}
         for kind, items in ((KIND_KEY, snapshot.keys), (KIND_BUDGET, bp.budgets), (KIND_RATE, bp.rate_limits)):
-            table: dict[str, Message] = {m.id: m for m in items}
-            if len(table) != len(items):
+            resources[kind] = {m.id: m for m in items}
+            if len(resources[kind]) != len(items):
                 raise DeltaMismatch(f"snapshot lists a {kind} more than once")
-            state.resources[kind] = table
-            state.digests[kind] = _LazyDigests(kind, table)
-        return state
+        self.resources = resources
+        self.digests = {kind: _LazyDigests(kind, table) for kind, table in resources.items()}
+        self.unindexed = None
 
     def computed_hash(self) -> str:
         return combine(self.body_hex, self.total)
 
     def to_snapshot(self) -> policy_pb2.PolicySnapshot:
         """The full snapshot (O(size)); resources sorted by id, as the compiler emits them."""
+        self.index()
         snap = policy_pb2.PolicySnapshot()
         snap.CopyFrom(self.body)
         snap.version, snap.content_hash, snap.created_unix_ms = self.version, self.content_hash, self.created_unix_ms
@@ -127,6 +138,7 @@ class SnapshotState:
         plane, building a delta): set delta.content_hash to the resulting hash instead of checking it."""
         if delta.base_version != self.version:
             raise DeltaMismatch(f"delta is based on version {delta.base_version}, this node holds {self.version}")
+        self.index()
         if delta.version <= self.version:
             raise DeltaMismatch(f"delta goes to version {delta.version}, not newer than {self.version}")
         total = self.total

@@ -136,21 +136,31 @@ def build_index(snap: policy_pb2.PolicySnapshot) -> BudgetIndex:
     bp = snap.budget_policy
     if not bp.budgets and not bp.rate_limits and not bp.unpriced_models:
         return BudgetIndex(default_max_output_tokens=bp.default_max_output_tokens)
-    budget_src = {b.id: b for b in bp.budgets}
-    rate_src = {r.id: r for r in bp.rate_limits}
-    budgets: LazyIndex[str, policy_pb2.Budget, BudgetSpec] = LazyIndex(dict(budget_src), budget_spec)
-    rates: LazyIndex[str, policy_pb2.RateLimit, RateSpec] = LazyIndex(dict(rate_src), rate_spec)
+    # One pass per list, touching each message once (at 100,000 run keys every pass costs ~0.1 s at boot).
+    budget_src: dict[str, policy_pb2.Budget] = {}
     by_scope: dict[tuple[str, str], list[str]] = {}
-    tag_budgets: dict[tuple[str, str], list[BudgetSpec]] = {}
-    for b in budget_src.values():
-        if b.scope == "tag":
-            name, _, value = b.scope_id.partition("=")
-            tag_budgets.setdefault((name, value), []).append(budgets[b.id])
-        else:
-            by_scope.setdefault((b.scope, b.scope_id), []).append(b.id)
+    tags: list[tuple[str, str]] = []
+    for b in bp.budgets:
+        bid, scope, scope_id = b.id, b.scope, b.scope_id
+        if bid not in budget_src:
+            if scope == "tag":
+                tags.append((bid, scope_id))
+            else:
+                by_scope.setdefault((scope, scope_id), []).append(bid)
+        budget_src[bid] = b
+    rate_src: dict[str, policy_pb2.RateLimit] = {}
     rate_scope: dict[tuple[str, str], list[str]] = {}
-    for r in rate_src.values():
-        rate_scope.setdefault((r.scope, r.scope_id), []).append(r.id)
+    for r in bp.rate_limits:
+        rid = r.id
+        if rid not in rate_src:
+            rate_scope.setdefault((r.scope, r.scope_id), []).append(rid)
+        rate_src[rid] = r
+    budgets: LazyIndex[str, policy_pb2.Budget, BudgetSpec] = LazyIndex(budget_src, budget_spec)
+    rates: LazyIndex[str, policy_pb2.RateLimit, RateSpec] = LazyIndex(rate_src, rate_spec)
+    tag_budgets: dict[tuple[str, str], list[BudgetSpec]] = {}
+    for bid, scope_id in tags:
+        name, _, value = scope_id.partition("=")
+        tag_budgets.setdefault((name, value), []).append(budgets[bid])
 
     # get(): a key delta may have dropped a limit these scope lists still name; its keys were re-indexed then
     def key_budgets(k: policy_pb2.VirtualKey) -> tuple[BudgetSpec, ...] | None:
