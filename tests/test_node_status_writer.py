@@ -5,14 +5,16 @@ and records survive a store outage."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
 from controlplane.errors import StoreUnavailable
 from controlplane.node_status_writer import NodeStatusWriter
-from controlplane.nodes import NodeRecord, read_node_status
+from controlplane.nodes import NodeRecord, NodeSession, read_node_status
 from controlplane.store import KV
 from controlplane.store.layout import NODES, encode
+from interlock.v1 import control_pb2
 
 pytestmark = pytest.mark.integration
 
@@ -66,3 +68,35 @@ async def test_records_survive_an_outage_and_the_newest_record_wins(kv: KV) -> N
     writer.put(NODES + "b", encode(NodeRecord(node_id="b", version=3)))
     await writer.close()  # shutdown writes what is pending
     assert await stored_versions(kv) == {"a": 2, "b": 3}
+
+
+class CountingKV:
+    def __init__(self, kv: KV):
+        self._kv, self.ephemeral = kv, 0
+
+    async def commit(self, puts: dict[str, bytes], deletes: list[str] | None = None) -> None:
+        await self._kv.commit(puts, deletes or [])
+
+    async def put_ephemeral(self, key: str, value: bytes, ttl_s: float) -> None:
+        self.ephemeral += 1
+        await self._kv.put_ephemeral(key, value, ttl_s)
+
+
+async def test_acks_do_not_refresh_the_liveness_key_more_than_once_a_heartbeat(kv: KV) -> None:
+    counting = CountingKV(kv)
+    writer = NodeStatusWriter(counting, min_interval_s=0.02)  # type: ignore[arg-type]
+    hello = control_pb2.Hello(node_id="n1", last_version=1)
+    session = NodeSession(counting, time.time, hello, peer="p", ttl_s=3.0, min_interval_s=0.02,  # type: ignore[arg-type]
+                          writer=writer)
+    session.start()
+    for version in range(2, 22):  # 20 acks over ~0.5 s, each also touching liveness, as the stream does
+        session.ack(control_pb2.Ack(version=version, accepted=True))
+        session.touch()
+        await asyncio.sleep(0.025)
+    await eventually(kv, {"n1": 21})
+    assert counting.ephemeral == 1  # the 3 s key is refreshed at most once per 1 s heartbeat
+    status = await read_node_status(kv)
+    assert status[0].connected
+    await session.close(last_session=True)
+    await writer.close()
+    assert not (await read_node_status(kv))[0].connected
