@@ -91,16 +91,16 @@ async def start_backend(
     # the closures read the publisher and service built just below
     metrics = ControlPlaneMetrics(
         nodes=lambda: service.node_status(), subscribers=lambda: publisher.subscriber_count, clock=clock,
-        published_version=lambda: publisher.current.snapshot.version if publisher.current else 0)
+        published_version=lambda: publisher.current.version if publisher.current else 0)
     publisher = SnapshotPublisher(kv, clock=clock, on_publish=metrics.observe_publish)
     service = StorePolicyService(
         kv, settings.key_pepper, clock, published=lambda: publisher.current.snapshot if publisher.current else None,
         credential_rules=settings.credentials,
     )
     ledger = Ledger(kv, clock=clock, lease_ttl_s=settings.budget_lease_ttl_s, reconcile_s=settings.budget_reconcile_s,
-                    limits=PublishedLimits(lambda: publisher.current.snapshot if publisher.current else None))
+                    limits=PublishedLimits(lambda: publisher.current.state if publisher.current else None))
     alerts = AlertService(kv, ledger_rows=ledger.rows, nodes=service.node_status, clock=clock,
-                          published_version=lambda: publisher.current.snapshot.version if publisher.current else 0,
+                          published_version=lambda: publisher.current.version if publisher.current else 0,
                           resolve=env_and_file_credentials(os.environ if env is None else env),
                           settings=alert_settings, on_delivery=metrics.observe_delivery)
     await publisher.start()

@@ -19,6 +19,7 @@ import grpc
 from interlock.v1 import control_pb2
 
 from .grpc_auth import ServerSecurity
+from .node_status_writer import NodeStatusWriter
 from .nodes import NodeSession
 from .publisher import Published, SnapshotPublisher, Subscription
 from .store.base import KV
@@ -50,6 +51,7 @@ class ControlPlaneServicer:
         self._streams: dict[str, int] = {}  # node_id -> open streams here (a reconnect may overlap the old one)
         self._closing: set[asyncio.Task[None]] = set()
         self.policy_bytes_sent = 0  # snapshot and delta bytes written to all streams (benchmarks)
+        self._status_writer = NodeStatusWriter(kv)  # every node's acks in one store write per second
 
     def _heartbeat(self) -> bytes:
         current = self._publisher.current
@@ -71,7 +73,8 @@ class ControlPlaneServicer:
         if not NODE_ID_RE.match(hello.node_id):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid node_id {hello.node_id!r}: use [A-Za-z0-9._:-]")
         node_id = hello.node_id
-        session = NodeSession(self._kv, self._clock, hello, peer=context.peer(), ttl_s=max(3 * self._heartbeat_s, 2.0))
+        session = NodeSession(self._kv, self._clock, hello, peer=context.peer(), ttl_s=max(3 * self._heartbeat_s, 2.0),
+                              writer=self._status_writer)
         self._streams[node_id] = self._streams.get(node_id, 0) + 1
         sub = self._publisher.subscribe()  # before reading `current`, so nothing published in between is missed
         wants = _NodeWants(deltas=hello.accepts_deltas)
@@ -170,6 +173,7 @@ class ControlPlaneServicer:
         """Wait for pending disconnect writes (used on shutdown)."""
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
+        await self._status_writer.close()
 
 
 class _NodeWants:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import time
 from collections.abc import Callable
 from contextlib import suppress
 
@@ -19,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from interlock.v1 import control_pb2
 
 from .errors import ControlPlaneError
+from .node_status_writer import NodeStatusWriter
 from .service_types import NodeStatus
 from .store.base import KV
 from .store.layout import LIVE, NODES, encode
@@ -75,9 +78,10 @@ class NodeSession:
 
     def __init__(
         self, kv: KV, clock: Callable[[], float], hello: control_pb2.Hello, *, peer: str, ttl_s: float,
-        retry_s: float = 1.0, min_interval_s: float = 1.0,
+        retry_s: float = 1.0, min_interval_s: float = 1.0, writer: NodeStatusWriter | None = None,
     ):
         self._kv = kv
+        self._writer = writer  # shared by every session: one store transaction for all nodes' records
         # At most one status write per interval: with a mint every 100 ms, 100 nodes acking each version
         # would otherwise cost the control plane 1,000 store writes a second (issue 16).
         self._min_interval_s = min_interval_s
@@ -91,6 +95,7 @@ class NodeSession:
         )
         self._record_dirty = True
         self._live_dirty = True
+        self._live_written = -math.inf  # monotonic time of the last liveness write
         self._wake = asyncio.Event()
         self._wake.set()
         self._healthy = True
@@ -139,14 +144,20 @@ class NodeSession:
             self._record_dirty = False
             rec = self.record.model_copy(update={"last_seen_unix_ms": self._now_ms()})
             try:
-                await self._kv.commit({NODES + node_id: encode(rec)})
+                if self._writer is not None:
+                    self._writer.put(NODES + node_id, encode(rec))
+                else:
+                    await self._kv.commit({NODES + node_id: encode(rec)})
             except ControlPlaneError:
                 self._record_dirty = True
                 raise
-        if self._live_dirty:
+        # The liveness key lives ttl_s (3 heartbeats): refreshing it more than once a heartbeat, on every ack, cost
+        # two store calls per node per second at 100 nodes (issue 16). Heartbeats keep touching it meanwhile.
+        if self._live_dirty and time.monotonic() - self._live_written >= self._ttl_s / 3:
             self._live_dirty = False
             try:
                 await self._kv.put_ephemeral(LIVE + node_id, _live_value(self._now_ms()), self._ttl_s)
+                self._live_written = time.monotonic()
             except ControlPlaneError:
                 self._live_dirty = True
                 raise
@@ -160,6 +171,8 @@ class NodeSession:
         if not last_session:
             return
         node_id = self.record.node_id
+        if self._writer is not None:
+            self._writer.discard(NODES + node_id)
         rec = self.record.model_copy(update={"last_seen_unix_ms": self._now_ms()})
         try:
             async with asyncio.timeout(timeout_s):

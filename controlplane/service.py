@@ -213,20 +213,26 @@ class StorePolicyService:
         self, parent_key: str
     ) -> tuple[int, Entry | None, list[str], set[str], list[Budget], dict[str, int]]:
         """(version, parent, team models, routable names, parent budgets, mod revisions of the items read)."""
-        version, parent, models, aliases, budget_entries = await asyncio.gather(
-            self._kv.get(VERSION_KEY), self._kv.get(parent_key), self._kv.get_prefix(item_key("models", "")),
-            self._kv.get_prefix(item_key("aliases", "")), self._kv.get_prefix(item_key("budgets", "")),
-        )
+        prefixes = [item_key("models", ""), item_key("aliases", ""), item_key("budgets", "")]
+        read_many = getattr(self._kv, "read_many", None)
+        if read_many is not None:  # etcd: one round trip (store/etcd.py)
+            singles, ranges = await read_many([VERSION_KEY, parent_key], prefixes)
+            version, parent = singles[VERSION_KEY], singles[parent_key]
+            found: list[dict[str, Entry]] = [ranges[p] for p in prefixes]
+        else:
+            version, parent = await asyncio.gather(self._kv.get(VERSION_KEY), self._kv.get(parent_key))
+            found = [entries for entries, _ in await asyncio.gather(*map(self._kv.get_prefix, prefixes))]
+        models, aliases, budget_entries = found
         team_models: list[str] = []
-        read = {k: e.mod_revision for k, e in [*models[0].items(), *aliases[0].items(), *budget_entries[0].items()]}
+        read = {k: e.mod_revision for k, e in [*models.items(), *aliases.items(), *budget_entries.items()]}
         if parent is not None:
             team_id = KeyRecord.model_validate_json(parent.value).team
             team = await self._kv.get(item_key("teams", team_id)) if team_id else None
             team_models = Team.model_validate_json(team.value).allowed_models if team else []
             if team is not None:
                 read[item_key("teams", team_id)] = team.mod_revision
-        routable = {k.rsplit("/", 1)[-1] for k in [*models[0], *aliases[0]]}
-        budgets = [b for b in (Budget.model_validate_json(e.value) for e in budget_entries[0].values())
+        routable = {k.rsplit("/", 1)[-1] for k in [*models, *aliases]}
+        budgets = [b for b in (Budget.model_validate_json(e.value) for e in budget_entries.values())
                    if b.scope == "key" and parent is not None and b.scope_id == parent_key.rsplit("/", 1)[-1]]
         return (version.mod_revision if version else 0), parent, team_models, routable, budgets, read
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TypeVar, cast
 
-from dataplane.budget.index import BudgetIndex, BudgetSpec, RateSpec
+from dataplane.budget.index import BudgetIndex, BudgetSpec, RateSpec, budget_spec, rate_spec
 from dataplane.policy import CompiledPolicy, KeyEntry, aliases_by_target, key_entry
 from interlock.v1 import control_pb2, policy_pb2
 
@@ -26,36 +26,46 @@ V = TypeVar("V")
 MAX_CHILDREN = 256  # a parent whose key-scope limits change with more run keys than this: recompile instead
 
 
-def budget_spec(b: policy_pb2.Budget) -> BudgetSpec:
-    return BudgetSpec(b.id, b.scope, b.scope_id, b.window, b.timezone or "UTC", b.limit_pico, b.limit_usd,
-                      b.offline_mode or "safe_share", b.optimistic_overshoot_pico)
-
-
-def rate_spec(r: policy_pb2.RateLimit) -> RateSpec:
-    return RateSpec(r.id, r.scope, r.scope_id, frozenset(r.models), r.requests_per_minute, r.tokens_per_minute,
-                    r.max_concurrent, r.offline_mode or "safe_share")
-
-
 class KeyIndexer:
-    """Built with each full compile (off the loop); updated by each fast-path delta."""
+    """Built with each full compile (off the loop), or deferred (boot from disk: `warm` it in a thread before
+    the first delta); updated by each fast-path delta."""
 
-    def __init__(self, snap: policy_pb2.PolicySnapshot, budgets: BudgetIndex):
+    def __init__(self, snap: policy_pb2.PolicySnapshot, budgets: BudgetIndex, *, defer: bool = False):
+        self._snap: policy_pb2.PolicySnapshot | None = snap
+        self._budgets, self._rates = budgets.budgets, budgets.rates  # the live maps, updated in place
+        self._teams: dict[str, policy_pb2.Team] = {}
+        self._aliases_of: dict[str, list[str]] = {}
+        self._keys: dict[str, policy_pb2.VirtualKey] = {}
+        self._children: dict[str, set[str]] = {}
+        self._budget_scope: dict[tuple[str, str], dict[str, BudgetSpec]] = {}
+        self._rate_scope: dict[tuple[str, str], dict[str, RateSpec]] = {}
+        if not defer:
+            self.warm()
+
+    def warm(self) -> None:
+        """Build the indexes (O(keys)). Reads only the immutable snapshot, so it may run in a thread while the
+        loop serves; a delta waits for it (SnapshotSync warms before subscribing; fast_path warms if not)."""
+        snap = self._snap
+        if snap is None:
+            return
         self._teams = {t.id: t for t in snap.teams}
         self._aliases_of = aliases_by_target(snap)
-        self._keys: dict[str, policy_pb2.VirtualKey] = {k.id: k for k in snap.keys}
-        self._children: dict[str, set[str]] = {}
+        self._keys = {k.id: k for k in snap.keys}
         for k in snap.keys:
             if k.parent_key_id:
                 self._children.setdefault(k.parent_key_id, set()).add(k.id)
-        self._budgets, self._rates = budgets.budgets, budgets.rates  # the live maps, updated in place
-        self._budget_scope: dict[tuple[str, str], dict[str, BudgetSpec]] = {}
-        for b in budgets.budgets.values():
-            self._budget_scope.setdefault((b.scope, b.scope_id), {})[b.id] = b
-        self._rate_scope: dict[tuple[str, str], dict[str, RateSpec]] = {}
-        for r in budgets.rates.values():
-            self._rate_scope.setdefault((r.scope, r.scope_id), {})[r.id] = r
+        for b in snap.budget_policy.budgets:
+            self._budget_scope.setdefault((b.scope, b.scope_id), {})[b.id] = budget_spec(b)
+        for r in snap.budget_policy.rate_limits:
+            self._rate_scope.setdefault((r.scope, r.scope_id), {})[r.id] = rate_spec(r)
+        self._snap = None
+
+    @property
+    def warmed(self) -> bool:
+        return self._snap is None
 
     def fast_path(self, delta: control_pb2.PolicyDelta) -> bool:
+        self.warm()
         if delta.replaced_sections:
             return False
         carried = {k.id for k in delta.upsert_keys} | set(delta.removed_keys)
@@ -85,6 +95,7 @@ class KeyIndexer:
 
     def apply(self, policy: CompiledPolicy, delta: control_pb2.PolicyDelta) -> None:
         """Update `policy`'s key and budget indexes in place (call only when fast_path(delta))."""
+        self.warm()
         keys = cast(dict[bytes, KeyEntry], policy.keys)
         index = policy.budgets
         budgets = cast(dict[str, BudgetSpec], index.budgets)

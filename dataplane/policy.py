@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from dataplane.budget.index import BudgetIndex, build_index
 from dataplane.errors import SnapshotRejected
 from dataplane.guardrails.compiled import GuardrailSet
+from dataplane.lazy_index import LazyIndex
 from dataplane.loopguard.index import LoopIndex
 from dataplane.pricing import Price, price_from_proto
 from dataplane.providers.base import ProviderAdapter, ProviderConfigError
@@ -220,9 +221,9 @@ class CompiledPolicy:
         routing = RoutingTable.build(snap, {n: r.model for n, r in routes.items() if not r.alias}, providers,
                                      {n: r.model.name for n, r in routes.items()})
         teams = {t.id: t for t in snap.teams}
-        keys: dict[bytes, KeyEntry] = {}
-        for k in snap.keys:
-            keys[bytes(k.key_hash)] = key_entry(k, teams, aliases_of)
+        # Built per key on first lookup (dataplane/lazy_index.py): 100,000 entries would take seconds at boot.
+        keys: LazyIndex[bytes, policy_pb2.VirtualKey, KeyEntry] = LazyIndex(
+            {bytes(k.key_hash): k for k in snap.keys}, lambda k: key_entry(k, teams, aliases_of))
         return cls(snap.version, snap.content_hash, keys, routes, providers, budgets=build_index(snap), routing=routing,
                    loops=LoopIndex.build(snap), guardrails=_guardrails(snap))
 

@@ -44,11 +44,13 @@ class PolicyHolder:
         """Compile and swap; raises SnapshotRejected (the old policy stays) if this node can't use it."""
         self.install(self.prepare(snapshot))
 
-    def prepare(self, snapshot: policy_pb2.PolicySnapshot) -> tuple[CompiledPolicy, KeyIndexer, policy_pb2.PolicySnapshot]:
-        """Compile without touching the current policy (thread-safe: run it off the loop)."""
+    def prepare(self, snapshot: policy_pb2.PolicySnapshot, *,
+                defer_indexer: bool = False) -> tuple[CompiledPolicy, KeyIndexer, policy_pb2.PolicySnapshot]:
+        """Compile without touching the current policy (thread-safe: run it off the loop). `defer_indexer`
+        (boot from disk): build the key-delta indexes later, in warm_indexer(), not before serving."""
         try:
             compiled = CompiledPolicy.from_snapshot(snapshot, adapters=self._adapters, credentials=self._credentials)
-            return compiled, KeyIndexer(snapshot, compiled.budgets), snapshot
+            return compiled, KeyIndexer(snapshot, compiled.budgets, defer=defer_indexer), snapshot
         except SnapshotRejected:
             raise
         except Exception as exc:  # a snapshot that crashes compilation must be rejected, not kill the node
@@ -82,6 +84,14 @@ class PolicyHolder:
                 return
         snapshot = await asyncio.to_thread(state.to_snapshot)
         self.install(await asyncio.to_thread(self.prepare, snapshot), state)
+
+    def warm_indexer(self) -> None:
+        """Build deferred key-delta indexes and the state's resource index (blocking, O(keys): run it in a
+        thread before deltas arrive)."""
+        if self._indexer is not None:
+            self._indexer.warm()
+        if self._state is not None:
+            self._state.index()
 
     def on_swap(self, listener: Callable[[CompiledPolicy], None]) -> None:
         self._listeners.append(listener)

@@ -9,6 +9,7 @@ verified against the snapshot's own content hash.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -34,8 +35,9 @@ def verify(snapshot: policy_pb2.PolicySnapshot) -> None:
         )
 
 
-def save(path: Path, snapshot: policy_pb2.PolicySnapshot) -> None:
+def save(path: Path, snapshot: policy_pb2.PolicySnapshot) -> str:
     """Replace `path` with `snapshot` atomically: readers see the old file or the new one, never a mix.
+    Returns the SHA-256 (hex) of the bytes written.
 
     Raises SnapshotFileError; on failure the previous file is left untouched.
     """
@@ -60,6 +62,7 @@ def save(path: Path, snapshot: policy_pb2.PolicySnapshot) -> None:
         if tmp_name:
             with contextlib.suppress(OSError):
                 os.unlink(tmp_name)
+    return hashlib.sha256(data).hexdigest()
 
 
 def load(path: Path, *, verify_hash: bool = True) -> policy_pb2.PolicySnapshot | None:
@@ -68,6 +71,20 @@ def load(path: Path, *, verify_hash: bool = True) -> policy_pb2.PolicySnapshot |
 
     Raises SnapshotFileError if the file exists but cannot be read, parsed or verified.
     """
+    data = read(path)
+    if data is None:
+        return None
+    snapshot = parse(path, data)
+    try:
+        if verify_hash:
+            verify(snapshot)
+    except SnapshotRejected as exc:
+        raise SnapshotFileError(f"snapshot file {path} is corrupt: {exc.reason}") from exc
+    return snapshot
+
+
+def read(path: Path) -> bytes | None:
+    """The file's bytes (None: no file). Raises SnapshotFileError if it cannot be read or is empty."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -77,16 +94,16 @@ def load(path: Path, *, verify_hash: bool = True) -> policy_pb2.PolicySnapshot |
         raise SnapshotFileError(f"cannot read snapshot file {path}: {exc.strerror or exc}") from exc
     if not data:
         raise SnapshotFileError(f"snapshot file {path} is empty; delete it to boot from the control plane only")
+    return data
+
+
+def parse(path: Path, data: bytes) -> policy_pb2.PolicySnapshot:
+    """Decode (not verify) the bytes read from `path`. Raises SnapshotFileError."""
     snapshot = policy_pb2.PolicySnapshot()
     try:
         snapshot.ParseFromString(data)
     except DecodeError as exc:
         raise SnapshotFileError(f"snapshot file {path} is corrupt (not a PolicySnapshot): {exc}") from exc
-    try:
-        if verify_hash:
-            verify(snapshot)
-    except SnapshotRejected as exc:
-        raise SnapshotFileError(f"snapshot file {path} is corrupt: {exc.reason}") from exc
     return snapshot
 
 

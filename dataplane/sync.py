@@ -24,7 +24,7 @@ import grpc.aio
 from interlock.snapshot_state import DeltaMismatch, SnapshotState
 from interlock.v1 import control_pb2, control_pb2_grpc, policy_pb2
 
-from . import snapshot_file
+from . import snapshot_file, state_sum
 from .control_channel import open_channel
 from .delta_log import DeltaLog
 from .errors import SnapshotFileError, SnapshotRejected
@@ -110,6 +110,7 @@ class SnapshotSync:
         self.updates_rejected = 0
         self.save_failures = 0
         self.deltas_applied = 0
+        self.boot_verified = ""  # how the snapshot file was verified at boot: "sum" (state_sum.py) or "full"
 
     @property
     def has_snapshot(self) -> bool:
@@ -156,13 +157,17 @@ class SnapshotSync:
         if not task.cancelled():
             task.result()
 
-    async def stop(self) -> None:
-        """Close the stream and make run() return. Safe to call at any time, more than once."""
+    async def stop(self, *, compact: bool = True) -> None:
+        """Close the stream and make run() return, then (`compact`) fold the delta log into the snapshot file so
+        the next boot indexes one verified file instead of replaying deltas (a crash leaves the log, replayed at
+        boot). Safe to call at any time, more than once."""
         task = self._task
         if task is None or task.done():
             return
         task.cancel()
         await asyncio.wait({task})
+        if compact and self._delta_log.records:
+            await self._compact_if_due(force=True)
 
     async def wait_for_version(self, version: int, timeout_s: float | None = None) -> bool:
         """Wait until a snapshot with at least `version` is applied; False on timeout."""
@@ -181,6 +186,12 @@ class SnapshotSync:
         return self._rng.uniform(self._backoff_min_s, cap)
 
     async def _loop(self) -> None:
+        if self._holder is not None:  # booted from disk: the key-delta indexes, off the loop, before any delta
+            try:
+                await asyncio.to_thread(self._holder.warm_indexer)
+            except Exception:  # the first delta is then refused and the full snapshot sent: still correct
+                self._log.exception("indexing the snapshot loaded from disk failed")
+                self._state = None
         while True:
             try:
                 await self._session()
@@ -280,7 +291,7 @@ class SnapshotSync:
         # Apply first, save second: the file only ever holds a snapshot this node accepted.
         # A failed save costs durability, not service, so the snapshot is still acked.
         try:
-            await asyncio.to_thread(self._save_full, snapshot)
+            await asyncio.to_thread(self._save_full, snapshot, self._state.total if self._state else None)
         except SnapshotFileError as exc:
             self.save_failures += 1
             self._log.error("%s; still serving version %d from memory", exc, snapshot.version)
@@ -300,10 +311,19 @@ class SnapshotSync:
         """The snapshot file plus the delta log replayed on it, verified once (by the state's hash)."""
         if self._holder is None:
             return snapshot_file.load(self._path)
-        snapshot = snapshot_file.load(self._path, verify_hash=False)
-        if snapshot is None:
+        data = snapshot_file.read(self._path)
+        if data is None:
             return None
-        state = SnapshotState.from_snapshot(snapshot)
+        snapshot = snapshot_file.parse(self._path, data)
+        # This node verified these exact bytes when it saved them (dataplane/state_sum.py): reuse that sum
+        total = state_sum.trusted_total(self._path, data, snapshot.version, snapshot.content_hash)
+        try:
+            state = None if total is None else SnapshotState.from_trusted(snapshot, total)
+            self.boot_verified = "sum"
+            if state is None or state.computed_hash() != snapshot.content_hash:
+                state, self.boot_verified = SnapshotState.from_snapshot(snapshot), "full"
+        except DeltaMismatch as exc:
+            raise SnapshotFileError(f"snapshot file {self._path} is corrupt: {exc}") from exc
         if state.computed_hash() != snapshot.content_hash or snapshot.version == 0:
             raise SnapshotFileError(f"snapshot file {self._path} is corrupt: its content does not match its hash")
         if self._delta_log.replay(state):
@@ -315,7 +335,7 @@ class SnapshotSync:
         if self._holder is None:
             self._applier(snapshot)
             return
-        self._holder.install(self._holder.prepare(snapshot), self._state)
+        self._holder.install(self._holder.prepare(snapshot, defer_indexer=True), self._state)
 
     async def _apply_full(self, snapshot: policy_pb2.PolicySnapshot) -> None:
         """Verify and apply a full snapshot; with a holder both run off the event loop (seconds at 100k keys)."""
@@ -333,9 +353,12 @@ class SnapshotSync:
         self._holder.install(prepared, state)
         self._state = state
 
-    def _save_full(self, snapshot: policy_pb2.PolicySnapshot) -> None:
-        """Blocking (run in a thread): the snapshot file, then an empty delta log."""
-        snapshot_file.save(self._path, snapshot)
+    def _save_full(self, snapshot: policy_pb2.PolicySnapshot, total: int | None = None) -> None:
+        """Blocking (run in a thread): the snapshot file, its sum (`total`: the verified digest sum of the
+        indexed state it was built from), then an empty delta log."""
+        file_sha256 = snapshot_file.save(self._path, snapshot)
+        if total is not None:
+            state_sum.write(self._path, file_sha256, snapshot.version, snapshot.content_hash, total)
         self._delta_log.reset()
 
     async def _handle_delta(self, delta: control_pb2.PolicyDelta) -> control_pb2.Ack:
@@ -381,15 +404,16 @@ class SnapshotSync:
         ack.accepted = True
         return ack
 
-    async def _compact_if_due(self) -> None:
+    async def _compact_if_due(self, *, force: bool = False) -> None:
         """Rewrite the snapshot file from the state and empty the log. Runs between messages, so the state
         does not change while a thread serialises it."""
         state = self._state
-        if state is None or not self._delta_log.due():
+        if state is None or not (force or self._delta_log.due()):
             return
         try:
+            total = state.total
             snapshot = await asyncio.to_thread(state.to_snapshot)
-            await asyncio.to_thread(self._save_full, snapshot)
+            await asyncio.to_thread(self._save_full, snapshot, total)
         except SnapshotFileError as exc:
             self.save_failures += 1
             self._log.error("compacting the delta log failed: %s", exc)

@@ -11,7 +11,7 @@ field is a "section" replaced whole when it changes, so fields other issues add 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
@@ -50,8 +50,9 @@ class SnapshotState:
     body: policy_pb2.PolicySnapshot = field(default_factory=policy_pb2.PolicySnapshot)
     body_hex: str = ""
     resources: dict[str, dict[str, Message]] = field(default_factory=lambda: {k: {} for k in DELTA_FIELDS})
-    digests: dict[str, dict[str, int]] = field(default_factory=lambda: {k: {} for k in DELTA_FIELDS})
+    digests: dict[str, MutableMapping[str, int]] = field(default_factory=lambda: {k: {} for k in DELTA_FIELDS})
     total: int = 0
+    unindexed: policy_pb2.PolicySnapshot | None = field(default=None, repr=False)  # from_trusted: index later
 
     # -- building ---------------------------------------------------------------
 
@@ -73,11 +74,38 @@ class SnapshotState:
         state.total %= MOD
         return state
 
+    @classmethod
+    def from_trusted(cls, snapshot: policy_pb2.PolicySnapshot, total: int) -> SnapshotState:
+        """A snapshot whose resource digests are known to sum to `total` (dataplane/state_sum.py: this node
+        verified these exact bytes before): no hashing, and the per-resource index is built by index() (a
+        thread after boot, or the first apply), not before serving. The caller still checks computed_hash()."""
+        body = body_of(snapshot)
+        return cls(version=snapshot.version, content_hash=snapshot.content_hash,
+                   created_unix_ms=snapshot.created_unix_ms, body=body, body_hex=body_digest(body), total=total % MOD,
+                   unindexed=snapshot)
+
+    def index(self) -> None:
+        """Index the resources of a from_trusted state (O(resources), no hashing: each digest is computed when a
+        delta first touches its resource). Raises DeltaMismatch if an id is listed twice."""
+        snapshot = self.unindexed
+        if snapshot is None:
+            return
+        bp = snapshot.budget_policy
+        resources: dict[str, dict[str, Message]] = {}
+        for kind, items in ((KIND_KEY, snapshot.keys), (KIND_BUDGET, bp.budgets), (KIND_RATE, bp.rate_limits)):
+            resources[kind] = {m.id: m for m in items}
+            if len(resources[kind]) != len(items):
+                raise DeltaMismatch(f"snapshot lists a {kind} more than once")
+        self.resources = resources
+        self.digests = {kind: _LazyDigests(kind, table) for kind, table in resources.items()}
+        self.unindexed = None
+
     def computed_hash(self) -> str:
         return combine(self.body_hex, self.total)
 
     def to_snapshot(self) -> policy_pb2.PolicySnapshot:
         """The full snapshot (O(size)); resources sorted by id, as the compiler emits them."""
+        self.index()
         snap = policy_pb2.PolicySnapshot()
         snap.CopyFrom(self.body)
         snap.version, snap.content_hash, snap.created_unix_ms = self.version, self.content_hash, self.created_unix_ms
@@ -110,6 +138,7 @@ class SnapshotState:
         plane, building a delta): set delta.content_hash to the resulting hash instead of checking it."""
         if delta.base_version != self.version:
             raise DeltaMismatch(f"delta is based on version {delta.base_version}, this node holds {self.version}")
+        self.index()
         if delta.version <= self.version:
             raise DeltaMismatch(f"delta goes to version {delta.version}, not newer than {self.version}")
         total = self.total
@@ -157,6 +186,35 @@ class SnapshotState:
                 self.resources[kind][ident], self.digests[kind][ident] = msg, d
         self.body, self.body_hex, self.total = body, body_hex, total
         self.version, self.content_hash, self.created_unix_ms = delta.version, delta.content_hash, delta.created_unix_ms
+
+
+class _LazyDigests(MutableMapping[str, int]):
+    """Resource digests computed on first use from the resources they describe (SnapshotState.from_trusted)."""
+
+    def __init__(self, kind: str, resources: dict[str, Message]):
+        self._kind, self._resources = kind, resources
+        self._known: dict[str, int] = {}
+
+    def __getitem__(self, ident: str) -> int:
+        d = self._known.get(ident)
+        if d is None:
+            d = self._known[ident] = resource_digest(self._kind, self._resources[ident])
+        return d
+
+    def __contains__(self, ident: object) -> bool:
+        return ident in self._resources
+
+    def __setitem__(self, ident: str, digest: int) -> None:
+        self._known[ident] = digest
+
+    def __delitem__(self, ident: str) -> None:
+        self._known.pop(ident, None)  # apply() removes the resource first
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._resources)
+
+    def __len__(self) -> int:
+        return len(self._resources)
 
 
 def section_names() -> list[str]:

@@ -63,6 +63,7 @@ class Node:
         self.holder = PolicyHolder(default_providers(), lambda _ref: None)
         self.sync = self._new_sync()
         self.task: asyncio.Task[None] | None = None
+        self.stops = 0
 
     def _new_sync(self) -> SnapshotSync:
         return SnapshotSync(self.target, self.name, self.holder.apply, self.path / self.name / "snapshot.pb",
@@ -78,7 +79,8 @@ class Node:
 
     async def disconnect(self) -> None:
         if self.task is not None:
-            await self.sync.stop()
+            self.stops += 1  # every other stop is graceful (delta log folded into the file), the rest as a crash
+            await self.sync.stop(compact=self.stops % 2 == 0)
             self.task = None
 
     def accepts(self, secret: str) -> bool:

@@ -73,8 +73,8 @@ class Node:
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self.sync.run())
 
-    async def stop(self) -> None:
-        await self.sync.stop()
+    async def stop(self, compact: bool = False) -> None:
+        await self.sync.stop(compact=compact)  # default: as after a crash, the delta log stays to be replayed
 
     def accepts(self, secret: str) -> bool:
         policy = self.holder.policy

@@ -21,7 +21,7 @@ from interlock.v1 import budget_pb2
 from ..errors import Conflict, ControlPlaneError
 from ..store.base import KV, Entry
 from .grant import Op, apply_op, expire, holder_of, invalid_reason
-from .limits import LimitBook
+from .limits import LimitLookup
 from .record import KIND_NAMES, LEDGER, LedgerRecord, ledger_key, parse_ledger_key
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class LedgerRow:
 
 
 class Ledger:
-    def __init__(self, kv: KV, *, clock: Callable[[], float], lease_ttl_s: float, limits: Callable[[], LimitBook],
+    def __init__(self, kv: KV, *, clock: Callable[[], float], lease_ttl_s: float, limits: Callable[[], LimitLookup],
                  reconcile_s: float | None = None):
         if lease_ttl_s <= 0:
             raise ValueError("the budget lease TTL must be more than 0 s (INTERLOCK_BUDGET_LEASE_TTL_S)")

@@ -185,6 +185,26 @@ class EtcdKV:
         cut = len(self._kb(""))
         return {kv.key[cut:].decode(): Entry(kv.value, kv.mod_revision) for kv in res.kvs}, res.header.revision
 
+    async def read_many(self, keys: Sequence[str], prefixes: Sequence[str]
+                        ) -> tuple[dict[str, Entry | None], dict[str, dict[str, Entry]]]:
+        """Several keys and prefixes in one consistent read: one round trip instead of one per item (a mint
+        reads six things; at 200 mints/s each etcd call's client-side CPU adds up, issue 16)."""
+        async def op(c: aetcd.Client) -> list[Any]:
+            tx = c.transactions
+            ops: list[Any] = [tx.get(self._kb(k)) for k in keys]
+            ops += [tx.get(self._kb(p), range_end=aetcd.utils.prefix_range_end(self._kb(p))) for p in prefixes]
+            _, responses = await c.transaction(compare=[], success=ops, failure=[])
+            return list(responses)
+
+        responses = await self._call(op, idempotent=True)
+        cut = len(self._kb(""))
+        singles: dict[str, Entry | None] = {}
+        for key, found in zip(keys, responses[:len(keys)], strict=True):
+            singles[key] = Entry(found[0][1].value, found[0][1].mod_revision) if found else None
+        ranges = {prefix: {meta.key[cut:].decode(): Entry(value, meta.mod_revision) for value, meta in found}
+                  for prefix, found in zip(prefixes, responses[len(keys):], strict=True)}
+        return singles, ranges
+
     async def watch_events(self, prefix: str, start_revision: int) -> AsyncIterator[tuple[str, Entry | None]]:
         """Every change under `prefix` after `start_revision`, as (relative key, entry or None = deleted), in
         revision order; one transaction's events arrive together. Raises StoreUnavailable when the watch
