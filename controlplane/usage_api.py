@@ -18,7 +18,7 @@ from typing import Annotated, Any, Generic, Literal, Self, TypeVar
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from ingest.audit_row import AuditRow, AuditRowBase, audit_row_model, iso_time, money_text
+from ingest.audit_row import AuditRow, AuditRowBase, iso_time, money_text
 from ingest.clickhouse_writer import IngestError
 from ingest.queries import (
     MAX_LIMIT,
@@ -31,7 +31,6 @@ from ingest.queries import (
     parse_window,
 )
 from ingest.query_service import AuditTrail, SpendReport, Totals, UsageQueryService, UsageStoreMissing, share
-from interlock.usage_schema import UsageSchema
 
 from .admin_api import PREFIX
 from .admin_auth import Role, requires
@@ -183,12 +182,12 @@ class _Unconfigured:
         raise UsageStoreMissing(NOT_CONFIGURED)
 
 
-def create_usage_router(query_service: UsageQueryService | None, schema: UsageSchema | None = None) -> APIRouter:
+def create_usage_router(query_service: UsageQueryService | None) -> APIRouter:
     """Routes under /admin/v1/usage; pass to create_admin_app(extra_routers=...) for auth and errors.
-    Without a query service (no INTERLOCK_USAGE_STORE) the routes exist and answer 503 with what to set.
-    `schema`: the usage schema the query service reads (default: interlock/usage_schema.py's)."""
+    Without a query service (no INTERLOCK_USAGE_STORE) the routes exist and answer 503 with what to set."""
     qs: Any = query_service if query_service is not None else _Unconfigured()
-    audit_out: Any = AuditOut if schema is None else AuditOutOf[audit_row_model(schema)]  # type: ignore[misc]
+    # the trail's rows are the query service's own row type (its usage schema's)
+    audit_out: Any = AuditOut if query_service is None else AuditOutOf[query_service.audit_row]  # type: ignore[name-defined]
     errors: dict[int | str, dict[str, Any]] = {c: {"model": ErrorOut} for c in (422, 503)}
     r = APIRouter(prefix=f"{PREFIX}/usage", tags=["usage"], responses=errors, dependencies=[requires(Role.VIEWER)])
 

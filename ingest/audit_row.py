@@ -9,6 +9,7 @@ type reads that JSON back (the CLI), accepting either name.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
@@ -65,6 +66,7 @@ class AuditRowBase(BaseModel):
         def __getattr__(self, name: str) -> Any: ...
 
 
+@functools.cache  # one class per schema: the query service's rows are the admin API's
 def audit_row_model(schema: UsageSchema, name: str = "AuditRow") -> type[AuditRowBase]:
     fields: dict[str, Any] = {}
     for c in schema.audited:
