@@ -22,7 +22,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from controlplane.admin_api import create_admin_app
 from controlplane.usage_api import AuditOutOf, create_usage_router
 from dataplane.dialects.base import Usage
-from dataplane.usage_event import _OWN_SLOTS, EventIds, RequestRecord, column_defaults, event_builder
+from dataplane.usage_event import EventIds, RequestRecord
+from dataplane.usage_event_builder import column_defaults, event_builder
 from ingest import schema_check, wire
 from ingest.audit_row import audit_row_model
 from ingest.clickhouse_writer import ClickHouseWriter, IngestError, open_clickhouse
@@ -130,7 +131,7 @@ async def test_a_new_column_flows_through_every_layer(dsn: str, writer: ClickHou
     schema = usage_schema(message.DESCRIPTOR, (*USAGE_COLUMNS, GPU))
     assert schema_check.descriptor_problems(schema) == []
     # the record carries a column the schema copies as is, with the proto default, without editing the record
-    assert ("gpu_ms", 0) in column_defaults(schema, _OWN_SLOTS)
+    assert ("gpu_ms", 0) in column_defaults(schema, RequestRecord.__slots__)
 
     # event builder: generated from the schema, the new field copied from the record
     now = time.time()
