@@ -1,6 +1,6 @@
 """The usage-event schema, declared once: the UsageEvent proto descriptor plus this table of column metadata.
 
-Everything else is derived from the two: the event builder's plain fields (dataplane/usage_event.py), the
+Everything else is derived from the two: the event builder's plain fields (dataplane/usage_event_builder.py), the
 row conversion and insert column list (ingest/rows.py), the check that the migrated ClickHouse tables
 agree (ingest/schema_check.py), the audit-trail select list (ingest/queries.py), the one audit row type
 shared by the query service, the admin API and the CLI (ingest/audit_row.py), and the CLI's audit columns.
