@@ -187,7 +187,7 @@ def create_usage_router(query_service: UsageQueryService | None) -> APIRouter:
     Without a query service (no INTERLOCK_USAGE_STORE) the routes exist and answer 503 with what to set."""
     qs: Any = query_service if query_service is not None else _Unconfigured()
     # the trail's rows are the query service's own row type (its usage schema's)
-    audit_out: Any = AuditOut if query_service is None else AuditOutOf[query_service.audit_row]  # type: ignore[name-defined]
+    audit_out: Any = AuditOutOf[getattr(query_service, "audit_row", AuditRow)]  # type: ignore[misc]
     errors: dict[int | str, dict[str, Any]] = {c: {"model": ErrorOut} for c in (422, 503)}
     r = APIRouter(prefix=f"{PREFIX}/usage", tags=["usage"], responses=errors, dependencies=[requires(Role.VIEWER)])
 
