@@ -13,13 +13,12 @@ plain `def`: queries block, so FastAPI runs them in its thread pool.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, Self, TypeVar
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
+from ingest.audit_row import AuditRow, AuditRowBase, iso_time, money_text
 from ingest.clickhouse_writer import IngestError
 from ingest.queries import (
     MAX_LIMIT,
@@ -31,7 +30,7 @@ from ingest.queries import (
     parse_where,
     parse_window,
 )
-from ingest.query_service import AuditRow, AuditTrail, SpendReport, Totals, UsageQueryService, UsageStoreMissing, share
+from ingest.query_service import AuditTrail, SpendReport, Totals, UsageQueryService, UsageStoreMissing, share
 
 from .admin_api import PREFIX
 from .admin_auth import Role, requires
@@ -53,14 +52,6 @@ class UsageQueryFailed(ControlPlaneError):
     status = 500
 
 
-def _money(d: Decimal) -> str:
-    return format(d, "f")
-
-
-def _iso(us: int) -> str:
-    return datetime.fromtimestamp(us / 1e6, UTC).isoformat().replace("+00:00", "Z")
-
-
 class WindowOut(BaseModel):
     since: str
     start: str
@@ -68,7 +59,7 @@ class WindowOut(BaseModel):
 
     @classmethod
     def of(cls, since: str, w: Window) -> WindowOut:
-        return cls(since=since, start=_iso(w.start_us), end=_iso(w.end_us))
+        return cls(since=since, start=iso_time(w.start_us), end=iso_time(w.end_us))
 
 
 class TotalsOut(BaseModel):
@@ -81,7 +72,7 @@ class TotalsOut(BaseModel):
     @classmethod
     def of(cls, t: Totals) -> TotalsOut:
         return cls(requests=t.requests, errors=t.errors, input_tokens=t.input_tokens, output_tokens=t.output_tokens,
-                   cost_usd=_money(t.cost_usd))
+                   cost_usd=money_text(t.cost_usd))
 
 
 class SpendRowOut(BaseModel):
@@ -107,7 +98,7 @@ class SpendOut(BaseModel):
     def of(cls, r: SpendReport, since: str, where: list[str]) -> SpendOut:
         rows = [SpendRowOut(group=dict(zip(r.by, row.group, strict=True)), requests=row.requests, errors=row.errors,
                             input_tokens=row.input_tokens, output_tokens=row.output_tokens,
-                            cached_input_tokens=row.cached_input_tokens, cost_usd=_money(row.cost_usd),
+                            cached_input_tokens=row.cached_input_tokens, cost_usd=money_text(row.cost_usd),
                             share_pct=str(row.share_pct)) for row in r.rows]
         return cls(by=list(r.by), window=WindowOut.of(since, r.window), where=where, groups=r.groups,
                    total=TotalsOut.of(r.total), rows=rows)
@@ -136,64 +127,27 @@ class TaskCostOut(BaseModel):
     rows: list[StepOut]
 
 
-def _token_classes(r: AuditRow) -> dict[str, Any]:
-    return {f: getattr(r, f) for f in ("cached_input_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens",
-                                       "reasoning_tokens", "audio_input_tokens", "audio_output_tokens",
-                                       "usage_estimated", "price_version", "counted_tokens", "count_estimated")}
+R = TypeVar("R", bound=AuditRowBase)
 
 
-class AuditRowOut(BaseModel):
-    time: str
-    event_id: str
-    team: str
-    user: str
-    key: str
-    requested_model: str
-    alias: str
-    model: str
-    provider: str
-    upstream_model: str
-    route_rule: str
-    fallback: bool
-    attempts: int
-    status: int
-    error_class: str
-    input_tokens: int
-    output_tokens: int
-    cost_usd: str
-    latency_ms: int
-    ttfb_ms: int
-    stream: bool
-    client_disconnected: bool
-    # token classes billed apart (issue 14), subsets of input/output tokens; price_version: catalog:<v> or policy
-    cached_input_tokens: int = 0
-    cache_write_5m_tokens: int = 0
-    cache_write_1h_tokens: int = 0
-    reasoning_tokens: int = 0
-    audio_input_tokens: int = 0
-    audio_output_tokens: int = 0
-    usage_estimated: bool = False
-    price_version: str = ""
-    counted_tokens: int = 0
-    count_estimated: bool = False
+class AuditOutOf(BaseModel, Generic[R]):
+    """The trail: its rows are ingest.audit_row's type itself, which serializes under the API names."""
 
-
-class AuditOut(BaseModel):
     window: WindowOut
     where: list[str]
     truncated: bool
-    rows: list[AuditRowOut]
+    rows: list[R]
 
     @classmethod
-    def of(cls, t: AuditTrail, since: str, where: list[str]) -> AuditOut:
-        rows = [AuditRowOut(time=_iso(r.time_us), event_id=r.event_id, team=r.team_id, user=r.user_id, key=r.key_id,
-                            requested_model=r.requested_model, alias=r.alias, model=r.model, provider=r.provider,
-                            upstream_model=r.upstream_model, route_rule=r.route_rule, fallback=r.fallback,
-                            attempts=r.attempts, status=r.status, error_class=r.error_class,
-                            input_tokens=r.input_tokens, output_tokens=r.output_tokens, cost_usd=_money(r.cost_usd),
-                            latency_ms=r.latency_ms, ttfb_ms=r.ttfb_ms, stream=r.stream,
-                            client_disconnected=r.client_disconnected, **_token_classes(r)) for r in t.rows]
-        return cls(window=WindowOut.of(since, t.window), where=where, truncated=t.truncated, rows=rows)
+    def model_parametrized_name(cls, params: tuple[type[Any], ...]) -> str:
+        return "AuditOut"  # the OpenAPI schema's name, whichever row type
+
+    @classmethod
+    def of(cls, t: AuditTrail, since: str, where: list[str]) -> Self:
+        return cls(window=WindowOut.of(since, t.window), where=where, truncated=t.truncated, rows=list(t.rows))  # type: ignore[arg-type]
+
+
+AuditOut = AuditOutOf[AuditRow]
 
 
 def _fail(exc: Exception) -> ControlPlaneError:
@@ -232,6 +186,8 @@ def create_usage_router(query_service: UsageQueryService | None) -> APIRouter:
     """Routes under /admin/v1/usage; pass to create_admin_app(extra_routers=...) for auth and errors.
     Without a query service (no INTERLOCK_USAGE_STORE) the routes exist and answer 503 with what to set."""
     qs: Any = query_service if query_service is not None else _Unconfigured()
+    # the trail's rows are the query service's own row type (its usage schema's)
+    audit_out: Any = AuditOutOf[getattr(query_service, "audit_row", AuditRow)]  # type: ignore[misc]
     errors: dict[int | str, dict[str, Any]] = {c: {"model": ErrorOut} for c in (422, 503)}
     r = APIRouter(prefix=f"{PREFIX}/usage", tags=["usage"], responses=errors, dependencies=[requires(Role.VIEWER)])
 
@@ -265,20 +221,21 @@ def create_usage_router(query_service: UsageQueryService | None) -> APIRouter:
         total = bill.total.cost_usd
         rows = [StepOut(step=s.step, model=s.model, requests=s.requests, errors=s.errors, input_tokens=s.input_tokens,
                         output_tokens=s.output_tokens, cached_input_tokens=s.cached_input_tokens,
-                        cost_usd=_money(s.cost_usd), share_pct=str(share(s.cost_usd, total)),
-                        first=_iso(s.first_us), last=_iso(s.last_us),
+                        cost_usd=money_text(s.cost_usd), share_pct=str(share(s.cost_usd, total)),
+                        first=iso_time(s.first_us), last=iso_time(s.last_us),
                         cache_write_tokens=s.cache_write_5m_tokens + s.cache_write_1h_tokens) for s in bill.rows]
         return TaskCostOut(task=task, tag_key=tag_key, step_key=step_key, total=TotalsOut.of(bill.total), rows=rows)
 
-    @r.get("/audit", summary="The request trail, newest first: routing, status, tokens, cost, latency")
+    @r.get("/audit", summary="The request trail, newest first: routing, status, tokens, cost, latency",
+           response_model=audit_out)
     def audit(key: Annotated[str | None, Query(description="Virtual key id (vk_…)")] = None,
               since: Since = "1h", where: Where = [],  # noqa: B006
-              limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100) -> AuditOut:
+              limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100) -> Any:
         try:
             filters = parse_where(where) + (((parse_dimension("key"), key),) if key else ())
             trail = qs.audit(parse_window(since), filters, limit)
         except (InvalidQuery, IngestError) as exc:
             raise _fail(exc) from exc
-        return AuditOut.of(trail, since, [*where, f"key={key}"] if key else where)
+        return audit_out.of(trail, since, [*where, f"key={key}"] if key else where)
 
     return r

@@ -8,12 +8,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from dataplane.dialects.base import Usage
 from dataplane.policy import KeyEntry
-from dataplane.pricing import Price, format_usd
+from dataplane.pricing import Price
 from dataplane.routing.report import AttemptRecord
+from dataplane.usage_event_builder import column_defaults, event_builder
+from interlock.usage_schema import usage_schema
 from interlock.v1 import usage_pb2
 
 
@@ -35,7 +35,7 @@ class EventIds:
 
 
 class RequestRecord:
-    __slots__ = (
+    __slots__: tuple[str, ...] = (
         "alias",
         "attempts",
         "budget",
@@ -67,6 +67,9 @@ class RequestRecord:
         "upstream_model",
         "usage",
     )
+    # plain columns (copied as is into the event) that __init__ does not set up by name: slots and defaults
+    _COLUMNS = column_defaults(usage_schema(), __slots__)
+    __slots__ += tuple(attr for attr, _ in _COLUMNS)
 
     def __init__(self, ids: EventIds, dialect: str, endpoint: str, request_bytes: int):
         self.received_s = time.time()
@@ -93,30 +96,13 @@ class RequestRecord:
         self.route_rule = ""  # the routing rule that chose the deployments ("default" = none matched)
         self.attempts: list[AttemptRecord] = []  # every upstream attempt, in order (fallback visible here)
         self.guardrails: list[dict[str, Any]] = []  # guardrail outcomes (ids, rules, counts; never matched text)
+        for attr, default in self._COLUMNS:
+            setattr(self, attr, default)
 
     def to_event(self, node_id: str) -> usage_pb2.UsageEvent:
-        u = self.usage
-        key = self.key
-        ms = lambda t: int((t - self.received_s) * 1000) if t else 0  # noqa: E731
-        ev = usage_pb2.UsageEvent(
-            event_id=self.event_id, received_unix_us=int(self.received_s * 1e6),
-            first_byte_unix_us=int(self.first_byte_s * 1e6), done_unix_us=int(self.done_s * 1e6), node_id=node_id,
-            key_id=key.id if key else "", team_id=key.team_id if key else "", user_id=key.user_id if key else "",
-            project_id=key.project_id if key else "", tags=self.tags, dialect=self.dialect, endpoint=self.endpoint,
-            requested_model=self.requested_model, alias=self.alias, provider=self.provider,
-            upstream_model=self.upstream_model, model=self.model, status=self.status, error_class=self.error_class,
-            input_tokens=u.input_tokens, output_tokens=u.output_tokens, cached_input_tokens=u.cached_input_tokens,
-            reasoning_tokens=u.reasoning_tokens, usage_estimated=not u.reported and (u.input_tokens + u.output_tokens) > 0,
-            cost_usd=format_usd(self.cost_pico), price_version=self.price_version, latency_ms=ms(self.done_s),
-            ttfb_ms=ms(self.first_byte_s), stream=self.stream, client_disconnected=self.client_disconnected,
-            policy_version=self.policy_version, request_bytes=self.request_bytes, response_bytes=self.response_bytes,
-            route_rule=self.route_rule, fallback=len(self.attempts) > 1,
-            cache_write_5m_tokens=u.cache_write_5m_tokens, cache_write_1h_tokens=u.cache_write_1h_tokens,
-            audio_input_tokens=u.audio_input_tokens, audio_output_tokens=u.audio_output_tokens,
-            counted_tokens=self.counted_tokens, count_estimated=self.count_estimated,
-            guardrail_outcome=orjson.dumps(self.guardrails).decode() if self.guardrails else "",
-        )
-        for a in self.attempts:  # add() builds in place: a constructor list would build then copy each message
-            ev.attempts.add(provider=a.provider, deployment=a.deployment, upstream_model=a.upstream_model,
-                            status=a.status, error_class=a.error_class, latency_ms=a.latency_ms)
-        return ev
+        return _BUILD(self, node_id)
+
+
+_BUILD = event_builder(usage_schema(), usage_pb2.UsageEvent)  # generated once from the usage schema
+
+

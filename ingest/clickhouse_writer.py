@@ -25,9 +25,10 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 
-from ingest import wire
-from ingest.rows import COLUMNS, events_to_batch
+from ingest import schema_check, wire
+from ingest.rows import event_to_row, events_to_batch, row_builder
 from ingest.schema import DEFAULT_DATABASE, DEFAULT_TTL_DAYS, check_identifier, create_database, migrate
+from interlock.usage_schema import UsageSchema, usage_schema
 from interlock.v1 import usage_pb2
 
 log = logging.getLogger(__name__)
@@ -81,13 +82,16 @@ class ClickHouseWriter:
     thread its own writer (on chDB, on the same path).
     """
 
-    def __init__(self, client: Client, database: str = DEFAULT_DATABASE) -> None:
+    def __init__(self, client: Client, database: str = DEFAULT_DATABASE, *, schema: UsageSchema | None = None) -> None:
         self._client = client
         self._database = check_identifier(database)
+        self._schema = schema or usage_schema()  # interlock/usage_schema.py; tests pass one with an extra column
+        self._columns = tuple(c.name for c in self._schema.inserted)
+        self._to_row = event_to_row if schema is None else row_builder(self._schema)
         # Resolved once: without types clickhouse-connect would DESCRIBE the table on every insert.
         self._column_types = self._describe()
-        self._wire_columns = wire.columns()
-        self._wire_settings = wire.settings()
+        self._wire_columns = wire.columns(self._schema.message)
+        self._wire_settings = wire.settings(self._schema.message)
 
     @property
     def client(self) -> Client:
@@ -98,13 +102,19 @@ class ClickHouseWriter:
         return self._database
 
     def _describe(self) -> list[str]:
+        """The insert's column types, once the tables are checked against the usage schema (ingest.schema_check)."""
         with translate_errors(f"describing {self._database}.{TABLE}"):
-            result = self._client.query(f"DESCRIBE TABLE {self._database}.{TABLE}")
-        types = {str(row[0]): str(row[1]) for row in result.result_rows}
-        missing = [name for name in COLUMNS if name not in types]
-        if missing:
-            raise IngestError(f"{self._database}.{TABLE} lacks columns {missing}: run ingest.schema.migrate")
-        return [types[name] for name in COLUMNS]
+            tables = schema_check.read_tables(self._client, self._database)
+            if TABLE not in tables:  # the engine's own error (unknown database or table, with its code)
+                self._client.query(f"DESCRIBE TABLE {self._database}.{TABLE}")
+        problems = schema_check.descriptor_problems(self._schema)
+        problems += schema_check.table_problems(self._schema, tables, exact=False)
+        if problems:
+            raise IngestError(f"the usage schema does not match {self._database}: {'; '.join(problems)} "
+                              "(a missing column: run ingest.schema.migrate)")
+        if drift := schema_check.table_problems(self._schema, tables):  # e.g. a newer release's column: inserts work
+            log.warning("usage store %s differs from this release's usage schema: %s", self._database, "; ".join(drift))
+        return [tables[TABLE][c.name][0] for c in self._schema.inserted]
 
     def insert_events(self, events: Sequence[usage_pb2.UsageEvent], *, dedup_token: str | None = None) -> int:
         """Insert one batch; returns how many events ClickHouse accepted.
@@ -115,7 +125,7 @@ class ClickHouseWriter:
         one carrying the same `dedup_token`, e.g. a Kafka partition/offset
         range) within the table's deduplication window. Raises IngestError.
         """
-        batch = events_to_batch(events)
+        batch = events_to_batch(events, self._to_row)
         if batch.rejected:
             sample = "; ".join(f"{eid or '<no id>'}: {why}" for eid, why in batch.rejected[:5])
             log.warning("usage events rejected: %d of %d in batch (%s)", len(batch.rejected), len(events), sample)
@@ -126,7 +136,7 @@ class ClickHouseWriter:
             self._client.insert(
                 TABLE,
                 batch.rows,
-                column_names=COLUMNS,
+                column_names=self._columns,
                 database=self._database,
                 column_type_names=self._column_types,
                 settings=settings,

@@ -13,7 +13,6 @@ from datetime import timedelta
 from typing import Literal
 
 from ingest.queries import (
-    AUDIT_COLUMNS,
     BY_TIME_SETTINGS,
     BY_TIME_TABLE,
     Dimension,
@@ -23,6 +22,7 @@ from ingest.queries import (
     _Binder,
     _conditions,
     _expr,
+    audit_select,
     check_limit,
 )
 from ingest.schema import check_identifier
@@ -92,8 +92,7 @@ def trail(database: str, window: Window, where: Filters = (), *, status: StatusC
         conds.append(f"fallback = {bind(fallback, 'Bool')}")
     if guardrail:
         conds.append(f"guardrail_outcome = {bind(guardrail, 'String')}")
-    cols = ", ".join(AUDIT_COLUMNS[1:]).replace("attempts", "length(attempts) AS attempts")
-    sql = (f"SELECT toUnixTimestamp64Micro(received_at) AS time_us, {cols} "
+    sql = (f"SELECT {audit_select()} "
            f"FROM {check_identifier(database)}.usage_events FINAL WHERE {' AND '.join(conds)} "
            f"ORDER BY received_at DESC, event_id DESC LIMIT {bind(check_limit(limit) + 1, 'UInt32')}")
     return Query(sql, bind.parameters)

@@ -38,6 +38,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from ingest.schema import check_identifier
+from interlock.usage_schema import UsageSchema, audit_row_names, usage_schema
 
 # Dimension name as users write it -> column of usage_events.
 DIMENSIONS: dict[str, str] = {
@@ -246,23 +247,28 @@ def task_cost(database: str, task: str, tag_key: str = "task", step_key: str = "
     return Query(sql, bind.parameters, dict(BY_TIME_SETTINGS))
 
 
-AUDIT_COLUMNS: tuple[str, ...] = (
-    "time_us", "event_id", "team_id", "user_id", "key_id", "requested_model", "alias", "model", "provider",
-    "upstream_model", "route_rule", "fallback", "attempts", "status", "error_class", "input_tokens", "output_tokens",
-    "cost_usd", "latency_ms", "ttfb_ms", "stream", "client_disconnected",
-    "cached_input_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "reasoning_tokens", "audio_input_tokens",
-    "audio_output_tokens", "usage_estimated", "price_version", "counted_tokens", "count_estimated",
-)  # fmt: skip
+def audit_select(schema: UsageSchema | None = None) -> str:
+    """The audit trail's select list, from the usage schema (interlock/usage_schema.py): `expr AS name, ...`."""
+    out = []
+    for c in (schema or usage_schema()).audited:
+        a = c.audit
+        assert a is not None  # audited
+        name, expr = a.name or c.name, a.sql or c.name
+        out.append(name if expr == name else f"{expr} AS {name}")
+    return ", ".join(out)
 
 
-def audit(database: str, window: Window, where: Sequence[tuple[Dimension, str]] = (), limit: int = 100) -> Query:
-    """The request trail, newest first: one row per request with AUDIT_COLUMNS. Asks for
-    limit + 1 rows so the caller can tell whether the trail was cut."""
+AUDIT_COLUMNS: tuple[str, ...] = audit_row_names(usage_schema())
+
+
+def audit(database: str, window: Window, where: Sequence[tuple[Dimension, str]] = (), limit: int = 100,
+          schema: UsageSchema | None = None) -> Query:
+    """The request trail, newest first: one row per request with the schema's audit columns (AUDIT_COLUMNS).
+    Asks for limit + 1 rows so the caller can tell whether the trail was cut."""
     bind = _Binder()
     cond = _conditions(window, where, bind)
-    cols = ", ".join(AUDIT_COLUMNS[1:]).replace("attempts", "length(attempts) AS attempts")
     sql = (
-        f"SELECT toUnixTimestamp64Micro(received_at) AS time_us, {cols} "
+        f"SELECT {audit_select(schema)} "
         f"FROM {check_identifier(database)}.usage_events FINAL WHERE {cond} "
         f"ORDER BY received_at DESC, event_id DESC LIMIT {bind(check_limit(limit) + 1, 'UInt32')}"
     )

@@ -25,9 +25,11 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from ingest import queries
+from ingest.audit_row import AuditRow, audit_row_model
 from ingest.clickhouse_writer import IngestError, redact_dsn, translate_errors
 from ingest.queries import Dimension, Order, Query, Window
 from ingest.schema import DEFAULT_DATABASE, check_identifier
+from interlock.usage_schema import UsageSchema
 
 _MISSING_CODES = frozenset({60, 81})  # UNKNOWN_TABLE, UNKNOWN_DATABASE
 _CENT = Decimal("0.01")
@@ -95,45 +97,9 @@ class TaskCost:
 
 
 @dataclass(frozen=True)
-class AuditRow:
-    time_us: int
-    event_id: str
-    team_id: str
-    user_id: str
-    key_id: str
-    requested_model: str
-    alias: str
-    model: str
-    provider: str
-    upstream_model: str
-    route_rule: str
-    fallback: bool
-    attempts: int
-    status: int
-    error_class: str
-    input_tokens: int
-    output_tokens: int
-    cost_usd: Decimal
-    latency_ms: int
-    ttfb_ms: int
-    stream: bool
-    client_disconnected: bool
-    cached_input_tokens: int = 0  # cache reads; the rest: token classes billed apart (issue 14)
-    cache_write_5m_tokens: int = 0
-    cache_write_1h_tokens: int = 0
-    reasoning_tokens: int = 0
-    audio_input_tokens: int = 0
-    audio_output_tokens: int = 0
-    usage_estimated: bool = False
-    price_version: str = ""
-    counted_tokens: int = 0
-    count_estimated: bool = False
-
-
-@dataclass(frozen=True)
 class AuditTrail:
     window: Window
-    rows: list[AuditRow]
+    rows: list[AuditRow]  # ingest.audit_row: one type for the service, the admin API and the CLI
     truncated: bool  # more requests matched than the limit
 
 
@@ -150,8 +116,10 @@ class UsageQueryService:
     """Answers spend / top / per-task cost / audit questions. Owns (and closes) its client."""
 
     def __init__(self, client: Client, database: str = DEFAULT_DATABASE, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, schema: UsageSchema | None = None) -> None:
         self._client = client
+        self._schema = schema  # None: the production usage schema (interlock/usage_schema.py)
+        self.audit_row = AuditRow if schema is None else audit_row_model(schema)
         self._database = check_identifier(database)
         self._clock = clock
         self._lock = threading.Lock()
@@ -202,8 +170,9 @@ class UsageQueryService:
 
     def audit(self, since: timedelta, where: Filters = (), limit: int = 100) -> AuditTrail:
         window = self.window(since)
-        rows = self._run(queries.audit(self._database, window, where, limit), "audit")
-        trail = [AuditRow(**dict(zip(queries.AUDIT_COLUMNS, r, strict=True))) for r in rows[:limit]]
+        rows = self._run(queries.audit(self._database, window, where, limit, self._schema), "audit")
+        names = tuple(self.audit_row.model_fields)
+        trail = [self.audit_row(**dict(zip(names, r, strict=True))) for r in rows[:limit]]
         return AuditTrail(window, trail, len(rows) > limit)
 
     # -- plumbing ----------------------------------------------------------------------

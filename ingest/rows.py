@@ -7,64 +7,24 @@ deduplicate redelivered events.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
+from operator import attrgetter
 from typing import Any
 
+from google.protobuf.descriptor import FieldDescriptor
+
+from interlock.usage_schema import UsageColumn, UsageSchema, usage_schema
 from interlock.v1 import usage_pb2
 
 COST_PRECISION = 38
 COST_SCALE = 12
 COST_TYPE = f"Decimal({COST_PRECISION}, {COST_SCALE})"
 
-# Column order of the tuples below; also the column list of every insert, so
-# server-side columns (inserted_at) are filled by their DEFAULT.
-COLUMNS: tuple[str, ...] = (
-    "event_id",
-    "received_at",
-    "first_byte_at",
-    "done_at",
-    "node_id",
-    "key_id",
-    "team_id",
-    "user_id",
-    "project_id",
-    "tags",
-    "dialect",
-    "endpoint",
-    "requested_model",
-    "alias",
-    "provider",
-    "upstream_model",
-    "model",
-    "route_rule",
-    "attempts",
-    "fallback",
-    "status",
-    "error_class",
-    "input_tokens",
-    "output_tokens",
-    "cached_input_tokens",
-    "reasoning_tokens",
-    "usage_estimated",
-    "cost_usd",
-    "price_version",
-    "latency_ms",
-    "ttfb_ms",
-    "stream",
-    "client_disconnected",
-    "policy_version",
-    "guardrail_outcome",
-    "request_bytes",
-    "response_bytes",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "audio_input_tokens",
-    "audio_output_tokens",
-    "counted_tokens",
-    "count_estimated",
-)
+_SCHEMA = usage_schema()
+# The insert column list (interlock/usage_schema.py); server-side columns (inserted_at) get their DEFAULT.
+COLUMNS: tuple[str, ...] = tuple(c.name for c in _SCHEMA.inserted)
 
 
 class InvalidEvent(ValueError):
@@ -103,67 +63,63 @@ def parse_cost(text: str) -> Decimal:
         raise InvalidEvent(f"cost_usd {text!r} does not fit {COST_TYPE}") from None
 
 
-def event_to_row(ev: usage_pb2.UsageEvent) -> tuple[Any, ...]:
-    """One row in COLUMNS order. Timestamps stay integer microseconds (DateTime64(6) ticks)."""
-    if not ev.event_id:
-        raise InvalidEvent("event_id is empty: the event could never be deduplicated")
-    if ev.received_unix_us <= 0:
-        # received_at drives partition and TTL: a zero would be expired on the next merge
-        raise InvalidEvent(f"received_unix_us={ev.received_unix_us} is not a timestamp")
-    return (
-        ev.event_id,
-        ev.received_unix_us,
-        ev.first_byte_unix_us or None,  # proto 0 means "no byte sent": NULL, not 1970
-        ev.done_unix_us,
-        ev.node_id,
-        ev.key_id,
-        ev.team_id,
-        ev.user_id,
-        ev.project_id,
-        dict(ev.tags),
-        ev.dialect,
-        ev.endpoint,
-        ev.requested_model,
-        ev.alias,
-        ev.provider,
-        ev.upstream_model,
-        ev.model,
-        ev.route_rule,
-        [(a.provider, a.deployment, a.upstream_model, a.status, a.error_class, a.latency_ms) for a in ev.attempts],
-        ev.fallback,
-        ev.status,
-        ev.error_class,
-        ev.input_tokens,
-        ev.output_tokens,
-        ev.cached_input_tokens,
-        ev.reasoning_tokens,
-        ev.usage_estimated,
-        parse_cost(ev.cost_usd),
-        ev.price_version,
-        ev.latency_ms,
-        ev.ttfb_ms,
-        ev.stream,
-        ev.client_disconnected,
-        ev.policy_version,
-        ev.guardrail_outcome,
-        ev.request_bytes,
-        ev.response_bytes,
-        ev.cache_write_5m_tokens,
-        ev.cache_write_1h_tokens,
-        ev.audio_input_tokens,
-        ev.audio_output_tokens,
-        ev.counted_tokens,
-        ev.count_estimated,
-    )
+RowBuilder = Callable[[Any], tuple[Any, ...]]
 
 
-def events_to_batch(events: Iterable[usage_pb2.UsageEvent]) -> Batch:
+def _converter(column: UsageColumn, field: FieldDescriptor) -> Callable[[Any], Any] | None:
+    """How a proto value becomes the column's value, from the two types; None = as it is."""
+    if column.ch_type.startswith("Nullable("):
+        return _or_none  # proto 0 means "no value" (e.g. no byte sent): NULL, not 1970
+    if column.ch_type.startswith("Decimal("):
+        return parse_cost
+    if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.GetOptions().map_entry:
+        return dict
+    if field.type == FieldDescriptor.TYPE_MESSAGE and field.is_repeated:
+        return _tuples(attrgetter(*(f.name for f in field.message_type.fields)))
+    return None
+
+
+def _or_none(value: Any) -> Any:
+    return value or None
+
+
+def _tuples(get: Callable[[Any], tuple[Any, ...]]) -> Callable[[Any], list[tuple[Any, ...]]]:
+    return lambda items: [get(item) for item in items]
+
+
+def row_builder(schema: UsageSchema) -> RowBuilder:
+    """A function: event -> its row, in the order of `schema.inserted`. Timestamps stay integer
+    microseconds (DateTime64(6) ticks). Raises InvalidEvent."""
+    fields = schema.message.fields_by_name
+    names = [c.proto_field for c in schema.inserted]
+    get = attrgetter(*names)  # one C call reads every field; the few that need converting are fixed up after
+    fixes = tuple((i, conv) for i, c in enumerate(schema.inserted)
+                  if (conv := _converter(c, fields[c.proto_field])) is not None)
+
+    def to_row(ev: Any) -> tuple[Any, ...]:
+        if not ev.event_id:
+            raise InvalidEvent("event_id is empty: the event could never be deduplicated")
+        if ev.received_unix_us <= 0:
+            # received_at drives partition and TTL: a zero would be expired on the next merge
+            raise InvalidEvent(f"received_unix_us={ev.received_unix_us} is not a timestamp")
+        row = list(get(ev))
+        for i, conv in fixes:
+            row[i] = conv(row[i])
+        return tuple(row)
+
+    return to_row
+
+
+event_to_row: RowBuilder = row_builder(_SCHEMA)
+
+
+def events_to_batch(events: Iterable[usage_pb2.UsageEvent], to_row: RowBuilder = event_to_row) -> Batch:
     """Convert many events; invalid ones land in `rejected` with the reason instead of raising."""
     batch = Batch()
     append = batch.rows.append
     for ev in events:
         try:
-            append(event_to_row(ev))
+            append(to_row(ev))
         except InvalidEvent as exc:
             batch.rejected.append((ev.event_id, str(exc)))
     return batch

@@ -65,7 +65,7 @@ def test_wire_insert_stores_exactly_the_rows_the_python_path_stores(
     assert by_wire.insert_wire([v for v in values if v is not None]) == len(events)
     expected, got = _table(by_rows), _table(by_wire)
     assert len(got) == len(events) and got == expected
-    bare = next(r for r in got if r[0] == "e-bare")
+    bare = next(r for r in got if r[COLUMNS.index("event_id")] == "e-bare")
     assert bare[COLUMNS.index("first_byte_at")] is None and str(bare[COLUMNS.index("cost_usd")]) == "0E-12"
     # the views see the same inserts
     for table in ("spend_daily", "usage_by_time"):

@@ -11,10 +11,10 @@ Rules (the contract in proto/interlock/v1/policy.proto and /tmp/coord/BUDGETS.md
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from dataplane.lazy_index import LazyIndex
-from dataplane.pricing import Price, per_token_pico, price_from_proto
+from dataplane.pricing import Price, price_from_proto
 from interlock.v1 import budget_pb2, policy_pb2
 
 # Lease kinds as plain ints (the proto enum values), used as dict keys on the request path.
@@ -108,12 +108,6 @@ class BudgetIndex:
         return self.unpriced_price if model in self.unpriced_models else price
 
 
-def _price(p: policy_pb2.Price) -> Price:
-    inp = per_token_pico(p.input_per_mtok)
-    price = price_from_proto(p)
-    return replace(price, cached_pico=per_token_pico(p.cached_input_per_mtok) or inp)
-
-
 def budget_spec(b: policy_pb2.Budget) -> BudgetSpec:
     return BudgetSpec(b.id, b.scope, b.scope_id, b.window, b.timezone or "UTC", b.limit_pico, b.limit_usd,
                       b.offline_mode or "safe_share", b.optimistic_overshoot_pico, b.max_staleness_ms)
@@ -180,6 +174,6 @@ def build_index(snap: policy_pb2.PolicySnapshot) -> BudgetIndex:
         budgets_by_key=budgets_by_key, tag_budgets={k: tuple(v) for k, v in tag_budgets.items()},
         tag_names=tuple(sorted({n for n, _ in tag_budgets})), rates_by_key=rates_by_key, rates_by_model=rates_by_model,
         global_rates=tuple(rates[r] for r in rate_scope.get(("global", ""), ())), budgets=budgets, rates=rates,
-        unpriced_models=frozenset(bp.unpriced_models), unpriced_price=_price(bp.unpriced_price),
+        unpriced_models=frozenset(bp.unpriced_models), unpriced_price=price_from_proto(bp.unpriced_price),
         default_max_output_tokens=bp.default_max_output_tokens,
     )

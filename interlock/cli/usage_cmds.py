@@ -23,8 +23,10 @@ from rich.table import Table
 from rich.text import Text
 
 from controlplane.usage_api import AuditOut, SpendOut, TaskCostOut
+from ingest.audit_row import AuditRow, api_names, iso_time
 from ingest.queries import InvalidQuery, parse_group_by, parse_where, parse_window
 from interlock.settings import CliSettings, SettingsError
+from interlock.usage_schema import UsageSchema, usage_schema
 
 from . import render
 from .admin_client import AdminClient
@@ -86,7 +88,7 @@ def _check(hint: str, parse: Callable[[], object]) -> None:
 # -- formatting -------------------------------------------------------------------------
 
 
-def money(value: str) -> str:
+def money(value: str | Decimal) -> str:
     """6 decimals for tables: '12.3' -> '$12.300000'; a nonzero cost below that keeps its digits
     ('0.000000123400' -> '$0.0000001234'), never shown as $0. JSON and CSV carry the exact value."""
     d = Decimal(value)
@@ -270,8 +272,29 @@ def audit_cmd(ctx: click.Context, key: str | None, where: tuple[str, ...], since
     _check("--where", lambda: parse_where(where))
     with _client(admin_url, admin_token) as api:
         r = api.audit(since=since, where=list(where), limit=limit, **({"key": key} if key else {}))
-    fields = list(type(r.rows[0]).model_fields) if r.rows else ["time", "event_id"]
-    rows = [[getattr(x, f) for f in fields] for x in r.rows]
+    print_audit(r, output, limit)
+
+
+def _unit_text(unit: str, value: Any) -> str:
+    """A trail value in the CLI table, by the column's unit (interlock/usage_schema.py)."""
+    if unit == "usd":
+        return money(value)
+    if unit == "ms":
+        return f"{value:,}ms"
+    if unit == "us":
+        return iso_time(value)[5:19].replace("T", " ")
+    if isinstance(value, bool):
+        return "yes" if value else "—"
+    return _n(value) if isinstance(value, int) else _v(str(value))
+
+
+def print_audit(r: AuditOut, output: str, limit: int, schema: UsageSchema | None = None) -> None:
+    """The trail as json, csv (every audit column, by its API name) or a table: summary cells plus a column
+    for each audit column the schema gives a CLI header (`Audit.cli`)."""
+    schema = schema or usage_schema()
+    row_type = type(r.rows[0]) if r.rows else AuditRow
+    rows = [list(x.model_dump(mode="json", by_alias=True).values()) for x in r.rows]
+    own = [(c.audit.cli, c.audit.name or c.name, c.unit) for c in schema.audited if c.audit and c.audit.cli]
 
     def table() -> None:
         out = _console()
@@ -280,7 +303,7 @@ def audit_cmd(ctx: click.Context, key: str | None, where: tuple[str, ...], since
             return
         more = f"only the newest {limit}: narrow --since or raise --limit; " if r.truncated else ""
         t = _table("TIME (UTC)!", "EVENT!~3", "MODEL / ROUTE", "STATUS!", "TOKENS IN/OUT>~2",
-                   "COST (USD)>", "LATENCY>~1", "FLAGS!",
+                   "COST (USD)>", "LATENCY>~1", *(h for h, _, _ in own), "FLAGS!",
                    caption=f"{more}flags: S stream, D client disconnected, F fallback (attempts); tokens: r/w cache "
                            "reads/writes, cnt counted (~ estimated); exact: -o json|csv")
         for x in r.rows:
@@ -297,8 +320,8 @@ def audit_cmd(ctx: click.Context, key: str | None, where: tuple[str, ...], since
                 tokens += f"\nr {_n(x.cached_input_tokens)}\nw {_n(writes)}"  # one short line each: 80 columns
             if x.counted_tokens:
                 tokens += f"\ncnt {_n(x.counted_tokens)}{'~' if x.count_estimated else ''}"
-            _row(t, x.time[5:19].replace("T", " "), x.event_id, route, status, tokens, money(x.cost_usd),
-                 f"{x.latency_ms:,}ms", flags or "—")
+            _row(t, _unit_text("us", x.time_us), x.event_id, route, status, tokens, money(x.cost_usd),
+                 f"{x.latency_ms:,}ms", *(_unit_text(unit, getattr(x, f)) for _, f, unit in own), flags or "—")
         out.print(t)
 
-    _emit(output, r.model_dump(mode="json"), fields, rows, table)
+    _emit(output, r.model_dump(mode="json", by_alias=True), api_names(row_type), rows, table)
