@@ -19,6 +19,7 @@ from interlock.snapshot_hash import snapshot_content_hash
 from interlock.v1 import policy_pb2
 
 from .errors import SnapshotFileError, SnapshotRejected
+from .fsync import fsync_dir
 
 
 def verify(snapshot: policy_pb2.PolicySnapshot) -> None:
@@ -53,7 +54,7 @@ def save(path: Path, snapshot: policy_pb2.PolicySnapshot) -> None:
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
         tmp_name = ""
-        _fsync_dir(path.parent)  # make the rename itself durable across power loss
+        fsync_dir(path.parent)  # make the rename itself durable across power loss
     except OSError as exc:
         raise SnapshotFileError(f"cannot write snapshot file {path}: {exc.strerror or exc}") from exc
     finally:
@@ -88,11 +89,3 @@ def load(path: Path, *, verify_hash: bool = True) -> policy_pb2.PolicySnapshot |
     except SnapshotRejected as exc:
         raise SnapshotFileError(f"snapshot file {path} is corrupt: {exc.reason}") from exc
     return snapshot
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -17,7 +17,7 @@ from dataplane.guardrails.rules import Rule
 from interlock.v1 import policy_pb2
 
 if TYPE_CHECKING:
-    from dataplane.policy import KeyEntry
+    from dataplane.policy_types import KeyEntry
 
 INPUT, OUTPUT = 1, 2
 _DIRECTIONS = {"input": INPUT, "output": OUTPUT, "both": INPUT | OUTPUT}
