@@ -142,8 +142,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--kafka-down", action="store_true",
                     help="with --usage-sink kafka: kill the broker once the gateway is up (events go to the node's log)")
     ap.add_argument("--observe", action="store_true",
-                    help="only compare observability settings (all off vs metrics + access log vs tracing), "
-                         "interleaved rounds, same run")
+                    help="only compare observability settings (all off, metrics, access log, both, both + 1%% "
+                         "tracing, tracing off, off again = noise floor), interleaved rounds, same run; prints the "
+                         "issue's cost bars")
     ap.add_argument("--guardrails", action="store_true",
                     help="only compare the default guardrail (secret detectors on every request's input, redact) "
                          "off vs on, interleaved rounds, same run (--observe-scenarios, default nonstream_1k)")
@@ -165,9 +166,11 @@ def _observe(args: argparse.Namespace, work: Path, up: Upstream, env: dict[str, 
     res = observe.observe_compare(args, work, up, scen, gateway_core=GATEWAY_CORE, load_core=LOAD_CORE,
                                   connections=CONNECTIONS, rounds=args.rounds)
     print("\n" + observe.table(res))
+    text, bars = observe.bars(res)
+    print("\n" + text)
     record = {"benchmark": "dataplane_overhead_observe", "env": env, "elapsed_s": round(time.monotonic() - started, 1),
               "settings": {"duration_s": args.duration, "rounds": args.rounds, "connections": CONNECTIONS,
-                           "configs": observe.CONFIGS}, "results": res}
+                           "configs": observe.CONFIGS}, "results": res, "bars": bars}
     path = write_json(REPO / "benchmarks" / "results", record, suffix="-observe")
     print(f"\nresults: {path.relative_to(REPO)}  ({record['elapsed_s']}s)")
     return 0

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from dataplane.dialects.base import Dialect, ErrorKind, StreamUsageScanner, Usage
+from dataplane.dialects.base import Dialect, ErrorKind, StreamUsageScanner, Usage, WireAPI
 from dataplane.gateway_errors import GatewayError, bad_request
 from dataplane.pipeline.context import RequestContext
 from dataplane.policy import RuntimeModel
@@ -120,9 +120,9 @@ class Forwarder:
             body = xl.request(body)
             if isinstance(xl, CountTranslation) and xl.local:  # no counting endpoint: a marked local estimate
                 return self._count_locally(ctx, dep, xl, body, started)
-        elif adapter.dialect != ep.dialect.name:
+        elif adapter.dialect != ep.dialect.family:
             raise bad_request(f"model {requested!r} is served by a provider speaking the {adapter.dialect} API; "
-                              f"this endpoint speaks {ep.dialect.name} (cross-API translation is not enabled)")
+                              f"this endpoint speaks {ep.dialect.family} (cross-API translation is not enabled)")
         operation = xl.operation if xl else ep.operation
         strip_usage = adapter.prepare_body(body, m.upstream_name, stream, operation)
         try:
@@ -164,7 +164,7 @@ class Forwarder:
                 rec.first_byte_s = self._clock()
                 rec.status, rec.error_class = status, cls
                 if status == 200 and ep.operation == COUNT:  # a count is not usage: nothing is billed
-                    rec.counted_tokens = counted((xl.provider if xl else ep.dialect).name, payload)
+                    rec.counted_tokens = counted((xl.provider if xl else ep.dialect).family, payload)
                     extra.append((COUNT_HEADER, "provider"))
                 elif status == 200:
                     rec.usage = _usage_of(xl.provider if xl else ep.dialect, payload)  # the provider's own report
@@ -219,10 +219,12 @@ class Forwarder:
                         rec.client_disconnected = True
                         break  # leaving the context closes the upstream connection: the provider stops generating
                     await ctx.write(out)
-            await ctx.end_stream()
-        finally:
             rec.usage = scanner.usage if scanner.usage.reported else _estimate(rec, scanner.usage, scanner.events)
-            rec.response_bytes = ctx.bytes_sent
+            await ctx.end_stream()  # the record is final here: end_stream seals it before the last bytes
+        finally:
+            if not ctx.sealed:  # the relay failed: usage so far, and what the client got, go on the failure's event
+                rec.usage = scanner.usage if scanner.usage.reported else _estimate(rec, scanner.usage, scanner.events)
+                rec.response_bytes = ctx.bytes_sent
 
 
 def _feed(scanner: StreamUsageScanner, chunk: bytes) -> bytes:
@@ -259,7 +261,7 @@ def _estimate(rec: RequestRecord, partial: Usage, events: int) -> Usage:
     )
 
 
-def _usage_of(dialect: Dialect, payload: bytes) -> Usage:
+def _usage_of(dialect: WireAPI, payload: bytes) -> Usage:
     try:
         body = orjson.loads(payload)
     except orjson.JSONDecodeError:

@@ -40,6 +40,7 @@ from dataplane.upstream import Upstream
 from interlock.settings import DataPlaneSettings
 
 if TYPE_CHECKING:
+    from dataplane.dialects.base import Dialect
     from dataplane.usage_sink import UsageSink
 
 log = logging.getLogger(__name__)
@@ -53,14 +54,15 @@ def _log_trip(trip: Trip) -> None:
 class DataPlaneNode:
     def __init__(
         self, settings: DataPlaneSettings, *, sink: UsageSink, env: Mapping[str, str],
-        adapters: Mapping[str, ProviderAdapter] | None = None,
+        adapters: Mapping[str, ProviderAdapter] | None = None, dialects: Mapping[str, Dialect] | None = None,
     ):
+        """`dialects`: the client APIs served (default: dataplane/dialects/registry.py)."""
         self.settings = settings
         self.sink = sink
         self.holder = PolicyHolder(adapters or default_providers(), env_and_file_credentials(env, settings.credentials))
         self.upstream = Upstream(pool_size=settings.upstream_pool_size, connect_timeout_s=settings.upstream_connect_timeout_s,
                                  impl=settings.upstream_client)
-        dialects = default_dialects()
+        dialects = dialects or default_dialects()
         now = time.time
         # Budgets and rate limits: local pools reserved on the request path, leases synced in the background.
         self.budget_table = PoolTable(AllowanceBook(settings.state_dir / "budget-allowance.json"))
@@ -76,7 +78,8 @@ class DataPlaneNode:
             metrics_on=settings.metrics, in_flight=lambda: self.router.in_flight,
             circuits=lambda: self.proxy.breakers.states(), sink=sink,
             policy_version=lambda: self.holder.policy.version if self.holder.policy else 0,
-            snapshot_created_ms=lambda: self.holder.snapshot_created_ms, budget_section=self._budget_metrics)
+            snapshot_created_ms=lambda: self.holder.snapshot_created_ms, budget_section=self._budget_metrics,
+            access=access)
         self.observer = RequestObserver(request_metrics, access) if (request_metrics or access) else None
         self.trips = TripReporter(settings.control_plane, settings.node_id, channel_credentials(settings)) \
             if settings.control_plane else None
@@ -193,7 +196,7 @@ class DataPlaneNode:
         await self.upstream.close()
         await self.sink.close()
         if self.observer is not None:
-            self.observer.flush()
+            await self.observer.aclose()
         if self.events is not None:
             await self.events.stop()
         if self.trips is not None:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-import orjson
+from typing import TYPE_CHECKING
 
 from dataplane.budget.index import BudgetIndex, build_index
 from dataplane.errors import SnapshotRejected
@@ -24,6 +23,10 @@ from dataplane.routing.table import RoutingTable
 from interlock.credential_refs import CredentialRules
 from interlock.keys import HASH_SCHEME
 from interlock.v1 import policy_pb2
+
+if TYPE_CHECKING:
+    from dataplane.dialects.base import Dialect
+
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +139,13 @@ class CompiledPolicy:
     routing: RoutingTable = field(default_factory=RoutingTable.empty)  # rules, deployments, team constraints
     loops: LoopIndex = field(default_factory=LoopIndex)  # runaway-loop breakers (dataplane/loopguard/)
     guardrails: GuardrailSet = field(default_factory=GuardrailSet)  # compiled scanners, attachments (issue 12)
-    _models_json: dict[frozenset[str] | None, bytes] = field(default_factory=dict, repr=False)
+    # [(name, owner)] of every requestable name, sorted: what each dialect's model list is rendered from
+    model_owners: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False)
+    _model_lists: dict[tuple[str, frozenset[str] | None], bytes] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        owners = tuple((n, self.routes[n].model.provider.name) for n in sorted(self.routes))
+        object.__setattr__(self, "model_owners", owners)
 
     @classmethod
     def from_snapshot(
@@ -169,12 +178,11 @@ class CompiledPolicy:
         return cls(snap.version, snap.content_hash, keys, routes, providers, budgets=build_index(snap), routing=routing,
                    loops=LoopIndex.build(snap), guardrails=_guardrails(snap))
 
-    def models_json(self, allowed: frozenset[str] | None) -> bytes:
-        """OpenAI-style model list for a key; memoised per distinct allowlist (the policy is immutable)."""
-        cached = self._models_json.get(allowed)
+    def model_list(self, dialect: Dialect, allowed: frozenset[str] | None) -> bytes:
+        """A dialect's model list for a key; rendered once per (dialect, distinct allowlist): the policy is immutable."""
+        k = (dialect.name, allowed)
+        cached = self._model_lists.get(k)
         if cached is None:
-            names = sorted(n for n in self.routes if allowed is None or n in allowed)
-            data = [{"id": n, "object": "model", "created": 0, "owned_by": self.routes[n].model.provider.name} for n in names]
-            cached = orjson.dumps({"object": "list", "data": data})
-            self._models_json[allowed] = cached
+            cached = dialect.model_list([(n, o) for n, o in self.model_owners if allowed is None or n in allowed])
+            self._model_lists[k] = cached
         return cached

@@ -60,20 +60,14 @@ class Proxy:
                                  guardrails=guardrails, loops=loops)
 
     async def handle(self, req: Request, resp: Responder, ep: Endpoint) -> None:
-        rec = RequestRecord(self._ids, ep.dialect.name, ep.path, len(req.body))
-        ctx = RequestContext(req, resp, ep, rec)
+        rec = RequestRecord(self._ids, ep.dialect.family, ep.path, len(req.body))
+        ctx = RequestContext(req, resp, ep, rec, self._seal)
         try:
             await self.pipeline.run(ctx)
         except GatewayError as exc:
             await ctx.fail(exc)
         finally:
-            rec.done_s = self._clock()
-            rec.client_disconnected = rec.client_disconnected or resp.disconnected
-            if rec.price is not None:
-                rec.cost_pico = rec.price.cost_pico(rec.usage)
-            # the event first: once the client has its answer, the usage record is what a kill -9 must not lose,
-            # so nothing else runs between the last byte and the WAL append
-            self._sink.emit(rec.to_event(self._node_id))
+            ctx.seal()  # nothing was sent (e.g. the client left): the event still goes out, once
             if self._loops is not None and rec.cost_pico:
                 self._loops.settle(ctx.policy, rec.key, rec.cost_pico)
             if rec.budget is not None and self._budgets is not None:
@@ -82,3 +76,13 @@ class Proxy:
                 self._observer.done(rec)
             if self._tracing is not None:
                 self._tracing.done(rec, req.headers)
+
+    def _seal(self, ctx: RequestContext) -> None:
+        """The usage event, made durable (WAL append) by the response's writer just before the client's last
+        byte: a kill -9 after the client has its whole answer cannot lose it (tests/test_usage_no_loss.py)."""
+        rec = ctx.rec
+        rec.done_s = self._clock()
+        rec.client_disconnected = rec.client_disconnected or ctx.disconnected
+        if rec.price is not None:
+            rec.cost_pico = rec.price.cost_pico(rec.usage)
+        self._sink.emit(rec.to_event(self._node_id))

@@ -8,9 +8,7 @@ from collections.abc import Callable, Mapping
 import orjson
 
 from dataplane.admission import authenticate, presented_key
-from dataplane.dialects import listing
 from dataplane.dialects.base import Dialect, ErrorKind
-from dataplane.dialects.gemini import MODEL_PREFIXES, STREAM_METHOD, split_target
 from dataplane.gateway_errors import GatewayError
 from dataplane.http.messages import Request, Responder
 from dataplane.policy import CompiledPolicy
@@ -19,58 +17,66 @@ from dataplane.proxy import Endpoint, Proxy
 # Protocol-level refusals from dataplane/http/server.py that are not plain invalid requests.
 _REFUSAL_KINDS = {413: ErrorKind.TOO_LARGE, 414: ErrorKind.TOO_LARGE, 431: ErrorKind.TOO_LARGE,
                   408: ErrorKind.TIMEOUT, 503: ErrorKind.OVERLOADED}
-_GEMINI_METHODS = (":generateContent", f":{STREAM_METHOD}", ":countTokens")
 
 
 class Router:
+    """Every endpoint, listing path and error shape comes from the dialects (dataplane/dialects/registry.py):
+    the first dialect is the fallback for requests no other one claims."""
+
     def __init__(
         self, *, proxy: Proxy, dialects: Mapping[str, Dialect], policy: Callable[[], CompiledPolicy | None],
         pepper: bytes, clock: Callable[[], float], ready: Callable[[], bool],
     ):
         self._proxy = proxy
-        self._dialects = dialects
         self._policy = policy
         self._pepper = pepper
         self._clock = clock
         self._ready = ready
-        openai, anthropic, gemini = dialects["openai"], dialects["anthropic"], dialects["gemini"]
-        self._endpoints = {
-            ("POST", "/v1/chat/completions"): Endpoint(openai, "chat", "/v1/chat/completions"),
-            ("POST", "/v1/responses"): Endpoint(dialects["openai_responses"], "responses", "/v1/responses"),
-            ("POST", "/v1/embeddings"): Endpoint(openai, "embeddings", "/v1/embeddings"),
-            ("POST", "/v1/messages"): Endpoint(anthropic, "messages", "/v1/messages"),
-            ("POST", "/v1/messages/count_tokens"): Endpoint(anthropic, "count_tokens", "/v1/messages/count_tokens"),
-            ("POST", "/v1/responses/input_tokens"): Endpoint(dialects["openai_responses"], "count_tokens",
-                                                             "/v1/responses/input_tokens"),
-        }
-        # Gemini names the model in the path: /v1beta/models/{model}:{method}. ep.path is the template.
-        self._gemini = {
-            (prefix, m): Endpoint(gemini, op, f"{prefix}{{model}}:{m}")
-            for prefix in MODEL_PREFIXES
-            for m, op in (("generateContent", "generate"), (STREAM_METHOD, "generate"), ("countTokens", "count_tokens"))
-        }
-        self._paths = {p for _, p in self._endpoints} | {"/v1/models", "/v1beta/models"}
+        ordered = list(dialects.values())
+        self._fallback, self._claimants = ordered[0], ordered[1:]
+        self._all = tuple(ordered)
+        # Built once per node: (method, path) -> Endpoint; templated endpoints (the model in the path) by spec.
+        self._endpoints: dict[tuple[str, str], Endpoint] = {}
+        # keyed by the spec object's identity: dialects return their own long-lived specs from match(), and
+        # hashing a dataclass per request would cost more than the lookup
+        self._templated: dict[int, Endpoint] = {}
+        self._matchers: list[Dialect] = []
+        for d in ordered:
+            for spec in d.endpoints():
+                ep = Endpoint(d, spec.operation, spec.path)
+                if "{" in spec.path:
+                    self._templated[id(spec)] = ep
+                else:
+                    self._endpoints[(spec.method, spec.path)] = ep
+            if any("{" in spec.path for spec in d.endpoints()):
+                self._matchers.append(d)
+        self._model_paths = frozenset(p for d in ordered for p in d.models_paths)
+        self._model_prefixes = tuple(sorted({p + "/" for p in self._model_paths}))
+        self._paths = {p for _, p in self._endpoints} | self._model_paths
         self.metrics: Callable[[], bytes] | None = None  # GET /metrics (Prometheus text), set by the node
         self.in_flight = 0  # proxied requests not yet finished (graceful drain waits for 0)
         self.draining = False
         self.idle = asyncio.Event()  # set whenever in_flight drops to 0
         self.idle.set()
 
+    def endpoints(self) -> list[Endpoint]:
+        """Every proxied endpoint; a templated one's path is its template (/v1beta/models/{model}:generateContent)."""
+        return [*self._endpoints.values(), *self._templated.values()]
+
     def dialect_for(self, path: str, headers: Mapping[str, str] | None = None, query: str = "") -> Dialect:
-        if path.startswith("/v1beta/") or (path.startswith("/v1/models/") and path.endswith(_GEMINI_METHODS)) or (
-                headers is not None and "authorization" not in headers
-                and ("x-goog-api-key" in headers or "key=" in query)):
-            return self._dialects["gemini"]
-        if path.startswith("/v1/messages") or (headers is not None and "anthropic-version" in headers):
-            return self._dialects["anthropic"]
-        return self._dialects["openai"]
+        """The API a request that matched no endpoint speaks, for its error or model-list shape."""
+        for d in self._claimants:
+            if d.claims(path, headers, query):
+                return d
+        return self._fallback
 
     def _endpoint(self, req: Request) -> Endpoint | None:
         ep = self._endpoints.get((req.method, req.path))
-        if ep is None and req.method == "POST":
-            for prefix in MODEL_PREFIXES:
-                if req.path.startswith(prefix):
-                    return self._gemini.get((prefix, split_target(req.path)[1]))
+        if ep is None:
+            for d in self._matchers:
+                spec = d.match(req.method, req.path)
+                if spec is not None:
+                    return self._templated.get(id(spec))
         return ep
 
     def render_error(self, path: str, status: int, message: str) -> bytes:
@@ -79,13 +85,10 @@ class Router:
 
     async def __call__(self, req: Request, resp: Responder) -> None:
         ep = self._endpoint(req)
-        if ep is not None and ep.dialect.name == "gemini" and ep.dialect.wants_stream(req.path, {}) \
-                and "alt=sse" not in req.query.split("&"):
-            # Without alt=sse Google streams one JSON array; the gateway relays and meters SSE only.
-            msg = "streamGenerateContent is served as server-sent events only: add ?alt=sse (the Google SDKs do)"
-            resp.send(400, "application/json", ep.dialect.error_body(400, ErrorKind.INVALID_REQUEST, msg))
-            return
         if ep is not None:
+            if (why := ep.dialect.reject(req.path, req.query)) is not None:
+                resp.send(400, "application/json", ep.dialect.error_body(400, ErrorKind.INVALID_REQUEST, why))
+                return
             self.in_flight += 1
             self.idle.clear()
             try:
@@ -95,8 +98,7 @@ class Router:
                 if not self.in_flight:
                     self.idle.set()
             return
-        if req.method == "GET" and (req.path in ("/v1/models", "/v1beta/models") or req.path.startswith(
-                ("/v1/models/", "/v1beta/models/"))):
+        if req.method == "GET" and (req.path in self._model_paths or req.path.startswith(self._model_prefixes)):
             self._models(req, resp)
         elif req.path == "/metrics" and self.metrics is not None:
             resp.send(200, "text/plain; version=0.0.4", self.metrics())
@@ -111,13 +113,15 @@ class Router:
             d = self.dialect_for(req.path, req.headers, req.query)
             status = 405 if req.path in self._paths else 404
             msg = f"{req.method} {req.path} is not served here" + ("" if status == 405 else "; check the client's base URL")
-            if req.method == "POST" and (method := split_target(req.path)[1]):
-                msg = (f"the Gemini method {method!r} is not served by this gateway "
-                       f"(served: generateContent, {STREAM_METHOD}, countTokens)")
+            for a in self._all:  # a path one API would use for a method the gateway does not serve
+                if (why := a.unknown_method(req.method, req.path)) is not None:
+                    msg = why
+                    break
             resp.send(status, "application/json", d.error_body(status, ErrorKind.NOT_FOUND, msg))
 
     def _models(self, req: Request, resp: Responder) -> None:
-        """GET /v1/models (OpenAI or Anthropic by header), /v1/models/{id}, /v1beta/models[/{id}] (Gemini)."""
+        """GET {models_path}[/{id}] of any dialect, in the shape of the dialect the request speaks
+        (/v1/models is OpenAI's or, by header, Anthropic's)."""
         dialect = self.dialect_for(req.path, req.headers, req.query)
         try:
             policy = self._policy()
@@ -131,16 +135,10 @@ class Router:
                 route = policy.routes.get(one)
                 if route is None or (key.allowed is not None and one not in key.allowed):
                     raise GatewayError(404, ErrorKind.NOT_FOUND, f"model {one!r} does not exist on this gateway")
-                body = orjson.dumps(listing.ONE[dialect.name](one, route.model.provider.name))
+                body = orjson.dumps(dialect.model_entry(one, route.model.provider.name))
                 resp.send(200, "application/json", body)
                 return
         except GatewayError as exc:
             resp.send(exc.status, "application/json", dialect.error_body(exc.status, exc.kind, exc.message))
             return
-        if dialect.name == "openai":
-            resp.send(200, "application/json", policy.models_json(key.allowed))
-            return
-        names = [(n, policy.routes[n].model.provider.name) for n in sorted(policy.routes)
-                 if key.allowed is None or n in key.allowed]
-        render = listing.anthropic_list if dialect.name == "anthropic" else listing.gemini_list
-        resp.send(200, "application/json", render(names))
+        resp.send(200, "application/json", policy.model_list(dialect, key.allowed))

@@ -117,12 +117,7 @@ class KafkaUsageSink(WalFront):
         if self._wal is not None or self._closed:
             return
         wal: Wal = await asyncio.get_running_loop().run_in_executor(self._reader, lambda: Wal(**self._wal_args))
-        self._wal = wal
-        recovered = wal.end
-        early, self._early = self._early, deque()
-        self.emitted -= len(early)
-        for event in early:
-            self.emit(event)
+        recovered = self._adopt(wal)
         self._tasks = [asyncio.create_task(self._guard(self._shipper, recovered)),
                        asyncio.create_task(self._guard(self._syncer))]  # fmt: skip
 

@@ -126,12 +126,7 @@ class WalClickHouseSink(WalFront):
         except BaseException:
             wal.close()
             raise
-        self._wal = wal
-        recovered = wal.end
-        early, self._early = self._early, deque()
-        self.emitted -= len(early)
-        for event in early:
-            self.emit(event)
+        recovered = self._adopt(wal)
         self._thread = threading.Thread(target=self._run, args=(writer, recovered), name="usage-sink-wal", daemon=True)
         self._thread.start()
 

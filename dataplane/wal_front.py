@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 
-from dataplane.wal import Wal
+from dataplane.wal import Cursor, Wal
 from interlock.v1 import usage_pb2
 
 log = logging.getLogger(__name__)
@@ -51,3 +51,13 @@ class WalFront:
             self._spooled_one()
         else:
             self._lost += 1
+
+    def _adopt(self, wal: Wal) -> Cursor:
+        """start(): the WAL is open; write out what was emitted before it. Returns where recovery ended."""
+        self._wal = wal
+        recovered = wal.end
+        early, self._early = self._early, deque()
+        self.emitted -= len(early)  # counted again by emit()
+        for event in early:
+            self.emit(event)
+        return recovered

@@ -45,9 +45,11 @@ DIMENSIONS: dict[str, str] = {
     "provider": "provider", "alias": "alias", "upstream": "upstream_model", "requested": "requested_model",
     "route": "route_rule", "endpoint": "endpoint", "dialect": "dialect", "node": "node_id", "error": "error_class",
 }  # fmt: skip
-# Guardrail outcomes (issue 12) are on usage_events only: the first guardrail that acted, for `audit --where`.
-DIMENSIONS["guardrail"] = "JSONExtractString(guardrail_outcome, 1, 'id')"
+# Guardrail outcomes (issue 12) are on usage_events only, a JSON array with every guardrail that acted on the
+# request: `audit --where guardrail=ID` matches when any of them is ID.
+DIMENSIONS["guardrail"] = "arrayMap(g -> JSONExtractString(g, 'id'), JSONExtractArrayRaw(guardrail_outcome))"
 AUDIT_ONLY = frozenset({"guardrail"})
+ARRAY_VALUED = frozenset({"guardrail"})  # the column is an array: a filter matches any element
 TAG_PREFIX = "tag:"
 ORDERS: dict[str, str] = {"cost": "cost", "requests": "requests", "tokens": "in_tokens + out_tokens",
                           "errors": "errors"}
@@ -184,7 +186,9 @@ def _conditions(window: Window | None, where: Sequence[tuple[Dimension, str]], b
         grouped.setdefault(dim, []).append(value)
     for dim, values in grouped.items():
         target = _expr(dim, bind)
-        if len(values) == 1:
+        if dim.name in ARRAY_VALUED:
+            conds.append(f"hasAny({target}, {bind(sorted(set(values)), 'Array(String)')})")
+        elif len(values) == 1:
             conds.append(f"{target} = {bind(values[0], 'String')}")
         else:
             conds.append(f"{target} IN {bind(sorted(set(values)), 'Array(String)')}")

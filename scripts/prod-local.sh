@@ -81,23 +81,7 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 EOF
-    # Without a log4j2 config Kafka prints nothing at all: warnings and the "started" line go to the log.
-    cat > "$DIR/kafka/log4j2.properties" <<'EOF'
-rootLogger.level=INFO
-rootLogger.appenderRef.out.ref=OUT
-appender.out.type=Console
-appender.out.name=OUT
-appender.out.layout.type=PatternLayout
-appender.out.layout.pattern=[%d] %p %m (%c)%n
-logger.kafka.name=kafka
-logger.kafka.level=WARN
-logger.apache.name=org.apache.kafka
-logger.apache.level=WARN
-logger.state.name=state.change.logger
-logger.state.level=WARN
-logger.started.name=kafka.server.KafkaRaftServer
-logger.started.level=INFO
-EOF
+    cp "$ROOT/scripts/kafka/log4j2.properties" "$DIR/kafka/log4j2.properties"  # shared with the test broker
     local java=(java -Xmx512m -XX:+UseSerialGC -Djava.awt.headless=true
                 "-Dlog4j2.configurationFile=$DIR/kafka/log4j2.properties" "-Dkafka.logs.dir=$LOGS" -cp "$libs/*")
     if [ ! -f "$DIR/kafka/data/meta.properties" ]; then

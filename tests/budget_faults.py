@@ -20,7 +20,7 @@ import aiohttp
 import httpx
 import orjson
 
-from tests.fixtures.cluster import ADMIN_TOKEN, INTERLOCK, Cluster, Node, Proc
+from tests.fixtures.cluster import Cluster, Node
 from tests.fixtures.tcp_proxy import CuttableProxy
 
 PICO = 10**12
@@ -52,12 +52,7 @@ def start_cluster(c: Cluster, nodes: int = 3, *, proxied: int = 0) -> list[Cutta
     the control plane through a CuttableProxy (returned)."""
     c.usage_env = dict(NODE_ENV)
     c.start_fake_provider()
-    env = c._base_env()
-    env.update(INTERLOCK_ADMIN_TOKEN=ADMIN_TOKEN, INTERLOCK_STORE=c.etcd.url, INTERLOCK_ETCD_PREFIX=c.prefix,
-               INTERLOCK_ADMIN_PORT=str(c.admin_port), INTERLOCK_GRPC_PORT=str(c.grpc_port), INTERLOCK_HEARTBEAT_S="1",
-               INTERLOCK_BUDGET_LEASE_TTL_S=str(TTL_S))
-    c.cp = Proc("controlplane", [*INTERLOCK, "controlplane"], env, c.tmp / "controlplane.log")
-    c.procs.append(c.cp)
+    c.cp_env["INTERLOCK_BUDGET_LEASE_TTL_S"] = str(TTL_S)
     c.start_control_plane()
     c.apply(_policy(c, []))
     c.key = c.create_key(team="eng")  # type: ignore[attr-defined]

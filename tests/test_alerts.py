@@ -6,6 +6,7 @@ control plane mid-retry (the outbox is in the store)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from controlplane.policy.model import PolicyDocument
 from controlplane.store import open_store
 from interlock.settings import ControlPlaneSettings
 from interlock.v1 import budget_pb2
+from tests.fixtures.webapp import serving
 
 HMAC_KEY = "whsec-test-0123456789"
 PD_KEY = "pd-routing-key-abc"
@@ -77,19 +79,12 @@ class Receiver:
 async def receivers() -> AsyncIterator[dict[str, Receiver]]:
     recs = {"hook": Receiver("hook", "header"), "slack": Receiver("slack", "slack"),
             "pd": Receiver("pd", "pagerduty")}
-    runners = []
-    for r in recs.values():
-        app = web.Application()
-        app.router.add_post("/", r.handle)
-        runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        r.url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
-        runners.append(runner)
-    yield recs
-    for runner in runners:
-        await runner.cleanup()
+    async with contextlib.AsyncExitStack() as stack:
+        for r in recs.values():
+            app = web.Application()
+            app.router.add_post("/", r.handle)
+            r.url = await stack.enter_async_context(serving(app, shutdown_timeout=0.1)) + "/"
+        yield recs
 
 
 def policy(recs: dict[str, Receiver]) -> PolicyDocument:

@@ -20,7 +20,7 @@ import pytest
 from multidict import CIMultiDict
 
 from dataplane.budget.estimate import input_tokens_upper_bound
-from tests.fixtures.cluster import ADMIN_TOKEN, INTERLOCK, Cluster, Proc, wait_until
+from tests.fixtures.cluster import Cluster, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -38,12 +38,7 @@ def start_cluster(c: Cluster, nodes: int, lease_ttl_s: float = 20) -> Cluster:
     """Fake provider, control plane (with `lease_ttl_s`), `nodes` data planes, one key of team eng (c.key)."""
     c.usage_env = dict(NODE_ENV)
     c.start_fake_provider()
-    env = c._base_env()
-    env.update(INTERLOCK_ADMIN_TOKEN=ADMIN_TOKEN, INTERLOCK_STORE=c.etcd.url, INTERLOCK_ETCD_PREFIX=c.prefix,
-               INTERLOCK_ADMIN_PORT=str(c.admin_port), INTERLOCK_GRPC_PORT=str(c.grpc_port), INTERLOCK_HEARTBEAT_S="1",
-               INTERLOCK_BUDGET_LEASE_TTL_S=str(lease_ttl_s))
-    c.cp = Proc("controlplane", [*INTERLOCK, "controlplane"], env, c.tmp / "controlplane.log")
-    c.procs.append(c.cp)
+    c.cp_env["INTERLOCK_BUDGET_LEASE_TTL_S"] = str(lease_ttl_s)
     c.start_control_plane()
     c.apply(c.policy())
     c.key = c.create_key(team="eng")  # type: ignore[attr-defined]

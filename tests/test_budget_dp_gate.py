@@ -15,7 +15,7 @@ from dataplane.budget.gate import BudgetGate, PoolTable, Ticket
 from dataplane.budget.index import BUDGET, CONCURRENCY, REQUESTS, build_index
 from dataplane.budget.pool import LedgerView
 from dataplane.dialects.anthropic import AnthropicDialect
-from dataplane.dialects.base import Usage
+from dataplane.dialects.base import Dialect, Usage
 from dataplane.dialects.openai import OpenAIDialect
 from dataplane.gateway_errors import GatewayError
 from dataplane.policy import Route, RuntimeModel, RuntimeProvider
@@ -91,8 +91,9 @@ def body(max_tokens: int = 10) -> tuple[bytes, dict[str, Any]]:
 
 async def admit(gate: BudgetGate, idx: Any, key: str = "vk_a", tags: dict[str, str] | None = None,
                 max_tokens: int = 10, dialect: str = "openai") -> Ticket | None:
+    d: Dialect = AnthropicDialect() if dialect == "anthropic" else OpenAIDialect()
     raw, b = body(max_tokens)
-    return await gate.admit(idx, key, tags or {}, "m", ROUTE, raw, b, max_tokens, dialect)
+    return await gate.admit(idx, key, tags or {}, "m", ROUTE, raw, b, max_tokens, d)
 
 
 def worst(max_tokens: int = 10) -> int:
@@ -277,7 +278,7 @@ async def test_unpriced_model_is_reserved_at_the_default_price() -> None:
     gate, *_ = make(0, 10**16)
     raw, b = body(10)
     route = Route(RuntimeModel("m", "m", PROVIDER, free_route_price, 0), "")
-    t = await gate.admit(idx, "vk_a", {}, "m", route, raw, b, 10, "openai")
+    t = await gate.admit(idx, "vk_a", {}, "m", route, raw, b, 10, OpenAIDialect())
     assert t is not None and t.claims[0].amount == (len(raw) + 16) * 15_000_000 + 10 * 75_000_000
 
 
@@ -287,7 +288,7 @@ async def test_fallback_models_are_covered_and_settled_at_the_served_models_pric
     dear_price = Price(input_pico=5_000_000, output_pico=50_000_000, cached_pico=5_000_000, version="d")
     dear = RuntimeModel("dear", "dear", PROVIDER, dear_price, 0)
     raw, b = body(10)
-    t = await gate.admit(idx, "vk_a", {}, "m", ROUTE, raw, b, 10, "openai", alternatives=[ROUTE.model, dear])
+    t = await gate.admit(idx, "vk_a", {}, "m", ROUTE, raw, b, 10, OpenAIDialect(), alternatives=[ROUTE.model, dear])
     assert t is not None and t.claims[0].amount == (len(raw) + 16) * 5_000_000 + 10 * 50_000_000
     gate.settle(t, Usage(input_tokens=4, output_tokens=10, reported=True), "dear", dear_price)
     (pool,) = table.pools.values()

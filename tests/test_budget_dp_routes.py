@@ -60,7 +60,7 @@ async def broke_gateway(fake_provider, tmp_path: Path) -> AsyncIterator[Gateway]
 
 def test_every_proxied_endpoint_is_covered(broke_gateway: Gateway) -> None:
     router = broke_gateway.node.router
-    served = {p for (_, p) in router._endpoints} | {f"{prefix}{{model}}:{m}" for prefix, m in router._gemini}
+    served = {ep.path for ep in router.endpoints()}
     tested = {p.split("?")[0].replace("gpt-t", "{model}") for p in (*GENERATING, *FREE)}
     assert served <= tested | {"/v1beta/models/{model}:countTokens", "/v1/models/{model}:countTokens",
                                "/v1/models/{model}:streamGenerateContent"}, served - tested

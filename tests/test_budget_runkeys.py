@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from interlock.v1 import budget_pb2, policy_pb2
 from interlock.windows import window_key
 from tests.fixtures.admin import admin_cli_env
 from tests.fixtures.admin import cli_ok as ok
+from tests.fixtures.ports import free_port
 
 pytestmark = pytest.mark.integration
 TOKEN = "admin-token-for-tests"
@@ -70,9 +70,7 @@ async def stack(etcd_url: str, store_prefix: str) -> AsyncIterator[Stack]:
     settings = ControlPlaneSettings(key_pepper=b"pepper", admin_token=TOKEN.encode(), store=etcd_url,
                                     etcd_prefix=store_prefix, grpc_port=0)
     backend = await start_backend(settings)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     app = create_admin_app(backend.service, TOKEN.encode(), extra_routers=[backend.budget_router()])
     server, task = await serve_admin(app, "127.0.0.1", port)
     yield Stack(backend, f"http://127.0.0.1:{port}")

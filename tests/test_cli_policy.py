@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from interlock.cli import policy_cmds, render
 from interlock.cli.main import cli
 from tests.fixtures.admin import admin_cli_env, serve_admin
 from tests.fixtures.admin import cli_ok as _ok
+from tests.fixtures.ports import free_port as _free_port
 from tests.test_admin_api import TOKEN, MemoryPolicyService
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "policy.yaml"
@@ -41,12 +41,6 @@ def admin() -> Iterator[Admin]:
     service = MemoryPolicyService()
     with serve_admin(create_admin_app(service, TOKEN.encode())) as url:
         yield Admin(url, service)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_apply_shows_diff_then_no_changes_then_updates(admin: Admin, tmp_path: Path) -> None:

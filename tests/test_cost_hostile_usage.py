@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from tests.fixtures.gateway import Gateway, running_gateway, wait_events
+from tests.fixtures.webapp import serving
 
 HOSTILE: list[Any] = ["NaN", -5, [1], {"n": 1}, True, "12abc"]
 
@@ -63,17 +64,10 @@ async def hostile(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Gateway
     app = web.Application()
     app.router.add_post("/v1/messages", messages)
     app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with serving(app) as base:
         with tempfile.TemporaryDirectory() as state:
-            async with running_gateway(f"http://127.0.0.1:{port}", Path(state)) as gw:
+            async with running_gateway(base, Path(state)) as gw:
                 yield gw, bad
-    finally:
-        await runner.cleanup()
 
 
 @pytest.mark.parametrize("hostile", HOSTILE, indirect=True, ids=[repr(b) for b in HOSTILE])

@@ -15,7 +15,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import time
 from decimal import Decimal
@@ -26,19 +25,11 @@ import httpx
 import pytest
 
 from tests.fixtures.docblocks import doc_blocks
+from tests.fixtures.ports import port_free
 from tests.fixtures.requires import missing_service
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_PORTS = (2379, 2380, 9092, 9093, 8081, 50051, 8090, 9099, 8100, 8101)
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _free_offset() -> int:
@@ -46,7 +37,7 @@ def _free_offset() -> int:
     rng = random.Random()
     for _ in range(200):
         off = rng.randrange(1000, 14000, 10)
-        if all(_port_free(p + off) for p in BASE_PORTS):
+        if all(port_free(p + off) for p in BASE_PORTS):
             return off
     raise RuntimeError("no free port range for scripts/prod-local.sh")
 

@@ -10,7 +10,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from interlock.fakeprovider import (
 from interlock.fakeprovider.config import OptionError
 from interlock.fakeprovider.reply import reply_words
 from tests.fixtures.fakeprovider import FakeProvider
+from tests.fixtures.ports import free_port
 
 PROMPT = "hello there friend"
 # 20 words: "Echo:", the 3 prompt words, then 16 lorem words.
@@ -91,12 +91,6 @@ def body_text(msg: anthropic.types.Message) -> str:
     block = msg.content[0]
     assert block.type == "text"
     return block.text
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def raw_events(resp: aiohttp.ClientResponse) -> list[tuple[str | None, str]]:

@@ -22,7 +22,7 @@ NOW_US = (int(time.time()) // 60) * 60 * 10**6
 def event(i: int, outcome: list[dict[str, object]]) -> usage_pb2.UsageEvent:
     t = NOW_US - (i + 1) * 10**6
     return usage_pb2.UsageEvent(event_id=uuid.uuid4().hex, received_unix_us=t, done_unix_us=t + 1000, key_id="vk_1",
-                                team_id="eng", model="m", status=400 if outcome and outcome[0]["action"] == "block" else 200,
+                                team_id="eng", model="m", status=400 if any(o["action"] == "block" for o in outcome) else 200,
                                 guardrail_outcome=orjson.dumps(outcome).decode() if outcome else "")
 
 
@@ -32,18 +32,23 @@ def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UsageQueryService]
     database = "g_" + uuid.uuid4().hex[:12]
     redact = [{"id": "no-secrets", "direction": "input", "action": "redact", "rules": {"github-pat": 1}, "count": 1}]
     block = [{"id": "pii", "direction": "input", "action": "block", "rules": {"email": 2}, "count": 2}]
+    both = [{**redact[0], "action": "audit"}, block[0]]  # two guardrails acted: no-secrets first, then pii blocked
     evs = [event(i, redact if i % 3 == 0 else block if i % 3 == 1 else []) for i in range(30)]
+    evs += [event(30 + i, both) for i in range(4)]
     with open_clickhouse(dsn, database=database) as writer:
         writer.insert_events(evs)
         with UsageQueryService(clickhouse_connect.get_client(dsn=dsn), database, clock=lambda: NOW_US / 1e6) as s:
             yield s
 
 
-def test_audit_filters_by_guardrail(svc: UsageQueryService) -> None:
+def test_audit_filters_by_guardrail_matching_any_that_acted(svc: UsageQueryService) -> None:
     trail = svc.audit(timedelta(hours=1), parse_where(["guardrail=no-secrets"]), limit=100)
-    assert len(trail.rows) == 10 and {r.status for r in trail.rows} == {200}
+    assert len(trail.rows) == 14 and sorted(r.status for r in trail.rows) == [200] * 10 + [400] * 4
     blocked = svc.audit(timedelta(hours=1), parse_where(["guardrail=pii"]), limit=100)
-    assert len(blocked.rows) == 10 and {r.status for r in blocked.rows} == {400}
+    assert len(blocked.rows) == 14 and {r.status for r in blocked.rows} == {400}  # incl. where pii acted second
+    either = svc.audit(timedelta(hours=1), parse_where(["guardrail=pii", "guardrail=no-secrets"]), limit=100)
+    assert len(either.rows) == 24
+    assert svc.audit(timedelta(hours=1), parse_where(["guardrail=nope"]), limit=100).rows == []
 
 
 def test_spend_by_guardrail_says_it_is_an_audit_filter() -> None:

@@ -11,6 +11,7 @@ from controlplane.policy.model import Model, PolicyDocument, Provider
 from dataplane.policy import CompiledPolicy
 from dataplane.providers.registry import default_providers
 from tests.fixtures.gateway import Gateway
+from tests.fixtures.webapp import serving
 
 
 async def test_query_key_is_accepted_only_on_gemini_routes(gateway: Gateway, fake_provider) -> None:  # type: ignore[no-untyped-def]
@@ -129,12 +130,7 @@ async def test_an_endless_upstream_body_is_cut_at_the_limit(monkeypatch, tmp_pat
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", endless)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    try:
+    async with serving(app) as base:
         async with running_gateway(base, tmp_path, policy=gateway_policy(base)) as gw, aiohttp.ClientSession() as s:
             body = orjson.dumps({"model": "gpt-t", "messages": [{"role": "user", "content": "hi"}]})
             async with s.post(f"{gw.url}/v1/chat/completions", data=body,
@@ -143,6 +139,4 @@ async def test_an_endless_upstream_body_is_cut_at_the_limit(monkeypatch, tmp_pat
             assert r.status == 502 and "over the 1 MiB limit" in doc["error"]["message"]
             (ev,) = await wait_events(gw, 1)
             assert ev.status == 502
-    finally:
-        await runner.cleanup()
     assert sent < 64 << 20  # the gateway stopped reading long before the end

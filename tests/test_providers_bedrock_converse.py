@@ -9,10 +9,10 @@ import orjson
 import pytest
 
 from dataplane.providers.eventstream import EventStreamToSSE
+from dataplane.translate.anthropic_to_converse_request import translate_request
 from dataplane.translate.base import DONE, Params, Untranslatable
 from dataplane.translate.bedrock_converse import ConverseDialect, OpenAIToConverse
-from dataplane.translate.bedrock_converse_request import translate_request
-from dataplane.translate.bedrock_converse_response import ConverseToAnthropicStream, translate_response
+from dataplane.translate.converse_to_anthropic_response import ConverseToAnthropicStream, translate_response
 from dataplane.translate.sse import EventParser
 from interlock.fakeprovider.eventstream import encode_message
 

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from controlplane.policy.model import Budget, Team
 from tests.fixtures.gateway import Gateway, gateway_policy, native_gemini, running_gateway, wait_events
+from tests.fixtures.webapp import serving
 from tests.test_budget_dp_routes import GENERATING
 
 _TRUTHY = {"true", "1", "yes", "on", "t", "y"}
@@ -57,15 +58,8 @@ async def coercing(fake_provider) -> AsyncIterator[tuple[str, CoercingUpstream]]
     up = CoercingUpstream(fake_provider.base_url)
     app = web.Application()
     app.router.add_route("POST", "/{tail:.*}", up.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}", up
-    finally:
-        await runner.cleanup()
+    async with serving(app) as base:
+        yield base, up
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from dataplane.errors import SnapshotFileError, SnapshotRejected
 from dataplane.sync import SnapshotSync
 from interlock.snapshot_hash import snapshot_content_hash
 from interlock.v1 import control_pb2, control_pb2_grpc, policy_pb2
+from tests.fixtures.ports import free_port
 
 pytestmark = pytest.mark.integration
 WAIT_S = 5.0
@@ -54,6 +54,11 @@ class FakeControlPlane(control_pb2_grpc.ControlPlaneServicer):
 
     async def next_ack(self) -> control_pb2.Ack:
         return await asyncio.wait_for(self.acks.get(), WAIT_S)
+
+    async def answer(self, snapshot: policy_pb2.PolicySnapshot) -> control_pb2.Ack:
+        """Publish `snapshot` and return the node's ack for it."""
+        self.publish(snapshot)
+        return await self.next_ack()
 
     async def Subscribe(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
         first = await context.read()
@@ -148,6 +153,15 @@ def make_sync(tmp_path: Path, applier: Applier) -> Callable[..., SnapshotSync]:
 
 
 @contextlib.asynccontextmanager
+async def running_at(server: Server, sync: SnapshotSync, version: int) -> AsyncIterator[None]:
+    """`sync` running, having applied (and acked) snapshot `version`."""
+    server.cp.publish(make_snapshot(version))
+    async with running(sync):
+        await server.cp.next_ack()
+        yield
+
+
+@contextlib.asynccontextmanager
 async def running(sync: SnapshotSync) -> AsyncIterator[asyncio.Task[None]]:
     task = asyncio.create_task(sync.run())
     try:
@@ -162,13 +176,6 @@ async def until(condition: Callable[[], bool]) -> None:
     async with asyncio.timeout(WAIT_S):
         while not condition():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def saved_version(sync_path: Path) -> int:
@@ -199,12 +206,9 @@ async def test_initial_snapshot_applied_acked_and_saved(
 
 
 async def test_update_applied_and_saved(server: Server, make_sync: Callable[..., SnapshotSync], applier: Applier, tmp_path: Path) -> None:
-    server.cp.publish(make_snapshot(5))
     sync = make_sync(server.target)
-    async with running(sync):
-        await server.cp.next_ack()
-        server.cp.publish(make_snapshot(6))
-        ack = await server.cp.next_ack()
+    async with running_at(server, sync, 5):
+        ack = await server.cp.answer(make_snapshot(6))
         assert (ack.version, ack.accepted) == (6, True)
         assert sync.applied_version == 6 and sync.updates_applied == 2
         assert saved_version(tmp_path / "state" / "snapshot.pb") == 6
@@ -214,10 +218,8 @@ async def test_update_applied_and_saved(server: Server, make_sync: Callable[...,
 async def test_bad_hash_rejected_with_reason_and_not_saved(
     server: Server, make_sync: Callable[..., SnapshotSync], applier: Applier, tmp_path: Path
 ) -> None:
-    server.cp.publish(make_snapshot(5))
     sync = make_sync(server.target)
-    async with running(sync):
-        await server.cp.next_ack()
+    async with running_at(server, sync, 5):
         bad = make_snapshot(6)
         bad.keys[0].revoked = True  # altered after hashing
         server.cp.publish(bad)
@@ -235,12 +237,9 @@ async def test_applier_rejection_acked_with_reason(
     server: Server, make_sync: Callable[..., SnapshotSync], applier: Applier, tmp_path: Path
 ) -> None:
     applier.reject[6] = "provider kind 'mystery' is not supported by this node"
-    server.cp.publish(make_snapshot(5))
     sync = make_sync(server.target)
-    async with running(sync):
-        await server.cp.next_ack()
-        server.cp.publish(make_snapshot(6))
-        ack = await server.cp.next_ack()
+    async with running_at(server, sync, 5):
+        ack = await server.cp.answer(make_snapshot(6))
         assert (ack.version, ack.accepted, ack.reason) == (6, False, applier.reject[6])
         assert sync.applied_version == 5 and sync.updates_rejected == 1
     assert saved_version(tmp_path / "state" / "snapshot.pb") == 5
@@ -261,12 +260,9 @@ async def test_applier_crash_is_a_rejection_not_a_disconnect(
 
 
 async def test_older_version_ignored(server: Server, make_sync: Callable[..., SnapshotSync], applier: Applier, tmp_path: Path) -> None:
-    server.cp.publish(make_snapshot(5))
     sync = make_sync(server.target)
-    async with running(sync):
-        await server.cp.next_ack()
-        server.cp.publish(make_snapshot(3))
-        ack = await server.cp.next_ack()
+    async with running_at(server, sync, 5):
+        ack = await server.cp.answer(make_snapshot(3))
         assert (ack.version, ack.accepted) == (3, False)
         assert "older than the applied version 5" in ack.reason
         assert sync.applied_version == 5
@@ -277,12 +273,9 @@ async def test_older_version_ignored(server: Server, make_sync: Callable[..., Sn
 async def test_current_version_resent_is_acked_without_reapplying(
     server: Server, make_sync: Callable[..., SnapshotSync], applier: Applier
 ) -> None:
-    server.cp.publish(make_snapshot(5))
     sync = make_sync(server.target)
-    async with running(sync):
-        await server.cp.next_ack()
-        server.cp.publish(make_snapshot(5))
-        ack = await server.cp.next_ack()
+    async with running_at(server, sync, 5):
+        ack = await server.cp.answer(make_snapshot(5))
         assert (ack.version, ack.accepted) == (5, True)
     assert applier.applied == [5] and sync.updates_applied == 1
 

@@ -12,7 +12,7 @@ from openai.types.chat import ChatCompletion
 
 from dataplane.dialects.base import Usage
 from dataplane.translate.base import Untranslatable
-from dataplane.translate.chat_gemini_request import pack_id, unpack_id
+from dataplane.translate.chat_to_gemini_request import pack_id, unpack_id
 from tests.translate_helpers import anthropic_final, bind, openai_final, params, relay
 
 SIG = "CiQB0e2Kb+/sig==\n"  # any string, padding and slashes included

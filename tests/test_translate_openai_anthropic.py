@@ -15,7 +15,7 @@ from openai.types.chat import ChatCompletion
 
 from dataplane.dialects.base import Usage
 from dataplane.translate.base import Untranslatable
-from dataplane.translate.openai_anthropic_request import DEFAULT_MAX_TOKENS
+from dataplane.translate.openai_to_anthropic_request import DEFAULT_MAX_TOKENS
 from tests.translate_helpers import anthropic_sse, bind, openai_final, params, parse, relay
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",

@@ -25,6 +25,8 @@ CONFIGS: dict[str, dict[str, str]] = {
     "metrics+access_log": ON,
     # {otlp} is replaced by the in-harness OTLP/gRPC sink's address (spans are received and dropped)
     "metrics+access_log+trace_1pct": {**ON, "INTERLOCK_TRACE_SAMPLE": "0.01", "INTERLOCK_OTLP_ENDPOINT": "{otlp}"},
+    # tracing configured (endpoint set) but off: the "zero cost when off" bar, read against off_control
+    "trace_off": {**OFF, "INTERLOCK_TRACE_SAMPLE": "0", "INTERLOCK_OTLP_ENDPOINT": "{otlp}"},
     "off_control": OFF,  # a second "off" measured last in each round: the order/noise floor of the comparison
 }
 
@@ -79,10 +81,13 @@ def observe_compare(args: Any, work: Path, up: Upstream, scenarios: Sequence[Sce
             for name, pts in points.items():
                 rps = statistics.median(p.rps for p in pts)
                 core = statistics.median(_per_core(p) for p in pts)
+                # each round against the same round's "off": how far apart neighbours in time land
+                paired = [p.rps / b.rps for p, b in zip(pts, base, strict=True) if b.rps]
                 res[name] = {"rps": round(rps), "rps_per_core": round(core),
                              "rps_vs_off": round(rps / base_rps, 4) if base_rps else None,
                              "per_core_vs_off": round(core / base_core, 4) if base_core else None,
-                             "rounds": [round(p.rps) for p in pts]}
+                             "rounds": [round(p.rps) for p in pts],
+                             "round_ratios": [round(x, 4) for x in paired]}
             out[s.name] = res
         return out
     finally:
@@ -92,9 +97,57 @@ def observe_compare(args: Any, work: Path, up: Upstream, scenarios: Sequence[Sce
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = [f"{'scenario':<14} {'config':<22} {'RPS':>9} {'vs off':>7} {'RPS/core':>9} {'vs off':>7}"]
+    lines = [f"{'scenario':<14} {'config':<30} {'RPS':>8} {'vs off':>7} {'RPS/core':>9} {'vs off':>7}  per round vs off"]
     for scen, res in results.items():
         for name, r in res.items():
-            lines.append(f"{scen:<14} {name:<22} {r['rps']:>9,} {r['rps_vs_off']:>7.3f} {r['rps_per_core']:>9,} "
-                         f"{r['per_core_vs_off']:>7.3f}")
+            spread = " ".join(f"{x:.3f}" for x in r.get("round_ratios", []))
+            lines.append(f"{scen:<14} {name:<30} {r['rps']:>8,} {r['rps_vs_off']:>7.3f} {r['rps_per_core']:>9,} "
+                         f"{r['per_core_vs_off']:>7.3f}  {spread}")
     return "\n".join(lines)
+
+
+def _verdict(drop: float, bar: float, floor: float) -> str:
+    if floor > bar:
+        return f"not decidable in this run, the noise floor {100 * floor:.1f}% is wider than the bar"
+    return "met" if drop <= bar else "NOT met"
+
+
+def bars(results: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The issue's cost bars, read from one run: each figure beside the noise floor measured with it.
+
+    noise floor = how far the second "off" (off_control) lands from "off": median ratio, and the widest
+    single-round gap. A difference inside it is not a measurable cost.
+    """
+    lines, out = [], {}
+    for scen, res in results.items():
+        if "off_control" not in res:
+            continue
+        ctl = res["off_control"]
+        floor = abs(1 - ctl["rps_vs_off"])
+        widest = max((abs(1 - x) for x in ctl.get("round_ratios", [])), default=0.0)
+        b: dict[str, Any] = {"noise_floor": round(floor, 4), "noise_widest_round": round(widest, 4)}
+        lines.append(f"{scen}: noise floor off_control/off {ctl['rps_vs_off']:.3f} (|1 - x| = {100 * floor:.1f}%; "
+                     f"widest single round {100 * widest:.1f}%)")
+        if "metrics+access_log" in res:
+            both = res["metrics+access_log"]
+            drop = 1 - both["rps_vs_off"]
+            b["metrics_access_log_drop"] = round(drop, 4)
+            lines.append(f"  metrics + access log vs all off: {both['rps_vs_off']:.3f}, drop {100 * drop:.1f}% "
+                         f"(bar <= 5%: {_verdict(drop, 0.05, floor)}); per gateway core {both['per_core_vs_off']:.3f}")
+            if "metrics+access_log+trace_1pct" in res:
+                tr = res["metrics+access_log+trace_1pct"]
+                more = 1 - tr["rps"] / both["rps"] if both["rps"] else 0.0
+                b["trace_1pct_further_drop"] = round(more, 4)
+                core_more = 1 - tr["rps_per_core"] / both["rps_per_core"] if both["rps_per_core"] else 0.0
+                lines.append(f"  + tracing at 1%: {tr['rps_vs_off']:.3f} of all off, a further {100 * more:.1f}% "
+                             f"(bar <= 3%: {_verdict(more, 0.03, floor)}); per gateway core a further "
+                             f"{100 * core_more:.1f}%")
+        if "trace_off" in res:
+            off = res["trace_off"]
+            diff = abs(1 - off["rps_vs_off"])
+            b["trace_off_diff"] = round(diff, 4)
+            lines.append(f"  tracing off (endpoint set, sample 0) vs all off: {off['rps_vs_off']:.3f} "
+                         f"(|diff| {100 * diff:.1f}% vs noise floor {100 * max(floor, widest):.1f}%: "
+                         f"{'not measurable' if diff <= max(floor, widest) else 'MEASURABLE'})")
+        out[scen] = b
+    return "\n".join(lines), out

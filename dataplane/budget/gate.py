@@ -28,7 +28,7 @@ from dataplane.budget.estimate import input_tokens_upper_bound, output_tokens_up
 from dataplane.budget.index import BUDGET, CONCURRENCY, REQUESTS, TOKENS, BudgetIndex, BudgetSpec, RateSpec
 from dataplane.budget.pool import LeasePool, PoolKey
 from dataplane.budget.refusal import budget_busy, budget_exhausted, budget_offline, budget_stale, rate_limited
-from dataplane.dialects.base import Usage
+from dataplane.dialects.base import Dialect, Usage
 from dataplane.gateway_errors import GatewayError
 from dataplane.policy_types import Route, RuntimeModel
 from dataplane.pricing import Price
@@ -128,7 +128,7 @@ class BudgetGate:
 
     async def admit(
         self, idx: BudgetIndex, key_id: str, tags: Mapping[str, str], requested: str, route: Route, raw: bytes,
-        body: dict[str, Any], max_output: int | None, dialect: str, operation: str = "",
+        body: dict[str, Any], max_output: int | None, dialect: Dialect, operation: str = "",
         alternatives: Sequence[RuntimeModel] = (),
     ) -> Ticket | None:
         """Reserve the request's worst case on every applicable limit, or raise the refusal (GatewayError).
@@ -236,7 +236,7 @@ class BudgetGate:
                 self._table.overshoot[k] = self._table.overshoot.get(k, 0) + actual - c.amount
 
     # ---- refusals ---------------------------------------------------------------------------------------
-    def _hopeless(self, c: Claim, now_ms: int, dialect: str) -> GatewayError | None:
+    def _hopeless(self, c: Claim, now_ms: int, dialect: Dialect) -> GatewayError | None:
         """Refuse at once when waiting cannot help: the window's unspent amount is below the claim."""
         limit = _limit_of(c)
         led = c.pool.ledger
@@ -250,7 +250,7 @@ class BudgetGate:
             return None  # slots come back as requests finish
         return rate_limited(c.spec, c.pool.key.kind, limit, unspent, c.window.reset_unix_ms, now_ms, dialect)
 
-    def _refusal(self, c: Claim, now_ms: int, dialect: str) -> GatewayError:
+    def _refusal(self, c: Claim, now_ms: int, dialect: Dialect) -> GatewayError:
         self._count_refusal(c)
         offline = not (self._syncer is not None and self._syncer.online)
         led = c.pool.ledger

@@ -7,36 +7,29 @@
 
 Every refusal names the scope, the remaining amount and the reset time, and carries `retry-after` (omitted for
 a lifetime budget: it never resets), x-interlock-limit-* headers, and the rate-limit headers the client's SDK
-knows: x-ratelimit-* (OpenAI clients) or anthropic-ratelimit-* (Anthropic clients).
+knows, in the client's dialect (Dialect.rate_limit_headers: x-ratelimit-* for OpenAI clients,
+anthropic-ratelimit-* for Anthropic clients).
 """
 
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from dataplane.budget.index import CONCURRENCY, REQUESTS, TOKENS, BudgetSpec, RateSpec
 from dataplane.dialects.base import ErrorKind
+from dataplane.dialects.rate_headers import iso as _iso
 from dataplane.gateway_errors import GatewayError
 from dataplane.pricing import format_usd
+
+if TYPE_CHECKING:
+    from dataplane.dialects.base import Dialect
 
 Headers = tuple[tuple[str, str], ...]
 
 
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _usd(pico: int) -> str:
     return "$" + format_usd(max(0, pico)).rstrip("0").rstrip(".")
-
-
-def _openai_reset(seconds: float) -> str:
-    # OpenAI's own format: "1s", "6m0s", "250ms"
-    if seconds < 1:
-        return f"{max(1, int(seconds * 1000))}ms"
-    s = math.ceil(seconds)
-    return f"{s // 60}m{s % 60}s" if s >= 60 else f"{s}s"
 
 
 def _window(spec: BudgetSpec, window_key: str) -> str:
@@ -90,7 +83,7 @@ _UNIT = {REQUESTS: "requests", TOKENS: "tokens", CONCURRENCY: "concurrent reques
 
 
 def rate_limited(
-    spec: RateSpec, kind: int, limit: int, remaining: int, reset_ms: int, now_ms: int, dialect: str, offline: bool = False,
+    spec: RateSpec, kind: int, limit: int, remaining: int, reset_ms: int, now_ms: int, dialect: Dialect, offline: bool = False,
 ) -> GatewayError:
     unit = _UNIT[kind]
     wait_s = max(0.001, (reset_ms - now_ms) / 1000) if reset_ms else 1.0
@@ -108,11 +101,5 @@ def rate_limited(
     ]
     if kind != CONCURRENCY:
         dim = "requests" if kind == REQUESTS else "tokens"
-        if dialect == "anthropic":
-            headers += [(f"anthropic-ratelimit-{dim}-limit", str(limit)),
-                        (f"anthropic-ratelimit-{dim}-remaining", str(max(0, remaining))),
-                        (f"anthropic-ratelimit-{dim}-reset", _iso(reset_ms))]
-        else:
-            headers += [(f"x-ratelimit-limit-{dim}", str(limit)), (f"x-ratelimit-remaining-{dim}", str(max(0, remaining))),
-                        (f"x-ratelimit-reset-{dim}", _openai_reset(wait_s))]
+        headers += dialect.rate_limit_headers(dim, limit, remaining, reset_ms, wait_s)
     return GatewayError(429, ErrorKind.RATE_LIMIT, msg, tuple(headers))

@@ -1,13 +1,16 @@
-"""Anthropic dialect (messages): errors, usage, stream usage."""
+"""Anthropic dialect (messages, count_tokens): endpoints, errors, usage, stream usage, model list."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
-from .base import ErrorKind, ModelInBody, Usage
-from .sse import SSEScanner, usage_events
+from .base import EndpointSpec, ErrorKind, ModelInBody, Models, Usage
+from .listing import anthropic_list, anthropic_model
+from .rate_headers import anthropic_headers
+from .sse import SSEScanner, usage_events, write_typed
 from .usage_fields import merge_anthropic as _merge
 
 _TYPES = {
@@ -44,8 +47,33 @@ class AnthropicStreamScanner(SSEScanner):
         return chunk
 
 
+_ENDPOINTS = (EndpointSpec("POST", "/v1/messages", "messages"),
+              EndpointSpec("POST", "/v1/messages/count_tokens", "count_tokens"))
+
+
 class AnthropicDialect(ModelInBody):
-    name = "anthropic"
+    __slots__ = ()
+    name = family = "anthropic"
+    models_paths: tuple[str, ...] = ("/v1/models",)
+
+    def endpoints(self) -> Sequence[EndpointSpec]:
+        return _ENDPOINTS
+
+    def claims(self, path: str, headers: Mapping[str, str] | None, query: str) -> bool:
+        # Anthropic SDKs always send anthropic-version; OpenAI's share /v1/models
+        return path.startswith("/v1/messages") or (headers is not None and "anthropic-version" in headers)
+
+    write_events = staticmethod(write_typed)  # the writer itself: no extra call per translated chunk
+
+    def model_entry(self, name: str, owner: str) -> dict[str, Any]:
+        return anthropic_model(name, owner)
+
+    def model_list(self, models: Models) -> bytes:
+        return anthropic_list(models)
+
+    def rate_limit_headers(self, dim: str, limit: int, remaining: int, reset_ms: int,
+                           wait_s: float) -> list[tuple[str, str]]:
+        return anthropic_headers(dim, limit, remaining, reset_ms, wait_s)
 
     def error_body(self, status: int, kind: str, message: str) -> bytes:
         return orjson.dumps({"type": "error", "error": {"type": _TYPES.get(kind, "api_error"), "message": message}})

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+# A stream event between translation stages and dialect writers: (SSE event name or None, parsed JSON data or DONE).
+DONE = "[DONE]"
+Event = tuple[str | None, Any]
+# [(model name, owning provider)] a key may request, sorted: what a model list is rendered from
+Models = Sequence[tuple[str, str]]
 
 
 @dataclass(slots=True)
@@ -60,12 +67,25 @@ class WrappingScanner:
         return self._scanner.events
 
 
-class Dialect(Protocol):
-    """One client-facing wire API. `name` is the dialect family a provider must speak to serve it
-    without translation ("openai", "anthropic", "gemini"); several endpoint dialects can share one
-    family (OpenAI chat and Responses). The client API is (name, Endpoint.operation)."""
+@dataclass(frozen=True, slots=True)
+class EndpointSpec:
+    """One client-facing endpoint a dialect serves. `operation` is the provider adapter path key ("chat",
+    "messages", "count_tokens"); `path` is exact, or a template (shown in events) for `Dialect.match`."""
+
+    method: str
+    path: str
+    operation: str
+
+
+class WireAPI(Protocol):
+    """How one API's bodies and streams read: what the gateway needs from a provider's API too.
+
+    `name` is unique (the registry key). `family` is the API family a provider must speak to serve it without
+    translation ("openai", "anthropic", "gemini"): several dialects can share one (OpenAI chat and Responses).
+    Translators, request validation and usage events speak of families."""
 
     name: str
+    family: str
 
     def requested_model(self, path: str, body: dict[str, Any]) -> str | None:
         """The model the client asked for: from the body, or the URL for APIs that address it there."""
@@ -88,7 +108,93 @@ class Dialect(Protocol):
     def max_output_tokens(self, body: dict[str, Any]) -> int | None: ...
 
 
-class ModelInBody:
+class ClientTranslator(Protocol):
+    """A translator a dialect brings to reach providers of another family (the whole protocol, with typed
+    params and session, is dataplane/translate/base.Translator; dialects do not import translate)."""
+
+    client: str  # the dialect's family
+    client_operation: str  # its EndpointSpec.operation
+    provider: str  # the provider family reached
+    operation: str  # the provider adapter's path key
+
+    def open(self, params: Any) -> Any: ...
+
+
+class Dialect(WireAPI, Protocol):
+    """One client-facing wire API, and everything the gateway needs to serve it: its endpoints, how a request
+    names its model and asks for a stream, its error, stream and model-list shapes and its rate-limit headers.
+    Registered in dataplane/dialects/registry.py; the router, refusals and model lists read only this."""
+
+    key_in_query: bool  # the API lets clients send the key as ?key= (elsewhere it would land in access logs)
+    models_paths: tuple[str, ...]  # GET these (and {path}/{id}) list the models; () = no listing of its own
+
+    def endpoints(self) -> Sequence[EndpointSpec]:
+        """Every endpoint: exact paths are looked up directly, templated ones ("{" in the path) through `match`."""
+        ...
+
+    def match(self, method: str, path: str) -> EndpointSpec | None:
+        """The templated endpoint (one of `endpoints()`) serving a path no exact endpoint has."""
+        ...
+
+    def claims(self, path: str, headers: Mapping[str, str] | None, query: str) -> bool:
+        """Whether a request that matched no endpoint (a listing, a 404) looks like this API's."""
+        ...
+
+    def reject(self, path: str, query: str) -> str | None:
+        """Why a request to one of its endpoints cannot be served as asked (checked before the proxy)."""
+        ...
+
+    def unknown_method(self, method: str, path: str) -> str | None:
+        """A 404 message for a path this API would use for a method the gateway does not serve."""
+        ...
+
+    def write_events(self, events: list[Event]) -> bytes:
+        """Translated stream events in this API's SSE framing."""
+        ...
+
+    def model_entry(self, name: str, owner: str) -> dict[str, Any]:
+        """One model as GET {models_path}/{id} returns it."""
+        ...
+
+    def model_list(self, models: Models) -> bytes:
+        """GET {models_path}: the whole list."""
+        ...
+
+    def rate_limit_headers(self, dim: str, limit: int, remaining: int, reset_ms: int,
+                           wait_s: float) -> list[tuple[str, str]]:
+        """The rate-limit headers this API's SDKs read, for a 429 on `dim` ("requests" or "tokens")."""
+        ...
+
+    def translators(self) -> Sequence[ClientTranslator]:
+        """Translators to provider families, for a family no built-in translator serves (a new API no
+        provider speaks); the built-in families' are in dataplane/translate/registry.py."""
+        ...
+
+
+class ClientAPI:
+    """Defaults of the optional parts of a Dialect: exact endpoints only, claims nothing, rejects nothing."""
+
+    __slots__ = ()
+    key_in_query = False
+    models_paths: tuple[str, ...] = ()
+
+    def match(self, method: str, path: str) -> EndpointSpec | None:
+        return None
+
+    def claims(self, path: str, headers: Mapping[str, str] | None, query: str) -> bool:
+        return False
+
+    def reject(self, path: str, query: str) -> str | None:
+        return None
+
+    def unknown_method(self, method: str, path: str) -> str | None:
+        return None
+
+    def translators(self) -> Sequence[ClientTranslator]:
+        return ()
+
+
+class ModelInBody(ClientAPI):
     """`requested_model` / `wants_stream` of the APIs that name the model and the stream flag in the body
     (OpenAI chat and Responses, Anthropic); Gemini addresses both in the URL instead."""
 

@@ -10,18 +10,23 @@ carry cumulative usageMetadata; the chunk with a finishReason has the final figu
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
-from .base import ErrorKind, Usage
-from .sse import SSEScanner, usage_events
+from .base import ClientAPI, EndpointSpec, ErrorKind, Models, Usage
+from .listing import gemini_list, gemini_model
+from .rate_headers import openai_headers
+from .sse import SSEScanner, usage_events, write_crlf
 from .usage_fields import from_gemini
 
 # google-genai >= 3 defaults to v1, older SDKs and Gemini CLI to v1beta; POST /v1/models/{m}:{method}
 # cannot be an OpenAI path (those have no ':' method suffix), so both are served.
 MODEL_PREFIXES = ("/v1beta/models/", "/v1/models/")
 STREAM_METHOD = "streamGenerateContent"
+_OPERATIONS = {"generateContent": "generate", STREAM_METHOD: "generate", "countTokens": "count_tokens"}
+_METHOD_SUFFIXES = tuple(f":{m}" for m in _OPERATIONS)
 _USAGE_META = re.compile(rb'"usageMetadata"\s*:\s*\{')
 
 # kind -> (google.rpc status, the HTTP code Google pairs it with: used where no status is given)
@@ -75,8 +80,57 @@ class GeminiStreamScanner(SSEScanner):
         return chunk
 
 
-class GeminiDialect:
-    name = "gemini"
+class GeminiDialect(ClientAPI):
+    """The model is in the path: /v1beta/models/{model}:{method}; EndpointSpec.path is that template."""
+
+    __slots__ = ("_by_target", "_endpoints")
+    name = family = "gemini"
+    key_in_query = True  # Google's API takes ?key=
+    models_paths: tuple[str, ...] = ("/v1/models", "/v1beta/models")
+
+    def __init__(self) -> None:
+        self._by_target = {(prefix, m): EndpointSpec("POST", f"{prefix}{{model}}:{m}", op)
+                           for prefix in MODEL_PREFIXES for m, op in _OPERATIONS.items()}
+        self._endpoints = tuple(self._by_target.values())
+
+    def endpoints(self) -> Sequence[EndpointSpec]:
+        return self._endpoints
+
+    def match(self, method: str, path: str) -> EndpointSpec | None:
+        if method == "POST":
+            for prefix in MODEL_PREFIXES:
+                if path.startswith(prefix):
+                    return self._by_target.get((prefix, split_target(path)[1]))
+        return None
+
+    def claims(self, path: str, headers: Mapping[str, str] | None, query: str) -> bool:
+        return path.startswith("/v1beta/") or (path.startswith("/v1/models/") and path.endswith(_METHOD_SUFFIXES)) or (
+            headers is not None and "authorization" not in headers
+            and ("x-goog-api-key" in headers or "key=" in query))
+
+    def reject(self, path: str, query: str) -> str | None:
+        if split_target(path)[1] == STREAM_METHOD and "alt=sse" not in query.split("&"):
+            # Without alt=sse Google streams one JSON array; the gateway relays and meters SSE only.
+            return "streamGenerateContent is served as server-sent events only: add ?alt=sse (the Google SDKs do)"
+        return None
+
+    def unknown_method(self, method: str, path: str) -> str | None:
+        if method == "POST" and (target := split_target(path)[1]):
+            return (f"the Gemini method {target!r} is not served by this gateway "
+                    f"(served: generateContent, {STREAM_METHOD}, countTokens)")
+        return None
+
+    write_events = staticmethod(write_crlf)  # the writer itself: no extra call per translated chunk
+
+    def model_entry(self, name: str, owner: str) -> dict[str, Any]:
+        return gemini_model(name, owner)
+
+    def model_list(self, models: Models) -> bytes:
+        return gemini_list(models)
+
+    def rate_limit_headers(self, dim: str, limit: int, remaining: int, reset_ms: int,
+                           wait_s: float) -> list[tuple[str, str]]:
+        return openai_headers(dim, limit, remaining, reset_ms, wait_s)  # Google SDKs read none; OpenAI's are known
 
     def requested_model(self, path: str, body: dict[str, Any]) -> str | None:
         return split_target(path)[0] or None

@@ -4,11 +4,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import orjson
 
-Models = Sequence[tuple[str, str]]
+from .base import Models
+
 _EPOCH = "1970-01-01T00:00:00Z"
 
 
@@ -27,6 +26,10 @@ def gemini_model(name: str, owner: str) -> dict[str, object]:
             "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"]}
 
 
+def openai_list(models: Models) -> bytes:
+    return orjson.dumps({"object": "list", "data": [openai_model(n, o) for n, o in models]})
+
+
 def anthropic_list(models: Models) -> bytes:
     data = [anthropic_model(n, o) for n, o in models]
     return orjson.dumps({"data": data, "has_more": False, "first_id": models[0][0] if models else None,
@@ -35,6 +38,3 @@ def anthropic_list(models: Models) -> bytes:
 
 def gemini_list(models: Models) -> bytes:
     return orjson.dumps({"models": [gemini_model(n, o) for n, o in models]})
-
-
-ONE = {"openai": openai_model, "anthropic": anthropic_model, "gemini": gemini_model}

@@ -1,13 +1,16 @@
-"""OpenAI dialect (chat completions): errors, usage, stream usage."""
+"""OpenAI dialect (chat completions, embeddings): endpoints, errors, usage, stream usage, model list."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-from .base import ErrorKind, ModelInBody, Usage
-from .sse import SSEScanner, cut, usage_events
+from .base import EndpointSpec, ErrorKind, ModelInBody, Models, Usage
+from .listing import openai_list, openai_model
+from .rate_headers import openai_headers
+from .sse import SSEScanner, cut, usage_events, write_data
 from .usage_fields import CHAT_FIELDS, from_openai
 
 _TYPES = {
@@ -55,12 +58,40 @@ class OpenAIStreamScanner(SSEScanner):
         return cut(done, hidden) if hidden else done
 
 
-class OpenAIDialect(ModelInBody):
-    name = "openai"
+_ENDPOINTS = (EndpointSpec("POST", "/v1/chat/completions", "chat"), EndpointSpec("POST", "/v1/embeddings", "embeddings"))
+
+
+class OpenAIAPI(ModelInBody):
+    """What both OpenAI dialects (chat completions, Responses) share: the family, error JSON, model list and
+    rate-limit headers."""
+
+    __slots__ = ()
+    family = "openai"
 
     def error_body(self, status: int, kind: str, message: str) -> bytes:
         etype, code = _TYPES.get(kind, ("api_error", None))
         return orjson.dumps({"error": {"message": message, "type": etype, "param": None, "code": code}})
+
+    def model_entry(self, name: str, owner: str) -> dict[str, Any]:
+        return openai_model(name, owner)
+
+    def model_list(self, models: Models) -> bytes:
+        return openai_list(models)
+
+    def rate_limit_headers(self, dim: str, limit: int, remaining: int, reset_ms: int,
+                           wait_s: float) -> list[tuple[str, str]]:
+        return openai_headers(dim, limit, remaining, reset_ms, wait_s)
+
+
+class OpenAIDialect(OpenAIAPI):
+    __slots__ = ()
+    name = "openai"
+    models_paths: tuple[str, ...] = ("/v1/models",)
+
+    def endpoints(self) -> Sequence[EndpointSpec]:
+        return _ENDPOINTS
+
+    write_events = staticmethod(write_data)  # the writer itself: no extra call per translated chunk
 
     def stream_error_event(self, kind: str, message: str) -> bytes:
         return b"data: " + self.error_body(0, kind, message) + b"\n\n"

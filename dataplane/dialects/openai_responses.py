@@ -9,14 +9,15 @@ mid-stream is an `event: error` as the API sends it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-from .base import ModelInBody, Usage
-from .openai import OpenAIDialect
+from .base import EndpointSpec, Usage
+from .openai import OpenAIAPI
 from .openai import usage_from_obj as chat_usage_from_obj
-from .sse import SSEScanner, usage_events
+from .sse import SSEScanner, usage_events, write_typed
 
 _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
@@ -42,16 +43,21 @@ class ResponsesStreamScanner(SSEScanner):
         return chunk
 
 
-class OpenAIResponsesDialect(ModelInBody):
-    """Same family, request shape (model/stream in the body) and error JSON as chat completions."""
+_ENDPOINTS = (EndpointSpec("POST", "/v1/responses", "responses"),
+              EndpointSpec("POST", "/v1/responses/input_tokens", "count_tokens"))
 
-    name = "openai"
 
-    def __init__(self) -> None:
-        self._chat = OpenAIDialect()
+class OpenAIResponsesDialect(OpenAIAPI):
+    """Same family, request shape (model/stream in the body), error JSON and model list as chat completions
+    (its clients list models at /v1/models, which the chat dialect answers)."""
 
-    def error_body(self, status: int, kind: str, message: str) -> bytes:
-        return self._chat.error_body(status, kind, message)
+    __slots__ = ()
+    name = "openai_responses"
+
+    def endpoints(self) -> Sequence[EndpointSpec]:
+        return _ENDPOINTS
+
+    write_events = staticmethod(write_typed)  # the writer itself: no extra call per translated chunk
 
     def stream_error_event(self, kind: str, message: str) -> bytes:
         err = orjson.loads(self.error_body(0, kind, message))["error"]

@@ -1,4 +1,4 @@
-"""Incremental SSE framing shared by the dialect stream scanners.
+"""Incremental SSE framing shared by the dialect stream scanners, and the SSE writers dialects frame events with.
 
 Only complete events (terminated by a blank line) are looked at, and only the
 ones that mention usage are parsed: the hot path scans bytes in C (`find`,
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import orjson
 
-from .base import Usage
+from .base import DONE, Event, Usage
 
 _USAGE_OBJ = re.compile(rb'"usage"\s*:\s*\{')
 _MAX_PENDING = 1 << 20  # a single SSE event larger than 1 MiB is not usage-bearing; stop buffering it
@@ -93,3 +93,18 @@ def cut(done: bytes, spans: list[tuple[int, int]]) -> bytes:
         last = end
     parts.append(done[last:])
     return b"".join(parts)
+
+
+def write_data(events: list[Event]) -> bytes:
+    """`data:` framing, `data: [DONE]` last (OpenAI chat completions)."""
+    return b"".join(b"data: [DONE]\n\n" if d is DONE else b"data: " + orjson.dumps(d) + b"\n\n" for _, d in events)
+
+
+def write_typed(events: list[Event]) -> bytes:
+    """`event: <type>` + data framing (Anthropic messages, OpenAI Responses)."""
+    return b"".join(b"event: %s\ndata: %s\n\n" % ((n or d.get("type", "")).encode(), orjson.dumps(d)) for n, d in events)
+
+
+def write_crlf(events: list[Event]) -> bytes:
+    """CRLF-framed `data:` events, no end marker (Gemini)."""
+    return b"".join(b"data: " + orjson.dumps(d) + b"\r\n\r\n" for _, d in events if d is not DONE)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from dataplane.guardrails.catalog import expand
 from dataplane.guardrails.engine import Scanner
 from dataplane.guardrails.rules import Rule
+from dataplane.guardrails.scancache import ScanCache
 from interlock.v1 import policy_pb2
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ class CompiledGuardrail:
     projects: frozenset[str]
     models: frozenset[str]
     routing_rules: frozenset[str]
+    # input strings already scanned under this snapshot's rules (digest -> findings); new snapshot, new cache
+    cache: ScanCache | None = field(default=None, compare=False)
 
     @property
     def everywhere(self) -> bool:
@@ -69,7 +72,7 @@ def compile_guardrail(g: policy_pb2.Guardrail) -> CompiledGuardrail:
         directions=_DIRECTIONS.get(g.direction, INPUT), sampling=g.sampling_percent or 100,
         audit_only=g.mode == "audit_only", fail_open=g.fail_mode == "open", teams=frozenset(g.teams),
         keys=frozenset(g.keys), projects=frozenset(g.projects), models=frozenset(g.models),
-        routing_rules=frozenset(g.routing_rules),
+        routing_rules=frozenset(g.routing_rules), cache=ScanCache(),
     )
 
 

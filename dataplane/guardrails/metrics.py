@@ -14,6 +14,7 @@ class GuardrailCounters:
         self.fallback_engine = fallback_engine  # scanning with Python re (google-re2 missing): slow, alert on it
         self.outcomes: Counter[tuple[str, str, str]] = Counter()  # (guardrail, direction, action) -> outcomes
         self.findings: Counter[tuple[str, str, str]] = Counter()  # (guardrail, direction, rule) -> findings
+        self.cache: Counter[str] = Counter()  # input strings answered by the scan cache ("hit") or scanned ("miss")
 
     def count(self, guardrail: str, direction: str, action: str, rules: Counter[str]) -> None:
         self.outcomes[(guardrail, direction, action)] += 1
@@ -29,6 +30,9 @@ class GuardrailCounters:
                 "# TYPE interlock_guardrail_findings_total counter"]
         out += [f'interlock_guardrail_findings_total{{guardrail="{_label(g)}",direction="{d}",rule="{_label(r)}"}} {n}'
                 for (g, d, r), n in sorted(self.findings.items())]
+        out += ["# HELP interlock_guardrail_scan_cache_total Input strings of 256+ characters in bodies of 8 KB+ "
+                "answered from the scan cache (hit) or scanned (miss).", "# TYPE interlock_guardrail_scan_cache_total counter"]
+        out += [f'interlock_guardrail_scan_cache_total{{result="{r}"}} {self.cache[r]}' for r in ("hit", "miss")]
         out += ["# HELP interlock_guardrail_engine_fallback 1 when google-re2 is missing and guardrails scan with "
                 "Python's re (50-300x slower), else 0.", "# TYPE interlock_guardrail_engine_fallback gauge",
                 f"interlock_guardrail_engine_fallback {int(self.fallback_engine)}"]

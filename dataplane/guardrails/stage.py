@@ -18,6 +18,7 @@ from dataplane.gateway_errors import GatewayError
 from dataplane.guardrails.compiled import INPUT, OUTPUT, CompiledGuardrail
 from dataplane.guardrails.engine import SLOW_ENGINE_WARNING, Finding, linear_engine
 from dataplane.guardrails.metrics import GuardrailCounters
+from dataplane.guardrails.scancache import scan_index
 from dataplane.guardrails.walk import TextIndex
 
 if TYPE_CHECKING:
@@ -84,23 +85,25 @@ class Guardrails:
             self._input(ctx, gs)
 
     def _input(self, ctx: RequestContext, gs: tuple[CompiledGuardrail, ...]) -> None:
-        # One walk: every string of the body joined, so each guardrail is one RE2 call over one buffer.
+        # One walk: every string of the body joined, so each guardrail is one RE2 pass over the strings it has
+        # not seen before (scancache: a conversation resent every turn is scanned once); no candidate (the
+        # common case) means nothing to validate, record or re-serialise.
         index = TextIndex(ctx.body)
-        raw = index.text.encode("utf-8", "surrogatepass")
-        try:
-            if not any(g.scanner.maybe(raw) for g in gs):
-                return  # no candidate anywhere (the common case): nothing to validate, record or re-serialise
-        except Exception:  # the full scan below applies each guardrail's fail mode
-            pass
         changed = False
         for g in gs:
+            cache = g.cache
+            seen = (cache.hits, cache.misses) if cache is not None else (0, 0)
             try:
-                findings = g.scanner.scan(index.text, self.clock() + self.scan_budget_s, self.clock)
+                findings = scan_index(g.scanner, cache, index, self.clock() + self.scan_budget_s, self.clock)
             except Exception as exc:  # a detector failure: the guardrail's fail mode decides
                 self.record(ctx.rec, g, INPUT, "error", Counter(), exc)
                 if not g.fail_open:
                     raise _failed(g, exc) from exc
                 continue
+            finally:
+                if cache is not None and (cache.hits != seen[0] or cache.misses != seen[1]):  # 8 KB+ bodies only
+                    self.counters.cache["hit"] += cache.hits - seen[0]
+                    self.counters.cache["miss"] += cache.misses - seen[1]
             if not findings:
                 continue
             rules = Counter(f.rule for f in findings)

@@ -16,7 +16,9 @@ from dataplane.guardrails.engine import Finding, redact
 _SKIP_KEYS = frozenset({"data", "signature", "encrypted_content", "thought_signature", "thoughtSignature",
                         "model", "role", "type", "id", "tool_use_id", "tool_call_id", "call_id", "media_type",
                         "mimeType", "mime_type", "stop_reason", "finish_reason", "object"})
-SEP = "\n\n"
+# No built-in rule matches across it (whitespace ends every value, the NUL ends `\s*` and the private key's
+# body), so each string's findings are the same whatever its neighbours: what lets the scan cache per string.
+SEP = "\n\x00\n"
 # Keys that hold the text itself; any other key names its value (tool input {"aws_secret_access_key": "..."}),
 # so it is scanned as `name=value` and context rules see the name.
 _TEXT_KEYS = frozenset({"content", "text", "input", "output", "arguments", "instructions", "system", "prompt",
@@ -26,7 +28,7 @@ _TEXT_KEYS = frozenset({"content", "text", "input", "output", "arguments", "inst
 class TextIndex:
     """The strings of a body, joined by SEP, and where each one came from (container, key)."""
 
-    __slots__ = ("_prefix", "_slots", "_starts", "text")
+    __slots__ = ("_prefix", "_slots", "_starts", "digests", "parts", "text")
 
     def __init__(self, body: Any) -> None:
         slots: list[tuple[Any, Any, str]] = []
@@ -41,7 +43,14 @@ class TextIndex:
             pos += len(label) + len(s) + len(SEP)
         self._starts = starts
         self._prefix = prefix
+        self.parts = parts  # each string as scanned (`name=` + value for a named value); text = SEP.join(parts)
         self.text = SEP.join(parts)
+        self.digests: list[int | bytes | None] | None = None  # filled by scancache.digests, once per body
+
+    @property
+    def starts(self) -> list[int]:
+        """Where each part starts in `text`."""
+        return self._starts
 
     def apply(self, findings: list[Finding]) -> int:
         """Redact the findings in place in the body; returns how many strings changed."""

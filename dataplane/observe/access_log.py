@@ -1,25 +1,46 @@
-"""The access log: one structured line per proxied request (JSON or logfmt), written in batches.
+"""The access log: one structured line per proxied request (JSON or logfmt), formatted and written off the
+request path.
 
 What it carries: ids (request/event, key, team, user, project, node), dialect, endpoint, requested and served
 model, provider, route rule, attempts (deployment:status), status, error class, latency, TTFB, tokens, cost,
-bytes and stream flags. Never content, tags, headers or secrets. Lines are buffered and flushed by a short
-timer (or when the buffer is large) so the request path does one encode and one list append.
+bytes and stream flags. Never content, tags, headers or secrets.
+
+Cost on the request path: write() appends one tuple of the record's raw fields to a list. A short timer (or a
+full batch) formats the batch (JSON through orjson; logfmt escapes repeated strings once, cached) and hands one bytes chunk to a writer thread, which does one write() per chunk, so a slow or stalled stdout
+never blocks the event loop. Memory is bounded: at most `max_lines` unformatted lines and `max_bytes` of
+formatted chunks wait; beyond that lines are dropped and counted (`dropped`, exported as
+interlock_access_log_dropped_lines_total). close() formats and writes everything left (graceful stop).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
+import threading
+from collections import deque
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import orjson
 
 from dataplane.usage_event import RequestRecord
 
 FORMATS = ("json", "logfmt")
-FLUSH_S = 0.25
-FLUSH_BYTES = 64 * 1024
+FLUSH_S = 0.05  # short: a batch is formatted in one go on the loop, so keep it to a few hundred lines
+FLUSH_LINES = 512
+MAX_LINES = 65_536  # unformatted lines waiting for the next flush
+MAX_BYTES = 16 << 20  # formatted chunks waiting for the writer thread (a stalled stdout)
+CLOSE_TIMEOUT_S = 5.0
+_CACHE_LIMIT = 8192  # distinct strings whose escaped form is kept (models, routes, deployments, ...)
+
+
+class Stream(Protocol):
+    """Where lines go: stdout's binary buffer by default."""
+
+    def write(self, data: bytes, /) -> int | None: ...
+
+    def flush(self) -> None: ...
 
 
 def _stdout() -> IO[bytes]:
@@ -27,98 +48,283 @@ def _stdout() -> IO[bytes]:
     return out if out is not None else sys.__stdout__.buffer  # type: ignore[union-attr,return-value]
 
 
-_NO_KEY = {"key_id": "", "team": "", "user": "", "project": ""}
+Line = tuple[Any, ...]  # what capture() takes from a record: raw fields, formatted later
 
 
-def fields(rec: RequestRecord, node_id: str, key_fields: dict[int, tuple[object, dict[str, str]]] | None = None,
-           ) -> dict[str, Any]:
-    """The line's fields. Times in ms with µs resolution, cost in USD. `key_fields` caches the key's ids per
-    KeyEntry (it holds the entry, so its id() cannot be reused while cached)."""
-    key = rec.key
-    if key is None:
-        ids = _NO_KEY
-    else:
-        hit = key_fields.get(id(key)) if key_fields is not None else None
-        if hit is not None and hit[0] is key:
-            ids = hit[1]
-        else:
-            ids = {"key_id": key.id, "team": key.team_id, "user": key.user_id, "project": key.project_id}
-            if key_fields is not None:
-                if len(key_fields) > 100_000:  # old snapshots' keys: let them go
-                    key_fields.clear()
-                key_fields[id(key)] = (key, ids)
+def capture(rec: RequestRecord) -> Line:
+    """The raw fields of one line, in `line_fields()` order; cheap (no dict, no JSON).
+
+    Only strings and numbers: a tuple of those is untracked by the cyclic GC, so lines waiting for the next
+    flush add nothing to its collections (holding the key entry or attempt objects would)."""
     u = rec.usage
-    received = rec.received_s
-    fb = rec.first_byte_s
+    key = rec.key
     attempts = rec.attempts
-    d = {
-        "ts": received, "msg": "access", "request_id": rec.event_id, "node": node_id, **ids,
-        "dialect": rec.dialect, "endpoint": rec.endpoint, "requested_model": rec.requested_model[:200],
-        "model": rec.model, "provider": rec.provider, "route": rec.route_rule, "status": rec.status,
-        "error": rec.error_class, "latency_ms": int((rec.done_s - received) * 1e6) / 1000 if rec.done_s else 0,
-        "ttfb_ms": int((fb - received) * 1e6) / 1000 if fb else 0, "attempts": len(attempts),
-        "route_attempts": f"{attempts[0].deployment}:{attempts[0].status}" if len(attempts) == 1 else
-        ",".join([f"{a.deployment}:{a.status}" for a in attempts]),
-        "stream": rec.stream, "input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
-        "cost_usd": rec.cost_pico / 1e12, "bytes_in": rec.request_bytes, "bytes_out": rec.response_bytes,
-        "client_disconnected": rec.client_disconnected, "policy_version": rec.policy_version,
+    if len(attempts) == 1:
+        a = attempts[0]
+        route_attempts = f"{a.deployment}:{a.status}"
+    else:
+        route_attempts = ",".join([f"{a.deployment}:{a.status}" for a in attempts])
+    if key is None:
+        kid = team = user = project = ""
+    else:
+        kid, team, user, project = key.id, key.team_id, key.user_id, key.project_id
+    return (rec.received_s, rec.event_id, kid, team, user, project, rec.dialect, rec.endpoint, rec.requested_model,
+            rec.model, rec.provider, rec.route_rule, rec.status, rec.error_class, rec.done_s, rec.first_byte_s,
+            len(attempts), route_attempts, rec.stream, u.input_tokens, u.output_tokens, rec.cost_pico,
+            rec.request_bytes, rec.response_bytes, rec.client_disconnected, rec.policy_version)
+
+
+def line_fields(t: Line, node_id: str) -> dict[str, Any]:
+    """The line's fields, in order. Times in ms with µs resolution, cost in USD."""
+    (received, rid, kid, team, user, project, dialect, endpoint, requested, model, provider, route, status, error,
+     done, fb, attempts, route_attempts, stream, tok_in, tok_out, cost, b_in, b_out, disconnected, version) = t
+    return {
+        "ts": received, "msg": "access", "request_id": rid, "node": node_id,
+        "key_id": kid, "team": team, "user": user, "project": project,
+        "dialect": dialect, "endpoint": endpoint, "requested_model": requested[:200], "model": model,
+        "provider": provider, "route": route, "status": status, "error": error,
+        "latency_ms": int((done - received) * 1e6) / 1000 if done else 0,
+        "ttfb_ms": int((fb - received) * 1e6) / 1000 if fb else 0, "attempts": attempts,
+        "route_attempts": route_attempts, "stream": stream, "input_tokens": tok_in,
+        "output_tokens": tok_out, "cost_usd": cost / 1e12, "bytes_in": b_in, "bytes_out": b_out,
+        "client_disconnected": disconnected, "policy_version": version,
     }
-    return d
 
 
-def _logfmt_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    s = str(v)
-    if s and not any(c in s for c in ' "=\\\n'):
+def fields(rec: RequestRecord, node_id: str) -> dict[str, Any]:
+    return line_fields(capture(rec), node_id)
+
+
+def _json_line(d: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(d) + b"\n"
+    except orjson.JSONEncodeError:  # a lone surrogate (not UTF-8): the stdlib escapes it instead of failing
+        return (json.dumps(d, separators=(",", ":")) + "\n").encode()
+
+
+_CONTROL = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _logfmt_str(s: str) -> str:
+    """Bare when it is one printable word; quoted otherwise, with control characters (and anything not
+    printable, such as a lone surrogate) escaped, so a value never splits or breaks its line."""
+    if s and s.isprintable() and not any(c in s for c in ' "=\\'):
         return s
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    q = s.replace("\\", "\\\\").replace('"', '\\"')
+    if not q.isprintable():
+        q = "".join([c if c.isprintable() else _CONTROL.get(c) or f"\\u{ord(c):04x}" for c in q])
+    return '"' + q + '"'
 
 
-def encode_json(d: dict[str, Any]) -> bytes:
-    return orjson.dumps(d) + b"\n"
+class _Escaped:
+    """Escaped form of strings that repeat from line to line, computed once; cleared when it grows past a
+    limit (client-chosen model names are open-ended)."""
+
+    __slots__ = ("_escape", "cache")
+
+    def __init__(self, escape: Callable[[str], str]) -> None:
+        self._escape = escape
+        self.cache: dict[str, str] = {}
+
+    def __call__(self, s: str) -> str:
+        v = self.cache.get(s)
+        if v is None:
+            if len(self.cache) >= _CACHE_LIMIT:
+                self.cache.clear()
+            v = self.cache[s] = self._escape(s)
+        return v
 
 
-def encode_logfmt(d: dict[str, Any]) -> bytes:
-    return (" ".join(f"{k}={_logfmt_value(v)}" for k, v in d.items()) + "\n").encode()
+_B = {True: "true", False: "false"}
 
 
-ENCODERS: dict[str, Callable[[dict[str, Any]], bytes]] = {"json": encode_json, "logfmt": encode_logfmt}
+class JsonFormatter:
+    """JSON lines via orjson (measured faster than any Python-level templating of the same line).
+
+    The fields a kind of request repeats (node, key ids, dialect, endpoint, models, route, status, error) sit in a
+    cached dict per shape; a line copies it and sets the fields that vary (a copy is cheaper than building all
+    27 entries, and keeps the order)."""
+
+    def __init__(self, node_id: str) -> None:
+        self._node = node_id
+        self._shapes: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def _line(self, t: Line) -> dict[str, Any]:
+        (received, rid, kid, team, user, project, dialect, endpoint, requested, model, provider, route, status, error,
+         done, fb, attempts, route_attempts, stream, tok_in, tok_out, cost, b_in, b_out, disconnected, version) = t
+        sk = (kid, team, user, project, dialect, endpoint, requested, model, provider, route, status, error)
+        base = self._shapes.get(sk)
+        if base is None:
+            if len(self._shapes) >= _CACHE_LIMIT:
+                self._shapes.clear()
+            base = self._shapes[sk] = line_fields(t, self._node)
+            return base  # computed from this line: complete
+        d = base.copy()
+        d["ts"] = received
+        d["request_id"] = rid
+        d["latency_ms"] = int((done - received) * 1e6) / 1000 if done else 0
+        d["ttfb_ms"] = int((fb - received) * 1e6) / 1000 if fb else 0
+        d["attempts"] = attempts
+        d["route_attempts"] = route_attempts
+        d["stream"] = stream
+        d["input_tokens"] = tok_in
+        d["output_tokens"] = tok_out
+        d["cost_usd"] = cost / 1e12
+        d["bytes_in"] = b_in
+        d["bytes_out"] = b_out
+        d["client_disconnected"] = disconnected
+        d["policy_version"] = version
+        return d
+
+    def __call__(self, batch: list[Line]) -> bytes:
+        dumps, line = orjson.dumps, self._line
+        try:
+            # `+ b"\n"` rather than OPT_APPEND_NEWLINE: orjson's keyword-argument path costs more than the concat
+            return b"".join([dumps(line(t)) + b"\n" for t in batch])
+        except orjson.JSONEncodeError:  # a lone surrogate somewhere: line by line, those through the stdlib
+            return b"".join([_json_line(line_fields(t, self._node)) for t in batch])
+
+
+class LogfmtFormatter:
+    def __init__(self, node_id: str) -> None:
+        self._node = node_id
+        self._esc = _Escaped(_logfmt_str)
+
+    def __call__(self, batch: list[Line]) -> bytes:
+        e, out = self._esc, []
+        for t in batch:
+            out.append(" ".join([f"{k}={_logfmt_plain(v, e)}" for k, v in line_fields(t, self._node).items()]) + "\n")
+        return "".join(out).encode()
+
+
+def _logfmt_plain(v: Any, e: Callable[[str], str]) -> str:
+    t = type(v)
+    if t is str:
+        return v if v.isalnum() else e(v)  # letters and digits never need quoting
+    if t is bool:
+        return _B[v]
+    return repr(v)
+
+
+FORMATTERS: dict[str, Callable[[str], Callable[[list[Line]], bytes]]] = {"json": JsonFormatter,
+                                                                          "logfmt": LogfmtFormatter}
+
+
+class _Writer:
+    """A thread that writes formatted chunks to the stream, so a blocked stdout blocks only it.
+
+    Chunks wait in a deque bounded by bytes; a chunk that does not fit is dropped (and counted by the caller).
+    """
+
+    def __init__(self, stream: Stream, max_bytes: int) -> None:
+        self._stream = stream
+        self._max = max_bytes
+        self._chunks: deque[tuple[bytes, int]] = deque()
+        self._queued = 0
+        self._cv = threading.Condition()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self.lost_lines = 0  # in chunks whose write failed (a closed or broken stdout)
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._queued
+
+    def put(self, data: bytes, lines: int) -> bool:
+        with self._cv:
+            if self._closing or self._queued + len(data) > self._max:
+                return False
+            self._chunks.append((data, lines))
+            self._queued += len(data)
+            if self._thread is None:  # started by the first chunk: nothing runs for a node that logs nothing
+                self._thread = threading.Thread(target=self._run, name="access-log-writer", daemon=True)
+                self._thread.start()
+            self._cv.notify()
+        return True
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._chunks and not self._closing:
+                    self._cv.wait()
+                if not self._chunks:
+                    return
+                data, lines = self._chunks.popleft()
+            try:
+                self._stream.write(data)
+                self._stream.flush()
+            except Exception:  # a closed or broken stdout must not stop the writer (or take the node down)
+                self.lost_lines += lines
+            with self._cv:
+                self._queued -= len(data)
+
+    def close(self, timeout_s: float) -> int:
+        """Write what is queued (up to timeout_s), then stop. Returns the bytes left unwritten."""
+        with self._cv:
+            self._closing = True
+            self._cv.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout_s)
+        return self._queued
 
 
 class AccessLog:
-    def __init__(self, fmt: str, node_id: str, stream: IO[bytes] | None = None) -> None:
-        if fmt not in ENCODERS:
+    def __init__(self, fmt: str, node_id: str, stream: Stream | None = None, *, flush_s: float | None = None,
+                 flush_lines: int = FLUSH_LINES, max_lines: int = MAX_LINES, max_bytes: int = MAX_BYTES) -> None:
+        if fmt not in FORMATTERS:
             raise ValueError(f"access log format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-        self._encode = ENCODERS[fmt]
-        self._node_id = node_id
-        self._stream = stream if stream is not None else _stdout()
-        self._key_fields: dict[int, tuple[object, dict[str, str]]] = {}
-        self._buf: list[bytes] = []
-        self._size = 0
+        self._format = FORMATTERS[fmt](node_id)
+        self._writer = _Writer(stream if stream is not None else _stdout(), max_bytes)
+        self._flush_s = FLUSH_S if flush_s is None else flush_s
+        self._flush_lines = flush_lines
+        self._max_lines = max_lines
+        self._buf: list[Line] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._dropped = 0  # lines refused: buffer full (the writer is stalled) or logged after close
+        self._closed = False
 
     def write(self, rec: RequestRecord) -> None:
-        line = self._encode(fields(rec, self._node_id, self._key_fields))
-        self._buf.append(line)
-        self._size += len(line)
-        if self._size >= FLUSH_BYTES:
-            self.flush()
-        elif self._timer is None:
+        """On the request path: one tuple appended; formatting and I/O happen later, in batches."""
+        buf = self._buf
+        if len(buf) >= self._max_lines or self._closed:
+            self._dropped += 1
+            return
+        buf.append(capture(rec))
+        if self._timer is None:
             try:
-                self._timer = asyncio.get_running_loop().call_later(FLUSH_S, self.flush)
+                self._timer = asyncio.get_running_loop().call_later(self._flush_s, self.flush)
             except RuntimeError:  # no loop (a synchronous caller): write now
                 self.flush()
+        elif len(buf) >= self._flush_lines:
+            self.flush()
 
     def flush(self) -> None:
+        """Format what is buffered and hand it to the writer thread (not waiting for the write)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if not self._buf:
             return
-        data, self._buf, self._size = b"".join(self._buf), [], 0
-        try:
-            self._stream.write(data)
-            self._stream.flush()
-        except (OSError, ValueError):  # a closed or broken stdout must not take the node down
-            pass
+        batch, self._buf = self._buf, []
+        if not self._writer.put(self._format(batch), len(batch)):
+            self._dropped += len(batch)
+
+    @property
+    def dropped(self) -> int:
+        """Lines that never reached the stream: refused (buffers full, after close) or in a failed write."""
+        return self._dropped + self._writer.lost_lines
+
+    @property
+    def pending_lines(self) -> int:
+        return len(self._buf)
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._writer.queued_bytes
+
+    def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Graceful stop: everything logged so far is written (a stdout stalled past timeout_s loses the rest)."""
+        self.flush()
+        self._closed = True
+        self._writer.close(timeout_s)

@@ -6,6 +6,7 @@ log are both off). Node-level gauges (in-flight, circuits, usage sink, snapshot)
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -33,6 +34,12 @@ class RequestObserver:
         if self._access is not None:
             self._access.flush()
 
+    async def aclose(self) -> None:
+        """Graceful stop: the access log's last lines are written (in a thread: stdout may be slow)."""
+        if self._access is not None:
+            self._access.flush()
+            await asyncio.to_thread(self._access.close)
+
 
 def _one(v: Callable[[], float]) -> Callable[[], Iterable[tuple[Labels, float]]]:
     return lambda: [((), float(v()))]
@@ -56,10 +63,13 @@ def sink_series(reg: Registry, sink: Any) -> None:
 def node_registry(
     *, metrics_on: bool, in_flight: Callable[[], int], circuits: Callable[[], Iterable[tuple[str, str]]],
     sink: Any, policy_version: Callable[[], int], snapshot_created_ms: Callable[[], int],
-    budget_section: Callable[[], bytes], clock: Callable[[], float] = time.time,
+    budget_section: Callable[[], bytes], clock: Callable[[], float] = time.time, access: AccessLog | None = None,
 ) -> tuple[Registry, RequestMetrics | None]:
     reg = Registry()
     req = RequestMetrics(reg) if metrics_on else None
+    if metrics_on and access is not None:
+        reg.counter("interlock_access_log_dropped_lines", "Access-log lines dropped because stdout could not keep "
+                    "up (buffer full, or a failed write) or came after shutdown.", (), _one(lambda: access.dropped))
     if metrics_on:
         reg.gauge("interlock_requests_in_flight", "Proxied requests not finished yet.", (), _one(in_flight))
         reg.gauge("interlock_circuit_state", "Circuit breaker state per deployment (1 = current state).",

@@ -25,7 +25,6 @@ from dataplane.observe.metrics import genai_operation
 from dataplane.usage_event import RequestRecord
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
 
 class TracingUnavailable(RuntimeError):
@@ -40,8 +39,10 @@ class Tracing:
                  rng: random.Random | None = None) -> None:
         try:
             from opentelemetry.sdk.resources import Resource
-            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace import ReadableSpan
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
+            from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+            from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
         except ImportError as exc:
             raise TracingUnavailable("INTERLOCK_TRACE_SAMPLE > 0 needs the OpenTelemetry SDK: "
                                      "pip install 'interlock-gateway[tracing]'") from exc
@@ -52,35 +53,40 @@ class Tracing:
             exporter = OTLPSpanExporter(endpoint=endpoint or None, insecure=endpoint.startswith("http://"))
         self._sample = sample
         self._rng = rng or random.Random()
-        self.provider: TracerProvider = TracerProvider(resource=Resource.create(
-            {"service.name": "interlock-dataplane", "service.instance.id": node_id}))
-        self.provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=1000))
-        self._tracer = self.provider.get_tracer("interlock.dataplane")
+        self._resource = Resource.create({"service.name": "interlock-dataplane", "service.instance.id": node_id})
+        self._scope = InstrumentationScope("interlock.dataplane")
+        # The spans of a request are made when it is over, from measured times: built finished (ReadableSpan)
+        # and handed to the SDK's batch processor and OTLP exporter, without the live-span machinery (context,
+        # sampler, attribute validation, locks) that would cost several times more per sampled request.
+        self._processor = BatchSpanProcessor(exporter, schedule_delay_millis=1000)
+        self._span = ReadableSpan
+        self._ctx = SpanContext
+        self._sampled = TraceFlags(TraceFlags.SAMPLED)
+        self._server, self._client = SpanKind.SERVER, SpanKind.CLIENT
+        self._error = lambda why: Status(StatusCode.ERROR, why)
 
     def done(self, rec: RequestRecord, headers: Mapping[str, str]) -> None:
-        """Per request: decide (cheap), and for a sampled request emit its spans."""
+        """Per request: decide (cheap, nothing built), and for a sampled request emit its spans."""
         tp = headers.get("traceparent")
-        parent = None
-        if tp is not None and (m := _TRACEPARENT.match(tp.strip().lower())) is not None:
-            if not int(m.group(3), 16) & 1:
-                return  # the caller's trace is not sampled
-            parent = (int(m.group(1), 16), int(m.group(2), 16))
-        elif self._sample < 1.0 and self._rng.random() >= self._sample:
-            return
-        self._emit(rec, parent)
+        if tp is not None:
+            m = _TRACEPARENT.match(tp.strip().lower())
+            if m is not None:
+                if int(m.group(3), 16) & 1:  # the caller's trace is sampled: continue it
+                    self._emit(rec, (int(m.group(1), 16), int(m.group(2), 16)))
+                return
+        if self._sample >= 1.0 or self._rng.random() < self._sample:
+            self._emit(rec, None)
 
     def _emit(self, rec: RequestRecord, parent: tuple[int, int] | None) -> None:
-        from opentelemetry import trace
-        from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
-
-        ctx = None
-        if parent is not None:
-            ctx = trace.set_span_in_context(NonRecordingSpan(SpanContext(
-                parent[0], parent[1], is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))))
+        rand = self._rng.getrandbits
+        trace_id = parent[0] if parent is not None else (rand(128) or 1)
+        parent_ctx = self._ctx(parent[0], parent[1], True, self._sampled) if parent is not None else None
+        server_ctx = self._ctx(trace_id, rand(64) or 1, False, self._sampled)
         op = genai_operation(rec.endpoint)
         ns = 1_000_000_000
         start, end = int(rec.received_s * ns), int((rec.done_s or rec.received_s) * ns)
         u = rec.usage
+        cost = rec.cost_pico / 1e12
         attrs: dict[str, Any] = {
             "gen_ai.operation.name": op, "gen_ai.request.model": rec.requested_model[:200],
             "gen_ai.response.model": rec.model, "gen_ai.provider.name": rec.provider,
@@ -88,7 +94,7 @@ class Tracing:
             "http.request.method": "POST", "url.path": rec.endpoint, "http.response.status_code": rec.status,
             "interlock.request_id": rec.event_id, "interlock.dialect": rec.dialect,
             "interlock.route.rule": rec.route_rule, "interlock.attempts": len(rec.attempts),
-            "interlock.fallback": len(rec.attempts) > 1, "interlock.cost_usd": rec.cost_pico / 1e12,
+            "interlock.fallback": len(rec.attempts) > 1, "interlock.cost_usd": cost,
             "interlock.stream": rec.stream, "interlock.policy_version": rec.policy_version,
         }
         if rec.key is not None:
@@ -96,11 +102,7 @@ class Tracing:
             attrs["interlock.team"] = rec.key.team_id
         if rec.error_class:
             attrs["error.type"] = rec.error_class
-        span = self._tracer.start_span(f"{op} {rec.requested_model[:200]}", context=ctx, kind=SpanKind.SERVER,
-                                       start_time=start, attributes=attrs)
-        if rec.status >= 500 or rec.status == 0:
-            span.set_status(Status(StatusCode.ERROR, rec.error_class or "error"))
-        child_ctx = trace.set_span_in_context(span)
+        spans = []
         t = int((rec.first_byte_s or rec.done_s or rec.received_s) * ns)
         starts = []
         for a in reversed(rec.attempts):  # end to end, the last one ending when the response began
@@ -118,14 +120,22 @@ class Tracing:
                 a_attrs["error.type"] = a.error_class
             if i == last and not a.error_class:
                 a_attrs.update({"gen_ai.response.model": a.upstream_model, "gen_ai.usage.input_tokens": u.input_tokens,
-                                "gen_ai.usage.output_tokens": u.output_tokens,
-                                "interlock.cost_usd": rec.cost_pico / 1e12})
-            child = self._tracer.start_span(f"{op} {a.upstream_model}", context=child_ctx, kind=SpanKind.CLIENT,
-                                            start_time=s, attributes=a_attrs)
-            if a.error_class:
-                child.set_status(Status(StatusCode.ERROR, a.error_class))
-            child.end(end_time=min(end, s + a.latency_ms * 1_000_000) if a.latency_ms else s)
-        span.end(end_time=end)
+                                "gen_ai.usage.output_tokens": u.output_tokens, "interlock.cost_usd": cost})
+            spans.append(self._finished(
+                f"{op} {a.upstream_model}", self._ctx(trace_id, rand(64) or 1, False, self._sampled), server_ctx,
+                self._client, a_attrs, s, min(end, s + a.latency_ms * 1_000_000) if a.latency_ms else s,
+                a.error_class))
+        spans.append(self._finished(f"{op} {rec.requested_model[:200]}", server_ctx, parent_ctx, self._server, attrs,
+                                    start, end, rec.error_class or "error" if rec.status >= 500 or rec.status == 0
+                                    else ""))
+        for span in spans:
+            self._processor.on_end(span)
+
+    def _finished(self, name: str, ctx: Any, parent: Any, kind: Any, attrs: dict[str, Any], start: int, end: int,
+                  error: str) -> Any:
+        kw: dict[str, Any] = {"status": self._error(error)} if error else {}
+        return self._span(name, context=ctx, parent=parent, resource=self._resource, attributes=attrs, kind=kind,
+                          instrumentation_scope=self._scope, start_time=start, end_time=end, **kw)
 
     def shutdown(self) -> None:
-        self.provider.shutdown()  # flushes what is batched
+        self._processor.shutdown()  # flushes what is batched

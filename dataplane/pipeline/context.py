@@ -7,7 +7,7 @@ start_stream()/write()/end_stream() or fail(), so an output stage (e.g. output g
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dataplane.gateway_errors import GatewayError
@@ -38,11 +38,15 @@ class OutputFilter(Protocol):
 
 
 class RequestContext:
-    __slots__ = ("_resp", "body", "constraint", "ep", "key", "output", "plan", "policy", "rec", "req", "stream")
+    __slots__ = ("_on_seal", "_resp", "_sealed", "body", "constraint", "ep", "key", "output", "plan", "policy", "rec", "req",
+                 "stream")
 
-    def __init__(self, req: Request, resp: Responder, ep: Endpoint, rec: RequestRecord) -> None:
+    def __init__(self, req: Request, resp: Responder, ep: Endpoint, rec: RequestRecord,
+                 on_seal: Callable[[RequestContext], None] | None = None) -> None:
         self.req = req
         self._resp = resp
+        self._on_seal = on_seal  # records the usage event durably; called once, before the client's last byte
+        self._sealed = False
         self.ep = ep
         self.rec = rec
         self.policy: CompiledPolicy | None = None
@@ -66,14 +70,28 @@ class RequestContext:
     def bytes_sent(self) -> int:
         return self._resp.bytes_sent
 
+    @property
+    def sealed(self) -> bool:
+        return self._sealed
+
+    def seal(self) -> None:
+        """The request's record is final: hand it to the usage sink now, before the last byte goes out, so a
+        client that got its whole answer is never missing from usage even if the node is killed right after."""
+        if not self._sealed:
+            self._sealed = True
+            if self._on_seal is not None:
+                self._on_seal(self)
+
     # -- the only writers of the response
     def send(self, status: int, ctype: str, payload: bytes, headers: Iterable[tuple[str, str]] = ()) -> None:
         """A whole (non-streamed) answer, with the routing report headers."""
         if self.output is not None:
             payload = self.output.body(self, status, payload)
         rec = self.rec
-        self._resp.send(status, ctype, payload, [*headers, *route_headers(rec.route_rule, rec.attempts)])
         rec.response_bytes = len(payload)
+        extra = [*headers, *route_headers(rec.route_rule, rec.attempts)]
+        self.seal()
+        self._resp.send(status, ctype, payload, extra)
 
     def start_stream(self, status: int, ctype: str, headers: Iterable[tuple[str, str]]) -> None:
         self._resp.start_stream(status, ctype, headers)
@@ -86,7 +104,11 @@ class RequestContext:
         await self._resp.write(data)
 
     async def end_stream(self) -> None:
-        if self.output is not None and (tail := self.output.flush(self)):
+        """Ends a stream; the caller has already put the stream's usage on the record."""
+        tail = self.output.flush(self) if self.output is not None else b""
+        self.rec.response_bytes = self._resp.bytes_sent + (0 if self._resp.disconnected else len(tail))
+        self.seal()
+        if tail:
             await self._resp.write(tail)
         self._resp.end_stream()
 
@@ -96,11 +118,14 @@ class RequestContext:
         rec.status = exc.status
         rec.error_class = rec.error_class or exc.kind
         if not self._resp.started:
-            self._resp.send(exc.status, "application/json", dialect.error_body(exc.status, exc.kind, exc.message),
-                            (("x-interlock-request-id", rec.event_id), *exc.headers,
-                             *route_headers(rec.route_rule, rec.attempts)))
+            body = dialect.error_body(exc.status, exc.kind, exc.message)
+            headers = (("x-interlock-request-id", rec.event_id), *exc.headers, *route_headers(rec.route_rule, rec.attempts))
+            self.seal()
+            self._resp.send(exc.status, "application/json", body, headers)
         else:
             if self.output is not None and self.output.blocked:
                 rec.usage = self.output.bill(rec.usage)  # a stream ended by a guardrail: bill what was delivered
-            await self._resp.write(dialect.stream_error_event(exc.kind, exc.message))
+            event = dialect.stream_error_event(exc.kind, exc.message)
+            self.seal()
+            await self._resp.write(event)
             self._resp.end_stream()

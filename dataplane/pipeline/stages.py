@@ -84,7 +84,7 @@ class Pipeline:
         ctx.rec.policy_version = policy.version
         req = ctx.req
         # ?key= only where Google's API puts it: elsewhere it would land keys in URLs and access logs
-        query = req.query if ctx.ep.dialect.name == "gemini" else ""
+        query = req.query if ctx.ep.dialect.key_in_query else ""
         key = authenticate(policy, self._pepper, presented_key(req.headers, query), int(self._clock() * 1000))
         ctx.key = ctx.rec.key = key
         ctx.rec.tags = key.tags  # what the event carries if the body turns out unusable (not mutated: no copy)
@@ -94,7 +94,7 @@ class Pipeline:
         key, rec = ctx.key, ctx.rec
         assert key is not None
         ctx.body = body = parse_body(ctx.req.body)
-        validate_request(ctx.ep.dialect.name, ctx.ep.operation, body)  # typed fields: what is forwarded is metered
+        validate_request(ctx.ep.dialect.family, ctx.ep.operation, body)  # typed fields: what is forwarded is metered
         rec.tags = request_tags(key.tags, ctx.req.headers, body, key.locked_tags)
         if key.required_tags and (absent := missing(key.required_tags, rec.tags)):
             raise bad_request(
@@ -128,7 +128,7 @@ class Pipeline:
         first = plan.targets[0].deployments[0].model
         rec.budget = await self._budgets.admit(
             policy.budgets, key.id, rec.tags, rec.requested_model, Route(first, rec.alias), ctx.req.body, ctx.body,
-            ep.dialect.max_output_tokens(ctx.body), ep.dialect.name, ep.operation,
+            ep.dialect.max_output_tokens(ctx.body), ep.dialect, ep.operation,
             [d.model for t in plan.targets for d in t.deployments])
         if rec.budget is not None:  # the provider may not produce more output than was reserved
             bound_output(ep.operation, ctx.body, ep.dialect.max_output_tokens(ctx.body), rec.budget.output_tokens)

@@ -6,12 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+# DONE and Event are defined with the dialects, whose writers frame them; translators import them from here
+from dataplane.dialects.base import DONE as DONE
 from dataplane.dialects.base import ErrorKind
+from dataplane.dialects.base import Event as Event
 from dataplane.gateway_errors import GatewayError
-
-# A stream event between translation stages: (SSE event name or None, parsed JSON data or DONE).
-DONE = "[DONE]"
-Event = tuple[str | None, Any]
 
 
 class Untranslatable(GatewayError):

@@ -1,7 +1,7 @@
 """AWS Bedrock Converse as a provider dialect: the provider-side Dialect (usage, errors) and the
 translators from Anthropic and OpenAI chat clients.
 
-Anthropic <-> Converse is direct (bedrock_converse_request/response). OpenAI chat clients are served
+Anthropic <-> Converse is direct (anthropic_to_converse_request, converse_to_anthropic_response). OpenAI chat clients are served
 by composing TRANSLATE's OpenAI<->Anthropic modules with it (chat -> messages -> Converse, and back),
 so every rule (tool calls, json_schema via a forced tool, include_usage) is defined once.
 """
@@ -15,12 +15,12 @@ import orjson
 from dataplane.dialects.base import Usage
 from dataplane.dialects.usage_fields import from_converse
 
+from .anthropic_to_converse_request import translate_request as anthropic_to_converse
 from .base import EventTranslator, Params, Session, StatelessSession
-from .bedrock_converse_request import translate_request as anthropic_to_converse
-from .bedrock_converse_response import ConverseToAnthropicStream
-from .bedrock_converse_response import translate_response as converse_to_anthropic
 from .chain import ChainedEvents
-from .openai_anthropic import OpenAIToAnthropicSession
+from .converse_to_anthropic_response import ConverseToAnthropicStream
+from .converse_to_anthropic_response import translate_response as converse_to_anthropic
+from .openai_to_anthropic import OpenAIToAnthropicSession
 from .sse import EventParser
 
 NAME = "bedrock_converse"
@@ -53,9 +53,9 @@ class ConverseStreamScanner:
 
 
 class ConverseDialect:
-    """Provider side only: clients never speak Converse to the gateway."""
+    """Provider side only (a WireAPI, not a Dialect): clients never speak Converse to the gateway."""
 
-    name = NAME
+    name = family = NAME
 
     def requested_model(self, path: str, body: dict[str, Any]) -> str | None:
         return None

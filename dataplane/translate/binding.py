@@ -6,19 +6,21 @@ records is the provider's real report, not our translation of it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
 import orjson
 
-from dataplane.dialects.base import Dialect, ErrorKind, StreamUsageScanner, WrappingScanner
+from dataplane.dialects.base import Dialect, ErrorKind, Event, StreamUsageScanner, WireAPI, WrappingScanner
 from dataplane.gateway_errors import GatewayError, bad_request
 from dataplane.providers.base import ProviderAdapter
 
 from .base import EventTranslator, Params, Session, Translator, Untranslatable
 from .count_tokens import COUNT, CountTranslation, bind_count
-from .sse import EventParser, Writer
+from .sse import EventParser
+
+Writer = Callable[[list[Event]], bytes]  # Dialect.write_events
 
 # A body of the right JSON kind can still hold a wrong type anywhere (a number where a list of blocks
 # belongs...). Translators look fields up without re-validating each one; what that raises is turned
@@ -75,7 +77,7 @@ class TranslatingScanner(WrappingScanner):
 class Translation:
     __slots__ = ("_session", "_strip_usage_option", "_write", "client", "operation", "provider")
 
-    def __init__(self, t: Translator, session: Session, client: Dialect, provider: Dialect, write: Writer,
+    def __init__(self, t: Translator, session: Session, client: Dialect, provider: WireAPI, write: Writer,
                  strip_usage_option: bool = False) -> None:
         self._session = session
         self._write = write
@@ -90,7 +92,7 @@ class Translation:
         try:
             out = self._session.request(body)
         except _SHAPE_ERRORS as exc:
-            raise Untranslatable(f"the request body does not have the shape the {self.client.name} API defines "
+            raise Untranslatable(f"the request body does not have the shape the {self.client.family} API defines "
                                  "(a field holds an unexpected type); check it against the API reference") from exc
         if self._strip_usage_option:
             out.pop("stream_options", None)
@@ -116,24 +118,23 @@ class Translation:
 
 
 class Translations:
-    """The registry: (client dialect, client operation, provider dialect) -> translator. Built once per node."""
+    """The registry: (client family, client operation, provider family) -> translator. Built once per node."""
 
-    def __init__(self, translators: Mapping[tuple[str, str, str], Translator], dialects: Mapping[str, Dialect],
-                 writers: Mapping[str, Writer]) -> None:
+    def __init__(self, translators: Mapping[tuple[str, str, str], Translator], providers: Mapping[str, WireAPI]) -> None:
+        """`providers`: by family, the API that reads a provider's answers (usage, stream scanning)."""
         self._translators = translators
-        self._dialects = dialects
-        self._writers = writers
+        self._providers = providers
 
     def pairs(self) -> list[tuple[str, str, str]]:
         return sorted(self._translators)
 
     def needed(self, client: Dialect, operation: str, adapter: ProviderAdapter) -> bool:
         """Another API family, or the same family without this API (a chat-only server for a Responses client)."""
-        if adapter.dialect != client.name:
+        if adapter.dialect != client.family:
             return True
         if operation == COUNT:  # the same API without a counting endpoint: counted here
             return COUNT not in adapter.paths
-        return operation not in adapter.paths and (client.name, operation, adapter.dialect) in self._translators
+        return operation not in adapter.paths and (client.family, operation, adapter.dialect) in self._translators
 
     def bind(self, client: Dialect, operation: str, adapter: ProviderAdapter,
              params: Params) -> Translation | CountTranslation:
@@ -141,13 +142,12 @@ class Translations:
         provider_dialect = adapter.dialect
         params = replace(params, provider_kind=adapter.kind)
         if operation == COUNT:
-            return bind_count(self._translators, self._dialects, client, adapter, params)
-        t = self._translators.get((client.name, operation, provider_dialect))
-        provider = self._dialects.get(provider_dialect)
-        write = self._writers.get(operation) or self._writers.get(client.name)
-        if t is None or provider is None or write is None:
+            return bind_count(self._translators, self._providers, client, adapter, params)
+        t = self._translators.get((client.family, operation, provider_dialect))
+        provider = self._providers.get(provider_dialect)
+        if t is None or provider is None:
             raise bad_request(
                 f"model {params.client_model!r} is served by a provider speaking the {provider_dialect} API, and "
-                f"{client.name} {operation!r} requests cannot be translated to it; use a model of a {client.name} provider")
+                f"{client.family} {operation!r} requests cannot be translated to it; use a model of a {client.family} provider")
         strip = provider_dialect == "openai" and not adapter.needs_usage_option
-        return Translation(t, t.open(params), client, provider, write, strip)
+        return Translation(t, t.open(params), client, provider, client.write_events, strip)

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from dataplane.dialects.base import Dialect, StreamUsageScanner
+from dataplane.dialects.base import Dialect, StreamUsageScanner, WireAPI
 from dataplane.dialects.usage_fields import count
 from dataplane.gateway_errors import bad_request
 from dataplane.providers.base import ProviderAdapter
@@ -95,7 +95,7 @@ class CountTranslation:
 
     __slots__ = ("_session", "client", "local", "operation", "provider", "upstream")
 
-    def __init__(self, client: Dialect, provider: Dialect, session: Session | None, local: bool, upstream: str) -> None:
+    def __init__(self, client: Dialect, provider: WireAPI, session: Session | None, local: bool, upstream: str) -> None:
         self.client = client
         self.provider = provider
         self._session = session
@@ -107,12 +107,12 @@ class CountTranslation:
         if self.local:
             return body
         try:
-            gen = AS_GENERATION[self.client.name](body)
+            gen = AS_GENERATION[self.client.family](body)
             if self._session is not None:
                 gen = self._session.request(gen)
-            return PROVIDER_COUNT_BODY[self.provider.name](gen, self.upstream)
+            return PROVIDER_COUNT_BODY[self.provider.family](gen, self.upstream)
         except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
-            raise Untranslatable(f"the count request does not have the shape the {self.client.name} API defines "
+            raise Untranslatable(f"the count request does not have the shape the {self.client.family} API defines "
                                  "(a field holds an unexpected type); check it against the API reference") from exc
 
     def response(self, status: int, payload: bytes) -> bytes:
@@ -120,25 +120,25 @@ class CountTranslation:
             from .binding import error_kind, provider_error_message  # the error mapping every translation uses
 
             return self.client.error_body(status, error_kind(status), provider_error_message(payload))
-        return orjson.dumps(CLIENT_COUNT[self.client.name](counted(self.provider.name, payload)))
+        return orjson.dumps(CLIENT_COUNT[self.client.family](counted(self.provider.family, payload)))
 
     def scanner(self) -> StreamUsageScanner:
         raise bad_request("token counting answers once; it does not stream (drop \"stream\" from the request)")
 
     def estimate_answer(self, body: dict[str, Any]) -> tuple[bytes, int]:
         n = estimate(body)
-        return orjson.dumps(CLIENT_COUNT[self.client.name](n)), n
+        return orjson.dumps(CLIENT_COUNT[self.client.family](n)), n
 
 
-def bind_count(translators: Mapping[tuple[str, str, str], Translator], dialects: Mapping[str, Dialect],
+def bind_count(translators: Mapping[tuple[str, str, str], Translator], providers: Mapping[str, WireAPI],
                client: Dialect, adapter: ProviderAdapter, params: Params) -> CountTranslation:
-    provider = dialects.get(adapter.dialect)
-    if client.name not in CLIENT_COUNT or provider is None:
-        raise bad_request(f"{client.name} token counting is not served for model {params.client_model!r}")
+    provider = providers.get(adapter.dialect)
+    if client.family not in CLIENT_COUNT or provider is None:
+        raise bad_request(f"{client.family} token counting is not served for model {params.client_model!r}")
     session = None
     local = not has_endpoint(adapter)
-    if not local and adapter.dialect != client.name:
-        t = translators.get((client.name, GENERATION_OP[client.name], adapter.dialect))
+    if not local and adapter.dialect != client.family:
+        t = translators.get((client.family, GENERATION_OP[client.family], adapter.dialect))
         if t is None:
             local = True  # no way to say this request in the provider's API: count it here
         else:

@@ -6,18 +6,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from dataplane.dialects.base import Dialect
+from dataplane.dialects.registry import by_family
 
-from .anthropic_openai import AnthropicToOpenAI
+from .anthropic_to_openai import AnthropicToOpenAI
 from .base import Translator
 from .bedrock_converse import NAME as CONVERSE
 from .bedrock_converse import AnthropicToConverse, ConverseDialect, OpenAIToConverse
 from .binding import Translations
 from .chain import Chained
-from .chat_gemini import ChatToGemini
-from .gemini_openai import GeminiToOpenAI
-from .openai_anthropic import OpenAIToAnthropic
-from .responses_chat import ResponsesToChat
-from .sse import default_writers
+from .chat_to_gemini import ChatToGemini
+from .gemini_to_openai import GeminiToOpenAI
+from .openai_to_anthropic import OpenAIToAnthropic
+from .responses_to_chat import ResponsesToChat
 
 
 def default_translators() -> dict[tuple[str, str, str], Translator]:
@@ -40,5 +40,7 @@ def default_translators() -> dict[tuple[str, str, str], Translator]:
 
 
 def default_translations(dialects: Mapping[str, Dialect]) -> Translations:
-    # provider-only dialects (no client speaks them) join the client dialects here
-    return Translations(default_translators(), {**dialects, CONVERSE: ConverseDialect()}, default_writers())
+    # translators the dialects bring (new families) join the built-in ones, which win a collision
+    brought = {(t.client, t.client_operation, t.provider): t for d in dialects.values() for t in d.translators()}
+    # provider-only APIs (no client speaks them) join the client dialects' families here
+    return Translations({**brought, **default_translators()}, {**by_family(dialects), CONVERSE: ConverseDialect()})

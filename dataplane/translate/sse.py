@@ -1,8 +1,7 @@
-"""Incremental SSE parsing of a provider stream, and SSE writing in each client dialect's framing."""
+"""Incremental SSE parsing of a provider stream. Writing in a client's framing is its dialect's
+(Dialect.write_events, dataplane/dialects/sse.py)."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import orjson
 
@@ -55,24 +54,3 @@ def _event(raw: bytes) -> Event | None:
         return name, orjson.loads(payload)
     except orjson.JSONDecodeError:
         return None
-
-
-def write_openai(events: list[Event]) -> bytes:
-    return b"".join(b"data: [DONE]\n\n" if d is DONE else b"data: " + orjson.dumps(d) + b"\n\n" for _, d in events)
-
-
-def write_typed(events: list[Event]) -> bytes:
-    """`event: <type>` + data framing (Anthropic messages, OpenAI Responses)."""
-    return b"".join(b"event: %s\ndata: %s\n\n" % ((n or d.get("type", "")).encode(), orjson.dumps(d)) for n, d in events)
-
-
-def write_gemini(events: list[Event]) -> bytes:
-    return b"".join(b"data: " + orjson.dumps(d) + b"\r\n\r\n" for _, d in events if d is not DONE)
-
-
-Writer = Callable[[list[Event]], bytes]
-
-
-def default_writers() -> dict[str, Writer]:
-    """Keyed by client API: the operation when it has its own framing, else the dialect family."""
-    return {"openai": write_openai, "anthropic": write_typed, "responses": write_typed, "gemini": write_gemini}

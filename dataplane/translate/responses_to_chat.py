@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from .base import EventTranslator, Params, Session
-from .responses_chat_request import translate_request
-from .responses_chat_response import ChatToResponsesStream, translate_response
+from .chat_to_responses_response import ChatToResponsesStream, translate_response
+from .responses_to_chat_request import translate_request
 
 
 class _Session:

@@ -2,7 +2,7 @@
 
 Thinking and redacted_thinking blocks are dropped (their signatures are only meaningful to Anthropic
 and the OpenAI shape has no field for them). When json_schema output is emulated with a forced tool
-(see openai_anthropic_request), that tool's input becomes the message text and finish_reason "stop".
+(see openai_to_anthropic_request), that tool's input becomes the message text and finish_reason "stop".
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .anthropic_openai_request import translate_request
-from .anthropic_openai_response import OpenAIToAnthropicStream, translate_response
+from .anthropic_to_openai_request import translate_request
 from .base import Params, Session, StatelessSession
+from .openai_to_anthropic_response import OpenAIToAnthropicStream, translate_response
 
 
 class AnthropicToOpenAI:

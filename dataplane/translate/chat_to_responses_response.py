@@ -16,7 +16,7 @@ from dataplane.dialects.usage_fields import from_openai
 
 from .base import ChatStreamTranslator, Event, Params
 from .mapping import parse_arguments
-from .responses_chat_request import CUSTOM_INPUT
+from .responses_to_chat_request import CUSTOM_INPUT
 
 
 def responses_usage(u: Any) -> dict[str, Any]:

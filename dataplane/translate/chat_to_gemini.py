@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from .base import EventTranslator, Params, Session, wants_stream_usage
-from .chat_gemini_request import translate_request
-from .chat_gemini_response import GeminiToChatStream, translate_response
+from .chat_to_gemini_request import translate_request
+from .gemini_to_chat_response import GeminiToChatStream, translate_response
 
 
 class _Session:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .anthropic_to_openai_response import AnthropicToOpenAIStream, translate_response
 from .base import EventTranslator, Params, Session, wants_stream_usage
-from .openai_anthropic_request import translate_request
-from .openai_anthropic_response import AnthropicToOpenAIStream, translate_response
+from .openai_to_anthropic_request import translate_request
 
 
 class OpenAIToAnthropicSession:

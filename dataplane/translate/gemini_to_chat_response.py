@@ -1,7 +1,7 @@
 """Gemini GenerateContentResponse (response and SSE stream) -> OpenAI chat.completion(.chunk). Pure.
 
 `thought` parts are dropped (chat has no place for them); a functionCall's thought signature rides
-in the tool call id (see chat_gemini_request). Calls without an id get `call_<n>`. Usage:
+in the tool call id (see chat_to_gemini_request). Calls without an id get `call_<n>`. Usage:
 completion_tokens = candidates + thoughts (OpenAI counts reasoning as output), reasoning_tokens =
 thoughts, cached_tokens = cachedContentTokenCount.
 """
@@ -15,7 +15,7 @@ import orjson
 from dataplane.dialects.usage_fields import from_gemini, to_openai_chat
 
 from .base import DONE, Event, Params, stream_error_message
-from .chat_gemini_request import pack_id
+from .chat_to_gemini_request import pack_id
 
 FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
           "BLOCKLIST": "content_filter", "PROHIBITED_CONTENT": "content_filter", "SPII": "content_filter",

@@ -4,8 +4,8 @@ Gemini -> Anthropic is this composed with OpenAI chat -> Anthropic (registry.py)
 from __future__ import annotations
 
 from .base import Params, Session, StatelessSession
-from .gemini_openai_request import translate_request
-from .gemini_openai_response import OpenAIToGeminiStream, translate_response
+from .gemini_to_openai_request import translate_request
+from .openai_to_gemini_response import OpenAIToGeminiStream, translate_response
 
 
 class GeminiToOpenAI:
