@@ -28,19 +28,18 @@ import logging
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 
 from .errors import ControlPlaneError
-from .service_types import Change
+from .service_types import Actor, AuditAction, Change, PolicyAuditRecord
 from .store.base import KV, Entry
 from .store.layout import AUDIT
 
 log = logging.getLogger(__name__)
 
-AuditAction = Literal["apply", "create_key", "revoke_key", "prune_keys", "pause_key", "resume_key"]
 MASK = "***"
 HIDDEN_FIELDS = frozenset({"key_hash", "secret"})
 # Past this the record keeps what changed (section/name/action) but not the before/after values, so a
@@ -61,42 +60,6 @@ SINCE_FORMAT = "a number and a unit: 30m, 24h, 7d, 2w"
 
 class AuditQueryInvalid(ControlPlaneError):
     status = 422
-
-
-class AuditChange(BaseModel):
-    section: str
-    name: str
-    action: Literal["create", "update", "delete"]
-    before: dict[str, Any] | None = None
-    after: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who made a change: an authenticated identity (controlplane/admin_auth.py) and the client's unverified
-    "on behalf of" claim. Services also accept a plain name for in-process callers (housekeeping, tests)."""
-
-    name: str
-    role: str = ""
-    on_behalf_of: str = ""
-
-
-class PolicyAuditRecord(BaseModel):
-    """One policy change. `version` is not stored: it is read back from the record's mod revision."""
-
-    id: str
-    at_unix_ms: int
-    actor: str  # the authenticated admin identity (or "interlock" for the control plane's own housekeeping)
-    actor_role: str = ""  # its role then; "" on records from before named credentials
-    # False on records from before named credentials: their actor was the client's claim, not an identity.
-    actor_verified: bool = False
-    on_behalf_of_unverified: str = ""  # the name the client declared (X-Interlock-Actor); never checked
-    action: AuditAction
-    subject: str = ""  # the key id for key actions; "" for apply
-    base_version: int  # policy version the change was made against
-    version: int = 0  # policy version the change produced
-    changes: list[AuditChange] = Field(default_factory=list)
-    values_omitted: bool = False  # before/after dropped because the record would exceed MAX_RECORD_BYTES
 
 
 # -- masking ----------------------------------------------------------------------------
@@ -137,8 +100,7 @@ def build_record(
     subject: str = "",
 ) -> PolicyAuditRecord:
     masked = [
-        AuditChange(section=c.section, name=c.name, action=c.action,
-                    before=mask_item(c.section, c.before), after=mask_item(c.section, c.after))
+        Change(c.section, c.name, c.action, mask_item(c.section, c.before), mask_item(c.section, c.after))
         for c in changes
     ]
     who = actor if isinstance(actor, Actor) else Actor(actor)
@@ -161,7 +123,7 @@ def encode_record(record: PolicyAuditRecord) -> bytes:
         return raw
     slim = record.model_copy(update={
         "values_omitted": True,
-        "changes": [c.model_copy(update={"before": None, "after": None}) for c in record.changes],
+        "changes": [replace(c, before=None, after=None) for c in record.changes],
     })
     return json.dumps(slim.model_dump(mode="json", exclude={"version"}), sort_keys=True, separators=(",", ":")).encode()
 
@@ -185,7 +147,7 @@ def decode_record(key: str, entry: Entry) -> PolicyAuditRecord | None:
     except ValidationError as exc:
         log.warning("ignoring unreadable audit record %s: %s", key, exc.errors()[:1])
         return None
-    changes = [c.model_copy(update={"before": mask_item(c.section, c.before), "after": mask_item(c.section, c.after)})
+    changes = [replace(c, before=mask_item(c.section, c.before), after=mask_item(c.section, c.after))
                for c in record.changes]
     return record.model_copy(update={"version": entry.mod_revision, "changes": changes})
 

@@ -18,8 +18,8 @@ from pydantic import BaseModel, Field
 
 from .admin_auth import Role, requires
 from .admin_schemas import ChangeOut, ErrorOut
-from .audit import SINCE_FORMAT, PolicyAuditRecord, parse_since
-from .service_types import Change, PolicyService
+from .audit import SINCE_FORMAT, parse_since
+from .service_types import PolicyAuditRecord, PolicyService
 
 AUDIT_PATH = "/admin/v1/audit"
 MAX_LIMIT = 10_000
@@ -48,7 +48,7 @@ class PolicyAuditOut(BaseModel):
 
     @classmethod
     def of(cls, r: PolicyAuditRecord) -> PolicyAuditOut:
-        changes = [ChangeOut.of(Change(c.section, c.name, c.action, c.before, c.after)) for c in r.changes]
+        changes = [ChangeOut.of(c) for c in r.changes]
         return cls(id=r.id, at=iso(r.at_unix_ms), at_unix_ms=r.at_unix_ms, actor=r.actor, actor_role=r.actor_role,
                    actor_verified=r.actor_verified, on_behalf_of_unverified=r.on_behalf_of_unverified, action=r.action,
                    subject=r.subject, version=r.version, base_version=r.base_version, changes=changes,

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, Field
 
 from interlock.v1 import policy_pb2
 
 from .policy.model import KeyRecord, PolicyDocument
 
-if TYPE_CHECKING:
-    from .audit import Actor, PolicyAuditRecord
+AuditAction = Literal["apply", "create_key", "revoke_key", "prune_keys", "pause_key", "resume_key"]
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,35 @@ class Change:
     action: Literal["create", "update", "delete"]
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who made a change: an authenticated identity (controlplane/admin_auth.py) and the client's unverified
+    "on behalf of" claim. Services also accept a plain name for in-process callers (housekeeping, tests)."""
+
+    name: str
+    role: str = ""
+    on_behalf_of: str = ""
+
+
+class PolicyAuditRecord(BaseModel):
+    """One policy change (controlplane/audit.py writes and reads them). `version` is not stored: it is read back
+    from the record's mod revision. `changes` holds the same Change values the service computed, masked."""
+
+    id: str
+    at_unix_ms: int
+    actor: str  # the authenticated admin identity (or "interlock" for the control plane's own housekeeping)
+    actor_role: str = ""  # its role then; "" on records from before named credentials
+    # False on records from before named credentials: their actor was the client's claim, not an identity.
+    actor_verified: bool = False
+    on_behalf_of_unverified: str = ""  # the name the client declared (X-Interlock-Actor); never checked
+    action: AuditAction
+    subject: str = ""  # the key id for key actions; "" for apply
+    base_version: int  # policy version the change was made against
+    version: int = 0  # policy version the change produced
+    changes: list[Change] = Field(default_factory=list)
+    values_omitted: bool = False  # before/after dropped because the record would exceed MAX_RECORD_BYTES
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from interlock.snapshot_hash import snapshot_content_hash
 from interlock.v1 import policy_pb2
 
 from .errors import SnapshotFileError, SnapshotRejected
+from .fsync import fsync_dir
 
 
 def verify(snapshot: policy_pb2.PolicySnapshot) -> None:
@@ -55,7 +56,7 @@ def save(path: Path, snapshot: policy_pb2.PolicySnapshot) -> str:
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
         tmp_name = ""
-        _fsync_dir(path.parent)  # make the rename itself durable across power loss
+        fsync_dir(path.parent)  # make the rename itself durable across power loss
     except OSError as exc:
         raise SnapshotFileError(f"cannot write snapshot file {path}: {exc.strerror or exc}") from exc
     finally:
@@ -105,11 +106,3 @@ def parse(path: Path, data: bytes) -> policy_pb2.PolicySnapshot:
     except DecodeError as exc:
         raise SnapshotFileError(f"snapshot file {path} is corrupt (not a PolicySnapshot): {exc}") from exc
     return snapshot
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

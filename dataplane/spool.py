@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from dataplane.fsync import fsync_dir
+
 log = logging.getLogger(__name__)
 
 HEADER = struct.Struct(">II")  # payload length, crc32(payload)
@@ -52,14 +54,6 @@ class Cursor(NamedTuple):
 
     segment: int
     offset: int
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Spool:
@@ -112,7 +106,7 @@ class Spool:
         if not self._sizes:
             self._sizes[cursor.segment] = 0
             self._path(cursor.segment).touch(mode=0o600)
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
         last = max(self._sizes)
         self._sizes[last] = self._valid_length(last)
         self._fd = os.open(self._path(last), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -231,7 +225,7 @@ class Spool:
         seg = max(self._sizes) + 1
         self._fd = os.open(self._path(seg), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
         self._sizes[seg] = 0
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
 
     def read_from(
         self, cursor: Cursor, *, max_records: int = 1000, max_bytes: int = 4 << 20, limit: Cursor | None = None
@@ -285,7 +279,7 @@ class Spool:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.dir / "cursor")
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
         self._cursor = c
         for seg in [s for s in self._sizes if s < c.segment]:
             self._path(seg).unlink(missing_ok=True)

@@ -32,7 +32,8 @@ import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from dataplane.spool import HEADER, Cursor, Spool, _fsync_dir, normalize
+from dataplane.fsync import fsync_dir
+from dataplane.spool import HEADER, Cursor, Spool, normalize
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ class Wal(Spool):
             os.fsync(fd)
         if self._dir_dirty:
             self._dir_dirty = False
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
         c = self._cursor
         if c != self._synced_cursor:  # ack() wrote the file before setting _cursor
             fd = os.open(self.dir / "cursor", os.O_RDONLY)
@@ -153,7 +154,7 @@ class Wal(Spool):
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
             self._synced_cursor = c
 
     def close(self) -> None:

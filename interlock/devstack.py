@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 
 from controlplane.admin_api import create_admin_app
+from controlplane.admin_server import serve_admin
 from controlplane.backend import ControlPlaneBackend, start_backend
 from controlplane.console import mount_console
 from controlplane.usage_api import create_usage_router
@@ -39,8 +40,6 @@ class DevStack:
         self._models: list[str] = []
 
     async def start(self) -> None:
-        from interlock.cli.serve_cmds import serve_admin
-
         s = self.settings
         data_dir = s.data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -44,5 +44,8 @@ python3 -m ruff check .
 step "mypy"
 python3 -m mypy
 
+step "import structure (import-linter contracts in pyproject.toml)"
+lint-imports --no-cache
+
 step "pytest"
 python3 -m pytest -q -p no:cacheprovider "$@"

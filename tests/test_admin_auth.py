@@ -26,12 +26,12 @@ from click.testing import CliRunner, Result
 
 from controlplane.admin_api import create_admin_app
 from controlplane.admin_auth import PUBLIC_PATHS, AdminAuth, Role, api_routes
+from controlplane.admin_server import serve_admin
 from controlplane.backend import ControlPlaneBackend, start_backend
 from controlplane.store.layout import AUDIT
 from controlplane.usage_api import create_usage_router
 from ingest.query_service import UsageQueryService
 from interlock.cli.main import cli
-from interlock.cli.serve_cmds import serve_admin
 from interlock.settings import AdminCredential, ControlPlaneSettings, SettingsError
 from tests.fixtures.admin import admin_cli_env
 

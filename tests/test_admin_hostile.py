@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from controlplane.admin_api import create_admin_app
+from controlplane.admin_server import serve_admin
 from controlplane.service import StorePolicyService
 from controlplane.store.embedded import SqliteKV
-from interlock.cli.serve_cmds import serve_admin
 from tests.fixtures.cluster import free_port
 
 TOKEN = "adm-hostile-test-token"

@@ -237,8 +237,8 @@ async def test_cli_lists_deliveries_and_sends_a_test_event(
     from click.testing import CliRunner
 
     from controlplane.admin_api import create_admin_app
+    from controlplane.admin_server import serve_admin
     from interlock.cli.main import cli
-    from interlock.cli.serve_cmds import serve_admin
     from tests.fixtures.cluster import free_port
 
     hook = receivers["hook"]

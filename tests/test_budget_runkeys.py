@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from controlplane.admin_api import create_admin_app
+from controlplane.admin_server import serve_admin
 from controlplane.backend import ControlPlaneBackend, start_backend
 from controlplane.budget.runkeys import RunKeySpec
 from controlplane.errors import PolicyInvalid
@@ -21,7 +22,6 @@ from controlplane.service import StorePolicyService
 from controlplane.service_types import KeySpec
 from controlplane.store import open_store
 from interlock.cli.main import cli
-from interlock.cli.serve_cmds import serve_admin
 from interlock.settings import ControlPlaneSettings
 from interlock.v1 import budget_pb2, policy_pb2
 from interlock.windows import window_key

@@ -30,7 +30,7 @@ from dataplane.budget.pool import LeasePool, PoolKey
 from dataplane.budget.refusal import budget_busy, budget_exhausted, budget_offline, budget_stale, rate_limited
 from dataplane.dialects.base import Dialect, Usage
 from dataplane.gateway_errors import GatewayError
-from dataplane.policy import Route, RuntimeModel
+from dataplane.policy_types import Route, RuntimeModel
 from dataplane.pricing import Price
 from interlock.windows import LIFETIME, Window, current_window
 

@@ -18,7 +18,7 @@ from dataplane.guardrails.scancache import ScanCache
 from interlock.v1 import policy_pb2
 
 if TYPE_CHECKING:
-    from dataplane.policy import KeyEntry
+    from dataplane.policy_types import KeyEntry
 
 INPUT, OUTPUT = 1, 2
 _DIRECTIONS = {"input": INPUT, "output": OUTPUT, "both": INPUT | OUTPUT}

@@ -19,7 +19,7 @@ from dataplane.dialects.base import StreamUsageScanner, WrappingScanner
 from dataplane.gateway_errors import bad_request
 
 if TYPE_CHECKING:
-    from dataplane.policy import RuntimeProvider
+    from dataplane.policy_types import RuntimeProvider
 
 Headers = list[tuple[str, str]]
 

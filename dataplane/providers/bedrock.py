@@ -28,7 +28,7 @@ from .model_path import STREAM, ModelInPath
 from .sigv4 import SigV4Signer, parse_credentials
 
 if TYPE_CHECKING:
-    from dataplane.policy import RuntimeProvider
+    from dataplane.policy_types import RuntimeProvider
 
 BEDROCK_ANTHROPIC_VERSION = "bedrock-2023-05-31"
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")

@@ -22,7 +22,7 @@ from .gemini import GEMINI_SUFFIXES
 from .model_path import STREAM, ModelInPath
 
 if TYPE_CHECKING:
-    from dataplane.policy import RuntimeProvider
+    from dataplane.policy_types import RuntimeProvider
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"

@@ -18,7 +18,7 @@ from dataplane.routing.matching import Conditions, Facts
 from interlock.v1 import policy_pb2
 
 if TYPE_CHECKING:
-    from dataplane.policy import RuntimeModel, RuntimeProvider
+    from dataplane.policy_types import RuntimeModel, RuntimeProvider
 
 DEFAULT_CONDITIONS = ("429", "5xx", "529", "timeout", "connect")
 DEFAULT_RULE = "default"  # what x-interlock-route says when no rule matched

@@ -6,16 +6,15 @@ Mounted under the `audit` group in usage_cmds (whose own callback is the request
 from __future__ import annotations
 
 import json
-import os
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from controlplane.audit import SINCE_FORMAT, AuditQueryInvalid, parse_since
 from controlplane.audit_api import PolicyAuditLogOut, PolicyAuditOut
+from interlock.cli.term import cli_console as _console
 from interlock.settings import CliSettings, SettingsError
 
 from . import render
@@ -24,13 +23,6 @@ from .policy_cmds import admin_options
 
 _MARK = {"create": ("+", "green"), "update": ("~", "yellow"), "delete": ("-", "red")}  # as in the apply diff
 _SHOWN_CHANGES = 4
-
-
-def _console() -> Console:
-    console = Console(highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = 160
-    return console
 
 
 def changes_cell(r: PolicyAuditOut) -> Text:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import time
@@ -14,7 +13,6 @@ from typing import Any, TypeVar
 import click
 import yaml
 from pydantic import ValidationError
-from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
@@ -22,6 +20,7 @@ from controlplane.admin_schemas import KeyCreateIn
 from controlplane.policy.model import SECTION_TYPES, PolicyDocument
 from controlplane.policy.prices import resolve_prices, stale_prices
 from controlplane.price_catalog import CatalogError
+from interlock.cli.term import cli_console as _console
 from interlock.settings import CliSettings, SettingsError
 
 from . import render
@@ -52,14 +51,6 @@ def _client(admin_url: str | None, admin_token: str | None) -> AdminClient:
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
     return AdminClient(admin_url or s.admin_url, admin_token or s.admin_token, actor=s.actor)
-
-
-def _console() -> Console:
-    # Created per command so it writes to the stdout click has at that moment (CliRunner swaps it).
-    console = Console(highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = 160  # piped output: wrap tables less than rich's 80-column default
-    return console
 
 
 def _stdin_is_tty() -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -75,25 +74,12 @@ def dataplane_cmd(log_level: str) -> None:
     run_until_signal(main)
 
 
-async def serve_admin(app: object, host: str, port: int) -> tuple[object, asyncio.Task[None]]:
-    """Run the FastAPI admin app with uvicorn inside the current loop; returns (server, task)."""
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))  # type: ignore[arg-type]
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]  # we own the signals
-    task = asyncio.get_running_loop().create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()  # surfaces "address already in use" and friends
-        await asyncio.sleep(0.02)
-    return server, task
-
-
 @click.command("controlplane")
 @click.option("--log-level", default="INFO", show_default=True)
 def controlplane_cmd(log_level: str) -> None:
     """Run the control plane: admin API + snapshot gRPC service over etcd (INTERLOCK_STORE)."""
     from controlplane.admin_api import create_admin_app
+    from controlplane.admin_server import serve_admin
     from controlplane.backend import start_backend
     from controlplane.console import mount_console
     from controlplane.usage_mount import usage_routers

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -25,6 +23,7 @@ from rich.text import Text
 from controlplane.usage_api import AuditOut, SpendOut, TaskCostOut
 from ingest.audit_row import AuditRow, api_names, iso_time
 from ingest.queries import InvalidQuery, parse_group_by, parse_where, parse_window
+from interlock.cli.term import cli_console as _console
 from interlock.settings import CliSettings, SettingsError
 from interlock.usage_schema import UsageSchema, usage_schema
 
@@ -69,13 +68,6 @@ def _client(admin_url: str | None, admin_token: str | None) -> UsageClient:
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
     return UsageClient(admin_url or s.admin_url, admin_token or s.admin_token)
-
-
-def _console() -> Console:
-    console = Console(highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = 160
-    return console
 
 
 def _check(hint: str, parse: Callable[[], object]) -> None:
