@@ -50,6 +50,8 @@ import re
 
 from clickhouse_connect.driver.client import Client
 
+from ingest.rollup_schema import rollup_migrations
+
 DEFAULT_DATABASE = "interlock"
 DEFAULT_TTL_DAYS = 400
 DEDUP_WINDOW = 1000  # recent insert blocks remembered per table for retry dedup
@@ -269,7 +271,7 @@ def migrations(database: str = DEFAULT_DATABASE, ttl_days: int = DEFAULT_TTL_DAY
         for version, sql in ((1, _USAGE_EVENTS), (2, _SPEND_DAILY), (3, _SPEND_DAILY_MV), (4, _USAGE_BY_TIME),
                              (5, _USAGE_BY_TIME_MV), (6, _USAGE_BY_TIME_BACKFILL), (7, _WIRE_TIMESTAMPS),
                              (140, _TOKEN_CLASSES), (141, _BY_TIME_CACHE_WRITES), (142, _USAGE_BY_TIME_MV_V140),
-                             (143, _DROP_USAGE_BY_TIME_MV))
+                             (143, _DROP_USAGE_BY_TIME_MV), *rollup_migrations())
     ]
 
 
