@@ -174,3 +174,14 @@ class RollupLoop:
                 await asyncio.wait_for(stop.wait(), timeout=self._interval_s)
             except TimeoutError:
                 pass
+
+
+def open_roller(dsn: str, database: str = DEFAULT_DATABASE, *, grace_s: int = 120) -> tuple[Roller, Callable[[], None]]:
+    """A Roller with a client of its own on `dsn` (on chDB, the writer's path), and how to close it."""
+    import clickhouse_connect
+
+    from ingest.clickhouse_writer import redact_dsn
+
+    with translate_errors(f"connecting the rollup builder to {redact_dsn(dsn)}"):
+        client = clickhouse_connect.get_client(dsn=dsn)
+    return Roller(client, database, grace_s=grace_s), client.close

@@ -196,3 +196,36 @@ def test_store_without_rollup_tables_answers_from_raw(store: Any) -> None:
         writer.client.command(f"DROP TABLE {fast.database}.{t}")
     assert used(fast, "team", timedelta(days=7)) == "raw"
     assert spend_map(fast, "team", timedelta(days=7)) == spend_map(raw, "team", timedelta(days=7))
+
+
+async def test_ingest_rollup_loop_keeps_rollups_current(store: Any) -> None:
+    """The loop `interlock ingest` runs (INTERLOCK_INGEST_ROLLUP_INTERVAL_S): rolls what is due, then a late event."""
+    import asyncio
+
+    from ingest.rollup import RollupLoop
+    from interlock.settings import IngestSettings, SettingsError
+
+    writer, fast, raw, roller = store
+    writer.insert_events(make_events(300, seed=11))
+    stop = asyncio.Event()
+    loop = RollupLoop(roller, interval_s=0.05)
+    task = asyncio.create_task(loop.run(stop))
+    for _ in range(600):
+        if loop.runs >= 1:
+            break
+        await asyncio.sleep(0.05)
+    assert used(fast, "team", timedelta(days=7)) == "usage_rollup_hour"
+    late = event(random.Random(5), NOW_US - 5 * DAY_US, 2)
+    writer.insert_events([late])
+    runs = loop.runs
+    for _ in range(600):
+        if loop.runs >= runs + 2:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await task
+    assert roller.due(roller.server_now_us()) == []
+    same_answers(fast, raw)
+    assert IngestSettings.from_env({"INTERLOCK_CLICKHOUSE_DSN": "chdb:///x"}).rollup_interval_s == 30.0
+    with pytest.raises(SettingsError, match="ROLLUP_INTERVAL_S"):
+        IngestSettings.from_env({"INTERLOCK_CLICKHOUSE_DSN": "chdb:///x", "INTERLOCK_INGEST_ROLLUP_INTERVAL_S": "-1"})
