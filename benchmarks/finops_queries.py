@@ -8,7 +8,8 @@
 Creates the schema with `ingest.clickhouse_writer.open_clickhouse` (real migrations, so every
 materialized view fires: usage_by_time, spend_daily, the rollup marks), inserts synthetic events
 generated server-side with INSERT ... SELECT FROM numbers() in 1M-row batches (progress per batch;
-2,000 keys on 20 teams, 400 users, 12 models on 4 providers, 50k tasks of up to 8 steps, 30 days),
+2,000 keys on 20 teams, 400 users, 12 models on 4 providers, 50k tasks of up to 8 steps, each within
+one hour, 70 at a time, 30 days),
 redelivers REDELIVER of them in one more batch, then rebuilds the exact rollups (ingest.rollup, as
 `interlock ingest` does; progress per day) and times, as median and p95 of --runs runs:
 - each query of `ingest.query_service.UsageQueryService` (spend, top, cost, audit: the admin API's path);
@@ -58,7 +59,8 @@ DAYS = 30
 DB = "finops_bench"
 REDELIVER = 100_000
 
-# Synthetic distribution: 20 teams, 400 users, 2000 keys, 12 models on 4 providers, 50k tasks of 1-8 steps.
+# Synthetic distribution: 20 teams, 400 users, 2000 keys, 12 models on 4 providers, 50k tasks of 1-8 steps, each
+# task within one hour (like agent runs: 70 at a time), 30 days.
 _INSERT = """
 INSERT INTO {db}.usage_events (event_id, received_at, first_byte_at, done_at, node_id, key_id, team_id, user_id,
     project_id, tags, dialect, endpoint, requested_model, alias, provider, upstream_model, model, route_rule, attempts,
@@ -75,7 +77,8 @@ SELECT
     concat('team-', toString(k % 20)) AS team_id,
     concat('user-', toString(k % 400)) AS user_id,
     concat('proj-', toString(k % 40)) AS project_id,
-    map('task', concat('T-', toString(cityHash64(n, 2) % 50000)), 'step', concat('s', toString(n % 8)),
+    map('task', concat('T-', toString(intDiv(cityHash64(n, 1) % {span_us:UInt64}, 3600000000) * 70 + cityHash64(n, 2) % 70)),
+        'step', concat('s', toString(n % 8)),
         'env', if(n % 3 = 0, 'prod', 'dev')) AS tags,
     'openai' AS dialect, '/v1/chat/completions' AS endpoint,
     concat('model-', toString(m)) AS requested_model, if(m < 3, 'fast', '') AS alias,

@@ -129,7 +129,9 @@ class RollupReader:
     # -- the source ------------------------------------------------------------------------
 
     def _source(self, r: Rollup, covered: Ranges, window: Window, by: Sequence[Dimension], where: Filters,
-                bind: _Binder) -> str:
+                bind: _Binder, top: Sequence[str] = ()) -> str:
+        """`top` (tag rollup only, without ''): only those values keep their own group; everything else,
+        the untagged events too, lands in cq.OTHER as total minus top, so only the top rows are read."""
         raw = _complement(window, covered)
         parts = []
         if raw:
@@ -145,12 +147,14 @@ class RollupReader:
             # Per bucket: the totals row to group '', each tagged (name=K, value!='') row to its value
             # and, negated, out of group '' - so '' holds the events without a value for K, as raw does.
             tag = bind(by[0].tag, "String")
+            rest = bind(cq.OTHER if top else "", "String")
+            values = f"tag_value IN {bind(list(top), 'Array(String)')}" if top else "tag_value != ''"
             cols = ", ".join(f"{m} * sg.1 AS {o}" for m, o in zip(_ROLL_MEASURES, _OUT, strict=True))
             parts.append(
                 f"SELECT toDateTime64(bucket, 6, 'UTC') AS t, sg.2 AS g0, {cols} FROM {self._db}.{r.table} "
-                f"ARRAY JOIN if(tag_key = '{TAG_TOTALS}', [(toInt8(1), '')], [(toInt8(1), tag_value), "
-                f"(toInt8(-1), '')]) AS sg WHERE ({span}) AND (tag_key = '{TAG_TOTALS}' OR "
-                f"(tag_key = {tag} AND tag_value != ''))")
+                f"ARRAY JOIN if(tag_key = '{TAG_TOTALS}', [(toInt8(1), {rest})], [(toInt8(1), tag_value), "
+                f"(toInt8(-1), {rest})]) AS sg WHERE ({span}) AND (tag_key = '{TAG_TOTALS}' OR "
+                f"(tag_key = {tag} AND {values}))")
         else:
             keys = "".join(f"CAST({d.column} AS String) AS g{i}, " for i, d in enumerate(by))
             cols = ", ".join(f"{m} AS {o}" for m, o in zip(_ROLL_MEASURES, _OUT, strict=True))
@@ -203,7 +207,8 @@ class RollupReader:
         if plan is None:
             return raw
         bind = _Binder()
-        src = self._source(plan[0], plan[1], window, (dim,), where, bind)
+        top = groups if plan[0].tags and "" not in groups and cq.OTHER not in groups else ()
+        src = self._source(plan[0], plan[1], window, (dim,), where, bind, top)
         sql = (f"SELECT toUnixTimestamp64Micro(toDateTime64(toStartOfInterval(t, INTERVAL {bind(step_s, 'UInt32')} "
                f"SECOND), 6, 'UTC')) AS bucket_us, if(has({bind(list(groups), 'Array(String)')}, g0), g0, "
                f"{bind(cq.OTHER, 'String')}) AS grp, sum(r_requests) AS requests, sum(r_cost) AS cost FROM ({src}) "
