@@ -204,16 +204,37 @@ class RollupReader:
                where: Filters = ()) -> Query:
         raw = cq.series(self._db, dim, window, step_s, groups, where)
         plan = self._plan((dim,), where, window, step_s)
-        if plan is None:
-            return raw
         bind = _Binder()
-        top = groups if plan[0].tags and "" not in groups and cq.OTHER not in groups else ()
-        src = self._source(plan[0], plan[1], window, (dim,), where, bind, top)
+        foldable = bool(dim.tag) and bool(groups) and "" not in groups and cq.OTHER not in groups
+        if plan is None and foldable:
+            # Finer than the tag rollup (hourly): per bucket, the totals from a dimensionless rollup and only
+            # the top values' events from raw (the tags bloom filter finds them); the rest is total minus top.
+            total = self._plan((), where, window, step_s)
+            if total is None:
+                return raw
+            src = self._top_from_raw(total[0], total[1], window, dim, groups, where, bind)
+        elif plan is None:
+            return raw
+        else:
+            top = groups if plan[0].tags and foldable else ()
+            src = self._source(plan[0], plan[1], window, (dim,), where, bind, top)
         sql = (f"SELECT toUnixTimestamp64Micro(toDateTime64(toStartOfInterval(t, INTERVAL {bind(step_s, 'UInt32')} "
                f"SECOND), 6, 'UTC')) AS bucket_us, if(has({bind(list(groups), 'Array(String)')}, g0), g0, "
                f"{bind(cq.OTHER, 'String')}) AS grp, sum(r_requests) AS requests, sum(r_cost) AS cost FROM ({src}) "
                "GROUP BY bucket_us, grp HAVING requests > 0 ORDER BY bucket_us, grp")
         return Query(sql, bind.parameters, dict(BY_TIME_SETTINGS))
+
+    def _top_from_raw(self, r: Rollup, covered: Ranges, window: Window, dim: Dimension, groups: Sequence[str],
+                      where: Filters, bind: _Binder) -> str:
+        total = self._source(r, covered, window, (), where, bind)
+        rest = bind(cq.OTHER, "String")
+        tag = queries._expr(dim, bind)
+        match = " OR ".join(f"{tag} = {bind(g, 'String')}" for g in groups)  # OR of equalities: bloom filter
+        cols = ", ".join(f"{m} * sg.1 AS {o}" for m, o in zip(_RAW_MEASURES, _OUT, strict=True))
+        return (f"SELECT t, {rest} AS g0, {', '.join(_OUT)} FROM ({total}) UNION ALL "
+                f"SELECT received_at AS t, sg.2 AS g0, {cols} FROM {self._db}.{BY_TIME_TABLE} FINAL "
+                f"ARRAY JOIN [(toInt8(1), CAST({tag} AS String)), (toInt8(-1), {rest})] AS sg "
+                f"WHERE {_conditions(window, where, bind)} AND ({match})")
 
     def cumulative(self, window: Window, step_s: int, where: Filters = ()) -> Query:
         raw = cq.cumulative(self._db, window, step_s, where)

@@ -104,11 +104,13 @@ def same_answers(fast: UsageQueryService, raw: UsageQueryService) -> None:
     assert f.periods(parse_where(["team=platform"])) == r.periods(parse_where(["team=platform"]))
     for by, span, gran in (("team", timedelta(days=7), "hour"), ("model", timedelta(days=7), "day"),
                            ("tag:task", timedelta(days=30), "day"), ("key", timedelta(days=9), "week"),
+                           ("tag:task", timedelta(days=7), "hour"),
                            ("team", timedelta(hours=6), "5m")):  # fmt: skip
         assert f.top_series(by, span, gran) == r.top_series(by, span, gran), (by, gran)
     task = parse_dimension("tag:task")  # top groups without '': the rest folds in as total minus top
-    assert f.series(task, timedelta(days=30), "day", ["T-1", "T-3"]) == r.series(task, timedelta(days=30), "day",
-                                                                                ["T-1", "T-3"])
+    for span, gran in ((timedelta(days=30), "day"), (timedelta(days=7), "hour")):  # hourly: totals - raw top
+        assert f.series(task, span, gran, ["T-1", "T-3"]) == r.series(task, span, gran, ["T-1", "T-3"])
+        assert f.series(task, span, gran, ["T-2", ""]) == r.series(task, span, gran, ["T-2", ""])
     start = NOW_US - 8 * DAY_US - 12345
     for step in (3600, 86_400):
         assert f.burn(start, parse_where(["team=search"]), step) == r.burn(start, parse_where(["team=search"]), step)
@@ -132,6 +134,8 @@ def test_rollups_answer_exactly_like_raw(store: Any) -> None:
     assert used(fast, "key", timedelta(days=7)) == "usage_rollup_day"
     assert used(fast, "tag:task", timedelta(days=30)) == "usage_rollup_tag_day"
     assert used(fast, "node", timedelta(days=7)) == "raw"  # no rollup keeps the node
+    hourly = fast.rollups.series(parse_dimension("tag:task"), fast.window(timedelta(days=7)), 3600, ["T-1"])
+    assert "usage_rollup_hour" in hourly.sql and "ARRAY JOIN [(" in hourly.sql  # totals rolled, top values raw
     same_answers(fast, raw)
     for by, key, since in (("team", "team_id", timedelta(days=7)), ("tag:task", "tag:task", timedelta(days=30)),
                            ("key", "key_id", timedelta(hours=30))):  # fmt: skip
