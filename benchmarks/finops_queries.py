@@ -1,28 +1,31 @@
-"""FinOps query latency over a large usage_events table in embedded chDB.
+"""FinOps and console query latency over 10M usage events in embedded chDB, rollups vs raw.
 
-    python benchmarks/finops_queries.py            # 10M events (~2-4 min on 4 cores)
+    python benchmarks/finops_queries.py            # 10M events over 30 days
     python benchmarks/finops_queries.py --quick    # 1M events
     python benchmarks/finops_queries.py --rows 20000000 --data-dir /tmp/finops --keep
     python benchmarks/finops_queries.py --compare  # also time the old reads of usage_events FINAL
 
-Creates the schema with `ingest.clickhouse_writer.open_clickhouse` (real migrations, so the
-spend_daily view fires too), inserts synthetic events generated server-side with
-INSERT ... SELECT FROM numbers() in 1M-row batches (Python row conversion would dominate
-and is measured by tests/test_usage_clickhouse.py), then times each query of
-`ingest.query_service.UsageQueryService` - the same path the admin API uses, including
-row conversion - and every query of the web console (controlplane/console/data.py: overview
-periods, request health with p50/p99, spend series, request trail and detail, burn-down), as the
-median and p95 of --runs runs (default 10). The bar: each at most 1 s p95 over 10M events, and
-the overview page's queries together (what /ui/ runs before it renders) at most 2 s p95.
-Baseline in the same run: a plain full scan `SELECT count(), sum(cost_usd)` without FINAL.
+Creates the schema with `ingest.clickhouse_writer.open_clickhouse` (real migrations, so every
+materialized view fires: usage_by_time, spend_daily, the rollup marks), inserts synthetic events
+generated server-side with INSERT ... SELECT FROM numbers() in 1M-row batches (progress per batch;
+2,000 keys on 20 teams, 400 users, 12 models on 4 providers, 50k tasks of up to 8 steps, each within
+one hour, 70 at a time, 30 days),
+redelivers REDELIVER of them in one more batch, then rebuilds the exact rollups (ingest.rollup, as
+`interlock ingest` does; progress per day) and times, as median and p95 of --runs runs:
+- each query of `ingest.query_service.UsageQueryService` (spend, top, cost, audit: the admin API's path);
+- each query of the web console (controlplane/console/data.py: overview periods, request health,
+  spend series, request trail and detail, burn-down);
+- the overview page over HTTP: the real /ui app on loopback, signed in, GET /ui/ (all its queries,
+  rendered), and - when Debian's chromium and Playwright are there - in headless Chromium until
+  every chart is drawn.
+Baseline in the same run: every question again with rollups off (`use_rollups=False`: the raw
+usage_by_time FINAL path), and a plain full scan. The bar: each query at most 1 s p95 over 10M
+events, the overview page at most 2 s.
 
-Exactness under redelivery: after the bulk insert, the first REDELIVER events are inserted
-again as one more batch (not dropped by insert dedup: a different block), so both
-usage_events and usage_by_time hold unmerged duplicates while the queries run. Before timing,
-the run asserts that the whole-window spend total, a 7d per-team breakdown and one task's
-bill equal the distinct events' sums (GROUP BY event_id), i.e. nothing is double counted.
-With --compare, each query is also timed the old way (same SQL over `usage_events FINAL`,
-as before schema v4). Exit status 0 when every query meets the bar, 1 otherwise.
+Exactness: before timing, the run asserts that the whole-window spend, a 7d per-team breakdown, a
+30d tag:task breakdown and one task's bill equal the distinct events' sums (GROUP BY event_id: the
+data holds REDELIVER duplicates), and that every spend/series answer with rollups equals the raw
+answer. Exit status 0 when every query meets the bar, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -39,11 +42,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/ as a package
+
+from benchmarks.console_page import Browser, http_page_s, serve_console, signed_in
 from controlplane.console.data import ConsoleData
 from ingest import queries
 from ingest.clickhouse_writer import open_clickhouse
 from ingest.queries import parse_group_by, parse_where
 from ingest.query_service import UsageQueryService
+from ingest.rollup import Roller
 
 BAR_S = 1.0
 OVERVIEW_BAR_S = 2.0
@@ -52,7 +59,8 @@ DAYS = 30
 DB = "finops_bench"
 REDELIVER = 100_000
 
-# Synthetic distribution: 20 teams, 400 users, 2000 keys, 12 models on 4 providers, 50k tasks of 1-8 steps.
+# Synthetic distribution: 20 teams, 400 users, 2000 keys, 12 models on 4 providers, 50k tasks of 1-8 steps, each
+# task within one hour (like agent runs: 70 at a time), 30 days.
 _INSERT = """
 INSERT INTO {db}.usage_events (event_id, received_at, first_byte_at, done_at, node_id, key_id, team_id, user_id,
     project_id, tags, dialect, endpoint, requested_model, alias, provider, upstream_model, model, route_rule, attempts,
@@ -69,7 +77,8 @@ SELECT
     concat('team-', toString(k % 20)) AS team_id,
     concat('user-', toString(k % 400)) AS user_id,
     concat('proj-', toString(k % 40)) AS project_id,
-    map('task', concat('T-', toString(cityHash64(n, 2) % 50000)), 'step', concat('s', toString(n % 8)),
+    map('task', concat('T-', toString(intDiv(cityHash64(n, 1) % {span_us:UInt64}, 3600000000) * 70 + cityHash64(n, 2) % 70)),
+        'step', concat('s', toString(n % 8)),
         'env', if(n % 3 = 0, 'prod', 'dev')) AS tags,
     'openai' AS dialect, '/v1/chat/completions' AS endpoint,
     concat('model-', toString(m)) AS requested_model, if(m < 3, 'fast', '') AS alias,
@@ -206,8 +215,71 @@ def check_exact(client: Any, svc: UsageQueryService, rows: int) -> None:
     bill = svc.task_cost("T-7")
     want_task = client.query(f"SELECT count(), sum(cost_usd) FROM {distinct} WHERE tags['task'] = 'T-7'").result_rows[0]
     assert (bill.total.requests, bill.total.cost_usd) == (want_task[0], Decimal(want_task[1])), (bill.total, want_task)
-    print(f"exact under redelivery: whole window, 7d by team and task T-7 match the distinct events "
+    tasks = svc.spend(parse_group_by("tag:task"), timedelta(days=30), limit=10)
+    want_tasks = client.query(
+        f"SELECT tags['task'] AS t, count(), sum(cost_usd) AS c FROM {distinct} WHERE received_at >= "
+        "fromUnixTimestamp64Micro({start:Int64}, 'UTC') AND received_at < fromUnixTimestamp64Micro({end:Int64}, 'UTC') "
+        "GROUP BY t ORDER BY c DESC, t LIMIT 10",
+        parameters={"start": tasks.window.start_us, "end": tasks.window.end_us}).result_rows
+    assert [(r.group[0], r.requests, r.cost_usd) for r in tasks.rows] == [(t, n, Decimal(c)) for t, n, c in want_tasks]
+    print(f"exact under redelivery: whole window, 7d by team, 30d top tasks and task T-7 match the distinct events "
           f"({time.perf_counter() - t0:.1f}s to check)")
+
+
+def roll(client: Any, now_us: int) -> float:
+    """Rebuild every rolled-up day, as the ingest service's rollup loop does, with progress."""
+    t0 = time.perf_counter()
+    roller = Roller(client, DB, grace_s=0)
+    days = roller.due(roller.server_now_us())
+    for i, day in enumerate(days, 1):
+        roller.roll_day(day)
+        print(f"  rolled day {time.strftime('%Y-%m-%d', time.gmtime(day))}  ({i}/{len(days)}, "
+              f"{time.perf_counter() - t0:.1f}s)", flush=True)
+    return time.perf_counter() - t0
+
+
+def check_same(fast: UsageQueryService, raw: UsageQueryService, k: str) -> None:
+    """Every spend/series/periods answer with rollups equals the raw path's (after redelivery)."""
+    t0 = time.perf_counter()
+    pairs = [(fn(fast), fn(raw)) for fn in (
+        lambda s: s.spend(parse_group_by("team,model"), timedelta(days=30), limit=10_000),
+        lambda s: s.spend(parse_group_by("tag:task"), timedelta(days=7)),
+        lambda s: s.spend(parse_group_by("key"), timedelta(days=30), parse_where(["team=team-3"]), limit=10_000),
+        lambda s: ConsoleData(s).periods(),
+        lambda s: ConsoleData(s).top_series("team", timedelta(days=7), "hour"),
+        lambda s: ConsoleData(s).top_series("tag:task", timedelta(days=30), "day"),
+        lambda s: ConsoleData(s).burn(s.now_us() - 30 * 86_400 * 10**6, parse_where(["team=team-3"]), 86_400),
+    )]  # fmt: skip
+    for i, (a, b) in enumerate(pairs):
+        assert a == b, f"rollup answer {i} differs from raw"
+    print(f"rollups equal raw: {len(pairs)} spend/series/periods/burn answers ({time.perf_counter() - t0:.1f}s)")
+
+
+def page_cases(fast: UsageQueryService, raw: UsageQueryService, runs: int, browser: bool) -> list[tuple[str, float, float, float, float]]:
+    """(name, raw median, raw p95, median, p95) of the overview page over HTTP, and in Chromium."""
+    out = []
+    with serve_console(fast) as fast_url, serve_console(raw) as raw_url:
+        hf, hr = signed_in(fast_url), signed_in(raw_url)
+        for h in (hf, hr):
+            http_page_s(h)  # warm
+        out.append(("overview page /ui/ over HTTP (rendered HTML)", *timed(lambda: http_page_s(hr), runs),
+                    *timed(lambda: http_page_s(hf), runs)))
+        hf.close()
+        hr.close()
+        b = Browser.open() if browser else None
+        if browser and b is None:
+            print("no chromium/playwright: overview page not timed in a browser")
+        if b is not None:
+            try:
+                pf, pr = b.signed_in(fast_url), b.signed_in(raw_url)
+                b.page_s(pf, f"{fast_url}/ui/")
+                b.page_s(pr, f"{raw_url}/ui/")
+                out.append(("overview page /ui/ in Chromium (charts drawn)",
+                            *timed(lambda: b.page_s(pr, f"{raw_url}/ui/"), runs),
+                            *timed(lambda: b.page_s(pf, f"{fast_url}/ui/"), runs)))
+            finally:
+                b.close()
+    return out
 
 
 def main() -> int:
@@ -216,60 +288,84 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="1M events")
     ap.add_argument("--data-dir", type=Path, default=None, help="chDB path (default: a temp dir, removed after)")
     ap.add_argument("--keep", action="store_true", help="keep the data dir")
+    ap.add_argument("--reuse", action="store_true", help="query the data already in --data-dir (no insert)")
     ap.add_argument("--optimize", action="store_true", help="OPTIMIZE FINAL before querying (fully merged parts)")
     ap.add_argument("--compare", action="store_true", help="also time the pre-v4 queries over usage_events FINAL")
+    ap.add_argument("--no-browser", action="store_true", help="do not time the overview page in Chromium")
     ap.add_argument("--runs", type=int, default=10, help="timed runs per query (median and p95)")
+    ap.add_argument("--no-check", action="store_true", help="skip the exactness checks (a shorter run)")
     args = ap.parse_args()
     rows = 1_000_000 if args.quick else args.rows
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="finops-chdb-"))
     now_us = time.time_ns() // 1000
     try:
         writer = open_clickhouse(f"chdb://{data_dir.resolve()}", database=DB)
-        with writer, UsageQueryService(writer.client, DB, clock=lambda: now_us / 1e6) as svc:
-            client = writer.client
-            for table in ("usage_events", "usage_by_time", "spend_daily"):
-                client.command(f"TRUNCATE TABLE {DB}.{table}")
-            print(f"inserting {rows:,} synthetic events over {DAYS} days into {data_dir} (batches of {BATCH:,})")
-            took = insert(client, rows, now_us)
-            print(f"inserted in {took:.1f}s ({rows / took:,.0f} events/s)")
-            again = min(REDELIVER, rows)
-            client.command(_INSERT.replace("{db}", DB), parameters={
-                "end_us": now_us, "span_us": DAYS * 86_400 * 10**6, "start": 0, "count": again})  # fmt: skip
-            print(f"redelivered {again:,} of them in one more batch")
+        client = writer.client
+        if args.reuse:
+            now_us = int(client.query(f"SELECT toUnixTimestamp64Micro(max(received_at)) + 1 FROM {DB}.usage_events"
+                                      ).result_rows[0][0])
+        clock = lambda: now_us / 1e6  # noqa: E731
+        with writer, UsageQueryService(client, DB, clock=clock) as svc:
+            raw_svc = UsageQueryService(client, DB, clock=clock, use_rollups=False)  # shares the client: never closed
+            if not args.reuse:
+                for table in ("usage_events", "usage_by_time", "spend_daily", "usage_rollup_marks"):
+                    client.command(f"TRUNCATE TABLE {DB}.{table}")
+                print(f"inserting {rows:,} synthetic events over {DAYS} days into {data_dir} (batches of {BATCH:,})")
+                took = insert(client, rows, now_us)
+                print(f"inserted in {took:.1f}s ({rows / took:,.0f} events/s)")
+                again = min(REDELIVER, rows)
+                client.command(_INSERT.replace("{db}", DB), parameters={
+                    "end_us": now_us, "span_us": DAYS * 86_400 * 10**6, "start": 0, "count": again})  # fmt: skip
+                print(f"redelivered {again:,} of them in one more batch")
             if args.optimize:
                 t0 = time.perf_counter()
                 for table in ("usage_events", "usage_by_time"):
                     client.command(f"OPTIMIZE TABLE {DB}.{table} FINAL")
                 print(f"optimized in {time.perf_counter() - t0:.1f}s")
+            print(f"rebuilding rollups (ingest.rollup) for the closed hours of {DAYS + 1} days")
+            print(f"rolled in {roll(client, now_us):.1f}s")
+            sizes = client.query(f"SELECT table, sum(rows) FROM system.parts WHERE database = '{DB}' AND active AND "
+                                 "table LIKE 'usage_rollup_%' GROUP BY table ORDER BY table").result_rows
+            print("rollup rows: " + ", ".join(f"{t} {n:,}" for t, n in sizes))
             print(f"active: {parts(client)}")
-            check_exact(client, svc, rows)
+            if not (args.reuse or args.no_check):
+                check_exact(client, svc, rows)
             k = svc.top(parse_group_by("key"), timedelta(days=7), limit=1).rows[0].group[0]
+            if not args.no_check:
+                check_same(svc, raw_svc, k)
             cases = questions(svc, client, k) + console_questions(svc, k)
-            for _, fn in cases:
+            raw_cases = questions(raw_svc, client, k) + console_questions(raw_svc, k)
+            for _, fn in (*cases, *raw_cases):
                 fn()  # warm: first touch of each column reads it from disk
-            results = [(name, *timed(fn, args.runs)) for name, fn in cases]
+            results = []
+            for (name, fn), (_, raw_fn) in zip(cases, raw_cases, strict=True):
+                results.append((name, *timed(raw_fn, args.runs), *timed(fn, args.runs)))
+                print(f"  timed {name}: raw p95 {results[-1][2] * 1000:.0f}ms, rollup p95 {results[-1][4] * 1000:.0f}ms",
+                      flush=True)
+            results += page_cases(svc, raw_svc, args.runs, not args.no_browser)
             before: dict[str, float] = {}
             if args.compare:
-                old_cases = questions(OldPath(client, DB, clock=lambda: now_us / 1e6), client, k)[2:9]
+                old_cases = questions(OldPath(client, DB, clock=clock, use_rollups=False), client, k)[2:9]
                 for _, fn in old_cases:
                     fn()
                 before = {name: median_s(fn) for name, fn in old_cases}
     finally:
         if not (args.keep or args.data_dir):
             shutil.rmtree(data_dir, ignore_errors=True)
-    base = results[1][1]
+    base = results[1][3]
     print(f"\nFinOps and console queries over {rows:,} events ({args.runs} runs each; bar {BAR_S:.1f}s p95, overview "
-          f"page {OVERVIEW_BAR_S:.1f}s; ratio = median vs full-scan baseline median)")
-    print(f"{'QUERY':<58} {'BEFORE':>9} {'MEDIAN':>9} {'P95':>9} {'RATIO':>7}  BAR")
+          f"page {OVERVIEW_BAR_S:.1f}s). RAW = rollups off (usage_by_time FINAL, the baseline); ROLLUP = as shipped; "
+          "ratio = RAW p95 / ROLLUP p95. Machine shared: compare columns, not runs.")
+    print(f"{'QUERY':<56} {'RAW MED':>9} {'RAW P95':>9} {'MEDIAN':>9} {'P95':>9} {'RATIO':>6}  BAR")
     ok = True
-    for i, (name, s, p95) in enumerate(results):
-        bar = OVERVIEW_BAR_S if name.startswith("console overview page") else BAR_S
+    for i, (name, rs, rp, s, p95) in enumerate(results):
+        bar = OVERVIEW_BAR_S if "overview page" in name else BAR_S
         verdict = "" if i < 2 else ("ok" if p95 <= bar else "OVER")
         ok &= verdict != "OVER"
-        old = f"{before[name] * 1000:>7.1f}ms" if name in before else f"{'-':>9}"
-        print(f"{name:<58} {old} {s * 1000:>7.1f}ms {p95 * 1000:>7.1f}ms {s / base:>6.2f}x  {verdict}")
-    if before:
-        print("BEFORE = the same query over usage_events FINAL (schema v3); MEDIAN = usage_by_time FINAL (v4+)")
+        old = f"  (usage_events FINAL: {before[name] * 1000:.0f}ms)" if name in before else ""
+        print(f"{name:<56} {rs * 1000:>7.1f}ms {rp * 1000:>7.1f}ms {s * 1000:>7.1f}ms {p95 * 1000:>7.1f}ms "
+              f"{rp / p95:>5.1f}x  {verdict}{old}")
+    print(f"full-scan baseline median: {base * 1000:.1f}ms")
     return 0 if ok else 1
 
 

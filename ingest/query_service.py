@@ -28,6 +28,7 @@ from ingest import queries
 from ingest.audit_row import AuditRow, audit_row_model
 from ingest.clickhouse_writer import IngestError, redact_dsn, translate_errors
 from ingest.queries import Dimension, Order, Query, Window
+from ingest.rollup_read import RollupReader
 from ingest.schema import DEFAULT_DATABASE, check_identifier
 from interlock.usage_schema import UsageSchema
 
@@ -116,13 +117,15 @@ class UsageQueryService:
     """Answers spend / top / per-task cost / audit questions. Owns (and closes) its client."""
 
     def __init__(self, client: Client, database: str = DEFAULT_DATABASE, *,
-                 clock: Callable[[], float] = time.time, schema: UsageSchema | None = None) -> None:
+                 clock: Callable[[], float] = time.time, schema: UsageSchema | None = None,
+                 use_rollups: bool = True) -> None:
         self._client = client
         self._schema = schema  # None: the production usage schema (interlock/usage_schema.py)
         self.audit_row = AuditRow if schema is None else audit_row_model(schema)
         self._database = check_identifier(database)
         self._clock = clock
         self._lock = threading.Lock()
+        self.rollups = RollupReader(self._run, self._database, enabled=use_rollups)  # exact pre-aggregates
 
     @classmethod
     def from_dsn(cls, dsn: str, database: str = DEFAULT_DATABASE) -> UsageQueryService:
@@ -143,7 +146,7 @@ class UsageQueryService:
     def spend(self, by: Sequence[Dimension], since: timedelta, where: Filters = (), limit: int = 100,
               order: Order = "cost") -> SpendReport:
         window = self.window(since)
-        rows = self._run(queries.spend(self._database, by, window, where, limit, order), "spend")
+        rows = self._run(self.rollups.spend(by, window, where, limit, order), "spend")
         n = len(by)
         t = rows[0] if rows else None
         total = (Totals(int(t[n + 6]), int(t[n + 7]), int(t[n + 8]), int(t[n + 9]), Decimal(t[n + 10]))

@@ -42,6 +42,8 @@ Not used for exact answers: a rollup keyed by event_id-free dimensions (like
 spend_daily, or an AggregatingMergeTree by hour) cannot tell a redelivery from a
 new event, because its view sees each insert block alone; it could only be exact
 once no redelivery can still arrive for its window, which nothing guarantees.
+The exact rollups (v130-v134, ingest/rollup_schema.py) avoid this: rebuilt per day from
+usage_by_time FINAL, never fed event by event, and bypassed for any hour written since.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ from __future__ import annotations
 import re
 
 from clickhouse_connect.driver.client import Client
+
+from ingest.rollup_schema import rollup_migrations
 
 DEFAULT_DATABASE = "interlock"
 DEFAULT_TTL_DAYS = 400
@@ -269,7 +273,7 @@ def migrations(database: str = DEFAULT_DATABASE, ttl_days: int = DEFAULT_TTL_DAY
         for version, sql in ((1, _USAGE_EVENTS), (2, _SPEND_DAILY), (3, _SPEND_DAILY_MV), (4, _USAGE_BY_TIME),
                              (5, _USAGE_BY_TIME_MV), (6, _USAGE_BY_TIME_BACKFILL), (7, _WIRE_TIMESTAMPS),
                              (140, _TOKEN_CLASSES), (141, _BY_TIME_CACHE_WRITES), (142, _USAGE_BY_TIME_MV_V140),
-                             (143, _DROP_USAGE_BY_TIME_MV))
+                             (143, _DROP_USAGE_BY_TIME_MV), *rollup_migrations())
     ]
 
 

@@ -450,6 +450,7 @@ class IngestSettings:
     batch_ms: int = 1000  # a partition batch is flushed at most this long after its first record
     health_host: str = "127.0.0.1"
     health_port: int = 8090  # 0 = any free port
+    rollup_interval_s: float = 30.0  # how often the exact rollups are brought up to date (ingest.rollup); 0 = never
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> IngestSettings:
@@ -465,11 +466,14 @@ class IngestSettings:
             batch_ms=_get(env, "INGEST_BATCH_MS", cls.batch_ms, int),
             health_host=_get(env, "INGEST_HEALTH_HOST", cls.health_host, str),
             health_port=_get(env, "INGEST_HEALTH_PORT", cls.health_port, int),
+            rollup_interval_s=_get(env, "INGEST_ROLLUP_INTERVAL_S", cls.rollup_interval_s, float),
         )
         if not settings.clickhouse_dsn:
             raise SettingsError(f"{PREFIX}CLICKHOUSE_DSN must be set (e.g. chdb:///abs/dir or http://host:8123)")
         if settings.batch_max <= 0 or settings.batch_ms <= 0:
             raise SettingsError(f"{PREFIX}INGEST_BATCH_MAX and {PREFIX}INGEST_BATCH_MS must be positive")
+        if settings.rollup_interval_s < 0:
+            raise SettingsError(f"{PREFIX}INGEST_ROLLUP_INTERVAL_S must be 0 (off) or a positive number of seconds")
         return settings
 
     @property

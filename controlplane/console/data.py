@@ -78,7 +78,7 @@ class ConsoleData:
         return window_ending(span, self.q.now_us())
 
     def periods(self, where: Filters = ()) -> list[Period]:
-        row = self.q.rows(cq.periods(self.db, self.q.now_us(), [s for _, s in PERIODS], where), "overview periods")[0]
+        row = self.q.rows(self.q.rollups.periods(self.q.now_us(), [s for _, s in PERIODS], where), "overview periods")[0]
         return [Period(label, Decimal(row[2 * i]), Decimal(row[2 * i + 1])) for i, (label, _) in enumerate(PERIODS)]
 
     def health(self, span: timedelta, where: Filters = ()) -> Health:
@@ -91,7 +91,7 @@ class ConsoleData:
 
     def series(self, dim: Dimension, span: timedelta, gran: str, groups: list[str], where: Filters = ()) -> dict[str, Any]:
         step = cq.GRANULARITIES[gran]
-        rows = self.q.rows(cq.series(self.db, dim, self.window(span), step, groups[:TOP_GROUPS], where), "series")
+        rows = self.q.rows(self.q.rollups.series(dim, self.window(span), step, groups[:TOP_GROUPS], where), "series")
         return series_chart(rows, key_fmt="%Y-%m-%d" if step >= 86_400 else "%m-%d %H:%M")
 
     def top_series(self, by: str, span: timedelta, gran: str, where: Filters = ()) -> tuple[SpendReport, dict[str, Any]]:
@@ -125,4 +125,4 @@ class ConsoleData:
     def burn(self, start_us: int, where: Filters, step_s: int) -> list[tuple[int, Decimal]]:
         """(bucket_us, running spend) since the window start."""
         w = Window(start_us, self.q.now_us())
-        return [(int(r[0]), Decimal(r[2])) for r in self.q.rows(cq.cumulative(self.db, w, step_s, where), "burn-down")]
+        return [(int(r[0]), Decimal(r[2])) for r in self.q.rows(self.q.rollups.cumulative(w, step_s, where), "burn-down")]

@@ -16,6 +16,7 @@ async def serve_ingest(settings: object, stop: asyncio.Event) -> None:
     from ingest.clickhouse_writer import IngestError, open_clickhouse, redact_dsn
     from ingest.health import HealthServer
     from ingest.query_endpoint import query_endpoint_from_env
+    from ingest.rollup import RollupLoop, open_roller
     from ingest.service import IngestService
     from interlock.settings import IngestSettings
 
@@ -30,6 +31,10 @@ async def serve_ingest(settings: object, stop: asyncio.Event) -> None:
     except IngestError as exc:
         await asyncio.to_thread(writer.close)
         raise click.ClickException(f"INTERLOCK_INGEST_QUERY_TOKEN: {exc}") from exc
+    roller = await asyncio.to_thread(open_roller, settings.clickhouse_dsn) if settings.rollup_interval_s else None
+    roll_stop = asyncio.Event()  # its own: a rebuild in flight finishes before its client closes
+    rollups = (asyncio.create_task(RollupLoop(roller[0], settings.rollup_interval_s).run(roll_stop), name="rollups")
+               if roller is not None else None)
     health = HealthServer(service.stats, settings.health_host, settings.health_port,
                           extra_routes=endpoint.add_to if endpoint is not None else None)
     try:
@@ -40,6 +45,10 @@ async def serve_ingest(settings: object, stop: asyncio.Event) -> None:
                    + (f", usage queries http://{settings.health_host}:{health.port}/query/v1" if endpoint else ""))
         await service.run(stop)
     finally:
+        if rollups is not None and roller is not None:
+            roll_stop.set()
+            await rollups
+            await asyncio.to_thread(roller[1])
         await health.close()
         if endpoint is not None:
             await asyncio.to_thread(endpoint.close)
