@@ -41,15 +41,15 @@ from controlplane.policy.model import (
     RateLimit,
     Team,
 )
-from dataplane.admission import authenticate, presented_key
 from dataplane.budget.gate import BudgetGate, PoolTable
 from dataplane.dialects.base import Usage
 from dataplane.dialects.openai import OpenAIDialect
-from dataplane.policy import CompiledPolicy, Route
+from dataplane.pipeline.admission import authenticate, presented_key
+from dataplane.pipeline.tags import request_tags
 from dataplane.providers.registry import default_providers
 from dataplane.routing.select import plan_for
-from dataplane.tags import request_tags
-from interlock.keys import hash_key, new_secret
+from dataplane.snapshot.policy import CompiledPolicy, Route
+from interlock_contracts.keys import hash_key, new_secret
 
 PEPPER = b"bench-pepper"
 
@@ -156,9 +156,9 @@ async def hotpath(iterations: int) -> None:
 
 
 def cluster(seeds: int) -> None:
+    from tests.e2e.test_budget_cluster import PICO, pico, run_seed, seed_budgets, start_cluster
     from tests.fixtures.cluster import Cluster
     from tests.fixtures.etcd import EtcdServer
-    from tests.test_budget_cluster import PICO, pico, run_seed, seed_budgets, start_cluster
 
     binary = shutil.which("etcd")
     if binary is None:

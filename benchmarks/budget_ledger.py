@@ -24,7 +24,7 @@ from pathlib import Path
 from controlplane.budget.ledger import Ledger
 from controlplane.budget.limits import LimitBook, LimitSpec
 from controlplane.store import KV, open_store
-from interlock.v1 import budget_pb2
+from interlock_contracts.v1 import budget_pb2
 
 B = budget_pb2.LEASE_KIND_BUDGET
 

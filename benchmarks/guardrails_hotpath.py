@@ -28,12 +28,12 @@ from controlplane.policy.model import Alias, KeyRecord, Model, PolicyDocument, P
 from dataplane.dialects.registry import default_dialects
 from dataplane.guardrails.stage import Guardrails
 from dataplane.http.messages import Request, Responder
-from dataplane.policy import CompiledPolicy, env_and_file_credentials
+from dataplane.pipeline.proxy import Endpoint, Proxy
 from dataplane.providers.registry import default_providers
-from dataplane.proxy import Endpoint, Proxy
+from dataplane.snapshot.policy import CompiledPolicy, env_and_file_credentials
 from dataplane.translate.registry import default_translations
 from interlock.fakeprovider.recorded import OPENAI_CHAT, OPENAI_CHAT_STREAM, render_recorded_responses
-from interlock.keys import hash_key, new_key_id, new_secret
+from interlock_contracts.keys import hash_key, new_key_id, new_secret
 
 
 class _FirstWrite:

@@ -108,8 +108,8 @@ def main() -> None:
     print(f"HTTP server, CPU per request (median of {args.rounds} interleaved rounds of {args.requests}):")
     print(f"  baseline {base:6.2f} us   this {this:6.2f} us   ratio {this / base:.3f}")
 
-    from dataplane.request_validation import validate
-    from dataplane.tags import request_tags
+    from dataplane.pipeline.request_validation import validate
+    from dataplane.pipeline.tags import request_tags
 
     body = orjson.loads(_request().partition(b"\r\n\r\n")[2])
     headers = {"authorization": "Bearer x", "x-interlock-tags": "task=T-1,step=edit"}

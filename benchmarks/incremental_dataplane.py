@@ -40,7 +40,7 @@ from controlplane.budget.runkeys import RunKeySpec
 from controlplane.policy.model import Alias, Model, PolicyDocument, Price, Provider, Team
 from controlplane.service_types import KeySpec
 from controlplane.store.layout import VERSION_KEY
-from interlock.settings import ControlPlaneSettings
+from interlock_contracts.settings.controlplane import ControlPlaneSettings
 
 REPO = Path(__file__).resolve().parent.parent
 GATEWAY_CORE, LOAD_CORE = 0, 1

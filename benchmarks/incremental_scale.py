@@ -55,9 +55,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def subscribers(target: str, nodes: int, base: Path, want_version: int, stop_file: Path) -> None:
-    from dataplane.policy_holder import PolicyHolder
     from dataplane.providers.registry import default_providers
-    from dataplane.sync import SnapshotSync
+    from dataplane.snapshot.holder import PolicyHolder
+    from dataplane.snapshot.sync import SnapshotSync
 
     syncs = []
     for n in range(nodes):
@@ -237,9 +237,9 @@ async def run(ns: argparse.Namespace) -> None:
     # their snapshot file (+ delta log); timed up to the first key lookup answered, before anything else.
     for n, how in ((0, "graceful stop"), (min(1, ns.nodes - 1), "crash: delta log replayed")):
         code = ("import time,sys;t=time.perf_counter();"
-                "from dataplane.policy_holder import PolicyHolder;"
+                "from dataplane.snapshot.holder import PolicyHolder;"
                 "from dataplane.providers.registry import default_providers;"
-                "from dataplane.sync import SnapshotSync;h=PolicyHolder(default_providers(),lambda r:None);"
+                "from dataplane.snapshot.sync import SnapshotSync;h=PolicyHolder(default_providers(),lambda r:None);"
                 f"s=SnapshotSync('127.0.0.1:9','cold',h.apply,'{tmp}/n{n}/snapshot.pb',holder=h);"
                 "ok=s.load_from_disk();h.policy.keys.get(b'x'*32);e=time.perf_counter()-t;c=time.process_time();"
                 "print(ok,len(h.policy.keys) if h.policy else 0,e,c,s.boot_verified or '-')")

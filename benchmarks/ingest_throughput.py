@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ingest.clickhouse_writer import ClickHouseWriter, open_clickhouse
 from ingest.consumer import decode_records
 from ingest.service import IngestService
-from interlock.settings import IngestSettings
-from interlock.v1 import usage_pb2
+from interlock_contracts.settings.ingest import IngestSettings
+from interlock_contracts.v1 import usage_pb2
 
 
 def make_event(i: int, node: str, received_us: int) -> usage_pb2.UsageEvent:

@@ -36,7 +36,7 @@ from dataplane.observe import access_log, tracing
 from dataplane.observe.metrics import RequestMetrics
 from dataplane.observe.node import RequestObserver
 from dataplane.translate.registry import default_translations
-from interlock.metrics.exposition import Registry
+from interlock_contracts.metrics.exposition import Registry
 
 REPO = Path(__file__).resolve().parent.parent
 

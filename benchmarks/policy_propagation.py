@@ -19,10 +19,10 @@ from pathlib import Path
 
 from controlplane.backend import start_backend
 from controlplane.policy.model import Alias, Model, PolicyDocument, Provider, Team
-from dataplane.policy_holder import PolicyHolder
 from dataplane.providers.registry import default_providers
-from dataplane.sync import SnapshotSync
-from interlock.settings import ControlPlaneSettings
+from dataplane.snapshot.holder import PolicyHolder
+from dataplane.snapshot.sync import SnapshotSync
+from interlock_contracts.settings.controlplane import ControlPlaneSettings
 
 
 def doc(i: int) -> PolicyDocument:

@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controlplane.policy.compiler import compile_snapshot
 from controlplane.policy.model import Model, PolicyDocument, Provider
-from dataplane.policy import CompiledPolicy, RuntimeProvider
 from dataplane.providers.registry import default_providers
+from dataplane.snapshot.policy import CompiledPolicy, RuntimeProvider
 
 SECRETS = {"KEY": "sk-test", "AWS": "AKIDEXAMPLE:wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"}
 CLIENT_HEADERS = {"anthropic-version": "2023-06-01", "anthropic-beta": "claude-code-20250219", "user-agent": "bench"}

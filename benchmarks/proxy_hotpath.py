@@ -27,12 +27,12 @@ from controlplane.policy.compiler import compile_snapshot
 from controlplane.policy.model import Alias, KeyRecord, Model, PolicyDocument, Price, Provider, Team
 from dataplane.dialects.registry import default_dialects
 from dataplane.http.messages import Request, Responder
-from dataplane.policy import CompiledPolicy, env_and_file_credentials
+from dataplane.pipeline.proxy import Endpoint, Proxy
 from dataplane.providers.registry import default_providers
-from dataplane.proxy import Endpoint, Proxy
+from dataplane.snapshot.policy import CompiledPolicy, env_and_file_credentials
 from dataplane.translate.registry import default_translations
 from interlock.fakeprovider.recorded import OPENAI_CHAT, OPENAI_CHAT_STREAM, render_recorded_responses
-from interlock.keys import hash_key, new_key_id, new_secret
+from interlock_contracts.keys import hash_key, new_key_id, new_secret
 
 PEPPER = b"bench-pepper"
 
@@ -114,7 +114,7 @@ def _observed(policy: CompiledPolicy, recorded: Any, chunks: list[bytes], dialec
     from dataplane.observe.access_log import AccessLog
     from dataplane.observe.metrics import RequestMetrics
     from dataplane.observe.node import RequestObserver
-    from interlock.metrics.exposition import Registry
+    from interlock_contracts.metrics.exposition import Registry
 
     class _Null(io.RawIOBase):
         def write(self, b: Any) -> int:

@@ -28,12 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controlplane.policy.compiler import compile_snapshot
 from controlplane.policy.model import PolicyDocument
-from dataplane.policy import CompiledPolicy, KeyEntry
 from dataplane.providers.registry import default_providers
 from dataplane.routing.attempts import AttemptPlanner
 from dataplane.routing.breaker import Breakers
 from dataplane.routing.report import AttemptRecord, route_headers
 from dataplane.routing.select import plan_for, session_of
+from dataplane.snapshot.policy import CompiledPolicy, KeyEntry
 
 
 def policy(rules: int) -> CompiledPolicy:
@@ -74,7 +74,7 @@ def main() -> None:
         assert route.model.name
 
     def routing() -> None:
-        plan = plan_for(p, key, "gpt-5", headers, tags, body, 1024)  # as dataplane/proxy.py does
+        plan = plan_for(p, key, "gpt-5", headers, tags, body, 1024)  # as dataplane/pipeline/proxy.py does
         planner = AttemptPlanner(plan, constraint=p.routing.constraints.get(key.team_id), breakers=breakers, rng=rng,
                                  session=session_of(headers, tags) if plan.sticky else "")
         nxt = planner.next(time.monotonic())

@@ -16,10 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from dataplane.usage_sink import ClickHouseSink
-from dataplane.usage_wal_sink import WalClickHouseSink
-from dataplane.wal import Wal
-from tests.test_usage_clickhouse import make_events
+from dataplane.durable.wal import Wal
+from dataplane.usage.sink import ClickHouseSink
+from dataplane.usage.wal_sink import WalClickHouseSink
+from tests.ingest.test_usage_clickhouse import make_events
 
 
 async def _timed(sink: ClickHouseSink | WalClickHouseSink, events: list) -> float:

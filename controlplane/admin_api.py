@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from interlock.settings import AdminCredential
+from interlock_contracts.settings.controlplane import AdminCredential
 
 from .admin_auth import AdminAuth, Forbidden, Principal, Role, assert_guarded, requires
 from .admin_auth import Unauthorized as Unauthorized  # re-exported: the error type of a bad token

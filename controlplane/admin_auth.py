@@ -5,7 +5,7 @@ Roles are ordered, each including the ones below it:
     operator  + mint per-run keys and revoke per-run keys (what an agent orchestrator needs)
     admin     + read and change the policy, create and revoke any key
 
-Credentials come from interlock/settings.py (INTERLOCK_ADMIN_TOKEN is the admin identity "admin-token";
+Credentials come from interlock_contracts/settings/ (INTERLOCK_ADMIN_TOKEN is the admin identity "admin-token";
 INTERLOCK_ADMIN_CREDENTIALS adds named ones). Only SHA-256 digests of tokens are held; a presented token is
 hashed and compared with EVERY digest in constant time, so timing says nothing about which (if any) matched.
 Tokens never appear in errors or logs: messages name the identity and roles only.
@@ -29,7 +29,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from interlock.settings import LEGACY_ADMIN_NAME, AdminCredential, admin_token_digest
+from interlock_contracts.settings.controlplane import LEGACY_ADMIN_NAME, AdminCredential, admin_token_digest
 
 from .audit import MASK, Actor, clean_actor
 from .errors import ControlPlaneError

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from interlock.v1 import policy_pb2
+from interlock_contracts.v1 import policy_pb2
 
 from .policy.model import KeyRecord, PolicyDocument
 from .service_types import Change, KeySpec, ModelInfo, NodeStatus

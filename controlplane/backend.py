@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import grpc
 from fastapi import APIRouter
 
-from dataplane.policy import env_and_file_credentials
-from interlock.settings import ControlPlaneSettings
+from dataplane.snapshot.policy import env_and_file_credentials
+from interlock_contracts.settings.controlplane import ControlPlaneSettings
 
 from .alerts.api import create_alerts_router
 from .alerts.service import AlertService, AlertSettings

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from interlock.snapshot_state import SnapshotState, compose
-from interlock.v1 import control_pb2, policy_pb2
+from interlock_contracts.snapshot_state import SnapshotState, compose
+from interlock_contracts.v1 import control_pb2, policy_pb2
 
 
 class DeltaHistory:

@@ -15,11 +15,11 @@ from pydantic import BaseModel, Field
 
 from dataplane.errors import SnapshotRejected
 from dataplane.guardrails.explain import describe as describe_guardrails
-from dataplane.policy import CompiledPolicy, KeyEntry
 from dataplane.providers.registry import default_providers
 from dataplane.routing.explain import explain
 from dataplane.routing.select import facts_of
-from interlock.keys import hash_key
+from dataplane.snapshot.policy import CompiledPolicy, KeyEntry
+from interlock_contracts.keys import hash_key
 
 from .admin_auth import Role, requires
 from .admin_schemas import ErrorOut

@@ -20,7 +20,8 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from interlock.settings import PREFIX, ControlPlaneSettings, SettingsError
+from interlock_contracts.settings.common import PREFIX, SettingsError
+from interlock_contracts.settings.controlplane import ControlPlaneSettings
 
 log = logging.getLogger(__name__)
 TOKEN_HEADER = "authorization"

@@ -1,4 +1,4 @@
-"""gRPC server for `interlock.v1.ControlPlane/Subscribe` (see proto/interlock/v1/control.proto).
+"""gRPC server for `interlock.v1.ControlPlane/Subscribe` (see proto/interlock_contracts/v1/control.proto).
 
 Per stream: the node's Hello, then the current snapshot unless the node already
 has it, every newer snapshot, and a Heartbeat every `heartbeat_s`. Acks are
@@ -16,7 +16,7 @@ from contextlib import suppress
 
 import grpc
 
-from interlock.v1 import control_pb2
+from interlock_contracts.v1 import control_pb2
 
 from .grpc_auth import ServerSecurity
 from .node_status_writer import NodeStatusWriter

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from interlock.v1 import control_pb2
+from interlock_contracts.v1 import control_pb2
 
 from .errors import StoreUnavailable
 from .policy.incremental import KeyCompiler

@@ -18,7 +18,7 @@ from contextlib import suppress
 
 from pydantic import BaseModel, ValidationError
 
-from interlock.v1 import control_pb2
+from interlock_contracts.v1 import control_pb2
 
 from .errors import ControlPlaneError
 from .node_status_writer import NodeStatusWriter

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, Response
 
 from controlplane.service_types import NodeStatus
-from interlock.metrics.exposition import CONTENT_TYPE, DURATION_BUCKETS, Registry
+from interlock_contracts.metrics.exposition import CONTENT_TYPE, DURATION_BUCKETS, Registry
 
 STALE_AFTER_S = 60.0  # a node not seen for this long counts as lost
 _FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, *DURATION_BUCKETS[1:])

@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 
-from interlock.snapshot_state import SnapshotState
-from interlock.v1 import control_pb2, policy_pb2
+from interlock_contracts.snapshot_state import SnapshotState
+from interlock_contracts.v1 import control_pb2, policy_pb2
 
 from .delta_history import DeltaHistory
 from .errors import Conflict, PolicyInvalid, StoreUnavailable
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 class Published:
-    """One published version. `state` is the content indexed for deltas (interlock/snapshot_state.py); the
+    """One published version. `state` is the content indexed for deltas (interlock_contracts/snapshot_state.py); the
     full `snapshot` is built from it on first use when the version came from a key delta."""
 
     def __init__(self, state: SnapshotState, snapshot: policy_pb2.PolicySnapshot | None = None):

@@ -12,9 +12,9 @@ import logging
 import random
 from collections.abc import Callable
 
-from interlock import keys as vkeys
-from interlock.credential_refs import CredentialRules
-from interlock.v1 import policy_pb2
+from interlock_contracts import keys as vkeys
+from interlock_contracts.credential_refs import CredentialRules
+from interlock_contracts.v1 import policy_pb2
 
 from .admin_auth import Forbidden
 from .audit import Actor, AuditAction, PolicyAuditRecord, build_record, encode_record, read_policy_log, record_key

@@ -7,7 +7,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from interlock.v1 import policy_pb2
+from interlock_contracts.v1 import policy_pb2
 
 from .policy.model import KeyRecord, PolicyDocument
 

@@ -23,7 +23,7 @@ from ingest.clickhouse_writer import redact_dsn
 from ingest.query_remote import RemoteQueryClient
 from ingest.query_service import UsageQueryService
 from ingest.schema import DEFAULT_DATABASE
-from interlock.settings import PREFIX, SettingsError, _get, _secret
+from interlock_contracts.settings.common import PREFIX, SettingsError, _get, _secret
 
 REMOTE_SCHEME = "ingest+"
 _SCHEMES = ("chdb", "http", "https", "ingest+http", "ingest+https")

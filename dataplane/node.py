@@ -8,16 +8,15 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from dataplane import gc_tuning, snapshot_file
+from dataplane import gc_tuning
 from dataplane.budget import metrics as budget_metrics
 from dataplane.budget.allowance import AllowanceBook
 from dataplane.budget.gate import BudgetGate, PoolTable
 from dataplane.budget.lease_client import LeaseClient
 from dataplane.budget.staleness import ControlPlaneContact
-from dataplane.control_channel import channel_credentials
+from dataplane.dialects.client_errors import GatewayError
 from dataplane.dialects.registry import default_dialects
 from dataplane.errors import DataPlaneError, SnapshotRejected
-from dataplane.gateway_errors import GatewayError
 from dataplane.guardrails.stage import Guardrails
 from dataplane.http.messages import Request, Responder
 from dataplane.http.server import serve
@@ -28,20 +27,22 @@ from dataplane.observe.access_log import AccessLog
 from dataplane.observe.events import EventWatcher
 from dataplane.observe.node import RequestObserver, node_registry
 from dataplane.observe.tracing import Tracing
-from dataplane.policy import env_and_file_credentials
-from dataplane.policy_holder import PolicyHolder
+from dataplane.pipeline.proxy import Proxy
+from dataplane.pipeline.router import Router
+from dataplane.pipeline.upstream import Upstream
 from dataplane.providers.base import ProviderAdapter
 from dataplane.providers.registry import default_providers
-from dataplane.proxy import Proxy
-from dataplane.router import Router
-from dataplane.sync import SnapshotSync
+from dataplane.snapshot import file as snapshot_file
+from dataplane.snapshot.control_channel import channel_credentials
+from dataplane.snapshot.holder import PolicyHolder
+from dataplane.snapshot.policy import env_and_file_credentials
+from dataplane.snapshot.sync import SnapshotSync
 from dataplane.translate.registry import default_translations
-from dataplane.upstream import Upstream
-from interlock.settings import DataPlaneSettings
+from interlock_contracts.settings.dataplane import DataPlaneSettings
 
 if TYPE_CHECKING:
     from dataplane.dialects.base import Dialect
-    from dataplane.usage_sink import UsageSink
+    from dataplane.usage.sink import UsageSink
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The runtime values a compiled snapshot is made of (providers, models, routes, key entries).
 
-Only values: dataplane/policy.py compiles a snapshot into them, and the routing, provider and guardrail
+Only values: dataplane/snapshot/policy.py compiles a snapshot into them, and the routing, provider and guardrail
 code reads them, so those import this module rather than the compiler.
 """
 
@@ -62,5 +62,5 @@ class KeyEntry:
     tags: Mapping[str, str]
     required_tags: frozenset[str] = frozenset()
     paused: str = ""  # why the loop breaker paused it ("" = not paused)
-    # the default tags a client cannot override, with their values (dataplane/tags.py); precomputed per snapshot
+    # the default tags a client cannot override, with their values (dataplane/pipeline/tags.py); precomputed per snapshot
     locked_tags: Mapping[str, str] = field(default_factory=dict)

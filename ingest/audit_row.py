@@ -1,5 +1,5 @@
 """The request trail's row: one type for the query service, the admin API and the CLI, built from the usage
-schema (interlock/usage_schema.py).
+schema (interlock_contracts/usage_schema.py).
 
 Python field names are the select list's (`time_us`, `team_id`, `cost_usd` as an exact Decimal), what the
 query service and the web console read. In JSON (the admin API, `interlock audit -o json|csv`) a field
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, create_model
 
-from interlock.usage_schema import UsageColumn, UsageSchema, usage_schema
+from interlock_contracts.usage_schema import UsageColumn, UsageSchema, usage_schema
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

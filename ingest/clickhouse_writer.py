@@ -28,8 +28,8 @@ from clickhouse_connect.driver.exceptions import OperationalError
 from ingest import schema_check, wire
 from ingest.rows import event_to_row, events_to_batch, row_builder
 from ingest.schema import DEFAULT_DATABASE, DEFAULT_TTL_DAYS, check_identifier, create_database, migrate
-from interlock.usage_schema import UsageSchema, usage_schema
-from interlock.v1 import usage_pb2
+from interlock_contracts.usage_schema import UsageSchema, usage_schema
+from interlock_contracts.v1 import usage_pb2
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class ClickHouseWriter:
     def __init__(self, client: Client, database: str = DEFAULT_DATABASE, *, schema: UsageSchema | None = None) -> None:
         self._client = client
         self._database = check_identifier(database)
-        self._schema = schema or usage_schema()  # interlock/usage_schema.py; tests pass one with an extra column
+        self._schema = schema or usage_schema()  # interlock_contracts/usage_schema.py; tests pass one with an extra column
         self._columns = tuple(c.name for c in self._schema.inserted)
         self._to_row = event_to_row if schema is None else row_builder(self._schema)
         # Resolved once: without types clickhouse-connect would DESCRIBE the table on every insert.

@@ -23,7 +23,7 @@ from google.protobuf.message import DecodeError
 
 from ingest import wire
 from ingest.rows import InvalidEvent, event_to_row
-from interlock.v1 import usage_pb2
+from interlock_contracts.v1 import usage_pb2
 
 INTENT_PREFIX = "interlock-ingest/v1 last="
 

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from ingest.metrics import ingest_registry
-from interlock.metrics.exposition import CONTENT_TYPE, DURATION_BUCKETS, Histogram, Registry
+from interlock_contracts.metrics.exposition import CONTENT_TYPE, DURATION_BUCKETS, Histogram, Registry
 
 
 def _batch_histogram() -> Histogram:

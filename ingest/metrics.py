@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from interlock.metrics.exposition import Registry
+from interlock_contracts.metrics.exposition import Registry
 
 if TYPE_CHECKING:
     from ingest.health import IngestStats

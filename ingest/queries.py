@@ -38,7 +38,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from ingest.schema import check_identifier
-from interlock.usage_schema import UsageSchema, audit_row_names, usage_schema
+from interlock_contracts.usage_schema import UsageSchema, audit_row_names, usage_schema
 
 # Dimension name as users write it -> column of usage_events.
 DIMENSIONS: dict[str, str] = {
@@ -248,7 +248,7 @@ def task_cost(database: str, task: str, tag_key: str = "task", step_key: str = "
 
 
 def audit_select(schema: UsageSchema | None = None) -> str:
-    """The audit trail's select list, from the usage schema (interlock/usage_schema.py): `expr AS name, ...`."""
+    """The audit trail's select list, from the usage schema (interlock_contracts/usage_schema.py): `expr AS name, ...`."""
     out = []
     for c in (schema or usage_schema()).audited:
         a = c.audit

@@ -115,7 +115,7 @@ def client_runner(client: Any) -> Runner:
 def query_endpoint_from_env(dsn: str, env: Mapping[str, str] | None = None) -> QueryEndpoint | None:
     """The endpoint when INTERLOCK_INGEST_QUERY_TOKEN(_FILE) is set, reading the store at `dsn` through its
     own client (on chDB: same path as the writer, one engine per process); else None (no route)."""
-    from interlock.settings import _secret
+    from interlock_contracts.settings.common import _secret
 
     token = _secret(os.environ if env is None else env, "INGEST_QUERY_TOKEN")
     if not token:

@@ -30,7 +30,7 @@ from ingest.clickhouse_writer import IngestError, redact_dsn, translate_errors
 from ingest.queries import Dimension, Order, Query, Window
 from ingest.rollup_read import RollupReader
 from ingest.schema import DEFAULT_DATABASE, check_identifier
-from interlock.usage_schema import UsageSchema
+from interlock_contracts.usage_schema import UsageSchema
 
 _MISSING_CODES = frozenset({60, 81})  # UNKNOWN_TABLE, UNKNOWN_DATABASE
 _CENT = Decimal("0.01")
@@ -120,7 +120,7 @@ class UsageQueryService:
                  clock: Callable[[], float] = time.time, schema: UsageSchema | None = None,
                  use_rollups: bool = True) -> None:
         self._client = client
-        self._schema = schema  # None: the production usage schema (interlock/usage_schema.py)
+        self._schema = schema  # None: the production usage schema (interlock_contracts/usage_schema.py)
         self.audit_row = AuditRow if schema is None else audit_row_model(schema)
         self._database = check_identifier(database)
         self._clock = clock

@@ -15,15 +15,15 @@ from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
 
-from interlock.usage_schema import UsageColumn, UsageSchema, usage_schema
-from interlock.v1 import usage_pb2
+from interlock_contracts.usage_schema import UsageColumn, UsageSchema, usage_schema
+from interlock_contracts.v1 import usage_pb2
 
 COST_PRECISION = 38
 COST_SCALE = 12
 COST_TYPE = f"Decimal({COST_PRECISION}, {COST_SCALE})"
 
 _SCHEMA = usage_schema()
-# The insert column list (interlock/usage_schema.py); server-side columns (inserted_at) get their DEFAULT.
+# The insert column list (interlock_contracts/usage_schema.py); server-side columns (inserted_at) get their DEFAULT.
 COLUMNS: tuple[str, ...] = tuple(c.name for c in _SCHEMA.inserted)
 
 

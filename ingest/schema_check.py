@@ -1,8 +1,8 @@
 """Do the usage schema's three declarations agree: the column table, the proto descriptor, the migrated tables?
 
 Migrations (ingest/schema.py) stay historical SQL, so nothing derives the tables from the column table
-(interlock/usage_schema.py); this check compares them instead. It runs when a writer opens the store
-(ClickHouseWriter) and in CI (tests/test_usage_schema.py), so a column added to one and not the others
+(interlock_contracts/usage_schema.py); this check compares them instead. It runs when a writer opens the store
+(ClickHouseWriter) and in CI (tests/contracts/test_usage_schema.py), so a column added to one and not the others
 fails at start with what is missing, not as a failed insert or a silently dropped field.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from clickhouse_connect.driver.client import Client
 from google.protobuf.descriptor import FieldDescriptor
 
-from interlock.usage_schema import UsageSchema
+from interlock_contracts.usage_schema import UsageSchema
 
 TABLE = "usage_events"
 BY_TIME_TABLE = "usage_by_time"
@@ -48,7 +48,7 @@ def descriptor_problems(schema: UsageSchema) -> list[str]:
             problems.append(f"column {c.name} {c.ch_type} cannot hold proto field {f.name} (type {f.type})")
     declared = {c.proto_field for c in schema.inserted}
     if missing := [f.name for f in schema.message.fields if f.name not in declared]:
-        problems.append(f"{schema.message.name} fields without a column in interlock/usage_schema.py: {missing}")
+        problems.append(f"{schema.message.name} fields without a column in interlock_contracts/usage_schema.py: {missing}")
     return problems
 
 
@@ -87,7 +87,7 @@ def table_problems(schema: UsageSchema, tables: Mapping[str, Mapping[str, tuple[
         if kind == "EPHEMERAL" and name in ephemeral:
             continue
         if name not in declared:
-            problems.append(f"{TABLE}.{name} ({kind or 'stored'}) is not in the usage schema (interlock/usage_schema.py)")
+            problems.append(f"{TABLE}.{name} ({kind or 'stored'}) is not in the usage schema (interlock_contracts/usage_schema.py)")
     if missing := sorted(ephemeral - {n for n, v in events.items() if v[1] == "EPHEMERAL"}):
         problems.append(f"{TABLE} lacks the EPHEMERAL columns {missing} that protobuf inserts name")
     return problems

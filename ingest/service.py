@@ -31,8 +31,8 @@ from ingest import gc_policy
 from ingest.clickhouse_writer import IngestError
 from ingest.consumer import PartitionBatch, PartitionBuffers, RebalanceHandler, Record
 from ingest.health import IngestStats
-from interlock.settings import IngestSettings
-from interlock.v1 import usage_pb2
+from interlock_contracts.settings.ingest import IngestSettings
+from interlock_contracts.v1 import usage_pb2
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from interlock.v1 import usage_pb2
+from interlock_contracts.v1 import usage_pb2
 
 FORMAT = "Protobuf"
 

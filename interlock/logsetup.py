@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Loggers whose warnings are about a connection to something else (not about requests): rate-limited.
-NOISY = ("aiokafka", "kafka", "aetcd", "etcd", "grpc", "dataplane.sync", "dataplane.usage_kafka",
+NOISY = ("aiokafka", "kafka", "aetcd", "etcd", "grpc", "dataplane.snapshot.sync", "dataplane.usage.kafka",
          "dataplane.budget.lease_client", "ingest.service", "controlplane.store", "controlplane.nodes")
 DEFAULT_REPEAT_S = 10.0
 

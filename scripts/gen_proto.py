@@ -1,7 +1,8 @@
 """Regenerate (or, with --check, verify) the committed protobuf/gRPC code.
 
-Sources live in proto/interlock/v1/*.proto; generated modules land in
-interlock/v1/ so the proto package `interlock.v1` is the Python import path.
+Sources live in proto/interlock_contracts/v1/*.proto; generated modules land in
+interlock_contracts/v1/ (the proto package stays `interlock.v1`:
+wire and gRPC names are unchanged).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
-OUT_PKG = Path("interlock") / "v1"
+OUT_PKG = Path("interlock_contracts") / "v1"
 
 
 def generate(out_root: Path) -> list[Path]:
-    sources = sorted(str(p.relative_to(PROTO_DIR)) for p in (PROTO_DIR / "interlock" / "v1").glob("*.proto"))
+    sources = sorted(str(p.relative_to(PROTO_DIR)) for p in (PROTO_DIR / "interlock_contracts" / "v1").glob("*.proto"))
     include = str(Path(protoc.__file__).parent / "_proto")
     args = [
         "protoc",

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the coding-agent CLIs that tests/test_agent_clis.py runs through the gateway
+# Installs the coding-agent CLIs that tests/e2e/test_agent_clis.py runs through the gateway
 # (Claude Code, Codex CLI, Gemini CLI) at the exact versions pinned in tests/agents/
 # package.json + package-lock.json, into .cache/agents. Idempotent: when the installed
 # tree matches the lockfile it only checks the binaries run.

@@ -24,7 +24,7 @@ fi
 step "installing Apache Kafka (KRaft, jars from Maven Central) for the usage-pipeline tests"
 bash scripts/install-kafka.sh
 
-step "installing the pinned coding-agent CLIs (Claude Code, Codex, Gemini CLI) for tests/test_agent_clis.py"
+step "installing the pinned coding-agent CLIs (Claude Code, Codex, Gemini CLI) for tests/e2e/test_agent_clis.py"
 bash scripts/install-agent-clis.sh
 
 step "installing interlock with test dependencies (versions pinned by constraints.txt)"

@@ -1,6 +1,6 @@
 """Fault scenarios against a real cluster (etcd, control plane, 3 nodes, fake provider with fixed usage).
 
-Shared by tests/test_budget_faults_cluster.py (few seeds, CI) and benchmarks/budget_faults.py (seed sweep).
+Shared by tests/e2e/test_budget_faults_cluster.py (few seeds, CI) and benchmarks/budget_faults.py (seed sweep).
 The truth is independent of the ledger: the fake provider's count of requests it received (each one billed
 at the fixed cost, whether or not the client ever saw the answer) and what clients received.
 """

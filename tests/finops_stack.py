@@ -130,7 +130,7 @@ def build(tmp: Path, etcd: Any, kafka_bootstrap: str) -> FinOpsStack:
     c.start_control_plane()
     doc = c.policy()
     doc["teams"].append({"id": "ml", "name": "ML", "allowed_models": ["m-a", "m-b", "fast"]})
-    # keys that tests create later (tests/test_console_browser.py) live here, apart from PLAN's teams
+    # keys that tests create later (tests/controlplane/test_console_browser.py) live here, apart from PLAN's teams
     doc["teams"].append({"id": "sandbox", "name": "Sandbox", "allowed_models": ["m-a"]})
     doc["users"] = [{"id": "alice", "team": "eng"}, {"id": "bob", "team": "eng"}, {"id": "carol", "team": "ml"}]
     doc["budgets"] = [{"id": "eng-monthly", "scope": "team", "scope_id": "eng", "window": "month", "limit_usd": "5"}]

@@ -21,9 +21,9 @@ import orjson
 from controlplane.policy.compiler import compile_snapshot
 from controlplane.policy.guardrails import Guardrail
 from controlplane.policy.model import Alias, KeyRecord, Model, PolicyDocument, Price, Provider, Team
-from dataplane import snapshot_file
-from interlock.keys import hash_key, new_key_id, new_secret
-from interlock.settings import DataPlaneSettings
+from dataplane.snapshot import file as snapshot_file
+from interlock_contracts.keys import hash_key, new_key_id, new_secret
+from interlock_contracts.settings.dataplane import DataPlaneSettings
 
 from . import REPO
 from .procs import BenchError, Procs, free_port, pinned, wait_http

@@ -31,11 +31,11 @@ class _CountingSink:
 def main() -> None:
     from dataplane.node import DataPlaneNode
     from interlock.cli.serve_cmds import run_until_signal
-    from interlock.settings import DataPlaneSettings
+    from interlock_contracts.settings.dataplane import DataPlaneSettings
 
     settings = DataPlaneSettings.from_env()
     try:  # the project's own sink factory when it exists, else an equivalent count-and-forget sink
-        from dataplane.usage_sink import make_usage_sink
+        from dataplane.usage.sink import make_usage_sink
 
         sink: object = make_usage_sink(settings)
     except ImportError:

@@ -19,7 +19,7 @@ import httpx
 import orjson
 from pydantic import ValidationError
 
-from interlock.v1 import budget_pb2
+from interlock_contracts.v1 import budget_pb2
 
 from ..errors import ControlPlaneError
 from ..policy.model import Budget, Destination

@@ -1,4 +1,4 @@
 """Budgets and rate limits on the control plane: the lease ledger, its gRPC service, and visibility.
 
-See proto/interlock/v1/budget.proto for the lease protocol and README "Budgets and rate limits" for the rules.
+See proto/interlock_contracts/v1/budget.proto for the lease protocol and README "Budgets and rate limits" for the rules.
 """

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Protocol
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field, field_validator
 
-from interlock.v1 import policy_pb2
+from interlock_contracts.v1 import policy_pb2
 
 from ..admin_auth import Principal, Role, requires
 from ..admin_schemas import ErrorOut

@@ -16,7 +16,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from interlock.v1 import budget_pb2
+from interlock_contracts.v1 import budget_pb2
 
 from ..errors import Conflict, ControlPlaneError
 from ..store.base import KV, Entry

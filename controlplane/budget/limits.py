@@ -6,10 +6,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, cast
 
-from interlock.snapshot_hash import KIND_BUDGET, KIND_RATE
-from interlock.snapshot_state import SnapshotState
-from interlock.v1 import budget_pb2, policy_pb2
-from interlock.windows import Window, current_window
+from interlock_contracts.budget_windows import Window, current_window
+from interlock_contracts.snapshot_hash import KIND_BUDGET, KIND_RATE
+from interlock_contracts.snapshot_state import SnapshotState
+from interlock_contracts.v1 import budget_pb2, policy_pb2
 
 MINUTE = "minute"
 

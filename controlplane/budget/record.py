@@ -5,7 +5,7 @@ Key layout, relative to the deployment prefix:
     {prefix}/budget/{kind}/{limit_id}/{window_key}   LedgerRecord JSON
 
 kind is "budget" | "requests" | "tokens" | "concurrency"; limit_id is a Budget or RateLimit id ("key:vk_..."
-for per-run keys); window_key comes from interlock.windows. Records live outside policy/, so ledger churn never
+for per-run keys); window_key comes from interlock_contracts.budget_windows. Records live outside policy/, so ledger churn never
 wakes the snapshot publisher.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from interlock.v1 import budget_pb2
+from interlock_contracts.v1 import budget_pb2
 
 LEDGER = "budget/"
 KIND_NAMES: dict[int, str] = {

@@ -1,4 +1,4 @@
-"""gRPC `interlock.v1.BudgetService/Sync` (proto/interlock/v1/budget.proto) over the ledger.
+"""gRPC `interlock.v1.BudgetService/Sync` (proto/interlock_contracts/v1/budget.proto) over the ledger.
 
 Store outages become UNAVAILABLE, which data planes treat as "control plane unreachable" and answer with
 each limit's offline mode; a Sync that kept losing CAS races becomes ABORTED (retry with the same seq).
@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import grpc
 
-from interlock.v1 import budget_pb2, budget_pb2_grpc
+from interlock_contracts.v1 import budget_pb2, budget_pb2_grpc
 
 from ..errors import Conflict, StoreUnavailable
 from .ledger import Ledger

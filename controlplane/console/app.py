@@ -26,7 +26,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from controlplane.admin_auth import AdminAuth, Role
 from controlplane.budget.visibility import BudgetRow
 from controlplane.service_types import PolicyService
-from interlock.keys import KEY_PREFIX, hash_key
+from interlock_contracts.keys import KEY_PREFIX, hash_key
 
 from . import fmt
 from .data import ConsoleData

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from controlplane.budget.visibility import BudgetRow
 from ingest.clickhouse_writer import IngestError
 from ingest.queries import parse_where
-from interlock.windows import current_window
+from interlock_contracts.budget_windows import current_window
 
 from .data import chart
 

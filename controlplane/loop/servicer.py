@@ -14,7 +14,7 @@ from typing import Protocol
 
 import grpc
 
-from interlock.v1 import loop_pb2, loop_pb2_grpc
+from interlock_contracts.v1 import loop_pb2, loop_pb2_grpc
 
 from ..alerts.events import AlertEvent
 from ..audit import Actor

@@ -11,8 +11,8 @@ import re
 from collections.abc import Callable, Collection, Iterable
 from decimal import Decimal
 
-from interlock.v1 import policy_pb2
-from interlock.windows import zone
+from interlock_contracts.budget_windows import zone
+from interlock_contracts.v1 import policy_pb2
 
 from .model import Budget, KeyRecord, Model, PolicyDocument, RateLimit
 

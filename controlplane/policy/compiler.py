@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from interlock.keys import HASH_SCHEME
-from interlock.kinds import PROVIDER_KINDS, PROVIDER_OPTIONS, missing_options
-from interlock.snapshot_hash import snapshot_content_hash
-from interlock.v1 import policy_pb2
+from interlock_contracts.keys import HASH_SCHEME
+from interlock_contracts.kinds import PROVIDER_KINDS, PROVIDER_OPTIONS, missing_options
+from interlock_contracts.snapshot_hash import snapshot_content_hash
+from interlock_contracts.v1 import policy_pb2
 
 from ..errors import PolicyInvalid
 from .budgets import compile_budget_policy, revoked_ids, validate_budgets

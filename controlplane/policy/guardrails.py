@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dataplane.guardrails.catalog import GROUPS, known_detector
 from dataplane.guardrails.engine import validate_pattern
-from interlock.v1 import policy_pb2
+from interlock_contracts.v1 import policy_pb2
 
 
 class _Frozen(BaseModel):

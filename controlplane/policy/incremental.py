@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from interlock.v1 import policy_pb2
+from interlock_contracts.v1 import policy_pb2
 
 from .budgets import _budget_pb, _rate_pb, implicit_limit_id, implicit_limits, key_limit_errors
 from .compiler import key_pb, resolve_aliases

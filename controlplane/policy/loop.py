@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from interlock.v1 import policy_pb2
+from interlock_contracts.v1 import policy_pb2
 
 from .budgets import usd_to_pico
 from .model import PolicyDocument

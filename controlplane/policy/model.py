@@ -36,7 +36,7 @@ class Provider(_Frozen):
     credential: str = ""
     headers: dict[str, str] = Field(default_factory=dict)
     timeout_ms: int = Field(default=600_000, ge=100, le=3_600_000)
-    options: dict[str, str] = Field(default_factory=dict)  # kind-specific (interlock/kinds.py PROVIDER_OPTIONS)
+    options: dict[str, str] = Field(default_factory=dict)  # kind-specific (interlock_contracts/kinds.py PROVIDER_OPTIONS)
     region: Region | None = None  # routing constraints (team allowed_regions) compare against this
 
     @field_validator("credential")
@@ -148,7 +148,7 @@ class Alias(_Frozen):
     target: Name
 
 
-# Attribution tags as dataplane/tags.py accepts them from clients: names of letters, digits and _ . : -; values
+# Attribution tags as dataplane/pipeline/tags.py accepts them from clients: names of letters, digits and _ . : -; values
 # up to 256 characters without control characters (they reach terminals and CSV exports).
 TagName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 TagValue = Annotated[str, Field(max_length=256, pattern=r"^[^\x00-\x1f\x7f]*$")]

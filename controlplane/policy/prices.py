@@ -12,7 +12,7 @@ import hashlib
 from datetime import date
 
 from controlplane.price_catalog import PRICE_FIELDS, Catalog, CatalogEntry, CatalogError, CatalogStore
-from interlock.v1 import policy_pb2
+from interlock_contracts.v1 import policy_pb2
 
 from .model import Model, PolicyDocument, Price, PriceTier, Provider
 

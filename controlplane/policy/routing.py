@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from interlock.v1 import policy_pb2
+from interlock_contracts.v1 import policy_pb2
 
 from .model import Model, PolicyDocument, Provider, Team
 from .routing_model import RoutingRule

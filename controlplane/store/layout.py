@@ -36,7 +36,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from interlock.v1 import policy_pb2
+from interlock_contracts.v1 import policy_pb2
 
 from ..errors import PolicyInvalid
 from ..policy.compiler import compile_snapshot

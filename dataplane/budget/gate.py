@@ -29,10 +29,10 @@ from dataplane.budget.index import BUDGET, CONCURRENCY, REQUESTS, TOKENS, Budget
 from dataplane.budget.pool import LeasePool, PoolKey
 from dataplane.budget.refusal import budget_busy, budget_exhausted, budget_offline, budget_stale, rate_limited
 from dataplane.dialects.base import Dialect, Usage
-from dataplane.gateway_errors import GatewayError
+from dataplane.dialects.client_errors import GatewayError
 from dataplane.policy_types import Route, RuntimeModel
 from dataplane.pricing import Price
-from interlock.windows import LIFETIME, Window, current_window
+from interlock_contracts.budget_windows import LIFETIME, Window, current_window
 
 FREE_OPERATIONS = frozenset({"count_tokens"})
 NO_OUTPUT_OPERATIONS = frozenset({"embeddings", "count_tokens"})

@@ -1,6 +1,6 @@
 """Which budgets and rate limits apply to which request: computed once per snapshot, read with dict gets.
 
-Rules (the contract in proto/interlock/v1/policy.proto and /tmp/coord/BUDGETS.md):
+Rules (the contract in proto/interlock_contracts/v1/policy.proto and /tmp/coord/BUDGETS.md):
   key scope      scope_id == key id, or == the key's parent (a per-run key also spends its parent's budgets)
   team/user/project  scope_id == the key's team/user/project
   tag scope      "name=value" matching the request's effective tags (the only per-request part)
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from dataplane.lazy_index import LazyIndex
 from dataplane.pricing import Price, price_from_proto
-from interlock.v1 import budget_pb2, policy_pb2
+from interlock_contracts.v1 import budget_pb2, policy_pb2
 
 # Lease kinds as plain ints (the proto enum values), used as dict keys on the request path.
 BUDGET: int = budget_pb2.LEASE_KIND_BUDGET

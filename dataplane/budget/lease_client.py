@@ -23,7 +23,7 @@ import grpc.aio
 from dataplane.budget.gate import PoolTable
 from dataplane.budget.index import CONCURRENCY
 from dataplane.budget.pool import LeasePool, LedgerView
-from interlock.v1 import budget_pb2, budget_pb2_grpc
+from interlock_contracts.v1 import budget_pb2, budget_pb2_grpc
 
 log = logging.getLogger(__name__)
 

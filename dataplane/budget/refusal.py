@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 from dataplane.budget.index import CONCURRENCY, REQUESTS, TOKENS, BudgetSpec, RateSpec
 from dataplane.dialects.base import ErrorKind
+from dataplane.dialects.client_errors import GatewayError
 from dataplane.dialects.rate_headers import iso as _iso
-from dataplane.gateway_errors import GatewayError
 from dataplane.pricing import format_usd
 
 if TYPE_CHECKING:

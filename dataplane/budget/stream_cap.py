@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from dataplane.dialects.base import ErrorKind, Usage
-from dataplane.gateway_errors import GatewayError
+from dataplane.dialects.client_errors import GatewayError
 from dataplane.guardrails.stream import _text_slots
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from dataplane.guardrails.catalog import expand
 from dataplane.guardrails.engine import Scanner
 from dataplane.guardrails.rules import Rule
 from dataplane.guardrails.scancache import ScanCache
-from interlock.v1 import policy_pb2
+from interlock_contracts.v1 import policy_pb2
 
 if TYPE_CHECKING:
     from dataplane.policy_types import KeyEntry

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from dataplane.guardrails.compiled import INPUT, OUTPUT, CompiledGuardrail
 
 if TYPE_CHECKING:
-    from dataplane.policy import CompiledPolicy, KeyEntry
+    from dataplane.snapshot.policy import CompiledPolicy, KeyEntry
 
 
 def _why(g: CompiledGuardrail, key: KeyEntry, requested: str, rule: str) -> str:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from dataplane.dialects.base import ErrorKind
-from dataplane.gateway_errors import GatewayError
+from dataplane.dialects.client_errors import GatewayError
 from dataplane.guardrails.compiled import INPUT, OUTPUT, CompiledGuardrail
 from dataplane.guardrails.engine import SLOW_ENGINE_WARNING, Finding, linear_engine
 from dataplane.guardrails.metrics import GuardrailCounters
@@ -23,7 +23,7 @@ from dataplane.guardrails.walk import TextIndex
 
 if TYPE_CHECKING:
     from dataplane.pipeline.context import RequestContext
-    from dataplane.usage_event import RequestRecord
+    from dataplane.usage.event import RequestRecord
 
 _DIR_NAME = {INPUT: "input", OUTPUT: "output"}
 

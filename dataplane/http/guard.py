@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from .limits import HttpLimits
+from interlock_contracts.http_limits import HttpLimits
 
 
 class Guarded(Protocol):

@@ -4,7 +4,7 @@ Requests on one connection are handled strictly in order (HTTP/1.1
 pipelining semantics); reading pauses while a request is in flight so a
 client cannot make us buffer unbounded pipelined bodies.
 
-Hostile clients (see dataplane/http/limits.py): the request head is fed to the
+Hostile clients (see interlock_contracts/http_limits.py): the request head is fed to the
 parser only up to the header limit, so an endless header costs O(limit) memory
 and time and is refused with 431 as soon as it passes the limit (httptools
 concatenates header values, which is quadratic when unbounded). Deadlines are
@@ -22,8 +22,9 @@ from typing import cast
 
 import httptools
 
+from interlock_contracts.http_limits import HttpLimits
+
 from .guard import ConnectionGuard
-from .limits import HttpLimits
 from .messages import ConnectionLike, Request, Responder, status_line
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from interlock.v1 import policy_pb2
+from interlock_contracts.v1 import policy_pb2
 
 
 @dataclass(frozen=True, slots=True)

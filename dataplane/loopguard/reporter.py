@@ -8,10 +8,10 @@ import logging
 
 import grpc
 
-from dataplane.control_channel import open_channel
 from dataplane.loopguard.guard import Trip
 from dataplane.observe.events import NodeEvent
-from interlock.v1 import loop_pb2, loop_pb2_grpc
+from dataplane.snapshot.control_channel import open_channel
+from interlock_contracts.v1 import loop_pb2, loop_pb2_grpc
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 5

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from dataplane.dialects.base import ErrorKind
-from dataplane.gateway_errors import GatewayError
+from dataplane.dialects.client_errors import GatewayError
 from dataplane.loopguard.guard import LoopGuard
 from dataplane.loopguard.signature import signature
-from dataplane.policy import CompiledPolicy, KeyEntry
+from dataplane.snapshot.policy import CompiledPolicy, KeyEntry
 
 
 def paused_error(key_id: str, reason: str) -> GatewayError:

@@ -24,7 +24,7 @@ from typing import IO, Any, Protocol
 
 import orjson
 
-from dataplane.usage_event import RequestRecord
+from dataplane.usage.event import RequestRecord
 
 FORMATS = ("json", "logfmt")
 FLUSH_S = 0.05  # short: a batch is formatted in one go on the loop, so keep it to a few hundred lines

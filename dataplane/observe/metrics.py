@@ -11,12 +11,12 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
 
-from dataplane.usage_event import RequestRecord
-from interlock.metrics.exposition import DURATION_BUCKETS, TOKEN_BUCKETS, TTFT_BUCKETS, Labels, Registry
+from dataplane.usage.event import RequestRecord
+from interlock_contracts.metrics.exposition import DURATION_BUCKETS, TOKEN_BUCKETS, TTFT_BUCKETS, Labels, Registry
 
 MAX_SHAPES = 4096
 _STATUS_CLASS = ("error", "1xx", "2xx", "3xx", "4xx", "5xx")
-# OTel gen_ai.operation.name per endpoint path (dataplane/router.py); Gemini's are templates ending in the method
+# OTel gen_ai.operation.name per endpoint path (dataplane/pipeline/router.py); Gemini's are templates ending in the method
 _OPERATIONS = (("/v1/embeddings", "embeddings"), ("count_tokens", "count_tokens"), (":countTokens", "count_tokens"),
                ("GenerateContent", "generate_content"), (":generateContent", "generate_content"))
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from dataplane.observe.access_log import AccessLog
 from dataplane.observe.metrics import RequestMetrics, states
-from dataplane.usage_event import RequestRecord
-from interlock.metrics.exposition import Labels, Registry
+from dataplane.usage.event import RequestRecord
+from interlock_contracts.metrics.exposition import Labels, Registry
 
 
 class RequestObserver:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from dataplane.observe.metrics import genai_operation
-from dataplane.usage_event import RequestRecord
+from dataplane.usage.event import RequestRecord
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter

@@ -10,16 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from dataplane.gateway_errors import GatewayError
+from dataplane.dialects.client_errors import GatewayError
 from dataplane.routing.report import route_headers
 
 if TYPE_CHECKING:
-    from dataplane.attempt import Endpoint
     from dataplane.dialects.base import Usage
     from dataplane.http.messages import Request, Responder
-    from dataplane.policy import CompiledPolicy, KeyEntry
+    from dataplane.pipeline.attempt import Endpoint
     from dataplane.routing.table import Constraint, Plan
-    from dataplane.usage_event import RequestRecord
+    from dataplane.snapshot.policy import CompiledPolicy, KeyEntry
+    from dataplane.usage.event import RequestRecord
 
 
 class OutputFilter(Protocol):

@@ -17,18 +17,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from dataplane.admission import authenticate, presented_key
-from dataplane.attempt import parse_body, record_model
-from dataplane.attempt_loop import AttemptLoop
 from dataplane.budget.bound import bound_output
 from dataplane.budget.stream_cap import attach_output_cap
 from dataplane.dialects.base import ErrorKind
-from dataplane.gateway_errors import GatewayError, bad_request
+from dataplane.dialects.client_errors import GatewayError, bad_request
+from dataplane.pipeline.admission import authenticate, presented_key
+from dataplane.pipeline.attempt import parse_body, record_model
+from dataplane.pipeline.attempt_loop import AttemptLoop
 from dataplane.pipeline.context import RequestContext
-from dataplane.policy import CompiledPolicy, Route
-from dataplane.request_validation import validate as validate_request
+from dataplane.pipeline.request_validation import validate as validate_request
+from dataplane.pipeline.tags import TAGS_HEADER, missing, request_tags
 from dataplane.routing.select import plan_for
-from dataplane.tags import TAGS_HEADER, missing, request_tags
+from dataplane.snapshot.policy import CompiledPolicy, Route
 
 if TYPE_CHECKING:
     from dataplane.budget.gate import BudgetGate

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from dataplane.dialects.base import StreamUsageScanner, WrappingScanner
-from dataplane.gateway_errors import bad_request
+from dataplane.dialects.client_errors import bad_request
 
 if TYPE_CHECKING:
     from dataplane.policy_types import RuntimeProvider

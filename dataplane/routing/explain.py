@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dataplane.gateway_errors import GatewayError
+from dataplane.dialects.client_errors import GatewayError
 from dataplane.routing.breaker import Breakers
 from dataplane.routing.failure import CONDITIONS
 from dataplane.routing.matching import Facts
 from dataplane.routing.select import select_plan
 
 if TYPE_CHECKING:
-    from dataplane.policy import CompiledPolicy, KeyEntry
+    from dataplane.snapshot.policy import CompiledPolicy, KeyEntry
 
 
 def explain(policy: CompiledPolicy, key: KeyEntry, f: Facts, breakers: Breakers | None = None) -> dict[str, Any]:

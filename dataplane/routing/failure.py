@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 
 from dataplane.dialects.base import ErrorKind
-from dataplane.gateway_errors import GatewayError
+from dataplane.dialects.client_errors import GatewayError
 from dataplane.upstream_pool import UpstreamConnectError
 
 RATE_LIMITED, OVERLOADED, UPSTREAM_5XX, UPSTREAM_4XX = "rate_limited", "overloaded", "upstream_5xx", "upstream_4xx"
@@ -50,7 +50,7 @@ def status_class(status: int, body: bytes = b"") -> str:
 
 
 def exception_class(exc: BaseException) -> str:
-    """The class of an upstream exception (a GatewayError translated by dataplane.upstream, or a raw timeout)."""
+    """The class of an upstream exception (a GatewayError translated by dataplane.pipeline.upstream, or a raw timeout)."""
     if isinstance(exc, TimeoutError):
         return TIMEOUT
     cause = exc.__cause__

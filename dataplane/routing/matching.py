@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from interlock.v1 import policy_pb2
+from interlock_contracts.v1 import policy_pb2
 
 _GLOB_CHARS = frozenset("*?[")
 

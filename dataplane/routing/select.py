@@ -6,12 +6,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from dataplane.dialects.base import ErrorKind
-from dataplane.gateway_errors import GatewayError
+from dataplane.dialects.client_errors import GatewayError
 from dataplane.routing.matching import Facts
 from dataplane.routing.table import Plan
 
 if TYPE_CHECKING:
-    from dataplane.policy import CompiledPolicy, KeyEntry
+    from dataplane.snapshot.policy import CompiledPolicy, KeyEntry
 
 SESSION_HEADER = "x-interlock-session-id"
 

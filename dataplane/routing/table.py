@@ -15,7 +15,7 @@ from dataplane.errors import SnapshotRejected
 from dataplane.routing.breaker import BreakerConfig
 from dataplane.routing.failure import retryable_classes
 from dataplane.routing.matching import Conditions, Facts
-from interlock.v1 import policy_pb2
+from interlock_contracts.v1 import policy_pb2
 
 if TYPE_CHECKING:
     from dataplane.policy_types import RuntimeModel, RuntimeProvider

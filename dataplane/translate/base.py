@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from dataplane.dialects.base import DONE as DONE
 from dataplane.dialects.base import ErrorKind
 from dataplane.dialects.base import Event as Event
-from dataplane.gateway_errors import GatewayError
+from dataplane.dialects.client_errors import GatewayError
 
 
 class Untranslatable(GatewayError):

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from dataplane.dialects.base import Dialect, ErrorKind, Event, StreamUsageScanner, WireAPI, WrappingScanner
-from dataplane.gateway_errors import GatewayError, bad_request
+from dataplane.dialects.client_errors import GatewayError, bad_request
 from dataplane.providers.base import ProviderAdapter
 
 from .base import EventTranslator, Params, Session, Translator, Untranslatable

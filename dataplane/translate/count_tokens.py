@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 
 from dataplane.dialects.base import Dialect, StreamUsageScanner, WireAPI
+from dataplane.dialects.client_errors import bad_request
 from dataplane.dialects.usage_fields import count
-from dataplane.gateway_errors import bad_request
 from dataplane.providers.base import ProviderAdapter
 
 from .base import Params, Session, Translator, Untranslatable

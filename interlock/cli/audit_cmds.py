@@ -14,8 +14,9 @@ from rich.text import Text
 
 from controlplane.audit import SINCE_FORMAT, AuditQueryInvalid, parse_since
 from controlplane.audit_api import PolicyAuditLogOut, PolicyAuditOut
+from interlock.cli.settings import CliSettings
 from interlock.cli.term import cli_console as _console
-from interlock.settings import CliSettings, SettingsError
+from interlock_contracts.settings.common import SettingsError
 
 from . import render
 from .admin_client import AdminClient

@@ -13,7 +13,8 @@ import click
 from rich.console import Console
 from rich.text import Text
 
-from interlock.settings import CliSettings, SettingsError
+from interlock.cli.settings import CliSettings
+from interlock_contracts.settings.common import SettingsError
 
 from .admin_client import AdminClient
 from .policy_cmds import admin_options

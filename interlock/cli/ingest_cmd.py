@@ -18,7 +18,7 @@ async def serve_ingest(settings: object, stop: asyncio.Event) -> None:
     from ingest.query_endpoint import query_endpoint_from_env
     from ingest.rollup import RollupLoop, open_roller
     from ingest.service import IngestService
-    from interlock.settings import IngestSettings
+    from interlock_contracts.settings.ingest import IngestSettings
 
     assert isinstance(settings, IngestSettings)
     try:
@@ -59,7 +59,7 @@ async def serve_ingest(settings: object, stop: asyncio.Event) -> None:
 @click.option("--log-level", default="INFO", show_default=True)
 def ingest_cmd(log_level: str) -> None:
     """Consume usage events from Kafka into ClickHouse (configured by INTERLOCK_* environment variables)."""
-    from interlock.settings import IngestSettings
+    from interlock_contracts.settings.ingest import IngestSettings
 
     logsetup.configure(log_level, repeat_interval_s=repeat_interval())
     settings = _settings_or_exit(IngestSettings.from_env)

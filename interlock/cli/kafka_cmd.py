@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import click
 
-DEFAULT_TOPIC = "interlock.usage.v1"  # = interlock/settings.py IngestSettings.kafka_topic
+DEFAULT_TOPIC = "interlock.usage.v1"  # = interlock_contracts/settings/ IngestSettings.kafka_topic
 
 
 @dataclass(frozen=True)

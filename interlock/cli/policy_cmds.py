@@ -20,8 +20,9 @@ from controlplane.admin_schemas import KeyCreateIn
 from controlplane.policy.model import SECTION_TYPES, PolicyDocument
 from controlplane.policy.prices import resolve_prices, stale_prices
 from controlplane.price_catalog import CatalogError
+from interlock.cli.settings import CliSettings
 from interlock.cli.term import cli_console as _console
-from interlock.settings import CliSettings, SettingsError
+from interlock_contracts.settings.common import SettingsError
 
 from . import render
 from .admin_client import AdminClient, AdminError

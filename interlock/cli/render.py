@@ -19,7 +19,7 @@ from rich.text import Text
 
 from controlplane.admin_schemas import ChangeOut, KeyOut, ModelOut, NodeOut
 from controlplane.policy.model import SECTION_TYPES, PolicyDocument
-from interlock.keys import KEY_PREFIX
+from interlock_contracts.keys import KEY_PREFIX
 
 _SENSITIVE = re.compile(r"auth|key|token|secret|password|cookie|signature", re.IGNORECASE)
 _HIDDEN_FIELDS = frozenset({"key_hash", "secret"})

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from interlock import logsetup
-from interlock.settings import SettingsError
+from interlock_contracts.settings.common import SettingsError
 
 log = logging.getLogger("interlock")
 
@@ -56,8 +56,8 @@ def _settings_or_exit(factory: Callable[[], object]) -> object:
 def dataplane_cmd(log_level: str) -> None:
     """Run one data-plane node (configured by INTERLOCK_* environment variables)."""
     from dataplane.node import DataPlaneNode
-    from dataplane.usage_sink import make_usage_sink
-    from interlock.settings import DataPlaneSettings
+    from dataplane.usage.sink import make_usage_sink
+    from interlock_contracts.settings.dataplane import DataPlaneSettings
 
     logsetup.configure(log_level, repeat_interval_s=repeat_interval())
     settings = _settings_or_exit(DataPlaneSettings.from_env)
@@ -85,7 +85,7 @@ def controlplane_cmd(log_level: str) -> None:
     from controlplane.usage_mount import usage_routers
     from controlplane.usage_source import UsageSourceSettings, open_usage_queries
     from ingest.clickhouse_writer import IngestError
-    from interlock.settings import ControlPlaneSettings
+    from interlock_contracts.settings.controlplane import ControlPlaneSettings
 
     logsetup.configure(log_level, repeat_interval_s=repeat_interval())
     settings = _settings_or_exit(ControlPlaneSettings.from_env)
@@ -126,8 +126,8 @@ def dev_cmd(data_dir: Path | None, port: int | None, log_level: str) -> None:
     """Run a complete gateway on this machine: no etcd, Kafka or ClickHouse server needed."""
     from dataclasses import replace
 
-    from interlock.devstack import DevStack
-    from interlock.settings import DevSettings
+    from interlock.dev.settings import DevSettings
+    from interlock.dev.stack import DevStack
 
     logsetup.configure(log_level, repeat_interval_s=repeat_interval())
     settings = _settings_or_exit(DevSettings.from_env)

@@ -23,9 +23,10 @@ from rich.text import Text
 from controlplane.usage_api import AuditOut, SpendOut, TaskCostOut
 from ingest.audit_row import AuditRow, api_names, iso_time
 from ingest.queries import InvalidQuery, parse_group_by, parse_where, parse_window
+from interlock.cli.settings import CliSettings
 from interlock.cli.term import cli_console as _console
-from interlock.settings import CliSettings, SettingsError
-from interlock.usage_schema import UsageSchema, usage_schema
+from interlock_contracts.settings.common import SettingsError
+from interlock_contracts.usage_schema import UsageSchema, usage_schema
 
 from . import render
 from .admin_client import AdminClient
@@ -268,7 +269,7 @@ def audit_cmd(ctx: click.Context, key: str | None, where: tuple[str, ...], since
 
 
 def _unit_text(unit: str, value: Any) -> str:
-    """A trail value in the CLI table, by the column's unit (interlock/usage_schema.py)."""
+    """A trail value in the CLI table, by the column's unit (interlock_contracts/usage_schema.py)."""
     if unit == "usd":
         return money(value)
     if unit == "ms":

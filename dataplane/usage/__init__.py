@@ -1,0 +1,1 @@
+"""Usage events: the event built per request and the sinks that make it durable (WAL, Kafka, chDB)."""

@@ -1,0 +1,1 @@
+"""`interlock dev`: the whole gateway in one process (stack) and its data directory (setup)."""
