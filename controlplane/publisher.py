@@ -54,16 +54,55 @@ class Published:
 
 
 class Subscription:
+    """One subscriber's latest unsent version: a slot, not a queue (only the latest matters). `wait` is a bare
+    future plus one timer, not a task and `asyncio.wait` per publish: at 100 streams that re-arm was a visible
+    part of the control plane's CPU per mint (issue 16)."""
+
+    __slots__ = ("_item", "_waiter", "closed")
+
     def __init__(self) -> None:
-        self._slot: asyncio.Queue[Published] = asyncio.Queue(maxsize=1)
+        self._item: Published | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self.closed = False
 
     def offer(self, item: Published) -> None:
-        if self._slot.full():
-            self._slot.get_nowait()  # drop the older snapshot: only the latest matters
-        self._slot.put_nowait(item)
+        self._item = item  # drops an older unsent snapshot
+        self._wake()
+
+    def close(self) -> None:
+        """The stream is over (the node closed its side): `wait` returns at once from now on."""
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self, within_s: float) -> Published | None:
+        """The latest offered item (taking it), or None after `within_s` seconds or once closed."""
+        if self._item is None and not self.closed and within_s > 0:
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(within_s, _expire, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        item, self._item = self._item, None
+        return item
 
     async def get(self) -> Published:
-        return await self._slot.get()
+        while True:
+            item = await self.wait(3600.0)
+            if item is not None:
+                return item
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class SnapshotPublisher:
