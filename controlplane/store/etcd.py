@@ -77,6 +77,11 @@ class _TLSClient(aetcd.Client):
             self._is_connecting = False
 
 
+async def _quietly(op: Awaitable[Any]) -> None:
+    with suppress(Exception):
+        await op
+
+
 def _auth_token_expired(exc: BaseException) -> bool:
     # etcd drops a simple auth token after --auth-token-ttl of disuse; aetcd never re-authenticates by itself.
     return "invalid auth token" in str(exc)
@@ -248,7 +253,7 @@ class EtcdKV:
                     # The target revision's events come in one watch response: once its version marker is
                     # seen, the rest of that transaction is already buffered (a short wait, not a guess).
                     try:
-                        async with asyncio.timeout(0.05 if reached else None):
+                        async with asyncio.timeout(0.005 if reached else None):
                             event = await anext(events)
                     except TimeoutError:
                         break
@@ -268,8 +273,10 @@ class EtcdKV:
         except Exception as exc:
             raise StoreUnavailable(f"watch on {prefix} at {self._where()} broke: {exc}") from exc
         finally:
-            with suppress(Exception):
-                await watch.cancel()
+            # Not awaited: cancelling waits for etcd's confirmation, which would double the catch-up's time.
+            cancelling = asyncio.get_running_loop().create_task(_quietly(watch.cancel()))
+            self._closing.add(cancelling)
+            cancelling.add_done_callback(self._closing.discard)
         return Changes(puts, deleted, target)
 
     async def _revision(self) -> int:
