@@ -51,6 +51,7 @@ class ControlPlaneServicer:
         self._streams: dict[str, int] = {}  # node_id -> open streams here (a reconnect may overlap the old one)
         self._closing: set[asyncio.Task[None]] = set()
         self.policy_bytes_sent = 0  # snapshot and delta bytes written to all streams (benchmarks)
+        self.acks_received = 0  # from all nodes (benchmarks, tests: nodes coalesce accepted acks)
         self._status_writer = NodeStatusWriter(kv)  # every node's acks in one store write per second
 
     def _heartbeat(self) -> bytes:
@@ -154,6 +155,7 @@ class ControlPlaneServicer:
             async for message in requests:
                 kind = message.WhichOneof("msg")
                 if kind == "ack":
+                    self.acks_received += 1
                     ack = message.ack
                     if not ack.accepted:
                         log.warning("node %s rejected version %d: %s", node_id, ack.version, ack.reason[:200])
