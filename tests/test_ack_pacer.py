@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,14 @@ from dataplane.sync import SnapshotSync
 from interlock.v1 import control_pb2
 
 PEPPER = b"pepper"
+
+
+async def until(check: Callable[[], bool], within_s: float) -> bool:
+    for _ in range(int(within_s / 0.01)):
+        if check():
+            return True
+        await asyncio.sleep(0.01)
+    return check()
 
 
 def ack(version: int, accepted: bool = True) -> control_pb2.Ack:
@@ -85,18 +94,14 @@ async def test_coalesced_acks_over_real_grpc_still_record_the_nodes_exact_versio
     try:
         assert publisher.current is not None
         assert await sync.wait_for_version(publisher.current.version, 10)
-        async with asyncio.timeout(5):
-            while servicer.acks_received < 1:  # the full snapshot's ack
-                await asyncio.sleep(0.01)
+        assert await until(lambda: servicer.acks_received >= 1, 5.0)  # the full snapshot's ack
         await asyncio.sleep(3.1)  # a quiet interval
 
         # A lone mint after a quiet interval: acked at once (well before the 3 s interval could flush it).
         before = servicer.acks_received
         await service.mint_run_key(RunKeySpec(parent=parent.id, ttl_ms=60_000, budget_usd="1"))
         started = time.monotonic()
-        async with asyncio.timeout(2.5):
-            while servicer.acks_received == before:
-                await asyncio.sleep(0.01)
+        assert await until(lambda: servicer.acks_received > before, 2.5)
         assert time.monotonic() - started < 2.5
 
         # A burst: every delta applied, the acks held and coalesced into the newest one.
