@@ -141,3 +141,18 @@ async def test_apply_still_conflicts_with_another_policy_edit_under_mints(kv: KV
         await applier.apply(policy(teams=[{"id": "t"}, {"id": "ops"}]))
     entries, _ = await kv.get_prefix(POLICY + "teams/")
     assert set(entries) == {item_key("teams", "t"), item_key("teams", "rival")}  # the rival edit stands alone
+
+
+async def test_a_concurrent_delete_of_a_policy_item_is_seen_and_conflicts(kv: KV) -> None:
+    # In one transaction the version key is written before the delete: the catch-up must not stop at the marker.
+    svc = StorePolicyService(kv, PEPPER, time.time)
+    await svc.apply(policy())
+
+    async def delete_user() -> None:
+        await kv.commit({VERSION_KEY: b"{}"}, [item_key("users", "ana")])
+
+    applier = StorePolicyService(RaceBeforeApplyCommit(kv, delete_user, times=1), PEPPER, time.time)  # type: ignore[arg-type]
+    with pytest.raises(Conflict):
+        await applier.apply(policy(teams=[{"id": "t"}, {"id": "ops"}]))
+    doc, _ = await svc.get_document()
+    assert [t.id for t in doc.teams] == ["t"] and doc.users == []
