@@ -21,7 +21,7 @@ from interlock_contracts.v1 import control_pb2
 from .grpc_auth import ServerSecurity
 from .node_status_writer import NodeStatusWriter
 from .nodes import NodeSession
-from .publisher import Published, SnapshotPublisher, Subscription
+from .publisher import SnapshotPublisher, Subscription
 from .store.base import KV
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class ControlPlaneServicer:
         self._streams: dict[str, int] = {}  # node_id -> open streams here (a reconnect may overlap the old one)
         self._closing: set[asyncio.Task[None]] = set()
         self.policy_bytes_sent = 0  # snapshot and delta bytes written to all streams (benchmarks)
+        self.acks_received = 0  # from all nodes (benchmarks, tests: nodes coalesce accepted acks)
         self._status_writer = NodeStatusWriter(kv)  # every node's acks in one store write per second
 
     def _heartbeat(self) -> bytes:
@@ -82,7 +83,7 @@ class ControlPlaneServicer:
         session.start()
         log.info("node %s subscribed (has version %d) from %s", node_id, hello.last_version, context.peer())
         try:
-            async for message in self._stream(hello, sub, reader, session, wants):
+            async for message in self._stream(hello, sub, session, wants):
                 yield message
         finally:
             reader.cancel()
@@ -117,8 +118,7 @@ class ControlPlaneServicer:
         return message, current.ident
 
     async def _stream(
-        self, hello: control_pb2.Hello, sub: Subscription, reader: asyncio.Task[None], session: NodeSession,
-        wants: _NodeWants,
+        self, hello: control_pb2.Hello, sub: Subscription, session: NodeSession, wants: _NodeWants,
     ) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
         sent: tuple[int, str] = (hello.last_version, hello.last_content_hash)
@@ -126,38 +126,36 @@ class ControlPlaneServicer:
         if message is not None:
             yield message
         next_beat = loop.time()  # first heartbeat right away: tells the node the current version
-        pending: asyncio.Task[Published] | None = None
-        try:
-            while True:
-                if pending is None:
-                    pending = loop.create_task(sub.get())
-                timeout = max(0.0, next_beat - loop.time())
-                done, _ = await asyncio.wait({pending, reader}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-                if reader in done:
-                    return  # the node closed its side, or the stream broke
-                if pending in done:
-                    pending.result()
-                    pending = None
-                    if wants.full:
-                        sent = (0, "")  # the node rejected what it was sent: it gets everything again
-                    message, sent = self._update_for(sent, wants)
-                    if message is not None:
-                        yield message
-                if loop.time() >= next_beat:
-                    yield self._heartbeat()
-                    session.touch()
-                    next_beat = loop.time() + self._heartbeat_s
-        finally:
-            if pending is not None:
-                pending.cancel()
+        while True:
+            item = await sub.wait(next_beat - loop.time())
+            if sub.closed:
+                return  # the node closed its side, or the stream broke (the reader closed the subscription)
+            if item is not None:
+                if wants.full:
+                    sent = (0, "")  # the node rejected what it was sent: it gets everything again
+                message, sent = self._update_for(sent, wants)
+                if message is not None:
+                    yield message
+            if loop.time() >= next_beat:
+                yield self._heartbeat()
+                session.touch()
+                next_beat = loop.time() + self._heartbeat_s
 
     async def _read(self, requests: AsyncIterator[control_pb2.NodeMessage], session: NodeSession,
                     sub: Subscription, wants: _NodeWants) -> None:
         node_id = session.record.node_id
+        try:
+            await self._read_acks(requests, session, sub, wants, node_id)
+        finally:
+            sub.close()  # wakes the stream: it ends
+
+    async def _read_acks(self, requests: AsyncIterator[control_pb2.NodeMessage], session: NodeSession,
+                         sub: Subscription, wants: _NodeWants, node_id: str) -> None:
         with suppress(grpc.RpcError, asyncio.CancelledError):
             async for message in requests:
                 kind = message.WhichOneof("msg")
                 if kind == "ack":
+                    self.acks_received += 1
                     ack = message.ack
                     if not ack.accepted:
                         log.warning("node %s rejected version %d: %s", node_id, ack.version, ack.reason[:200])

@@ -17,6 +17,7 @@ from interlock_contracts.credential_refs import CredentialRules
 from interlock_contracts.v1 import policy_pb2
 
 from .admin_auth import Forbidden
+from .apply_retry import KeyCatchUp
 from .audit import Actor, AuditAction, PolicyAuditRecord, build_record, encode_record, read_policy_log, record_key
 from .budget.runkeys import MAX_RUN_KEY_DEPTH, RunKeySpec, check_run_key, prunable, run_key_record
 from .diff import plan_apply
@@ -32,6 +33,7 @@ from .store.layout import KEYS, VERSION_KEY, StoredState, compile_state, encode,
 log = logging.getLogger(__name__)
 KEY_WRITE_ATTEMPTS = 3  # key writes don't depend on caller-seen state, so a lost race is retried
 MINT_ATTEMPTS = 20  # every policy write bumps the version key, so parallel mints race each other
+APPLY_ATTEMPTS = 50  # each retry re-reads only what changed since the last one (apply_retry.py)
 PRUNE_BATCH = 100  # etcd allows 128 operations per transaction by default (plus version + audit record)
 
 
@@ -86,7 +88,17 @@ class StorePolicyService:
         plan = plan_apply(state, doc)
         if dry_run or not plan.changes:
             return ApplyResult(changes=plan.changes, version=state.version, dry_run=dry_run)
-        version = await self._write(state, plan.puts, plan.deletes, "apply", audit=("apply", actor, plan.changes, ""))
+        catch_up: KeyCatchUp | None = None
+        for attempt in range(APPLY_ATTEMPTS):
+            try:
+                version = await self._write(state, plan.puts, plan.deletes, "apply",
+                                            audit=("apply", actor, plan.changes, ""))
+                break
+            except Conflict:  # mints rewrite the version key: catch up on the keys alone (apply_retry.py)
+                if attempt + 1 == APPLY_ATTEMPTS:
+                    raise
+                catch_up = catch_up or KeyCatchUp(doc, state)
+                await catch_up.advance(self._kv)
         log.info("policy applied: %d change(s), version %d", len(plan.changes), version)
         return ApplyResult(changes=plan.changes, version=version, dry_run=False)
 

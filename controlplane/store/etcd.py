@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import suppress
 from typing import Any, TypeVar
 
@@ -22,7 +22,7 @@ from aetcd import rpc
 from aetcd import watcher as aetcd_watcher
 
 from ..errors import Conflict, PolicyInvalid, StoreUnavailable
-from .base import Entry, join_root
+from .base import Changes, Entry, join_root
 from .etcd_security import EtcdSecurity
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,11 @@ class _TLSClient(aetcd.Client):
             aetcd_exceptions._handle_exception(exc)  # raises the matching aetcd error, as aetcd.Client does
         finally:
             self._is_connecting = False
+
+
+async def _quietly(op: Awaitable[Any]) -> None:
+    with suppress(Exception):
+        await op
 
 
 def _auth_token_expired(exc: BaseException) -> bool:
@@ -223,6 +228,56 @@ class EtcdKV:
         finally:
             with suppress(Exception):
                 await watch.cancel()
+
+    async def changes_since(self, prefix: str, since: int, known: Collection[str]) -> Changes:
+        """What changed under `prefix` after revision `since` up to the last write of `{prefix}version` (every
+        policy write rewrites it), replayed from etcd's watch history: O(change), never a read of the whole
+        prefix (an apply racing mints re-reads only the mints, issue 16). Raises StoreUnavailable when the
+        history was compacted or does not arrive in time: the caller reads everything instead."""
+        marker = await self.get(prefix + "version")
+        target = marker.mod_revision if marker else 0
+        puts: dict[str, Entry] = {}
+        deleted: set[str] = set()
+        if target <= since:
+            return Changes(puts, deleted, since)
+        cut = len(self._kb(""))
+        try:
+            watch = await self._client.watch_prefix(self._kb(prefix), start_revision=since + 1)
+        except Exception as exc:
+            raise StoreUnavailable(f"cannot watch {prefix} at {self._where()}: {exc}") from exc
+        reached = False
+        events = aiter(watch)
+        try:
+            async with asyncio.timeout(5.0):
+                while True:
+                    # The target revision's events come in one watch response: once its version marker is
+                    # seen, the rest of that transaction is already buffered (a short wait, not a guess).
+                    try:
+                        async with asyncio.timeout(0.005 if reached else None):
+                            event = await anext(events)
+                    except TimeoutError:
+                        break
+                    rev = event.kv.mod_revision
+                    if rev > target:
+                        break
+                    key = event.kv.key[cut:].decode()
+                    if event.kind == "PUT":
+                        puts[key] = Entry(event.kv.value, rev)
+                        deleted.discard(key)
+                    else:
+                        puts.pop(key, None)
+                        deleted.add(key)
+                    reached = reached or (key == prefix + "version" and rev >= target)
+        except TimeoutError as exc:
+            raise StoreUnavailable(f"the change history of {prefix} at {self._where()} did not arrive") from exc
+        except Exception as exc:
+            raise StoreUnavailable(f"watch on {prefix} at {self._where()} broke: {exc}") from exc
+        finally:
+            # Not awaited: cancelling waits for etcd's confirmation, which would double the catch-up's time.
+            cancelling = asyncio.get_running_loop().create_task(_quietly(watch.cancel()))
+            self._closing.add(cancelling)
+            cancelling.add_done_callback(self._closing.discard)
+        return Changes(puts, deleted, target)
 
     async def _revision(self) -> int:
         root = self._kb("")

@@ -24,6 +24,7 @@ import grpc.aio
 from dataplane.errors import SnapshotFileError, SnapshotRejected
 from dataplane.snapshot import file as snapshot_file
 from dataplane.snapshot import state_sum
+from dataplane.snapshot.ack_pacer import AckPacer
 from dataplane.snapshot.control_channel import open_channel
 from dataplane.snapshot.delta_log import DeltaLog
 from interlock_contracts.snapshot_state import DeltaMismatch, SnapshotState
@@ -72,12 +73,15 @@ class SnapshotSync:
         rng: random.Random | None = None,
         usage_sink: str = "",
         holder: PolicyHolder | None = None,
+        ack_interval_s: float = 1.0,
     ) -> None:
         """`idle_timeout_s`: reconnect when the control plane sends nothing (not even a
         heartbeat) for this long; catches a wedged server that still answers pings.
         Keep it a few heartbeat intervals long; 0 disables it.
         `holder`: take deltas (issue 16): full snapshots compile off the loop and key deltas apply in place;
-        `applier` is then unused. Without it the node asks for full snapshots only and applies them inline."""
+        `applier` is then unused. Without it the node asks for full snapshots only and applies them inline.
+        `ack_interval_s`: accepted delta acks are coalesced to at most one per interval (dataplane/ack_pacer.py);
+        rejections and snapshot acks always go at once. 0 = ack every delta at once."""
         if not 0 < backoff_min_s <= backoff_max_s:
             raise ValueError("need 0 < backoff_min_s <= backoff_max_s")
         self._target = target
@@ -100,6 +104,7 @@ class SnapshotSync:
         self._holder = holder
         self._state: SnapshotState | None = None  # the applied content, indexed for deltas (with a holder)
         self._delta_log = DeltaLog(self._path)
+        self._ack_interval_s = ack_interval_s
 
         # Observable state, read by health checks, metrics and tests.
         self.applied_version = 0  # 0 = no snapshot: the node must refuse traffic
@@ -233,22 +238,46 @@ class SnapshotSync:
                 await call.write(control_pb2.NodeMessage(hello=hello))
             self.connected = True
             self._log.info("control plane %s: subscribed as %s at version %d", self._target, self._node_id, self.applied_version)
+            pacer = AckPacer(self._ack_interval_s)
+            loop = asyncio.get_running_loop()
             while True:
-                msg = await self._read(call)
+                msg = await self._read_pacing(call, pacer)
                 self.last_contact_monotonic = self._clock()
                 self._attempt = 0  # the stream works: after the next failure, retry quickly
                 kind = msg.WhichOneof("msg")
                 if kind == "snapshot":
                     ack = await self._handle_snapshot(msg.snapshot)
-                    await call.write(control_pb2.NodeMessage(ack=ack))
+                    await self._send_acks(call, pacer.offer(ack, loop.time(), coalescible=False))
                 elif kind == "delta":
-                    await call.write(control_pb2.NodeMessage(ack=await self._handle_delta(msg.delta)))
+                    ack = await self._handle_delta(msg.delta)
+                    await self._send_acks(call, pacer.offer(ack, loop.time(), coalescible=True))
                     await self._compact_if_due()
                 elif kind == "heartbeat" and msg.heartbeat.current_version > self.applied_version:
                     self._log.debug("control plane is at version %d, node at %d", msg.heartbeat.current_version, self.applied_version)
         finally:
             self.connected = False
             await channel.close(grace=None)
+
+    async def _send_acks(self, call: grpc.aio.StreamStreamCall, acks: list[control_pb2.Ack]) -> None:
+        for ack in acks:
+            await call.write(control_pb2.NodeMessage(ack=ack))
+
+    async def _read_pacing(self, call: grpc.aio.StreamStreamCall, pacer: AckPacer) -> control_pb2.ControlMessage:
+        """The next message; meanwhile the held accepted ack goes out when its interval ends."""
+        if pacer.deadline() is None:
+            return await self._read(call)
+        loop = asyncio.get_running_loop()
+        reading = asyncio.ensure_future(self._read(call))
+        try:
+            while (deadline := pacer.deadline()) is not None:
+                done, _ = await asyncio.wait({reading}, timeout=max(0.0, deadline - loop.time()))
+                if done:
+                    return reading.result()
+                await self._send_acks(call, pacer.due(loop.time() + 0.001))  # timers may fire a hair early
+            return await reading
+        finally:
+            if not reading.done():
+                reading.cancel()
 
     async def _read(self, call: grpc.aio.StreamStreamCall) -> control_pb2.ControlMessage:
         try:

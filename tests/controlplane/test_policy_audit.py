@@ -25,10 +25,11 @@ from controlplane.audit import (
     parse_since,
 )
 from controlplane.errors import Conflict, PolicyInvalid
+from controlplane.policy.model import User
 from controlplane.service import StorePolicyService
 from controlplane.service_types import Change, KeySpec
 from controlplane.store import KV, open_store
-from controlplane.store.layout import AUDIT, VERSION_KEY
+from controlplane.store.layout import AUDIT, VERSION_KEY, encode, item_key
 from interlock.cli.main import cli
 from tests.controlplane.test_policy_service import NOW, PEPPER, RacingKV, policy
 from tests.fixtures.admin import admin_cli_env, serve_admin
@@ -128,7 +129,9 @@ async def test_provider_headers_that_look_secret_are_masked(svc: StorePolicyServ
 
 async def test_conflict_leaves_neither_change_nor_record(kv: KV, clock: Clock) -> None:
     await StorePolicyService(kv, PEPPER, clock).apply(policy())
-    racing = StorePolicyService(RacingKV(kv), PEPPER, clock)  # type: ignore[arg-type]
+    # Another operator's write of a policy item (same content here) lands between the apply's read and commit.
+    edit = {item_key("users", "ana"): encode(User(id="ana", team="core")), VERSION_KEY: b"{}"}
+    racing = StorePolicyService(RacingKV(kv, edit), PEPPER, clock)  # type: ignore[arg-type]
     before = await raw_audit(kv)
     with pytest.raises(Conflict):
         await racing.apply(policy(users=[]), actor="loser")

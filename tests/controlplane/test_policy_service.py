@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from controlplane.errors import Conflict, NotFound, PolicyInvalid
-from controlplane.policy.model import PolicyDocument
+from controlplane.policy.model import PolicyDocument, Team
 from controlplane.service import StorePolicyService
 from controlplane.service_types import KeySpec
 from controlplane.store import KV
-from controlplane.store.layout import VERSION_KEY
+from controlplane.store.layout import VERSION_KEY, encode, item_key
 from interlock_contracts.keys import hash_key
 
 pytestmark = pytest.mark.integration
@@ -127,8 +127,9 @@ async def test_apply_cannot_orphan_a_key(svc: StorePolicyService) -> None:
 class RacingKV:
     """Delegates to a real store, but lets another writer win right before the first commit."""
 
-    def __init__(self, inner: KV):
+    def __init__(self, inner: KV, race: Mapping[str, bytes] | None = None):
         self.inner = inner
+        self.race = race or {VERSION_KEY: b"{}"}
         self.raced = False
 
     def __getattr__(self, name: str) -> Any:
@@ -138,13 +139,15 @@ class RacingKV:
                      if_revision_of: Mapping[str, int] | None = None) -> int:
         if not self.raced:
             self.raced = True
-            await self.inner.commit({VERSION_KEY: b"{}"})
+            await self.inner.commit(self.race)
         return await self.inner.commit(puts, deletes, if_revision_of=if_revision_of)
 
 
 async def test_concurrent_apply_conflicts(kv: KV) -> None:
     await StorePolicyService(kv, PEPPER, lambda: NOW).apply(policy())
-    racing = StorePolicyService(RacingKV(kv), PEPPER, lambda: NOW)  # type: ignore[arg-type]
+    # Another operator's edit (a policy item and the version key) lands between this apply's read and commit.
+    edit = {item_key("teams", "ops"): encode(Team(id="ops")), VERSION_KEY: b"{}"}
+    racing = StorePolicyService(RacingKV(kv, edit), PEPPER, lambda: NOW)  # type: ignore[arg-type]
     with pytest.raises(Conflict):
         await racing.apply(policy(users=[]))
     assert (await racing.apply(policy(users=[]))).changes  # a retry with fresh state succeeds
