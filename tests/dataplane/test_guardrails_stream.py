@@ -14,8 +14,8 @@ from dataplane.guardrails.compiled import compile_guardrail
 from dataplane.guardrails.stage import Guardrails
 from dataplane.guardrails.stream import OutputGuard
 from dataplane.http.messages import Request
-from dataplane.pipeline.attempt import Endpoint
 from dataplane.pipeline.context import RequestContext
+from dataplane.pipeline.endpoint import Endpoint
 from dataplane.usage.event import EventIds, RequestRecord
 from interlock_contracts.v1 import policy_pb2
 
