@@ -14,6 +14,7 @@ from dataplane.budget.allowance import AllowanceBook
 from dataplane.budget.gate import BudgetGate, PoolTable
 from dataplane.budget.lease_client import LeaseClient
 from dataplane.budget.staleness import ControlPlaneContact
+from dataplane.control_reporter import TripReporter
 from dataplane.dialects.client_errors import GatewayError
 from dataplane.dialects.registry import default_dialects
 from dataplane.errors import DataPlaneError, SnapshotRejected
@@ -21,7 +22,6 @@ from dataplane.guardrails.stage import Guardrails
 from dataplane.http.messages import Request, Responder
 from dataplane.http.server import serve
 from dataplane.loopguard.guard import LoopGuard, Trip
-from dataplane.loopguard.reporter import TripReporter
 from dataplane.loopguard.stage import LoopStage
 from dataplane.observe.access_log import AccessLog
 from dataplane.observe.events import EventWatcher
