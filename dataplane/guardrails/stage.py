@@ -18,6 +18,7 @@ from dataplane.dialects.client_errors import GatewayError
 from dataplane.guardrails.compiled import INPUT, OUTPUT, CompiledGuardrail
 from dataplane.guardrails.engine import SLOW_ENGINE_WARNING, Finding, linear_engine
 from dataplane.guardrails.metrics import GuardrailCounters
+from dataplane.guardrails.refusal import blocked
 from dataplane.guardrails.scancache import scan_index
 from dataplane.guardrails.walk import TextIndex
 
@@ -26,13 +27,6 @@ if TYPE_CHECKING:
     from dataplane.usage.event import RequestRecord
 
 _DIR_NAME = {INPUT: "input", OUTPUT: "output"}
-
-
-def blocked(g: CompiledGuardrail, rules: Counter[str], where: str) -> GatewayError:
-    names = ", ".join(sorted(rules))
-    return GatewayError(400, ErrorKind.INVALID_REQUEST,
-                        f"blocked by guardrail {g.id!r}: the {where} contains {sum(rules.values())} finding(s) of "
-                        f"rule(s) {names}; remove them (the gateway never forwards them) or ask your platform team")
 
 
 def _failed(g: CompiledGuardrail, exc: Exception) -> GatewayError:
