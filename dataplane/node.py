@@ -18,7 +18,6 @@ from dataplane.control_reporter import TripReporter
 from dataplane.dialects.client_errors import GatewayError
 from dataplane.dialects.registry import default_dialects
 from dataplane.errors import DataPlaneError, SnapshotRejected
-from dataplane.guardrails.stage import Guardrails
 from dataplane.http.messages import Request, Responder
 from dataplane.http.server import serve
 from dataplane.loopguard.guard import LoopGuard, Trip
@@ -27,6 +26,7 @@ from dataplane.observe.access_log import AccessLog
 from dataplane.observe.events import EventWatcher
 from dataplane.observe.node import RequestObserver, node_registry
 from dataplane.observe.tracing import Tracing
+from dataplane.pipeline.guardrail_stage import Guardrails
 from dataplane.pipeline.proxy import Proxy
 from dataplane.pipeline.router import Router
 from dataplane.pipeline.upstream import Upstream

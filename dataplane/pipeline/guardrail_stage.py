@@ -120,7 +120,7 @@ class Guardrails:
         gs = [g for g in policy.guardrails.applicable(key, ctx.rec.requested_model, rule, OUTPUT)
               if g.sampled(ctx.rec.event_id)]
         if gs:
-            from dataplane.guardrails.stream import OutputGuard  # only requests with output guardrails pay for it
+            from dataplane.pipeline.output_guard import OutputGuard  # only requests with output guardrails pay for it
 
             ctx.output = OutputGuard(self, gs)
 

@@ -97,7 +97,7 @@ def _safe_cut(text: str, findings: list[Finding], final: bool) -> int:
 
 
 class OutputScanner(Protocol):
-    """What the output guard asks of the guardrail stage (dataplane/guardrails/stage.py's Guardrails is one, and
+    """What the output guard asks of the guardrail stage (dataplane/pipeline/guardrail_stage.py's Guardrails is one, and
     builds the guard: so the guard declares this rather than import it)."""
 
     def scan_output(self, ctx: RequestContext, g: CompiledGuardrail, text: str) -> list[Finding]: ...
