@@ -29,52 +29,39 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.budget_faults import (
-    TTL_S,
-    Outcome,
-    apply_budgets,
-    budget,
-    control_plane_outage,
-    crash_and_restart,
-    fake_latency,
-    link_cut,
-    measure,
-    request_cost,
-    seeded,
-    start_cluster,
-)
+from tests import budget_faults as bf
 from tests.fixtures.cluster import Cluster
 from tests.fixtures.etcd import EtcdServer
 
 SCENARIOS = ("crash", "cp-fail_closed", "cp-safe_share", "cp-optimistic", "cut")
 
 
-def run_scenario(etcd: EtcdServer, tmp: Path, scenario: str, seeds: int) -> list[Outcome]:
+def run_scenario(etcd: EtcdServer, tmp: Path, scenario: str, seeds: int) -> list[bf.Outcome]:
     c = Cluster(tmp=tmp / f"{scenario}-{uuid.uuid4().hex[:6]}", etcd=etcd, prefix=f"/bench-{uuid.uuid4().hex[:8]}")
     c.tmp.mkdir(parents=True)
     proxies = []
     try:
-        proxies = start_cluster(c, 3, proxied=1 if scenario == "cut" else 0)
-        cost = request_cost(c)
+        proxies = bf.start_cluster(c, 3, proxied=1 if scenario == "cut" else 0)
+        cost = bf.request_cost(c)
         mode = scenario.removeprefix("cp-") if scenario.startswith("cp-") else "safe_share"
         allowance = 3 * cost if mode == "optimistic" else 0
         size = (50, 90) if scenario == "crash" else (50, 80)
-        limits = {s: seeded(s).randint(*size) * cost for s in range(seeds)}
-        apply_budgets(c, [budget(f"b{s}", f"b{s}", lim, mode, allowance) for s, lim in limits.items()])
+        limits = {s: bf.seeded(s).randint(*size) * cost for s in range(seeds)}
+        bf.apply_budgets(c, [bf.budget(f"b{s}", f"b{s}", lim, mode, allowance) for s, lim in limits.items()])
         out = []
         for s in range(seeds):
-            rng = seeded(s)
+            rng = bf.seeded(s)
             fault: Callable[[], None]
             if scenario == "crash":
-                fake_latency(c, rng.uniform(100, 300))
-                fault, at, seconds, workers = crash_and_restart(c, c.nodes[rng.randrange(3)]), rng.uniform(0.2, 0.8), 3.0, 6
+                bf.fake_latency(c, rng.uniform(100, 300))
+                fault, at, seconds, workers = bf.crash_and_restart(c, c.nodes[rng.randrange(3)]), rng.uniform(0.2, 0.8), 3.0, 6
             elif scenario == "cut":
-                fake_latency(c, 100)
-                fault, at, seconds, workers = link_cut(proxies[0], 2 * TTL_S), 0.3, 2 * TTL_S + 4, 5
+                bf.fake_latency(c, 100)
+                fault, at, seconds, workers = bf.link_cut(proxies[0], 2 * bf.TTL_S), 0.3, 2 * bf.TTL_S + 4, 5
             else:
-                fake_latency(c, 100)
-                fault, at, seconds, workers = control_plane_outage(c, 2 * TTL_S), 0.3, 2 * TTL_S + 6, 5
-            o = measure(c, f"b{s}", limits[s], cost, seconds, allowance=allowance, workers=workers, faults=[(at, fault)])
+                bf.fake_latency(c, 100)
+                fault, at, seconds, workers = bf.control_plane_outage(c, 2 * bf.TTL_S), 0.3, 2 * bf.TTL_S + 6, 5
+            o = bf.measure(c, f"b{s}", limits[s], cost, seconds, allowance=allowance, workers=workers, faults=[(at, fault)])
             print(f"    seed {s:2d}: provider/B {o.ratio:.4f}  clients/B {o.received / o.limit:.4f}", flush=True)
             out.append(o)
             for n in c.nodes:
@@ -87,7 +74,7 @@ def run_scenario(etcd: EtcdServer, tmp: Path, scenario: str, seeds: int) -> list
         c.stop_all()
 
 
-def summarise(label: str, scenario: str, outs: list[Outcome]) -> None:
+def summarise(label: str, scenario: str, outs: list[bf.Outcome]) -> None:
     ratios = [o.ratio for o in outs]
     bound = [1 + 3 * o.allowance / o.limit for o in outs]
     over = sum(r > b for r, b in zip(ratios, bound, strict=True))
@@ -110,7 +97,7 @@ def main() -> None:
     here = str(Path(__file__).resolve().parent.parent)
     runs = [("baseline", str(args.baseline.resolve()))] if args.baseline else []
     runs.append(("this", here))
-    results: dict[tuple[str, str], list[Outcome]] = {}
+    results: dict[tuple[str, str], list[bf.Outcome]] = {}
     t0 = time.monotonic()
     try:
         for scenario in args.scenarios.split(","):
@@ -122,7 +109,7 @@ def main() -> None:
         os.environ["PYTHONPATH"] = here
         etcd.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\nprovider-billed spend / budget, lease TTL {TTL_S:g} s, {time.monotonic() - t0:.0f} s "
+    print(f"\nprovider-billed spend / budget, lease TTL {bf.TTL_S:g} s, {time.monotonic() - t0:.0f} s "
           "(shared machine: figures are indicative)")
     for (label, scenario), outs in results.items():
         summarise(label, scenario, outs)

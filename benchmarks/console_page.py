@@ -24,9 +24,10 @@ import uvicorn
 from fastapi import FastAPI
 
 from controlplane.admin_auth import AdminAuth
-from controlplane.console.app import Console, create_console_app, environment
+from controlplane.console.app import Console, environment
 from controlplane.console.data import ConsoleData
 from controlplane.console.sessions import SessionStore
+from controlplane.console.site import create_console_app
 from ingest.query_service import UsageQueryService
 
 TOKEN = "bench-admin-token-" + "x" * 16

@@ -26,8 +26,8 @@ from controlplane.policy.compiler import compile_snapshot
 from controlplane.policy.guardrails import Guardrail
 from controlplane.policy.model import Alias, KeyRecord, Model, PolicyDocument, Price, Provider, Team
 from dataplane.dialects.registry import default_dialects
-from dataplane.guardrails.stage import Guardrails
 from dataplane.http.messages import Request, Responder
+from dataplane.pipeline.guardrail_stage import Guardrails
 from dataplane.pipeline.proxy import Endpoint, Proxy
 from dataplane.providers.registry import default_providers
 from dataplane.snapshot.policy import CompiledPolicy, env_and_file_credentials

@@ -30,7 +30,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -51,15 +50,6 @@ def make_event(i: int, node: str, received_us: int) -> usage_pb2.UsageEvent:
         price_version="2025-01", latency_ms=900, ttfb_ms=150, stream=True, policy_version=7,
         request_bytes=4000, response_bytes=2000,
     )  # fmt: skip
-
-
-async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, partitions, 1)])
-    finally:
-        await admin.close()
 
 
 def new_producer(bootstrap: str, linger_ms: int) -> AIOKafkaProducer:
@@ -182,6 +172,8 @@ def broker_or(bootstrap: str | None) -> Iterator[str]:
 
 
 async def bench(args: argparse.Namespace, bootstrap: str) -> None:
+    from tests.fixtures.kafka import create_topic
+
     topic = f"bench-usage-{uuid.uuid4().hex[:8]}"
     await create_topic(bootstrap, topic, args.partitions)
     print(f"[1] pre-producing {args.events:,} events into {topic} ({args.partitions} partitions)")

@@ -17,10 +17,11 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from pydantic import ValidationError
 
+from interlock_contracts.snapshot_state import SnapshotState
 from interlock_contracts.v1 import control_pb2
 
 from .errors import StoreUnavailable
@@ -29,10 +30,30 @@ from .policy.model import KeyRecord
 from .store.base import KV, Changes, Entry
 from .store.layout import HMAC_HEX_RE, KEYS, POLICY, VERSION_KEY, StoredState, item_key
 
-if TYPE_CHECKING:
-    from .publisher import SnapshotPublisher
-
 log = logging.getLogger(__name__)
+
+
+class PublishedVersion(Protocol):
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def state(self) -> SnapshotState: ...
+
+
+class DeltaTarget(Protocol):
+    """What a key delta is read against and published to (controlplane/publisher.py's SnapshotPublisher is one),
+    declared here so this module does not import the publisher that imports it."""
+
+    @property
+    def kv(self) -> KV: ...
+
+    @property
+    def current(self) -> PublishedVersion | None: ...
+
+    def wake(self) -> None: ...
+
+    def publish_delta(self, state: SnapshotState, delta: control_pb2.PolicyDelta) -> None: ...
 
 
 class KeyDeltaSource:
@@ -85,7 +106,7 @@ class KeyDeltaSource:
             known.add(VERSION_KEY)
         return cls(state.revision, KeyCompiler(state.document(), state.keys), known)
 
-    async def refresh(self, publisher: SnapshotPublisher, clock: Callable[[], float] = time.time) -> bool | None:
+    async def refresh(self, publisher: DeltaTarget, clock: Callable[[], float] = time.time) -> bool | None:
         """True: published a delta; False: nothing changed; None: not a key-only change (compile in full)."""
         current = publisher.current
         if current is None:

@@ -14,19 +14,19 @@ from dataplane.budget.allowance import AllowanceBook
 from dataplane.budget.gate import BudgetGate, PoolTable
 from dataplane.budget.lease_client import LeaseClient
 from dataplane.budget.staleness import ControlPlaneContact
+from dataplane.control_reporter import TripReporter
 from dataplane.dialects.client_errors import GatewayError
 from dataplane.dialects.registry import default_dialects
 from dataplane.errors import DataPlaneError, SnapshotRejected
-from dataplane.guardrails.stage import Guardrails
 from dataplane.http.messages import Request, Responder
 from dataplane.http.server import serve
 from dataplane.loopguard.guard import LoopGuard, Trip
-from dataplane.loopguard.reporter import TripReporter
 from dataplane.loopguard.stage import LoopStage
 from dataplane.observe.access_log import AccessLog
 from dataplane.observe.events import EventWatcher
 from dataplane.observe.node import RequestObserver, node_registry
 from dataplane.observe.tracing import Tracing
+from dataplane.pipeline.guardrail_stage import Guardrails
 from dataplane.pipeline.proxy import Proxy
 from dataplane.pipeline.router import Router
 from dataplane.pipeline.upstream import Upstream

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from interlock_contracts.metrics.exposition import Registry
 
 if TYPE_CHECKING:
-    from ingest.health import IngestStats
+    from ingest.stats import IngestStats
 
 
 def _attr(stats: IngestStats, attr: str) -> Callable[[], list[tuple[tuple[str, ...], float]]]:

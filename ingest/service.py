@@ -30,7 +30,7 @@ from ingest import consumer as kc
 from ingest import gc_policy
 from ingest.clickhouse_writer import IngestError
 from ingest.consumer import PartitionBatch, PartitionBuffers, RebalanceHandler, Record
-from ingest.health import IngestStats
+from ingest.stats import IngestStats
 from interlock_contracts.settings.ingest import IngestSettings
 from interlock_contracts.v1 import usage_pb2
 

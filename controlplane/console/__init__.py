@@ -17,9 +17,10 @@ from controlplane.backend import ControlPlaneBackend
 from controlplane.budget.visibility import BudgetRow, budget_rows
 from ingest.query_service import UsageQueryService
 
-from .app import Console, create_console_app, environment
+from .app import Console, environment
 from .data import ConsoleData
 from .sessions import SessionStore
+from .site import create_console_app
 
 
 def mount_console(admin_app: FastAPI, backend: ControlPlaneBackend, queries: UsageQueryService | None,

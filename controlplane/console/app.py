@@ -1,4 +1,4 @@
-"""The console app mounted at /ui on the admin port: sign-in, sessions, CSRF, rendering.
+"""The console's core, what every page uses: sessions, CSRF, rendering (the app itself: site.py).
 
 Server-rendered HTML (Jinja2, autoescaped) plus one static script that draws Chart.js charts from JSON
 embedded in the page. No build step and no Node at run time: the pinned Chart.js bundle ships as
@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import hmac
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.staticfiles import StaticFiles
+from fastapi import Request
+from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from controlplane.admin_auth import AdminAuth, Role
@@ -30,7 +28,7 @@ from interlock_contracts.keys import KEY_PREFIX, hash_key
 
 from . import fmt
 from .data import ConsoleData
-from .sessions import COOKIE, LOGIN_CSRF_COOKIE, Session, SessionStore
+from .sessions import COOKIE, Session, SessionStore
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -63,7 +61,7 @@ class Console:
     def session(self, request: Request) -> Session:
         s = self.sessions.get(request.cookies.get(COOKIE))
         if s is None:
-            raise Redirect("/ui/login?" + urlencode({"next": _safe_next(request.url.path)}))
+            raise Redirect("/ui/login?" + urlencode({"next": safe_next(request.url.path)}))
         return s
 
     def staff(self, request: Request, role: Role = Role.VIEWER) -> Session:
@@ -115,67 +113,8 @@ def secure(r: Response) -> Response:
     return r
 
 
-def _safe_next(path: str) -> str:
+def safe_next(path: str) -> str:
     return path if path.startswith("/ui/") and "//" not in path else "/ui/"
-
-
-def _cookie(response: Response, request: Request, name: str, value: str, max_age: int | None = None) -> None:
-    response.set_cookie(name, value, httponly=True, samesite="strict", path="/ui",
-                        secure=request.url.scheme == "https", max_age=max_age)
-
-
-def create_console_app(c: Console) -> FastAPI:
-    from . import keys_pages, pages
-
-    app = FastAPI(title="Interlock console", docs_url=None, redoc_url=None, openapi_url=None)
-    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-
-    @app.exception_handler(Redirect)
-    async def on_redirect(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, Redirect)
-        return secure(RedirectResponse(exc.to, status_code=303))
-
-    @app.exception_handler(Refused)
-    async def on_refused(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, Refused)
-        s = c.sessions.get(request.cookies.get(COOKIE))
-        return c.page("error.html", s, status=exc.status, message=exc.message)
-
-    @app.get("/login", response_class=HTMLResponse)
-    async def login_form(request: Request, next: str = "/ui/", error: str = "") -> Response:
-        token = secrets.token_urlsafe(24)
-        r = c.page("login.html", None, next=_safe_next(next), csrf=token, error=error)
-        _cookie(r, request, LOGIN_CSRF_COOKIE, token, max_age=600)
-        return r
-
-    @app.post("/login")
-    async def login(request: Request) -> Response:
-        form = {k: v[-1] for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
-        expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-        if not expected or not hmac.compare_digest(expected.encode(), form.get("csrf", "").encode()):
-            return secure(RedirectResponse("/ui/login?error=expired", status_code=303))
-        s = await c.sign_in(form.get("secret", "").strip())
-        if s is None:
-            log.warning("console: failed sign-in from %s", request.client.host if request.client else "?")
-            return secure(RedirectResponse("/ui/login?error=invalid", status_code=303))
-        log.info("console: %r signed in (%s)", s.name, s.label)
-        r = RedirectResponse(_safe_next(form.get("next", "/ui/")) if s.staff else "/ui/me", status_code=303)
-        _cookie(r, request, COOKIE, c.sessions.create(s))
-        r.delete_cookie(LOGIN_CSRF_COOKIE, path="/ui")
-        return secure(r)
-
-    @app.post("/logout")
-    async def logout(request: Request) -> Response:
-        s = c.session(request)
-        await c.form(request, s)
-        c.sessions.end(request.cookies.get(COOKIE))
-        r = RedirectResponse("/ui/login", status_code=303)
-        r.delete_cookie(COOKIE, path="/ui")
-        return secure(r)
-
-    app.include_router(pages.router(c))
-    app.include_router(keys_pages.router(c))
-    return app
 
 
 def environment() -> Environment:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from dataplane.guardrails.compiled import INPUT, OUTPUT, CompiledGuardrail
+from dataplane.guardrails.compiled import INPUT, OUTPUT, CompiledGuardrail, GuardrailSet
 
 if TYPE_CHECKING:
-    from dataplane.snapshot.policy import CompiledPolicy, KeyEntry
+    from dataplane.policy_types import KeyEntry
+
+
+class GuardedPolicy(Protocol):
+    """What explain reads from a compiled policy (dataplane/snapshot/policy.py's CompiledPolicy is one)."""
+
+    @property
+    def guardrails(self) -> GuardrailSet: ...
 
 
 def _why(g: CompiledGuardrail, key: KeyEntry, requested: str, rule: str) -> str:
@@ -21,7 +28,7 @@ def _why(g: CompiledGuardrail, key: KeyEntry, requested: str, rule: str) -> str:
     return ""
 
 
-def describe(policy: CompiledPolicy, key: KeyEntry, requested: str, rule: str) -> list[dict[str, Any]]:
+def describe(policy: GuardedPolicy, key: KeyEntry, requested: str, rule: str) -> list[dict[str, Any]]:
     out = []
     for g in policy.guardrails.guardrails:
         why = _why(g, key, requested, rule)

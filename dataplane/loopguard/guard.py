@@ -2,7 +2,7 @@
 
 State is per node and bounded (per key: one deque of recent signatures and one of recent spend). Keys whose
 breaker tripped are paused here at once (before the control plane's pause reaches the snapshot) and the trip
-is handed to `report` (dataplane/loopguard/reporter.py). A local pause lasts until the snapshot shows the key
+is handed to `report` (dataplane/control_reporter.py). A local pause lasts until the snapshot shows the key
 paused (from then the policy decides, and `interlock keys resume` lifts it) or `local_pause_s` passes.
 """
 

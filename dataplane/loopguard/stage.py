@@ -3,13 +3,21 @@ signature) and settle (count its spend). Nothing to do, and no hashing, when no 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from dataplane.dialects.base import ErrorKind
 from dataplane.dialects.client_errors import GatewayError
 from dataplane.loopguard.guard import LoopGuard
+from dataplane.loopguard.index import LoopIndex
 from dataplane.loopguard.signature import signature
-from dataplane.snapshot.policy import CompiledPolicy, KeyEntry
+from dataplane.policy_types import KeyEntry
+
+
+class LoopPolicy(Protocol):
+    """What the loop stage reads from a compiled policy (dataplane/snapshot/policy.py's CompiledPolicy is one)."""
+
+    @property
+    def loops(self) -> LoopIndex: ...
 
 
 def paused_error(key_id: str, reason: str) -> GatewayError:
@@ -23,7 +31,7 @@ class LoopStage:
     def __init__(self, guard: LoopGuard) -> None:
         self.guard = guard
 
-    def admit(self, policy: CompiledPolicy, key: KeyEntry, model: str, body: dict[str, Any]) -> None:
+    def admit(self, policy: LoopPolicy, key: KeyEntry, model: str, body: dict[str, Any]) -> None:
         if key.paused:
             self.guard.paused.pop(key.id, None)  # the policy has the pause now; resume lifts it everywhere
             raise paused_error(key.id, key.paused)
@@ -40,7 +48,7 @@ class LoopStage:
         if br.action != "alert" and (why := guard.local_pause(key.id, False)):
             raise paused_error(key.id, why)
 
-    def settle(self, policy: CompiledPolicy | None, key: KeyEntry | None, cost_pico: int) -> None:
+    def settle(self, policy: LoopPolicy | None, key: KeyEntry | None, cost_pico: int) -> None:
         if policy is None or key is None or not cost_pico or policy.loops.empty:
             return
         br = policy.loops.for_key(key.id, key.team_id)

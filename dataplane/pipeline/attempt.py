@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from dataplane.dialects.base import Dialect, ErrorKind, StreamUsageScanner, Usage, WireAPI
+from dataplane.dialects.base import ErrorKind, StreamUsageScanner, Usage, WireAPI
 from dataplane.dialects.client_errors import GatewayError, bad_request
 from dataplane.pipeline.context import RequestContext
 from dataplane.pipeline.upstream import PASSTHROUGH_RESPONSE_HEADERS, Upstream, UpstreamResponse
@@ -26,13 +26,6 @@ from dataplane.translate.base import Params
 from dataplane.translate.binding import Translation, Translations
 from dataplane.translate.count_tokens import COUNT, COUNT_HEADER, CountTranslation, counted
 from dataplane.usage.event import RequestRecord
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    dialect: Dialect
-    operation: str  # provider adapter path key: "chat", "messages"
-    path: str
 
 
 @dataclass(slots=True)

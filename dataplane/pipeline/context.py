@@ -16,9 +16,10 @@ from dataplane.routing.report import route_headers
 if TYPE_CHECKING:
     from dataplane.dialects.base import Usage
     from dataplane.http.messages import Request, Responder
-    from dataplane.pipeline.attempt import Endpoint
+    from dataplane.pipeline.endpoint import Endpoint
+    from dataplane.policy_types import KeyEntry
     from dataplane.routing.table import Constraint, Plan
-    from dataplane.snapshot.policy import CompiledPolicy, KeyEntry
+    from dataplane.snapshot.policy import CompiledPolicy
     from dataplane.usage.event import RequestRecord
 
 

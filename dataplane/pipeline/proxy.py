@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 from dataplane.budget.gate import BudgetGate
 from dataplane.dialects.client_errors import GatewayError
 from dataplane.http.messages import Request, Responder
-from dataplane.pipeline.attempt import Endpoint, Forwarder
+from dataplane.pipeline.attempt import Forwarder
 from dataplane.pipeline.attempt_loop import AttemptLoop
 from dataplane.pipeline.context import RequestContext
+from dataplane.pipeline.endpoint import Endpoint
 from dataplane.pipeline.stages import GuardrailStage, Pipeline
 from dataplane.pipeline.upstream import Upstream
 from dataplane.routing.breaker import Breakers

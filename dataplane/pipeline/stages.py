@@ -18,13 +18,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from dataplane.budget.bound import bound_output
-from dataplane.budget.stream_cap import attach_output_cap
 from dataplane.dialects.base import ErrorKind
 from dataplane.dialects.client_errors import GatewayError, bad_request
 from dataplane.pipeline.admission import authenticate, presented_key
 from dataplane.pipeline.attempt import parse_body, record_model
 from dataplane.pipeline.attempt_loop import AttemptLoop
 from dataplane.pipeline.context import RequestContext
+from dataplane.pipeline.output_cap import attach_output_cap
 from dataplane.pipeline.request_validation import validate as validate_request
 from dataplane.pipeline.tags import TAGS_HEADER, missing, request_tags
 from dataplane.routing.select import plan_for
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 
 class GuardrailStage(Protocol):
-    """Input and output guardrails (dataplane/guardrails/stage.py); None when the node runs without them."""
+    """Input and output guardrails (dataplane/pipeline/guardrail_stage.py); None when the node runs without them."""
 
     def check_input(self, ctx: RequestContext) -> None: ...
 
@@ -71,7 +71,7 @@ class Pipeline:
         if guardrails is not None:
             guardrails.attach_output(ctx)
         if ctx.rec.budget is not None and ctx.stream:
-            attach_output_cap(ctx)  # a stream past its reserved output is cut there (dataplane/budget/stream_cap.py)
+            attach_output_cap(ctx)  # a stream past its reserved output is cut there (dataplane/pipeline/output_cap.py)
         await self._loop.run(ctx)
 
     # 1

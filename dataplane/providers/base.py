@@ -11,17 +11,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import orjson
 
 from dataplane.dialects.base import StreamUsageScanner, WrappingScanner
 from dataplane.dialects.client_errors import bad_request
 
-if TYPE_CHECKING:
-    from dataplane.policy_types import RuntimeProvider
-
 Headers = list[tuple[str, str]]
+
+
+class ProviderTarget(Protocol):
+    """What an adapter reads from the compiled provider it sends to (dataplane/policy_types.py's RuntimeProvider
+    is one, and holds the adapter: so adapters declare this rather than import it)."""
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def headers(self) -> tuple[tuple[str, str], ...]: ...
 
 
 class ProviderConfigError(ValueError):
@@ -118,7 +126,7 @@ class ProviderAdapter:
         return path
 
     def build_request(
-        self, prov: RuntimeProvider, operation: str, model: str, stream: bool, body: dict[str, Any],
+        self, prov: ProviderTarget, operation: str, model: str, stream: bool, body: dict[str, Any],
         client_headers: Mapping[str, str], url_model: str | None = None,
     ) -> tuple[str, Headers, bytes]:
         """URL, headers and body bytes for the upstream. `body` is final (in this provider's dialect,

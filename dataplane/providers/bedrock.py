@@ -18,17 +18,22 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-from .base import Headers, ProviderAdapter, ProviderConfigError, StreamDecoder, anthropic_error, error_message
+from .base import (
+    Headers,
+    ProviderAdapter,
+    ProviderConfigError,
+    ProviderTarget,
+    StreamDecoder,
+    anthropic_error,
+    error_message,
+)
 from .eventstream import EventStreamToSSE
 from .model_path import STREAM, ModelInPath
 from .sigv4 import SigV4Signer, parse_credentials
-
-if TYPE_CHECKING:
-    from dataplane.policy_types import RuntimeProvider
 
 BEDROCK_ANTHROPIC_VERSION = "bedrock-2023-05-31"
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
@@ -59,7 +64,7 @@ class Bedrock(ModelInPath):
         return ProviderAdapter.auth_headers(self, secret) if self.auth_header else ()
 
     def build_request(
-        self, prov: RuntimeProvider, operation: str, model: str, stream: bool, body: dict[str, Any],
+        self, prov: ProviderTarget, operation: str, model: str, stream: bool, body: dict[str, Any],
         client_headers: Mapping[str, str], url_model: str | None = None,
     ) -> tuple[str, Headers, bytes]:
         url = prov.base_url + self.path(operation, self.url_model(model) if url_model is None else url_model, stream)
@@ -82,7 +87,7 @@ class Bedrock(ModelInPath):
 @dataclass(frozen=True, slots=True)
 class BedrockAnthropic(Bedrock):
     def build_request(
-        self, prov: RuntimeProvider, operation: str, model: str, stream: bool, body: dict[str, Any],
+        self, prov: ProviderTarget, operation: str, model: str, stream: bool, body: dict[str, Any],
         client_headers: Mapping[str, str], url_model: str | None = None,
     ) -> tuple[str, Headers, bytes]:
         body["anthropic_version"] = BEDROCK_ANTHROPIC_VERSION

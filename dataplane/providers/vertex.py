@@ -15,14 +15,19 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .base import Headers, ProviderAdapter, ProviderConfigError, anthropic_error, error_message, is_anthropic_error
+from .base import (
+    Headers,
+    ProviderAdapter,
+    ProviderConfigError,
+    ProviderTarget,
+    anthropic_error,
+    error_message,
+    is_anthropic_error,
+)
 from .gemini import GEMINI_SUFFIXES
 from .model_path import STREAM, ModelInPath
-
-if TYPE_CHECKING:
-    from dataplane.policy_types import RuntimeProvider
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
@@ -63,7 +68,7 @@ class VertexAnthropic(Vertex):
         return Vertex.path(self, operation, model, stream)
 
     def build_request(
-        self, prov: RuntimeProvider, operation: str, model: str, stream: bool, body: dict[str, Any],
+        self, prov: ProviderTarget, operation: str, model: str, stream: bool, body: dict[str, Any],
         client_headers: Mapping[str, str], url_model: str | None = None,
     ) -> tuple[str, Headers, bytes]:
         if operation == "count_tokens":

@@ -12,13 +12,13 @@ from dataplane.dialects.client_errors import GatewayError
 from dataplane.routing.breaker import Breakers
 from dataplane.routing.failure import CONDITIONS
 from dataplane.routing.matching import Facts
-from dataplane.routing.select import select_plan
+from dataplane.routing.select import RoutedPolicy, select_plan
 
 if TYPE_CHECKING:
-    from dataplane.snapshot.policy import CompiledPolicy, KeyEntry
+    from dataplane.policy_types import KeyEntry
 
 
-def explain(policy: CompiledPolicy, key: KeyEntry, f: Facts, breakers: Breakers | None = None) -> dict[str, Any]:
+def explain(policy: RoutedPolicy, key: KeyEntry, f: Facts, breakers: Breakers | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"policy_version": policy.version, "key_id": key.id, "team": key.team_id,
                            "project": key.project_id, "requested_model": f.requested, "estimated_input_tokens": f.input_tokens,
                            "has_tools": f.has_tools}

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dataplane.dialects.base import ErrorKind
 from dataplane.dialects.client_errors import GatewayError
 from dataplane.routing.matching import Facts
-from dataplane.routing.table import Plan
+from dataplane.routing.table import Plan, RoutingTable
 
 if TYPE_CHECKING:
-    from dataplane.snapshot.policy import CompiledPolicy, KeyEntry
+    from dataplane.policy_types import KeyEntry
+
+
+class RoutedPolicy(Protocol):
+    """What routing reads from a compiled policy (dataplane/snapshot/policy.py's CompiledPolicy is one), declared
+    here so routing does not import the snapshot compiler that builds its table."""
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def routing(self) -> RoutingTable: ...
 
 SESSION_HEADER = "x-interlock-session-id"
 
@@ -27,7 +38,7 @@ def session_of(headers: Mapping[str, str], tags: Mapping[str, str]) -> str:
     return tags.get("session") or headers.get(SESSION_HEADER, "")
 
 
-def plan_for(policy: CompiledPolicy, key: KeyEntry, requested: str, headers: Mapping[str, str],
+def plan_for(policy: RoutedPolicy, key: KeyEntry, requested: str, headers: Mapping[str, str],
              tags: Mapping[str, str], body: Mapping[str, Any], body_bytes: int) -> Plan:
     """select_plan for the hot path: request facts are only built when some rule could apply to the name."""
     plan = policy.routing.fixed(requested)
@@ -38,7 +49,7 @@ def plan_for(policy: CompiledPolicy, key: KeyEntry, requested: str, headers: Map
     return plan
 
 
-def select_plan(policy: CompiledPolicy, key: KeyEntry, f: Facts) -> Plan:
+def select_plan(policy: RoutedPolicy, key: KeyEntry, f: Facts) -> Plan:
     sel = policy.routing.select(f)
     if sel is None:
         raise GatewayError(404, ErrorKind.NOT_FOUND,

@@ -18,6 +18,7 @@ from dataplane.providers.base import ProviderAdapter
 
 from .base import EventTranslator, Params, Session, Translator, Untranslatable
 from .count_tokens import COUNT, CountTranslation, bind_count
+from .provider_errors import error_kind, provider_error_message
 from .sse import EventParser
 
 Writer = Callable[[list[Event]], bytes]  # Dialect.write_events
@@ -26,30 +27,6 @@ Writer = Callable[[list[Event]], bytes]  # Dialect.write_events
 # belongs...). Translators look fields up without re-validating each one; what that raises is turned
 # into a clear error here, once, instead of a 500.
 _SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError)
-
-_KIND_BY_STATUS = {
-    400: ErrorKind.INVALID_REQUEST, 401: ErrorKind.AUTHENTICATION, 403: ErrorKind.PERMISSION,
-    404: ErrorKind.NOT_FOUND, 408: ErrorKind.TIMEOUT, 413: ErrorKind.TOO_LARGE, 422: ErrorKind.INVALID_REQUEST,
-    429: ErrorKind.RATE_LIMIT, 504: ErrorKind.TIMEOUT, 529: ErrorKind.OVERLOADED,
-}
-
-
-def error_kind(status: int) -> str:
-    return _KIND_BY_STATUS.get(status) or (ErrorKind.UPSTREAM if status >= 500 else ErrorKind.INVALID_REQUEST)
-
-
-def provider_error_message(payload: bytes) -> str:
-    """OpenAI, Anthropic and Gemini all put the human-readable text at error.message."""
-    try:
-        body = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        body = None
-    err = body.get("error") if isinstance(body, dict) else None
-    msg = err.get("message") if isinstance(err, dict) else err if isinstance(err, str) else None
-    if isinstance(msg, str) and msg:
-        return msg
-    return payload[:200].decode("utf-8", "replace") or "the provider returned an error without a body"
-
 
 class TranslatingScanner(WrappingScanner):
     """A StreamUsageScanner for the relay: provider bytes in, client-dialect SSE bytes out."""

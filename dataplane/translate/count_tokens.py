@@ -22,6 +22,7 @@ from dataplane.dialects.usage_fields import count
 from dataplane.providers.base import ProviderAdapter
 
 from .base import Params, Session, Translator, Untranslatable
+from .provider_errors import error_kind, provider_error_message
 
 COUNT = "count_tokens"  # the Endpoint.operation of every counting endpoint, whatever the API
 COUNT_HEADER = "x-interlock-token-count"  # "provider" or "estimated"
@@ -117,8 +118,6 @@ class CountTranslation:
 
     def response(self, status: int, payload: bytes) -> bytes:
         if status != 200:
-            from .binding import error_kind, provider_error_message  # the error mapping every translation uses
-
             return self.client.error_body(status, error_kind(status), provider_error_message(payload))
         return orjson.dumps(CLIENT_COUNT[self.client.family](counted(self.provider.family, payload)))
 

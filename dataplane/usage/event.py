@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from dataplane.dialects.base import Usage
+from dataplane.policy_types import KeyEntry
 from dataplane.pricing import Price
 from dataplane.routing.report import AttemptRecord
-from dataplane.snapshot.policy import KeyEntry
 from dataplane.usage.event_builder import column_defaults, event_builder
 from interlock_contracts.usage_schema import usage_schema
 from interlock_contracts.v1 import usage_pb2

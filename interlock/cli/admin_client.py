@@ -14,19 +14,8 @@ import click
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from controlplane import admin_schemas as schemas
 from controlplane.admin_api import WhoAmIOut
-from controlplane.admin_schemas import (
-    ApplyOut,
-    KeyCreatedOut,
-    KeyCreateIn,
-    KeyList,
-    KeyOut,
-    ModelList,
-    ModelOut,
-    NodeList,
-    PolicyOut,
-    SnapshotOut,
-)
 from controlplane.alerts.api import DeliveryListOut, TestOut
 from controlplane.audit_api import PolicyAuditLogOut
 from controlplane.budget.admin_routes import BudgetListOut, RunKeyIn, RunKeyOut
@@ -70,33 +59,33 @@ class AdminClient:
 
     # -- endpoints ---------------------------------------------------------
 
-    def get_policy(self) -> PolicyOut:
-        return self._call(PolicyOut, "GET", "/policy")
+    def get_policy(self) -> schemas.PolicyOut:
+        return self._call(schemas.PolicyOut, "GET", "/policy")
 
-    def apply(self, doc: PolicyDocument, *, dry_run: bool) -> ApplyOut:
+    def apply(self, doc: PolicyDocument, *, dry_run: bool) -> schemas.ApplyOut:
         params = {"dry_run": "true" if dry_run else "false"}
-        return self._call(ApplyOut, "POST", "/policy/apply", json=doc.model_dump(mode="json"), params=params)
+        return self._call(schemas.ApplyOut, "POST", "/policy/apply", json=doc.model_dump(mode="json"), params=params)
 
-    def list_keys(self) -> list[KeyOut]:
-        return self._call(KeyList, "GET", "/keys").keys
+    def list_keys(self) -> list[schemas.KeyOut]:
+        return self._call(schemas.KeyList, "GET", "/keys").keys
 
-    def create_key(self, spec: KeyCreateIn) -> KeyCreatedOut:
-        return self._call(KeyCreatedOut, "POST", "/keys", json=spec.model_dump(mode="json"))
+    def create_key(self, spec: schemas.KeyCreateIn) -> schemas.KeyCreatedOut:
+        return self._call(schemas.KeyCreatedOut, "POST", "/keys", json=spec.model_dump(mode="json"))
 
-    def revoke_key(self, key_id: str) -> KeyOut:
-        return self._call(KeyOut, "POST", f"/keys/{quote(key_id, safe='')}/revoke")
+    def revoke_key(self, key_id: str) -> schemas.KeyOut:
+        return self._call(schemas.KeyOut, "POST", f"/keys/{quote(key_id, safe='')}/revoke")
 
-    def list_models(self) -> list[ModelOut]:
-        return self._call(ModelList, "GET", "/models").models
+    def list_models(self) -> list[schemas.ModelOut]:
+        return self._call(schemas.ModelList, "GET", "/models").models
 
-    def nodes(self) -> NodeList:
-        return self._call(NodeList, "GET", "/nodes")
+    def nodes(self) -> schemas.NodeList:
+        return self._call(schemas.NodeList, "GET", "/nodes")
 
     def whoami(self) -> WhoAmIOut:
         return self._call(WhoAmIOut, "GET", "/whoami")
 
-    def snapshot(self) -> SnapshotOut:
-        return self._call(SnapshotOut, "GET", "/snapshot")
+    def snapshot(self) -> schemas.SnapshotOut:
+        return self._call(schemas.SnapshotOut, "GET", "/snapshot")
 
     def policy_log(self, *, since: str | None, limit: int) -> PolicyAuditLogOut:
         params: dict[str, Any] = {"limit": limit, **({"since": since} if since else {})}
@@ -114,8 +103,8 @@ class AdminClient:
     def budgets(self, *, history: bool = False) -> BudgetListOut:
         return self._call(BudgetListOut, "GET", "/budgets", params={"history": "true" if history else "false"})
 
-    def resume_key(self, key_id: str) -> KeyOut:
-        return self._call(KeyOut, "POST", f"/keys/{quote(key_id, safe='')}/resume")
+    def resume_key(self, key_id: str) -> schemas.KeyOut:
+        return self._call(schemas.KeyOut, "POST", f"/keys/{quote(key_id, safe='')}/resume")
 
     def alerts(self, *, limit: int) -> DeliveryListOut:
         return self._call(DeliveryListOut, "GET", "/alerts", params={"limit": limit})

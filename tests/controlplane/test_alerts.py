@@ -273,7 +273,7 @@ async def test_cli_lists_deliveries_and_sends_a_test_event(
 async def test_node_events_become_alerts_once_per_episode(
         etcd_url: str, store_prefix: str, receivers: dict[str, Receiver]) -> None:
     from dataplane.budget.index import BUDGET, REQUESTS
-    from dataplane.loopguard.reporter import TripReporter
+    from dataplane.control_reporter import TripReporter
     from dataplane.observe.events import EventWatcher
 
     hook = receivers["hook"]

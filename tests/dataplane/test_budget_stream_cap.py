@@ -1,4 +1,4 @@
-"""A provider that ignores the output limit: the stream is cut at the reserved output (dataplane/budget/stream_cap.py).
+"""A provider that ignores the output limit: the stream is cut at the reserved output (dataplane/pipeline/output_cap.py).
 
 The fake provider is set to ignore max_tokens and answer 40 tokens; the client asks for 5, so the budget
 reserves 5. Per client dialect, independently: what the client received (a terminal error event in its
@@ -119,9 +119,9 @@ class _Ctx:
 
 def test_cut_mid_chunk_delivers_the_prefix_then_ends() -> None:
     """Several events in one chunk: those within the limit are delivered, the stream ends at the next write."""
-    from dataplane.budget.stream_cap import OutputCap
     from dataplane.dialects.base import Usage
     from dataplane.dialects.client_errors import GatewayError
+    from dataplane.pipeline.output_cap import OutputCap
 
     cap = OutputCap(2)
     ctx: Any = _Ctx()
@@ -166,9 +166,9 @@ class _Inner:
 
 def test_chained_after_an_output_guardrail() -> None:
     """The cap counts what the guardrail released; a guardrail block is billed by the guardrail."""
-    from dataplane.budget.stream_cap import OutputCap
     from dataplane.dialects.base import Usage
     from dataplane.dialects.client_errors import GatewayError
+    from dataplane.pipeline.output_cap import OutputCap
 
     ctx: Any = _Ctx()
     inner = _Inner()
@@ -196,8 +196,8 @@ class _Holder(_Inner):
 
 
 def test_a_cut_found_at_the_end_bills_only_what_was_written() -> None:
-    from dataplane.budget.stream_cap import OutputCap
     from dataplane.dialects.client_errors import GatewayError
+    from dataplane.pipeline.output_cap import OutputCap
 
     cap = OutputCap(2, _Holder())
     ctx: Any = _Ctx()

@@ -17,11 +17,11 @@ from dataplane.guardrails.catalog import expand
 from dataplane.guardrails.compiled import GuardrailSet
 from dataplane.guardrails.engine import Scanner, linear_engine
 from dataplane.guardrails.scancache import MIN_CHARS, SMALL_BODY, ScanCache, scan_index
-from dataplane.guardrails.stage import Guardrails
 from dataplane.guardrails.walk import TextIndex
 from dataplane.http.messages import Request
-from dataplane.pipeline.attempt import Endpoint
 from dataplane.pipeline.context import RequestContext
+from dataplane.pipeline.endpoint import Endpoint
+from dataplane.pipeline.guardrail_stage import Guardrails
 from dataplane.usage.event import EventIds, RequestRecord
 from interlock_contracts.v1 import policy_pb2
 from tests.guardrail_corpus import benign_samples, secret_samples

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from controlplane.observe import ControlPlaneMetrics
 from dataplane.observe.node import node_registry
-from ingest.health import IngestStats
 from ingest.metrics import ingest_registry
+from ingest.stats import IngestStats
 from interlock_contracts.metrics.exposition import Counter, Histogram, Registry
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json"

@@ -14,7 +14,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from ingest.health import HealthServer, IngestStats
+from ingest.health import HealthServer
+from ingest.stats import IngestStats
 from interlock.dev.settings import DevSettings
 from interlock.dev.setup import FAKE_CLAUDE, FAKE_GPT
 from interlock.dev.stack import DevStack

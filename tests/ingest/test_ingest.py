@@ -12,7 +12,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from ingest.clickhouse_writer import ClickHouseWriter, IngestError, open_clickhouse
 from ingest.consumer import PartitionBatch
@@ -20,7 +19,7 @@ from ingest.health import HealthServer
 from ingest.service import Hooks, IngestService
 from interlock_contracts.settings.ingest import IngestSettings
 from interlock_contracts.v1 import usage_pb2
-from tests.fixtures.kafka import KafkaBroker, read_topic
+from tests.fixtures.kafka import KafkaBroker, create_topic, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -42,15 +41,6 @@ def writer(tmp_path: Path) -> Iterator[ClickHouseWriter]:
 
 def _count(w: ClickHouseWriter, sql: str) -> int:
     return int(w.client.query(sql).result_rows[0][0])
-
-
-async def _topic(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, partitions, 1)])
-    finally:
-        await admin.close()
 
 
 async def _produce(bootstrap: str, topic: str, values: Sequence[tuple[bytes, bytes]]) -> None:
@@ -85,7 +75,7 @@ async def _run_until_idle(service: IngestService, timeout_s: float = 60.0) -> No
 
 
 async def test_ingest_dedups_and_dead_letters(kafka: KafkaBroker, kafka_topic: str, writer: ClickHouseWriter) -> None:
-    await _topic(kafka.bootstrap, kafka_topic, 3)
+    await create_topic(kafka.bootstrap, kafka_topic, 3)
     events = [_event(i) for i in range(400)]
     values = [(e.event_id.encode(), e.SerializeToString()) for e in events]
     values += values[:37]  # at-least-once producer redeliveries
@@ -127,7 +117,7 @@ async def test_crash_after_insert_before_commit_replays_exactly(
     kafka: KafkaBroker, kafka_topic: str, writer: ClickHouseWriter, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="ingest.service")
-    await _topic(kafka.bootstrap, kafka_topic, 2)
+    await create_topic(kafka.bootstrap, kafka_topic, 2)
     events = [_event(i) for i in range(300)]
     await _produce(kafka.bootstrap, kafka_topic, [(e.event_id.encode(), e.SerializeToString()) for e in events])
     settings = _settings(kafka, kafka_topic, batch_max=40, batch_ms=100)

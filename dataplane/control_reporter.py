@@ -1,5 +1,6 @@
-"""Sends loop-breaker trips to the control plane (LoopService.Trip) in the background, retrying a few times:
-the local pause already protects this node; the report makes the pause policy-wide."""
+"""Sends loop-breaker trips (LoopService.Trip) and operational events to the control plane in the background,
+retrying a few times: the local pause already protects this node; the report makes the pause policy-wide.
+The node's link to the control plane, above the loop guard, events and channel it joins."""
 
 from __future__ import annotations
 

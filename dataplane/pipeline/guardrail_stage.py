@@ -18,6 +18,7 @@ from dataplane.dialects.client_errors import GatewayError
 from dataplane.guardrails.compiled import INPUT, OUTPUT, CompiledGuardrail
 from dataplane.guardrails.engine import SLOW_ENGINE_WARNING, Finding, linear_engine
 from dataplane.guardrails.metrics import GuardrailCounters
+from dataplane.guardrails.refusal import blocked
 from dataplane.guardrails.scancache import scan_index
 from dataplane.guardrails.walk import TextIndex
 
@@ -26,13 +27,6 @@ if TYPE_CHECKING:
     from dataplane.usage.event import RequestRecord
 
 _DIR_NAME = {INPUT: "input", OUTPUT: "output"}
-
-
-def blocked(g: CompiledGuardrail, rules: Counter[str], where: str) -> GatewayError:
-    names = ", ".join(sorted(rules))
-    return GatewayError(400, ErrorKind.INVALID_REQUEST,
-                        f"blocked by guardrail {g.id!r}: the {where} contains {sum(rules.values())} finding(s) of "
-                        f"rule(s) {names}; remove them (the gateway never forwards them) or ask your platform team")
 
 
 def _failed(g: CompiledGuardrail, exc: Exception) -> GatewayError:
@@ -126,7 +120,7 @@ class Guardrails:
         gs = [g for g in policy.guardrails.applicable(key, ctx.rec.requested_model, rule, OUTPUT)
               if g.sampled(ctx.rec.event_id)]
         if gs:
-            from dataplane.guardrails.stream import OutputGuard  # only requests with output guardrails pay for it
+            from dataplane.pipeline.output_guard import OutputGuard  # only requests with output guardrails pay for it
 
             ctx.output = OutputGuard(self, gs)
 

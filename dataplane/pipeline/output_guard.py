@@ -14,18 +14,19 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 from dataplane.dialects.base import Usage
 from dataplane.guardrails.compiled import OUTPUT, CompiledGuardrail
 from dataplane.guardrails.engine import Finding
+from dataplane.guardrails.refusal import blocked
 from dataplane.guardrails.walk import TextIndex
 
 if TYPE_CHECKING:
-    from dataplane.guardrails.stage import Guardrails
     from dataplane.pipeline.context import RequestContext
+    from dataplane.usage.event import RequestRecord
 
 MAX_HOLD = 8192  # characters of text held back at most (a 4096-bit PEM key is ~3.3 KB)
 _TOKENS_HELD = 3  # "NAME", "=", "value": context rules need the name with the value
@@ -95,10 +96,20 @@ def _safe_cut(text: str, findings: list[Finding], final: bool) -> int:
     return max(cut, len(text) - MAX_HOLD)
 
 
+class OutputScanner(Protocol):
+    """What the output guard asks of the guardrail stage (dataplane/pipeline/guardrail_stage.py's Guardrails is one, and
+    builds the guard: so the guard declares this rather than import it)."""
+
+    def scan_output(self, ctx: RequestContext, g: CompiledGuardrail, text: str) -> list[Finding]: ...
+
+    def record(self, rec: RequestRecord, g: CompiledGuardrail, direction: int, action: str,
+               rules: Counter[str], error: Exception | None = None) -> str: ...
+
+
 class OutputGuard:
     """Implements dataplane.pipeline.context.OutputFilter for the guardrails that apply to one request."""
 
-    def __init__(self, guardrails: Guardrails, gs: list[CompiledGuardrail]) -> None:
+    def __init__(self, guardrails: OutputScanner, gs: list[CompiledGuardrail]) -> None:
         self._g = guardrails
         self._gs = gs
         self._buf = b""
@@ -134,8 +145,6 @@ class OutputGuard:
         return orjson.dumps(obj) if changed else payload
 
     def _settle(self, ctx: RequestContext, g: CompiledGuardrail, rules: Counter[str]) -> str:
-        from dataplane.guardrails.stage import blocked
-
         action = self._g.record(ctx.rec, g, OUTPUT, g.action, rules)
         if action == "block":
             self.blocked = True

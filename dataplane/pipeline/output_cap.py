@@ -18,7 +18,7 @@ import orjson
 
 from dataplane.dialects.base import ErrorKind, Usage
 from dataplane.dialects.client_errors import GatewayError
-from dataplane.guardrails.stream import _text_slots
+from dataplane.pipeline.output_guard import _text_slots
 
 if TYPE_CHECKING:
     from dataplane.pipeline.context import OutputFilter, RequestContext
