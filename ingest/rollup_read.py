@@ -13,7 +13,7 @@ so one outer aggregate serves both. A question no rollup can answer (a dimension
 series on an hourly rollup, tag filters, no valid bucket) gets the raw builder's query unchanged.
 
 Deciding validity costs one small query (per-day rollup state plus per-hour marks of the window);
-if it fails because the rollup tables do not exist (a store not yet migrated to v134), the raw
+if it fails because the rollup tables do not exist (a store not yet migrated to v154), the raw
 query is used.
 """
 
@@ -100,7 +100,7 @@ class RollupReader:
         try:
             rows = self._run(Query(sql, bind.parameters, {}), "rollup state")
         except IngestError:
-            return []  # no rollup tables (store before v134) or a transient failure: answer from raw
+            return []  # no rollup tables (store before v154) or a transient failure: answer from raw
         days = {int(k): (int(rolled), int(until)) for kind, k, rolled, until in rows if kind == 0}
         marks = {int(k): int(m) for kind, k, m, _ in rows if kind == 1}
         covered = []

@@ -1,4 +1,4 @@
-"""Exact pre-aggregates ("rollups") of usage_by_time: the tables, their migrations (v130-v134).
+"""Exact pre-aggregates ("rollups") of usage_by_time: the tables, their migrations (v150-v154).
 
 Why exact, unlike spend_daily: a rollup partition is never fed event by event. `ingest.rollup`
 rebuilds a whole day from `usage_by_time FINAL` (deduplicated) into a staging table and swaps it
@@ -81,4 +81,4 @@ SELECT toStartOfHour(received_at) AS hour, now64(6, 'UTC') AS marked_at FROM {{d
 def rollup_migrations() -> list[tuple[int, str]]:
     """(version, SQL template with {db} and {ttl_days}) for ingest.schema.migrations."""
     tables = [_table_sql(r, r.table) for r in ROLLUPS]
-    return [(130, _MARKS), (131, _MARKS_MV), (132, tables[0]), (133, tables[1]), (134, tables[2])]
+    return [(150, _MARKS), (151, _MARKS_MV), (152, tables[0]), (153, tables[1]), (154, tables[2])]

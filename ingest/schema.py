@@ -42,7 +42,7 @@ Not used for exact answers: a rollup keyed by event_id-free dimensions (like
 spend_daily, or an AggregatingMergeTree by hour) cannot tell a redelivery from a
 new event, because its view sees each insert block alone; it could only be exact
 once no redelivery can still arrive for its window, which nothing guarantees.
-The exact rollups (v130-v134, ingest/rollup_schema.py) avoid this: rebuilt per day from
+The exact rollups (v150-v154, ingest/rollup_schema.py) avoid this: rebuilt per day from
 usage_by_time FINAL, never fed event by event, and bypassed for any hour written since.
 """
 
