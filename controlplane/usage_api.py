@@ -13,6 +13,7 @@ plain `def`: queries block, so FastAPI runs them in its thread pool.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Any, Generic, Literal, Self, TypeVar
 
 from fastapi import APIRouter, Query
@@ -30,7 +31,7 @@ from ingest.queries import (
     parse_where,
     parse_window,
 )
-from ingest.query_service import AuditTrail, SpendReport, Totals, UsageQueryService, UsageStoreMissing, share
+from ingest.query_service import AuditTrail, Counts, SpendReport, Totals, UsageQueryService, UsageStoreMissing, share
 
 from .admin_api import PREFIX
 from .admin_auth import Role, requires
@@ -75,8 +76,9 @@ class TotalsOut(BaseModel):
                    cost_usd=money_text(t.cost_usd))
 
 
-class SpendRowOut(BaseModel):
-    group: dict[str, str]
+class CountsOut(BaseModel):
+    """The part every usage group reports (a spend row, a task step)."""
+
     requests: int
     errors: int
     input_tokens: int
@@ -84,6 +86,16 @@ class SpendRowOut(BaseModel):
     cached_input_tokens: int
     cost_usd: str
     share_pct: str
+
+    @staticmethod
+    def fields(c: Counts, share_pct: Decimal) -> dict[str, Any]:
+        return {"requests": c.requests, "errors": c.errors, "input_tokens": c.input_tokens,
+                "output_tokens": c.output_tokens, "cached_input_tokens": c.cached_input_tokens,
+                "cost_usd": money_text(c.cost_usd), "share_pct": str(share_pct)}
+
+
+class SpendRowOut(CountsOut):
+    group: dict[str, str]
 
 
 class SpendOut(BaseModel):
@@ -96,24 +108,15 @@ class SpendOut(BaseModel):
 
     @classmethod
     def of(cls, r: SpendReport, since: str, where: list[str]) -> SpendOut:
-        rows = [SpendRowOut(group=dict(zip(r.by, row.group, strict=True)), requests=row.requests, errors=row.errors,
-                            input_tokens=row.input_tokens, output_tokens=row.output_tokens,
-                            cached_input_tokens=row.cached_input_tokens, cost_usd=money_text(row.cost_usd),
-                            share_pct=str(row.share_pct)) for row in r.rows]
+        rows = [SpendRowOut(group=dict(zip(r.by, row.group, strict=True)), **CountsOut.fields(row, row.share_pct))
+                for row in r.rows]
         return cls(by=list(r.by), window=WindowOut.of(since, r.window), where=where, groups=r.groups,
                    total=TotalsOut.of(r.total), rows=rows)
 
 
-class StepOut(BaseModel):
+class StepOut(CountsOut):
     step: str
     model: str
-    requests: int
-    errors: int
-    input_tokens: int
-    output_tokens: int
-    cached_input_tokens: int
-    cost_usd: str
-    share_pct: str
     first: str
     last: str
     cache_write_tokens: int = 0  # 5-minute + 1-hour prompt-cache writes
@@ -219,9 +222,7 @@ def create_usage_router(query_service: UsageQueryService | None) -> APIRouter:
         except (InvalidQuery, IngestError) as exc:
             raise _fail(exc) from exc
         total = bill.total.cost_usd
-        rows = [StepOut(step=s.step, model=s.model, requests=s.requests, errors=s.errors, input_tokens=s.input_tokens,
-                        output_tokens=s.output_tokens, cached_input_tokens=s.cached_input_tokens,
-                        cost_usd=money_text(s.cost_usd), share_pct=str(share(s.cost_usd, total)),
+        rows = [StepOut(step=s.step, model=s.model, **CountsOut.fields(s, share(s.cost_usd, total)),
                         first=iso_time(s.first_us), last=iso_time(s.last_us),
                         cache_write_tokens=s.cache_write_5m_tokens + s.cache_write_1h_tokens) for s in bill.rows]
         return TaskCostOut(task=task, tag_key=tag_key, step_key=step_key, total=TotalsOut.of(bill.total), rows=rows)

@@ -52,14 +52,20 @@ class Totals:
 
 
 @dataclass(frozen=True)
-class SpendRow:
-    group: tuple[str, ...]  # one value per dimension of SpendReport.by
+class Counts:
+    """What every usage group reports: the shared part of a spend row and a task step."""
+
     requests: int
     errors: int
     input_tokens: int
     output_tokens: int
     cached_input_tokens: int
     cost_usd: Decimal
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpendRow(Counts):
+    group: tuple[str, ...]  # one value per dimension of SpendReport.by
     share_pct: Decimal  # of the total cost over all groups, 2 places; 0 when nothing cost anything
 
 
@@ -72,16 +78,10 @@ class SpendReport:
     total: Totals
 
 
-@dataclass(frozen=True)
-class StepCost:
+@dataclass(frozen=True, kw_only=True)
+class StepCost(Counts):
     step: str
     model: str
-    requests: int
-    errors: int
-    input_tokens: int
-    output_tokens: int
-    cached_input_tokens: int
-    cost_usd: Decimal
     first_us: int
     last_us: int
     cache_write_5m_tokens: int = 0
@@ -152,8 +152,8 @@ class UsageQueryService:
         total = (Totals(int(t[n + 6]), int(t[n + 7]), int(t[n + 8]), int(t[n + 9]), Decimal(t[n + 10]))
                  if t is not None else _totals([]))
         out = [
-            SpendRow(tuple(str(v) for v in r[:n]), int(r[n]), int(r[n + 1]), int(r[n + 2]), int(r[n + 3]),
-                     int(r[n + 4]), Decimal(r[n + 5]), share(Decimal(r[n + 5]), total.cost_usd))
+            SpendRow(int(r[n]), int(r[n + 1]), int(r[n + 2]), int(r[n + 3]), int(r[n + 4]), Decimal(r[n + 5]),
+                     group=tuple(str(v) for v in r[:n]), share_pct=share(Decimal(r[n + 5]), total.cost_usd))
             for r in rows
         ]
         return SpendReport(tuple(d.name for d in by), window, out, int(rows[0][-1]) if rows else 0, total)
@@ -167,8 +167,9 @@ class UsageQueryService:
                   since: timedelta | None = None) -> TaskCost:
         window = self.window(since) if since is not None else None
         rows = self._run(queries.task_cost(self._database, task, tag_key, step_key, window), "task cost")
-        steps = [StepCost(str(r[0]), str(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]), Decimal(r[7]),
-                          int(r[8]), int(r[9]), int(r[10]), int(r[11])) for r in rows]
+        steps = [StepCost(int(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]), Decimal(r[7]), step=str(r[0]),
+                          model=str(r[1]), first_us=int(r[8]), last_us=int(r[9]), cache_write_5m_tokens=int(r[10]),
+                          cache_write_1h_tokens=int(r[11])) for r in rows]
         return TaskCost(task, tag_key, step_key, steps, _totals(steps))
 
     def audit(self, since: timedelta, where: Filters = (), limit: int = 100) -> AuditTrail:

@@ -41,13 +41,8 @@ class KV(Protocol):
         """Every live key under `prefix` and the store revision of that consistent read."""
         ...
 
-    async def commit(
-        self,
-        puts: Mapping[str, bytes],
-        deletes: Iterable[str] = (),
-        *,
-        if_revision_of: Mapping[str, int] | None = None,
-    ) -> int:
+    async def commit(self, puts: Mapping[str, bytes], deletes: Iterable[str] = (), *,
+                     if_revision_of: Mapping[str, int] | None = None) -> int:
         """Apply puts and deletes atomically and return the new store revision.
 
         `if_revision_of` maps keys to the mod revision they must still have (0 =

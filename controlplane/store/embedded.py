@@ -165,13 +165,8 @@ class SqliteKV:
                 db.execute("ROLLBACK")
             raise
 
-    async def commit(
-        self,
-        puts: Mapping[str, bytes],
-        deletes: Iterable[str] = (),
-        *,
-        if_revision_of: Mapping[str, int] | None = None,
-    ) -> int:
+    async def commit(self, puts: Mapping[str, bytes], deletes: Iterable[str] = (), *,
+                     if_revision_of: Mapping[str, int] | None = None) -> int:
         rev = await self._run(
             self._commit_sync,
             {self._k(k): bytes(v) for k, v in puts.items()},

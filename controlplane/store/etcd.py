@@ -286,13 +286,8 @@ class EtcdKV:
 
     # -- writes ---------------------------------------------------------------
 
-    async def commit(
-        self,
-        puts: Mapping[str, bytes],
-        deletes: Iterable[str] = (),
-        *,
-        if_revision_of: Mapping[str, int] | None = None,
-    ) -> int:
+    async def commit(self, puts: Mapping[str, bytes], deletes: Iterable[str] = (), *,
+                     if_revision_of: Mapping[str, int] | None = None) -> int:
         expected = dict(if_revision_of or {})
         deletes = list(deletes)
 
