@@ -149,6 +149,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                     help="only compare the default guardrail (secret detectors on every request's input, redact) "
                          "off vs on, interleaved rounds, same run (--observe-scenarios, default nonstream_1k)")
     ap.add_argument("--rounds", type=int, default=3, help="with --observe/--guardrails: interleaved rounds per config")
+    ap.add_argument("--observe-configs", help="with --observe: a subset of the configurations, comma-separated "
+                                              "(default all; 'off' is always measured first in each round)")
     ap.add_argument("--observe-scenarios", help="with --observe (default nonstream_1k,stream_20) or --guardrails "
                                                 "(default nonstream_1k): scenario names")
     args = ap.parse_args(argv)
@@ -163,14 +165,21 @@ def _observe(args: argparse.Namespace, work: Path, up: Upstream, env: dict[str, 
     print(f"observability cost: wrk -t1 -c{CONNECTIONS} {args.duration:g}s x {args.rounds} interleaved rounds",
           flush=True)
     scen = [s for s in SCENARIOS if s.name in args.observe_scenarios.split(",")]
+    configs = observe.CONFIGS
+    if args.observe_configs:
+        wanted = {"off", *args.observe_configs.split(",")}
+        if unknown := wanted - set(configs):
+            print(f"unknown --observe-configs {sorted(unknown)}; choose from {', '.join(configs)}", file=sys.stderr)
+            return 2
+        configs = {k: v for k, v in configs.items() if k in wanted}
     res = observe.observe_compare(args, work, up, scen, gateway_core=GATEWAY_CORE, load_core=LOAD_CORE,
-                                  connections=CONNECTIONS, rounds=args.rounds)
+                                  connections=CONNECTIONS, rounds=args.rounds, configs=configs)
     print("\n" + observe.table(res))
     text, bars = observe.bars(res)
     print("\n" + text)
     record = {"benchmark": "dataplane_overhead_observe", "env": env, "elapsed_s": round(time.monotonic() - started, 1),
               "settings": {"duration_s": args.duration, "rounds": args.rounds, "connections": CONNECTIONS,
-                           "configs": observe.CONFIGS}, "results": res, "bars": bars}
+                           "configs": configs}, "results": res, "bars": bars}
     path = write_json(REPO / "benchmarks" / "results", record, suffix="-observe")
     print(f"\nresults: {path.relative_to(REPO)}  ({record['elapsed_s']}s)")
     return 0

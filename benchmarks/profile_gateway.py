@@ -66,6 +66,10 @@ def main() -> int:
     ap.add_argument("scenario", nargs="?", default="nonstream_1k", choices=[s.name for s in SCENARIOS])
     ap.add_argument("--seconds", type=float, default=15)
     ap.add_argument("--native", action="store_true", help="include C frames (GC, syscalls); slows the gateway")
+    ap.add_argument("--guardrail", action="store_true", help="the default guardrail in the snapshot (secrets, redact)")
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                    help="extra gateway setting, e.g. INTERLOCK_ACCESS_LOG=json (repeatable)")
+    ap.add_argument("--tag", default="", help="suffix for the output file name")
     args = ap.parse_args()
     pyspy = shutil.which("py-spy")
     if pyspy is None:
@@ -73,12 +77,14 @@ def main() -> int:
         return 2
     scen = next(s for s in SCENARIOS if s.name == args.scenario)
     work = Path(tempfile.mkdtemp(prefix="interlock-prof-"))
-    out = REPO / "benchmarks" / "results" / f"profile-{scen.name}{'-native' if args.native else ''}.collapsed"
+    suffix = ("-native" if args.native else "") + (f"-{args.tag}" if args.tag else "")
+    out = REPO / "benchmarks" / "results" / f"profile-{scen.name}{suffix}.collapsed"
+    env = dict(e.split("=", 1) for e in args.env)
     out.parent.mkdir(parents=True, exist_ok=True)
     procs = Procs(work)
     try:
         up = start_nginx(procs, work, LOAD_CORE)
-        gw = start_gateway(procs, work, up.port, GATEWAY_CORE)
+        gw = start_gateway(procs, work, up.port, GATEWAY_CORE, env, guardrail=args.guardrail)
         body = work / "body.json"
         body.write_bytes(scen.body())
         url, headers = _targets(scen, gw, up)["gateway"]

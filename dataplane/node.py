@@ -97,7 +97,7 @@ class DataPlaneNode:
                            guardrails=self.guardrails)
         self.router = Router(proxy=self.proxy, dialects=dialects, policy=self.holder.current, pepper=settings.key_pepper,
                              clock=now, ready=lambda: self.holder.policy is not None)
-        self.router.metrics = self.registry.render
+        self.router.metrics = self._render_metrics
         self.sync: SnapshotSync | None = None
         if settings.control_plane:
             self.sync = SnapshotSync(settings.control_plane, settings.node_id, self.holder.apply, settings.snapshot_path,
@@ -147,6 +147,11 @@ class DataPlaneNode:
 
     def proxy_breakers_states(self) -> list[tuple[str, str]]:
         return self.proxy.breakers.states()
+
+    def _render_metrics(self) -> bytes:
+        if self.observer is not None:
+            self.observer.flush()  # the requests finished since the last batch count in this scrape
+        return self.registry.render()
 
     def _budget_metrics(self) -> bytes:
         leases = self.leases

@@ -5,21 +5,21 @@ What it carries: ids (request/event, key, team, user, project, node), dialect, e
 model, provider, route rule, attempts (deployment:status), status, error class, latency, TTFB, tokens, cost,
 bytes and stream flags. Never content, tags, headers or secrets.
 
-Cost on the request path: write() appends one tuple of the record's raw fields to a list. A short timer (or a
-full batch) formats the batch (JSON through orjson; logfmt escapes repeated strings once, cached) and hands one bytes chunk to a writer thread, which does one write() per chunk, so a slow or stalled stdout
-never blocks the event loop. Memory is bounded: at most `max_lines` unformatted lines and `max_bytes` of
-formatted chunks wait; beyond that lines are dropped and counted (`dropped`, exported as
-interlock_access_log_dropped_lines_total). close() formats and writes everything left (graceful stop).
+Cost on the request path: none here. The node's RequestObserver (dataplane/observe/node.py) batches finished
+records; write_batch() formats a batch (JSON through orjson; logfmt escapes repeated strings once, cached)
+and hands one bytes chunk to a writer thread, which does one write() per chunk, so a slow or stalled stdout
+never blocks the event loop. Memory is bounded: at most `max_bytes` of formatted chunks wait; beyond that
+lines are dropped and counted (`dropped`, exported as interlock_access_log_dropped_lines_total). close()
+writes everything queued (graceful stop).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import IO, Any, Protocol
 
 import orjson
@@ -27,9 +27,6 @@ import orjson
 from dataplane.usage.event import RequestRecord
 
 FORMATS = ("json", "logfmt")
-FLUSH_S = 0.05  # short: a batch is formatted in one go on the loop, so keep it to a few hundred lines
-FLUSH_LINES = 512
-MAX_LINES = 65_536  # unformatted lines waiting for the next flush
 MAX_BYTES = 16 << 20  # formatted chunks waiting for the writer thread (a stalled stdout)
 CLOSE_TIMEOUT_S = 5.0
 _CACHE_LIMIT = 8192  # distinct strings whose escaped form is kept (models, routes, deployments, ...)
@@ -51,43 +48,43 @@ def _stdout() -> IO[bytes]:
 Line = tuple[Any, ...]  # what capture() takes from a record: raw fields, formatted later
 
 
-def capture(rec: RequestRecord) -> Line:
-    """The raw fields of one line, in `line_fields()` order; cheap (no dict, no JSON).
-
-    Only strings and numbers: a tuple of those is untracked by the cyclic GC, so lines waiting for the next
-    flush add nothing to its collections (holding the key entry or attempt objects would)."""
-    u = rec.usage
-    key = rec.key
+def route_attempts(rec: RequestRecord) -> str:
     attempts = rec.attempts
     if len(attempts) == 1:
         a = attempts[0]
-        route_attempts = f"{a.deployment}:{a.status}"
-    else:
-        route_attempts = ",".join([f"{a.deployment}:{a.status}" for a in attempts])
-    if key is None:
-        kid = team = user = project = ""
-    else:
-        kid, team, user, project = key.id, key.team_id, key.user_id, key.project_id
-    return (rec.received_s, rec.event_id, kid, team, user, project, rec.dialect, rec.endpoint, rec.requested_model,
-            rec.model, rec.provider, rec.route_rule, rec.status, rec.error_class, rec.done_s, rec.first_byte_s,
-            len(attempts), route_attempts, rec.stream, u.input_tokens, u.output_tokens, rec.cost_pico,
-            rec.request_bytes, rec.response_bytes, rec.client_disconnected, rec.policy_version)
+        return f"{a.deployment}:{a.status}"
+    return ",".join([f"{a.deployment}:{a.status}" for a in attempts])
+
+
+def _key_fields(rec: RequestRecord) -> tuple[str, str, str, str]:
+    key = rec.key
+    return ("", "", "", "") if key is None else (key.id, key.team_id, key.user_id, key.project_id)
+
+
+def capture(rec: RequestRecord) -> Line:
+    """The raw fields of one line, in `line_fields()` order."""
+    u = rec.usage
+    return (rec.received_s, rec.event_id, rec.status, rec.error_class, rec.done_s, rec.first_byte_s,
+            len(rec.attempts), route_attempts(rec), rec.stream, u.input_tokens, u.output_tokens, rec.cost_pico,
+            rec.request_bytes, rec.response_bytes, rec.client_disconnected, rec.policy_version, *_key_fields(rec),
+            rec.dialect, rec.endpoint, rec.requested_model, rec.model, rec.provider, rec.route_rule)
 
 
 def line_fields(t: Line, node_id: str) -> dict[str, Any]:
-    """The line's fields, in order. Times in ms with µs resolution, cost in USD."""
-    (received, rid, kid, team, user, project, dialect, endpoint, requested, model, provider, route, status, error,
-     done, fb, attempts, route_attempts, stream, tok_in, tok_out, cost, b_in, b_out, disconnected, version) = t
+    """The line's fields, in order: what varies from request to request first, then who and what was called
+    (the part JsonFormatter caches per shape). Times in ms with µs resolution, cost in USD."""
+    (received, rid, status, error, done, fb, attempts, r_attempts, stream, tok_in, tok_out, cost, b_in, b_out,
+     disconnected, version, kid, team, user, project, dialect, endpoint, requested, model, provider, route) = t
     return {
-        "ts": received, "msg": "access", "request_id": rid, "node": node_id,
-        "key_id": kid, "team": team, "user": user, "project": project,
-        "dialect": dialect, "endpoint": endpoint, "requested_model": requested[:200], "model": model,
-        "provider": provider, "route": route, "status": status, "error": error,
+        "ts": received, "msg": "access", "request_id": rid, "status": status, "error": error,
         "latency_ms": int((done - received) * 1e6) / 1000 if done else 0,
         "ttfb_ms": int((fb - received) * 1e6) / 1000 if fb else 0, "attempts": attempts,
-        "route_attempts": route_attempts, "stream": stream, "input_tokens": tok_in,
+        "route_attempts": r_attempts, "stream": stream, "input_tokens": tok_in,
         "output_tokens": tok_out, "cost_usd": cost / 1e12, "bytes_in": b_in, "bytes_out": b_out,
         "client_disconnected": disconnected, "policy_version": version,
+        "node": node_id, "key_id": kid, "team": team, "user": user, "project": project,
+        "dialect": dialect, "endpoint": endpoint, "requested_model": requested[:200], "model": model,
+        "provider": provider, "route": route,
     }
 
 
@@ -141,48 +138,55 @@ _B = {True: "true", False: "false"}
 class JsonFormatter:
     """JSON lines via orjson (measured faster than any Python-level templating of the same line).
 
-    The fields a kind of request repeats (node, key ids, dialect, endpoint, models, route, status, error) sit in a
-    cached dict per shape; a line copies it and sets the fields that vary (a copy is cheaper than building all
-    27 entries, and keeps the order)."""
+    A line is the fields that vary (a 17-entry dict through orjson) followed by the fields a kind of request
+    repeats (node, key ids, dialect, endpoint, models, provider, route), kept as encoded bytes per shape: about
+    half the cost of encoding all 28 fields each time."""
 
     def __init__(self, node_id: str) -> None:
         self._node = node_id
-        self._shapes: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._shapes: dict[tuple[str, ...], bytes] = {}
 
-    def _line(self, t: Line) -> dict[str, Any]:
-        (received, rid, kid, team, user, project, dialect, endpoint, requested, model, provider, route, status, error,
-         done, fb, attempts, route_attempts, stream, tok_in, tok_out, cost, b_in, b_out, disconnected, version) = t
-        sk = (kid, team, user, project, dialect, endpoint, requested, model, provider, route, status, error)
-        base = self._shapes.get(sk)
-        if base is None:
-            if len(self._shapes) >= _CACHE_LIMIT:
-                self._shapes.clear()
-            base = self._shapes[sk] = line_fields(t, self._node)
-            return base  # computed from this line: complete
-        d = base.copy()
-        d["ts"] = received
-        d["request_id"] = rid
-        d["latency_ms"] = int((done - received) * 1e6) / 1000 if done else 0
-        d["ttfb_ms"] = int((fb - received) * 1e6) / 1000 if fb else 0
-        d["attempts"] = attempts
-        d["route_attempts"] = route_attempts
-        d["stream"] = stream
-        d["input_tokens"] = tok_in
-        d["output_tokens"] = tok_out
-        d["cost_usd"] = cost / 1e12
-        d["bytes_in"] = b_in
-        d["bytes_out"] = b_out
-        d["client_disconnected"] = disconnected
-        d["policy_version"] = version
-        return d
+    def _tail(self, sk: tuple[str, ...]) -> bytes:
+        kid, team, user, project, dialect, endpoint, requested, model, provider, route = sk
+        d = {"node": self._node, "key_id": kid, "team": team, "user": user, "project": project, "dialect": dialect,
+             "endpoint": endpoint, "requested_model": requested[:200], "model": model, "provider": provider,
+             "route": route}
+        tail = b"," + _json_line(d)[1:]  # `,"node":...}\n`
+        if len(self._shapes) >= _CACHE_LIMIT:
+            self._shapes.clear()
+        self._shapes[sk] = tail
+        return tail
 
-    def __call__(self, batch: list[Line]) -> bytes:
-        dumps, line = orjson.dumps, self._line
+    def __call__(self, batch: Sequence[RequestRecord]) -> bytes:
+        dumps, shapes, out = orjson.dumps, self._shapes, []
         try:
-            # `+ b"\n"` rather than OPT_APPEND_NEWLINE: orjson's keyword-argument path costs more than the concat
-            return b"".join([dumps(line(t)) + b"\n" for t in batch])
+            for rec in batch:
+                key = rec.key
+                if key is None:
+                    sk: tuple[str, ...] = ("", "", "", "", rec.dialect, rec.endpoint, rec.requested_model, rec.model,
+                                           rec.provider, rec.route_rule)
+                else:
+                    sk = (key.id, key.team_id, key.user_id, key.project_id, rec.dialect, rec.endpoint,
+                          rec.requested_model, rec.model, rec.provider, rec.route_rule)
+                tail = shapes.get(sk) or self._tail(sk)
+                received, done, fb, u, attempts = rec.received_s, rec.done_s, rec.first_byte_s, rec.usage, rec.attempts
+                if len(attempts) == 1:
+                    a = attempts[0]
+                    r_attempts = f"{a.deployment}:{a.status}"
+                else:
+                    r_attempts = ",".join([f"{a.deployment}:{a.status}" for a in attempts])
+                out.append(dumps({
+                    "ts": received, "msg": "access", "request_id": rec.event_id, "status": rec.status,
+                    "error": rec.error_class, "latency_ms": int((done - received) * 1e6) / 1000 if done else 0,
+                    "ttfb_ms": int((fb - received) * 1e6) / 1000 if fb else 0, "attempts": len(attempts),
+                    "route_attempts": r_attempts, "stream": rec.stream, "input_tokens": u.input_tokens,
+                    "output_tokens": u.output_tokens, "cost_usd": rec.cost_pico / 1e12,
+                    "bytes_in": rec.request_bytes, "bytes_out": rec.response_bytes,
+                    "client_disconnected": rec.client_disconnected, "policy_version": rec.policy_version,
+                })[:-1] + tail)
+            return b"".join(out)
         except orjson.JSONEncodeError:  # a lone surrogate somewhere: line by line, those through the stdlib
-            return b"".join([_json_line(line_fields(t, self._node)) for t in batch])
+            return b"".join([_json_line(fields(r, self._node)) for r in batch])
 
 
 class LogfmtFormatter:
@@ -190,10 +194,10 @@ class LogfmtFormatter:
         self._node = node_id
         self._esc = _Escaped(_logfmt_str)
 
-    def __call__(self, batch: list[Line]) -> bytes:
+    def __call__(self, batch: Sequence[RequestRecord]) -> bytes:
         e, out = self._esc, []
-        for t in batch:
-            out.append(" ".join([f"{k}={_logfmt_plain(v, e)}" for k, v in line_fields(t, self._node).items()]) + "\n")
+        for rec in batch:
+            out.append(" ".join([f"{k}={_logfmt_plain(v, e)}" for k, v in fields(rec, self._node).items()]) + "\n")
         return "".join(out).encode()
 
 
@@ -206,7 +210,7 @@ def _logfmt_plain(v: Any, e: Callable[[str], str]) -> str:
     return repr(v)
 
 
-FORMATTERS: dict[str, Callable[[str], Callable[[list[Line]], bytes]]] = {"json": JsonFormatter,
+FORMATTERS: dict[str, Callable[[str], Callable[[Sequence[RequestRecord]], bytes]]] = {"json": JsonFormatter,
                                                                           "logfmt": LogfmtFormatter}
 
 
@@ -270,61 +274,34 @@ class _Writer:
 
 
 class AccessLog:
-    def __init__(self, fmt: str, node_id: str, stream: Stream | None = None, *, flush_s: float | None = None,
-                 flush_lines: int = FLUSH_LINES, max_lines: int = MAX_LINES, max_bytes: int = MAX_BYTES) -> None:
+    def __init__(self, fmt: str, node_id: str, stream: Stream | None = None, *, max_bytes: int = MAX_BYTES) -> None:
         if fmt not in FORMATTERS:
             raise ValueError(f"access log format must be one of {', '.join(FORMATS)}, not {fmt!r}")
         self._format = FORMATTERS[fmt](node_id)
         self._writer = _Writer(stream if stream is not None else _stdout(), max_bytes)
-        self._flush_s = FLUSH_S if flush_s is None else flush_s
-        self._flush_lines = flush_lines
-        self._max_lines = max_lines
-        self._buf: list[Line] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._dropped = 0  # lines refused: buffer full (the writer is stalled) or logged after close
+        self._dropped = 0  # lines refused: the writer is stalled (its queue is full) or logged after close
         self._closed = False
 
-    def write(self, rec: RequestRecord) -> None:
-        """On the request path: one tuple appended; formatting and I/O happen later, in batches."""
-        buf = self._buf
-        if len(buf) >= self._max_lines or self._closed:
-            self._dropped += 1
+    def write_batch(self, recs: Sequence[RequestRecord]) -> None:
+        """Format finished requests' lines and hand them to the writer thread (not waiting for the write)."""
+        if not recs:
             return
-        buf.append(capture(rec))
-        if self._timer is None:
-            try:
-                self._timer = asyncio.get_running_loop().call_later(self._flush_s, self.flush)
-            except RuntimeError:  # no loop (a synchronous caller): write now
-                self.flush()
-        elif len(buf) >= self._flush_lines:
-            self.flush()
+        if self._closed or not self._writer.put(self._format(recs), len(recs)):
+            self._dropped += len(recs)
 
-    def flush(self) -> None:
-        """Format what is buffered and hand it to the writer thread (not waiting for the write)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if not self._buf:
-            return
-        batch, self._buf = self._buf, []
-        if not self._writer.put(self._format(batch), len(batch)):
-            self._dropped += len(batch)
+    def write(self, rec: RequestRecord) -> None:
+        self.write_batch((rec,))
 
     @property
     def dropped(self) -> int:
-        """Lines that never reached the stream: refused (buffers full, after close) or in a failed write."""
+        """Lines that never reached the stream: refused (writer queue full, after close) or in a failed write."""
         return self._dropped + self._writer.lost_lines
-
-    @property
-    def pending_lines(self) -> int:
-        return len(self._buf)
 
     @property
     def queued_bytes(self) -> int:
         return self._writer.queued_bytes
 
     def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
-        """Graceful stop: everything logged so far is written (a stdout stalled past timeout_s loses the rest)."""
-        self.flush()
+        """Graceful stop: everything handed over so far is written (a stdout stalled past timeout_s loses the rest)."""
         self._closed = True
         self._writer.close(timeout_s)

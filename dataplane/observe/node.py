@@ -1,7 +1,7 @@
 """Wires a node's observability: the registry behind GET /metrics and the per-request observer.
 
 The proxy calls RequestObserver.done(rec) once per request (or nothing at all when metrics and the access
-log are both off). Node-level gauges (in-flight, circuits, usage sink, snapshot) are read at scrape time.
+log are both off); the metrics and log lines are made from batches of finished records. Node-level gauges (in-flight, circuits, usage sink, snapshot) are read at scrape time.
 """
 
 from __future__ import annotations
@@ -16,28 +16,64 @@ from dataplane.observe.metrics import RequestMetrics, states
 from dataplane.usage.event import RequestRecord
 from interlock_contracts.metrics.exposition import Labels, Registry
 
+FLUSH_S = 0.05  # short: a batch is recorded and formatted in one go on the loop, so keep it to a few hundred
+FLUSH_RECORDS = 512
+
 
 class RequestObserver:
-    __slots__ = ("_access", "_metrics")
+    """Metrics and the access log, per request: one list append. Every FLUSH_S (or FLUSH_RECORDS records) the
+    batch is recorded into the metric rows and formatted into access-log lines in one pass.
 
-    def __init__(self, metrics: RequestMetrics | None, access: AccessLog | None) -> None:
+    Why batched: measured live, the same work done per request cost about twice its in-process cost, because
+    it ran between two requests' code with cold CPU caches; over hundreds of records at once it runs hot.
+    The finished records are held until then (bounded by FLUSH_RECORDS; a record holds no body), and a scrape
+    of /metrics records what is pending first (`flush`), so counters never lag a scrape."""
+
+    __slots__ = ("_access", "_buf", "_flush_records", "_flush_s", "_metrics", "_timer")
+
+    def __init__(self, metrics: RequestMetrics | None, access: AccessLog | None, *, flush_s: float | None = None,
+                 flush_records: int = FLUSH_RECORDS) -> None:
         self._metrics = metrics
         self._access = access
+        self._flush_s = FLUSH_S if flush_s is None else flush_s
+        self._flush_records = flush_records
+        self._buf: list[RequestRecord] = []
+        self._timer: asyncio.TimerHandle | None = None
 
     def done(self, rec: RequestRecord) -> None:
-        if self._metrics is not None:
-            self._metrics.record(rec)
-        if self._access is not None:
-            self._access.write(rec)
+        buf = self._buf
+        buf.append(rec)
+        if self._timer is None:
+            try:
+                self._timer = asyncio.get_running_loop().call_later(self._flush_s, self.flush)
+            except RuntimeError:  # no loop (a synchronous caller): record now
+                self.flush()
+        elif len(buf) >= self._flush_records:
+            self.flush()
+
+    @property
+    def pending(self) -> int:
+        """Finished records not yet recorded or logged."""
+        return len(self._buf)
 
     def flush(self) -> None:
+        """Record the pending batch into the metrics and hand its lines to the access log's writer thread."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch = self._buf
+        if not batch:
+            return
+        self._buf = []
+        if self._metrics is not None:
+            self._metrics.record_batch(batch)
         if self._access is not None:
-            self._access.flush()
+            self._access.write_batch(batch)
 
     async def aclose(self) -> None:
         """Graceful stop: the access log's last lines are written (in a thread: stdout may be slow)."""
+        self.flush()
         if self._access is not None:
-            self._access.flush()
             await asyncio.to_thread(self._access.close)
 
 

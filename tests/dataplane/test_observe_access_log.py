@@ -1,15 +1,15 @@
-"""The buffered access log: what a line says is taken from the record (checked against values computed here,
+"""The batched access log: what a line says is taken from the record (checked against values computed here,
 hostile strings included), nothing is lost at a graceful stop (a real node, checked against the request ids the
 clients received), and a stalled stdout neither blocks the caller nor grows memory: lines beyond the bounds
-are dropped and counted, and written + dropped = logged."""
+are dropped and counted, and written + dropped = logged. Batching is the node's RequestObserver."""
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import io
 import json
 import re
+import sys
 import threading
 import time
 from pathlib import Path
@@ -21,12 +21,14 @@ import orjson
 import pytest
 
 from dataplane.dialects.base import Usage
-from dataplane.observe import access_log
+from dataplane.observe import node as observe_node
 from dataplane.observe.access_log import AccessLog
-from dataplane.observe.node import node_registry
+from dataplane.observe.metrics import RequestMetrics
+from dataplane.observe.node import RequestObserver, node_registry
 from dataplane.routing.report import AttemptRecord
 from dataplane.snapshot.policy import KeyEntry
 from dataplane.usage.event import EventIds, RequestRecord
+from interlock_contracts.metrics.exposition import Registry
 from tests.fixtures.gateway import running_gateway
 
 KEY = KeyEntry(id="vk_1", team_id='team "q"', user_id="u\\1", project_id="p=1 x", allowed=None, expires_at_ms=0,
@@ -70,17 +72,17 @@ def _expected(rec: RequestRecord) -> dict[str, Any]:
     """What the line must say, computed from the record here (not by the code under test)."""
     k = rec.key
     return {
-        "ts": rec.received_s, "msg": "access", "request_id": rec.event_id, "node": "node-a",
-        "key_id": k.id if k else "", "team": k.team_id if k else "", "user": k.user_id if k else "",
-        "project": k.project_id if k else "", "dialect": "openai", "endpoint": "/v1/chat/completions",
-        "requested_model": rec.requested_model[:200], "model": rec.model, "provider": "fo", "route": rec.route_rule,
-        "status": rec.status, "error": rec.error_class,
+        "ts": rec.received_s, "msg": "access", "request_id": rec.event_id, "status": rec.status,
+        "error": rec.error_class,
         "latency_ms": round((rec.done_s - rec.received_s) * 1000, 3) if rec.done_s else 0,
         "ttfb_ms": round((rec.first_byte_s - rec.received_s) * 1000, 3) if rec.first_byte_s else 0,
         "attempts": len(rec.attempts), "route_attempts": ",".join(f"{a.deployment}:{a.status}" for a in rec.attempts),
         "stream": rec.stream, "input_tokens": rec.usage.input_tokens, "output_tokens": rec.usage.output_tokens,
         "cost_usd": rec.cost_pico / 1e12, "bytes_in": rec.request_bytes, "bytes_out": rec.response_bytes,
-        "client_disconnected": rec.client_disconnected, "policy_version": 9,
+        "client_disconnected": rec.client_disconnected, "policy_version": 9, "node": "node-a",
+        "key_id": k.id if k else "", "team": k.team_id if k else "", "user": k.user_id if k else "",
+        "project": k.project_id if k else "", "dialect": "openai", "endpoint": "/v1/chat/completions",
+        "requested_model": rec.requested_model[:200], "model": rec.model, "provider": "fo", "route": rec.route_rule,
     }
 
 
@@ -99,10 +101,10 @@ def _same(line: dict[str, Any], want: dict[str, Any]) -> None:
 
 def test_json_lines_say_what_the_record_says_hostile_strings_included() -> None:
     ids, sink = EventIds(), Sink()
-    log = AccessLog("json", "node-a", sink, flush_lines=16)
+    log = AccessLog("json", "node-a", sink)
     recs = [_record(ids, i) for i in range(200)]
-    for rec in recs:
-        log.write(rec)  # no running loop: each write is flushed to the writer thread at once
+    for i in range(0, 200, 16):
+        log.write_batch(recs[i:i + 16])
     log.close()
     lines = bytes(sink.data).split(b"\n")
     assert lines[-1] == b"" and len(lines) == 201
@@ -124,19 +126,34 @@ def _logfmt(line: str) -> dict[str, str]:
     return out
 
 
-def test_a_buffered_line_holds_only_strings_and_numbers() -> None:
-    """What waits for the flush is no work for the cyclic GC (no key entry, no attempt objects)."""
-    t = access_log.capture(_record(EventIds(), 4))
-    gc.collect()
-    assert not gc.is_tracked(t)
+def test_the_observer_holds_a_bounded_batch_and_releases_it() -> None:
+    """Finished records wait for the batch at most `flush_records` at a time, and none is kept after it."""
+    sink = Sink()
+    obs = RequestObserver(RequestMetrics(Registry()), AccessLog("json", "node-a", sink), flush_records=8)
+    recs = [_record(EventIds(), i) for i in range(20)]
+    before = [sys.getrefcount(r) for r in recs]
+    asyncio.run(_feed(obs, recs, sleep_every=0))
+    assert obs.pending == 20 % 8  # two full batches went out on their own, the rest waits for the timer
+    after = [sys.getrefcount(r) for r in recs]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [0] * 16 + [1] * 4
+    obs.flush()
+    assert obs.pending == 0 and [sys.getrefcount(r) for r in recs] == before
+    obs._access.close()  # type: ignore[union-attr]
+    assert len(bytes(sink.data).splitlines()) == 20
+
+
+async def _feed(obs: RequestObserver, recs: list[RequestRecord], sleep_every: int, pause: float = 0.0) -> None:
+    for i, rec in enumerate(recs):
+        obs.done(rec)
+        if sleep_every and i % sleep_every == 0:
+            await asyncio.sleep(pause)
 
 
 def test_logfmt_lines_say_what_the_record_says() -> None:
     ids, sink = EventIds(), Sink()
     log = AccessLog("logfmt", "node-a", sink)
     recs = [_record(ids, i) for i in range(60)]
-    for rec in recs:
-        log.write(rec)
+    log.write_batch(recs)
     log.close()
     lines = bytes(sink.data).decode().split("\n")[:-1]  # valid UTF-8, one line per request
     assert len(lines) == 60
@@ -153,16 +170,17 @@ def test_logfmt_lines_say_what_the_record_says() -> None:
 
 async def test_lines_are_batched_off_the_request_path_and_all_written_at_close() -> None:
     ids, sink = EventIds(), Sink()
-    log = AccessLog("json", "node-a", sink, flush_s=0.02, flush_lines=256)
+    log = AccessLog("json", "node-a", sink)
+    metrics = RequestMetrics(Registry())
+    obs = RequestObserver(metrics, log, flush_s=0.02, flush_records=256)
     recs = [_record(ids, i) for i in range(3000)]
-    for i, rec in enumerate(recs):
-        log.write(rec)
-        if i % 500 == 0:
-            await asyncio.sleep(0.03)  # let the timer flush part of it
+    await _feed(obs, recs, sleep_every=500, pause=0.03)  # the timer flushes part of it
     assert sink.writes < 3000 / 50  # batched: one write per chunk, not per line
-    log.close()  # what the timer has not flushed yet is written now
+    assert obs.pending > 0  # the last ones wait for the next batch
+    await obs.aclose()  # what the timer has not flushed yet is written now
     got = [json.loads(x)["request_id"] for x in bytes(sink.data).splitlines()]
     assert got == [r.event_id for r in recs]
+    assert sum(r[0] for r in metrics.requests.values.values()) == 3000  # every request counted, once
     log.write(recs[0])  # after close: counted, never half-written
     assert log.dropped == 1 and len(bytes(sink.data).splitlines()) == 3000
 
@@ -182,20 +200,21 @@ class StalledStdout(io.RawIOBase):
 
 async def test_a_stalled_stdout_bounds_memory_and_counts_drops_without_blocking() -> None:
     ids, out = EventIds(), StalledStdout()
-    log = AccessLog("json", "node-a", out, flush_s=0.01, flush_lines=50, max_lines=200, max_bytes=64 * 1024)
+    log = AccessLog("json", "node-a", out, max_bytes=64 * 1024)
+    obs = RequestObserver(None, log, flush_s=0.01, flush_records=50)
     recs = [_record(ids, i) for i in range(20_000)]
     worst = 0.0
     for i, rec in enumerate(recs):
         t = time.perf_counter()
-        log.write(rec)
+        obs.done(rec)
         worst = max(worst, time.perf_counter() - t)
-        assert log.pending_lines <= 200 and log.queued_bytes <= 64 * 1024
+        assert obs.pending <= 50 and log.queued_bytes <= 64 * 1024
         if i % 1000 == 0:
             await asyncio.sleep(0.015)
     assert worst < 0.5, f"a write() took {worst:.3f}s: the caller waited for the stalled stdout"
     assert log.dropped > 10_000  # most lines could not be kept
     out.release.set()  # stdout drains again
-    await asyncio.to_thread(log.close)
+    await obs.aclose()
     written = [json.loads(x)["request_id"] for x in bytes(out.data).splitlines()]
     assert len(written) + log.dropped == len(recs)
     order = {r.event_id: n for n, r in enumerate(recs)}
@@ -216,8 +235,9 @@ def test_a_broken_stdout_does_not_raise_and_counts_what_it_lost() -> None:
 
 
 def test_dropped_lines_are_a_metric() -> None:
-    log = AccessLog("json", "n", Sink(), max_lines=0)
-    log.write(_record(EventIds(), 1))
+    log = AccessLog("json", "n", Sink())
+    log.close()
+    log.write(_record(EventIds(), 1))  # after close: refused and counted
     reg, _ = node_registry(metrics_on=True, in_flight=lambda: 0, circuits=lambda: [], sink=SimpleNamespace(
                            emitted=0, written=0, dropped=0, failed_batches=0),
                            policy_version=lambda: 1, snapshot_created_ms=lambda: 0, budget_section=lambda: b"",
@@ -228,7 +248,7 @@ def test_dropped_lines_are_a_metric() -> None:
 async def test_a_node_writes_every_line_at_graceful_stop(fake_provider, tmp_path: Path,  # type: ignore[no-untyped-def]
                                                          capfd: pytest.CaptureFixture[str],
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(access_log, "FLUSH_S", 60.0)  # no timer flush: every line is still buffered at stop
+    monkeypatch.setattr(observe_node, "FLUSH_S", 60.0)  # no timer flush: every line is still buffered at stop
     got: list[str] = []
     async with running_gateway(fake_provider.base_url, tmp_path) as gw:
         async with httpx.AsyncClient(timeout=10) as http:
