@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dataplane.guardrails import prefilter
 from dataplane.guardrails.checks import looks_fake
 from dataplane.guardrails.rules import CHECKS, Rule
 
@@ -59,9 +60,12 @@ class Scanner:
     Two steps, the second only on candidates (rare): (1) one pass of the combined alternation (each rule a named
     group: which one matched); (2) that rule alone, in Python re, for where the secret is, then its validator."""
 
-    __slots__ = ("_checks", "_combined", "_fake", "_find", "_pre", "_rules", "_single", "engine", "rule_ids")
+    __slots__ = ("_checks", "_combined", "_fake", "_find", "_pre", "_rules", "_single", "engine", "precheck",
+                 "rule_ids")
 
-    def __init__(self, rules: Sequence[Rule], *, engine: str = "auto") -> None:
+    def __init__(self, rules: Sequence[Rule], *, engine: str = "auto", precheck: str = "auto") -> None:
+        """engine: "auto" (RE2 when installed), "re2" or "re"; precheck: "auto" (Hyperscan when installed) or
+        "re2"."""
         self._rules = tuple(rules)
         self.rule_ids = tuple(r.id for r in rules)
         bodies = []
@@ -78,22 +82,27 @@ class Scanner:
             self._combined: Any = _re2.compile(combined.encode(), opts)  # bytes: no re-encoding per call
             # the yes/no pre-check: no groups, so RE2 answers from its DFA without building 60 spans
             pre = _re2.compile("|".join(f"(?:{b})" for b in bodies).encode(), opts)._regexp  # no groups
-            unanchored = _re2._re2.RE2.Anchor.UNANCHORED
-            self._pre: Callable[[bytes], bool] = lambda raw: pre.Match(unanchored, raw, 0, len(raw))[0][0] >= 0
+            check = _re2_check(pre)
             self._find: Finder = _re2_finder(self._combined, pre, bodies, opts)
             self.engine = "re2"
+            # Hyperscan, when installed, answers the pre-check (dataplane/guardrails/prefilter.py says why)
+            fast = None if precheck == "re2" else prefilter.build(bodies, lambda idx: check if len(idx) == len(bodies) else _re2_check(
+                _re2.compile("|".join(f"(?:{bodies[i]})" for i in idx).encode(), opts)._regexp))
+            self._pre: prefilter.Maybe = fast or (lambda raw, utf8: check(raw))
+            self.precheck = "hyperscan" if fast is not None else "re2"
         else:
             self._combined = re.compile(combined.encode())
             search = self._combined.search
-            self._pre = lambda raw: search(raw) is not None
+            self._pre = lambda raw, utf8: search(raw) is not None
             self._find = _re_finder(self._combined)
-            self.engine = "re"
+            self.engine = self.precheck = "re"
         self._checks: tuple[Callable[[str], bool] | None, ...] = tuple(CHECKS.get(r.check) for r in self._rules)
         self._fake = tuple(r.category == "secret" for r in self._rules)  # example/test keys are not findings
 
-    def maybe(self, raw: bytes) -> bool:
-        """Whether any rule has a candidate in these bytes (one DFA pass, no validation): the cheap pre-check."""
-        return self._pre(raw)
+    def maybe(self, raw: bytes, utf8: bool = True) -> bool:
+        """Whether any rule has a candidate in these bytes (one pass, no validation): the cheap pre-check.
+        utf8=False: the bytes are not valid UTF-8 (a lone surrogate, encoded with surrogatepass)."""
+        return self._pre(raw, utf8)
 
     def scan(self, text: str, deadline: float | None = None,
              clock: Callable[[], float] = time.perf_counter, *, raw: bytes | None = None) -> list[Finding]:
@@ -150,9 +159,18 @@ class _CharOffsets:
     def at(self, b: int) -> int:
         if b < self._b:
             self._b = self._c = 0
-        self._c += len(self._raw[self._b:b].decode("utf-8", "ignore"))  # RE2 matches start on a character
+        chunk = self._raw[self._b:b]
+        try:  # surrogatepass: a lone surrogate (3 bytes) is one character of the text, as it is in the str
+            self._c += len(chunk.decode("utf-8", "surrogatepass"))
+        except UnicodeDecodeError:  # RE2 started a match inside one (invalid UTF-8): approximate, never raise
+            self._c += len(chunk.decode("utf-8", "ignore"))
         self._b = b
         return self._c
+
+
+def _re2_check(regexp: Any) -> Callable[[bytes], bool]:
+    unanchored = _re2._re2.RE2.Anchor.UNANCHORED
+    return lambda raw: regexp.Match(unanchored, raw, 0, len(raw))[0][0] >= 0
 
 
 def _re2_finder(combined: Any, locate: Any, bodies: Sequence[str], opts: Any) -> Finder:

@@ -32,7 +32,8 @@ _S = "[0-9!#%^&*+@$~|?=\\-]"
 # ... and at least 8 characters (shorter is never a finding, see checks.generic_secret_ok): one symbol at some
 # position k, then enough characters to make 8 in all. Said in the pattern, `max_tokens: 4096` or
 # `password='hunter2'` are not candidates at all, instead of each costing a validation in Python.
-_V8 = "(?:" + "|".join(f"{_V}{{{k}}}{_S}{_V}{{{7 - k},}}" for k in range(7)) + f"|{_V}{{7,}}{_S}{_V}*)"
+_V8 = "(?:" + "|".join(f"{_V}{{{k}}}{_S}{_V}{{{7 - k},}}" if k else f"{_S}{_V}{{7,}}" for k in range(7)) + \
+    f"|{_V}{{7,}}{_S}{_V}*)"  # no `{0}` repeat: Hyperscan has no syntax for it
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,8 +146,11 @@ def scan_index(scanner: Scanner, cache: ScanCache | None, index: TextIndex, dead
 
 
 def _scan_all(scanner: Scanner, text: str, deadline: float | None, clock: Callable[[], float]) -> list[Finding]:
-    # one DFA pass answers the common case (no candidate at all) without the scan's setup
-    raw = text.encode("utf-8", "surrogatepass")
-    if not scanner.maybe(raw):
+    # one pass answers the common case (no candidate at all) without the scan's setup
+    try:
+        raw, utf8 = text.encode("utf-8"), True
+    except UnicodeEncodeError:  # a lone surrogate: not UTF-8, so RE2 (bytes-tolerant) answers the pre-check
+        raw, utf8 = text.encode("utf-8", "surrogatepass"), False
+    if not scanner.maybe(raw, utf8):
         return []
     return scanner.scan(text, deadline, clock, raw=raw)

@@ -26,59 +26,69 @@ _TEXT_KEYS = frozenset({"content", "text", "input", "output", "arguments", "inst
 
 
 class TextIndex:
-    """The strings of a body, joined by SEP, and where each one came from (container, key)."""
+    """The strings of a body, joined by SEP, and where each one came from (container, key).
 
-    __slots__ = ("_prefix", "_slots", "_starts", "digests", "parts", "text")
+    Built on every request an input guardrail scans, so only what the scan needs is made up front (the parts
+    and their joined text); where each part starts is computed when something asks (the cache, a redaction)."""
+
+    __slots__ = ("_slots", "_starts", "digests", "parts", "text")
 
     def __init__(self, body: Any) -> None:
         slots: list[tuple[Any, Any, str]] = []
-        _collect(body, slots)
+        parts: list[str] = []
+        _collect(body, slots, parts)
         self._slots = slots
-        starts, prefix, parts, pos = [], [], [], 0
-        for _, k, s in slots:
-            label = f"{k}=" if isinstance(k, str) and k not in _TEXT_KEYS else ""
-            starts.append(pos)
-            prefix.append(len(label))
-            parts.append(label + s if label else s)
-            pos += len(label) + len(s) + len(SEP)
-        self._starts = starts
-        self._prefix = prefix
         self.parts = parts  # each string as scanned (`name=` + value for a named value); text = SEP.join(parts)
         self.text = SEP.join(parts)
+        self._starts: list[int] | None = None
         self.digests: list[int | bytes | None] | None = None  # filled by scancache.digests, once per body
 
     @property
     def starts(self) -> list[int]:
         """Where each part starts in `text`."""
+        if self._starts is None:
+            starts, pos, gap = [], 0, len(SEP)
+            for p in self.parts:
+                starts.append(pos)
+                pos += len(p) + gap
+            self._starts = starts
         return self._starts
 
     def apply(self, findings: list[Finding]) -> int:
         """Redact the findings in place in the body; returns how many strings changed."""
+        starts, parts, slots = self.starts, self.parts, self._slots
         per: dict[int, list[Finding]] = {}
         for f in findings:
-            i = bisect_right(self._starts, f.start) - 1
-            base = self._starts[i] + self._prefix[i]
-            end = min(f.end - base, len(self._slots[i][2]))
+            i = bisect_right(starts, f.start) - 1
+            s = slots[i][2]
+            base = starts[i] + len(parts[i]) - len(s)  # past the `name=` label, if any
+            end = min(f.end - base, len(s))
             if end > 0:
                 per.setdefault(i, []).append(Finding(f.rule, max(f.start - base, 0), end))
         for i, fs in per.items():
-            container, key, s = self._slots[i]
+            container, key, s = slots[i]
             container[key] = redact(s, fs)
         return len(per)
 
 
-def _collect(v: Any, out: list[tuple[Any, Any, str]]) -> None:
-    if isinstance(v, dict):
+def _collect(v: Any, out: list[tuple[Any, Any, str]], parts: list[str]) -> None:
+    # exact type checks: the body comes from orjson (plain dict/list/str), and they are the cheapest test
+    t = type(v)
+    if t is dict:
         for k, x in v.items():
-            if isinstance(x, str):
-                if k not in _SKIP_KEYS and x and not x.startswith("data:"):
+            tx = type(x)
+            if tx is str:
+                if x and k not in _SKIP_KEYS and not x.startswith("data:"):
                     out.append((v, k, x))
-            elif isinstance(x, (dict, list)):
-                _collect(x, out)
-    elif isinstance(v, list):
+                    parts.append(x if k in _TEXT_KEYS else f"{k}={x}")
+            elif tx is dict or tx is list:
+                _collect(x, out, parts)
+    elif t is list:
         for i, x in enumerate(v):
-            if isinstance(x, str):
+            tx = type(x)
+            if tx is str:
                 if x:
                     out.append((v, i, x))
-            elif isinstance(x, (dict, list)):
-                _collect(x, out)
+                    parts.append(x)
+            elif tx is dict or tx is list:
+                _collect(x, out, parts)
