@@ -65,7 +65,7 @@ class HyperscanCheck:
 
     def __call__(self, raw: bytes) -> bool:
         try:
-            self._db.scan(raw, match_event_handler=_stop, scratch=self._scratch)
+            self._db.scan(raw, _stop, 0, None, self._scratch)  # positional: keywords cost ~0.4 µs a call
         except _hs.ScanTerminated:  # _stop ended it at the first candidate
             return True
         return False
@@ -99,8 +99,14 @@ def build(bodies: Sequence[str], re2_check: Callable[[Sequence[int]], Check]) ->
     everything = re2_check(range(len(bodies)))
     rest = re2_check(refused) if refused else None
 
+    scan, scratch, stopped = fast._db.scan, fast._scratch, _hs.ScanTerminated  # on every request: no lookups
+
     def maybe(raw: bytes, utf8: bool) -> bool:
         if not utf8:
             return everything(raw)
-        return fast(raw) or (rest is not None and rest(raw))
+        try:
+            scan(raw, _stop, 0, None, scratch)
+        except stopped:  # a candidate
+            return True
+        return rest is not None and rest(raw)
     return maybe
