@@ -70,7 +70,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def subscribers(target: str, first: int, nodes: int, real: int, base: Path, want_version: int,
-                      stop_file: Path) -> None:
+                      stop_file: Path, ack_interval_s: float) -> None:
     """Nodes first..first+nodes-1 of the fleet: the first `real` are full nodes (PolicyHolder, snapshot file,
     delta log: the cold start below boots from nodes 0 and 1), the rest simulated (incremental_sim_node.py)."""
     from benchmarks.incremental_sim_node import SharedBases, SimNode, touched
@@ -84,9 +84,9 @@ async def subscribers(target: str, first: int, nodes: int, real: int, base: Path
         if n - first < real:
             h = PolicyHolder(default_providers(), lambda _ref: None)
             syncs.append(SnapshotSync(target, f"bench-{n}", h.apply, base / f"n{n}" / "snapshot.pb", holder=h,
-                                      idle_timeout_s=120.0))
+                                      idle_timeout_s=120.0, ack_interval_s=ack_interval_s))
         else:
-            syncs.append(SimNode(target, f"bench-{n}", bases, idle_timeout_s=120.0))
+            syncs.append(SimNode(target, f"bench-{n}", bases, idle_timeout_s=120.0, ack_interval_s=ack_interval_s))
     tasks = [asyncio.create_task(s.run()) for s in syncs]
     seen: list[dict[int, float]] = [{} for _ in syncs]
 
@@ -146,7 +146,7 @@ async def seed(kv, parent: KeyRecord, count: int) -> None:  # type: ignore[no-un
 async def run(ns: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="il-inc-"))
     kv = open_store(ns.store, f"/bench-inc-{time.time_ns()}")
-    publisher = SnapshotPublisher(kv, retry_s=0.2)
+    publisher = SnapshotPublisher(kv, retry_s=0.2, **({"batch_s": ns.publish_window_s, "max_batch_s": ns.publish_window_s} if ns.publish_window_s else {}))
     svc = StorePolicyService(kv, PEPPER, time.time)
     await svc.apply(PolicyDocument.model_validate({
         "providers": [{"name": "p", "base_url": "http://127.0.0.1:9"}],
@@ -171,7 +171,7 @@ async def run(ns: argparse.Namespace) -> None:
         real = max(0, min(count, ns.real_nodes - first))
         children.append(await asyncio.create_subprocess_exec(
             sys.executable, __file__, "--subscribe", f"127.0.0.1:{port}", "--first", str(first), "--nodes",
-            str(count), "--real-nodes", str(real), "--dir", str(tmp), "--want", str(publisher.current.version),
+            str(count), "--real-nodes", str(real), "--ack-interval-s", str(ns.ack_interval_s), "--dir", str(tmp), "--want", str(publisher.current.version),
             stdout=subprocess.PIPE, env={**os.environ}, limit=1 << 30))
     for child in children:
         assert child.stdout is not None
@@ -323,6 +323,9 @@ def main() -> None:
     ap.add_argument("--idle-seconds", type=float, default=10.0, help="quiet baseline before the mints")
     ap.add_argument("--profile", action="store_true", help="cProfile the control plane while idle and during phase 1 "
                     "(stderr)")
+    ap.add_argument("--publish-window-s", type=float, default=0.0, help="a fixed publish window instead of the "
+                    "control plane's default (experiments)")
+    ap.add_argument("--ack-interval-s", type=float, default=1.0, help="nodes' ack coalescing interval")
     ap.add_argument("--subscriber-procs", type=int, default=4, help="processes the nodes are spread over")
     ap.add_argument("--real-nodes", type=int, default=2, help="full nodes (compiled policy, files; the rest are "
                     "simulated: benchmarks/incremental_sim_node.py); the cold start boots nodes 0 and 1")
@@ -333,7 +336,8 @@ def main() -> None:
     ns = ap.parse_args()
     if ns.subscribe:
         base = Path(ns.dir)
-        asyncio.run(subscribers(ns.subscribe, ns.first, ns.nodes, ns.real_nodes, base, ns.want, base / "stop"))
+        asyncio.run(subscribers(ns.subscribe, ns.first, ns.nodes, ns.real_nodes, base, ns.want, base / "stop",
+                                ns.ack_interval_s))
     else:
         asyncio.run(run(ns))
 
