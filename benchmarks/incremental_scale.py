@@ -79,14 +79,15 @@ async def subscribers(target: str, first: int, nodes: int, real: int, base: Path
     from dataplane.snapshot.sync import SnapshotSync
 
     bases = SharedBases()
+    paced = {"ack_interval_s": ack_interval_s} if ack_interval_s else {}
     syncs: list[SnapshotSync] = []
     for n in range(first, first + nodes):
         if n - first < real:
             h = PolicyHolder(default_providers(), lambda _ref: None)
             syncs.append(SnapshotSync(target, f"bench-{n}", h.apply, base / f"n{n}" / "snapshot.pb", holder=h,
-                                      idle_timeout_s=120.0, ack_interval_s=ack_interval_s))
+                                      idle_timeout_s=120.0, **paced))
         else:
-            syncs.append(SimNode(target, f"bench-{n}", bases, idle_timeout_s=120.0, ack_interval_s=ack_interval_s))
+            syncs.append(SimNode(target, f"bench-{n}", bases, idle_timeout_s=120.0, **paced))
     tasks = [asyncio.create_task(s.run()) for s in syncs]
     seen: list[dict[int, float]] = [{} for _ in syncs]
 
@@ -325,7 +326,8 @@ def main() -> None:
                     "(stderr)")
     ap.add_argument("--publish-window-s", type=float, default=0.0, help="a fixed publish window instead of the "
                     "control plane's default (experiments)")
-    ap.add_argument("--ack-interval-s", type=float, default=1.0, help="nodes' ack coalescing interval")
+    ap.add_argument("--ack-interval-s", type=float, default=0.0, help="nodes' ack coalescing interval (0 = the "
+                    "node's default)")
     ap.add_argument("--subscriber-procs", type=int, default=4, help="processes the nodes are spread over")
     ap.add_argument("--real-nodes", type=int, default=2, help="full nodes (compiled policy, files; the rest are "
                     "simulated: benchmarks/incremental_sim_node.py); the cold start boots nodes 0 and 1")

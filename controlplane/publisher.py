@@ -127,6 +127,7 @@ class SnapshotPublisher:
         self._lock = asyncio.Lock()
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._watch_task: asyncio.Task[None] | None = None
         self._watch_from = 0
         self.current: Published | None = None
         self.history = DeltaHistory()  # what each subscriber is sent: a delta from its version, or everything
@@ -239,7 +240,21 @@ class SnapshotPublisher:
             log.warning("policy store unavailable at start (%s); will retry", exc)
             self._dirty.set()
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._watch()), loop.create_task(self._refresher())]
+        self._tasks = [loop.create_task(self._refresher())]
+        self._sync_watch()
+
+    def _sync_watch(self) -> None:
+        """Watch the store only while no key delta source watches it for us: on etcd both watches received every
+        mint's events (issue 16). The source wakes the refresher on every event and when its watch ends, and
+        the watch here resumes from the last revision read in full, so nothing is missed in between."""
+        fed = self._keys_only is not None and self._keys_only.feeding
+        running = self._watch_task is not None and not self._watch_task.done()
+        if fed and running:
+            assert self._watch_task is not None
+            self._watch_task.cancel()
+            self._watch_task = None
+        elif not fed and not running:
+            self._watch_task = asyncio.get_running_loop().create_task(self._watch())
 
     def wake(self) -> None:
         """Re-read soon (the key delta watch saw a change)."""
@@ -248,6 +263,9 @@ class SnapshotPublisher:
     async def stop(self) -> None:
         if self._keys_only is not None:
             self._keys_only.close()
+        if self._watch_task is not None:
+            self._tasks.append(self._watch_task)
+            self._watch_task = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -275,14 +293,18 @@ class SnapshotPublisher:
                     await self._dirty.wait()
             self._dirty.clear()
             try:
-                if await self.refresh():
+                published = await self.refresh()
+                self._sync_watch()
+                if published:
                     await asyncio.sleep(self.batch_window_s())
             except StoreUnavailable as exc:
                 log.warning("cannot read policy (%s); still serving the last good snapshot", exc)
+                self._sync_watch()
                 await asyncio.sleep(self._retry_s)
                 self._dirty.set()
             except Exception:  # a bug must not stop publishing for good
                 log.exception("refreshing the policy snapshot failed; still serving the last good snapshot")
+                self._sync_watch()
                 await asyncio.sleep(self._retry_s)
                 self._dirty.set()
 
