@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import json
 import os
 import pstats
@@ -179,6 +180,7 @@ async def run(ns: argparse.Namespace) -> None:
         ready = json.loads(await child.stdout.readline())
     print(f"{ns.nodes} nodes ({min(ns.real_nodes, ns.nodes)} full, the rest simulated) in {procs} process(es) hold "
           f"the initial snapshot after {ready['ready_s']:.1f}s", file=sys.stderr, flush=True)
+    await asyncio.sleep(3.0)  # let the initial snapshots' sends and acks settle before the idle baseline
     idle_cpu0, idle_t0 = time.process_time(), time.perf_counter()
     idle_profile = cProfile.Profile() if ns.profile else None
     if idle_profile is not None:
@@ -196,6 +198,15 @@ async def run(ns: argparse.Namespace) -> None:
     minted: list[tuple[float, str]] = []
     bytes0, cpu0, full0 = servicer.policy_bytes_sent, time.process_time(), publisher.full_compiles
     threads0 = thread_cpu()
+    gc_time = [0.0, 0.0]  # seconds in cyclic GC during phase 1, start of the running collection
+
+    def on_gc(phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_time[1] = time.process_time()
+        else:
+            gc_time[0] += time.process_time() - gc_time[1]
+
+    gc.callbacks.append(on_gc)
     profile = cProfile.Profile() if ns.profile else None
     if profile is not None:
         profile.enable()
@@ -210,9 +221,11 @@ async def run(ns: argparse.Namespace) -> None:
         minted.append((t0, key.record.id))
     await asyncio.sleep(1.5)
     cpu = time.process_time() - cpu0
+    gc.callbacks.remove(on_gc)
     threads = {k: v - threads0.get(k, 0.0) for k, v in thread_cpu().items()}
     print("control-plane CPU by thread during phase 1: " + ", ".join(
-        f"{k} {v:.2f}s" for k, v in sorted(threads.items(), key=lambda kv: -kv[1]) if v > 0.005),
+        f"{k} {v:.2f}s" for k, v in sorted(threads.items(), key=lambda kv: -kv[1]) if v > 0.005)
+        + f"; in cyclic GC {gc_time[0]:.2f}s",
         file=sys.stderr, flush=True)
     if profile is not None:
         profile.disable()

@@ -55,14 +55,17 @@ class Published:
 
 class Subscription:
     """One subscriber's latest unsent version: a slot, not a queue (only the latest matters). `wait` is a bare
-    future plus one timer, not a task and `asyncio.wait` per publish: at 100 streams that re-arm was a visible
-    part of the control plane's CPU per mint (issue 16)."""
+    future plus a timer kept across waits (re-armed only when it fired or would fire too late), not a task and
+    `asyncio.wait` per publish: at 100 streams that re-arm was a visible part of the control plane's CPU per
+    mint (issue 16)."""
 
-    __slots__ = ("_item", "_waiter", "closed")
+    __slots__ = ("_item", "_timer", "_timer_at", "_waiter", "closed")
 
     def __init__(self) -> None:
         self._item: Published | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self.closed = False
 
     def offer(self, item: Published) -> None:
@@ -72,6 +75,9 @@ class Subscription:
     def close(self) -> None:
         """The stream is over (the node closed its side): `wait` returns at once from now on."""
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._wake()
 
     def _wake(self) -> None:
@@ -79,16 +85,24 @@ class Subscription:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def _expire(self) -> None:
+        self._timer = None
+        self._wake()
+
     async def wait(self, within_s: float) -> Published | None:
-        """The latest offered item (taking it), or None after `within_s` seconds or once closed."""
+        """The latest offered item (taking it), or None once closed or after `within_s` seconds (or earlier,
+        when a timer armed by an earlier wait fires: callers re-check their deadlines and wait again)."""
         if self._item is None and not self.closed and within_s > 0:
             loop = asyncio.get_running_loop()
+            at = loop.time() + within_s
+            if self._timer is None or self._timer_at > at:
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer, self._timer_at = loop.call_at(at, self._expire), at
             waiter = self._waiter = loop.create_future()
-            timer = loop.call_later(within_s, _expire, waiter)
             try:
                 await waiter
             finally:
-                timer.cancel()
                 self._waiter = None
         item, self._item = self._item, None
         return item
@@ -98,11 +112,6 @@ class Subscription:
             item = await self.wait(3600.0)
             if item is not None:
                 return item
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 class SnapshotPublisher:

@@ -254,6 +254,24 @@ def test_slow_subscriber_holds_only_the_latest_snapshot() -> None:
     asyncio.run(run())
 
 
+async def test_subscription_keeps_one_timer_across_waits() -> None:
+    """A wait woken by an offer leaves its timer armed for the next wait (issue 16: no timer per publish per
+    stream); a wait never sleeps past its own deadline, and may return None earlier, when that timer fires."""
+    sub = Subscription()
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.05, sub.offer, Published(SnapshotState(version=1)))
+    assert (await sub.wait(0.3)) is not None
+    timer = sub._timer
+    assert timer is not None and not timer.cancelled()
+    t0 = loop.time()
+    assert await sub.wait(5.0) is None  # the first wait's timer (0.3 s) fires first
+    assert loop.time() - t0 < 1.0
+    t0 = loop.time()
+    assert await sub.wait(0.05) is None and loop.time() - t0 < 0.5  # a nearer deadline re-arms
+    sub.close()
+    assert sub._timer is None and await sub.wait(5.0) is None
+
+
 async def test_streams_survive_an_etcd_outage(etcd_server: EtcdServer, store_prefix: str) -> None:
     etcd_server.start()
     plane, stop = await _start(open_store(etcd_server.url, store_prefix))
