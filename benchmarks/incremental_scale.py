@@ -1,20 +1,25 @@
 """Incremental snapshots at scale (issue 16): what one mint costs with many live keys and many nodes.
 
-A real control plane (etcd store, publisher, gRPC server) in this process; N real subscribers (SnapshotSync +
-PolicyHolder) in a child process, so the control plane's CPU is measured alone. K live run keys are seeded
-straight into etcd, then keys are minted through StorePolicyService at a fixed rate (and, in phase 2, as fast
-as C concurrent callers can). Reported, each with the bar it is held to:
+A real control plane (etcd store, publisher, gRPC server) in this process; N subscribed nodes spread over
+--subscriber-procs child processes, so the control plane's CPU is measured alone: --real-nodes full nodes
+(SnapshotSync + PolicyHolder + files), the rest simulated nodes (benchmarks/incremental_sim_node.py: real
+streams, every delta decoded, applied and hash-checked on a copy-on-write view of one shared base key set).
+K live run keys are seeded straight into etcd, then keys are minted through StorePolicyService at a fixed rate
+(and, in phase 2, as fast as C concurrent callers can). Reported, each with the bar it is held to:
 
   - propagation of each mint to ALL nodes (mint call start -> every node applied a version holding it), p50/p99
-  - control-plane CPU per mint (process CPU time of this process / mints; includes the mint calls themselves)
+  - control-plane CPU per mint (process CPU time of this process / mints; includes the mint calls themselves),
+    in total and above the idle CPU of the same connected nodes measured before the mints
   - policy bytes sent per mint per node (deltas; heartbeats excluded)
-  - mint throughput with C concurrent callers, and how many Conflict (409) reached a caller
-  - data-plane event-loop stall while deltas apply (max lateness of a 1 ms timer in the subscriber process),
-    against the same probe while no mints happen (baseline, same run)
-  - cold start: a fresh process loads the snapshot file + delta log of one node and compiles it
+  - mint throughput with C concurrent callers, how many Conflict (409) reached a caller, and when the last
+    minted key was on all nodes
+  - the subscriber processes' event-loop lag while deltas apply (max lateness of a 1 ms timer), against the
+    same probe while no mints happen (baseline, same run)
+  - cold start: a fresh process loads the snapshot file + delta log of node 0 and node 1 and compiles it
 
     PYTHONPATH=. python benchmarks/incremental_scale.py --store etcd://127.0.0.1:2379 \\
-        [--keys 100000] [--nodes 100] [--rate 10] [--seconds 60] [--callers 16] [--burst-seconds 10]
+        [--keys 100000] [--nodes 100] [--rate 10] [--seconds 60] [--callers 16] [--burst-seconds 10] \\
+        [--subscriber-procs 4] [--real-nodes 2]
 """
 
 from __future__ import annotations
