@@ -1,7 +1,7 @@
 """gRPC server for `interlock.v1.ControlPlane/Subscribe` (see proto/interlock_contracts/v1/control.proto).
 
 Per stream: the node's Hello, then the current snapshot unless the node already
-has it, every newer snapshot, and a Heartbeat every `heartbeat_s`. Acks are
+has it, every newer snapshot, and a Heartbeat after `heartbeat_s` with nothing else sent. Acks are
 recorded into node status by a NodeSession, which never blocks the stream.
 """
 
@@ -125,9 +125,12 @@ class ControlPlaneServicer:
         message, sent = self._update_for(sent, wants)
         if message is not None:
             yield message
-        next_beat = loop.time()  # first heartbeat right away: tells the node the current version
+        # A heartbeat goes only after heartbeat_s with nothing sent (deltas prove the stream works as well): under
+        # a stream of mints, 100 nodes' heartbeats were 20 gRPC messages a second for nothing (issue 16). The node's
+        # liveness is still refreshed every heartbeat_s.
+        next_beat = next_touch = loop.time()  # first heartbeat right away: tells the node the current version
         while True:
-            item = await sub.wait(next_beat - loop.time())
+            item = await sub.wait(min(next_beat, next_touch) - loop.time())
             if sub.closed:
                 return  # the node closed its side, or the stream broke (the reader closed the subscription)
             if item is not None:
@@ -136,10 +139,13 @@ class ControlPlaneServicer:
                 message, sent = self._update_for(sent, wants)
                 if message is not None:
                     yield message
+                    next_beat = loop.time() + self._heartbeat_s
             if loop.time() >= next_beat:
                 yield self._heartbeat()
-                session.touch()
                 next_beat = loop.time() + self._heartbeat_s
+            if loop.time() >= next_touch:
+                session.touch()
+                next_touch = loop.time() + self._heartbeat_s
 
     async def _read(self, requests: AsyncIterator[control_pb2.NodeMessage], session: NodeSession,
                     sub: Subscription, wants: _NodeWants) -> None:

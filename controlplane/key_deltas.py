@@ -69,6 +69,11 @@ class KeyDeltaSource:
         if self._feed is not None:
             self._feed.cancel()
 
+    @property
+    def feeding(self) -> bool:
+        """Its own watch is running: it sees (and wakes the publisher for) every change under policy/."""
+        return self._feed is not None and not self._feed.done()
+
     async def _follow_events(self, kv: KV, wake: Callable[[], None]) -> None:
         # Events of one transaction are queued together by the watch, and this loop drains them without
         # yielding, so the refresher never sees half a transaction.
@@ -82,6 +87,7 @@ class KeyDeltaSource:
         if hasattr(kv, "watch_events"):
             if self._feed is None:
                 self._feed = asyncio.get_running_loop().create_task(self._follow_events(kv, wake))
+                self._feed.add_done_callback(lambda _: wake())  # the publisher's own watch may be paused on it
                 await asyncio.sleep(0)
             if self._feed.done():
                 with suppress(asyncio.CancelledError, StoreUnavailable):

@@ -4,7 +4,9 @@ With 100 nodes acking each published version, one store write per node per secon
 plane's CPU per mint (each etcd write is a gRPC call). Sessions hand their latest record here; one loop
 writes all pending records in one transaction per interval (chunked to stay under etcd's --max-txn-ops,
 128 by default). A record handed in while a write is in flight goes in the next one; a failed write keeps
-its records for the retry unless a newer one replaced them. Liveness keys stay per session (leases).
+its records for the retry unless a newer one replaced them. Liveness keys go the same way, in one
+KV.put_ephemeral_many per interval (one shared lease on etcd) instead of a lease refresh and a put per node
+per heartbeat, which was most of the control plane's idle CPU at 100 nodes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class NodeStatusWriter:
         self._retry_s = retry_s
         self._max_ops = max_ops
         self._pending: dict[str, bytes] = {}  # store key -> latest encoded record
+        self._live: dict[str, tuple[bytes, float]] = {}  # liveness key -> (value, ttl_s)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._healthy = True
@@ -33,6 +36,14 @@ class NodeStatusWriter:
 
     def put(self, key: str, value: bytes) -> None:
         self._pending[key] = value
+        self.put_pending()
+
+    def put_live(self, key: str, value: bytes, ttl_s: float) -> None:
+        """An ephemeral key (KV.put_ephemeral), written with every other pending one at the next write."""
+        self._live[key] = (value, ttl_s)
+        self.put_pending()
+
+    def put_pending(self) -> None:
         self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
@@ -40,6 +51,7 @@ class NodeStatusWriter:
     def discard(self, key: str) -> None:
         """The caller writes this key itself now (a disconnect record): drop what is pending for it."""
         self._pending.pop(key, None)
+        self._live.pop(key, None)
 
     async def close(self, timeout_s: float = 2.0) -> None:
         """Stop the loop, then write what is still pending (best effort: shutdown must not hang on the store)."""
@@ -56,6 +68,21 @@ class NodeStatusWriter:
                     await self._kv.commit(dict(items[start:start + self._max_ops]))
         except (ControlPlaneError, TimeoutError) as exc:
             log.warning("could not record %d node status record(s) at shutdown (%s)", len(items), exc)
+
+    async def _write_live(self, live: dict[str, tuple[bytes, float]]) -> None:
+        by_ttl: dict[float, dict[str, bytes]] = {}
+        for key, (value, ttl_s) in live.items():
+            by_ttl.setdefault(ttl_s, {})[key] = value
+        many = getattr(self._kv, "put_ephemeral_many", None)
+        for ttl_s, values in by_ttl.items():
+            if many is None:  # a store without it: one call per key
+                for key, value in values.items():
+                    await self._kv.put_ephemeral(key, value, ttl_s)
+                continue
+            items = list(values.items())
+            for start in range(0, len(items), self._max_ops):
+                await many(dict(items[start:start + self._max_ops]), ttl_s)
+                self.writes += 1
 
     async def _run(self) -> None:
         while True:
@@ -75,6 +102,13 @@ class NodeStatusWriter:
                         self.writes += 1
                     for key in chunk:
                         batch.pop(key, None)
+                live, self._live = self._live, {}
+                try:
+                    await self._write_live(live)
+                except ControlPlaneError:
+                    for key, item in live.items():
+                        self._live.setdefault(key, item)
+                    raise
                 if not self._healthy:
                     log.info("node status writes recovered")
                 self._healthy = True

@@ -105,6 +105,10 @@ class NodeSession:
         return int(self._clock() * 1000)
 
     def start(self) -> None:
+        if self._writer is not None:  # no task per node: the shared writer does the store work (issue 16)
+            self._hand_record()
+            self.touch()
+            return
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def ack(self, ack: control_pb2.Ack) -> None:
@@ -114,12 +118,28 @@ class NodeSession:
             update = {"rejected_version": ack.version, "reject_reason": ack.reason[:MAX_REASON_CHARS]}
         self.record = self.record.model_copy(update=update)
         self._record_dirty = True
+        if self._writer is not None:
+            self._hand_record()
+            return
         self._wake.set()
 
     def touch(self) -> None:
         """The node is alive (called per heartbeat): refresh its liveness key."""
         self._live_dirty = True
+        if self._writer is not None:
+            # The key lives ttl_s (3 heartbeats): refreshed at most once per heartbeat, not on every ack.
+            if time.monotonic() - self._live_written >= self._ttl_s / 3 * 0.9:  # a beat may come a hair early
+                self._live_dirty = False
+                self._live_written = time.monotonic()
+                self._writer.put_live(LIVE + self.record.node_id, _live_value(self._now_ms()), self._ttl_s)
+            return
         self._wake.set()
+
+    def _hand_record(self) -> None:
+        assert self._writer is not None
+        self._record_dirty = False
+        rec = self.record.model_copy(update={"last_seen_unix_ms": self._now_ms()})
+        self._writer.put(NODES + rec.node_id, encode(rec))
 
     async def _run(self) -> None:
         while True:
@@ -144,10 +164,7 @@ class NodeSession:
             self._record_dirty = False
             rec = self.record.model_copy(update={"last_seen_unix_ms": self._now_ms()})
             try:
-                if self._writer is not None:
-                    self._writer.put(NODES + node_id, encode(rec))
-                else:
-                    await self._kv.commit({NODES + node_id: encode(rec)})
+                await self._kv.commit({NODES + node_id: encode(rec)})
             except ControlPlaneError:
                 self._record_dirty = True
                 raise
@@ -173,6 +190,7 @@ class NodeSession:
         node_id = self.record.node_id
         if self._writer is not None:
             self._writer.discard(NODES + node_id)
+            self._writer.discard(LIVE + node_id)
         rec = self.record.model_copy(update={"last_seen_unix_ms": self._now_ms()})
         try:
             async with asyncio.timeout(timeout_s):

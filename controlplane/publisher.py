@@ -55,14 +55,17 @@ class Published:
 
 class Subscription:
     """One subscriber's latest unsent version: a slot, not a queue (only the latest matters). `wait` is a bare
-    future plus one timer, not a task and `asyncio.wait` per publish: at 100 streams that re-arm was a visible
-    part of the control plane's CPU per mint (issue 16)."""
+    future plus a timer kept across waits (re-armed only when it fired or would fire too late), not a task and
+    `asyncio.wait` per publish: at 100 streams that re-arm was a visible part of the control plane's CPU per
+    mint (issue 16)."""
 
-    __slots__ = ("_item", "_waiter", "closed")
+    __slots__ = ("_item", "_timer", "_timer_at", "_waiter", "closed")
 
     def __init__(self) -> None:
         self._item: Published | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self.closed = False
 
     def offer(self, item: Published) -> None:
@@ -72,6 +75,9 @@ class Subscription:
     def close(self) -> None:
         """The stream is over (the node closed its side): `wait` returns at once from now on."""
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._wake()
 
     def _wake(self) -> None:
@@ -79,16 +85,24 @@ class Subscription:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def _expire(self) -> None:
+        self._timer = None
+        self._wake()
+
     async def wait(self, within_s: float) -> Published | None:
-        """The latest offered item (taking it), or None after `within_s` seconds or once closed."""
+        """The latest offered item (taking it), or None once closed or after `within_s` seconds (or earlier,
+        when a timer armed by an earlier wait fires: callers re-check their deadlines and wait again)."""
         if self._item is None and not self.closed and within_s > 0:
             loop = asyncio.get_running_loop()
+            at = loop.time() + within_s
+            if self._timer is None or self._timer_at > at:
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer, self._timer_at = loop.call_at(at, self._expire), at
             waiter = self._waiter = loop.create_future()
-            timer = loop.call_later(within_s, _expire, waiter)
             try:
                 await waiter
             finally:
-                timer.cancel()
                 self._waiter = None
         item, self._item = self._item, None
         return item
@@ -98,11 +112,6 @@ class Subscription:
             item = await self.wait(3600.0)
             if item is not None:
                 return item
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 class SnapshotPublisher:
@@ -127,6 +136,7 @@ class SnapshotPublisher:
         self._lock = asyncio.Lock()
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._watch_task: asyncio.Task[None] | None = None
         self._watch_from = 0
         self.current: Published | None = None
         self.history = DeltaHistory()  # what each subscriber is sent: a delta from its version, or everything
@@ -239,7 +249,21 @@ class SnapshotPublisher:
             log.warning("policy store unavailable at start (%s); will retry", exc)
             self._dirty.set()
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._watch()), loop.create_task(self._refresher())]
+        self._tasks = [loop.create_task(self._refresher())]
+        self._sync_watch()
+
+    def _sync_watch(self) -> None:
+        """Watch the store only while no key delta source watches it for us: on etcd both watches received every
+        mint's events (issue 16). The source wakes the refresher on every event and when its watch ends, and
+        the watch here resumes from the last revision read in full, so nothing is missed in between."""
+        fed = self._keys_only is not None and self._keys_only.feeding
+        running = self._watch_task is not None and not self._watch_task.done()
+        if fed and running:
+            assert self._watch_task is not None
+            self._watch_task.cancel()
+            self._watch_task = None
+        elif not fed and not running:
+            self._watch_task = asyncio.get_running_loop().create_task(self._watch())
 
     def wake(self) -> None:
         """Re-read soon (the key delta watch saw a change)."""
@@ -248,6 +272,9 @@ class SnapshotPublisher:
     async def stop(self) -> None:
         if self._keys_only is not None:
             self._keys_only.close()
+        if self._watch_task is not None:
+            self._tasks.append(self._watch_task)
+            self._watch_task = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -275,14 +302,18 @@ class SnapshotPublisher:
                     await self._dirty.wait()
             self._dirty.clear()
             try:
-                if await self.refresh():
+                published = await self.refresh()
+                self._sync_watch()
+                if published:
                     await asyncio.sleep(self.batch_window_s())
             except StoreUnavailable as exc:
                 log.warning("cannot read policy (%s); still serving the last good snapshot", exc)
+                self._sync_watch()
                 await asyncio.sleep(self._retry_s)
                 self._dirty.set()
             except Exception:  # a bug must not stop publishing for good
                 log.exception("refreshing the policy snapshot failed; still serving the last good snapshot")
+                self._sync_watch()
                 await asyncio.sleep(self._retry_s)
                 self._dirty.set()
 

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 KEY_WRITE_ATTEMPTS = 3  # key writes don't depend on caller-seen state, so a lost race is retried
 MINT_ATTEMPTS = 20  # every policy write bumps the version key, so parallel mints race each other
 APPLY_ATTEMPTS = 50  # each retry re-reads only what changed since the last one (apply_retry.py)
+TEAM_HINTS = 4096  # parents whose team a mint reads along with them
 PRUNE_BATCH = 100  # etcd allows 128 operations per transaction by default (plus version + audit record)
 
 
@@ -50,6 +51,9 @@ class StorePolicyService:
         self._kv = kv
         self._pepper = key_pepper
         self._clock = clock
+        # parent key -> its team, so a mint reads the parent's team in the same round trip as the parent (a hint:
+        # checked against the parent read, a wrong one costs the extra read it saves); bounded (issue 16)
+        self._team_hints: dict[str, str] = {}
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -227,9 +231,13 @@ class StorePolicyService:
         """(version, parent, team models, routable names, parent budgets, mod revisions of the items read)."""
         prefixes = [item_key("models", ""), item_key("aliases", ""), item_key("budgets", "")]
         read_many = getattr(self._kv, "read_many", None)
+        hint = self._team_hints.get(parent_key)
+        hinted: dict[str, Entry | None] = {}
         if read_many is not None:  # etcd: one round trip (store/etcd.py)
-            singles, ranges = await read_many([VERSION_KEY, parent_key], prefixes)
+            singles, ranges = await read_many([VERSION_KEY, parent_key, *([item_key("teams", hint)] if hint else [])],
+                                              prefixes)
             version, parent = singles[VERSION_KEY], singles[parent_key]
+            hinted = {k: v for k, v in singles.items() if k not in (VERSION_KEY, parent_key)}
             found: list[dict[str, Entry]] = [ranges[p] for p in prefixes]
         else:
             version, parent = await asyncio.gather(self._kv.get(VERSION_KEY), self._kv.get(parent_key))
@@ -239,7 +247,15 @@ class StorePolicyService:
         read = {k: e.mod_revision for k, e in [*models.items(), *aliases.items(), *budget_entries.items()]}
         if parent is not None:
             team_id = KeyRecord.model_validate_json(parent.value).team
-            team = await self._kv.get(item_key("teams", team_id)) if team_id else None
+            team_key = item_key("teams", team_id)
+            if team_key in hinted:
+                team = hinted[team_key]
+            else:
+                team = await self._kv.get(team_key) if team_id else None
+                if team_id and read_many is not None:
+                    if len(self._team_hints) >= TEAM_HINTS:
+                        del self._team_hints[next(iter(self._team_hints))]
+                    self._team_hints[parent_key] = team_id
             team_models = Team.model_validate_json(team.value).allowed_models if team else []
             if team is not None:
                 read[item_key("teams", team_id)] = team.mod_revision

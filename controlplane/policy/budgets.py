@@ -165,6 +165,8 @@ def implicit_limits(keys: Iterable[KeyRecord]) -> tuple[list[Budget], list[RateL
             budgets.append(Budget.model_construct(
                 id=implicit_limit_id(k.id), scope="key", scope_id=k.id, window="lifetime", limit_usd=k.budget_usd,
                 timezone="UTC", offline_mode="safe_share", optimistic_overshoot_usd="0",
+                # every field given: a default_factory makes model_construct inspect signatures (~0.3 ms a key)
+                alert_thresholds=[], max_staleness_s=0,
             ))
         if k.max_concurrency:
             rates.append(RateLimit.model_construct(

@@ -62,6 +62,10 @@ class KV(Protocol):
         """Put a key that disappears unless put again within `ttl_s` (node liveness)."""
         ...
 
+    async def put_ephemeral_many(self, values: Mapping[str, bytes], ttl_s: float) -> None:
+        """put_ephemeral for many keys in one store round trip (every node's liveness, issue 16)."""
+        ...
+
     async def close(self) -> None: ...
 
 

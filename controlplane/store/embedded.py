@@ -182,6 +182,12 @@ class SqliteKV:
         await self._run(self._commit_sync, {self._k(key): bytes(value)}, [], {}, self._clock() + ttl_s)
         self._wake()
 
+    async def put_ephemeral_many(self, values: Mapping[str, bytes], ttl_s: float) -> None:
+        if values:
+            await self._run(self._commit_sync, {self._k(k): bytes(v) for k, v in values.items()}, [], {},
+                            self._clock() + ttl_s)
+            self._wake()
+
     # -- watch ----------------------------------------------------------------
 
     def _max_revision_sync(self, start: str) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import suppress
 from typing import Any, TypeVar
@@ -109,6 +110,10 @@ class EtcdKV:
         self._idx = 0
         self._client = self._new_client()
         self._leases: dict[str, int] = {}  # ephemeral key -> lease kept alive by re-puts
+        # put_ephemeral_many: one lease per TTL shared by all its keys, refreshed at most every TTL/3, and the
+        # monotonic time each key was last put (a key not put again within its TTL is deleted by a later call).
+        self._shared_leases: dict[int, tuple[int, float]] = {}  # ttl -> (lease id, refreshed at)
+        self._ephemeral_put: dict[str, tuple[int, float]] = {}  # key -> (ttl, put at)
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -290,6 +295,8 @@ class EtcdKV:
                      if_revision_of: Mapping[str, int] | None = None) -> int:
         expected = dict(if_revision_of or {})
         deletes = list(deletes)
+        for key in deletes:
+            self._ephemeral_put.pop(key, None)  # deleted by the caller: nothing for put_ephemeral_many to expire
 
         async def op(c: aetcd.Client) -> int:
             tx = c.transactions
@@ -320,6 +327,35 @@ class EtcdKV:
             self._leases[key] = lease_id  # only cached once the put worked, so failures re-grant
 
         await self._call(op, idempotent=False)
+
+    async def put_ephemeral_many(self, values: Mapping[str, bytes], ttl_s: float) -> None:
+        """One transaction under one shared lease instead of a lease refresh and a put per key: at 100 nodes
+        the per-key leases were most of the control plane's idle CPU (issue 16). A key not put again within
+        `ttl_s` is deleted by the next call (the lease stays alive for the others); when no call comes (this
+        control plane died) the lease lapses and every key goes."""
+        ttl = max(2, math.ceil(ttl_s))
+
+        async def op(c: aetcd.Client) -> None:
+            now = time.monotonic()
+            lease = self._shared_leases.pop(ttl, None)
+            if lease is not None and now - lease[1] >= ttl / 3:
+                reply = await c.refresh_lease(lease[0])
+                lease = None if reply is None or reply.TTL <= 0 else (lease[0], now)
+            if lease is None:
+                lease = ((await c.lease(ttl)).id, now)
+            stale = [k for k, (t, at) in self._ephemeral_put.items() if t == ttl and now - at > ttl_s
+                     and k not in values]
+            tx = c.transactions
+            ops: list[Any] = [tx.put(self._kb(k), v, lease=lease[0]) for k, v in values.items()]
+            ops += [tx.delete(self._kb(k)) for k in stale]
+            await c.transaction(compare=[], success=ops, failure=[])
+            self._shared_leases[ttl] = lease  # only cached once the puts worked, so failures re-check it
+            for k in stale:
+                self._ephemeral_put.pop(k, None)
+            self._ephemeral_put.update((k, (ttl, now)) for k in values)
+
+        if values:
+            await self._call(op, idempotent=False)
 
     # -- watch ----------------------------------------------------------------
 
@@ -363,12 +399,15 @@ class EtcdKV:
         if self._closed:
             return
         # Revoke liveness leases so this instance's nodes show disconnected now rather than after the TTL.
-        if self._leases:
+        leases = [*self._leases.values(), *(lease for lease, _ in self._shared_leases.values())]
+        if leases:
             with suppress(Exception):
                 async with asyncio.timeout(1.0):
-                    await asyncio.gather(*(self._client.revoke_lease(i) for i in self._leases.values()), return_exceptions=True)
+                    await asyncio.gather(*(self._client.revoke_lease(i) for i in leases), return_exceptions=True)
         self._closed = True
         self._leases.clear()
+        self._shared_leases.clear()
+        self._ephemeral_put.clear()
         with suppress(Exception):
             await self._client.close()
         for task in list(self._closing):

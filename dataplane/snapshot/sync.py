@@ -73,7 +73,7 @@ class SnapshotSync:
         rng: random.Random | None = None,
         usage_sink: str = "",
         holder: PolicyHolder | None = None,
-        ack_interval_s: float = 1.0,
+        ack_interval_s: float = 2.0,
     ) -> None:
         """`idle_timeout_s`: reconnect when the control plane sends nothing (not even a
         heartbeat) for this long; catches a wedged server that still answers pings.
@@ -81,7 +81,8 @@ class SnapshotSync:
         `holder`: take deltas (issue 16): full snapshots compile off the loop and key deltas apply in place;
         `applier` is then unused. Without it the node asks for full snapshots only and applies them inline.
         `ack_interval_s`: accepted delta acks are coalesced to at most one per interval (dataplane/ack_pacer.py);
-        rejections and snapshot acks always go at once. 0 = ack every delta at once."""
+        rejections and snapshot acks always go at once. 0 = ack every delta at once. 2 s: at 100 nodes under
+        10 mints/s, acks at 1 s were ~10 gRPC messages per mint, about 1 ms of the control plane's CPU (issue 16)."""
         if not 0 < backoff_min_s <= backoff_max_s:
             raise ValueError("need 0 < backoff_min_s <= backoff_max_s")
         self._target = target

@@ -254,6 +254,24 @@ def test_slow_subscriber_holds_only_the_latest_snapshot() -> None:
     asyncio.run(run())
 
 
+async def test_subscription_keeps_one_timer_across_waits() -> None:
+    """A wait woken by an offer leaves its timer armed for the next wait (issue 16: no timer per publish per
+    stream); a wait never sleeps past its own deadline, and may return None earlier, when that timer fires."""
+    sub = Subscription()
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.05, sub.offer, Published(SnapshotState(version=1)))
+    assert (await sub.wait(0.3)) is not None
+    timer = sub._timer
+    assert timer is not None and not timer.cancelled()
+    t0 = loop.time()
+    assert await sub.wait(5.0) is None  # the first wait's timer (0.3 s) fires first
+    assert loop.time() - t0 < 1.0
+    t0 = loop.time()
+    assert await sub.wait(0.05) is None and loop.time() - t0 < 0.5  # a nearer deadline re-arms
+    sub.close()
+    assert sub._timer is None and await sub.wait(5.0) is None
+
+
 async def test_streams_survive_an_etcd_outage(etcd_server: EtcdServer, store_prefix: str) -> None:
     etcd_server.start()
     plane, stop = await _start(open_store(etcd_server.url, store_prefix))
@@ -313,3 +331,39 @@ async def test_start_backend_wires_store_service_publisher_and_grpc(tmp_path) ->
 
 async def _backend_status(backend: Any, version: int) -> bool:
     return any(n.version == version and n.connected for n in await backend.service.node_status())
+
+
+async def test_heartbeats_go_only_when_nothing_else_was_sent(tmp_path, store_prefix: str) -> None:
+    """Under a stream of changes the deltas/snapshots stand in for heartbeats (issue 16: at 100 nodes those were
+    20 gRPC messages a second for nothing); a quiet stream still gets one every heartbeat_s, and the node stays
+    marked connected throughout."""
+    kv = open_store(f"sqlite:///{tmp_path}/policy.db", store_prefix)
+    publisher = SnapshotPublisher(kv, retry_s=0.1, batch_s=0.05)
+    service = StorePolicyService(kv, b"pepper", time.time)
+    await service.apply(policy())
+    await publisher.start()
+    server, port = await start_control_plane_grpc(publisher, kv, port=0, heartbeat_s=1.0)
+    plane = ControlPlane(kv, service, publisher, f"127.0.0.1:{port}")
+    node = Node(plane.target, "n1")
+    try:
+        await node.next_snapshot()
+        assert (await node.next_message()).WhichOneof("msg") == "heartbeat"  # the first one, right away
+        kinds = []
+        for i in range(25):  # 2.5 s of changes, one every 0.1 s
+            await service.apply(policy(*(f"m{j}" for j in range(1, i + 3))))
+            await asyncio.sleep(0.1)
+            while not node._inbox.empty():
+                kinds.append(node._inbox.get_nowait().WhichOneof("msg"))
+        assert kinds.count("snapshot") >= 5 and "heartbeat" not in kinds, kinds
+        t0 = time.monotonic()
+        msg = await node.next_message()
+        while msg.WhichOneof("msg") != "heartbeat":
+            msg = await node.next_message()
+        assert time.monotonic() - t0 < 1.5
+        st = await eventually(lambda: _status_where(plane, "n1", lambda s: s.connected))
+        assert st.connected
+    finally:
+        await node.close()
+        await server.stop(0)
+        await publisher.stop()
+        await kv.close()

@@ -88,6 +88,23 @@ async def test_ephemeral_keys_expire(kv: KV) -> None:
         await asyncio.sleep(0.2)
 
 
+
+async def test_ephemeral_many_expire_per_key_and_all_when_no_longer_put(kv: KV) -> None:
+    """Many liveness keys in one call (issue 16; one shared lease on etcd): a key not put again within its TTL
+    goes even while the others are kept alive, and all go once nobody puts them any more."""
+    await kv.put_ephemeral_many({"live/a": b"1", "live/b": b"1"}, ttl_s=2)
+    assert {k for k in (await kv.get_prefix("live/"))[0]} == {"live/a", "live/b"}
+    deadline = time.monotonic() + 10
+    while await kv.get("live/b") is not None:  # only a is refreshed
+        assert time.monotonic() < deadline, "a key not put again never expired"
+        await kv.put_ephemeral_many({"live/a": b"2"}, ttl_s=2)
+        await asyncio.sleep(0.4)
+    assert (await kv.get("live/a")).value == b"2"  # type: ignore[union-attr]
+    deadline = time.monotonic() + 10
+    while await kv.get("live/a") is not None:  # nobody puts any more: the lease (etcd) or the row lapses
+        assert time.monotonic() < deadline, "ephemeral keys never expired"
+        await asyncio.sleep(0.2)
+
 async def test_sqlite_persists_across_reopen(tmp_path, store_prefix: str) -> None:
     url = f"sqlite:///{tmp_path}/p.db"
     kv = open_store(url, store_prefix)
