@@ -7,6 +7,7 @@ log are both off); the metrics and log lines are made from batches of finished r
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -15,6 +16,8 @@ from dataplane.observe.access_log import AccessLog
 from dataplane.observe.metrics import RequestMetrics, states
 from dataplane.usage.event import RequestRecord
 from interlock_contracts.metrics.exposition import Labels, Registry
+
+log = logging.getLogger(__name__)
 
 FLUSH_S = 0.05  # short: a batch is recorded and formatted in one go on the loop, so keep it to a few hundred
 FLUSH_RECORDS = 512
@@ -65,10 +68,18 @@ class RequestObserver:
         if not batch:
             return
         self._buf = []
+        # Each on its own: a failure in one (a bug) must not cost the other its batch, nor reach the request
+        # whose done() happened to fill the batch.
         if self._metrics is not None:
-            self._metrics.record_batch(batch)
+            try:
+                self._metrics.record_batch(batch)
+            except Exception:
+                log.exception("recording metrics for %d requests failed", len(batch))
         if self._access is not None:
-            self._access.write_batch(batch)
+            try:
+                self._access.write_batch(batch)
+            except Exception:
+                log.exception("writing %d access-log lines failed", len(batch))
 
     async def aclose(self) -> None:
         """Graceful stop: the access log's last lines are written (in a thread: stdout may be slow)."""

@@ -264,3 +264,19 @@ async def test_a_node_writes_every_line_at_graceful_stop(fake_provider, tmp_path
     logged = [x["request_id"] for x in lines if x["msg"] == "access"]
     assert sorted(logged) == sorted(got) and len(got) == 150
     assert {x["key_id"] for x in lines} == {gw.key_id} and gw.key not in out
+
+
+def test_a_failing_metric_does_not_cost_the_access_log_its_batch(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(RequestMetrics):
+        def record(self, rec: RequestRecord) -> None:
+            raise RuntimeError("a bug in a metric")
+
+    sink = Sink()
+    log = AccessLog("json", "node-a", sink)
+    obs = RequestObserver(Broken(Registry()), log, flush_records=4)
+    recs = [_record(EventIds(), i) for i in range(8)]
+    for rec in recs:
+        obs.done(rec)  # no loop: flushed at once; the failure is logged, never raised to the request
+    log.close()
+    assert [json.loads(x)["request_id"] for x in bytes(sink.data).splitlines()] == [r.event_id for r in recs]
+    assert "recording metrics for 1 requests failed" in caplog.text
