@@ -9,6 +9,10 @@ Leading and trailing edge: the first accepted ack after a quiet interval goes at
 acknowledged as fast as before), later ones within the interval are held and only the newest is sent when the
 interval ends. A rejection, and any snapshot ack, goes at once, after the held accepted ack (so the control plane
 sees them in order): a rejected delta makes the control plane resend everything, that must not wait.
+
+Quiet flush (`quiet_s`): the held ack also goes once no newer delta has come for `quiet_s`, so after a run of edits
+ends the node's recorded status catches up within `quiet_s` (`interlock status` shows it in sync), while under a
+steady stream (deltas closer than `quiet_s`, e.g. one per 0.6 s publish window) acks stay at one per interval.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ from interlock_contracts.v1 import control_pb2
 
 
 class AckPacer:
-    def __init__(self, interval_s: float):
-        if interval_s < 0:
-            raise ValueError("ack interval must be >= 0")
+    def __init__(self, interval_s: float, quiet_s: float = math.inf):
+        if interval_s < 0 or quiet_s <= 0:
+            raise ValueError("ack interval must be >= 0 and quiet_s > 0")
         self._interval_s = interval_s
+        self._quiet_s = quiet_s
         self._held: control_pb2.Ack | None = None
+        self._held_at = -math.inf  # clock time the held ack was offered
         self._last_sent = -math.inf  # clock time of the last accepted ack sent
         self.coalesced = 0  # accepted acks replaced by a newer one before being sent (observable)
 
@@ -37,6 +43,7 @@ class AckPacer:
             if self._held is not None:
                 self.coalesced += 1
             self._held = ack
+            self._held_at = now
             return []
         out = self.due(math.inf)
         if ack.accepted:
@@ -45,7 +52,9 @@ class AckPacer:
 
     def deadline(self) -> float | None:
         """When the held ack must go (clock time), or None when nothing is held."""
-        return None if self._held is None else self._last_sent + self._interval_s
+        if self._held is None:
+            return None
+        return min(self._last_sent + self._interval_s, self._held_at + self._quiet_s)
 
     def due(self, now: float) -> list[control_pb2.Ack]:
         """The held ack if its time has come (now = inf: whatever is held)."""
