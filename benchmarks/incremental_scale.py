@@ -20,6 +20,7 @@ K live run keys are seeded straight into etcd, then keys are minted through Stor
 
     PYTHONPATH=. python benchmarks/incremental_scale.py --store etcd://127.0.0.1:2379 \\
         [--keys 100000] [--nodes 100] [--rate 10] [--seconds 60] [--callers 16] [--burst-seconds 10] \\
+        [--burst-rate 0] \\
         [--subscriber-procs 4] [--real-nodes 2]
 """
 
@@ -249,9 +250,15 @@ async def run(ns: argparse.Namespace) -> None:
     burst: list[tuple[float, str]] = []  # (when the caller got the key, key id)
     deadline = time.perf_counter() + ns.burst_seconds
 
-    async def caller() -> None:
+    async def caller(i: int) -> None:
         nonlocal conflicts
+        # --burst-rate R: the callers together aim at R mints/s (each one 1/callers of it, staggered); 0 = flat out
+        gap = ns.callers / ns.burst_rate if ns.burst_rate > 0 else 0.0
+        next_at = time.perf_counter() + gap * i / ns.callers
         while time.perf_counter() < deadline:
+            if gap:
+                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+                next_at += gap
             try:
                 key = await svc.mint_run_key(RunKeySpec(parent=parent.id, ttl_ms=3_600_000, budget_usd="1"))
             except Conflict:
@@ -260,7 +267,7 @@ async def run(ns: argparse.Namespace) -> None:
             burst.append((time.time(), key.record.id))
 
     b0 = time.perf_counter()
-    await asyncio.gather(*(caller() for _ in range(ns.callers)))
+    await asyncio.gather(*(caller(i) for i in range(ns.callers)))
     burst_s = time.perf_counter() - b0
     burst_end = time.time()
     burst_version = (await kv.get(VERSION_KEY)).mod_revision  # type: ignore[union-attr]
@@ -308,7 +315,8 @@ async def run(ns: argparse.Namespace) -> None:
           f"max {max(busy, default=0):.2f} ms | added p99 {pct(busy, .99) - pct(quiet, .99):+.2f} ms")
     rate = len(burst) / burst_s
     at = all_nodes_at(burst_version)
-    print(f"phase 2: {ns.callers} concurrent callers for {burst_s:.1f}s: {len(burst)} mints = {rate:.0f} mints/s, "
+    paced = f" paced at {ns.burst_rate:g}/s" if ns.burst_rate > 0 else " flat out"
+    print(f"phase 2: {ns.callers} concurrent callers{paced} for {burst_s:.1f}s: {len(burst)} mints = {rate:.0f} mints/s, "
           f"{conflicts} Conflict (409) reached a caller; last minted version on all nodes "
           f"{(at - burst_end) * 1000:.0f} ms after the burst ended")
     print(f"  bar >= 200 mints/s with no 409 -> {'PASS' if rate >= 200 and conflicts == 0 else 'SHORT'}")
@@ -346,6 +354,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--callers", type=int, default=16)
     ap.add_argument("--burst-seconds", type=float, default=10.0)
+    ap.add_argument("--burst-rate", type=float, default=0.0,
+                    help="phase 2: the callers together aim at this many mints/s (default 0: as fast as they can)")
     ap.add_argument("--idle-seconds", type=float, default=10.0, help="quiet baseline before the mints")
     ap.add_argument("--profile", action="store_true", help="cProfile the control plane while idle and during phase 1 "
                     "(stderr)")
