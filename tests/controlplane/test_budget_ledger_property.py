@@ -5,7 +5,9 @@ Invariants after every step (the budget's "reserved" is in-use lease, "leased" i
 - settled + sum(unexpired leases) <= limit + overshoot, where overshoot is exactly what nodes reported beyond their
   reservations plus settles that arrived after their lease was reclaimed (and 0 if neither happened);
 - every live node's local reservations plus unreported in-lease spend fit inside the lease the ledger holds for it;
-- the ledger's settled spend equals the sum of the settles nodes got acknowledged (retries are applied once);
+- the ledger's settled spend equals the sum of the settles nodes got acknowledged (retries are applied once)
+  plus the spend it presumes for leases that expired and were never reported on (a lease is presumed spent in
+  full, an upper bound; a late report replaces the presumption with what was reported);
 - draining: once nodes return their leases and crashed nodes' leases expire, everything unspent is grantable again.
 """
 
@@ -68,6 +70,7 @@ class LedgerMachine(RuleBasedStateMachine):
                          for _ in range(2)]
         self.nodes = {n: Node(seq=1) for n in NODES}
         self.acked_settled = 0
+        self.leased_total = 0  # every lease increase the ledger acknowledged, summed: what could be presumed spent
         self.reported_overshoot = 0
         self.late_possible = False
 
@@ -103,6 +106,7 @@ class LedgerMachine(RuleBasedStateMachine):
         # in-flight reservations are covered again only if they fit in what the ledger now holds for the node
         node.lost_lease_with_reservations = sum(node.reserved) + node.consumed > g.lease
         self.late_possible |= node.lost_lease_with_reservations
+        self.leased_total += max(0, g.lease - node.lease)
         node.lease, node.expires_ms = g.lease, g.lease_expires_unix_ms
 
     def _prepare(self, name: str) -> int:
@@ -179,7 +183,8 @@ class LedgerMachine(RuleBasedStateMachine):
         if rec is None:
             return
         assert rec.settled + rec.leased(self.now_ms) <= rec.limit + rec.overshoot
-        assert rec.settled == self.acked_settled
+        assert rec.settled == self.acked_settled + rec.presumed_total
+        assert rec.presumed_total <= self.leased_total  # nothing presumed beyond what was ever leased
         assert rec.overshoot >= self.reported_overshoot
         if not self.late_possible:
             assert rec.overshoot == self.reported_overshoot
