@@ -73,43 +73,32 @@ async def read_node_status(kv: KV) -> list[NodeStatus]:
 
 
 class NodeSession:
-    """Status of one subscribed node, persisted by a background loop so the stream never waits on the
-    store: writes coalesce to the latest state, and store outages are logged and retried, never raised."""
+    """Status of one subscribed node. The stream never waits on the store: records and liveness go to the
+    shared NodeStatusWriter, which writes every node's in one store transaction per interval (coalesced to the
+    latest state; store outages are logged and retried there, never raised here)."""
 
     def __init__(
         self, kv: KV, clock: Callable[[], float], hello: control_pb2.Hello, *, peer: str, ttl_s: float,
-        retry_s: float = 1.0, min_interval_s: float = 1.0, writer: NodeStatusWriter | None = None,
+        writer: NodeStatusWriter, monotonic: Callable[[], float] = time.monotonic,
     ):
-        self._kv = kv
-        self._writer = writer  # shared by every session: one store transaction for all nodes' records
-        # At most one status write per interval: with a mint every 100 ms, 100 nodes acking each version
-        # would otherwise cost the control plane 1,000 store writes a second (issue 16).
-        self._min_interval_s = min_interval_s
+        self._kv = kv  # only for the disconnect record, written directly at close
+        self._writer = writer
         self._clock = clock
+        self._monotonic = monotonic
         self._ttl_s = ttl_s
-        self._retry_s = retry_s
         self.record = NodeRecord(
             node_id=hello.node_id, version=hello.last_version, content_hash=hello.last_content_hash,
             address=hello.listen_address or peer, software_version=hello.software_version,
             usage_sink=hello.usage_sink,
         )
-        self._record_dirty = True
-        self._live_dirty = True
-        self._live_written = -math.inf  # monotonic time of the last liveness write
-        self._wake = asyncio.Event()
-        self._wake.set()
-        self._healthy = True
-        self._task: asyncio.Task[None] | None = None
+        self._live_written = -math.inf  # monotonic time liveness was last handed to the writer
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
     def start(self) -> None:
-        if self._writer is not None:  # no task per node: the shared writer does the store work (issue 16)
-            self._hand_record()
-            self.touch()
-            return
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._hand_record()
+        self.touch()
 
     def ack(self, ack: control_pb2.Ack) -> None:
         if ack.accepted:
@@ -117,80 +106,29 @@ class NodeSession:
         else:
             update = {"rejected_version": ack.version, "reject_reason": ack.reason[:MAX_REASON_CHARS]}
         self.record = self.record.model_copy(update=update)
-        self._record_dirty = True
-        if self._writer is not None:
-            self._hand_record()
-            return
-        self._wake.set()
+        self._hand_record()
 
     def touch(self) -> None:
-        """The node is alive (called per heartbeat): refresh its liveness key."""
-        self._live_dirty = True
-        if self._writer is not None:
-            # The key lives ttl_s (3 heartbeats): refreshed at most once per heartbeat, not on every ack.
-            if time.monotonic() - self._live_written >= self._ttl_s / 3 * 0.9:  # a beat may come a hair early
-                self._live_dirty = False
-                self._live_written = time.monotonic()
-                self._writer.put_live(LIVE + self.record.node_id, _live_value(self._now_ms()), self._ttl_s)
-            return
-        self._wake.set()
+        """The node is alive (called per heartbeat interval): refresh its liveness key.
+
+        The key lives ttl_s (3 heartbeats), so it is refreshed at most once per heartbeat, not on every ack:
+        per-ack refreshes cost two store calls per node per second at 100 nodes (issue 16)."""
+        now = self._monotonic()
+        if now - self._live_written >= self._ttl_s / 3 * 0.9:  # a beat may come a hair early
+            self._live_written = now
+            self._writer.put_live(LIVE + self.record.node_id, _live_value(self._now_ms()), self._ttl_s)
 
     def _hand_record(self) -> None:
-        assert self._writer is not None
-        self._record_dirty = False
         rec = self.record.model_copy(update={"last_seen_unix_ms": self._now_ms()})
         self._writer.put(NODES + rec.node_id, encode(rec))
 
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self._flush()
-                if not self._healthy:
-                    log.info("node %s: status writes recovered", self.record.node_id)
-                self._healthy = True
-                await asyncio.sleep(self._min_interval_s)  # acks arriving meanwhile coalesce into one write
-            except ControlPlaneError as exc:
-                if self._healthy:  # log the transition, not every retry
-                    log.warning("node %s: cannot record status (%s); retrying", self.record.node_id, exc)
-                self._healthy = False
-                await asyncio.sleep(self._retry_s)
-                self._wake.set()
-
-    async def _flush(self) -> None:
-        node_id = self.record.node_id
-        if self._record_dirty:
-            self._record_dirty = False
-            rec = self.record.model_copy(update={"last_seen_unix_ms": self._now_ms()})
-            try:
-                await self._kv.commit({NODES + node_id: encode(rec)})
-            except ControlPlaneError:
-                self._record_dirty = True
-                raise
-        # The liveness key lives ttl_s (3 heartbeats): refreshing it more than once a heartbeat, on every ack, cost
-        # two store calls per node per second at 100 nodes (issue 16). Heartbeats keep touching it meanwhile.
-        if self._live_dirty and time.monotonic() - self._live_written >= self._ttl_s / 3:
-            self._live_dirty = False
-            try:
-                await self._kv.put_ephemeral(LIVE + node_id, _live_value(self._now_ms()), self._ttl_s)
-                self._live_written = time.monotonic()
-            except ControlPlaneError:
-                self._live_dirty = True
-                raise
-
     async def close(self, *, last_session: bool, timeout_s: float = 2.0) -> None:
         """Stop writing; if no other stream serves this node, mark it disconnected now (best effort)."""
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
         if not last_session:
             return
         node_id = self.record.node_id
-        if self._writer is not None:
-            self._writer.discard(NODES + node_id)
-            self._writer.discard(LIVE + node_id)
+        self._writer.discard(NODES + node_id)
+        self._writer.discard(LIVE + node_id)
         rec = self.record.model_copy(update={"last_seen_unix_ms": self._now_ms()})
         try:
             async with asyncio.timeout(timeout_s):

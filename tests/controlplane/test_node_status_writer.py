@@ -86,7 +86,7 @@ async def test_acks_do_not_refresh_the_liveness_key_more_than_once_a_heartbeat(k
     counting = CountingKV(kv)
     writer = NodeStatusWriter(counting, min_interval_s=0.02)  # type: ignore[arg-type]
     hello = control_pb2.Hello(node_id="n1", last_version=1)
-    session = NodeSession(counting, time.time, hello, peer="p", ttl_s=3.0, min_interval_s=0.02,  # type: ignore[arg-type]
+    session = NodeSession(counting, time.time, hello, peer="p", ttl_s=3.0,  # type: ignore[arg-type]
                           writer=writer)
     session.start()
     for version in range(2, 22):  # 20 acks over ~0.5 s, each also touching liveness, as the stream does
