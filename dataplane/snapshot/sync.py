@@ -297,6 +297,17 @@ class SnapshotSync:
             raise ConnectionError("the control plane closed the stream")
         return msg
 
+    def _rejected(self, ack: control_pb2.Ack, what: str, exc: Exception) -> control_pb2.Ack:
+        """The negative ack for an update this node could not apply: a refusal says why; a crash only its kind."""
+        self.updates_rejected += 1
+        if isinstance(exc, SnapshotRejected):
+            self._log.warning("rejected %s: %s", what, exc.reason)
+            ack.reason = exc.reason
+        else:
+            self._log.exception("applying %s failed", what)
+            ack.reason = f"the node failed to apply it: {type(exc).__name__}"
+        return ack
+
     async def _handle_snapshot(self, snapshot: policy_pb2.PolicySnapshot) -> control_pb2.Ack:
         ack = control_pb2.Ack(version=snapshot.version, content_hash=snapshot.content_hash)
         if snapshot.version == self.applied_version and snapshot.content_hash == self.applied_hash:
@@ -313,16 +324,8 @@ class SnapshotSync:
                 snapshot_file.verify(snapshot)  # a corrupt message is reported as such, not as a conflict
                 raise SnapshotRejected(f"version {snapshot.version} is already applied with a different content hash")
             await self._apply_full(snapshot)
-        except SnapshotRejected as exc:
-            self.updates_rejected += 1
-            self._log.warning("rejected snapshot version %d: %s", snapshot.version, exc.reason)
-            ack.reason = exc.reason
-            return ack
         except Exception as exc:
-            self.updates_rejected += 1
-            self._log.exception("applying snapshot version %d failed", snapshot.version)
-            ack.reason = f"the node failed to apply it: {type(exc).__name__}"
-            return ack
+            return self._rejected(ack, f"snapshot version {snapshot.version}", exc)
         self._mark_applied(snapshot)
         self._log.info("applied snapshot version %d (%s)", snapshot.version, snapshot.content_hash[:12])
         # Apply first, save second: the file only ever holds a snapshot this node accepted.
@@ -419,16 +422,8 @@ class SnapshotSync:
             except BaseException:
                 self._state = None  # the indexed state moved on without the policy: only a full snapshot fixes it
                 raise
-        except SnapshotRejected as exc:
-            self.updates_rejected += 1
-            self._log.warning("rejected delta to version %d: %s", delta.version, exc.reason)
-            ack.reason = exc.reason
-            return ack
         except Exception as exc:
-            self.updates_rejected += 1
-            self._log.exception("applying delta to version %d failed", delta.version)
-            ack.reason = f"the node failed to apply it: {type(exc).__name__}"
-            return ack
+            return self._rejected(ack, f"delta to version {delta.version}", exc)
         try:  # durability, not service: a failed append is logged and the delta still acked
             await asyncio.to_thread(self._delta_log.append, delta)
         except SnapshotFileError as exc:
