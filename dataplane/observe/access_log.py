@@ -45,51 +45,49 @@ def _stdout() -> IO[bytes]:
     return out if out is not None else sys.__stdout__.buffer  # type: ignore[union-attr,return-value]
 
 
-Line = tuple[Any, ...]  # what capture() takes from a record: raw fields, formatted later
+def _ms(t: float, received: float) -> float:
+    return int((t - received) * 1e6) / 1000 if t else 0  # ms with µs resolution; 0 = never happened
 
 
-def route_attempts(rec: RequestRecord) -> str:
-    attempts = rec.attempts
+def varying_fields(rec: RequestRecord) -> dict[str, Any]:
+    """The part of a line that varies from request to request, in order. Cost in USD."""
+    received, attempts, u = rec.received_s, rec.attempts, rec.usage
     if len(attempts) == 1:
         a = attempts[0]
-        return f"{a.deployment}:{a.status}"
-    return ",".join([f"{a.deployment}:{a.status}" for a in attempts])
-
-
-def _key_fields(rec: RequestRecord) -> tuple[str, str, str, str]:
-    key = rec.key
-    return ("", "", "", "") if key is None else (key.id, key.team_id, key.user_id, key.project_id)
-
-
-def capture(rec: RequestRecord) -> Line:
-    """The raw fields of one line, in `line_fields()` order."""
-    u = rec.usage
-    return (rec.received_s, rec.event_id, rec.status, rec.error_class, rec.done_s, rec.first_byte_s,
-            len(rec.attempts), route_attempts(rec), rec.stream, u.input_tokens, u.output_tokens, rec.cost_pico,
-            rec.request_bytes, rec.response_bytes, rec.client_disconnected, rec.policy_version, *_key_fields(rec),
-            rec.dialect, rec.endpoint, rec.requested_model, rec.model, rec.provider, rec.route_rule)
-
-
-def line_fields(t: Line, node_id: str) -> dict[str, Any]:
-    """The line's fields, in order: what varies from request to request first, then who and what was called
-    (the part JsonFormatter caches per shape). Times in ms with µs resolution, cost in USD."""
-    (received, rid, status, error, done, fb, attempts, r_attempts, stream, tok_in, tok_out, cost, b_in, b_out,
-     disconnected, version, kid, team, user, project, dialect, endpoint, requested, model, provider, route) = t
+        route_attempts = f"{a.deployment}:{a.status}"
+    else:
+        route_attempts = ",".join([f"{a.deployment}:{a.status}" for a in attempts])
     return {
-        "ts": received, "msg": "access", "request_id": rid, "status": status, "error": error,
-        "latency_ms": int((done - received) * 1e6) / 1000 if done else 0,
-        "ttfb_ms": int((fb - received) * 1e6) / 1000 if fb else 0, "attempts": attempts,
-        "route_attempts": r_attempts, "stream": stream, "input_tokens": tok_in,
-        "output_tokens": tok_out, "cost_usd": cost / 1e12, "bytes_in": b_in, "bytes_out": b_out,
-        "client_disconnected": disconnected, "policy_version": version,
-        "node": node_id, "key_id": kid, "team": team, "user": user, "project": project,
-        "dialect": dialect, "endpoint": endpoint, "requested_model": requested[:200], "model": model,
-        "provider": provider, "route": route,
+        "ts": received, "msg": "access", "request_id": rec.event_id, "status": rec.status, "error": rec.error_class,
+        "latency_ms": _ms(rec.done_s, received), "ttfb_ms": _ms(rec.first_byte_s, received),
+        "attempts": len(attempts), "route_attempts": route_attempts, "stream": rec.stream,
+        "input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "cost_usd": rec.cost_pico / 1e12,
+        "bytes_in": rec.request_bytes, "bytes_out": rec.response_bytes,
+        "client_disconnected": rec.client_disconnected, "policy_version": rec.policy_version,
     }
 
 
+Shape = tuple[str, ...]  # who and what was called: the part of a line that repeats across requests
+
+
+def shape_of(rec: RequestRecord) -> Shape:
+    key = rec.key
+    kid, team, user, project = ("", "", "", "") if key is None else (key.id, key.team_id, key.user_id,
+                                                                      key.project_id)
+    return (kid, team, user, project, rec.dialect, rec.endpoint, rec.requested_model, rec.model, rec.provider,
+            rec.route_rule)
+
+
+def shape_fields(shape: Shape, node_id: str) -> dict[str, Any]:
+    kid, team, user, project, dialect, endpoint, requested, model, provider, route = shape
+    return {"node": node_id, "key_id": kid, "team": team, "user": user, "project": project, "dialect": dialect,
+            "endpoint": endpoint, "requested_model": requested[:200], "model": model, "provider": provider,
+            "route": route}
+
+
 def fields(rec: RequestRecord, node_id: str) -> dict[str, Any]:
-    return line_fields(capture(rec), node_id)
+    """A line's fields, in order: what varies first, then who and what was called."""
+    return {**varying_fields(rec), **shape_fields(shape_of(rec), node_id)}
 
 
 def _json_line(d: dict[str, Any]) -> bytes:
@@ -144,46 +142,21 @@ class JsonFormatter:
 
     def __init__(self, node_id: str) -> None:
         self._node = node_id
-        self._shapes: dict[tuple[str, ...], bytes] = {}
+        self._shapes: dict[Shape, bytes] = {}
 
-    def _tail(self, sk: tuple[str, ...]) -> bytes:
-        kid, team, user, project, dialect, endpoint, requested, model, provider, route = sk
-        d = {"node": self._node, "key_id": kid, "team": team, "user": user, "project": project, "dialect": dialect,
-             "endpoint": endpoint, "requested_model": requested[:200], "model": model, "provider": provider,
-             "route": route}
-        tail = b"," + _json_line(d)[1:]  # `,"node":...}\n`
+    def _tail(self, shape: Shape) -> bytes:
+        tail = b"," + _json_line(shape_fields(shape, self._node))[1:]  # `,"node":...}\n`
         if len(self._shapes) >= _CACHE_LIMIT:
             self._shapes.clear()
-        self._shapes[sk] = tail
+        self._shapes[shape] = tail
         return tail
 
     def __call__(self, batch: Sequence[RequestRecord]) -> bytes:
         dumps, shapes, out = orjson.dumps, self._shapes, []
         try:
             for rec in batch:
-                key = rec.key
-                if key is None:
-                    sk: tuple[str, ...] = ("", "", "", "", rec.dialect, rec.endpoint, rec.requested_model, rec.model,
-                                           rec.provider, rec.route_rule)
-                else:
-                    sk = (key.id, key.team_id, key.user_id, key.project_id, rec.dialect, rec.endpoint,
-                          rec.requested_model, rec.model, rec.provider, rec.route_rule)
-                tail = shapes.get(sk) or self._tail(sk)
-                received, done, fb, u, attempts = rec.received_s, rec.done_s, rec.first_byte_s, rec.usage, rec.attempts
-                if len(attempts) == 1:
-                    a = attempts[0]
-                    r_attempts = f"{a.deployment}:{a.status}"
-                else:
-                    r_attempts = ",".join([f"{a.deployment}:{a.status}" for a in attempts])
-                out.append(dumps({
-                    "ts": received, "msg": "access", "request_id": rec.event_id, "status": rec.status,
-                    "error": rec.error_class, "latency_ms": int((done - received) * 1e6) / 1000 if done else 0,
-                    "ttfb_ms": int((fb - received) * 1e6) / 1000 if fb else 0, "attempts": len(attempts),
-                    "route_attempts": r_attempts, "stream": rec.stream, "input_tokens": u.input_tokens,
-                    "output_tokens": u.output_tokens, "cost_usd": rec.cost_pico / 1e12,
-                    "bytes_in": rec.request_bytes, "bytes_out": rec.response_bytes,
-                    "client_disconnected": rec.client_disconnected, "policy_version": rec.policy_version,
-                })[:-1] + tail)
+                shape = shape_of(rec)
+                out.append(dumps(varying_fields(rec))[:-1] + (shapes.get(shape) or self._tail(shape)))
             return b"".join(out)
         except orjson.JSONEncodeError:  # a lone surrogate somewhere: line by line, those through the stdlib
             return b"".join([_json_line(fields(r, self._node)) for r in batch])
