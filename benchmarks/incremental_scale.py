@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from controlplane.budget.runkeys import RunKeySpec
 from controlplane.errors import Conflict
@@ -87,7 +88,7 @@ async def subscribers(target: str, first: int, nodes: int, real: int, base: Path
     from dataplane.snapshot.sync import SnapshotSync
 
     bases = SharedBases()
-    paced = {"ack_interval_s": ack_interval_s} if ack_interval_s else {}
+    paced: dict[str, Any] = {"ack_interval_s": ack_interval_s} if ack_interval_s else {}
     syncs: list[SnapshotSync] = []
     for n in range(first, first + nodes):
         if n - first < real:
@@ -117,12 +118,12 @@ async def subscribers(target: str, first: int, nodes: int, real: int, base: Path
         t = loop.time()
         await asyncio.sleep(0.001)
         lags.append((time.time(), loop.time() - t - 0.001))
-    for t in trackers:
-        t.cancel()
+    for tracker in trackers:
+        tracker.cancel()
     for n, s in enumerate(syncs, start=first):
         await s.stop(compact=n != 1)  # node 1 stops as if it crashed: its delta log stays, replayed at boot
-    for t in tasks:
-        t.cancel()
+    for task in tasks:
+        task.cancel()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seen": [{str(v): ts for v, ts in d.items()} for d in seen], "lags": lags,
                       "deltas": sum(s.deltas_applied for s in syncs), "rejected": sum(s.updates_rejected for s in syncs),
